@@ -1,0 +1,199 @@
+package consent
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/privacy-pipeline/pipeline/internal/purpose"
+)
+
+func rec(j Jurisdiction, gpc bool, states map[purpose.Purpose]State) *Record {
+	r := &Record{Jurisdiction: j, GPC: gpc}
+	for p, s := range states {
+		r.Purposes[p] = PurposeState{State: s, UpdatedMs: 1000}
+	}
+	return r
+}
+
+func TestDecide(t *testing.T) {
+	A, M, T3 := purpose.Analytics, purpose.Marketing, purpose.ThirdPartySharing
+	optIn := []Jurisdiction{GDPR, UKGDPR, PDPA, VNDecree13, Unknown}
+	type tc struct {
+		name     string
+		rec      *Record
+		evJur    Jurisdiction
+		gpc      bool
+		p        purpose.Purpose
+		allowed  bool
+		explicit bool
+		reason   Reason
+	}
+	var cases []tc
+	for _, j := range optIn {
+		cases = append(cases,
+			tc{"granted/" + j.String(), rec(j, false, map[purpose.Purpose]State{A: Granted}), j, false, A, true, true, ReasonGranted},
+			tc{"denied/" + j.String(), rec(j, false, map[purpose.Purpose]State{A: Denied}), j, false, A, false, false, ReasonDenied},
+			tc{"withdrawn/" + j.String(), rec(j, false, map[purpose.Purpose]State{A: Withdrawn}), j, false, A, false, false, ReasonWithdrawn},
+			tc{"no choice/" + j.String(), rec(j, false, nil), j, false, A, false, false, ReasonNoConsent},
+			tc{"unknown subject/" + j.String(), nil, j, false, A, false, false, ReasonUnknownSubject},
+			tc{"gpc with grant, marketing/" + j.String(), rec(j, false, map[purpose.Purpose]State{M: Granted}), j, true, M, false, false, ReasonGPCOptOut},
+			tc{"gpc, analytics granted/" + j.String(), rec(j, false, map[purpose.Purpose]State{A: Granted}), j, true, A, true, true, ReasonGranted},
+		)
+	}
+	cases = append(cases,
+		tc{"ccpa default allows", rec(CCPA, false, nil), CCPA, false, A, true, false, ReasonDefaultAllowed},
+		tc{"ccpa unknown subject allows by default", nil, CCPA, false, A, true, false, ReasonDefaultAllowed},
+		tc{"ccpa opt-out denies", rec(CCPA, false, map[purpose.Purpose]State{T3: Denied}), CCPA, false, T3, false, false, ReasonDenied},
+		tc{"ccpa gpc on event denies marketing", nil, CCPA, true, M, false, false, ReasonGPCOptOut},
+		tc{"ccpa gpc recorded denies sharing", rec(CCPA, true, nil), CCPA, false, T3, false, false, ReasonGPCOptOut},
+		tc{"ccpa gpc leaves analytics", rec(CCPA, true, nil), CCPA, false, A, true, false, ReasonDefaultAllowed},
+		tc{"ccpa grant is explicit", rec(CCPA, false, map[purpose.Purpose]State{A: Granted}), CCPA, false, A, true, true, ReasonGranted},
+		tc{"ccpa withdrawn denies", rec(CCPA, false, map[purpose.Purpose]State{A: Withdrawn}), CCPA, false, A, false, false, ReasonWithdrawn},
+		tc{"recorded gdpr wins over event ccpa", rec(GDPR, false, nil), CCPA, false, A, false, false, ReasonNoConsent},
+		tc{"unknown recorded jurisdiction defers to event", rec(Unknown, false, nil), CCPA, false, A, true, false, ReasonDefaultAllowed},
+		tc{"invalid purpose denies", rec(CCPA, false, nil), CCPA, false, purpose.Purpose(99), false, false, ReasonNoConsent},
+	)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := Decide(c.rec, c.evJur, c.gpc, c.p)
+			if d.Allowed != c.allowed || d.Explicit != c.explicit || d.Reason != c.reason {
+				t.Fatalf("got %+v (reason %s), want allowed=%v explicit=%v reason=%s", d, d.Reason, c.allowed, c.explicit, c.reason)
+			}
+		})
+	}
+}
+
+func TestCorruptLookupDeniesEverything(t *testing.T) {
+	l := Lookup{Found: true, Corrupt: true}
+	for _, p := range purpose.All {
+		if d := l.Decide(CCPA, false, p); d.Allowed || d.Reason != ReasonUnreadable {
+			t.Fatalf("%s: %+v", p, d)
+		}
+	}
+}
+
+func TestApplyKeepsNewest(t *testing.T) {
+	var r Record
+	if !r.Apply(purpose.Analytics, Granted, GDPR, 2000) {
+		t.Fatal("first change not applied")
+	}
+	if r.Apply(purpose.Analytics, Withdrawn, GDPR, 1000) {
+		t.Fatal("older change overwrote newer")
+	}
+	if r.Apply(purpose.Analytics, Withdrawn, GDPR, 2000) {
+		t.Fatal("same-timestamp replay applied")
+	}
+	if !r.Apply(purpose.Analytics, Withdrawn, GDPR, 3000) || r.Purposes[purpose.Analytics].State != Withdrawn || r.Version != 3000 {
+		t.Fatalf("newer change not applied: %+v", r)
+	}
+}
+
+func TestCodecRoundTrip(t *testing.T) {
+	r := rec(VNDecree13, true, map[purpose.Purpose]State{purpose.Analytics: Granted, purpose.Marketing: Withdrawn, purpose.AITraining: Denied})
+	r.Version = 1732356000123
+	enc := string(AppendEncoded(nil, r))
+	var got Record
+	if err := Decode(enc, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got != *r {
+		t.Fatalf("round trip: got %+v want %+v", got, *r)
+	}
+	for _, bad := range []string{"", "2|gdpr|0|1|-:0|-:0|-:0|-:0|-:0", "1|mars|0|1|-:0|-:0|-:0|-:0|-:0", "1|gdpr|0|1|-:0", "1|gdpr|0|1|x:0|-:0|-:0|-:0|-:0", enc + "|extra"} {
+		if err := Decode(bad, &got); err == nil {
+			t.Errorf("Decode(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(string(AppendEncoded(nil, rec(GDPR, false, map[purpose.Purpose]State{purpose.Analytics: Granted}))))
+	f.Add("1|ccpa|1|5|g:1|d:2|w:3|-:0|g:9")
+	f.Add("1||||")
+	f.Fuzz(func(t *testing.T, s string) {
+		var r Record
+		if err := Decode(s, &r); err != nil {
+			return
+		}
+		// Whatever decodes re-encodes to something that decodes identically.
+		var r2 Record
+		if err := Decode(string(AppendEncoded(nil, &r)), &r2); err != nil || r2 != r {
+			t.Fatalf("re-encode mismatch: %v %+v %+v", err, r, r2)
+		}
+	})
+}
+
+type fakeStore struct {
+	calls int
+	data  map[string]Record
+	err   error
+}
+
+func (f *fakeStore) Lookup(_ context.Context, subs []string, out []Lookup) error {
+	f.calls++
+	if f.err != nil {
+		return f.err
+	}
+	for i, s := range subs {
+		r, ok := f.data[s]
+		out[i] = Lookup{Record: r, Found: ok}
+	}
+	return nil
+}
+func (f *fakeStore) Put(_ context.Context, s string, r *Record) error { f.data[s] = *r; return nil }
+
+func TestCacheOneRoundTripAndTTL(t *testing.T) {
+	now := time.Unix(1000, 0)
+	st := &fakeStore{data: map[string]Record{"a": {Version: 1}}}
+	c := NewCache(st, WithTTL(time.Second), WithClock(func() time.Time { return now }))
+	var scratch LookupScratch
+	out := make([]Lookup, 3)
+	s, err := c.Lookup(context.Background(), []string{"a", "b", "c"}, out, &scratch)
+	if err != nil || st.calls != 1 || s.Misses != 3 || !out[0].Found || out[1].Found {
+		t.Fatalf("first lookup: %+v %v calls=%d out=%+v", s, err, st.calls, out)
+	}
+	s, _ = c.Lookup(context.Background(), []string{"a", "b", "c"}, out, &scratch)
+	if st.calls != 1 || s.Hits != 3 {
+		t.Fatalf("second lookup should hit (negative entries too): %+v calls=%d", s, st.calls)
+	}
+	now = now.Add(2 * time.Second)
+	st.data["b"] = Record{Version: 2}
+	s, _ = c.Lookup(context.Background(), []string{"a", "b"}, out, &scratch)
+	if st.calls != 2 || s.Misses != 2 || !out[1].Found {
+		t.Fatalf("expired entries must be refetched: %+v calls=%d", s, st.calls)
+	}
+	c.Invalidate("a")
+	st.data["a"] = Record{Version: 9}
+	c.Lookup(context.Background(), []string{"a"}, out, &scratch)
+	if out[0].Record.Version != 9 {
+		t.Fatal("invalidate did not drop the entry")
+	}
+}
+
+func TestCacheStoreErrorCachesNothing(t *testing.T) {
+	st := &fakeStore{data: map[string]Record{}, err: errors.New("down")}
+	c := NewCache(st)
+	out := make([]Lookup, 1)
+	var scratch LookupScratch
+	if _, err := c.Lookup(context.Background(), []string{"x"}, out, &scratch); err == nil {
+		t.Fatal("error swallowed")
+	}
+	if c.Len() != 0 {
+		t.Fatal("cached an entry without an answer")
+	}
+}
+
+func TestCacheBounded(t *testing.T) {
+	st := &fakeStore{data: map[string]Record{}}
+	c := NewCache(st, WithMaxEntries(160))
+	out := make([]Lookup, 1)
+	var scratch LookupScratch
+	for i := 0; i < 5000; i++ {
+		c.Lookup(context.Background(), []string{string(rune('a'+i%26)) + time.Duration(i).String()}, out, &scratch)
+	}
+	if n := c.Len(); n > 160 {
+		t.Fatalf("cache holds %d entries, bound 160", n)
+	}
+}
