@@ -1,0 +1,407 @@
+// Package eventcodec decodes and validates raw customer events. Records are
+// Avro single-object encoded (marker C3 01, then the CRC-64-AVRO fingerprint
+// of the writer schema), so producers can evolve their schema: every known
+// writer schema is registered by fingerprint, and its fields are mapped onto
+// the classified raw schema (the source of truth). A writer field that the
+// raw schema does not declare is unclassified: it is counted and never
+// reaches a clean topic.
+//
+// Decoding uses goavro; validation enforces SPEC section 6 (subject id,
+// sizes, UTF-8, timestamps). A record that fails gets a Reason, never a
+// panic.
+//
+// It imports schemas and goavro.
+package eventcodec
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/linkedin/goavro/v2"
+
+	"github.com/privacy-pipeline/pipeline/schemas"
+)
+
+// Reason is the outcome of decoding one record; anything but OK sends the
+// record to quarantine with the reason's name in a header.
+type Reason uint8
+
+// Reasons.
+const (
+	OK Reason = iota
+	NotAvro
+	UnknownSchema
+	MalformedAvro
+	MissingSubject
+	MissingEventID
+	Oversized
+	InvalidUTF8
+	TimestampOutOfRange
+	InvalidValue
+	numReasons
+)
+
+var reasonNames = [numReasons]string{"ok", "not_avro", "unknown_schema", "malformed_avro", "missing_subject", "missing_event_id", "oversized", "invalid_utf8", "timestamp_out_of_range", "invalid_value"}
+
+// String returns the reason code used in the quarantine header and metrics.
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "invalid"
+}
+
+// QuarantineReasons lists every failure reason.
+func QuarantineReasons() []Reason {
+	out := make([]Reason, 0, numReasons-1)
+	for r := NotAvro; r < numReasons; r++ {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Value is one decoded leaf value.
+type Value struct {
+	Present bool    // false: null or absent from the writer schema
+	Str     string  // string kinds
+	Num     int64   // boolean (0/1), int, long, date (days), timestamp-millis
+	F       float64 // float, double; latitude for geo
+	F2      float64 // longitude for geo
+}
+
+// Event is one decoded, validated raw event.
+type Event struct {
+	// Values is indexed like the raw schema's Fields.
+	Values []Value
+	// Unclassified counts the non-null writer fields the raw schema does not declare.
+	Unclassified int
+	// Fingerprint identifies the writer schema.
+	Fingerprint uint64
+}
+
+// Limits bound what a valid record may hold.
+type Limits struct {
+	MaxRecordBytes int           // whole record (default 256 KiB)
+	MaxFieldBytes  int           // one string field (default 16 KiB)
+	MaxSubjectLen  int           // subject id (default 256)
+	MaxPast        time.Duration // event_time no older than now-MaxPast (default 400 days)
+	MaxFuture      time.Duration // event_time no later than now+MaxFuture (default 1 h)
+}
+
+// DefaultLimits are the limits used when a field of Limits is zero.
+var DefaultLimits = Limits{MaxRecordBytes: 256 << 10, MaxFieldBytes: 16 << 10, MaxSubjectLen: 256, MaxPast: 400 * 24 * time.Hour, MaxFuture: time.Hour}
+
+// Decoder decodes raw events written with any registered writer schema. It
+// is safe for concurrent use.
+type Decoder struct {
+	raw    *schemas.EventSchema
+	limits Limits
+	now    func() time.Time
+
+	mu      sync.RWMutex
+	writers map[uint64]*writer
+
+	subjectIdx, eventIDIdx, timeIdx int
+}
+
+type writer struct {
+	codec  *goavro.Codec
+	leaves []leaf
+}
+
+type leaf struct {
+	path     []string
+	rawIndex int // -1 when unclassified
+	kind     schemas.Kind
+}
+
+// Option configures a Decoder.
+type Option func(*Decoder)
+
+// WithLimits sets the validation limits (zero fields take defaults).
+func WithLimits(l Limits) Option { return func(d *Decoder) { d.limits = l } }
+
+// WithClock replaces time.Now for timestamp validation, for tests.
+func WithClock(now func() time.Time) Option { return func(d *Decoder) { d.now = now } }
+
+// NewDecoder returns a decoder that knows the raw schema itself as a writer
+// schema.
+func NewDecoder(raw *schemas.EventSchema, rawSchemaJSON []byte, opts ...Option) (*Decoder, error) {
+	d := &Decoder{raw: raw, limits: DefaultLimits, now: time.Now, writers: map[uint64]*writer{}}
+	for _, o := range opts {
+		o(d)
+	}
+	l := &d.limits
+	def := DefaultLimits
+	if l.MaxRecordBytes <= 0 {
+		l.MaxRecordBytes = def.MaxRecordBytes
+	}
+	if l.MaxFieldBytes <= 0 {
+		l.MaxFieldBytes = def.MaxFieldBytes
+	}
+	if l.MaxSubjectLen <= 0 {
+		l.MaxSubjectLen = def.MaxSubjectLen
+	}
+	if l.MaxPast <= 0 {
+		l.MaxPast = def.MaxPast
+	}
+	if l.MaxFuture <= 0 {
+		l.MaxFuture = def.MaxFuture
+	}
+	d.subjectIdx, d.eventIDIdx, d.timeIdx = raw.Index("subject_id"), raw.Index("event_id"), raw.Index("event_time")
+	if d.subjectIdx < 0 || d.eventIDIdx < 0 || d.timeIdx < 0 {
+		return nil, fmt.Errorf("eventcodec: raw schema lacks subject_id, event_id or event_time")
+	}
+	if _, err := d.Register(rawSchemaJSON); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Register adds a writer schema and returns its fingerprint. A writer field
+// that the raw schema declares must have the same kind; the required fields
+// subject_id, event_id, event_time and jurisdiction must be present.
+func (d *Decoder) Register(writerSchemaJSON []byte) (uint64, error) {
+	ws, err := schemas.ParseEventSchema(writerSchemaJSON, schemas.ParseOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("eventcodec: writer schema: %w", err)
+	}
+	codec, err := goavro.NewCodec(string(writerSchemaJSON))
+	if err != nil {
+		return 0, fmt.Errorf("eventcodec: writer schema: %w", err)
+	}
+	w := &writer{codec: codec}
+	seen := map[string]bool{}
+	for _, f := range ws.Fields {
+		idx := d.raw.Index(f.Path)
+		if idx >= 0 {
+			if rf := d.raw.Fields[idx]; rf.Kind != f.Kind {
+				return 0, fmt.Errorf("eventcodec: writer field %s is %s, the raw schema says %s", f.Path, f.Kind, rf.Kind)
+			}
+			seen[f.Path] = true
+		}
+		w.leaves = append(w.leaves, leaf{path: strings.Split(f.Path, "."), rawIndex: idx, kind: f.Kind})
+	}
+	for _, req := range []string{"subject_id", "event_id", "event_time", "jurisdiction"} {
+		if !seen[req] {
+			return 0, fmt.Errorf("eventcodec: writer schema lacks required field %s", req)
+		}
+	}
+	d.mu.Lock()
+	d.writers[codec.Rabin] = w
+	d.mu.Unlock()
+	return codec.Rabin, nil
+}
+
+// Fingerprint returns the single-object fingerprint of a record, if it has the marker.
+func Fingerprint(b []byte) (uint64, bool) {
+	if len(b) < 10 || b[0] != 0xC3 || b[1] != 0x01 {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint64(b[2:10]), true
+}
+
+// Decode decodes and validates one record into ev (whose Values are reused).
+func (d *Decoder) Decode(b []byte, ev *Event) (reason Reason) {
+	n := len(d.raw.Fields)
+	if cap(ev.Values) < n {
+		ev.Values = make([]Value, n)
+	}
+	ev.Values = ev.Values[:n]
+	clear(ev.Values)
+	ev.Unclassified = 0
+	if len(b) > d.limits.MaxRecordBytes {
+		return Oversized
+	}
+	fp, ok := Fingerprint(b)
+	if !ok {
+		return NotAvro
+	}
+	ev.Fingerprint = fp
+	d.mu.RLock()
+	w := d.writers[fp]
+	d.mu.RUnlock()
+	if w == nil {
+		return UnknownSchema
+	}
+	defer func() {
+		if recover() != nil { // defensive: a decoder bug must not crash the processor
+			reason = MalformedAvro
+		}
+	}()
+	native, rest, err := w.codec.NativeFromBinary(b[10:])
+	if err != nil || len(rest) != 0 {
+		return MalformedAvro
+	}
+	top, ok := native.(map[string]any)
+	if !ok {
+		return MalformedAvro
+	}
+	for i := range w.leaves {
+		lf := &w.leaves[i]
+		v, present := lookup(top, lf.path)
+		if !present {
+			continue
+		}
+		if lf.rawIndex < 0 {
+			ev.Unclassified++
+			continue
+		}
+		val, r := d.convert(v, lf.kind)
+		if r != OK {
+			return r
+		}
+		ev.Values[lf.rawIndex] = val
+	}
+	return d.validate(ev)
+}
+
+func (d *Decoder) validate(ev *Event) Reason {
+	sub := ev.Values[d.subjectIdx]
+	if !sub.Present || strings.TrimSpace(sub.Str) == "" {
+		return MissingSubject
+	}
+	if len(sub.Str) > d.limits.MaxSubjectLen {
+		return Oversized
+	}
+	if id := ev.Values[d.eventIDIdx]; !id.Present || id.Str == "" {
+		return MissingEventID
+	}
+	now := d.now()
+	t := ev.Values[d.timeIdx].Num
+	if t < now.Add(-d.limits.MaxPast).UnixMilli() || t > now.Add(d.limits.MaxFuture).UnixMilli() {
+		return TimestampOutOfRange
+	}
+	return OK
+}
+
+// lookup walks a goavro native value along a field path. goavro represents a
+// non-null union value as a one-entry map keyed by the branch type name.
+func lookup(m map[string]any, path []string) (any, bool) {
+	var cur any = m
+	for _, name := range path {
+		rec, ok := unwrap(cur).(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		v, ok := rec[name]
+		if !ok {
+			if len(rec) == 1 { // union-wrapped record
+				for _, inner := range rec {
+					if r2, ok := inner.(map[string]any); ok {
+						v, ok = r2[name]
+						if !ok {
+							return nil, false
+						}
+					}
+				}
+			} else {
+				return nil, false
+			}
+		}
+		cur = v
+	}
+	cur = unwrap(cur)
+	return cur, cur != nil
+}
+
+func unwrap(v any) any {
+	if m, ok := v.(map[string]any); ok && len(m) == 1 {
+		for k, inner := range m {
+			if isBranchName(k) {
+				return inner
+			}
+		}
+	}
+	return v
+}
+
+// isBranchName reports whether a map key names a union branch rather than a
+// record field: primitive and logical names, or dotted full names.
+func isBranchName(k string) bool {
+	switch k {
+	case "string", "boolean", "int", "long", "float", "double", "bytes", "null", "int.date", "long.timestamp-millis":
+		return true
+	}
+	return strings.Contains(k, ".")
+}
+
+func (d *Decoder) convert(v any, kind schemas.Kind) (Value, Reason) {
+	switch kind {
+	case schemas.String:
+		s, ok := v.(string)
+		if !ok {
+			return Value{}, MalformedAvro
+		}
+		if len(s) > d.limits.MaxFieldBytes {
+			return Value{}, Oversized
+		}
+		if !utf8.ValidString(s) {
+			return Value{}, InvalidUTF8
+		}
+		return Value{Present: true, Str: s}, OK
+	case schemas.Boolean:
+		b, ok := v.(bool)
+		if !ok {
+			return Value{}, MalformedAvro
+		}
+		var n int64
+		if b {
+			n = 1
+		}
+		return Value{Present: true, Num: n}, OK
+	case schemas.Int:
+		n, ok := v.(int32)
+		if !ok {
+			return Value{}, MalformedAvro
+		}
+		return Value{Present: true, Num: int64(n)}, OK
+	case schemas.Long:
+		n, ok := v.(int64)
+		if !ok {
+			return Value{}, MalformedAvro
+		}
+		return Value{Present: true, Num: n}, OK
+	case schemas.Float:
+		f, ok := v.(float32)
+		if !ok || math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
+			return Value{}, InvalidValue
+		}
+		return Value{Present: true, F: float64(f)}, OK
+	case schemas.Double:
+		f, ok := v.(float64)
+		if !ok || math.IsNaN(f) || math.IsInf(f, 0) {
+			return Value{}, InvalidValue
+		}
+		return Value{Present: true, F: f}, OK
+	case schemas.Date:
+		t, ok := v.(time.Time)
+		if !ok {
+			return Value{}, MalformedAvro
+		}
+		return Value{Present: true, Num: int64(math.Floor(float64(t.Unix()) / 86400))}, OK
+	case schemas.TimestampMillis:
+		t, ok := v.(time.Time)
+		if !ok {
+			return Value{}, MalformedAvro
+		}
+		return Value{Present: true, Num: t.UnixMilli()}, OK
+	case schemas.Geo:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return Value{}, MalformedAvro
+		}
+		lat, ok1 := m["lat"].(float64)
+		lon, ok2 := m["lon"].(float64)
+		if !ok1 || !ok2 || !(lat >= -90 && lat <= 90) || !(lon >= -180 && lon <= 180) {
+			return Value{}, InvalidValue
+		}
+		return Value{Present: true, F: lat, F2: lon}, OK
+	}
+	return Value{}, MalformedAvro
+}
