@@ -16,11 +16,9 @@ package eventcodec
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/linkedin/goavro/v2"
 
@@ -110,14 +108,8 @@ type Decoder struct {
 }
 
 type writer struct {
-	codec  *goavro.Codec
-	leaves []leaf
-}
-
-type leaf struct {
-	path     []string
-	rawIndex int // -1 when unclassified
-	kind     schemas.Kind
+	codec *goavro.Codec // the reference codec: fingerprint and schema checks
+	root  *node         // the compiled decoder
 }
 
 // Option configures a Decoder.
@@ -175,7 +167,11 @@ func (d *Decoder) Register(writerSchemaJSON []byte) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("eventcodec: writer schema: %w", err)
 	}
-	w := &writer{codec: codec}
+	root, err := compileWriter(d.raw, writerSchemaJSON)
+	if err != nil {
+		return 0, fmt.Errorf("eventcodec: writer schema: %w", err)
+	}
+	w := &writer{codec: codec, root: root}
 	seen := map[string]bool{}
 	for _, f := range ws.Fields {
 		idx := d.raw.Index(f.Path)
@@ -185,7 +181,6 @@ func (d *Decoder) Register(writerSchemaJSON []byte) (uint64, error) {
 			}
 			seen[f.Path] = true
 		}
-		w.leaves = append(w.leaves, leaf{path: strings.Split(f.Path, "."), rawIndex: idx, kind: f.Kind})
 	}
 	for _, req := range []string{"subject_id", "event_id", "event_time", "jurisdiction"} {
 		if !seen[req] {
@@ -207,6 +202,7 @@ func Fingerprint(b []byte) (uint64, bool) {
 }
 
 // Decode decodes and validates one record into ev (whose Values are reused).
+// String values alias b: they are valid only as long as b is unchanged.
 func (d *Decoder) Decode(b []byte, ev *Event) (reason Reason) {
 	n := len(d.raw.Fields)
 	if cap(ev.Values) < n {
@@ -234,29 +230,13 @@ func (d *Decoder) Decode(b []byte, ev *Event) (reason Reason) {
 			reason = MalformedAvro
 		}
 	}()
-	native, rest, err := w.codec.NativeFromBinary(b[10:])
-	if err != nil || len(rest) != 0 {
-		return MalformedAvro
+	r := reader{b: b[10:], d: d, ev: ev, budget: d.limits.MaxRecordBytes}
+	r.decode(w.root)
+	if r.reason != OK {
+		return r.reason
 	}
-	top, ok := native.(map[string]any)
-	if !ok {
-		return MalformedAvro
-	}
-	for i := range w.leaves {
-		lf := &w.leaves[i]
-		v, present := lookup(top, lf.path)
-		if !present {
-			continue
-		}
-		if lf.rawIndex < 0 {
-			ev.Unclassified++
-			continue
-		}
-		val, r := d.convert(v, lf.kind)
-		if r != OK {
-			return r
-		}
-		ev.Values[lf.rawIndex] = val
+	if r.pos != len(r.b) {
+		return MalformedAvro // trailing bytes
 	}
 	return d.validate(ev)
 }
@@ -278,130 +258,4 @@ func (d *Decoder) validate(ev *Event) Reason {
 		return TimestampOutOfRange
 	}
 	return OK
-}
-
-// lookup walks a goavro native value along a field path. goavro represents a
-// non-null union value as a one-entry map keyed by the branch type name.
-func lookup(m map[string]any, path []string) (any, bool) {
-	var cur any = m
-	for _, name := range path {
-		rec, ok := unwrap(cur).(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		v, ok := rec[name]
-		if !ok {
-			if len(rec) == 1 { // union-wrapped record
-				for _, inner := range rec {
-					if r2, ok := inner.(map[string]any); ok {
-						v, ok = r2[name]
-						if !ok {
-							return nil, false
-						}
-					}
-				}
-			} else {
-				return nil, false
-			}
-		}
-		cur = v
-	}
-	cur = unwrap(cur)
-	return cur, cur != nil
-}
-
-func unwrap(v any) any {
-	if m, ok := v.(map[string]any); ok && len(m) == 1 {
-		for k, inner := range m {
-			if isBranchName(k) {
-				return inner
-			}
-		}
-	}
-	return v
-}
-
-// isBranchName reports whether a map key names a union branch rather than a
-// record field: primitive and logical names, or dotted full names.
-func isBranchName(k string) bool {
-	switch k {
-	case "string", "boolean", "int", "long", "float", "double", "bytes", "null", "int.date", "long.timestamp-millis":
-		return true
-	}
-	return strings.Contains(k, ".")
-}
-
-func (d *Decoder) convert(v any, kind schemas.Kind) (Value, Reason) {
-	switch kind {
-	case schemas.String:
-		s, ok := v.(string)
-		if !ok {
-			return Value{}, MalformedAvro
-		}
-		if len(s) > d.limits.MaxFieldBytes {
-			return Value{}, Oversized
-		}
-		if !utf8.ValidString(s) {
-			return Value{}, InvalidUTF8
-		}
-		return Value{Present: true, Str: s}, OK
-	case schemas.Boolean:
-		b, ok := v.(bool)
-		if !ok {
-			return Value{}, MalformedAvro
-		}
-		var n int64
-		if b {
-			n = 1
-		}
-		return Value{Present: true, Num: n}, OK
-	case schemas.Int:
-		n, ok := v.(int32)
-		if !ok {
-			return Value{}, MalformedAvro
-		}
-		return Value{Present: true, Num: int64(n)}, OK
-	case schemas.Long:
-		n, ok := v.(int64)
-		if !ok {
-			return Value{}, MalformedAvro
-		}
-		return Value{Present: true, Num: n}, OK
-	case schemas.Float:
-		f, ok := v.(float32)
-		if !ok || math.IsNaN(float64(f)) || math.IsInf(float64(f), 0) {
-			return Value{}, InvalidValue
-		}
-		return Value{Present: true, F: float64(f)}, OK
-	case schemas.Double:
-		f, ok := v.(float64)
-		if !ok || math.IsNaN(f) || math.IsInf(f, 0) {
-			return Value{}, InvalidValue
-		}
-		return Value{Present: true, F: f}, OK
-	case schemas.Date:
-		t, ok := v.(time.Time)
-		if !ok {
-			return Value{}, MalformedAvro
-		}
-		return Value{Present: true, Num: int64(math.Floor(float64(t.Unix()) / 86400))}, OK
-	case schemas.TimestampMillis:
-		t, ok := v.(time.Time)
-		if !ok {
-			return Value{}, MalformedAvro
-		}
-		return Value{Present: true, Num: t.UnixMilli()}, OK
-	case schemas.Geo:
-		m, ok := v.(map[string]any)
-		if !ok {
-			return Value{}, MalformedAvro
-		}
-		lat, ok1 := m["lat"].(float64)
-		lon, ok2 := m["lon"].(float64)
-		if !ok1 || !ok2 || !(lat >= -90 && lat <= 90) || !(lon >= -180 && lon <= 180) {
-			return Value{}, InvalidValue
-		}
-		return Value{Present: true, F: lat, F2: lon}, OK
-	}
-	return Value{}, MalformedAvro
 }
