@@ -1,0 +1,167 @@
+// Package metrics defines the Prometheus metrics of the pipeline. Metrics
+// are registered on a registry passed in (never the global one), and labels
+// carry only bounded, non-personal values: purposes, reason codes, processor
+// names. Never a subject id, a field value or a key.
+//
+// It imports prometheus/client_golang, purpose, consent and eventcodec (for
+// their label values).
+package metrics
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/eventcodec"
+	"github.com/privacy-pipeline/pipeline/internal/purpose"
+)
+
+const namespace = "pipeline"
+
+// Privacy holds the privacy processor's metrics, with every label
+// combination resolved up front so the hot path never hashes labels.
+type Privacy struct {
+	EventsIn            prometheus.Counter
+	Published           [purpose.Count]prometheus.Counter
+	Denied              [purpose.Count][]prometheus.Counter // indexed by consent.Reason
+	Quarantined         []prometheus.Counter                // indexed by eventcodec.Reason
+	UnclassifiedDropped prometheus.Counter
+	SensitiveDropped    [purpose.Count]prometheus.Counter
+	ConsentCacheHits    prometheus.Counter
+	ConsentCacheMisses  prometheus.Counter
+	ConsentStoreErrors  prometheus.Counter
+	ConsentLookup       prometheus.Histogram
+	BatchSeconds        prometheus.Histogram
+	BatchSize           prometheus.Histogram
+	Paused              prometheus.Gauge
+}
+
+// NewPrivacy creates and registers the privacy processor's metrics.
+func NewPrivacy(reg prometheus.Registerer) *Privacy {
+	m := &Privacy{
+		EventsIn: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "events_in_total",
+			Help: "Raw events read by the privacy processor."}),
+		UnclassifiedDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "unclassified_fields_dropped_total",
+			Help: "Non-null fields of writer schemas that the classified raw schema does not declare; dropped (fail closed)."}),
+		ConsentCacheHits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "consent_cache_hits_total",
+			Help: "Consent lookups answered by the local cache."}),
+		ConsentCacheMisses: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "consent_cache_misses_total",
+			Help: "Consent lookups sent to the consent store."}),
+		ConsentStoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "consent_store_errors_total",
+			Help: "Failed consent store round trips; the processor pauses and retries, it never decides without an answer."}),
+		ConsentLookup: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "consent_store_lookup_seconds",
+			Help: "Latency of one consent store round trip (one per batch).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		BatchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "batch_process_seconds",
+			Help: "Time to process one batch (decode, consent, policy, encode), without producing.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}),
+		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "batch_records",
+			Help: "Input records per processed batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 16)}),
+		Paused: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "consent_paused",
+			Help: "1 while processing is paused because the consent store cannot answer."}),
+	}
+	published := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "published_total",
+		Help: "Clean records published, per purpose."}, []string{"purpose"})
+	denied := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "denied_total",
+		Help: "Events not published for a purpose, per purpose and consent reason."}, []string{"purpose", "reason"})
+	quarantined := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "quarantined_total",
+		Help: "Raw records sent to quarantine, per reason code."}, []string{"reason"})
+	sensitive := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "sensitive_fields_dropped_total",
+		Help: "Sensitive-category fields withheld for lack of explicit consent, per purpose."}, []string{"purpose"})
+	for _, p := range purpose.All {
+		m.Published[p] = published.WithLabelValues(p.String())
+		m.SensitiveDropped[p] = sensitive.WithLabelValues(p.String())
+		m.Denied[p] = make([]prometheus.Counter, consent.ReasonUnreadable+1)
+		for _, r := range consent.DenialReasons() {
+			m.Denied[p][r] = denied.WithLabelValues(p.String(), r.String())
+		}
+	}
+	reasons := eventcodec.QuarantineReasons()
+	m.Quarantined = make([]prometheus.Counter, len(reasons)+1)
+	for _, r := range reasons {
+		m.Quarantined[r] = quarantined.WithLabelValues(r.String())
+	}
+	reg.MustRegister(m.EventsIn, m.UnclassifiedDropped, m.ConsentCacheHits, m.ConsentCacheMisses,
+		m.ConsentStoreErrors, m.ConsentLookup, m.BatchSeconds, m.BatchSize, m.Paused,
+		published, denied, quarantined, sensitive)
+	return m
+}
+
+// Counts is a worker-local tally of one batch, flushed once per batch.
+type Counts struct {
+	EventsIn     int
+	Published    [purpose.Count]int
+	Denied       [purpose.Count][consent.ReasonUnreadable + 1]int
+	Quarantined  [16]int
+	Unclassified int
+	Sensitive    [purpose.Count]int
+}
+
+// Flush adds the tally to the metrics and zeroes it.
+func (m *Privacy) Flush(c *Counts) {
+	m.EventsIn.Add(float64(c.EventsIn))
+	m.UnclassifiedDropped.Add(float64(c.Unclassified))
+	for _, p := range purpose.All {
+		if n := c.Published[p]; n > 0 {
+			m.Published[p].Add(float64(n))
+		}
+		if n := c.Sensitive[p]; n > 0 {
+			m.SensitiveDropped[p].Add(float64(n))
+		}
+		for r, n := range c.Denied[p] {
+			if n > 0 {
+				m.Denied[p][r].Add(float64(n))
+			}
+		}
+	}
+	for r, n := range c.Quarantined {
+		if n > 0 && r < len(m.Quarantined) && m.Quarantined[r] != nil {
+			m.Quarantined[r].Add(float64(n))
+		}
+	}
+	*c = Counts{}
+}
+
+// Snapshot reads every counter of a registry as "name{label=value,...}" ->
+// value, for reports and tests.
+func Snapshot(g prometheus.Gatherer) (map[string]float64, error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return nil, fmt.Errorf("metrics: gather: %w", err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName() + labelString(m.GetLabel())
+			switch {
+			case m.Counter != nil:
+				out[key] = m.Counter.GetValue()
+			case m.Gauge != nil:
+				out[key] = m.Gauge.GetValue()
+			case m.Histogram != nil:
+				out[key+"_count"] = float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return out, nil
+}
+
+func labelString(ls []*dto.LabelPair) string {
+	if len(ls) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(ls))
+	for _, l := range ls {
+		parts = append(parts, l.GetName()+"="+l.GetValue())
+	}
+	sort.Strings(parts)
+	s := "{"
+	for i, p := range parts {
+		if i > 0 {
+			s += ","
+		}
+		s += p
+	}
+	return s + "}"
+}

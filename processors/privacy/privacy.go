@@ -1,0 +1,546 @@
+// Package privacy is the privacy processor: for each raw customer event it
+// decodes and validates the record, looks up the subject's consent (one
+// store round trip per batch), and for every purpose the consent allows
+// applies that purpose's field policy, encodes the clean record and emits it
+// to clean.<purpose>.customer-events keyed by the purpose's pseudonym, with
+// provenance headers (SPEC 3.8). Records that cannot be decoded or validated
+// are emitted to the quarantine topic with a reason code.
+//
+// The data path, top to bottom in Worker.Process:
+//
+//	raw bytes -> decode+validate -> consent lookup -> per purpose: decide ->
+//	apply policy -> encode -> emit
+//
+// It implements processors.Processor and never imports a Kafka client.
+package privacy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/linkedin/goavro/v2"
+
+	"github.com/privacy-pipeline/pipeline/internal/avroenc"
+	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/eventcodec"
+	"github.com/privacy-pipeline/pipeline/internal/fieldaction"
+	"github.com/privacy-pipeline/pipeline/internal/metrics"
+	"github.com/privacy-pipeline/pipeline/internal/policy"
+	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
+	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/redact"
+	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/schemas"
+)
+
+// Name is the processor's name.
+const Name = "privacy"
+
+// Provenance and quarantine header keys.
+const (
+	HeaderPolicyVersion  = "pp-policy-version"
+	HeaderConsentVersion = "pp-consent-version"
+	HeaderConsentBasis   = "pp-consent-basis"
+	HeaderKeyID          = "pp-key-id"
+	HeaderSchema         = "pp-schema"
+	HeaderProcessor      = "pp-processor"
+
+	HeaderQuarantineReason = "pp-quarantine-reason"
+	HeaderSourceTopic      = "pp-source-topic"
+	HeaderSourcePartition  = "pp-source-partition"
+	HeaderSourceOffset     = "pp-source-offset"
+)
+
+// Topics names the output topics.
+type Topics struct {
+	// Clean is the clean topic of each purpose.
+	Clean [purpose.Count]string
+	// Quarantine receives records that could not be decoded or validated.
+	Quarantine string
+}
+
+// DefaultTopics returns the SPEC section 2 topic names.
+func DefaultTopics() Topics {
+	var t Topics
+	for _, p := range purpose.All {
+		t.Clean[p] = "clean." + p.String() + ".customer-events"
+	}
+	t.Quarantine = "quarantine.customer-events"
+	return t
+}
+
+// Config holds the processor's dependencies.
+type Config struct {
+	Raw     *schemas.EventSchema
+	Policy  *policy.Policy
+	Keys    *pseudonym.Keyring
+	Decoder *eventcodec.Decoder
+	Consent *consent.Cache
+	Metrics *metrics.Privacy
+	Topics  Topics
+	Log     *slog.Logger
+	// BackoffMin and BackoffMax bound the retry delay while the consent
+	// store cannot answer (defaults 50ms and 5s).
+	BackoffMin, BackoffMax time.Duration
+}
+
+// Processor is the privacy processor. Create it with New.
+type Processor struct {
+	cfg    Config
+	plans  [purpose.Count]plan
+	paused atomic.Int32
+
+	subjectIdx, jurIdx, gpcIdx, timeIdx int
+	// knownIdx are the string direct identifiers of the raw schema; their
+	// values are scrubbed from free text (contextual redaction).
+	knownIdx []int
+}
+
+// plan is the compiled policy of one purpose.
+type plan struct {
+	purpose     purpose.Purpose
+	topic       string
+	fields      []policy.OutField
+	fingerprint uint64
+	key         pseudonym.Key
+	policyVer   []byte
+	keyID       []byte
+	schemaHdr   []byte
+}
+
+// New compiles the policy into per-purpose plans. It fails when the policy,
+// the keys or the clean schemas are inconsistent.
+func New(cfg Config) (*Processor, error) {
+	if cfg.Raw == nil || cfg.Policy == nil || cfg.Keys == nil || cfg.Decoder == nil || cfg.Consent == nil || cfg.Metrics == nil {
+		return nil, errors.New("privacy: Config needs Raw, Policy, Keys, Decoder, Consent and Metrics")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BackoffMin <= 0 {
+		cfg.BackoffMin = 50 * time.Millisecond
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 5 * time.Second
+	}
+	if cfg.Topics.Quarantine == "" {
+		cfg.Topics = DefaultTopics()
+	}
+	p := &Processor{cfg: cfg,
+		subjectIdx: cfg.Raw.Index("subject_id"), jurIdx: cfg.Raw.Index("jurisdiction"),
+		gpcIdx: cfg.Raw.Index("gpc"), timeIdx: cfg.Raw.Index("event_time")}
+	if p.subjectIdx < 0 || p.jurIdx < 0 || p.timeIdx < 0 {
+		return nil, errors.New("privacy: raw schema lacks subject_id, jurisdiction or event_time")
+	}
+	for i, f := range cfg.Raw.Fields {
+		if f.Classification == schemas.DirectIdentifier && f.Kind == schemas.String {
+			p.knownIdx = append(p.knownIdx, i)
+		}
+	}
+	for _, pur := range purpose.All {
+		fields, err := cfg.Policy.Derive(cfg.Raw, pur)
+		if err != nil {
+			return nil, err
+		}
+		codec, err := goavro.NewCodec(string(policy.CleanSchemaJSON(pur, fields)))
+		if err != nil {
+			return nil, fmt.Errorf("privacy: clean schema of %s: %w", pur, err)
+		}
+		key, ok := cfg.Keys.Active(pur.String())
+		if !ok {
+			return nil, fmt.Errorf("privacy: no active pseudonym key for purpose %s", pur)
+		}
+		p.plans[pur] = plan{
+			purpose: pur, topic: cfg.Topics.Clean[pur], fields: fields, fingerprint: codec.Rabin, key: key,
+			policyVer: []byte(cfg.Policy.Version), keyID: []byte(key.ID),
+			schemaHdr: []byte(policy.CleanRecordName(pur) + "@" + strconv.FormatUint(codec.Rabin, 16)),
+		}
+	}
+	return p, nil
+}
+
+// Name implements processors.Processor.
+func (p *Processor) Name() string { return Name }
+
+// Ready reports whether no worker is paused waiting for the consent store.
+func (p *Processor) Ready() bool { return p.paused.Load() == 0 }
+
+// CleanFingerprint returns the single-object fingerprint of a purpose's clean schema.
+func (p *Processor) CleanFingerprint(pur purpose.Purpose) uint64 { return p.plans[pur].fingerprint }
+
+// NewWorker implements processors.Processor.
+func (p *Processor) NewWorker() processors.Worker {
+	w := &Worker{p: p, subjMap: map[string]int{}}
+	for _, pur := range purpose.All {
+		w.pseud[pur] = pseudonym.New(p.plans[pur].key)
+	}
+	return w
+}
+
+// Worker processes batches; one per goroutine.
+type Worker struct {
+	p        *Processor
+	events   []eventcodec.Event
+	status   []eventcodec.Reason
+	subjOf   []int
+	subjects []string
+	subjMap  map[string]int
+	lookups  []consent.Lookup
+	scratch  consent.LookupScratch
+	pseud    [purpose.Count]*pseudonym.Pseudonymizer
+	val, key []byte
+	tmp      []byte
+	tmp2     []byte
+	counts   metrics.Counts
+}
+
+var errNoDecision = errors.New("privacy: consent store unavailable")
+
+// Process implements processors.Worker.
+func (w *Worker) Process(ctx context.Context, in []processors.Record, out *processors.Batch) error {
+	start := time.Now()
+	p := w.p
+	n := len(in)
+	w.grow(n)
+
+	// 1. Decode and validate; quarantine what fails.
+	clear(w.subjMap)
+	w.subjects = w.subjects[:0]
+	for i := range in {
+		st := p.cfg.Decoder.Decode(in[i].Value, &w.events[i])
+		w.status[i] = st
+		if st != eventcodec.OK {
+			w.quarantine(i, &in[i], st, out)
+			continue
+		}
+		sub := w.events[i].Values[p.subjectIdx].Str
+		k, ok := w.subjMap[sub]
+		if !ok {
+			k = len(w.subjects)
+			w.subjMap[sub] = k
+			w.subjects = append(w.subjects, sub)
+		}
+		w.subjOf[i] = k
+	}
+
+	// 2. Consent: one lookup for the batch; pause (never guess) while the
+	// store cannot answer.
+	if err := w.lookupConsent(ctx); err != nil {
+		w.counts = metrics.Counts{}
+		return err
+	}
+
+	// 3. Per event and purpose: decide, apply policy, encode, emit.
+	for i := range in {
+		if w.status[i] != eventcodec.OK {
+			continue
+		}
+		w.emitClean(i, &w.events[i], &w.lookups[w.subjOf[i]], out)
+	}
+
+	w.counts.EventsIn = n
+	p.cfg.Metrics.Flush(&w.counts)
+	p.cfg.Metrics.BatchSize.Observe(float64(n))
+	p.cfg.Metrics.BatchSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+func (w *Worker) grow(n int) {
+	if cap(w.events) < n {
+		w.events = append(w.events[:cap(w.events)], make([]eventcodec.Event, n-cap(w.events))...)
+		w.status = make([]eventcodec.Reason, n)
+		w.subjOf = make([]int, n)
+	}
+	w.events, w.status, w.subjOf = w.events[:n], w.status[:n], w.subjOf[:n]
+}
+
+func (w *Worker) quarantine(i int, r *processors.Record, reason eventcodec.Reason, out *processors.Batch) {
+	w.tmp = strconv.AppendInt(w.tmp[:0], int64(r.Partition), 10)
+	part := len(w.tmp)
+	w.tmp = strconv.AppendInt(w.tmp, r.Offset, 10)
+	out.Add(i, w.p.cfg.Topics.Quarantine, nil, r.Value,
+		processors.Header{Key: HeaderQuarantineReason, Value: reasonBytes[reason]},
+		processors.Header{Key: HeaderSourceTopic, Value: []byte(r.Topic)},
+		processors.Header{Key: HeaderSourcePartition, Value: w.tmp[:part]},
+		processors.Header{Key: HeaderSourceOffset, Value: w.tmp[part:]},
+		processors.Header{Key: HeaderProcessor, Value: processorName},
+	)
+	w.counts.Quarantined[reason]++
+}
+
+var (
+	processorName = []byte(Name)
+	reasonBytes   = func() [16][]byte {
+		var b [16][]byte
+		for r := eventcodec.OK; int(r) < 16; r++ {
+			b[r] = []byte(r.String())
+		}
+		return b
+	}()
+)
+
+func (w *Worker) lookupConsent(ctx context.Context) error {
+	p := w.p
+	if cap(w.lookups) < len(w.subjects) {
+		w.lookups = make([]consent.Lookup, len(w.subjects))
+	}
+	w.lookups = w.lookups[:len(w.subjects)]
+	if len(w.subjects) == 0 {
+		return nil
+	}
+	backoff := p.cfg.BackoffMin
+	paused := false
+	defer func() {
+		if paused {
+			if p.paused.Add(-1) == 0 {
+				p.cfg.Metrics.Paused.Set(0)
+			}
+		}
+	}()
+	for {
+		st, err := p.cfg.Consent.Lookup(ctx, w.subjects, w.lookups, &w.scratch)
+		p.cfg.Metrics.ConsentCacheHits.Add(float64(st.Hits))
+		p.cfg.Metrics.ConsentCacheMisses.Add(float64(st.Misses))
+		if st.Misses > 0 {
+			p.cfg.Metrics.ConsentLookup.Observe(st.StoreLatency.Seconds())
+		}
+		if err == nil {
+			return nil
+		}
+		p.cfg.Metrics.ConsentStoreErrors.Inc()
+		if !paused {
+			paused = true
+			p.paused.Add(1)
+			p.cfg.Metrics.Paused.Set(1)
+			// The error names the store operation, never a subject.
+			p.cfg.Log.Warn("consent store unavailable; pausing until it answers", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", errNoDecision, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, p.cfg.BackoffMax)
+	}
+}
+
+func (w *Worker) emitClean(i int, ev *eventcodec.Event, lk *consent.Lookup, out *processors.Batch) {
+	p := w.p
+	jur, _ := consent.LookupJurisdiction(ev.Values[p.jurIdx].Str)
+	gpc := p.gpcIdx >= 0 && ev.Values[p.gpcIdx].Num == 1
+	w.counts.Unclassified += ev.Unclassified
+	for pi := range p.plans {
+		pl := &p.plans[pi]
+		d := lk.Decide(jur, gpc, pl.purpose)
+		if !d.Allowed {
+			w.counts.Denied[pl.purpose][d.Reason]++
+			continue
+		}
+		w.encode(pl, ev, d.Explicit)
+		// Provenance: the consent state the decision was made on.
+		w.tmp = w.tmp[:0]
+		if lk.Found {
+			w.tmp = strconv.AppendInt(w.tmp, lk.Record.Version, 10)
+		} else {
+			w.tmp = append(w.tmp, "default:"...)
+			w.tmp = append(w.tmp, d.Jurisdiction.String()...)
+		}
+		out.Add(i, pl.topic, w.key, w.val,
+			processors.Header{Key: HeaderPolicyVersion, Value: pl.policyVer},
+			processors.Header{Key: HeaderConsentVersion, Value: w.tmp},
+			processors.Header{Key: HeaderConsentBasis, Value: basisBytes[d.Reason]},
+			processors.Header{Key: HeaderKeyID, Value: pl.keyID},
+			processors.Header{Key: HeaderSchema, Value: pl.schemaHdr},
+		)
+		w.counts.Published[pl.purpose]++
+	}
+}
+
+var basisBytes = func() map[consent.Reason][]byte {
+	return map[consent.Reason][]byte{
+		consent.ReasonGranted:        []byte(consent.ReasonGranted.String()),
+		consent.ReasonDefaultAllowed: []byte(consent.ReasonDefaultAllowed.String()),
+	}
+}()
+
+// encode writes the clean record of one purpose into w.val and its key
+// (the subject pseudonym) into w.key.
+func (w *Worker) encode(pl *plan, ev *eventcodec.Event, explicit bool) {
+	ps := w.pseud[pl.purpose]
+	eventTime := ev.Values[w.p.timeIdx].Num
+	w.val = avroenc.AppendSingleObjectHeader(w.val[:0], pl.fingerprint)
+	w.key = w.key[:0]
+	for fi := range pl.fields {
+		f := &pl.fields[fi]
+		v := &ev.Values[f.SourceIndex]
+		if !v.Present {
+			w.val = avroenc.AppendNull(w.val)
+			continue
+		}
+		if f.Source.Classification == schemas.Sensitive && !explicit {
+			// Sensitive categories need explicit consent everywhere (SPEC 3.2).
+			w.val = avroenc.AppendNull(w.val)
+			w.counts.Sensitive[pl.purpose]++
+			continue
+		}
+		r := &f.Rule
+		switch r.Action {
+		case policy.Keep:
+			w.val = avroenc.AppendNonNull(w.val)
+			w.val = appendValue(w.val, f.Source.Kind, v)
+		case policy.Pseudonymize:
+			w.tmp = ps.Append(w.tmp[:0], f.Source.Path, v.Str)
+			if f.SourceIndex == w.p.subjectIdx {
+				w.key = append(w.key, w.tmp...)
+			}
+			w.val = appendStringBytes(avroenc.AppendNonNull(w.val), w.tmp)
+		case policy.Mask:
+			switch r.Mask {
+			case policy.MaskEmail:
+				w.tmp = fieldaction.AppendMaskEmail(w.tmp[:0], v.Str)
+			case policy.MaskPhone:
+				w.tmp = fieldaction.AppendMaskPhone(w.tmp[:0], v.Str)
+			case policy.MaskCard:
+				w.tmp = fieldaction.AppendMaskCard(w.tmp[:0], v.Str)
+			default:
+				w.tmp = fieldaction.AppendMaskKeepLast(w.tmp[:0], v.Str, r.Keep)
+			}
+			w.val = appendStringBytes(avroenc.AppendNonNull(w.val), w.tmp)
+		case policy.Redact:
+			w.tmp, _ = redact.AppendRedacted(w.tmp[:0], v.Str)
+			w.scrubKnown(ev)
+			w.val = appendStringBytes(avroenc.AppendNonNull(w.val), w.tmp)
+		case policy.Generalize:
+			w.val = w.generalize(w.val, f, v, eventTime)
+		default: // unreachable after validation; fail closed
+			w.val = avroenc.AppendNull(w.val)
+		}
+	}
+}
+
+func (w *Worker) generalize(dst []byte, f *policy.OutField, v *eventcodec.Value, eventTime int64) []byte {
+	r := &f.Rule
+	ok := true
+	switch r.To {
+	case policy.ToAgeBand:
+		return appendString(avroenc.AppendNonNull(dst), fieldaction.AgeBand(int32(v.Num), eventTime))
+	case policy.ToYear:
+		y := int32(0)
+		if f.Source.Kind == schemas.Date {
+			y = fieldaction.DateToYear(int32(v.Num))
+		} else {
+			y = int32(time.UnixMilli(v.Num).UTC().Year())
+		}
+		return avroenc.AppendInt(avroenc.AppendNonNull(dst), y)
+	case policy.ToMonth:
+		days := int32(v.Num)
+		if f.Source.Kind == schemas.TimestampMillis {
+			days = int32(floorDiv(v.Num, 86_400_000))
+		}
+		w.tmp = fieldaction.AppendDateToMonth(w.tmp[:0], days)
+	case policy.ToDay:
+		return avroenc.AppendLong(avroenc.AppendNonNull(dst), fieldaction.TimestampToDay(v.Num))
+	case policy.ToHour:
+		return avroenc.AppendLong(avroenc.AppendNonNull(dst), fieldaction.TimestampToHour(v.Num))
+	case policy.ToPrefix:
+		w.tmp = fieldaction.AppendPostalPrefix(w.tmp[:0], v.Str, r.Length)
+	case policy.ToGeoCell:
+		w.tmp, ok = fieldaction.AppendGeoCell(w.tmp[:0], v.F, v.F2, r.Precision)
+	case policy.ToIPPrefix:
+		w.tmp, ok = fieldaction.AppendIPPrefix(w.tmp[:0], v.Str)
+	default:
+		ok = false
+	}
+	if !ok { // not generalisable (e.g. an invalid IP): withhold rather than leak
+		return avroenc.AppendNull(dst)
+	}
+	return appendStringBytes(avroenc.AppendNonNull(dst), w.tmp)
+}
+
+// redactedToken replaces the event's own identifiers found in free text.
+const redactedToken = "[REDACTED]"
+
+// scrubKnown removes from w.tmp (redacted free text) every occurrence of the
+// event's own direct identifiers, and of each word of at least 3 bytes of
+// them (a message that says "I'm Jane" next to name "Jane Doe"). Pattern
+// detectors cannot find names; the event itself tells us what to look for.
+func (w *Worker) scrubKnown(ev *eventcodec.Event) {
+	for _, idx := range w.p.knownIdx {
+		v := &ev.Values[idx]
+		if !v.Present {
+			continue
+		}
+		w.replaceAll(v.Str)
+		rest := v.Str
+		for rest != "" { // words, without allocating
+			i := strings.IndexAny(rest, " \t-.,@")
+			word := rest
+			if i >= 0 {
+				word, rest = rest[:i], rest[i+1:]
+			} else {
+				rest = ""
+			}
+			if word != v.Str {
+				w.replaceAll(word)
+			}
+		}
+	}
+}
+
+func (w *Worker) replaceAll(s string) {
+	if len(s) < 3 || len(w.tmp) < len(s) {
+		return
+	}
+	text := unsafe.String(unsafe.SliceData(w.tmp), len(w.tmp))
+	i := strings.Index(text, s)
+	if i < 0 {
+		return
+	}
+	w.tmp2 = w.tmp2[:0]
+	for i >= 0 {
+		w.tmp2 = append(w.tmp2, text[:i]...)
+		w.tmp2 = append(w.tmp2, redactedToken...)
+		text = text[i+len(s):]
+		i = strings.Index(text, s)
+	}
+	w.tmp2 = append(w.tmp2, text...)
+	w.tmp, w.tmp2 = w.tmp2, w.tmp
+}
+
+func appendValue(dst []byte, k schemas.Kind, v *eventcodec.Value) []byte {
+	switch k {
+	case schemas.String:
+		return appendString(dst, v.Str)
+	case schemas.Boolean:
+		return avroenc.AppendBool(dst, v.Num == 1)
+	case schemas.Int, schemas.Date:
+		return avroenc.AppendInt(dst, int32(v.Num))
+	case schemas.Long, schemas.TimestampMillis:
+		return avroenc.AppendLong(dst, v.Num)
+	case schemas.Float:
+		return avroenc.AppendFloat(dst, float32(v.F))
+	case schemas.Double:
+		return avroenc.AppendDouble(dst, v.F)
+	case schemas.Geo:
+		return avroenc.AppendDouble(avroenc.AppendDouble(dst, v.F), v.F2)
+	}
+	panic("privacy: unsupported kind " + k.String()) // excluded by policy validation
+}
+
+func appendString(dst []byte, s string) []byte      { return avroenc.AppendString(dst, s) }
+func appendStringBytes(dst []byte, b []byte) []byte { return avroenc.AppendBytes(dst, b) }
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}

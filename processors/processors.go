@@ -1,0 +1,128 @@
+// Package processors defines the tiny interface every stream processor
+// implements, and the Kafka-independent record types it works on. Processors
+// never import a Kafka client: the runner (internal/runner) moves records
+// between Kafka and a processor, so a processor is a pure batch function that
+// is easy to test and to reason about.
+//
+// This package imports only the standard library.
+package processors
+
+import (
+	"context"
+	"time"
+)
+
+// Header is a record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Record is one input record. Its byte slices belong to the runner and are
+// valid only during Process.
+type Record struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   []Header
+	Timestamp time.Time
+}
+
+// Output is one record to publish.
+type Output struct {
+	Topic   string
+	Key     []byte
+	Value   []byte
+	Headers []Header
+	// Input is the index, in the processed batch, of the input it came from.
+	Input int
+}
+
+// Processor is a named factory of workers.
+type Processor interface {
+	// Name identifies the processor (consumer group suffix, metrics, audit).
+	Name() string
+	// NewWorker returns a worker with its own reusable state. The runner
+	// makes one per goroutine; a worker is never used concurrently.
+	NewWorker() Worker
+}
+
+// Worker turns a batch of input records into outputs. Every input must end
+// as outputs, a counted denial, or a quarantine output: nothing is lost
+// silently. An error means the whole batch was not processed (for example
+// the context ended while waiting for a dependency) and must be retried.
+type Worker interface {
+	Process(ctx context.Context, in []Record, out *Batch) error
+}
+
+// Batch collects the outputs of one processed batch. Keys, values and
+// header values added to it are copied into an arena owned by the batch and
+// stay valid until Reset, so the runner can hand them to a producer without
+// copying again.
+type Batch struct {
+	Outputs []Output
+	chunks  [][]byte
+	cur     int
+	headers []Header
+}
+
+const chunkSize = 256 << 10
+
+// Reset empties the batch, keeping its memory for reuse. Byte slices
+// previously returned by it become invalid.
+func (b *Batch) Reset() {
+	clear(b.Outputs) // drop references so a reused batch holds no old data
+	b.Outputs = b.Outputs[:0]
+	for i := range b.chunks {
+		b.chunks[i] = b.chunks[i][:0]
+	}
+	b.cur = 0
+	b.headers = b.headers[:0]
+}
+
+// Copy copies p into the batch's arena and returns the copy.
+func (b *Batch) Copy(p []byte) []byte {
+	if p == nil {
+		return nil
+	}
+	dst := b.alloc(len(p))
+	copy(dst, p)
+	return dst
+}
+
+func (b *Batch) alloc(n int) []byte {
+	for {
+		if b.cur == len(b.chunks) {
+			size := chunkSize
+			if n > size {
+				size = n
+			}
+			b.chunks = append(b.chunks, make([]byte, 0, size))
+		}
+		c := b.chunks[b.cur]
+		if cap(c)-len(c) >= n {
+			start := len(c)
+			b.chunks[b.cur] = c[:start+n]
+			return c[start : start+n : start+n]
+		}
+		b.cur++
+	}
+}
+
+// Add appends an output, copying key, value and header values into the
+// arena. Header keys are expected to be constants and are not copied.
+func (b *Batch) Add(input int, topic string, key, value []byte, headers ...Header) {
+	start := len(b.headers)
+	for _, h := range headers {
+		b.headers = append(b.headers, Header{Key: h.Key, Value: b.Copy(h.Value)})
+	}
+	b.Outputs = append(b.Outputs, Output{
+		Topic: topic, Key: b.Copy(key), Value: b.Copy(value),
+		Headers: b.headers[start:len(b.headers):len(b.headers)], Input: input,
+	})
+}
+
+// Len returns the number of outputs.
+func (b *Batch) Len() int { return len(b.Outputs) }
