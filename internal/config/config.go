@@ -1,0 +1,90 @@
+// Package config reads the pipeline's configuration from PIPELINE_*
+// environment variables (caarlos0/env). Every variable is documented in the
+// README with its default. Secrets (the pseudonym keys, the Redis password)
+// are read from files or the environment and never printed: Config has no
+// String method that would show them, and Redacted returns a printable copy.
+//
+// It imports caarlos0/env and purpose.
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+
+	"github.com/privacy-pipeline/pipeline/internal/purpose"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	KafkaBrokers []string `env:"KAFKA_BROKERS" envDefault:"localhost:9092" envSeparator:","`
+	RedisAddr    string   `env:"REDIS_ADDR" envDefault:"localhost:6379"`
+	// RedisPassword is secret; prefer RedisPasswordFile.
+	RedisPassword     string `env:"REDIS_PASSWORD"`
+	RedisPasswordFile string `env:"REDIS_PASSWORD_FILE"`
+
+	RawTopic           string `env:"RAW_TOPIC" envDefault:"raw.customer-events"`
+	CleanTopicTemplate string `env:"CLEAN_TOPIC_TEMPLATE" envDefault:"clean.{purpose}.customer-events"`
+	QuarantineTopic    string `env:"QUARANTINE_TOPIC" envDefault:"quarantine.customer-events"`
+	GroupID            string `env:"GROUP_ID" envDefault:"privacy-pipeline-privacy"`
+	Workers            int    `env:"WORKERS" envDefault:"0"`
+	MaxPollRecords     int    `env:"MAX_POLL_RECORDS" envDefault:"5000"`
+	HTTPAddr           string `env:"HTTP_ADDR" envDefault:":9464"`
+	LogLevel           string `env:"LOG_LEVEL" envDefault:"info"`
+
+	// PseudonymKeysFile is a JSON keyring (see README); PseudonymKeys holds
+	// the same JSON inline. One of them is required by 'pipeline run'.
+	PseudonymKeysFile string `env:"PSEUDONYM_KEYS_FILE"`
+	PseudonymKeys     string `env:"PSEUDONYM_KEYS"`
+
+	PolicyFile       string        `env:"POLICY_FILE"`
+	WriterSchemasDir string        `env:"WRITER_SCHEMAS_DIR"`
+	ConsentCacheTTL  time.Duration `env:"CONSENT_CACHE_TTL" envDefault:"250ms"`
+	ConsentCacheSize int           `env:"CONSENT_CACHE_SIZE" envDefault:"100000"`
+	ConsentKeyPrefix string        `env:"CONSENT_KEY_PREFIX" envDefault:"pp:consent:"`
+	MaxRecordBytes   int           `env:"MAX_RECORD_BYTES" envDefault:"262144"`
+	MaxFieldBytes    int           `env:"MAX_FIELD_BYTES" envDefault:"16384"`
+	MaxEventAge      time.Duration `env:"MAX_EVENT_AGE" envDefault:"9600h"`
+	MaxEventFuture   time.Duration `env:"MAX_EVENT_FUTURE" envDefault:"1h"`
+}
+
+// Load reads the environment.
+func Load() (Config, error) {
+	var c Config
+	if err := env.ParseWithOptions(&c, env.Options{Prefix: "PIPELINE_"}); err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	return c, c.Validate()
+}
+
+// Validate checks values that env parsing cannot.
+func (c Config) Validate() error {
+	if !strings.Contains(c.CleanTopicTemplate, "{purpose}") {
+		return fmt.Errorf("config: PIPELINE_CLEAN_TOPIC_TEMPLATE must contain {purpose}")
+	}
+	if c.ConsentCacheTTL <= 0 || c.ConsentCacheSize <= 0 {
+		return fmt.Errorf("config: PIPELINE_CONSENT_CACHE_TTL and PIPELINE_CONSENT_CACHE_SIZE must be positive")
+	}
+	if c.RedisPassword != "" && c.RedisPasswordFile != "" {
+		return fmt.Errorf("config: set PIPELINE_REDIS_PASSWORD or PIPELINE_REDIS_PASSWORD_FILE, not both")
+	}
+	return nil
+}
+
+// CleanTopic returns the clean topic of a purpose.
+func (c Config) CleanTopic(p purpose.Purpose) string {
+	return strings.ReplaceAll(c.CleanTopicTemplate, "{purpose}", p.String())
+}
+
+// Redacted returns a copy safe to print: secrets are replaced.
+func (c Config) Redacted() Config {
+	if c.RedisPassword != "" {
+		c.RedisPassword = "[redacted]"
+	}
+	if c.PseudonymKeys != "" {
+		c.PseudonymKeys = "[redacted]"
+	}
+	return c
+}

@@ -1,0 +1,262 @@
+// Package topology declares, once, the topics of SPEC section 2 and the
+// processors that read and write them, as a value that can be validated,
+// printed (a table and a Mermaid graph) and applied to a cluster with kadm.
+//
+// It imports purpose and franz-go's kadm/kgo (for Apply).
+package topology
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/privacy-pipeline/pipeline/internal/purpose"
+)
+
+// Topic is one declared topic.
+type Topic struct {
+	Name        string
+	Partitions  int32
+	Replication int16
+	// Configs are topic configs (retention.ms, cleanup.policy, ...).
+	Configs map[string]string
+	// Key says what the record key is.
+	Key string
+	// Holds says what the topic holds.
+	Holds string
+	// Restricted topics are not for analytics consumers (raw, quarantine).
+	Restricted bool
+}
+
+// Processor is one stream processor and its topics.
+type Processor struct {
+	Name    string
+	Group   string
+	Inputs  []string
+	Outputs []string
+	// Stores are external state the processor reads or writes (e.g. Redis).
+	Stores []string
+	Doc    string
+}
+
+// Topology is the declared graph.
+type Topology struct {
+	Topics     []Topic
+	Processors []Processor
+}
+
+// Names of the topics, configurable.
+type Names struct {
+	Raw, Consent, Requests, Erasures, Audit, Quarantine string
+	// CleanTemplate contains {purpose}.
+	CleanTemplate string
+}
+
+// DefaultNames are the SPEC section 2 names.
+func DefaultNames() Names {
+	return Names{
+		Raw: "raw.customer-events", Consent: "privacy.consent", Requests: "privacy.requests",
+		Erasures: "privacy.erasures", Audit: "privacy.audit", Quarantine: "quarantine.customer-events",
+		CleanTemplate: "clean.{purpose}.customer-events",
+	}
+}
+
+// Clean returns the clean topic of a purpose.
+func (n Names) Clean(p purpose.Purpose) string {
+	return strings.ReplaceAll(n.CleanTemplate, "{purpose}", p.String())
+}
+
+// Options size the topics.
+type Options struct {
+	// Partitions of the raw and clean topics: the maximum parallelism of the
+	// privacy processor (default 12).
+	Partitions int32
+	// Replication factor of every topic (default 3; 1 for a single broker).
+	Replication int16
+	// RawRetention keeps raw events short (data minimisation; default 24h).
+	RawRetention time.Duration
+	// CleanRetention is the clean topics' retention (default 30 days; each
+	// purpose's policy retention_days is enforced downstream).
+	CleanRetention time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Partitions <= 0 {
+		o.Partitions = 12
+	}
+	if o.Replication <= 0 {
+		o.Replication = 3
+	}
+	if o.RawRetention <= 0 {
+		o.RawRetention = 24 * time.Hour
+	}
+	if o.CleanRetention <= 0 {
+		o.CleanRetention = 30 * 24 * time.Hour
+	}
+}
+
+func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+
+// Default returns the product's topology.
+func Default(n Names, o Options) Topology {
+	o.defaults()
+	minISR := "1"
+	if o.Replication >= 3 {
+		minISR = "2"
+	}
+	t := Topology{}
+	add := func(tp Topic) {
+		tp.Replication = o.Replication
+		if tp.Configs == nil {
+			tp.Configs = map[string]string{}
+		}
+		tp.Configs["min.insync.replicas"] = minISR
+		t.Topics = append(t.Topics, tp)
+	}
+	add(Topic{Name: n.Raw, Partitions: o.Partitions, Key: "subject id", Restricted: true,
+		Holds:   "raw events from producers (Avro single-object, raw schema); only the pipeline reads it",
+		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.RawRetention)}})
+	add(Topic{Name: n.Consent, Partitions: o.Partitions, Key: "subject id", Restricted: true,
+		Holds:   "consent changes, the source of truth; Redis is a cache of it",
+		Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}})
+	add(Topic{Name: n.Requests, Partitions: o.Partitions, Key: "subject id", Restricted: true,
+		Holds:   "data-subject requests: access, erasure, portability",
+		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(30 * 24 * time.Hour)}})
+	add(Topic{Name: n.Erasures, Partitions: o.Partitions, Key: "pseudonym",
+		Holds:   "erasure notices for downstream stores",
+		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(365 * 24 * time.Hour)}})
+	add(Topic{Name: n.Audit, Partitions: 1, Key: "processor",
+		Holds:   "decision summaries, never PII",
+		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(400 * 24 * time.Hour)}})
+	cleans := make([]string, 0, purpose.Count)
+	for _, p := range purpose.All {
+		add(Topic{Name: n.Clean(p), Partitions: o.Partitions, Key: "pseudonym (per-purpose key), never the raw id",
+			Holds:   "clean events for purpose " + p.String() + " (Avro, derived schema schemas/clean/" + p.String() + ".customer-events.avsc)",
+			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
+		cleans = append(cleans, n.Clean(p))
+	}
+	add(Topic{Name: n.Quarantine, Partitions: 1, Key: "none", Restricted: true,
+		Holds:   "records that could not be decoded or validated; reason code in header pp-quarantine-reason",
+		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(14 * 24 * time.Hour)}})
+	t.Processors = []Processor{{
+		Name: "privacy", Group: "privacy-pipeline-privacy",
+		Inputs: []string{n.Raw}, Outputs: append(cleans, n.Quarantine), Stores: []string{"redis consent cache"},
+		Doc: "decode, consent join, field policy per purpose, encode, publish",
+	}}
+	return t
+}
+
+// Topic returns the declared topic with that name.
+func (t Topology) Topic(name string) (Topic, bool) {
+	for _, tp := range t.Topics {
+		if tp.Name == name {
+			return tp, true
+		}
+	}
+	return Topic{}, false
+}
+
+// Validate checks that names are unique and non-empty, sizes are positive,
+// and every processor reads and writes only declared topics.
+func (t Topology) Validate() error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, tp := range t.Topics {
+		switch {
+		case tp.Name == "" || strings.ContainsAny(tp.Name, " /\\") || len(tp.Name) > 249:
+			errs = append(errs, fmt.Errorf("topology: invalid topic name %q", tp.Name))
+		case seen[tp.Name]:
+			errs = append(errs, fmt.Errorf("topology: topic %s declared twice", tp.Name))
+		}
+		seen[tp.Name] = true
+		if tp.Partitions <= 0 || tp.Replication <= 0 {
+			errs = append(errs, fmt.Errorf("topology: topic %s needs positive partitions and replication", tp.Name))
+		}
+	}
+	procs := map[string]bool{}
+	for _, p := range t.Processors {
+		if p.Name == "" || procs[p.Name] {
+			errs = append(errs, fmt.Errorf("topology: processor name %q empty or repeated", p.Name))
+		}
+		procs[p.Name] = true
+		for _, in := range p.Inputs {
+			if !seen[in] {
+				errs = append(errs, fmt.Errorf("topology: processor %s reads undeclared topic %s", p.Name, in))
+			}
+		}
+		for _, out := range p.Outputs {
+			if !seen[out] {
+				errs = append(errs, fmt.Errorf("topology: processor %s writes undeclared topic %s", p.Name, out))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Table renders the topics and processors as aligned text.
+func (t Topology) Table() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-36s %5s %3s  %-10s %-11s %s\n", "TOPIC", "PARTS", "RF", "CLEANUP", "RETENTION", "KEY / HOLDS")
+	for _, tp := range t.Topics {
+		ret := "-"
+		if v, ok := tp.Configs["retention.ms"]; ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				ret = (time.Duration(n) * time.Millisecond).String()
+			}
+		}
+		r := ""
+		if tp.Restricted {
+			r = " [restricted]"
+		}
+		fmt.Fprintf(&b, "%-36s %5d %3d  %-10s %-11s %s: %s%s\n", tp.Name, tp.Partitions, tp.Replication, tp.Configs["cleanup.policy"], ret, tp.Key, tp.Holds, r)
+	}
+	fmt.Fprintf(&b, "\n%-14s %-28s %s\n", "PROCESSOR", "GROUP", "READS -> WRITES")
+	for _, p := range t.Processors {
+		fmt.Fprintf(&b, "%-14s %-28s %s -> %s\n", p.Name, p.Group, strings.Join(p.Inputs, ","), strings.Join(p.Outputs, ","))
+	}
+	return b.String()
+}
+
+// Mermaid renders the graph as a Mermaid flowchart.
+func (t Topology) Mermaid() string {
+	id := func(s string) string {
+		return strings.NewReplacer(".", "_", "-", "_", "{", "", "}", "").Replace(s)
+	}
+	var b strings.Builder
+	b.WriteString("flowchart LR\n")
+	used := map[string]bool{}
+	for _, p := range t.Processors {
+		for _, in := range p.Inputs {
+			used[in] = true
+		}
+		for _, out := range p.Outputs {
+			used[out] = true
+		}
+	}
+	names := make([]string, 0, len(t.Topics))
+	for _, tp := range t.Topics {
+		names = append(names, tp.Name)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if used[n] {
+			fmt.Fprintf(&b, "  %s[(%s)]\n", id(n), n)
+		}
+	}
+	for _, p := range t.Processors {
+		fmt.Fprintf(&b, "  %s{{%s}}\n", id("proc_"+p.Name), p.Name)
+		for _, s := range p.Stores {
+			fmt.Fprintf(&b, "  %s[/%s/] -.-> %s\n", id("store_"+strings.ReplaceAll(s, " ", "_")), s, id("proc_"+p.Name))
+		}
+		for _, in := range p.Inputs {
+			fmt.Fprintf(&b, "  %s --> %s\n", id(in), id("proc_"+p.Name))
+		}
+		for _, out := range p.Outputs {
+			fmt.Fprintf(&b, "  %s --> %s\n", id("proc_"+p.Name), id(out))
+		}
+	}
+	return b.String()
+}
