@@ -1,0 +1,99 @@
+// Command pipeline runs the privacy pipeline.
+//
+//	pipeline demo [--events N] [--subjects N] [--json]   zero-setup demo (in-process Kafka and Redis)
+//	pipeline run privacy                                  the privacy processor (PIPELINE_* env)
+//	pipeline topology describe|apply [--mermaid]          the declared topics and processors
+//	pipeline schemas generate|check [--dir schemas]       derived clean schemas
+//	pipeline policy validate [--file F]                   check a policy file
+//
+// Configuration comes from PIPELINE_* environment variables (README).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var u usageError
+		if errors.As(err, &u) {
+			fmt.Fprintln(os.Stderr, "pipeline:", err)
+			fmt.Fprint(os.Stderr, usage)
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "pipeline:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  pipeline demo [--events N] [--subjects N] [--json]
+  pipeline run privacy
+  pipeline topology describe [--mermaid] | apply [--partitions N] [--replication N]
+  pipeline schemas generate|check [--dir DIR]
+  pipeline policy validate [--file FILE]
+`
+
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"no command"}
+	}
+	switch args[0] {
+	case "demo":
+		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "run":
+		if len(args) < 2 || args[1] != "privacy" {
+			return usageError{"run needs a processor: privacy"}
+		}
+		return cmdRunPrivacy(ctx, stderr)
+	case "topology":
+		return cmdTopology(ctx, args[1:], stdout)
+	case "schemas":
+		return cmdSchemas(args[1:], stdout)
+	case "policy":
+		return cmdPolicy(args[1:], stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}

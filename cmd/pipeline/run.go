@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/privacy-pipeline/pipeline/internal/config"
+	"github.com/privacy-pipeline/pipeline/internal/opsserver"
+	"github.com/privacy-pipeline/pipeline/internal/runner"
+	"github.com/privacy-pipeline/pipeline/internal/wiring"
+)
+
+func cmdRunPrivacy(ctx context.Context, stderr io.Writer) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	ropts, err := wiring.RedisOptions(cfg)
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(ropts)
+	defer rdb.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pp, err := wiring.BuildPrivacy(cfg, wiring.Deps{Redis: rdb, Registry: reg, Log: log})
+	if err != nil {
+		return err
+	}
+	rn, err := runner.New(runner.Config{Brokers: cfg.KafkaBrokers, Group: cfg.GroupID, Input: cfg.RawTopic,
+		Workers: cfg.Workers, MaxPollRecords: cfg.MaxPollRecords, Log: log}, pp.Processor)
+	if err != nil {
+		return err
+	}
+	ready := func() bool { return rn.Running() && pp.Processor.Ready() }
+	errc := make(chan error, 2)
+	go func() { errc <- opsserver.Serve(ctx, cfg.HTTPAddr, opsserver.Handler(reg, ready), nil) }()
+	go func() { errc <- rn.Run(ctx) }()
+	log.Info("privacy processor started", "brokers", cfg.KafkaBrokers, "group", cfg.GroupID,
+		"input", cfg.RawTopic, "http", cfg.HTTPAddr, "policy_version", pp.Policy.Version)
+	err = <-errc
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("run privacy: %w", err)
+	}
+	<-ctx.Done()
+	log.Info("privacy processor stopped")
+	return nil
+}

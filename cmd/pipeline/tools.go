@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/privacy-pipeline/pipeline/internal/config"
+	"github.com/privacy-pipeline/pipeline/internal/policy"
+	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/wiring"
+	"github.com/privacy-pipeline/pipeline/schemas"
+	"github.com/privacy-pipeline/pipeline/topology"
+)
+
+func declared(cfg config.Config, partitions, replication int) topology.Topology {
+	n := topology.DefaultNames()
+	n.Raw, n.Quarantine, n.CleanTemplate = cfg.RawTopic, cfg.QuarantineTopic, cfg.CleanTopicTemplate
+	return topology.Default(n, topology.Options{Partitions: int32(partitions), Replication: int16(replication)})
+}
+
+func cmdTopology(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"topology needs describe or apply"}
+	}
+	fs := newFlags("topology")
+	mermaid := fs.Bool("mermaid", false, "print only the Mermaid graph")
+	partitions := fs.Int("partitions", 12, "partitions of the raw, consent and clean topics")
+	replication := fs.Int("replication", 3, "replication factor (1 for a single broker)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err.Error()}
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	t := declared(cfg, *partitions, *replication)
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	switch args[0] {
+	case "describe":
+		if *mermaid {
+			fmt.Fprint(stdout, t.Mermaid())
+			return nil
+		}
+		fmt.Fprint(stdout, t.Table())
+		fmt.Fprintf(stdout, "\n```mermaid\n%s```\n", t.Mermaid())
+		return nil
+	case "apply":
+		cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...))
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		rep, err := topology.Apply(ctx, kadm.NewClient(cl), t)
+		if err != nil {
+			return err
+		}
+		fmt.Fprint(stdout, rep.String())
+		if len(rep.Drift) > 0 {
+			return fmt.Errorf("topology: %d differences could not be fixed", len(rep.Drift))
+		}
+		return nil
+	}
+	return usageError{"topology needs describe or apply"}
+}
+
+func cmdSchemas(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"schemas needs generate or check"}
+	}
+	fs := newFlags("schemas")
+	dir := fs.String("dir", "schemas", "the schemas directory of the repository")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err.Error()}
+	}
+	raw, pol, err := wiring.LoadPolicy(config.Config{PolicyFile: filepath.Join(*dir, "policy.json")})
+	if err != nil {
+		return err
+	}
+	var stale []string
+	for _, p := range purpose.All {
+		fields, err := pol.Derive(raw, p)
+		if err != nil {
+			return err
+		}
+		want := policy.CleanSchemaJSON(p, fields)
+		path := filepath.Join(*dir, schemas.CleanSchemaFile(p.String()))
+		switch args[0] {
+		case "generate":
+			if err := os.WriteFile(path, want, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "wrote %s (%d fields)\n", path, len(fields))
+		case "check":
+			got, err := os.ReadFile(path)
+			if err != nil || !bytes.Equal(got, want) {
+				stale = append(stale, path)
+			}
+		default:
+			return usageError{"schemas needs generate or check"}
+		}
+	}
+	if len(stale) > 0 {
+		return fmt.Errorf("stale derived schemas %v: run 'pipeline schemas generate'", stale)
+	}
+	if args[0] == "check" {
+		fmt.Fprintln(stdout, "derived clean schemas are up to date")
+	}
+	return nil
+}
+
+func cmdPolicy(args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "validate" {
+		return usageError{"policy needs validate"}
+	}
+	fs := newFlags("policy")
+	file := fs.String("file", "", "policy file (default: the checked-in schemas/policy.json)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err.Error()}
+	}
+	_, pol, err := wiring.LoadPolicy(config.Config{PolicyFile: *file})
+	if err != nil {
+		return errors.New("invalid policy:\n" + err.Error())
+	}
+	fmt.Fprintf(stdout, "policy %s is valid for %d purposes\n", pol.Version, len(pol.Purposes))
+	return nil
+}
