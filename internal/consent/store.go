@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -249,7 +250,7 @@ func (c *Cache) put(sub string, e cacheEntry) {
 			break
 		}
 	}
-	sh.m[sub] = e
+	sh.m[strings.Clone(sub)] = e // callers' strings may alias record buffers
 	sh.mu.Unlock()
 }
 
