@@ -40,6 +40,11 @@ type Config struct {
 	Log *slog.Logger
 	// ExtraOpts are appended to the kgo options (tests, tuning).
 	ExtraOpts []kgo.Opt
+	// StopGrace bounds how long, after ctx ends, the in-flight batch may
+	// take to finish producing and committing (default 15s). A batch still
+	// waiting for a consent decision is abandoned at once instead: nothing
+	// of it was produced, and it is re-read after restart.
+	StopGrace time.Duration
 }
 
 // Runner runs one processor against Kafka.
@@ -67,6 +72,9 @@ func New(cfg Config, proc processors.Processor) (*Runner, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 15 * time.Second
 	}
 	return &Runner{cfg: cfg, proc: proc}, nil
 }
@@ -133,14 +141,32 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 	}()
 	r.running.Store(true)
 
+	// Producing and committing use wctx, which outlives ctx by StopGrace so
+	// that a stopping runner finishes the batch it holds.
+	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer wcancel()
+	stopGrace := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(r.cfg.StopGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			wcancel()
+		case <-wctx.Done():
+		}
+	})
+	defer stopGrace()
+
 	n := len(workers)
 	buckets := make([][]processors.Record, n)
 	batches := make([]processors.Batch, n)
 	var kr []kgo.Record
 	var hdrs []kgo.RecordHeader
 	for {
-		fetches := cl.PollRecords(ctx, r.cfg.MaxPollRecords)
 		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fetches := cl.PollRecords(ctx, r.cfg.MaxPollRecords)
+		if ctx.Err() != nil && fetches.NumRecords() == 0 {
 			return ctx.Err()
 		}
 		if fetches.IsClientClosed() {
@@ -194,7 +220,7 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 				}
 				h += len(o.Headers)
 				kr[k] = kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: hs}
-				cl.Produce(ctx, &kr[k], func(_ *kgo.Record, err error) {
+				cl.Produce(wctx, &kr[k], func(_ *kgo.Record, err error) {
 					if err != nil {
 						produceErr.CompareAndSwap(nil, &err)
 					}
@@ -208,7 +234,7 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		if p := produceErr.Load(); p != nil {
 			return fmt.Errorf("runner: produce: %w", *p)
 		}
-		if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+		if err := cl.CommitUncommittedOffsets(wctx); err != nil {
 			return fmt.Errorf("runner: commit: %w", err)
 		}
 		r.batches.Add(1)

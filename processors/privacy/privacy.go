@@ -254,8 +254,13 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 
 func (w *Worker) grow(n int) {
 	if cap(w.events) < n {
+		// Keep the decoded events' Values slices: they are reused.
 		w.events = append(w.events[:cap(w.events)], make([]eventcodec.Event, n-cap(w.events))...)
+	}
+	if cap(w.status) < n {
 		w.status = make([]eventcodec.Reason, n)
+	}
+	if cap(w.subjOf) < n {
 		w.subjOf = make([]int, n)
 	}
 	w.events, w.status, w.subjOf = w.events[:n], w.status[:n], w.subjOf[:n]

@@ -548,3 +548,28 @@ func TestAccountingIdentity(t *testing.T) {
 	js, _ := json.Marshal(filter(snap, "pipeline_published"))
 	t.Logf("published: %s", js)
 }
+
+// TestWorkerReuseAcrossBatchSizes reuses one worker for growing and
+// shrinking batches (a regression: side buffers were sized from a
+// different capacity).
+func TestWorkerReuseAcrossBatchSizes(t *testing.T) {
+	h := newHarness(t)
+	gen := synth.New(2, 50, h.now)
+	w := h.pp.Processor.NewWorker()
+	var out processors.Batch
+	for _, n := range []int{1, 7, 3, 64, 65, 10, 200, 1} {
+		recs := make([]processors.Record, n)
+		for i := range recs {
+			recs[i] = h.record(t, gen.Event(i))
+		}
+		out.Reset()
+		if err := w.Process(context.Background(), recs, &out); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range out.Outputs {
+			if o.Input < 0 || o.Input >= n {
+				t.Fatalf("output refers to input %d of %d", o.Input, n)
+			}
+		}
+	}
+}
