@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -81,10 +82,20 @@ func Apply(ctx context.Context, adm *kadm.Client, t Topology) (Report, error) {
 		if err == nil {
 			err = resp.Err
 		}
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		switch {
+		case errors.Is(err, kerr.TopicAlreadyExists):
+			// Metadata lagged behind: it exists, so compare it below.
+			existing = append(existing, tp.Name)
+			continue
+		case err != nil:
 			return rep, fmt.Errorf("topology: create %s: %w", tp.Name, err)
 		}
 		rep.Created = append(rep.Created, tp.Name)
+	}
+	// Wait until every declared topic is visible, so that the processors
+	// started next never see an unknown topic.
+	if details, err = waitVisible(ctx, adm, names); err != nil {
+		return rep, err
 	}
 	if len(existing) == 0 {
 		return rep, nil
@@ -158,6 +169,30 @@ func Apply(ctx context.Context, adm *kadm.Client, t Topology) (Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+func waitVisible(ctx context.Context, adm *kadm.Client, names []string) (kadm.TopicDetails, error) {
+	for {
+		details, err := adm.ListTopics(ctx, names...)
+		if err != nil {
+			return nil, fmt.Errorf("topology: list topics: %w", err)
+		}
+		missing := ""
+		for _, n := range names {
+			if d, ok := details[n]; !ok || d.Err != nil || len(d.Partitions) == 0 {
+				missing = n
+				break
+			}
+		}
+		if missing == "" {
+			return details, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("topology: topic %s not visible: %w", missing, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func replication(d kadm.TopicDetail) int16 {

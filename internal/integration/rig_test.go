@@ -1,0 +1,299 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/privacy-pipeline/pipeline/internal/config"
+	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
+	"github.com/privacy-pipeline/pipeline/internal/metrics"
+	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
+	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/runner"
+	"github.com/privacy-pipeline/pipeline/internal/wiring"
+	"github.com/privacy-pipeline/pipeline/producer"
+	"github.com/privacy-pipeline/pipeline/topology"
+)
+
+// services returns the brokers and Redis address, failing under CI when
+// they are missing and skipping (loudly) elsewhere.
+func services(t testing.TB) ([]string, string) {
+	t.Helper()
+	brokers, raddr := os.Getenv("PIPELINE_KAFKA_BROKERS"), os.Getenv("PIPELINE_REDIS_ADDR")
+	if brokers == "" || raddr == "" {
+		msg := "integration tests need a real Kafka and Redis: run 'make test', or eval \"$(scripts/services up)\" first"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return strings.Split(brokers, ","), raddr
+}
+
+// repoRoot finds the repository root (for scripts/services).
+func repoRoot(t testing.TB) string {
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("repository root not found")
+		}
+		dir = parent
+	}
+}
+
+// servicesCmd runs scripts/services with the given arguments.
+func servicesCmd(t testing.TB, args ...string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(repoRoot(t), "scripts", "services"), args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("scripts/services %v: %v\n%s", args, err, out)
+	}
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.b.Bytes()...)
+}
+
+// rig is one isolated pipeline on the shared services: its own topics,
+// consumer group and Redis key prefix.
+type rig struct {
+	t       testing.TB
+	cfg     config.Config
+	rdb     *redis.Client
+	cl      *kgo.Client
+	adm     *kadm.Client
+	pp      *wiring.Privacy
+	reg     *prometheus.Registry
+	logs    *syncBuffer
+	enc     *producer.Encoder
+	keys    *pseudonym.Keyring
+	topo    topology.Topology
+	runners []*runner.Runner
+}
+
+func newRig(t testing.TB) *rig {
+	t.Helper()
+	brokers, raddr := services(t)
+	id := fmt.Sprintf("it-%s-%06x", strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())), rand.Uint32()&0xffffff)
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.KafkaBrokers, cfg.RedisAddr = brokers, raddr
+	cfg.RawTopic = id + ".raw"
+	cfg.CleanTopicTemplate = id + ".clean.{purpose}"
+	cfg.QuarantineTopic = id + ".quarantine"
+	cfg.GroupID = id + ".privacy"
+	cfg.ConsentKeyPrefix = id + ":consent:"
+	ropts, err := wiring.RedisOptions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(ropts)
+	t.Cleanup(func() { rdb.Close() })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	keys, err := pseudonym.GenerateKeyring(purpose.Names(), "it")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, cfg: cfg, rdb: rdb, cl: cl, adm: kadm.NewClient(cl), logs: &syncBuffer{}, keys: keys}
+	names := topology.DefaultNames()
+	names.Raw, names.CleanTemplate, names.Quarantine = cfg.RawTopic, cfg.CleanTopicTemplate, cfg.QuarantineTopic
+	names.Consent, names.Requests, names.Erasures, names.Audit = id+".consent", id+".requests", id+".erasures", id+".audit"
+	r.topo = topology.Default(names, topology.Options{Partitions: 4, Replication: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := topology.Apply(ctx, r.adm, r.topo); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		var names []string
+		for _, tp := range r.topo.Topics {
+			names = append(names, tp.Name)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		r.adm.DeleteTopics(ctx, names...)
+	})
+	r.reg = prometheus.NewRegistry()
+	r.pp, err = wiring.BuildPrivacy(cfg, wiring.Deps{Redis: rdb, Registry: r.reg, Keys: keys,
+		Log: slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.enc, _ = producer.NewEncoder()
+	return r
+}
+
+// start runs a runner (a processor replica) until the returned stop is called.
+func (r *rig) start() (*runner.Runner, func()) {
+	rn, err := runner.New(runner.Config{Brokers: r.cfg.KafkaBrokers, Group: r.cfg.GroupID, Input: r.cfg.RawTopic,
+		MaxPollRecords: 2000, Log: slog.New(slog.NewJSONHandler(r.logs, nil))}, r.pp.Processor)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { rn.Run(ctx); close(done) }()
+	r.runners = append(r.runners, rn)
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	r.t.Cleanup(stop)
+	return rn, stop
+}
+
+func (r *rig) produce(ctx context.Context, evs []producer.Event, raw ...[]byte) {
+	r.t.Helper()
+	var recs []*kgo.Record
+	for i := range evs {
+		rec, err := r.enc.Record(r.cfg.RawTopic, &evs[i])
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	for _, b := range raw {
+		recs = append(recs, &kgo.Record{Topic: r.cfg.RawTopic, Value: b})
+	}
+	if err := kafkaio.ProduceAll(ctx, r.cl, recs); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// caughtUp reports whether the group committed up to the raw topic's end.
+func (r *rig) caughtUp(ctx context.Context) (bool, error) {
+	ends, err := r.adm.ListEndOffsets(ctx, r.cfg.RawTopic)
+	if err != nil {
+		return false, err
+	}
+	committed, err := r.adm.FetchOffsets(ctx, r.cfg.GroupID)
+	if err != nil {
+		return false, err
+	}
+	ok := true
+	ends.Each(func(o kadm.ListedOffset) {
+		c, found := committed.Lookup(o.Topic, o.Partition)
+		if o.Offset > 0 && (!found || c.At < o.Offset) {
+			ok = false
+		}
+	})
+	return ok, nil
+}
+
+func (r *rig) waitCaughtUp(timeout time.Duration) {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ok, err := r.caughtUp(ctx)
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("the privacy processor did not catch up within %s (last error %v)", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (r *rig) cleanTopics() []string {
+	var out []string
+	for _, p := range purpose.All {
+		out = append(out, r.cfg.CleanTopic(p))
+	}
+	return out
+}
+
+func (r *rig) read(topics ...string) []*kgo.Record {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	recs, err := kafkaio.ReadAll(ctx, r.cfg.KafkaBrokers, topics...)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return recs
+}
+
+func (r *rig) snapshot() map[string]float64 {
+	s, err := metrics.Snapshot(r.reg)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return s
+}
+
+// checkAccounting asserts the identity of SPEC 6 from the metrics, and that
+// the topics hold exactly what the metrics say was published.
+func (r *rig) checkAccounting(wantIn int) map[string]int {
+	r.t.Helper()
+	s := r.snapshot()
+	q := 0.0
+	for k, v := range s {
+		if strings.HasPrefix(k, "pipeline_quarantined_total") {
+			q += v
+		}
+	}
+	if int(s["pipeline_events_in_total"]) != wantIn {
+		r.t.Fatalf("events_in %v, produced %d", s["pipeline_events_in_total"], wantIn)
+	}
+	counts := map[string]int{}
+	for _, rec := range r.read(r.cleanTopics()...) {
+		counts[rec.Topic]++
+	}
+	for _, p := range purpose.All {
+		d := 0.0
+		for k, v := range s {
+			if strings.HasPrefix(k, "pipeline_denied_total{purpose="+p.String()+",") {
+				d += v
+			}
+		}
+		pub := s["pipeline_published_total{purpose="+p.String()+"}"]
+		if pub+d != s["pipeline_events_in_total"]-q {
+			r.t.Errorf("%s: published %v + denied %v != events_in %v - quarantined %v", p, pub, d, s["pipeline_events_in_total"], q)
+		}
+		if got := counts[r.cfg.CleanTopic(p)]; got != int(pub) {
+			r.t.Errorf("%s: topic holds %d records, metrics say %v published", p, got, pub)
+		}
+	}
+	return counts
+}
