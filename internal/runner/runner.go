@@ -49,8 +49,8 @@ type Config struct {
 
 // Runner runs one processor against Kafka.
 type Runner struct {
-	cfg     Config
-	proc    processors.Processor
+	cfg       Config
+	proc      processors.Processor
 	running   atomic.Bool
 	batches   atomic.Uint64
 	committed atomic.Uint64
