@@ -199,7 +199,11 @@ func (t Topology) Validate() error {
 // Table renders the topics and processors as aligned text.
 func (t Topology) Table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-36s %5s %3s  %-10s %-11s %s\n", "TOPIC", "PARTS", "RF", "CLEANUP", "RETENTION", "KEY / HOLDS")
+	w := len("TOPIC")
+	for _, tp := range t.Topics {
+		w = max(w, len(tp.Name))
+	}
+	fmt.Fprintf(&b, "%-*s %5s %3s  %-10s %-11s %s\n", w, "TOPIC", "PARTS", "RF", "CLEANUP", "RETENTION", "KEY / HOLDS")
 	for _, tp := range t.Topics {
 		ret := "-"
 		if v, ok := tp.Configs["retention.ms"]; ok {
@@ -211,7 +215,7 @@ func (t Topology) Table() string {
 		if tp.Restricted {
 			r = " [restricted]"
 		}
-		fmt.Fprintf(&b, "%-36s %5d %3d  %-10s %-11s %s: %s%s\n", tp.Name, tp.Partitions, tp.Replication, tp.Configs["cleanup.policy"], ret, tp.Key, tp.Holds, r)
+		fmt.Fprintf(&b, "%-*s %5d %3d  %-10s %-11s %s: %s%s\n", w, tp.Name, tp.Partitions, tp.Replication, tp.Configs["cleanup.policy"], ret, tp.Key, tp.Holds, r)
 	}
 	fmt.Fprintf(&b, "\n%-14s %-28s %s\n", "PROCESSOR", "GROUP", "READS -> WRITES")
 	for _, p := range t.Processors {

@@ -5,6 +5,7 @@
 //	pipeline topology describe|apply [--mermaid]          the declared topics and processors
 //	pipeline schemas generate|check [--dir schemas]       derived clean schemas
 //	pipeline policy validate [--file F]                   check a policy file
+//	pipeline keys generate --out FILE                     a new pseudonym keyring (secrets only in the file)
 //
 // Configuration comes from PIPELINE_* environment variables (README).
 package main
@@ -44,6 +45,8 @@ const usage = `usage:
   pipeline topology describe [--mermaid] | apply [--partitions N] [--replication N]
   pipeline schemas generate|check [--dir DIR]
   pipeline policy validate [--file FILE]
+  pipeline keys generate --out FILE [--id SUFFIX] [--force | --keep-if-exists]
+  pipeline probe URL            exit 0 when URL answers 200 (container health checks)
 `
 
 type usageError struct{ msg string }
@@ -68,6 +71,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdSchemas(args[1:], stdout)
 	case "policy":
 		return cmdPolicy(args[1:], stdout)
+	case "keys":
+		return cmdKeys(args[1:], stdout)
+	case "probe":
+		return cmdProbe(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

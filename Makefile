@@ -1,0 +1,31 @@
+# The two commands of the README: `make demo` and `make test`.
+GO ?= go
+
+.PHONY: demo test unit integration services-up services-down bench fuzz schemas lint
+
+demo: ## the zero-setup embedded demo (in-process Kafka and Redis)
+	$(GO) run ./cmd/pipeline demo
+
+test: ## everything: vet, unit tests, real Kafka + Redis, integration tests, demo check
+	scripts/test
+
+unit: ## unit tests only (no services needed)
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v /internal/integration)
+
+integration: ## integration tests against running services (eval "$$(scripts/services up)" first)
+	CI=true $(GO) test -count=1 -v ./internal/integration/
+
+services-up:
+	scripts/services up
+
+services-down:
+	scripts/services down
+
+bench: ## per-event cost of the privacy path, with a same-run baseline
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./processors/privacy/ ./internal/redact/ ./internal/eventcodec/ ./internal/pseudonym/
+
+fuzz: ## a short run of every fuzz target (FUZZTIME=30s by default)
+	scripts/fuzz $${FUZZTIME:-30s}
+
+schemas: ## regenerate the derived clean schemas after a schema or policy change
+	$(GO) run ./cmd/pipeline schemas generate

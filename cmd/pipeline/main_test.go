@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/privacy-pipeline/pipeline/internal/demo"
+	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
+	"github.com/privacy-pipeline/pipeline/internal/purpose"
+)
+
+func runCmd(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, &out, &errb)
+	return out.String(), err
+}
+
+func TestDemoJSONAccounting(t *testing.T) {
+	out, err := runCmd(t, "demo", "--events", "3000", "--subjects", "500", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var res demo.Result
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatalf("last line is not the JSON result: %v", err)
+	}
+	if res.EventsIn != 3000 || len(res.Published) != purpose.Count || len(res.Denied) != purpose.Count {
+		t.Fatalf("result %+v", res)
+	}
+	if err := res.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if res.UnclassifiedDropped == 0 || len(res.Quarantined) == 0 {
+		t.Fatalf("demo should show unclassified drops and quarantine: %+v", res)
+	}
+	for _, want := range []string{"published", "its clean form in clean.analytics.customer-events"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q", want)
+		}
+	}
+}
+
+func TestPolicyValidate(t *testing.T) {
+	if out, err := runCmd(t, "policy", "validate"); err != nil || !strings.Contains(out, "is valid") {
+		t.Fatalf("checked-in policy: %v %s", err, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"version":"x","purposes":{"analytics":{"retention_days":1,"fields":{"email":{"action":"keep"}}}}}`), 0o644)
+	_, err := runCmd(t, "policy", "validate", "--file", bad)
+	if err == nil || !strings.Contains(err.Error(), "needs a stated reason") || !strings.Contains(err.Error(), "purpose marketing is missing") {
+		t.Fatalf("want a clear error, got %v", err)
+	}
+}
+
+func TestSchemasCheck(t *testing.T) {
+	if out, err := runCmd(t, "schemas", "check", "--dir", "../../schemas"); err != nil || !strings.Contains(out, "up to date") {
+		t.Fatalf("%v %s", err, out)
+	}
+}
+
+func TestKeysGenerateNeverPrintsSecrets(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.json")
+	out, err := runCmd(t, "keys", "generate", "--out", path, "--id", "2026-11")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := pseudonym.LoadKeyring(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range purpose.Names() {
+		k, ok := kr.Active(p)
+		if !ok || k.ID != p+"-2026-11" {
+			t.Fatalf("purpose %s: %v", p, k)
+		}
+		if strings.Contains(out, string(k.Secret)) {
+			t.Fatal("secret printed")
+		}
+	}
+	raw, _ := os.ReadFile(path)
+	var doc struct{ Keys []struct{ Secret string } }
+	json.Unmarshal(raw, &doc)
+	for _, k := range doc.Keys {
+		if strings.Contains(out, k.Secret) {
+			t.Fatal("secret printed")
+		}
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", st.Mode())
+	}
+	if _, err := runCmd(t, "keys", "generate", "--out", path); err == nil {
+		t.Fatal("overwrote an existing keyring")
+	}
+	if _, err := runCmd(t, "keys", "generate", "--out", path, "--keep-if-exists"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTopologyDescribe(t *testing.T) {
+	out, err := runCmd(t, "topology", "describe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"raw.customer-events", "compact", "flowchart LR", "proc_privacy"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("describe lacks %q", want)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"frobnicate"}, {"run"}, {"demo", "--events", "0"}, {"topology"}} {
+		if _, err := runCmd(t, args...); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}

@@ -1,0 +1,239 @@
+// Package deploy holds the deployment files (Dockerfile, Kubernetes
+// manifests, Prometheus rules, Grafana dashboard). There is no Docker
+// engine on the build machines, so this test validates them instead: they
+// parse, name only configuration variables the binary knows, query only
+// metrics it exports, and probe endpoints it serves.
+package deploy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/privacy-pipeline/pipeline/internal/config"
+	"github.com/privacy-pipeline/pipeline/internal/metrics"
+)
+
+func knownEnv() map[string]bool {
+	out := map[string]bool{}
+	t := reflect.TypeOf(config.Config{})
+	for i := 0; i < t.NumField(); i++ {
+		if tag := t.Field(i).Tag.Get("env"); tag != "" {
+			out["PIPELINE_"+tag] = true
+		}
+	}
+	return out
+}
+
+func knownMetrics(t *testing.T) map[string]bool {
+	reg := prometheus.NewRegistry()
+	m := metrics.NewPrivacy(reg)
+	// Touch every vector so it is gathered.
+	m.EventsIn.Add(0)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = true
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			out[mf.GetName()+suffix] = true
+		}
+	}
+	return out
+}
+
+var metricRef = regexp.MustCompile(`\bpipeline_[a-z_]+`)
+
+func checkMetricRefs(t *testing.T, where, text string, known map[string]bool) {
+	t.Helper()
+	refs := metricRef.FindAllString(text, -1)
+	if len(refs) == 0 {
+		t.Errorf("%s references no pipeline metric", where)
+	}
+	for _, r := range refs {
+		if !known[r] {
+			t.Errorf("%s references %s, which the pipeline does not export", where, r)
+		}
+	}
+}
+
+func readYAMLDocs(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var docs []map[string]any
+	for {
+		var d map[string]any
+		if err := dec.Decode(&d); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if d != nil {
+			docs = append(docs, d)
+		}
+	}
+	return docs
+}
+
+var envRef = regexp.MustCompile(`\bPIPELINE_[A-Z_]+`)
+
+// scriptEnv are variables of scripts/services, not of the binary.
+var scriptEnv = map[string]bool{"PIPELINE_CACHE_DIR": true, "PIPELINE_TEST_KAFKA_PORT": true,
+	"PIPELINE_TEST_KAFKA_CONTROLLER_PORT": true, "PIPELINE_TEST_REDIS_PORT": true,
+	"PIPELINE_TEST_KAFKA_VERSION": true, "PIPELINE_KAFKA_HEAP": true, "PIPELINE_KAFKA_START_TIMEOUT": true}
+
+func checkEnvRefs(t *testing.T, where, text string) {
+	t.Helper()
+	known := knownEnv()
+	for _, v := range envRef.FindAllString(text, -1) {
+		if !known[v] && !(where == "README.md" && scriptEnv[v]) {
+			t.Errorf("%s sets %s, which the pipeline does not read", where, v)
+		}
+	}
+}
+
+func TestDockerCompose(t *testing.T) {
+	docs := readYAMLDocs(t, "../docker-compose.yml")
+	if len(docs) != 1 {
+		t.Fatalf("want one document, got %d", len(docs))
+	}
+	svcs, _ := docs[0]["services"].(map[string]any)
+	for _, name := range []string{"kafka", "redis", "keygen", "topology", "privacy", "prometheus", "grafana"} {
+		if _, ok := svcs[name]; !ok {
+			t.Errorf("service %s missing", name)
+		}
+	}
+	kafka, _ := svcs["kafka"].(map[string]any)
+	if img, _ := kafka["image"].(string); !strings.HasPrefix(img, "apache/kafka:4") {
+		t.Errorf("kafka image %q: SPEC 5 wants the official apache/kafka image", img)
+	}
+	priv, _ := svcs["privacy"].(map[string]any)
+	if cmd := strings.Join(toStrings(priv["command"]), " "); cmd != "run privacy" {
+		t.Errorf("privacy command %q", cmd)
+	}
+	env, _ := priv["environment"].(map[string]any)
+	if env["PIPELINE_KAFKA_BROKERS"] != "kafka:9092" || env["PIPELINE_REDIS_ADDR"] != "redis:6379" {
+		t.Errorf("privacy does not point at the compose services: %v", env)
+	}
+	b, _ := os.ReadFile("../docker-compose.yml")
+	checkEnvRefs(t, "docker-compose.yml", string(b))
+	if df, _ := os.ReadFile("Dockerfile"); !bytes.Contains(df, []byte("./cmd/pipeline")) {
+		t.Error("deploy/Dockerfile does not build ./cmd/pipeline")
+	}
+}
+
+func toStrings(v any) []string {
+	l, _ := v.([]any)
+	var out []string
+	for _, x := range l {
+		s, _ := x.(string)
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestKubernetesManifests(t *testing.T) {
+	kinds := map[string]bool{}
+	for _, f := range []string{"k8s/privacy.yaml", "k8s/topology-job.yaml"} {
+		for _, d := range readYAMLDocs(t, f) {
+			kind, _ := d["kind"].(string)
+			kinds[kind] = true
+			if kind != "Deployment" {
+				continue
+			}
+			b, _ := yaml.Marshal(d)
+			s := string(b)
+			for _, want := range []string{"path: /readyz", "path: /healthz", "terminationGracePeriodSeconds"} {
+				if !strings.Contains(s, want) {
+					t.Errorf("%s: Deployment lacks %s", f, want)
+				}
+			}
+		}
+		b, _ := os.ReadFile(f)
+		checkEnvRefs(t, f, string(b))
+	}
+	for _, k := range []string{"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "Job"} {
+		if !kinds[k] {
+			t.Errorf("no %s in deploy/k8s", k)
+		}
+	}
+}
+
+func TestAlertRulesUseExportedMetrics(t *testing.T) {
+	docs := readYAMLDocs(t, "prometheus/alerts.yml")
+	groups, _ := docs[0]["groups"].([]any)
+	known := knownMetrics(t)
+	n := 0
+	for _, g := range groups {
+		rules, _ := g.(map[string]any)["rules"].([]any)
+		for _, r := range rules {
+			rm := r.(map[string]any)
+			n++
+			checkMetricRefs(t, "alert "+rm["alert"].(string), rm["expr"].(string), known)
+		}
+	}
+	if n < 4 {
+		t.Fatalf("only %d alert rules", n)
+	}
+}
+
+func TestDashboardUsesExportedMetrics(t *testing.T) {
+	b, err := os.ReadFile("grafana/dashboards/privacy-pipeline.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	known := knownMetrics(t)
+	var titles []string
+	for _, p := range d.Panels {
+		titles = append(titles, p.Title)
+		for _, tg := range p.Targets {
+			checkMetricRefs(t, "panel "+p.Title, tg.Expr, known)
+		}
+	}
+	sort.Strings(titles)
+	if len(titles) < 6 {
+		t.Fatalf("dashboard has %d panels", len(titles))
+	}
+}
+
+// TestReadmeDocumentsEveryEnvVar keeps the README's configuration table
+// complete.
+func TestReadmeDocumentsEveryEnvVar(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := range knownEnv() {
+		if !bytes.Contains(b, []byte("`"+v+"`")) {
+			t.Errorf("README does not document %s", v)
+		}
+	}
+	checkEnvRefs(t, "README.md", string(b))
+}

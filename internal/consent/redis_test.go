@@ -1,0 +1,40 @@
+package consent
+
+import (
+	"context"
+	"testing"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/privacy-pipeline/pipeline/internal/purpose"
+)
+
+func TestRedisStoreOneRoundTrip(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	s := NewRedisStore(rdb, WithKeyPrefix("t:"))
+	ctx := context.Background()
+	var r Record
+	r.Apply(purpose.Analytics, Granted, CCPA, 10)
+	if err := s.PutMany(ctx, []string{"a", "b"}, []Record{r, r}); err != nil {
+		t.Fatal(err)
+	}
+	mr.Set("t:corrupt", "garbage")
+	out := make([]Lookup, 4)
+	// Warm the connection (go-redis sends HELLO and CLIENT SETINFO on a new one).
+	if err := s.Lookup(ctx, []string{"a"}, out); err != nil {
+		t.Fatal(err)
+	}
+	before := mr.CommandCount()
+	if err := s.Lookup(ctx, []string{"a", "missing", "corrupt", "b"}, out); err != nil {
+		t.Fatal(err)
+	}
+	if n := mr.CommandCount() - before; n != 1 {
+		t.Fatalf("%d Redis commands for one batch, want 1", n)
+	}
+	if !out[0].Found || out[0].Record != r || out[1].Found || !out[2].Corrupt || !out[3].Found {
+		t.Fatalf("lookups %+v", out)
+	}
+}
