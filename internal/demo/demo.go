@@ -12,7 +12,6 @@ package demo
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -52,34 +51,10 @@ type Options struct {
 }
 
 // Result is the accounting of a run; its JSON form is the last line of
-// 'pipeline demo --json'.
+// 'pipeline demo --json'. Check verifies the accounting identity.
 type Result struct {
-	EventsIn            int                       `json:"events_in"`
-	Published           map[string]int            `json:"published"`
-	Denied              map[string]map[string]int `json:"denied"`
-	Quarantined         map[string]int            `json:"quarantined"`
-	UnclassifiedDropped int                       `json:"unclassified_dropped"`
-	ElapsedS            float64                   `json:"elapsed_s"`
-}
-
-// Check verifies the accounting identity: for every purpose, published +
-// denied = events_in - quarantined.
-func (r Result) Check() error {
-	q := 0
-	for _, n := range r.Quarantined {
-		q += n
-	}
-	var errs []error
-	for _, p := range purpose.Names() {
-		d := 0
-		for _, n := range r.Denied[p] {
-			d += n
-		}
-		if r.Published[p]+d != r.EventsIn-q {
-			errs = append(errs, fmt.Errorf("purpose %s: published %d + denied %d != events_in %d - quarantined %d", p, r.Published[p], d, r.EventsIn, q))
-		}
-	}
-	return errors.Join(errs...)
+	metrics.Tally
+	ElapsedS float64 `json:"elapsed_s"`
 }
 
 // sampleSubject is a synthetic subject with explicit consent for every purpose.
@@ -326,37 +301,12 @@ func waitFor(ctx context.Context, rn *runner.Runner, n int, timeout time.Duratio
 }
 
 func result(g prometheus.Gatherer) (Result, error) {
-	snap, err := metrics.Snapshot(g)
-	if err != nil {
-		return Result{}, err
-	}
-	res := Result{
-		EventsIn: int(snap["pipeline_events_in_total"]), Published: map[string]int{},
-		Denied: map[string]map[string]int{}, Quarantined: map[string]int{},
-		UnclassifiedDropped: int(snap["pipeline_unclassified_fields_dropped_total"]),
-	}
-	for _, p := range purpose.Names() {
-		res.Published[p] = int(snap["pipeline_published_total{purpose="+p+"}"])
-		res.Denied[p] = map[string]int{}
-		for _, r := range consent.DenialReasons() {
-			if n := int(snap["pipeline_denied_total{purpose="+p+",reason="+r.String()+"}"]); n > 0 {
-				res.Denied[p][r.String()] = n
-			}
-		}
-	}
-	for k, v := range snap {
-		if strings.HasPrefix(k, "pipeline_quarantined_total{reason=") && v > 0 {
-			res.Quarantined[strings.TrimSuffix(strings.TrimPrefix(k, "pipeline_quarantined_total{reason="), "}")] = int(v)
-		}
-	}
-	return res, nil
+	t, err := metrics.ReadTally(g)
+	return Result{Tally: t}, err
 }
 
 func printSummary(w io.Writer, r Result, cfg config.Config) {
-	q := 0
-	for _, n := range r.Quarantined {
-		q += n
-	}
+	q := r.QuarantinedTotal()
 	fmt.Fprintf(w, "\nprocessed %d raw events in %.2fs: %d quarantined, %d unclassified fields dropped\n\n", r.EventsIn, r.ElapsedS, q, r.UnclassifiedDropped)
 	fmt.Fprintf(w, "%-22s %10s %10s   %s\n", "purpose", "published", "denied", "denied by reason")
 	for _, p := range purpose.Names() {

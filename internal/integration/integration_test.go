@@ -177,7 +177,7 @@ func TestCanaryAndAccounting(t *testing.T) {
 	if found := pipelinetest.Find(r.logs.Bytes(), markers); len(found) > 0 {
 		t.Errorf("logs leak %v", found)
 	}
-	body := gatherText(t, r)
+	body := pipelinetest.MetricsText(t, r.reg)
 	if found := pipelinetest.Find([]byte(body), markers); len(found) > 0 {
 		t.Errorf("metrics leak %v", found)
 	}

@@ -8,6 +8,7 @@
 package metrics
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 
@@ -164,4 +165,74 @@ func labelString(ls []*dto.LabelPair) string {
 		s += p
 	}
 	return s + "}"
+}
+
+// Tally is the accounting of a privacy processor, read back from its
+// metrics: every input ends as published or denied for each purpose, or
+// quarantined.
+type Tally struct {
+	EventsIn            int                       `json:"events_in"`
+	Published           map[string]int            `json:"published"`
+	Denied              map[string]map[string]int `json:"denied"`
+	Quarantined         map[string]int            `json:"quarantined"`
+	UnclassifiedDropped int                       `json:"unclassified_dropped"`
+}
+
+// ReadTally reads the tally from a registry holding the Privacy metrics.
+func ReadTally(g prometheus.Gatherer) (Tally, error) {
+	snap, err := Snapshot(g)
+	if err != nil {
+		return Tally{}, err
+	}
+	t := Tally{
+		EventsIn: int(snap[namespace+"_events_in_total"]), Published: map[string]int{},
+		Denied: map[string]map[string]int{}, Quarantined: map[string]int{},
+		UnclassifiedDropped: int(snap[namespace+"_unclassified_fields_dropped_total"]),
+	}
+	for _, p := range purpose.Names() {
+		t.Published[p] = int(snap[namespace+"_published_total{purpose="+p+"}"])
+		t.Denied[p] = map[string]int{}
+		for _, r := range consent.DenialReasons() {
+			if n := int(snap[namespace+"_denied_total{purpose="+p+",reason="+r.String()+"}"]); n > 0 {
+				t.Denied[p][r.String()] = n
+			}
+		}
+	}
+	for _, r := range eventcodec.QuarantineReasons() {
+		if n := int(snap[namespace+"_quarantined_total{reason="+r.String()+"}"]); n > 0 {
+			t.Quarantined[r.String()] = n
+		}
+	}
+	return t, nil
+}
+
+// QuarantinedTotal sums the quarantine reasons.
+func (t Tally) QuarantinedTotal() int {
+	n := 0
+	for _, v := range t.Quarantined {
+		n += v
+	}
+	return n
+}
+
+// DeniedTotal sums the denial reasons of a purpose.
+func (t Tally) DeniedTotal(p string) int {
+	n := 0
+	for _, v := range t.Denied[p] {
+		n += v
+	}
+	return n
+}
+
+// Check verifies the accounting identity of SPEC 6: for every purpose,
+// published + denied = events_in - quarantined.
+func (t Tally) Check() error {
+	q := t.QuarantinedTotal()
+	var errs []error
+	for _, p := range purpose.Names() {
+		if d := t.DeniedTotal(p); t.Published[p]+d != t.EventsIn-q {
+			errs = append(errs, fmt.Errorf("purpose %s: published %d + denied %d != events_in %d - quarantined %d", p, t.Published[p], d, t.EventsIn, q))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -8,8 +8,15 @@ package pipelinetest
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net/http/httptest"
 	"strconv"
+	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/privacy-pipeline/pipeline/internal/opsserver"
 
 	"github.com/privacy-pipeline/pipeline/producer"
 )
@@ -89,4 +96,21 @@ func Find(b []byte, markers []Marker) []Marker {
 		}
 	}
 	return out
+}
+
+// MetricsText returns what /metrics serves for a registry.
+func MetricsText(t testing.TB, g prometheus.Gatherer) string {
+	t.Helper()
+	srv := httptest.NewServer(opsserver.Handler(g, nil))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -154,6 +154,9 @@ func (p *Policy) Validate(raw *schemas.EventSchema) error {
 		if r, ok := pp.Fields["subject_id"]; !ok || r.Action != Pseudonymize {
 			errs = append(errs, fmt.Errorf("policy: purpose %s: subject_id must be pseudonymize (clean topics are keyed by the pseudonym)", pur))
 		}
+		if r, ok := pp.Fields["event_id"]; ok && r.Action == Keep {
+			errs = append(errs, fmt.Errorf("policy: purpose %s: event_id kept as is would let clean topics of different purposes be joined; pseudonymize it", pur))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -107,6 +107,7 @@ func TestValidateRejects(t *testing.T) {
 		{"unknown purpose", strings.Replace(base(""), `"marketing"`, `"telepathy"`, 1), `unknown purpose "telepathy"`},
 		{"missing version", strings.Replace(base(""), `"version":"t"`, `"version":""`, 1), "version is empty"},
 		{"subject kept", strings.Replace(base(""), `"subject_id":{"action":"pseudonymize"}`, `"subject_id":{"action":"keep","reason":"x"}`, 1), "subject_id must be pseudonymize"},
+		{"event id kept", base(`"event_id":{"action":"keep"}`), "event_id kept as is"},
 		{"unknown json key", strings.Replace(base(""), `"version"`, `"colour":1,"version"`, 1), "unknown field"},
 	}
 	for _, c := range cases {

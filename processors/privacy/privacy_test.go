@@ -3,12 +3,9 @@ package privacy_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +18,6 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/config"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
-	"github.com/privacy-pipeline/pipeline/internal/opsserver"
 	"github.com/privacy-pipeline/pipeline/internal/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/internal/policy"
 	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
@@ -94,17 +90,7 @@ func (h *harness) process(t testing.TB, recs ...processors.Record) *processors.B
 	return &out
 }
 
-func (h *harness) metricsText(t testing.TB) string {
-	srv := httptest.NewServer(opsserver.Handler(h.reg, nil))
-	defer srv.Close()
-	resp, err := srv.Client().Get(srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
+func (h *harness) metricsText(t testing.TB) string { return pipelinetest.MetricsText(t, h.reg) }
 
 func topicPurpose(topic string) (purpose.Purpose, bool) {
 	for _, p := range purpose.All {
@@ -267,13 +253,16 @@ func TestCleanRecordsMatchSchemaAndProvenance(t *testing.T) {
 			t.Errorf("%s: provenance headers %v", p, hdr)
 		}
 	}
-	// Pseudonyms differ per purpose: topics cannot be joined on them.
+	// Pseudonyms of the subject and of the event differ per purpose:
+	// two purposes' topics cannot be joined on them.
 	seen := map[string]bool{}
 	for _, o := range out.Outputs {
-		if seen[string(o.Key)] {
-			t.Fatal("two purposes share a pseudonym")
+		p, _ := topicPurpose(o.Topic)
+		eid := decodeClean(t, p, o.Value)["event_id_pseudonym"].(map[string]any)["string"].(string)
+		if seen[string(o.Key)] || seen[eid] || eid == ev.EventID {
+			t.Fatal("two purposes share a pseudonym, or the raw event id is published")
 		}
-		seen[string(o.Key)] = true
+		seen[string(o.Key)], seen[eid] = true, true
 	}
 }
 
@@ -521,32 +510,20 @@ func TestAccountingIdentity(t *testing.T) {
 		recs = append(recs, processors.Record{Value: b})
 	}
 	out := h.process(t, recs...)
-	snap, _ := metrics.Snapshot(h.reg)
-	q := 0.0
-	for k, v := range snap {
-		if strings.HasPrefix(k, "pipeline_quarantined_total") {
-			q += v
-		}
+	tally, err := metrics.ReadTally(h.reg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	total := 0
-	for _, p := range purpose.All {
-		d := 0.0
-		for k, v := range snap {
-			if strings.HasPrefix(k, "pipeline_denied_total{purpose="+p.String()+",") {
-				d += v
-			}
-		}
-		pub := snap["pipeline_published_total{purpose="+p.String()+"}"]
-		if pub+d != snap["pipeline_events_in_total"]-q {
-			t.Errorf("%s: %v + %v != %v - %v", p, pub, d, snap["pipeline_events_in_total"], q)
-		}
-		total += int(pub)
+	if err := tally.Check(); err != nil {
+		t.Fatal(err)
 	}
-	if total+int(q) != out.Len() {
-		t.Fatalf("outputs %d != published %d + quarantined %v", out.Len(), total, q)
+	total := tally.QuarantinedTotal()
+	for _, n := range tally.Published {
+		total += n
 	}
-	js, _ := json.Marshal(filter(snap, "pipeline_published"))
-	t.Logf("published: %s", js)
+	if tally.EventsIn != len(recs) || total != out.Len() {
+		t.Fatalf("events_in %d of %d; outputs %d != published + quarantined %d", tally.EventsIn, len(recs), out.Len(), total)
+	}
 }
 
 // TestWorkerReuseAcrossBatchSizes reuses one worker for growing and
