@@ -44,10 +44,13 @@ type Config struct {
 	ConsentCacheTTL  time.Duration `env:"CONSENT_CACHE_TTL" envDefault:"250ms"`
 	ConsentCacheSize int           `env:"CONSENT_CACHE_SIZE" envDefault:"100000"`
 	ConsentKeyPrefix string        `env:"CONSENT_KEY_PREFIX" envDefault:"pp:consent:"`
-	MaxRecordBytes   int           `env:"MAX_RECORD_BYTES" envDefault:"262144"`
-	MaxFieldBytes    int           `env:"MAX_FIELD_BYTES" envDefault:"16384"`
-	MaxEventAge      time.Duration `env:"MAX_EVENT_AGE" envDefault:"9600h"`
-	MaxEventFuture   time.Duration `env:"MAX_EVENT_FUTURE" envDefault:"1h"`
+	// ConsentRequireLoaded makes lookups fail (pause) while the store's
+	// loaded marker is missing, e.g. after Redis restarted empty.
+	ConsentRequireLoaded bool          `env:"CONSENT_REQUIRE_LOADED" envDefault:"true"`
+	MaxRecordBytes       int           `env:"MAX_RECORD_BYTES" envDefault:"262144"`
+	MaxFieldBytes        int           `env:"MAX_FIELD_BYTES" envDefault:"16384"`
+	MaxEventAge          time.Duration `env:"MAX_EVENT_AGE" envDefault:"9600h"`
+	MaxEventFuture       time.Duration `env:"MAX_EVENT_FUTURE" envDefault:"1h"`
 }
 
 // Load reads the environment.

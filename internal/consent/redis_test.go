@@ -2,6 +2,7 @@ package consent
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
@@ -22,6 +23,13 @@ func TestRedisStoreOneRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	mr.Set("t:corrupt", "garbage")
+	out0 := make([]Lookup, 1)
+	if err := s.Lookup(ctx, []string{"a"}, out0); !errors.Is(err, ErrNotLoaded) {
+		t.Fatalf("lookup before MarkLoaded: %v", err)
+	}
+	if err := s.MarkLoaded(ctx); err != nil {
+		t.Fatal(err)
+	}
 	out := make([]Lookup, 4)
 	// Warm the connection (go-redis sends HELLO and CLIENT SETINFO on a new one).
 	if err := s.Lookup(ctx, []string{"a"}, out); err != nil {
@@ -36,5 +44,25 @@ func TestRedisStoreOneRoundTrip(t *testing.T) {
 	}
 	if !out[0].Found || out[0].Record != r || out[1].Found || !out[2].Corrupt || !out[3].Found {
 		t.Fatalf("lookups %+v", out)
+	}
+}
+
+func TestFlushedStoreIsNotLoaded(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	s := NewRedisStore(rdb)
+	ctx := context.Background()
+	s.MarkLoaded(ctx)
+	out := make([]Lookup, 1)
+	if err := s.Lookup(ctx, []string{"x"}, out); err != nil {
+		t.Fatal(err)
+	}
+	mr.FlushAll()
+	if err := s.Lookup(ctx, []string{"x"}, out); !errors.Is(err, ErrNotLoaded) {
+		t.Fatalf("after FLUSHALL: %v (an empty store must not look like unknown subjects)", err)
+	}
+	if s.MarkerKey() == s.Key("loaded") || s.MarkerKey() == s.Key("") {
+		t.Fatal("marker collides with a subject key")
 	}
 }

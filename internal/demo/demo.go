@@ -218,7 +218,10 @@ func seedConsents(ctx context.Context, store *consent.RedisStore, n int, now tim
 	}
 	subs = append(subs, sampleSubject)
 	recs = append(recs, sample)
-	return flush()
+	if err := flush(); err != nil {
+		return err
+	}
+	return store.MarkLoaded(ctx) // the store now holds a complete copy
 }
 
 // produceEvents writes opt.Events raw records: one sample event, a few

@@ -257,6 +257,9 @@ func TestRedisStoppedMidRun(t *testing.T) {
 		if err := r.pp.Store.PutMany(ctx, subs, recs); err != nil {
 			t.Fatal(err)
 		}
+		if err := r.pp.Store.MarkLoaded(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	seed()
 	rn, stop := r.start()
@@ -300,7 +303,16 @@ func TestRedisStoppedMidRun(t *testing.T) {
 	}
 	servicesCmd(t, "start", "redis")
 	restarted = true
-	seed() // Redis has no persistence: restore consent (consent-sync --rebuild does this in production)
+	// Redis came back empty (no persistence): without the loaded marker the
+	// processor stays paused rather than treat everyone as unknown.
+	time.Sleep(time.Second)
+	if r.pp.Processor.Ready() || rn.Committed() != committedBefore {
+		t.Fatal("processed against an empty consent store")
+	}
+	if got := len(r.read(r.cleanTopics()...)); got != len(before) {
+		t.Fatalf("%d records published against an empty consent store", got-len(before))
+	}
+	seed() // restore consent and the marker (consent-sync --rebuild in production)
 	r.waitCaughtUp(2 * time.Minute)
 	if !r.pp.Processor.Ready() {
 		t.Fatal("not ready after Redis returned")

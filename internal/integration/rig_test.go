@@ -139,7 +139,7 @@ func newRig(t testing.TB) *rig {
 	names.Raw, names.CleanTemplate, names.Quarantine = cfg.RawTopic, cfg.CleanTopicTemplate, cfg.QuarantineTopic
 	names.Consent, names.Requests, names.Erasures, names.Audit = id+".consent", id+".requests", id+".erasures", id+".audit"
 	r.topo = topology.Default(names, topology.Options{Partitions: 4, Replication: 1})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if _, err := topology.Apply(ctx, r.adm, r.topo); err != nil {
 		t.Fatal(err)
@@ -157,6 +157,9 @@ func newRig(t testing.TB) *rig {
 	r.pp, err = wiring.BuildPrivacy(cfg, wiring.Deps{Redis: rdb, Registry: r.reg, Keys: keys,
 		Log: slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.pp.Store.MarkLoaded(ctx); err != nil {
 		t.Fatal(err)
 	}
 	r.enc, _ = producer.NewEncoder()

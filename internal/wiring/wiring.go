@@ -144,7 +144,8 @@ func BuildPrivacy(cfg config.Config, deps Deps) (*Privacy, error) {
 	if deps.Redis == nil || deps.Registry == nil {
 		return nil, fmt.Errorf("wiring: Redis and Registry are required")
 	}
-	store := consent.NewRedisStore(deps.Redis, consent.WithKeyPrefix(cfg.ConsentKeyPrefix))
+	store := consent.NewRedisStore(deps.Redis, consent.WithKeyPrefix(cfg.ConsentKeyPrefix),
+		consent.WithRequireLoaded(cfg.ConsentRequireLoaded))
 	cache := consent.NewCache(store, consent.WithTTL(cfg.ConsentCacheTTL), consent.WithMaxEntries(cfg.ConsentCacheSize))
 	m := metrics.NewPrivacy(deps.Registry)
 	topics := Topics(cfg)

@@ -62,6 +62,7 @@ func BenchmarkProcess(b *testing.B) {
 		}
 		pp.Store.Put(context.Background(), synth.SubjectID(i), &r)
 	}
+	pp.Store.MarkLoaded(context.Background())
 	in := benchInput(b)
 	w := pp.Processor.NewWorker()
 	var out processors.Batch

@@ -59,6 +59,9 @@ func newHarness(t testing.TB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := pp.Store.MarkLoaded(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	enc, _ := producer.NewEncoder()
 	return &harness{pp: pp, reg: reg, mr: mr, logs: logs, enc: enc, now: time.Now()}
 }
@@ -477,7 +480,7 @@ func TestConsentStoreDownPausesAndNeverGuesses(t *testing.T) {
 	if out.Len() != 0 {
 		t.Fatalf("published %d records without a consent decision", out.Len())
 	}
-	if err := h.mr.Restart(); err != nil {
+	if err := h.mr.Restart(); err != nil { // miniredis keeps its data across Restart
 		t.Fatal(err)
 	}
 	out.Reset()
