@@ -22,6 +22,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/config"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
+	"github.com/privacy-pipeline/pipeline/internal/runner"
 )
 
 func knownEnv() map[string]bool {
@@ -37,6 +38,7 @@ func knownEnv() map[string]bool {
 
 func knownMetrics(t *testing.T) map[string]bool {
 	reg := prometheus.NewRegistry()
+	runner.NewMetrics(reg)
 	m := metrics.NewPrivacy(reg)
 	// Touch every vector so it is gathered.
 	m.EventsIn.Add(0)

@@ -35,11 +35,13 @@ func cmdRunPrivacy(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	rn, err := runner.New(runner.Config{Brokers: cfg.KafkaBrokers, Group: cfg.GroupID, Input: cfg.RawTopic,
-		Workers: cfg.Workers, MaxPollRecords: cfg.MaxPollRecords, Log: log}, pp.Processor)
+		Workers: cfg.Workers, MaxPollRecords: cfg.MaxPollRecords, Log: log, Metrics: runner.NewMetrics(reg),
+		TransactionalID: cfg.TransactionalID, TransactionTimeout: cfg.TransactionTimeout}, pp.Processor)
 	if err != nil {
 		return err
 	}
-	ready := func() bool { return rn.Running() && pp.Processor.Ready() }
+	// Ready: connected, owning partitions, and able to decide (consent store up).
+	ready := func() bool { return rn.Ready() && pp.Processor.Ready() }
 	errc := make(chan error, 2)
 	go func() { errc <- opsserver.Serve(ctx, cfg.HTTPAddr, opsserver.Handler(reg, ready), nil) }()
 	go func() { errc <- rn.Run(ctx) }()
@@ -50,6 +52,9 @@ func cmdRunPrivacy(ctx context.Context, stderr io.Writer) error {
 		return fmt.Errorf("run privacy: %w", err)
 	}
 	<-ctx.Done()
-	log.Info("privacy processor stopped")
+	// SIGTERM: the runner finishes or aborts its open transaction and leaves
+	// the group (Run returns after that); wait for it.
+	<-errc
+	log.Info("privacy processor stopped", "committed_records", rn.Committed(), "aborted_transactions", rn.Aborted())
 	return nil
 }

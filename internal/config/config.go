@@ -32,7 +32,12 @@ type Config struct {
 	Workers            int    `env:"WORKERS" envDefault:"0"`
 	MaxPollRecords     int    `env:"MAX_POLL_RECORDS" envDefault:"5000"`
 	HTTPAddr           string `env:"HTTP_ADDR" envDefault:":9464"`
-	LogLevel           string `env:"LOG_LEVEL" envDefault:"info"`
+	// TransactionalID identifies this replica's transactions; empty: group,
+	// hostname and a random suffix. Stable per replica (pod name) lets a
+	// restarted replica abort its predecessor's open transaction at once.
+	TransactionalID    string        `env:"TRANSACTIONAL_ID"`
+	TransactionTimeout time.Duration `env:"TRANSACTION_TIMEOUT" envDefault:"10s"`
+	LogLevel           string        `env:"LOG_LEVEL" envDefault:"info"`
 
 	// PseudonymKeysFile is a JSON keyring (see README); PseudonymKeys holds
 	// the same JSON inline. One of them is required by 'pipeline run'.

@@ -93,8 +93,12 @@ func ReadAll(ctx context.Context, brokers []string, topics ...string) ([]*kgo.Re
 	if pending == 0 {
 		return nil, nil
 	}
+	// Control records (transaction markers) are kept so that a partition
+	// whose last offset is a commit marker is seen to reach its end; they
+	// are not returned.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords())
 	if err != nil {
 		return nil, err
 	}
@@ -111,22 +115,14 @@ func ReadAll(ctx context.Context, brokers []string, topics ...string) ([]*kgo.Re
 		if ctx.Err() != nil {
 			return out, ctx.Err()
 		}
-		fs.EachRecord(func(r *kgo.Record) {
-			out = append(out, r)
-		})
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			for _, r := range p.Records {
+				if !r.Attrs.IsControl() {
+					out = append(out, r)
+				}
+			}
 			end, ok := want[p.Topic][p.Partition]
 			if ok && len(p.Records) > 0 && p.Records[len(p.Records)-1].Offset+1 >= end {
-				delete(want[p.Topic], p.Partition)
-				pending--
-			}
-		})
-		// Transaction markers occupy offsets without records: a partition
-		// whose last record is before a trailing marker is done when its
-		// high watermark is reached.
-		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			end, ok := want[p.Topic][p.Partition]
-			if ok && p.HighWatermark >= end && len(p.Records) == 0 && p.LastStableOffset >= end {
 				delete(want[p.Topic], p.Partition)
 				pending--
 			}

@@ -1,10 +1,14 @@
-// Package runner moves records between Kafka and a processor: it consumes a
-// topic in a consumer group, splits each poll across workers by partition,
-// produces every output, and commits the consumed offsets only after all
-// outputs of the batch are acknowledged (at least once; a record is never
-// committed before its outputs are durable).
+// Package runner moves records between Kafka and a processor with exactly
+// once semantics: it consumes a topic in a consumer group (cooperative
+// sticky), splits each poll across workers by partition, and produces every
+// output and commits the consumed offsets in one Kafka transaction
+// (franz-go's GroupTransactSession). A replica killed at any moment, a
+// rebalance, or a broker restart aborts the open transaction; the records
+// are processed again from the last committed offsets and nothing is lost
+// or duplicated for read_committed consumers.
 //
-// This package and topology are the only ones that import franz-go.
+// This package and topology are the only ones that import franz-go for
+// processing (internal/kafkaio and the producer hold small client helpers).
 package runner
 
 import (
@@ -12,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -32,18 +38,29 @@ type Config struct {
 	Input string
 	// Workers is the number of parallel workers (default GOMAXPROCS).
 	Workers int
-	// MaxPollRecords bounds one batch (default 5000).
+	// MaxPollRecords bounds one batch, that is one transaction (default 5000).
 	MaxPollRecords int
 	// ClientID names the client in broker logs.
 	ClientID string
+	// TransactionalID identifies this replica's transactions. Give each
+	// replica a stable, unique id (a pod or slot name): a restarted replica
+	// with the same id fences its predecessor and aborts its open
+	// transaction at once, instead of waiting for TransactionTimeout. Empty:
+	// group + hostname + a random suffix.
+	TransactionalID string
+	// TransactionTimeout bounds how long a dead replica's open transaction
+	// can block its partitions (default 10s).
+	TransactionTimeout time.Duration
 	// Log receives operational messages (never record contents).
 	Log *slog.Logger
+	// Metrics, when set, receives transaction and assignment metrics.
+	Metrics *Metrics
 	// ExtraOpts are appended to the kgo options (tests, tuning).
 	ExtraOpts []kgo.Opt
 	// StopGrace bounds how long, after ctx ends, the in-flight batch may
-	// take to finish producing and committing (default 15s). A batch still
-	// waiting for a consent decision is abandoned at once instead: nothing
-	// of it was produced, and it is re-read after restart.
+	// take to produce and commit (default 15s). A batch still waiting for a
+	// consent decision is aborted at once instead: nothing of it is
+	// visible, and the next owner of its partitions processes it again.
 	StopGrace time.Duration
 }
 
@@ -52,8 +69,10 @@ type Runner struct {
 	cfg       Config
 	proc      processors.Processor
 	running   atomic.Bool
+	assigned  atomic.Int64
 	batches   atomic.Uint64
 	committed atomic.Uint64
+	aborted   atomic.Uint64
 }
 
 // New returns a runner.
@@ -70,6 +89,13 @@ func New(cfg Config, proc processors.Processor) (*Runner, error) {
 	if cfg.ClientID == "" {
 		cfg.ClientID = "privacy-pipeline-" + proc.Name()
 	}
+	if cfg.TransactionalID == "" {
+		host, _ := os.Hostname()
+		cfg.TransactionalID = fmt.Sprintf("%s-%s-%08x", cfg.Group, host, rand.Uint32())
+	}
+	if cfg.TransactionTimeout <= 0 {
+		cfg.TransactionTimeout = 10 * time.Second
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -82,16 +108,24 @@ func New(cfg Config, proc processors.Processor) (*Runner, error) {
 // Running reports whether the runner is connected and consuming.
 func (r *Runner) Running() bool { return r.running.Load() }
 
-// Batches returns the number of batches committed so far.
+// Assigned returns the number of partitions currently assigned.
+func (r *Runner) Assigned() int { return int(r.assigned.Load()) }
+
+// Ready reports whether the replica is connected and owns partitions.
+func (r *Runner) Ready() bool { return r.running.Load() && r.assigned.Load() > 0 }
+
+// Batches returns the number of committed transactions.
 func (r *Runner) Batches() uint64 { return r.batches.Load() }
 
-// Committed returns the number of input records whose outputs were all
-// acknowledged and whose offsets were committed.
+// Committed returns the number of input records whose outputs and offsets
+// were committed.
 func (r *Runner) Committed() uint64 { return r.committed.Load() }
 
-// Run consumes until ctx ends. A failed produce or commit restarts the
-// session from the last committed offsets (outputs may then repeat: at
-// least once); Run returns only when ctx ends.
+// Aborted returns the number of aborted transactions.
+func (r *Runner) Aborted() uint64 { return r.aborted.Load() }
+
+// Run consumes until ctx ends. A failed session restarts from the committed
+// offsets; Run returns only when ctx ends.
 func (r *Runner) Run(ctx context.Context) error {
 	workers := make([]processors.Worker, r.cfg.Workers)
 	for i := range workers {
@@ -101,6 +135,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	for {
 		err := r.session(ctx, workers)
 		r.running.Store(false)
+		r.setAssigned(0)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -114,6 +149,21 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
+func (r *Runner) setAssigned(n int64) {
+	r.assigned.Store(n)
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.Assigned.Set(float64(n))
+	}
+}
+
+func countPartitions(m map[string][]int32) int64 {
+	n := 0
+	for _, ps := range m {
+		n += len(ps)
+	}
+	return int64(n)
+}
+
 func (r *Runner) session(ctx context.Context, workers []processors.Worker) error {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(r.cfg.Brokers...),
@@ -122,27 +172,34 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		kgo.ConsumeTopics(r.cfg.Input),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
+		kgo.RequireStableFetchOffsets(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.TransactionalID(r.cfg.TransactionalID),
+		kgo.TransactionTimeout(r.cfg.TransactionTimeout),
 		kgo.ProducerBatchCompression(kgo.SnappyCompression()),
 		kgo.ProducerLinger(5 * time.Millisecond),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			r.setAssigned(r.assigned.Load() + countPartitions(m))
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			r.setAssigned(max(0, r.assigned.Load()-countPartitions(m)))
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			r.setAssigned(max(0, r.assigned.Load()-countPartitions(m)))
+		}),
 	}
 	opts = append(opts, r.cfg.ExtraOpts...)
-	cl, err := kgo.NewClient(opts...)
+	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("runner: client: %w", err)
 	}
-	defer func() {
-		// With BlockRebalanceOnPoll, leaving the group waits for the
-		// rebalance we hold since the last poll: release it first.
-		cl.AllowRebalance()
-		cl.Close()
-	}()
+	// Close leaves the group promptly, so the partitions move at once.
+	defer sess.Close()
 	r.running.Store(true)
 
-	// Producing and committing use wctx, which outlives ctx by StopGrace so
-	// that a stopping runner finishes the batch it holds.
+	// Producing and ending the transaction use wctx, which outlives ctx by
+	// StopGrace so that a stopping runner finishes the batch it holds.
 	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer wcancel()
 	stopGrace := context.AfterFunc(ctx, func() {
@@ -165,19 +222,20 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		fetches := cl.PollRecords(ctx, r.cfg.MaxPollRecords)
-		if ctx.Err() != nil && fetches.NumRecords() == 0 {
-			return ctx.Err()
-		}
+		fetches := sess.PollRecords(ctx, r.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() {
 			return errors.New("runner: client closed")
 		}
 		fetches.EachError(func(t string, p int32, err error) {
-			r.cfg.Log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			if !errors.Is(err, context.Canceled) {
+				r.cfg.Log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			}
 		})
 		if fetches.NumRecords() == 0 {
-			cl.AllowRebalance()
 			continue
+		}
+		if err := sess.Begin(); err != nil {
+			return fmt.Errorf("runner: begin transaction: %w", err)
 		}
 		// Split by partition so each partition's order is kept by one worker.
 		for i := range buckets {
@@ -190,57 +248,87 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 				buckets[b] = append(buckets[b], toRecord(rec))
 			}
 		})
-		if err := r.processAll(ctx, workers, buckets, batches); err != nil {
-			return err
+		procErr := r.processAll(ctx, workers, buckets, batches)
+		var produceErr error
+		if procErr == nil {
+			kr, hdrs, produceErr = r.produceAll(wctx, sess, batches, kr, hdrs)
 		}
-		// Produce every output, then wait for all acknowledgements.
-		total, nh := 0, 0
-		for i := range batches {
-			total += batches[i].Len()
-			for _, o := range batches[i].Outputs {
-				nh += len(o.Headers)
-			}
-		}
-		if cap(kr) < total {
-			kr = make([]kgo.Record, total)
-		}
-		if cap(hdrs) < nh {
-			hdrs = make([]kgo.RecordHeader, nh)
-		}
-		kr, hdrs = kr[:total], hdrs[:nh]
-		var wg sync.WaitGroup
-		var produceErr atomic.Pointer[error]
-		k, h := 0, 0
-		wg.Add(total)
-		for i := range batches {
-			for _, o := range batches[i].Outputs {
-				hs := hdrs[h : h+len(o.Headers) : h+len(o.Headers)]
-				for j, oh := range o.Headers {
-					hs[j] = kgo.RecordHeader{Key: oh.Key, Value: oh.Value}
-				}
-				h += len(o.Headers)
-				kr[k] = kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: hs}
-				cl.Produce(wctx, &kr[k], func(_ *kgo.Record, err error) {
-					if err != nil {
-						produceErr.CompareAndSwap(nil, &err)
-					}
-					wg.Done()
-				})
-				k++
-			}
-		}
-		wg.Wait()
+		commit := procErr == nil && produceErr == nil
+		committed, endErr := sess.End(wctx, kgo.TransactionEndTry(commit))
 		clear(kr) // drop references to batch memory
-		if p := produceErr.Load(); p != nil {
-			return fmt.Errorf("runner: produce: %w", *p)
+		switch {
+		case endErr != nil:
+			r.countTxn("error")
+			return fmt.Errorf("runner: end transaction: %w", endErr)
+		case committed:
+			r.batches.Add(1)
+			r.committed.Add(uint64(fetches.NumRecords()))
+			r.countTxn("committed")
+		default:
+			// Aborted (a rebalance, a processing or produce error): the
+			// session rewound to the committed offsets; the records are
+			// processed again by whoever owns their partitions.
+			r.aborted.Add(1)
+			r.countTxn("aborted")
+			if procErr != nil || produceErr != nil {
+				r.cfg.Log.Info("transaction aborted", "processor", r.proc.Name(), "process_err", procErr, "produce_err", produceErr)
+			}
 		}
-		if err := cl.CommitUncommittedOffsets(wctx); err != nil {
-			return fmt.Errorf("runner: commit: %w", err)
+		if produceErr != nil {
+			return produceErr // the producer may be in a failed state: new session
 		}
-		r.batches.Add(1)
-		r.committed.Add(uint64(fetches.NumRecords()))
-		cl.AllowRebalance()
 	}
+}
+
+func (r *Runner) countTxn(outcome string) {
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.Transactions.WithLabelValues(outcome).Inc()
+	}
+}
+
+// produceAll produces every output of the batches in the open transaction
+// and waits for all acknowledgements.
+func (r *Runner) produceAll(ctx context.Context, sess *kgo.GroupTransactSession, batches []processors.Batch, kr []kgo.Record, hdrs []kgo.RecordHeader) ([]kgo.Record, []kgo.RecordHeader, error) {
+	total, nh := 0, 0
+	for i := range batches {
+		total += batches[i].Len()
+		for _, o := range batches[i].Outputs {
+			nh += len(o.Headers)
+		}
+	}
+	if cap(kr) < total {
+		kr = make([]kgo.Record, total)
+	}
+	if cap(hdrs) < nh {
+		hdrs = make([]kgo.RecordHeader, nh)
+	}
+	kr, hdrs = kr[:total], hdrs[:nh]
+	var wg sync.WaitGroup
+	var produceErr atomic.Pointer[error]
+	k, h := 0, 0
+	wg.Add(total)
+	for i := range batches {
+		for _, o := range batches[i].Outputs {
+			hs := hdrs[h : h+len(o.Headers) : h+len(o.Headers)]
+			for j, oh := range o.Headers {
+				hs[j] = kgo.RecordHeader{Key: oh.Key, Value: oh.Value}
+			}
+			h += len(o.Headers)
+			kr[k] = kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: hs}
+			sess.Produce(ctx, &kr[k], func(_ *kgo.Record, err error) {
+				if err != nil {
+					produceErr.CompareAndSwap(nil, &err)
+				}
+				wg.Done()
+			})
+			k++
+		}
+	}
+	wg.Wait()
+	if p := produceErr.Load(); p != nil {
+		return kr, hdrs, fmt.Errorf("runner: produce: %w", *p)
+	}
+	return kr, hdrs, nil
 }
 
 func (r *Runner) processAll(ctx context.Context, workers []processors.Worker, buckets [][]processors.Record, batches []processors.Batch) error {
