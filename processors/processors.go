@@ -55,6 +55,11 @@ type Processor interface {
 // the context ended while waiting for a dependency) and must be retried.
 type Worker interface {
 	Process(ctx context.Context, in []Record, out *Batch) error
+	// Done tells the worker whether the outputs of its last Process were
+	// committed (true) or discarded (false: the transaction aborted and the
+	// inputs will be processed again). Counts that must be exactly once,
+	// such as the accounting metrics, are recorded here, not in Process.
+	Done(committed bool)
 }
 
 // Batch collects the outputs of one processed batch. Keys, values and

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -45,33 +42,20 @@ func cmdKeys(args []string, stdout io.Writer) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	type entry struct {
-		Purpose string `json:"purpose"`
-		ID      string `json:"id"`
-		Secret  string `json:"secret"`
-		Active  bool   `json:"active"`
-	}
-	var doc struct {
-		Keys []entry `json:"keys"`
-	}
-	for _, p := range purpose.Names() {
-		secret := make([]byte, 32)
-		if _, err := rand.Read(secret); err != nil {
+	if *force {
+		if err := os.Remove(*out); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		doc.Keys = append(doc.Keys, entry{Purpose: p, ID: p + "-" + *id, Secret: base64.StdEncoding.EncodeToString(secret), Active: true})
 	}
-	b, err := json.MarshalIndent(doc, "", "  ")
+	kr, err := pseudonym.GenerateKeyring(purpose.Names(), *id)
 	if err != nil {
 		return err
 	}
-	if _, err := pseudonym.ParseKeyring(b); err != nil {
-		return fmt.Errorf("generated keyring does not parse: %w", err)
-	}
-	if err := os.WriteFile(*out, append(b, '\n'), 0o600); err != nil {
+	if err := pseudonym.WriteKeyringFile(*out, kr); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote a keyring with %d keys (ids *-%s) to %s (mode 0600)\n", len(doc.Keys), *id, *out)
+	n := len(purpose.Names())
+	fmt.Fprintf(stdout, "wrote a keyring with %d keys (ids *-%s) to %s (mode 0600)\n", n, *id, *out)
 	return nil
 }
 

@@ -5,6 +5,7 @@
 //	pipeline topology describe|apply [--mermaid]          the declared topics and processors
 //	pipeline schemas generate|check [--dir schemas]       derived clean schemas
 //	pipeline policy validate [--file F]                   check a policy file
+//	pipeline chaos [--events N] [--json]                  the exactly-once chaos test against real services
 //	pipeline keys generate --out FILE                     a new pseudonym keyring (secrets only in the file)
 //
 // Configuration comes from PIPELINE_* environment variables (README).
@@ -46,6 +47,7 @@ const usage = `usage:
   pipeline schemas generate|check [--dir DIR]
   pipeline policy validate [--file FILE]
   pipeline keys generate --out FILE [--id SUFFIX] [--force | --keep-if-exists]
+  pipeline chaos [--events N] [--kills K] [--json]   exactly-once under failures (real Kafka + Redis)
   pipeline probe URL            exit 0 when URL answers 200 (container health checks)
 `
 
@@ -73,6 +75,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdPolicy(args[1:], stdout)
 	case "keys":
 		return cmdKeys(args[1:], stdout)
+	case "chaos":
+		return cmdChaos(ctx, args[1:], stdout, stderr)
 	case "probe":
 		return cmdProbe(ctx, args[1:])
 	case "help", "-h", "--help":

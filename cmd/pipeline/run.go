@@ -36,7 +36,8 @@ func cmdRunPrivacy(ctx context.Context, stderr io.Writer) error {
 	}
 	rn, err := runner.New(runner.Config{Brokers: cfg.KafkaBrokers, Group: cfg.GroupID, Input: cfg.RawTopic,
 		Workers: cfg.Workers, MaxPollRecords: cfg.MaxPollRecords, Log: log, Metrics: runner.NewMetrics(reg),
-		TransactionalID: cfg.TransactionalID, TransactionTimeout: cfg.TransactionTimeout}, pp.Processor)
+		TransactionalID: cfg.TransactionalID, TransactionTimeout: cfg.TransactionTimeout,
+		SessionTimeout: cfg.SessionTimeout}, pp.Processor)
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,7 @@ type Config struct {
 	// restarted replica abort its predecessor's open transaction at once.
 	TransactionalID    string        `env:"TRANSACTIONAL_ID"`
 	TransactionTimeout time.Duration `env:"TRANSACTION_TIMEOUT" envDefault:"10s"`
+	SessionTimeout     time.Duration `env:"SESSION_TIMEOUT" envDefault:"10s"`
 	LogLevel           string        `env:"LOG_LEVEL" envDefault:"info"`
 
 	// PseudonymKeysFile is a JSON keyring (see README); PseudonymKeys holds

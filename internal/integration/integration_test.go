@@ -378,3 +378,62 @@ func TestProcessorRestartResumes(t *testing.T) {
 	}
 	r.checkAccounting(len(evs))
 }
+
+// TestScaleOutAndIn runs two replicas, then stops one: readiness follows
+// assignment, the survivor takes every partition, and every input is
+// published exactly once.
+func TestScaleOutAndIn(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	now := time.Now()
+	var all consent.Record
+	for _, p := range purpose.All {
+		all.Apply(p, consent.Granted, consent.GDPR, now.Add(-time.Minute).UnixMilli())
+	}
+	var subs []string
+	var recs []consent.Record
+	for i := 0; i < 100; i++ {
+		subs, recs = append(subs, synth.SubjectID(i)), append(recs, all)
+	}
+	if err := r.pp.Store.PutMany(ctx, subs, recs); err != nil {
+		t.Fatal(err)
+	}
+	a, stopA := r.start()
+	b, stopB := r.start()
+	waitFor := func(what string, cond func() bool) {
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting: %s (assigned a=%d b=%d)", what, a.Assigned(), b.Assigned())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("both replicas own partitions", func() bool { return a.Ready() && b.Ready() && a.Assigned()+b.Assigned() == 4 })
+	gen := synth.New(6, 100, now)
+	var evs []producer.Event
+	for i := 0; i < 10000; i++ {
+		ev := gen.Event(i)
+		ev.Jurisdiction, ev.GPC = "gdpr", false
+		evs = append(evs, ev)
+	}
+	r.produce(ctx, evs[:5000])
+	stopB() // scale in: B ends its transaction and leaves the group
+	waitFor("the survivor owns every partition", func() bool { return a.Assigned() == 4 && !b.Ready() })
+	r.produce(ctx, evs[5000:])
+	r.waitCaughtUp(2 * time.Minute)
+	stopA()
+	seen := map[string]int{}
+	for _, rec := range r.read(r.cfg.CleanTopic(purpose.Analytics)) {
+		seen[string(rec.Value)]++
+	}
+	if len(seen) != len(evs) {
+		t.Fatalf("analytics holds %d distinct records for %d events", len(seen), len(evs))
+	}
+	for _, n := range seen {
+		if n != 1 {
+			t.Fatal("duplicate clean record")
+		}
+	}
+	r.checkAccounting(len(evs))
+}

@@ -64,19 +64,28 @@ func EndOffsets(ctx context.Context, cl *kgo.Client, topics ...string) (map[stri
 // ReadAll reads every committed record of the topics, from the start to the
 // end offsets observed at call time, and returns them in per-partition order.
 func ReadAll(ctx context.Context, brokers []string, topics ...string) ([]*kgo.Record, error) {
+	var out []*kgo.Record
+	err := Scan(ctx, brokers, func(r *kgo.Record) { out = append(out, r) }, topics...)
+	return out, err
+}
+
+// Scan calls fn for every committed record of the topics (read_committed),
+// from the start to the end offsets observed at call time, without keeping
+// them.
+func Scan(ctx context.Context, brokers []string, fn func(*kgo.Record), topics ...string) error {
 	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
 	ends, err := adm.ListEndOffsets(ctx, topics...)
 	if err != nil {
-		return nil, fmt.Errorf("kafkaio: list end offsets: %w", err)
+		return fmt.Errorf("kafkaio: list end offsets: %w", err)
 	}
 	starts, err := adm.ListStartOffsets(ctx, topics...)
 	if err != nil {
-		return nil, fmt.Errorf("kafkaio: list start offsets: %w", err)
+		return fmt.Errorf("kafkaio: list start offsets: %w", err)
 	}
 	want := map[string]map[int32]int64{}
 	pending := 0
@@ -91,34 +100,36 @@ func ReadAll(ctx context.Context, brokers []string, topics ...string) ([]*kgo.Re
 		}
 	})
 	if pending == 0 {
-		return nil, nil
+		return nil
 	}
 	// Control records (transaction markers) are kept so that a partition
 	// whose last offset is a commit marker is seen to reach its end; they
 	// are not returned.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords())
+		kgo.KeepControlRecords(), kgo.FetchMaxBytes(64<<20))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer cl.Close()
-	var out []*kgo.Record
-	deadline := time.Now().Add(2 * time.Minute)
+	idle := time.Now()
 	for pending > 0 {
-		if time.Now().After(deadline) {
-			return out, errors.New("kafkaio: timed out reading to the end offsets")
+		if time.Since(idle) > 2*time.Minute {
+			return errors.New("kafkaio: no progress reading to the end offsets for 2 minutes")
 		}
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		fs := cl.PollFetches(pctx)
 		cancel()
 		if ctx.Err() != nil {
-			return out, ctx.Err()
+			return ctx.Err()
+		}
+		if fs.NumRecords() > 0 {
+			idle = time.Now()
 		}
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			for _, r := range p.Records {
 				if !r.Attrs.IsControl() {
-					out = append(out, r)
+					fn(r)
 				}
 			}
 			end, ok := want[p.Topic][p.Partition]
@@ -128,5 +139,5 @@ func ReadAll(ctx context.Context, brokers []string, topics ...string) ([]*kgo.Re
 			}
 		})
 	}
-	return out, nil
+	return nil
 }

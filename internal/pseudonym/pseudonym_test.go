@@ -565,3 +565,31 @@ func BenchmarkNewHMACPerCall(b *testing.B) {
 		buf = base64.RawURLEncoding.AppendEncode(buf[:0], mac.Sum(nil)[:16])
 	}
 }
+
+func TestWriteKeyringFileRoundTrip(t *testing.T) {
+	kr, err := GenerateKeyring([]string{"analytics", "marketing"}, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := t.TempDir() + "/keys.json"
+	if err := WriteKeyringFile(path, kr); err != nil {
+		t.Fatal(err)
+	}
+	back, err := LoadKeyring(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"analytics", "marketing"} {
+		a, _ := kr.Active(p)
+		b, _ := back.Active(p)
+		if a.ID != b.ID || string(a.Secret) != string(b.Secret) {
+			t.Fatalf("%s: round trip lost the key", p)
+		}
+	}
+	if err := WriteKeyringFile(path, kr); err == nil {
+		t.Fatal("replaced an existing keyring")
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", st.Mode())
+	}
+}

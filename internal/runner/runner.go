@@ -51,6 +51,9 @@ type Config struct {
 	// TransactionTimeout bounds how long a dead replica's open transaction
 	// can block its partitions (default 10s).
 	TransactionTimeout time.Duration
+	// SessionTimeout is how long the group waits for a silent (killed)
+	// member before giving its partitions to others (default 10s).
+	SessionTimeout time.Duration
 	// Log receives operational messages (never record contents).
 	Log *slog.Logger
 	// Metrics, when set, receives transaction and assignment metrics.
@@ -95,6 +98,9 @@ func New(cfg Config, proc processors.Processor) (*Runner, error) {
 	}
 	if cfg.TransactionTimeout <= 0 {
 		cfg.TransactionTimeout = 10 * time.Second
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 10 * time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -176,6 +182,8 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.TransactionalID(r.cfg.TransactionalID),
 		kgo.TransactionTimeout(r.cfg.TransactionTimeout),
+		kgo.SessionTimeout(r.cfg.SessionTimeout),
+		kgo.HeartbeatInterval(max(r.cfg.SessionTimeout/5, 500*time.Millisecond)),
 		kgo.ProducerBatchCompression(kgo.SnappyCompression()),
 		kgo.ProducerLinger(5 * time.Millisecond),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
@@ -256,6 +264,11 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		commit := procErr == nil && produceErr == nil
 		committed, endErr := sess.End(wctx, kgo.TransactionEndTry(commit))
 		clear(kr) // drop references to batch memory
+		for i, w := range workers {
+			if len(buckets[i]) > 0 {
+				w.Done(committed && endErr == nil)
+			}
+		}
 		switch {
 		case endErr != nil:
 			r.countTxn("error")

@@ -78,6 +78,7 @@ func BenchmarkProcess(b *testing.B) {
 		if err := w.Process(ctx, in[:n], &out); err != nil {
 			b.Fatal(err)
 		}
+		w.Done(true)
 	}
 	b.ReportMetric(float64(out.Len())/float64(min(benchBatch, b.N)), "outputs/event")
 }

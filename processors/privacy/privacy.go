@@ -209,6 +209,7 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 	p := w.p
 	n := len(in)
 	w.grow(n)
+	w.counts = metrics.Counts{} // the tally of this batch only, recorded by Done
 
 	// 1. Decode and validate; quarantine what fails.
 	clear(w.subjMap)
@@ -233,8 +234,7 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 	// 2. Consent: one lookup for the batch; pause (never guess) while the
 	// store cannot answer.
 	if err := w.lookupConsent(ctx); err != nil {
-		w.counts = metrics.Counts{}
-		return err
+		return err // Done(false) follows and drops the partial tally
 	}
 
 	// 3. Per event and purpose: decide, apply policy, encode, emit.
@@ -246,10 +246,19 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 	}
 
 	w.counts.EventsIn = n
-	p.cfg.Metrics.Flush(&w.counts)
 	p.cfg.Metrics.BatchSize.Observe(float64(n))
 	p.cfg.Metrics.BatchSeconds.Observe(time.Since(start).Seconds())
 	return nil
+}
+
+// Done implements processors.Worker: the batch's tally reaches the metrics
+// only when its outputs were committed, so the accounting stays exactly once
+// when a transaction aborts and the batch is processed again.
+func (w *Worker) Done(committed bool) {
+	if committed {
+		w.p.cfg.Metrics.Flush(&w.counts)
+	}
+	w.counts = metrics.Counts{}
 }
 
 func (w *Worker) grow(n int) {

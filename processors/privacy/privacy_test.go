@@ -87,9 +87,11 @@ func (h *harness) record(t testing.TB, ev producer.Event) processors.Record {
 func (h *harness) process(t testing.TB, recs ...processors.Record) *processors.Batch {
 	t.Helper()
 	var out processors.Batch
-	if err := h.pp.Processor.NewWorker().Process(context.Background(), recs, &out); err != nil {
+	w := h.pp.Processor.NewWorker()
+	if err := w.Process(context.Background(), recs, &out); err != nil {
 		t.Fatal(err)
 	}
+	w.Done(true)
 	return &out
 }
 
@@ -487,6 +489,7 @@ func TestConsentStoreDownPausesAndNeverGuesses(t *testing.T) {
 	if err := w.Process(context.Background(), []processors.Record{rec}, &out); err != nil {
 		t.Fatal(err)
 	}
+	w.Done(true)
 	if out.Len() != purpose.Count || !h.pp.Processor.Ready() {
 		t.Fatalf("after recovery: %d outputs, ready=%v", out.Len(), h.pp.Processor.Ready())
 	}
@@ -551,5 +554,25 @@ func TestWorkerReuseAcrossBatchSizes(t *testing.T) {
 				t.Fatalf("output refers to input %d of %d", o.Input, n)
 			}
 		}
+	}
+}
+
+// TestAbortedBatchIsNotCounted: a batch whose transaction aborts is
+// processed again; the accounting counts it once.
+func TestAbortedBatchIsNotCounted(t *testing.T) {
+	h := newHarness(t)
+	rec := h.record(t, synth.New(1, 10, h.now).EventFor(1, 1))
+	w := h.pp.Processor.NewWorker()
+	var out processors.Batch
+	for _, committed := range []bool{false, false, true} {
+		out.Reset()
+		if err := w.Process(context.Background(), []processors.Record{rec}, &out); err != nil {
+			t.Fatal(err)
+		}
+		w.Done(committed)
+	}
+	tally, _ := metrics.ReadTally(h.reg)
+	if tally.EventsIn != 1 {
+		t.Fatalf("events_in %d after two aborts and one commit, want 1", tally.EventsIn)
 	}
 }
