@@ -156,21 +156,21 @@ func TestKubernetesManifests(t *testing.T) {
 		for _, d := range readYAMLDocs(t, f) {
 			kind, _ := d["kind"].(string)
 			kinds[kind] = true
-			if kind != "Deployment" {
+			if kind != "StatefulSet" {
 				continue
 			}
 			b, _ := yaml.Marshal(d)
 			s := string(b)
-			for _, want := range []string{"path: /readyz", "path: /healthz", "terminationGracePeriodSeconds"} {
+			for _, want := range []string{"path: /readyz", "path: /healthz", "terminationGracePeriodSeconds", "PIPELINE_TRANSACTIONAL_ID"} {
 				if !strings.Contains(s, want) {
-					t.Errorf("%s: Deployment lacks %s", f, want)
+					t.Errorf("%s: StatefulSet lacks %s", f, want)
 				}
 			}
 		}
 		b, _ := os.ReadFile(f)
 		checkEnvRefs(t, f, string(b))
 	}
-	for _, k := range []string{"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "Job"} {
+	for _, k := range []string{"ConfigMap", "StatefulSet", "Service", "PodDisruptionBudget", "Job"} {
 		if !kinds[k] {
 			t.Errorf("no %s in deploy/k8s", k)
 		}
