@@ -2,6 +2,8 @@
 //
 //	pipeline demo [--events N] [--subjects N] [--json]   zero-setup demo (in-process Kafka and Redis)
 //	pipeline run privacy                                  the privacy processor (PIPELINE_* env)
+//	pipeline run consent-sync [--rebuild]                 materialise privacy.consent into Redis
+//	pipeline run consent-api                              the consent HTTP API
 //	pipeline topology describe|apply [--mermaid]          the declared topics and processors
 //	pipeline schemas generate|check [--dir schemas]       derived clean schemas
 //	pipeline policy validate [--file F]                   check a policy file
@@ -42,7 +44,7 @@ func main() {
 
 const usage = `usage:
   pipeline demo [--events N] [--subjects N] [--json]
-  pipeline run privacy
+  pipeline run privacy | consent-sync [--rebuild] | consent-api
   pipeline topology describe [--mermaid] | apply [--partitions N] [--replication N]
   pipeline schemas generate|check [--dir DIR]
   pipeline policy validate [--file FILE]
@@ -63,10 +65,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
 	case "run":
-		if len(args) < 2 || args[1] != "privacy" {
-			return usageError{"run needs a processor: privacy"}
+		if len(args) < 2 {
+			return usageError{"run needs privacy, consent-sync or consent-api"}
 		}
-		return cmdRunPrivacy(ctx, stderr)
+		switch args[1] {
+		case "privacy":
+			return cmdRunPrivacy(ctx, stderr)
+		case "consent-sync":
+			return cmdRunConsentSync(ctx, args[2:], stderr)
+		case "consent-api":
+			return cmdRunConsentAPI(ctx, stderr)
+		}
+		return usageError{"run needs privacy, consent-sync or consent-api"}
 	case "topology":
 		return cmdTopology(ctx, args[1:], stdout)
 	case "schemas":

@@ -46,6 +46,7 @@ func cmdRunPrivacy(ctx context.Context, stderr io.Writer) error {
 	errc := make(chan error, 2)
 	go func() { errc <- opsserver.Serve(ctx, cfg.HTTPAddr, opsserver.Handler(reg, ready), nil) }()
 	go func() { errc <- rn.Run(ctx) }()
+	go wiring.FollowInvalidations(ctx, pp.Store, pp.Cache, log)
 	log.Info("privacy processor started", "brokers", cfg.KafkaBrokers, "group", cfg.GroupID,
 		"input", cfg.RawTopic, "http", cfg.HTTPAddr, "policy_version", pp.Policy.Version)
 	err = <-errc

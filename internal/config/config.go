@@ -26,6 +26,10 @@ type Config struct {
 	RedisPasswordFile string `env:"REDIS_PASSWORD_FILE"`
 
 	RawTopic           string `env:"RAW_TOPIC" envDefault:"raw.customer-events"`
+	ConsentTopic       string `env:"CONSENT_TOPIC" envDefault:"privacy.consent"`
+	ConsentSyncGroup   string `env:"CONSENT_SYNC_GROUP" envDefault:"privacy-pipeline-consent-sync"`
+	ConsentAPIAddr     string `env:"CONSENT_API_ADDR" envDefault:":8080"`
+	ConsentHistoryCap  int    `env:"CONSENT_HISTORY_CAP" envDefault:"1000"`
 	CleanTopicTemplate string `env:"CLEAN_TOPIC_TEMPLATE" envDefault:"clean.{purpose}.customer-events"`
 	QuarantineTopic    string `env:"QUARANTINE_TOPIC" envDefault:"quarantine.customer-events"`
 	GroupID            string `env:"GROUP_ID" envDefault:"privacy-pipeline-privacy"`

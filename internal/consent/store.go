@@ -91,6 +91,23 @@ func NewRedisStore(client redis.UniversalClient, opts ...RedisOption) *RedisStor
 	return s
 }
 
+// Prefix returns the subject key prefix.
+func (s *RedisStore) Prefix() string { return s.prefix }
+
+// HistoryKey returns the key of a subject's change history (a list).
+func (s *RedisStore) HistoryKey(subject string) string {
+	return strings.TrimSuffix(s.prefix, ":") + "-history:" + subject
+}
+
+// InvalidationChannel is the pub/sub channel on which the consent sync
+// announces changed subjects (newline-separated) to processors' caches.
+func (s *RedisStore) InvalidationChannel() string {
+	return strings.TrimSuffix(s.prefix, ":") + "-invalidate"
+}
+
+// Client returns the Redis client.
+func (s *RedisStore) Client() redis.UniversalClient { return s.client }
+
 // MarkerKey returns the key of the loaded marker.
 func (s *RedisStore) MarkerKey() string { return s.marker }
 

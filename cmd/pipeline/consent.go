@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/privacy-pipeline/pipeline/internal/config"
+	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/consentapi"
+	"github.com/privacy-pipeline/pipeline/internal/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/consentsync"
+	"github.com/privacy-pipeline/pipeline/internal/opsserver"
+	"github.com/privacy-pipeline/pipeline/internal/wiring"
+)
+
+func consentStore(cfg config.Config) (*consent.RedisStore, func(), error) {
+	ropts, err := wiring.RedisOptions(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	rdb := redis.NewClient(ropts)
+	return consent.NewRedisStore(rdb, consent.WithKeyPrefix(cfg.ConsentKeyPrefix), consent.WithRequireLoaded(cfg.ConsentRequireLoaded)),
+		func() { rdb.Close() }, nil
+}
+
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+func cmdRunConsentSync(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("consent-sync")
+	rebuild := fs.Bool("rebuild", false, "restore Redis from the consent topic from scratch first")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	store, closeRedis, err := consentStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	reg := newRegistry()
+	s, err := consentsync.New(consentsync.Config{Brokers: cfg.KafkaBrokers, Topic: cfg.ConsentTopic, Group: cfg.ConsentSyncGroup,
+		Store: store, HistoryCap: cfg.ConsentHistoryCap, Log: log, Metrics: consentsync.NewMetrics(reg)})
+	if err != nil {
+		return err
+	}
+	go opsserver.Serve(ctx, cfg.HTTPAddr, opsserver.Handler(reg, s.Ready), nil)
+	log.Info("consent sync started", "topic", cfg.ConsentTopic, "rebuild", *rebuild)
+	return s.Run(ctx, *rebuild)
+}
+
+func cmdRunConsentAPI(ctx context.Context, stderr io.Writer) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	store, closeRedis, err := consentStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeRedis()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...), kgo.RecordPartitioner(consentlog.Partitioner()),
+		kgo.ProducerLinger(0))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	api, err := consentapi.New(consentapi.Config{Producer: cl, Topic: cfg.ConsentTopic, Store: store, Log: log})
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", api.Handler())
+	ops := opsserver.Handler(reg, func() bool { return cl.Ping(ctx) == nil })
+	mux.Handle("/metrics", ops)
+	mux.Handle("/healthz", ops)
+	mux.Handle("/readyz", ops)
+	log.Info("consent API started", "addr", cfg.ConsentAPIAddr, "topic", cfg.ConsentTopic)
+	if err := opsserver.Serve(ctx, cfg.ConsentAPIAddr, mux, nil); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,422 @@
+// Package consentsync materialises the consent topic (privacy.consent, the
+// source of truth) into Redis, the processors' consent store:
+//
+//   - each change is applied by a Lua script, atomically and only if it is
+//     newer than what Redis holds for that subject and purpose, so replays,
+//     duplicates and out-of-order deliveries never let an older change
+//     overwrite a newer one;
+//   - each applied change is appended to the subject's history list;
+//   - the changed subjects are published on the invalidation channel, and
+//     every privacy processor drops its cached entries for them;
+//   - Rebuild restores Redis from the topic from scratch (after Redis lost
+//     its data); while it runs the loaded marker is absent, so processors
+//     pause (fail closed) until it completes. Run rebuilds automatically
+//     whenever it finds the marker missing.
+//
+// It imports consent, consentlog, kafkaio and franz-go.
+package consentsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
+)
+
+// applyScript applies one change. KEYS: subject key, history key. ARGV:
+// purpose slot (1-5), state code (g/d/w), timestamp ms, jurisdiction,
+// history entry, history cap. Returns 1 if applied, 0 if not newer.
+// The stored format is consent.AppendEncoded's:
+// 1|<jurisdiction>|<gpc>|<version>|<s>:<ms>|<s>:<ms>|<s>:<ms>|<s>:<ms>|<s>:<ms>
+var applyScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+local parts = {}
+if cur then
+  for f in (cur .. '|'):gmatch('([^|]*)|') do parts[#parts + 1] = f end
+end
+if #parts ~= 9 or parts[1] ~= '1' then
+  parts = {'1', 'unknown', '0', '0', '-:0', '-:0', '-:0', '-:0', '-:0'}
+end
+local slot = 4 + tonumber(ARGV[1])
+local st, ms = string.match(parts[slot], '^(.):(%-?%d+)$')
+if st == nil then st, ms = '-', '0' end
+if st ~= '-' and tonumber(ms) >= tonumber(ARGV[3]) then
+  return 0
+end
+parts[slot] = ARGV[2] .. ':' .. ARGV[3]
+if ARGV[4] ~= 'unknown' then parts[2] = ARGV[4] end
+if tonumber(ARGV[3]) > tonumber(parts[4]) then parts[4] = ARGV[3] end
+redis.call('SET', KEYS[1], table.concat(parts, '|'))
+redis.call('LPUSH', KEYS[2], ARGV[5])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
+return 1
+`)
+
+var stateCode = map[consent.State]string{consent.Granted: "g", consent.Denied: "d", consent.Withdrawn: "w"}
+
+// HistoryEntry is one change as kept in a subject's history list and
+// returned by the API.
+type HistoryEntry struct {
+	ReceiptID     string `json:"receipt_id"`
+	SubjectID     string `json:"subject_id"`
+	Purpose       string `json:"purpose"`
+	State         string `json:"state"`
+	Jurisdiction  string `json:"jurisdiction"`
+	Source        string `json:"source"`
+	PolicyVersion string `json:"policy_version"`
+	Timestamp     string `json:"timestamp"`
+}
+
+// Entry returns the history entry of a change.
+func Entry(c *consentlog.Change) HistoryEntry {
+	return HistoryEntry{ReceiptID: c.ReceiptID, SubjectID: c.SubjectID, Purpose: c.Purpose.String(), State: c.State.String(),
+		Jurisdiction: c.Jurisdiction.String(), Source: string(c.Source), PolicyVersion: c.PolicyVersion,
+		Timestamp: c.Timestamp.UTC().Format(time.RFC3339Nano)}
+}
+
+// Metrics of the sync.
+type Metrics struct {
+	Applied  prometheus.Counter
+	Stale    prometheus.Counter
+	Rejected *prometheus.CounterVec
+	Rebuilds prometheus.Counter
+	Lag      prometheus.Histogram
+}
+
+// NewMetrics creates and registers the sync's metrics.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Applied: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "consent_sync", Name: "applied_total",
+			Help: "Consent changes written to Redis."}),
+		Stale: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "consent_sync", Name: "stale_total",
+			Help: "Consent changes ignored because Redis already held a newer one (replays, duplicates)."}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "consent_sync", Name: "rejected_total",
+			Help: "Consent topic records that could not be decoded or validated, by reason."}, []string{"reason"}),
+		Rebuilds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "consent_sync", Name: "rebuilds_total",
+			Help: "Full rebuilds of Redis from the consent topic."}),
+		Lag: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "pipeline", Subsystem: "consent_sync", Name: "apply_lag_seconds",
+			Help: "Time from a change's record timestamp in Kafka to its application in Redis.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+	}
+	m.Rejected.WithLabelValues("invalid")
+	reg.MustRegister(m.Applied, m.Stale, m.Rejected, m.Rebuilds, m.Lag)
+	return m
+}
+
+// Config configures a Syncer.
+type Config struct {
+	Brokers    []string
+	Topic      string
+	Group      string
+	Store      *consent.RedisStore
+	HistoryCap int // entries kept per subject (default 1000)
+	Log        *slog.Logger
+	Metrics    *Metrics
+}
+
+// Syncer materialises the consent topic into Redis.
+type Syncer struct {
+	cfg     Config
+	rdb     redis.UniversalClient
+	applied atomic.Uint64
+	ready   atomic.Bool
+}
+
+// New returns a syncer.
+func New(cfg Config) (*Syncer, error) {
+	if len(cfg.Brokers) == 0 || cfg.Topic == "" || cfg.Group == "" || cfg.Store == nil {
+		return nil, errors.New("consentsync: Brokers, Topic, Group and Store are required")
+	}
+	if cfg.HistoryCap <= 0 {
+		cfg.HistoryCap = 1000
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	return &Syncer{cfg: cfg, rdb: cfg.Store.Client()}, nil
+}
+
+// Applied returns the number of changes written to Redis.
+func (s *Syncer) Applied() uint64 { return s.applied.Load() }
+
+// Ready reports whether Redis holds a complete copy and the sync is running.
+func (s *Syncer) Ready() bool { return s.ready.Load() }
+
+// Apply writes a batch of changes to Redis in one pipelined round trip and
+// announces the changed subjects. records are the Kafka records (for their
+// timestamps); they may be nil.
+func (s *Syncer) Apply(ctx context.Context, changes []consentlog.Change, recordTimes []time.Time) (int, error) {
+	if len(changes) == 0 {
+		return 0, nil
+	}
+	n, err := s.apply(ctx, changes, recordTimes)
+	if err != nil && strings.Contains(err.Error(), "NOSCRIPT") {
+		// Redis restarted and lost its script cache: load it and retry;
+		// the script is idempotent per change.
+		if lerr := applyScript.Load(ctx, s.rdb).Err(); lerr != nil {
+			return 0, fmt.Errorf("consentsync: load script: %w", lerr)
+		}
+		n, err = s.apply(ctx, changes, recordTimes)
+	}
+	return n, err
+}
+
+func (s *Syncer) apply(ctx context.Context, changes []consentlog.Change, recordTimes []time.Time) (int, error) {
+	st := s.cfg.Store
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(changes))
+	for i := range changes {
+		c := &changes[i]
+		entry, _ := json.Marshal(Entry(c))
+		cmds[i] = applyScript.EvalSha(ctx, pipe, []string{st.Key(c.SubjectID), st.HistoryKey(c.SubjectID)},
+			int(c.Purpose)+1, stateCode[c.State], c.Timestamp.UnixMilli(), c.Jurisdiction.String(), string(entry), s.cfg.HistoryCap)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return 0, fmt.Errorf("consentsync: apply %d changes: %w", len(changes), err)
+	}
+	applied := 0
+	var changed []string
+	seen := map[string]bool{}
+	for i, cmd := range cmds {
+		n, err := cmd.Int()
+		if err != nil {
+			return applied, fmt.Errorf("consentsync: apply: %w", err)
+		}
+		if n == 1 {
+			applied++
+			if !seen[changes[i].SubjectID] {
+				seen[changes[i].SubjectID] = true
+				changed = append(changed, changes[i].SubjectID)
+			}
+			if i < len(recordTimes) && !recordTimes[i].IsZero() {
+				s.cfg.Metrics.Lag.Observe(time.Since(recordTimes[i]).Seconds())
+			}
+		} else {
+			s.cfg.Metrics.Stale.Inc()
+		}
+	}
+	s.cfg.Metrics.Applied.Add(float64(applied))
+	s.applied.Add(uint64(applied))
+	if len(changed) > 0 {
+		if err := s.rdb.Publish(ctx, st.InvalidationChannel(), strings.Join(changed, "\n")).Err(); err != nil {
+			return applied, fmt.Errorf("consentsync: publish invalidation: %w", err)
+		}
+	}
+	return applied, nil
+}
+
+func (s *Syncer) decode(recs []*kgo.Record) ([]consentlog.Change, []time.Time) {
+	changes := make([]consentlog.Change, 0, len(recs))
+	times := make([]time.Time, 0, len(recs))
+	for _, r := range recs {
+		if r.Value == nil {
+			continue // a tombstone (erasure): handled by the erasure processor
+		}
+		c, err := consentlog.Decode(r.Value)
+		if err != nil {
+			s.cfg.Metrics.Rejected.WithLabelValues("invalid").Inc()
+			s.cfg.Log.Warn("consent record rejected", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+			continue
+		}
+		changes = append(changes, c)
+		times = append(times, r.Timestamp)
+	}
+	return changes, times
+}
+
+// Rebuild restores Redis from the consent topic from scratch: it removes
+// the loaded marker (processors pause), deletes every consent and history
+// key, replays the topic to its end, and sets the marker.
+func (s *Syncer) Rebuild(ctx context.Context) error {
+	st := s.cfg.Store
+	lock := strings.TrimSuffix(st.Prefix(), ":") + "-rebuild-lock"
+	ok, err := s.rdb.SetNX(ctx, lock, "1", 10*time.Minute).Result()
+	if err != nil {
+		return fmt.Errorf("consentsync: rebuild lock: %w", err)
+	}
+	if !ok {
+		return errors.New("consentsync: another rebuild is running")
+	}
+	defer s.rdb.Del(context.WithoutCancel(ctx), lock)
+	s.ready.Store(false)
+	start := time.Now()
+	s.cfg.Log.Info("consent store rebuild started")
+	if err := s.rdb.Del(ctx, st.MarkerKey()).Err(); err != nil {
+		return fmt.Errorf("consentsync: rebuild: %w", err)
+	}
+	for _, pattern := range []string{st.Prefix() + "*", st.HistoryKey("") + "*"} {
+		if err := s.deleteMatching(ctx, pattern); err != nil {
+			return err
+		}
+	}
+	var batch []*kgo.Record
+	var applyErr error
+	total := 0
+	flush := func() {
+		if len(batch) == 0 || applyErr != nil {
+			return
+		}
+		changes, times := s.decode(batch)
+		_ = times
+		n, err := s.Apply(ctx, changes, nil)
+		total += n
+		applyErr = err
+		batch = batch[:0]
+	}
+	err = kafkaio.Scan(ctx, s.cfg.Brokers, func(r *kgo.Record) {
+		batch = append(batch, r)
+		if len(batch) == 2000 {
+			flush()
+		}
+	}, s.cfg.Topic)
+	flush()
+	if err := errors.Join(err, applyErr); err != nil {
+		return fmt.Errorf("consentsync: rebuild: %w", err)
+	}
+	if err := st.MarkLoaded(ctx); err != nil {
+		return err
+	}
+	s.cfg.Metrics.Rebuilds.Inc()
+	s.cfg.Log.Info("consent store rebuilt", "changes_applied", total, "seconds", time.Since(start).Seconds())
+	return nil
+}
+
+func (s *Syncer) deleteMatching(ctx context.Context, pattern string) error {
+	iter := s.rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+		if len(keys) == 1000 {
+			if err := s.rdb.Unlink(ctx, keys...).Err(); err != nil {
+				return err
+			}
+			keys = keys[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("consentsync: scan %s: %w", pattern, err)
+	}
+	if len(keys) > 0 {
+		return s.rdb.Unlink(ctx, keys...).Err()
+	}
+	return nil
+}
+
+// Run follows the consent topic in its consumer group, applying each
+// polled batch and committing its offsets after Redis acknowledged it. It
+// rebuilds first when forced or when the loaded marker is missing, and
+// again whenever the marker disappears (Redis restarted empty).
+func (s *Syncer) Run(ctx context.Context, forceRebuild bool) error {
+	needRebuild := func() bool {
+		n, err := s.rdb.Exists(ctx, s.cfg.Store.MarkerKey()).Result()
+		return err == nil && n == 0
+	}
+	for ctx.Err() == nil {
+		if forceRebuild || needRebuild() {
+			if err := s.Rebuild(ctx); err != nil {
+				s.cfg.Log.Warn("consent store rebuild failed; retrying", "err", err)
+				sleep(ctx, time.Second)
+				continue
+			}
+			forceRebuild = false
+		}
+		err := s.follow(ctx, needRebuild)
+		if ctx.Err() != nil {
+			break
+		}
+		if err != nil {
+			s.cfg.Log.Warn("consent sync interrupted; resuming", "err", err)
+			sleep(ctx, time.Second)
+		}
+	}
+	s.ready.Store(false)
+	return nil
+}
+
+var errNeedRebuild = errors.New("consent store lost its data")
+
+func (s *Syncer) follow(ctx context.Context, needRebuild func() bool) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.cfg.Brokers...), kgo.ConsumerGroup(s.cfg.Group), kgo.ConsumeTopics(s.cfg.Topic),
+		kgo.DisableAutoCommit(), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.Balancers(kgo.CooperativeStickyBalancer()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	s.ready.Store(true)
+	lastCheck := time.Now()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollRecords(pctx, 5000)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(lastCheck) > 500*time.Millisecond {
+			lastCheck = time.Now()
+			if needRebuild() {
+				s.ready.Store(false)
+				return errNeedRebuild
+			}
+		}
+		recs := fs.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		changes, times := s.decode(recs)
+		for {
+			if _, err = s.Apply(ctx, changes, times); err == nil {
+				break
+			}
+			s.ready.Store(false)
+			s.cfg.Log.Warn("consent sync cannot write to Redis; retrying", "err", err)
+			if !sleep(ctx, 200*time.Millisecond) {
+				return nil
+			}
+		}
+		s.ready.Store(true)
+		if err := cl.CommitRecords(ctx, recs...); err != nil {
+			return fmt.Errorf("consentsync: commit: %w", err)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// ParseInvalidation splits an invalidation message into subjects.
+func ParseInvalidation(payload string) []string {
+	if payload == "" {
+		return nil
+	}
+	return strings.Split(payload, "\n")
+}
+
+// FormatMillis formats unix ms as RFC 3339 (for API responses).
+func FormatMillis(ms int64) string {
+	if ms <= 0 {
+		return ""
+	}
+	return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano)
+}
+
