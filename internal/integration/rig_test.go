@@ -290,3 +290,5 @@ func (r *rig) checkAccounting(wantIn int) map[string]int {
 	}
 	return counts
 }
+
+func newRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
