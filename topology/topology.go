@@ -120,8 +120,8 @@ func Default(n Names, o Options) Topology {
 		Holds:   "raw events from producers (Avro single-object, raw schema); only the pipeline reads it",
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.RawRetention)}})
 	add(Topic{Name: n.Consent, Partitions: o.Partitions, Key: "subject id", Restricted: true,
-		Holds:   "consent changes, the source of truth; Redis is a cache of it",
-		Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}})
+		Holds:   "consent changes (key subject/purpose, partitioned by subject), the source of truth; Redis is a cache of it; 30 days of full history before compaction",
+		Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": ms(30 * 24 * time.Hour)}})
 	add(Topic{Name: n.Requests, Partitions: o.Partitions, Key: "subject id", Restricted: true,
 		Holds:   "data-subject requests: access, erasure, portability",
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(30 * 24 * time.Hour)}})
@@ -144,7 +144,14 @@ func Default(n Names, o Options) Topology {
 	t.Processors = []Processor{{
 		Name: "privacy", Group: "privacy-pipeline-privacy",
 		Inputs: []string{n.Raw}, Outputs: append(cleans, n.Quarantine), Stores: []string{"redis consent cache"},
-		Doc: "decode, consent join, field policy per purpose, encode, publish",
+		Doc: "decode, consent join, field policy per purpose, encode, publish (exactly once)",
+	}, {
+		Name: "consent-api", Outputs: []string{n.Consent}, Stores: []string{"redis consent cache"},
+		Doc: "HTTP API: set, withdraw, read, history, bulk import",
+	}, {
+		Name: "consent-sync", Group: "privacy-pipeline-consent-sync",
+		Inputs: []string{n.Consent}, Stores: []string{"redis consent cache"},
+		Doc: "materialise consent into Redis, in order per subject and purpose; invalidate processors' caches; rebuild",
 	}}
 	return t
 }

@@ -49,6 +49,7 @@ const usage = `usage:
   pipeline schemas generate|check [--dir DIR]
   pipeline policy validate [--file FILE]
   pipeline keys generate --out FILE [--id SUFFIX] [--force | --keep-if-exists]
+  pipeline bench withdrawal [--rate N] [--withdrawals N] [--json]   withdrawal latency (real Kafka + Redis)
   pipeline chaos [--events N] [--kills K] [--json]   exactly-once under failures (real Kafka + Redis)
   pipeline probe URL            exit 0 when URL answers 200 (container health checks)
 `
@@ -85,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdPolicy(args[1:], stdout)
 	case "keys":
 		return cmdKeys(args[1:], stdout)
+	case "bench":
+		return cmdBench(ctx, args[1:], stdout, stderr)
 	case "chaos":
 		return cmdChaos(ctx, args[1:], stdout, stderr)
 	case "probe":

@@ -60,6 +60,11 @@ type Config struct {
 	Metrics *Metrics
 	// ExtraOpts are appended to the kgo options (tests, tuning).
 	ExtraOpts []kgo.Opt
+	// OnCommit, when set, is called after each committed transaction with
+	// its outputs (valid only during the call) and the commit time: the
+	// moment they became visible to read_committed consumers. For
+	// measurements such as withdrawal latency.
+	OnCommit func(outputs []processors.Output, at time.Time)
 	// StopGrace bounds how long, after ctx ends, the in-flight batch may
 	// take to produce and commit (default 15s). A batch still waiting for a
 	// consent decision is aborted at once instead: nothing of it is
@@ -274,6 +279,12 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 			r.countTxn("error")
 			return fmt.Errorf("runner: end transaction: %w", endErr)
 		case committed:
+			if r.cfg.OnCommit != nil {
+				at := time.Now()
+				for i := range batches {
+					r.cfg.OnCommit(batches[i].Outputs, at)
+				}
+			}
 			r.batches.Add(1)
 			r.committed.Add(uint64(fetches.NumRecords()))
 			r.countTxn("committed")

@@ -21,6 +21,8 @@ func FollowInvalidations(ctx context.Context, store *consent.RedisStore, cache *
 	}
 	for ctx.Err() == nil {
 		ps := store.Client().Subscribe(ctx, store.InvalidationChannel())
+		// A blocked Receive does not watch ctx: closing the subscription ends it.
+		stop := context.AfterFunc(ctx, func() { ps.Close() })
 		for {
 			msg, err := ps.Receive(ctx)
 			if err != nil {
@@ -38,6 +40,7 @@ func FollowInvalidations(ctx context.Context, store *consent.RedisStore, cache *
 				}
 			}
 		}
+		stop()
 		ps.Close()
 		select {
 		case <-ctx.Done():
