@@ -98,7 +98,8 @@ var envRef = regexp.MustCompile(`\bPIPELINE_[A-Z_]+`)
 // scriptEnv are variables of scripts/services, not of the binary.
 var scriptEnv = map[string]bool{"PIPELINE_CACHE_DIR": true, "PIPELINE_TEST_KAFKA_PORT": true,
 	"PIPELINE_TEST_KAFKA_CONTROLLER_PORT": true, "PIPELINE_TEST_REDIS_PORT": true,
-	"PIPELINE_TEST_KAFKA_VERSION": true, "PIPELINE_KAFKA_HEAP": true, "PIPELINE_KAFKA_START_TIMEOUT": true}
+	"PIPELINE_TEST_KAFKA_VERSION": true, "PIPELINE_KAFKA_HEAP": true, "PIPELINE_KAFKA_START_TIMEOUT": true,
+	"PIPELINE_CONSENT_API_URL": true} // privacyctl's
 
 func checkEnvRefs(t *testing.T, where, text string) {
 	t.Helper()
@@ -116,7 +117,7 @@ func TestDockerCompose(t *testing.T) {
 		t.Fatalf("want one document, got %d", len(docs))
 	}
 	svcs, _ := docs[0]["services"].(map[string]any)
-	for _, name := range []string{"kafka", "redis", "keygen", "topology", "privacy", "prometheus", "grafana"} {
+	for _, name := range []string{"kafka", "redis", "keygen", "topology", "privacy", "consent-sync", "consent-api", "prometheus", "grafana"} {
 		if _, ok := svcs[name]; !ok {
 			t.Errorf("service %s missing", name)
 		}
@@ -152,7 +153,7 @@ func toStrings(v any) []string {
 
 func TestKubernetesManifests(t *testing.T) {
 	kinds := map[string]bool{}
-	for _, f := range []string{"k8s/privacy.yaml", "k8s/topology-job.yaml"} {
+	for _, f := range []string{"k8s/privacy.yaml", "k8s/topology-job.yaml", "k8s/consent.yaml"} {
 		for _, d := range readYAMLDocs(t, f) {
 			kind, _ := d["kind"].(string)
 			kinds[kind] = true

@@ -60,6 +60,11 @@ type Worker interface {
 	// inputs will be processed again). Counts that must be exactly once,
 	// such as the accounting metrics, are recorded here, not in Process.
 	Done(committed bool)
+	// Current reports whether the outputs of the last Process are still
+	// right to publish. The runner asks just before committing; false (for
+	// example: a subject of the batch withdrew consent after its decision)
+	// aborts the transaction, and the batch is processed again.
+	Current() bool
 }
 
 // Batch collects the outputs of one processed batch. Keys, values and

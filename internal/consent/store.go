@@ -197,7 +197,17 @@ type Cache struct {
 	now          func() time.Time
 	shards       [cacheShards]cacheShard
 	hits, misses atomic.Uint64
+
+	// Invalidation generations: gen counts invalidations; invGen holds the
+	// generation of each subject's last invalidation (bounded: on overflow
+	// it is cleared and allGen marks everything before as invalidated).
+	gen    atomic.Uint64
+	allGen atomic.Uint64
+	invMu  sync.Mutex
+	invGen map[string]uint64
 }
+
+const maxInvalidationEntries = 100_000
 
 const cacheShards = 16
 
@@ -311,16 +321,52 @@ func (c *Cache) put(sub string, e cacheEntry) {
 	sh.mu.Unlock()
 }
 
-// Invalidate drops a subject's cached entry so the next lookup asks the store.
+// Invalidate drops a subject's cached entry so the next lookup asks the
+// store, and records the invalidation (see InvalidatedSince).
 func (c *Cache) Invalidate(subject string) {
+	g := c.gen.Add(1)
+	c.invMu.Lock()
+	if c.invGen == nil {
+		c.invGen = make(map[string]uint64)
+	} else if len(c.invGen) >= maxInvalidationEntries {
+		clear(c.invGen) // forget details; everything before g counts as invalidated
+		c.allGen.Store(g)
+	}
+	c.invGen[strings.Clone(subject)] = g
+	c.invMu.Unlock()
 	sh := c.shard(subject)
 	sh.mu.Lock()
 	delete(sh.m, subject)
 	sh.mu.Unlock()
 }
 
-// InvalidateAll empties the cache.
+// Generation returns the current invalidation generation; take it before
+// a lookup and pass it to InvalidatedSince before publishing.
+func (c *Cache) Generation() uint64 { return c.gen.Load() }
+
+// InvalidatedSince reports whether any of the subjects was invalidated after
+// generation g, that is whether a decision taken on them since g may be
+// stale. It is cheap when nothing was invalidated at all.
+func (c *Cache) InvalidatedSince(g uint64, subjects []string) bool {
+	if c.gen.Load() == g {
+		return false
+	}
+	if c.allGen.Load() > g {
+		return true
+	}
+	c.invMu.Lock()
+	defer c.invMu.Unlock()
+	for _, s := range subjects {
+		if c.invGen[s] > g {
+			return true
+		}
+	}
+	return false
+}
+
+// InvalidateAll empties the cache and invalidates every decision taken so far.
 func (c *Cache) InvalidateAll() {
+	c.allGen.Store(c.gen.Add(1))
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()

@@ -267,6 +267,12 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 			kr, hdrs, produceErr = r.produceAll(wctx, sess, batches, kr, hdrs)
 		}
 		commit := procErr == nil && produceErr == nil
+		for i, w := range workers {
+			if commit && len(buckets[i]) > 0 && !w.Current() {
+				commit = false // a decision went stale (e.g. a withdrawal): redo the batch
+				r.cfg.Log.Debug("batch outdated by a consent change; aborting to redo it", "processor", r.proc.Name())
+			}
+		}
 		committed, endErr := sess.End(wctx, kgo.TransactionEndTry(commit))
 		clear(kr) // drop references to batch memory
 		for i, w := range workers {

@@ -19,6 +19,7 @@ type echo struct{ fail atomic.Bool }
 
 func (e *echo) Name() string                 { return "echo" }
 func (e *echo) Done(bool)                    {}
+func (e *echo) Current() bool                { return true }
 func (e *echo) NewWorker() processors.Worker { return e }
 func (e *echo) Process(ctx context.Context, in []processors.Record, out *processors.Batch) error {
 	if e.fail.Load() {

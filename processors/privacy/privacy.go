@@ -199,6 +199,7 @@ type Worker struct {
 	tmp      []byte
 	tmp2     []byte
 	counts   metrics.Counts
+	gen      uint64 // cache invalidation generation before this batch's lookup
 }
 
 var errNoDecision = errors.New("privacy: consent store unavailable")
@@ -249,6 +250,15 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 	p.cfg.Metrics.BatchSize.Observe(float64(n))
 	p.cfg.Metrics.BatchSeconds.Observe(time.Since(start).Seconds())
 	return nil
+}
+
+// Current implements processors.Worker: false when a subject of the last
+// batch had its consent changed (invalidated) after the batch's lookup, so
+// its decisions may be stale; the runner then aborts and redoes the batch.
+// This bounds how late a record can be published after a withdrawal by the
+// invalidation's delivery, not by the batch's produce and commit time.
+func (w *Worker) Current() bool {
+	return !w.p.cfg.Consent.InvalidatedSince(w.gen, w.subjects)
 }
 
 // Done implements processors.Worker: the batch's tally reaches the metrics
@@ -309,6 +319,7 @@ func (w *Worker) lookupConsent(ctx context.Context) error {
 	if len(w.subjects) == 0 {
 		return nil
 	}
+	w.gen = p.cfg.Consent.Generation()
 	backoff := p.cfg.BackoffMin
 	paused := false
 	defer func() {

@@ -576,3 +576,36 @@ func TestAbortedBatchIsNotCounted(t *testing.T) {
 		t.Fatalf("events_in %d after two aborts and one commit, want 1", tally.EventsIn)
 	}
 }
+
+// TestWorkerNotCurrentAfterInvalidation: a consent change announced for a
+// subject of the batch after its lookup makes the batch stale (the runner
+// then aborts and redoes it); a change for another subject does not.
+func TestWorkerNotCurrentAfterInvalidation(t *testing.T) {
+	h := newHarness(t)
+	ev := synth.New(1, 10, h.now).EventFor(1, 3)
+	w := h.pp.Processor.NewWorker()
+	var out processors.Batch
+	if err := w.Process(context.Background(), []processors.Record{h.record(t, ev)}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !w.Current() {
+		t.Fatal("stale without any consent change")
+	}
+	h.pp.Cache.Invalidate("someone-else")
+	if !w.Current() {
+		t.Fatal("stale after another subject's change")
+	}
+	h.pp.Cache.Invalidate(ev.SubjectID)
+	if w.Current() {
+		t.Fatal("still current after its subject's consent changed")
+	}
+	out.Reset()
+	w.Process(context.Background(), []processors.Record{h.record(t, ev)}, &out)
+	if !w.Current() {
+		t.Fatal("a fresh batch is stale")
+	}
+	h.pp.Cache.InvalidateAll()
+	if w.Current() {
+		t.Fatal("current after InvalidateAll")
+	}
+}
