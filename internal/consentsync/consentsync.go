@@ -419,4 +419,3 @@ func FormatMillis(ms int64) string {
 	}
 	return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano)
 }
-
