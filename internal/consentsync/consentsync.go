@@ -69,21 +69,15 @@ var stateCode = map[consent.State]string{consent.Granted: "g", consent.Denied: "
 // HistoryEntry is one change as kept in a subject's history list and
 // returned by the API.
 type HistoryEntry struct {
-	ReceiptID     string `json:"receipt_id"`
-	SubjectID     string `json:"subject_id"`
-	Purpose       string `json:"purpose"`
-	State         string `json:"state"`
-	Jurisdiction  string `json:"jurisdiction"`
-	Source        string `json:"source"`
-	PolicyVersion string `json:"policy_version"`
-	Timestamp     string `json:"timestamp"`
+	ReceiptID string `json:"receipt_id"`
+	consentlog.Input
 }
 
 // Entry returns the history entry of a change.
 func Entry(c *consentlog.Change) HistoryEntry {
-	return HistoryEntry{ReceiptID: c.ReceiptID, SubjectID: c.SubjectID, Purpose: c.Purpose.String(), State: c.State.String(),
-		Jurisdiction: c.Jurisdiction.String(), Source: string(c.Source), PolicyVersion: c.PolicyVersion,
-		Timestamp: c.Timestamp.UTC().Format(time.RFC3339Nano)}
+	return HistoryEntry{ReceiptID: c.ReceiptID, Input: consentlog.Input{SubjectID: c.SubjectID, Purpose: c.Purpose.String(),
+		State: c.State.String(), Jurisdiction: c.Jurisdiction.String(), Source: string(c.Source), PolicyVersion: c.PolicyVersion,
+		Timestamp: c.Timestamp.UTC().Format(time.RFC3339Nano)}}
 }
 
 // Metrics of the sync.

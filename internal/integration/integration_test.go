@@ -327,18 +327,7 @@ func TestProcessorRestartResumes(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
 	now := time.Now()
-	var all consent.Record
-	for _, p := range purpose.All {
-		all.Apply(p, consent.Granted, consent.GDPR, now.Add(-time.Minute).UnixMilli())
-	}
-	var subs []string
-	var recs []consent.Record
-	for i := 0; i < 100; i++ {
-		subs, recs = append(subs, synth.SubjectID(i)), append(recs, all)
-	}
-	if err := r.pp.Store.PutMany(ctx, subs, recs); err != nil {
-		t.Fatal(err)
-	}
+	r.grantAll(ctx, 100, now)
 	gen := synth.New(4, 100, now)
 	var evs []producer.Event
 	for i := 0; i < 20000; i++ {
@@ -386,18 +375,7 @@ func TestScaleOutAndIn(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
 	now := time.Now()
-	var all consent.Record
-	for _, p := range purpose.All {
-		all.Apply(p, consent.Granted, consent.GDPR, now.Add(-time.Minute).UnixMilli())
-	}
-	var subs []string
-	var recs []consent.Record
-	for i := 0; i < 100; i++ {
-		subs, recs = append(subs, synth.SubjectID(i)), append(recs, all)
-	}
-	if err := r.pp.Store.PutMany(ctx, subs, recs); err != nil {
-		t.Fatal(err)
-	}
+	r.grantAll(ctx, 100, now)
 	a, stopA := r.start()
 	b, stopB := r.start()
 	waitFor := func(what string, cond func() bool) {
@@ -436,4 +414,21 @@ func TestScaleOutAndIn(t *testing.T) {
 		}
 	}
 	r.checkAccounting(len(evs))
+}
+
+// grantAll stores explicit consent for every purpose for subjects 0..n-1.
+func (r *rig) grantAll(ctx context.Context, n int, now time.Time) {
+	r.t.Helper()
+	var all consent.Record
+	for _, p := range purpose.All {
+		all.Apply(p, consent.Granted, consent.GDPR, now.Add(-time.Minute).UnixMilli())
+	}
+	subs := make([]string, n)
+	recs := make([]consent.Record, n)
+	for i := range subs {
+		subs[i], recs[i] = synth.SubjectID(i), all
+	}
+	if err := r.pp.Store.PutMany(ctx, subs, recs); err != nil {
+		r.t.Fatal(err)
+	}
 }
