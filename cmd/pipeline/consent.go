@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,20 @@ func consentStore(cfg config.Config) (*consent.RedisStore, func(), error) {
 		func() { rdb.Close() }, nil
 }
 
+// consentSetup loads the configuration, the logger and the consent store
+// shared by consent-sync and consent-api.
+func consentSetup(stderr io.Writer) (config.Config, *slog.Logger, *consent.RedisStore, func(), error) {
+	cfg, err := config.Load()
+	if err != nil {
+		return cfg, nil, nil, nil, err
+	}
+	store, closeRedis, err := consentStore(cfg)
+	if err != nil {
+		return cfg, nil, nil, nil, err
+	}
+	return cfg, newLogger(stderr, cfg.LogLevel), store, closeRedis, nil
+}
+
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -42,12 +57,7 @@ func cmdRunConsentSync(ctx context.Context, args []string, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
-	cfg, err := config.Load()
-	if err != nil {
-		return err
-	}
-	log := newLogger(stderr, cfg.LogLevel)
-	store, closeRedis, err := consentStore(cfg)
+	cfg, log, store, closeRedis, err := consentSetup(stderr)
 	if err != nil {
 		return err
 	}
@@ -64,12 +74,7 @@ func cmdRunConsentSync(ctx context.Context, args []string, stderr io.Writer) err
 }
 
 func cmdRunConsentAPI(ctx context.Context, stderr io.Writer) error {
-	cfg, err := config.Load()
-	if err != nil {
-		return err
-	}
-	log := newLogger(stderr, cfg.LogLevel)
-	store, closeRedis, err := consentStore(cfg)
+	cfg, log, store, closeRedis, err := consentSetup(stderr)
 	if err != nil {
 		return err
 	}
