@@ -9,7 +9,12 @@
 //   - policy.json: the action per purpose and field (see package policy);
 //   - clean/<purpose>.customer-events.avsc: the clean schema of each purpose,
 //     derived from the raw schema and the policy (never edited by hand; a test
-//     fails when one is stale).
+//     fails when one is stale);
+//   - kanon.json: the k-anonymity outputs (aggregates and the record-level
+//     CASTLE stream), their quasi-identifiers and hierarchies (see package
+//     internal/kanonspec), with hierarchies/*.csv;
+//   - agg/<purpose>.<name>.avsc and clean/<purpose>.kanon.avsc: the schemas
+//     of those outputs, derived from kanon.json and the clean schemas.
 //
 // This package imports only the standard library.
 package schemas
@@ -22,7 +27,7 @@ import (
 	"strings"
 )
 
-//go:embed customer_event.avsc consent_record.avsc policy.json clean/*.avsc
+//go:embed customer_event.avsc consent_record.avsc policy.json clean/*.avsc kanon.json hierarchies/*.csv agg/*.avsc
 var files embed.FS
 
 // RawEventSchemaJSON returns the raw customer-event schema as checked in.
@@ -33,6 +38,31 @@ func ConsentRecordSchemaJSON() []byte { return mustRead("consent_record.avsc") }
 
 // PolicyJSON returns the checked-in field policy.
 func PolicyJSON() []byte { return mustRead("policy.json") }
+
+// KanonJSON returns the checked-in k-anonymity specification (kanon.json).
+func KanonJSON() []byte { return mustRead("kanon.json") }
+
+// File returns a checked-in file by its path relative to this directory
+// (for example "hierarchies/country.csv").
+func File(name string) ([]byte, error) {
+	b, err := files.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("schemas: no checked-in file %q: %w", name, err)
+	}
+	return b, nil
+}
+
+// AggregateSchemaFile returns the checked-in schema file name of the
+// aggregate topic agg.<purpose>.<name>, relative to this directory.
+func AggregateSchemaFile(purpose, name string) string {
+	return "agg/" + purpose + "." + name + ".avsc"
+}
+
+// KanonSchemaFile returns the checked-in schema file name of the
+// record-level k-anonymous topic clean.<purpose>.kanon.
+func KanonSchemaFile(purpose string) string {
+	return "clean/" + purpose + ".kanon.avsc"
+}
 
 // CleanSchemaFile returns the checked-in clean schema file name of a purpose,
 // relative to this directory.

@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/internal/config"
+	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/policy"
 	"github.com/privacy-pipeline/pipeline/internal/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/wiring"
@@ -107,6 +110,29 @@ func cmdSchemas(args []string, stdout io.Writer) error {
 			}
 		default:
 			return usageError{"schemas needs generate or check"}
+		}
+	}
+	spec, err := kanonspec.Default()
+	if err != nil {
+		return err
+	}
+	derived, err := spec.Derived()
+	if err != nil {
+		return err
+	}
+	for _, rel := range slices.Sorted(maps.Keys(derived)) {
+		path := filepath.Join(*dir, rel)
+		switch args[0] {
+		case "generate":
+			if err := os.WriteFile(path, derived[rel], 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "wrote %s\n", path)
+		case "check":
+			got, err := os.ReadFile(path)
+			if err != nil || !bytes.Equal(got, derived[rel]) {
+				stale = append(stale, path)
+			}
 		}
 	}
 	if len(stale) > 0 {
