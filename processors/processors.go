@@ -73,9 +73,12 @@ type Worker interface {
 // copying again.
 type Batch struct {
 	Outputs []Output
-	chunks  [][]byte
-	cur     int
-	headers []Header
+	// Checkpoints are the state checkpoints of a stateful worker, written to
+	// its state topic in the batch's transaction.
+	Checkpoints []Checkpoint
+	chunks      [][]byte
+	cur         int
+	headers     []Header
 }
 
 const chunkSize = 256 << 10
@@ -85,6 +88,8 @@ const chunkSize = 256 << 10
 func (b *Batch) Reset() {
 	clear(b.Outputs) // drop references so a reused batch holds no old data
 	b.Outputs = b.Outputs[:0]
+	clear(b.Checkpoints)
+	b.Checkpoints = b.Checkpoints[:0]
 	for i := range b.chunks {
 		b.chunks[i] = b.chunks[i][:0]
 	}
@@ -136,3 +141,62 @@ func (b *Batch) Add(input int, topic string, key, value []byte, headers ...Heade
 
 // Len returns the number of outputs.
 func (b *Batch) Len() int { return len(b.Outputs) }
+
+// Checkpoint is a stateful worker's saved state for one input partition. The
+// runner writes it to the processor's state topic in the same transaction as
+// the batch's outputs and consumed offsets, so state, outputs and offsets
+// always agree after a crash, a restart or a rebalance.
+type Checkpoint struct {
+	// Partition is the input partition the state belongs to.
+	Partition int32
+	// Next is the offset after the last input record the state includes.
+	Next int64
+	// ReplayFrom is the first input offset the worker must read again to
+	// rebuild its state (state that refers to input records instead of
+	// copying them); equal to Next when nothing needs replaying.
+	ReplayFrom int64
+	// State is the worker's own encoding of its state.
+	State []byte
+}
+
+// StateStore gives a stateful worker its committed checkpoints and the input
+// records it needs to replay. The runner provides it.
+type StateStore interface {
+	// Latest returns the last committed checkpoint of an input partition;
+	// ok is false if it has none.
+	Latest(ctx context.Context, partition int32) (cp Checkpoint, ok bool, err error)
+	// Replay calls fn, in order, for every committed input record of the
+	// partition with an offset in [from, to).
+	Replay(ctx context.Context, partition int32, from, to int64, fn func(Record) error) error
+}
+
+// Stateful is implemented by processors whose workers keep state per input
+// partition (windows, open clusters) that must survive restarts and
+// rebalances.
+type Stateful interface {
+	Processor
+	// StateTopic names the compacted topic that holds the checkpoints.
+	StateTopic() string
+	// UseStore hands the processor its store; the runner calls it before
+	// NewWorker.
+	UseStore(StateStore)
+}
+
+// StatefulWorker is a worker of a Stateful processor.
+type StatefulWorker interface {
+	Worker
+	// Forget drops the in-memory state of an input partition (it was
+	// revoked, or the session restarted); AllPartitions drops every one.
+	// The next record of the partition restores it from the store.
+	Forget(partition int32)
+}
+
+// AllPartitions is the Forget argument that means every partition.
+const AllPartitions int32 = -1
+
+// AddCheckpoint records a checkpoint to write with the batch; its state is
+// copied into the batch's arena.
+func (b *Batch) AddCheckpoint(cp Checkpoint) {
+	cp.State = b.Copy(cp.State)
+	b.Checkpoints = append(b.Checkpoints, cp)
+}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/internal/statestore"
 	"github.com/privacy-pipeline/pipeline/processors"
 )
 
@@ -74,10 +75,14 @@ type Config struct {
 
 // Runner runs one processor against Kafka.
 type Runner struct {
-	cfg       Config
-	proc      processors.Processor
-	running   atomic.Bool
-	assigned  atomic.Int64
+	cfg      Config
+	proc     processors.Processor
+	running  atomic.Bool
+	assigned atomic.Int64
+	store    *statestore.Store // nil unless the processor is stateful
+
+	forgetMu  sync.Mutex
+	forget    []int32 // revoked partitions whose worker state must be dropped
 	batches   atomic.Uint64
 	committed atomic.Uint64
 	aborted   atomic.Uint64
@@ -113,7 +118,12 @@ func New(cfg Config, proc processors.Processor) (*Runner, error) {
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = 15 * time.Second
 	}
-	return &Runner{cfg: cfg, proc: proc}, nil
+	r := &Runner{cfg: cfg, proc: proc}
+	if sp, ok := proc.(processors.Stateful); ok {
+		r.store = statestore.New(cfg.Brokers, cfg.Input, sp.StateTopic())
+		sp.UseStore(r.store)
+	}
+	return r, nil
 }
 
 // Running reports whether the runner is connected and consuming.
@@ -144,6 +154,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	backoff := 100 * time.Millisecond
 	for {
+		forgetAll(workers)
 		err := r.session(ctx, workers)
 		r.running.Store(false)
 		r.setAssigned(0)
@@ -157,6 +168,41 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// forgetAll drops every stateful worker's state: a new session restores it
+// from the committed checkpoints.
+func forgetAll(workers []processors.Worker) {
+	for _, w := range workers {
+		if sw, ok := w.(processors.StatefulWorker); ok {
+			sw.Forget(processors.AllPartitions)
+		}
+	}
+}
+
+// noteRevoked remembers revoked partitions; their state is dropped before
+// the next batch.
+func (r *Runner) noteRevoked(m map[string][]int32) {
+	if r.store == nil {
+		return
+	}
+	r.forgetMu.Lock()
+	r.forget = append(r.forget, m[r.cfg.Input]...)
+	r.forgetMu.Unlock()
+}
+
+func (r *Runner) forgetRevoked(workers []processors.Worker) {
+	r.forgetMu.Lock()
+	ps := r.forget
+	r.forget = nil
+	r.forgetMu.Unlock()
+	for _, p := range ps {
+		for _, w := range workers {
+			if sw, ok := w.(processors.StatefulWorker); ok {
+				sw.Forget(p)
+			}
+		}
 	}
 }
 
@@ -191,18 +237,25 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		kgo.HeartbeatInterval(max(r.cfg.SessionTimeout/5, 500*time.Millisecond)),
 		kgo.ProducerBatchCompression(kgo.SnappyCompression()),
 		kgo.ProducerLinger(5 * time.Millisecond),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.RecordPartitioner(r.partitioner()),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			r.setAssigned(r.assigned.Load() + countPartitions(m))
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			r.noteRevoked(m)
 			r.setAssigned(max(0, r.assigned.Load()-countPartitions(m)))
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			r.noteRevoked(m)
 			r.setAssigned(max(0, r.assigned.Load()-countPartitions(m)))
 		}),
 	}
 	opts = append(opts, r.cfg.ExtraOpts...)
+	if r.store != nil {
+		if err := r.store.CheckPartitions(ctx); err != nil {
+			return err
+		}
+	}
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
 		return fmt.Errorf("runner: client: %w", err)
@@ -250,6 +303,7 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		if err := sess.Begin(); err != nil {
 			return fmt.Errorf("runner: begin transaction: %w", err)
 		}
+		r.forgetRevoked(workers)
 		// Split by partition so each partition's order is kept by one worker.
 		for i := range buckets {
 			buckets[i] = buckets[i][:0]
@@ -321,7 +375,7 @@ func (r *Runner) countTxn(outcome string) {
 func (r *Runner) produceAll(ctx context.Context, sess *kgo.GroupTransactSession, batches []processors.Batch, kr []kgo.Record, hdrs []kgo.RecordHeader) ([]kgo.Record, []kgo.RecordHeader, error) {
 	total, nh := 0, 0
 	for i := range batches {
-		total += batches[i].Len()
+		total += batches[i].Len() + len(batches[i].Checkpoints)
 		for _, o := range batches[i].Outputs {
 			nh += len(o.Headers)
 		}
@@ -337,6 +391,12 @@ func (r *Runner) produceAll(ctx context.Context, sess *kgo.GroupTransactSession,
 	var produceErr atomic.Pointer[error]
 	k, h := 0, 0
 	wg.Add(total)
+	done := func(_ *kgo.Record, err error) {
+		if err != nil {
+			produceErr.CompareAndSwap(nil, &err)
+		}
+		wg.Done()
+	}
 	for i := range batches {
 		for _, o := range batches[i].Outputs {
 			hs := hdrs[h : h+len(o.Headers) : h+len(o.Headers)]
@@ -345,12 +405,13 @@ func (r *Runner) produceAll(ctx context.Context, sess *kgo.GroupTransactSession,
 			}
 			h += len(o.Headers)
 			kr[k] = kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: hs}
-			sess.Produce(ctx, &kr[k], func(_ *kgo.Record, err error) {
-				if err != nil {
-					produceErr.CompareAndSwap(nil, &err)
-				}
-				wg.Done()
-			})
+			sess.Produce(ctx, &kr[k], done)
+			k++
+		}
+		for _, cp := range batches[i].Checkpoints {
+			kr[k] = kgo.Record{Topic: r.store.Topic(), Partition: cp.Partition,
+				Key: statestore.Key(cp.Partition), Value: statestore.AppendEncode(nil, cp)}
+			sess.Produce(ctx, &kr[k], done)
 			k++
 		}
 	}
@@ -383,4 +444,36 @@ func toRecord(rec *kgo.Record) processors.Record {
 		Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,
 		Key: rec.Key, Value: rec.Value, Timestamp: rec.Timestamp,
 	}
+}
+
+// partitioner places checkpoints on the state partition of their input
+// partition and every other record by the sticky key partitioner.
+func (r *Runner) partitioner() kgo.Partitioner {
+	def := kgo.StickyKeyPartitioner(nil)
+	if r.store == nil {
+		return def
+	}
+	return statePartitioner{topic: r.store.Topic(), def: def}
+}
+
+type statePartitioner struct {
+	topic string
+	def   kgo.Partitioner
+}
+
+func (p statePartitioner) ForTopic(t string) kgo.TopicPartitioner {
+	if t == p.topic {
+		return manualPartitioner{}
+	}
+	return p.def.ForTopic(t)
+}
+
+type manualPartitioner struct{}
+
+func (manualPartitioner) RequiresConsistency(*kgo.Record) bool { return true }
+func (manualPartitioner) Partition(r *kgo.Record, n int) int {
+	if int(r.Partition) < n {
+		return int(r.Partition)
+	}
+	return int(r.Partition) % n // CheckPartitions prevents this
 }
