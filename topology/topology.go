@@ -13,7 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/schemas"
 )
 
 // Topic is one declared topic.
@@ -53,15 +55,44 @@ type Names struct {
 	Raw, Consent, Requests, Erasures, Audit, Quarantine string
 	// CleanTemplate contains {purpose}.
 	CleanTemplate string
+	// StateTemplate names a stateful processor's checkpoint topic; it
+	// contains {processor}.
+	StateTemplate string
+	// Kanon declares the k-anonymity outputs (nil: none).
+	Kanon *kanonspec.Spec
 }
+
+// State returns the checkpoint topic of a stateful processor.
+func (n Names) State(processor string) string {
+	return strings.ReplaceAll(n.StateTemplate, "{processor}", processor)
+}
+
+// Names of the k-anonymity processors.
+const (
+	KanonAggregates = "kanon-aggregates"
+	KanonRecords    = "kanon-records"
+)
 
 // DefaultNames are the SPEC section 2 names.
 func DefaultNames() Names {
 	return Names{
 		Raw: "raw.customer-events", Consent: "privacy.consent", Requests: "privacy.requests",
 		Erasures: "privacy.erasures", Audit: "privacy.audit", Quarantine: "quarantine.customer-events",
-		CleanTemplate: "clean.{purpose}.customer-events",
+		CleanTemplate: "clean.{purpose}.customer-events", StateTemplate: "privacy.state.{processor}",
+		Kanon: defaultKanon(),
 	}
+}
+
+func defaultKanon() *kanonspec.Spec {
+	s, err := kanonspec.Default()
+	if err != nil {
+		return nil // a test of kanonspec fails on the checked-in file
+	}
+	return s
+}
+
+func (n Names) cleanOf(purposeName string) string {
+	return strings.ReplaceAll(n.CleanTemplate, "{purpose}", purposeName)
 }
 
 // Clean returns the clean topic of a purpose.
@@ -141,6 +172,7 @@ func Default(n Names, o Options) Topology {
 	add(Topic{Name: n.Quarantine, Partitions: 1, Key: "none", Restricted: true,
 		Holds:   "records that could not be decoded or validated; reason code in header pp-quarantine-reason",
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(14 * 24 * time.Hour)}})
+	kanonTopics(n, o, add)
 	t.Processors = []Processor{{
 		Name: "privacy", Group: "privacy-pipeline-privacy",
 		Inputs: []string{n.Raw}, Outputs: append(cleans, n.Quarantine), Stores: []string{"redis consent cache"},
@@ -153,7 +185,56 @@ func Default(n Names, o Options) Topology {
 		Inputs: []string{n.Consent}, Stores: []string{"redis consent cache"},
 		Doc: "materialise consent into Redis, in order per subject and purpose; invalidate processors' caches; rebuild",
 	}}
+	t.Processors = append(t.Processors, kanonProcessors(n)...)
 	return t
+}
+
+// kanonTopics declares the k-anonymity outputs and the processors' state.
+func kanonTopics(n Names, o Options, add func(Topic)) {
+	if n.Kanon == nil {
+		return
+	}
+	state := func(proc, input string) {
+		add(Topic{Name: n.State(proc), Partitions: o.Partitions, Key: "input partition", Restricted: true,
+			Holds:   "checkpoints of " + proc + " (state per partition of " + input + ", written in the same transaction as its outputs)",
+			Configs: map[string]string{"cleanup.policy": "compact", "segment.ms": ms(time.Hour)}})
+	}
+	if len(n.Kanon.Aggregates) > 0 {
+		for _, a := range n.Kanon.Aggregates {
+			add(Topic{Name: a.Topic(), Partitions: o.Partitions, Key: "window start, level and dimension values",
+				Holds:   "k-anonymous aggregate rows (>= k distinct subjects each; Avro, schemas/" + schemas.AggregateSchemaFile(a.Purpose, a.Name) + ")",
+				Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
+		}
+		state(KanonAggregates, n.cleanOf(n.Kanon.Aggregates[0].Purpose))
+	}
+	if r := n.Kanon.Records; r != nil {
+		add(Topic{Name: r.Topic(), Partitions: o.Partitions, Key: "cluster id",
+			Holds:   "record-level k-anonymous events (CASTLE; Avro, schemas/" + schemas.KanonSchemaFile(r.Purpose) + ")",
+			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
+		state(KanonRecords, n.cleanOf(r.Purpose))
+	}
+}
+
+func kanonProcessors(n Names) []Processor {
+	if n.Kanon == nil {
+		return nil
+	}
+	var ps []Processor
+	if len(n.Kanon.Aggregates) > 0 {
+		var outs []string
+		for _, a := range n.Kanon.Aggregates {
+			outs = append(outs, a.Topic())
+		}
+		ps = append(ps, Processor{Name: KanonAggregates, Group: "privacy-pipeline-" + KanonAggregates,
+			Inputs: []string{n.cleanOf(n.Kanon.Aggregates[0].Purpose)}, Outputs: append(outs, n.State(KanonAggregates)),
+			Doc: "k-anonymous aggregates over tumbling event-time windows: >= k distinct subjects per row, roll-up, margins from released rows, optional DP noise"})
+	}
+	if r := n.Kanon.Records; r != nil {
+		ps = append(ps, Processor{Name: KanonRecords, Group: "privacy-pipeline-" + KanonRecords,
+			Inputs: []string{n.cleanOf(r.Purpose)}, Outputs: []string{r.Topic(), n.State(KanonRecords)},
+			Doc: "record-level k-anonymisation (CASTLE): clusters of >= k distinct subjects within delay delta, outliers suppressed"})
+	}
+	return ps
 }
 
 // Topic returns the declared topic with that name.
@@ -224,9 +305,9 @@ func (t Topology) Table() string {
 		}
 		fmt.Fprintf(&b, "%-*s %5d %3d  %-10s %-11s %s: %s%s\n", w, tp.Name, tp.Partitions, tp.Replication, tp.Configs["cleanup.policy"], ret, tp.Key, tp.Holds, r)
 	}
-	fmt.Fprintf(&b, "\n%-14s %-28s %s\n", "PROCESSOR", "GROUP", "READS -> WRITES")
+	fmt.Fprintf(&b, "\n%-17s %-34s %s\n", "PROCESSOR", "GROUP", "READS -> WRITES")
 	for _, p := range t.Processors {
-		fmt.Fprintf(&b, "%-14s %-28s %s -> %s\n", p.Name, p.Group, strings.Join(p.Inputs, ","), strings.Join(p.Outputs, ","))
+		fmt.Fprintf(&b, "%-17s %-34s %s -> %s\n", p.Name, p.Group, strings.Join(p.Inputs, ","), strings.Join(p.Outputs, ","))
 	}
 	return b.String()
 }

@@ -61,6 +61,33 @@ type Config struct {
 	MaxFieldBytes        int           `env:"MAX_FIELD_BYTES" envDefault:"16384"`
 	MaxEventAge          time.Duration `env:"MAX_EVENT_AGE" envDefault:"9600h"`
 	MaxEventFuture       time.Duration `env:"MAX_EVENT_FUTURE" envDefault:"1h"`
+
+	// StateTopicTemplate names a stateful processor's checkpoint topic.
+	StateTopicTemplate string `env:"STATE_TOPIC_TEMPLATE" envDefault:"privacy.state.{processor}"`
+	// KanonSpecFile replaces the checked-in schemas/kanon.json.
+	KanonSpecFile string `env:"KANON_SPEC_FILE"`
+
+	// k-anonymous aggregates (pipeline run kanon).
+	KanonAggregatesGroup string        `env:"KANON_AGGREGATES_GROUP" envDefault:"privacy-pipeline-kanon-aggregates"`
+	KanonK               int           `env:"KANON_K" envDefault:"11"`
+	KanonWindow          time.Duration `env:"KANON_WINDOW" envDefault:"1h"`
+	KanonAllowedLateness time.Duration `env:"KANON_ALLOWED_LATENESS" envDefault:"10m"`
+	KanonRollup          bool          `env:"KANON_ROLLUP" envDefault:"true"`
+	KanonDPEpsilon       float64       `env:"KANON_DP_EPSILON" envDefault:"0"`
+	KanonDPDelta         float64       `env:"KANON_DP_DELTA" envDefault:"1e-6"`
+	KanonDPMaxCells      int           `env:"KANON_DP_MAX_CELLS_PER_SUBJECT" envDefault:"4"`
+	KanonDPMaxEventsCell int           `env:"KANON_DP_MAX_EVENTS_PER_CELL" envDefault:"5"`
+	KanonDPMaxAmount     float64       `env:"KANON_DP_MAX_AMOUNT" envDefault:"1000"`
+
+	// Record-level k-anonymisation (pipeline run castle).
+	CastleGroup    string        `env:"CASTLE_GROUP" envDefault:"privacy-pipeline-kanon-records"`
+	CastleK        int           `env:"CASTLE_K" envDefault:"10"`
+	CastleDelta    int           `env:"CASTLE_DELTA" envDefault:"1000"`
+	CastleBeta     int           `env:"CASTLE_BETA" envDefault:"50"`
+	CastleMu       int           `env:"CASTLE_MU" envDefault:"100"`
+	CastleL        int           `env:"CASTLE_L" envDefault:"1"`
+	CastleMaxReuse int           `env:"CASTLE_MAX_REUSE" envDefault:"1000"`
+	CastleMaxDelay time.Duration `env:"CASTLE_MAX_DELAY" envDefault:"0s"`
 }
 
 // Load reads the environment.
@@ -79,6 +106,21 @@ func (c Config) Validate() error {
 	}
 	if c.ConsentCacheTTL <= 0 || c.ConsentCacheSize <= 0 {
 		return fmt.Errorf("config: PIPELINE_CONSENT_CACHE_TTL and PIPELINE_CONSENT_CACHE_SIZE must be positive")
+	}
+	if !strings.Contains(c.StateTopicTemplate, "{processor}") {
+		return fmt.Errorf("config: PIPELINE_STATE_TOPIC_TEMPLATE must contain {processor}")
+	}
+	if c.KanonK < 2 || c.CastleK < 2 {
+		return fmt.Errorf("config: PIPELINE_KANON_K and PIPELINE_CASTLE_K must be at least 2")
+	}
+	if c.KanonWindow <= 0 || c.KanonAllowedLateness < 0 {
+		return fmt.Errorf("config: PIPELINE_KANON_WINDOW must be positive and PIPELINE_KANON_ALLOWED_LATENESS not negative")
+	}
+	if c.KanonDPEpsilon < 0 || (c.KanonDPEpsilon > 0 && (c.KanonDPDelta <= 0 || c.KanonDPDelta >= 1 || c.KanonDPMaxCells < 1 || c.KanonDPMaxEventsCell < 1 || c.KanonDPMaxAmount < 0)) {
+		return fmt.Errorf("config: differential privacy needs PIPELINE_KANON_DP_EPSILON > 0, 0 < PIPELINE_KANON_DP_DELTA < 1 and positive contribution bounds")
+	}
+	if c.CastleDelta < c.CastleK || c.CastleBeta < 1 || c.CastleMu < 1 || c.CastleL < 1 || c.CastleMaxReuse < 0 || c.CastleMaxDelay < 0 {
+		return fmt.Errorf("config: CASTLE needs PIPELINE_CASTLE_DELTA >= PIPELINE_CASTLE_K, and positive BETA, MU and L")
 	}
 	if c.RedisPassword != "" && c.RedisPasswordFile != "" {
 		return fmt.Errorf("config: set PIPELINE_REDIS_PASSWORD or PIPELINE_REDIS_PASSWORD_FILE, not both")

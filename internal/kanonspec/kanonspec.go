@@ -5,7 +5,7 @@
 // derives the Avro schemas of those outputs, so they are checked in and
 // checked for staleness like the clean schemas.
 //
-// It imports the standard library and schemas.
+// It imports the standard library, kanon/hierarchy, purpose and schemas.
 package kanonspec
 
 import (
@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/privacy-pipeline/pipeline/internal/kanon/hierarchy"
+	"github.com/privacy-pipeline/pipeline/internal/purpose"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
 
@@ -184,8 +186,8 @@ func (s *Spec) validate() error {
 		case (h.File == "") == (h.Truncate == nil):
 			add("hierarchy %s: give exactly one of file and truncate", name)
 		case h.File != "":
-			if _, err := schemas.File(h.File); err != nil {
-				add("hierarchy %s: %v", name, err)
+			if _, err := s.Build(name); err != nil {
+				add("%v", err)
 			}
 		case h.Truncate.Length < 1 || h.Truncate.Alphabet < 2:
 			add("hierarchy %s: truncate needs length >= 1 and alphabet >= 2", name)
@@ -215,6 +217,13 @@ func (s *Spec) validate() error {
 	seen := map[string]bool{}
 	for _, a := range s.Aggregates {
 		where := "aggregate " + a.Name
+		if _, err := purpose.Parse(a.Purpose); err != nil {
+			add("%s: %v", where, err)
+			continue
+		}
+		if a.Purpose != s.Aggregates[0].Purpose {
+			add("%s: every aggregate must read the same purpose (one processor consumes one clean topic)", where)
+		}
 		if !nameRE.MatchString(a.Name) || seen[a.Topic()] {
 			add("%s: name must be unique and match %s", where, nameRE)
 		}
@@ -251,6 +260,9 @@ func (s *Spec) validate() error {
 	}
 	if r := s.Records; r != nil {
 		where := "records"
+		if _, err := purpose.Parse(r.Purpose); err != nil {
+			return errors.Join(append(errs, fmt.Errorf("kanonspec: %s: %w", where, err))...)
+		}
 		fs := fields(r.Purpose)
 		if f, ok := fs[r.Subject]; !ok || f.Type != "string" {
 			add("%s: subject field %q must be a string field of the %s clean schema", where, r.Subject, r.Purpose)
@@ -455,4 +467,25 @@ func (s *Spec) String() string {
 		fmt.Fprintf(&b, " %s", s.Records.Topic())
 	}
 	return b.String()
+}
+
+// Build returns a new instance of a declared hierarchy. Dynamic hierarchies
+// (truncation) intern the values they see, so build one per use.
+func (s *Spec) Build(name string) (hierarchy.Hierarchy, error) {
+	h, b, err := s.Hierarchy(name)
+	if err != nil {
+		return nil, err
+	}
+	if h.Truncate != nil {
+		t, err := hierarchy.NewTruncation(h.Truncate.Length, h.Truncate.Alphabet)
+		if err != nil {
+			return nil, fmt.Errorf("kanonspec: hierarchy %s: %w", name, err)
+		}
+		return t, nil
+	}
+	t, err := hierarchy.ParseARX(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("kanonspec: hierarchy %s (%s): %w", name, h.File, err)
+	}
+	return t, nil
 }

@@ -1,0 +1,54 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Kanon holds the metrics of the k-anonymity processors. Labels are the
+// output topic (from kanon.json) and fixed outcome names.
+type Kanon struct {
+	// Events counts input events by outcome: accepted, late, bounded (DP
+	// contribution bound), undecodable, incomplete (no time or subject).
+	Events *prometheus.CounterVec
+	// Rows counts aggregate rows by kind: released, margin, suppressed
+	// (level-0 cells not released).
+	Rows *prometheus.CounterVec
+	// SuppressedEvents counts events in no released row after roll-up.
+	SuppressedEvents *prometheus.CounterVec
+	// MinSubjects is the smallest distinct-subject count of a released row
+	// or cluster in the last closed window or released cluster.
+	MinSubjects *prometheus.GaugeVec
+	// Records counts record-level outcomes: released, reused (released into
+	// an already published cluster), suppressed.
+	Records *prometheus.CounterVec
+	// InfoLoss is the running average information loss of released records
+	// (NCP, 0 = exact, 1 = fully generalised).
+	InfoLoss *prometheus.GaugeVec
+	// Delay is the time records wait before their cluster is released.
+	Delay *prometheus.HistogramVec
+	// EpsilonSpent sums the differential privacy budget of closed windows.
+	EpsilonSpent *prometheus.CounterVec
+}
+
+// NewKanon creates and registers the k-anonymity metrics.
+func NewKanon(reg prometheus.Registerer) *Kanon {
+	m := &Kanon{
+		Events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_events_total",
+			Help: "Input events of the k-anonymity processors by output and outcome (accepted, late, bounded, undecodable, incomplete)."}, []string{"output", "outcome"}),
+		Rows: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_rows_total",
+			Help: "Aggregate rows by output and kind (released, margin, suppressed)."}, []string{"output", "kind"}),
+		SuppressedEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_suppressed_events_total",
+			Help: "Events in no released aggregate row after roll-up."}, []string{"output"}),
+		MinSubjects: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "kanon_min_subjects",
+			Help: "Smallest number of distinct subjects in a released row or cluster since start; never below k."}, []string{"output"}),
+		Records: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_records_total",
+			Help: "Record-level k-anonymisation outcomes (released, reused, suppressed)."}, []string{"output", "outcome"}),
+		InfoLoss: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "kanon_info_loss",
+			Help: "Average information loss of released records since start (NCP: 0 exact, 1 fully generalised)."}, []string{"output"}),
+		Delay: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: "kanon_delay_seconds",
+			Help:    "Time between a record's arrival and its release in a k-anonymous cluster.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 4, 10)}, []string{"output"}),
+		EpsilonSpent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_dp_epsilon_spent_total",
+			Help: "Differential privacy budget of closed windows (per subject present in all of them)."}, []string{"output"}),
+	}
+	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent)
+	return m
+}

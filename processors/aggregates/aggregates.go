@@ -1,0 +1,495 @@
+// Package aggregates is the k-anonymous aggregates processor (SPEC 3.6): it
+// reads one purpose's clean topic, groups events by generalised dimensions
+// over tumbling event-time windows, and publishes to agg.<purpose>.<name>
+// only the rows that cover at least k distinct subjects (pseudonyms, not
+// events), with roll-up of suppressed cells, margins from released rows and
+// optional differential privacy (package internal/kanon/aggregate does the
+// arithmetic).
+//
+// The data path, top to bottom in Worker.Process:
+//
+//	clean record -> decode -> shard state (restored from its checkpoint) ->
+//	per aggregate: Add to its window -> closed windows -> encode rows -> emit
+//	-> checkpoint per touched partition
+//
+// Window state lives per input partition (a subject's events all share one
+// partition, since clean topics are keyed by pseudonym) and survives
+// restarts and rebalances through checkpoints written in the batch's
+// transaction plus a replay of the open windows' input. Rows of one window
+// and cell can therefore come from several partitions, each with at least k
+// distinct subjects of its own; a reader sums them.
+//
+// It implements processors.Stateful and never imports a Kafka client.
+package aggregates
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/linkedin/goavro/v2"
+
+	"github.com/privacy-pipeline/pipeline/internal/avroenc"
+	"github.com/privacy-pipeline/pipeline/internal/cleancodec"
+	"github.com/privacy-pipeline/pipeline/internal/kanon/aggregate"
+	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
+	"github.com/privacy-pipeline/pipeline/internal/metrics"
+	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/processors/shard"
+)
+
+// Name is the processor's name.
+const Name = "kanon-aggregates"
+
+// Header keys of aggregate rows.
+const (
+	HeaderSchema = "pp-schema"
+	HeaderK      = "pp-k"
+)
+
+// Config configures the processor.
+type Config struct {
+	// Aggregates are the declared aggregates; they all read one purpose.
+	Aggregates []kanonspec.Aggregate
+	// Spec builds the hierarchies.
+	Spec *kanonspec.Spec
+	// K is the minimum number of distinct subjects per released row.
+	K int
+	// Window and AllowedLateness define the tumbling event-time windows.
+	Window, AllowedLateness time.Duration
+	// Rollup regroups suppressed cells one hierarchy level up.
+	Rollup bool
+	// DP, when not nil, adds differential privacy noise.
+	DP *aggregate.DPConfig
+	// StateTopic holds the checkpoints.
+	StateTopic string
+	// Metrics may be nil.
+	Metrics *metrics.Kanon
+	// Log may be nil.
+	Log *slog.Logger
+}
+
+// Processor is the aggregates processor.
+type Processor struct {
+	cfg     Config
+	dec     *cleancodec.Decoder
+	plans   []*plan
+	store   processors.StateStore
+	timeIdx int
+	subjIdx int
+}
+
+// plan is one aggregate's compiled configuration.
+type plan struct {
+	spec        kanonspec.Aggregate
+	topic       string
+	aggCfg      aggregate.Config
+	dimIdx      []int
+	amountIdx   int
+	fingerprint uint64
+	schemaHdr   []byte
+	kHdr        []byte
+	epsilon     float64
+}
+
+// New validates the configuration and compiles the plans.
+func New(cfg Config) (*Processor, error) {
+	if len(cfg.Aggregates) == 0 || cfg.Spec == nil {
+		return nil, errors.New("aggregates: no aggregate declared")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	pur := cfg.Aggregates[0].Purpose
+	dec, err := cleancodec.NewForPurpose(pur)
+	if err != nil {
+		return nil, fmt.Errorf("aggregates: %w", err)
+	}
+	p := &Processor{cfg: cfg, dec: dec}
+	p.timeIdx = dec.Field(cfg.Aggregates[0].Time)
+	p.subjIdx = dec.Field(cfg.Aggregates[0].Subject)
+	for _, a := range cfg.Aggregates {
+		if a.Purpose != pur || dec.Field(a.Time) != p.timeIdx || dec.Field(a.Subject) != p.subjIdx {
+			return nil, fmt.Errorf("aggregates: %s: every aggregate must share the purpose, time and subject fields", a.Name)
+		}
+		pl := &plan{spec: a, topic: a.Topic(), amountIdx: -1}
+		if a.Amount != "" {
+			pl.amountIdx = dec.Field(a.Amount)
+		}
+		ac := aggregate.Config{K: cfg.K, Window: cfg.Window, AllowedLateness: cfg.AllowedLateness, Rollup: cfg.Rollup, DP: cfg.DP}
+		for _, d := range a.Dimensions {
+			h, err := cfg.Spec.Build(d.Hierarchy)
+			if err != nil {
+				return nil, err
+			}
+			ac.Dims = append(ac.Dims, aggregate.Dim{Name: d.Field, Gen: h})
+			pl.dimIdx = append(pl.dimIdx, dec.Field(d.Field))
+		}
+		if _, err := aggregate.New(ac); err != nil {
+			return nil, fmt.Errorf("aggregates: %s: %w", a.Name, err)
+		}
+		pl.aggCfg = ac
+		codec, err := goavro.NewCodec(string(a.AggregateSchemaJSON()))
+		if err != nil {
+			return nil, fmt.Errorf("aggregates: %s schema: %w", a.Name, err)
+		}
+		pl.fingerprint = codec.Rabin
+		pl.schemaHdr = []byte("privacy.agg." + a.Purpose + "." + a.Name + ".AggregateRow@" + strconv.FormatUint(codec.Rabin, 16))
+		pl.kHdr = strconv.AppendInt(nil, int64(cfg.K), 10)
+		if cfg.DP != nil {
+			pl.epsilon = cfg.DP.Epsilon
+		}
+		p.plans = append(p.plans, pl)
+	}
+	return p, nil
+}
+
+// Name implements processors.Processor.
+func (p *Processor) Name() string { return Name }
+
+// StateTopic implements processors.Stateful.
+func (p *Processor) StateTopic() string { return p.cfg.StateTopic }
+
+// UseStore implements processors.Stateful.
+func (p *Processor) UseStore(s processors.StateStore) { p.store = s }
+
+// Topics returns the output topics.
+func (p *Processor) Topics() []string {
+	out := make([]string, len(p.plans))
+	for i, pl := range p.plans {
+		out[i] = pl.topic
+	}
+	return out
+}
+
+// state is one partition's aggregators, one per plan, with the stats as of
+// the last committed batch (metrics are the difference).
+type state struct {
+	aggs      []*aggregate.Aggregator
+	committed []aggregate.Stats
+	current   []aggregate.Stats
+}
+
+// NewWorker implements processors.Processor.
+func (p *Processor) NewWorker() processors.Worker {
+	w := &Worker{p: p, intern: map[string]string{}}
+	w.shards = shard.New(p.store, w.load)
+	w.pending = make([]counts, len(p.plans))
+	return w
+}
+
+// counts are a batch's metric increments, applied when it commits.
+type counts struct {
+	undecodable, incomplete int64
+	delta                   aggregate.Stats
+	minSubjects             int64
+}
+
+// Worker processes batches of one or more partitions.
+type Worker struct {
+	p       *Processor
+	shards  *shard.Shards[state]
+	rec     cleancodec.Record
+	intern  map[string]string
+	val     []byte
+	key     []byte
+	pending []counts
+	input   int
+	out     *processors.Batch
+	plan    *plan
+}
+
+// load restores a partition's aggregators from its checkpoint.
+func (w *Worker) load(_ context.Context, _ int32, cp processors.Checkpoint, ok bool, replay func(func(processors.Record) error) error) (state, error) {
+	n := len(w.p.plans)
+	st := state{aggs: make([]*aggregate.Aggregator, n), committed: make([]aggregate.Stats, n), current: make([]aggregate.Stats, n)}
+	for i, pl := range w.p.plans {
+		a, err := aggregate.New(pl.aggCfg)
+		if err != nil {
+			return st, err
+		}
+		st.aggs[i] = a
+	}
+	if !ok {
+		return st, nil
+	}
+	parts, err := splitState(cp.State, len(st.aggs))
+	if err != nil {
+		return st, err
+	}
+	for i, a := range st.aggs {
+		s, err := aggregate.UnmarshalState(parts[i])
+		if err != nil {
+			return st, fmt.Errorf("aggregate %s: %w", w.p.plans[i].spec.Name, err)
+		}
+		if err := a.Restore(s); err != nil {
+			return st, fmt.Errorf("aggregate %s: %w", w.p.plans[i].spec.Name, err)
+		}
+		st.committed[i] = a.Stats()
+	}
+	var ev aggregate.Event
+	err = replay(func(r processors.Record) error {
+		if ok, _ := w.event(r, &ev); !ok {
+			return nil
+		}
+		for i, a := range st.aggs {
+			w.fillDims(w.p.plans[i], &ev)
+			if _, err := a.Replay(ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return st, err
+}
+
+// event decodes a record into ev (without dimensions); ok is false if it
+// is undecodable (bad reports which) or has no time or subject.
+func (w *Worker) event(r processors.Record, ev *aggregate.Event) (ok, bad bool) {
+	if err := w.p.dec.Decode(r.Value, &w.rec); err != nil {
+		return false, true
+	}
+	t, s := w.rec.Values[w.p.timeIdx], w.rec.Values[w.p.subjIdx]
+	if !t.Present || !s.Present || len(s.Bytes) == 0 {
+		return false, false
+	}
+	*ev = aggregate.Event{Time: t.Num, Subject: SubjectHash(s.Bytes), Ref: r.Offset, Dims: ev.Dims[:0]}
+	return true, false
+}
+
+// SubjectHash is the 64-bit FNV-1a hash of a pseudonym that identifies a
+// subject in the k counts. A collision merges two subjects and can only
+// undercount distinct subjects, which errs on the safe side.
+func SubjectHash(pseudonym []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range pseudonym {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+// str returns b as a string, interned so that repeated dimension values do
+// not allocate.
+func (w *Worker) str(b []byte) string {
+	if s, ok := w.intern[string(b)]; ok {
+		return s
+	}
+	if len(w.intern) >= 1<<16 {
+		clear(w.intern)
+	}
+	s := string(b)
+	w.intern[s] = s
+	return s
+}
+
+// Unknown is the dimension value of a null field.
+const Unknown = "unknown"
+
+func (w *Worker) fillDims(pl *plan, ev *aggregate.Event) {
+	ev.Dims = ev.Dims[:0]
+	for _, i := range pl.dimIdx {
+		v := w.rec.Values[i]
+		if !v.Present || len(v.Bytes) == 0 {
+			ev.Dims = append(ev.Dims, Unknown)
+			continue
+		}
+		ev.Dims = append(ev.Dims, w.str(v.Bytes))
+	}
+	ev.HasAmount, ev.Amount = false, 0
+	if pl.amountIdx >= 0 {
+		if v := w.rec.Values[pl.amountIdx]; v.Present {
+			ev.HasAmount, ev.Amount = true, v.F
+		}
+	}
+}
+
+// Process implements processors.Worker.
+func (w *Worker) Process(ctx context.Context, in []processors.Record, out *processors.Batch) error {
+	w.out = out
+	var ev aggregate.Event
+	for i, r := range in {
+		st, err := w.shards.Get(ctx, r)
+		if err != nil {
+			return err
+		}
+		w.input = i
+		if ok, bad := w.event(r, &ev); !ok {
+			// Counted, never silent: the privacy processor only publishes
+			// valid records, so these mean a foreign producer.
+			for j := range w.pending {
+				if bad {
+					w.pending[j].undecodable++
+				} else {
+					w.pending[j].incomplete++
+				}
+			}
+			continue
+		}
+		for j, a := range st.aggs {
+			pl := w.p.plans[j]
+			w.fillDims(pl, &ev)
+			w.plan = pl
+			if _, err := a.Add(ev, w.emit); err != nil {
+				return fmt.Errorf("aggregates: %s: %w", pl.spec.Name, err)
+			}
+		}
+	}
+	w.shards.Touched(func(partition int32, next int64, st *state) {
+		w.checkpoint(partition, next, st)
+		for j, a := range st.aggs {
+			st.current[j] = a.Stats()
+			addDelta(&w.pending[j], st.current[j], st.committed[j])
+		}
+	})
+	return nil
+}
+
+// addDelta adds the stats gained since the last commit to c.
+func addDelta(c *counts, cur, last aggregate.Stats) {
+	d := &c.delta
+	d.EventsAccepted += cur.EventsAccepted - last.EventsAccepted
+	d.EventsLate += cur.EventsLate - last.EventsLate
+	d.EventsBounded += cur.EventsBounded - last.EventsBounded
+	d.WindowsClosed += cur.WindowsClosed - last.WindowsClosed
+	d.MarginRows += cur.MarginRows - last.MarginRows
+	d.CellsSuppressed += cur.CellsSuppressed - last.CellsSuppressed
+	d.EventsSuppressedFinal += cur.EventsSuppressedFinal - last.EventsSuppressedFinal
+	d.EpsilonSpent += cur.EpsilonSpent - last.EpsilonSpent
+	var rel, lastRel int64
+	for _, n := range cur.RowsReleased {
+		rel += n
+	}
+	for _, n := range last.RowsReleased {
+		lastRel += n
+	}
+	d.EventsSuppressedL0 += cur.EventsSuppressedL0 - last.EventsSuppressedL0
+	if cur.MinReleasedSubjects > 0 {
+		c.minSubjects = cur.MinReleasedSubjects
+	}
+	d.RowsReleased = append(d.RowsReleased[:0], rel-lastRel)
+}
+
+// checkpoint adds the state of one partition to the batch.
+func (w *Worker) checkpoint(partition int32, next int64, st *state) {
+	from := next
+	buf := w.val[:0]
+	for _, a := range st.aggs {
+		if ref, ok := a.ReplayFrom(); ok && ref < from {
+			from = ref
+		}
+		b := aggregate.MarshalState(a.Checkpoint())
+		buf = binary.AppendUvarint(buf, uint64(len(b)))
+		buf = append(buf, b...)
+	}
+	w.val = buf
+	w.out.AddCheckpoint(processors.Checkpoint{Partition: partition, Next: next, ReplayFrom: from, State: buf})
+}
+
+// splitState splits a checkpoint into the aggregators' states.
+func splitState(b []byte, n int) ([][]byte, error) {
+	parts := make([][]byte, 0, n)
+	for range n {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || l > uint64(len(b)-k) {
+			return nil, errors.New("aggregates: corrupt checkpoint")
+		}
+		parts = append(parts, b[k:k+int(l)])
+		b = b[k+int(l):]
+	}
+	if len(b) != 0 {
+		return nil, errors.New("aggregates: checkpoint has trailing bytes (the declared aggregates changed?)")
+	}
+	return parts, nil
+}
+
+// emit encodes a closed window's rows.
+func (w *Worker) emit(cw aggregate.ClosedWindow) {
+	pl := w.plan
+	for _, row := range cw.Rows {
+		w.encode(pl, cw, row)
+		w.out.Add(w.input, pl.topic, w.key, w.val,
+			processors.Header{Key: HeaderSchema, Value: pl.schemaHdr},
+			processors.Header{Key: HeaderK, Value: pl.kHdr})
+	}
+}
+
+// encode writes a row's key and Avro value into w.key and w.val.
+func (w *Worker) encode(pl *plan, cw aggregate.ClosedWindow, row aggregate.Row) {
+	k := w.key[:0]
+	k = strconv.AppendInt(k, cw.Start, 10)
+	k = append(k, '/')
+	k = strconv.AppendInt(k, int64(row.Level), 10)
+	if row.Margin {
+		k = append(k, "/margin"...)
+	}
+	for _, v := range row.Values {
+		k = append(k, '/')
+		k = append(k, v...)
+	}
+	w.key = k
+	b := avroenc.AppendSingleObjectHeader(w.val[:0], pl.fingerprint)
+	b = avroenc.AppendLong(b, cw.Start)
+	b = avroenc.AppendLong(b, cw.End)
+	b = avroenc.AppendInt(b, int32(row.Level))
+	b = avroenc.AppendBool(b, row.Margin)
+	for _, v := range row.Values {
+		b = avroenc.AppendString(b, v)
+	}
+	b = avroenc.AppendLong(b, row.Events)
+	b = avroenc.AppendLong(b, row.Subjects)
+	b = avroenc.AppendDouble(b, row.Sum)
+	b = avroenc.AppendBool(b, row.Noisy)
+	b = avroenc.AppendInt(b, int32(w.p.cfg.K))
+	b = avroenc.AppendDouble(b, pl.epsilon)
+	w.val = b
+}
+
+// Done implements processors.Worker: metrics count committed batches only.
+func (w *Worker) Done(committed bool) {
+	if committed {
+		w.flushMetrics()
+		w.shards.Touched(func(_ int32, _ int64, st *state) { copy(st.committed, st.current) })
+	}
+	w.shards.Done(committed)
+	for i := range w.pending {
+		w.pending[i] = counts{}
+	}
+}
+
+func (w *Worker) flushMetrics() {
+	m := w.p.cfg.Metrics
+	if m == nil {
+		return
+	}
+	for i, c := range w.pending {
+		out := w.p.plans[i].topic
+		d := c.delta
+		m.Events.WithLabelValues(out, "accepted").Add(float64(d.EventsAccepted - d.EventsBounded))
+		m.Events.WithLabelValues(out, "late").Add(float64(d.EventsLate))
+		m.Events.WithLabelValues(out, "bounded").Add(float64(d.EventsBounded))
+		m.Events.WithLabelValues(out, "undecodable").Add(float64(c.undecodable))
+		m.Events.WithLabelValues(out, "incomplete").Add(float64(c.incomplete))
+		if len(d.RowsReleased) > 0 {
+			m.Rows.WithLabelValues(out, "released").Add(float64(d.RowsReleased[0]))
+		}
+		m.Rows.WithLabelValues(out, "margin").Add(float64(d.MarginRows))
+		m.Rows.WithLabelValues(out, "suppressed").Add(float64(d.CellsSuppressed))
+		m.SuppressedEvents.WithLabelValues(out).Add(float64(d.EventsSuppressedFinal))
+		m.EpsilonSpent.WithLabelValues(out).Add(d.EpsilonSpent)
+		if c.minSubjects > 0 {
+			m.MinSubjects.WithLabelValues(out).Set(float64(c.minSubjects))
+		}
+	}
+}
+
+// Current implements processors.Worker: aggregates do not depend on
+// consent decisions made after their input was published.
+func (w *Worker) Current() bool { return true }
+
+// Forget implements processors.StatefulWorker.
+func (w *Worker) Forget(partition int32) { w.shards.Forget(partition) }
