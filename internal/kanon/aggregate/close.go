@@ -1,0 +1,250 @@
+package aggregate
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/privacy-pipeline/pipeline/internal/kanon/dp"
+)
+
+// group is a candidate row: level-0 cells regrouped at one level.
+type group struct {
+	vals    []string
+	members []*cell
+	events  int64
+	sum     float64
+	qsum    int64
+}
+
+// released is a released row with its members, for the margins.
+type released struct {
+	row     Row
+	members []*cell
+}
+
+func compareVals(x, y []string) int { return slices.Compare(x, y) }
+
+// distinct counts the distinct subjects of the members of gs.
+func (a *Aggregator) distinct(members []*cell) int64 {
+	if len(members) == 1 {
+		return int64(len(members[0].subj))
+	}
+	clear(a.scratch)
+	for _, c := range members {
+		for s := range c.subj {
+			a.scratch[s] = struct{}{}
+		}
+	}
+	return int64(len(a.scratch))
+}
+
+// chargeWindow charges the window's DP queries: every measure at every
+// level (delta with the subject counts, which drive selection).
+func (a *Aggregator) chargeWindow() error {
+	for range a.levels {
+		for m := range a.dp.measures {
+			c := dp.Budget{Epsilon: a.dp.share.Epsilon}
+			if m == 0 {
+				c.Delta = a.dp.share.Delta
+			}
+			if err := a.acct.Charge(c); err != nil {
+				return fmt.Errorf("aggregate: closing window: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// regroup groups the cells at lattice level level, sorted by values.
+func (a *Aggregator) regroup(cells []*cell, level int) []*group {
+	if level == 0 {
+		gs := make([]*group, len(cells))
+		for i, c := range cells {
+			gs[i] = &group{vals: c.vals, members: []*cell{c}, events: c.events, sum: c.sum, qsum: c.qsum}
+		}
+		return gs
+	}
+	byKey := make(map[string]*group)
+	var gs []*group
+	var key []byte
+	for _, c := range cells {
+		vals := make([]string, len(c.vals))
+		key = key[:0]
+		for i, v := range c.vals {
+			d := a.cfg.Dims[i]
+			vals[i] = d.Gen.Generalize(v, min(level, d.Gen.Levels()-1))
+			key = binary.AppendUvarint(key, uint64(len(vals[i])))
+			key = append(key, vals[i]...)
+		}
+		g := byKey[string(key)]
+		if g == nil {
+			g = &group{vals: vals}
+			byKey[string(key)] = g
+			gs = append(gs, g)
+		}
+		g.members = append(g.members, c)
+		g.events += c.events
+		g.sum += c.sum
+		g.qsum += c.qsum
+	}
+	slices.SortFunc(gs, func(x, y *group) int { return compareVals(x.vals, y.vals) })
+	return gs
+}
+
+// closeWindow computes and emits the rows of w and updates the stats.
+func (a *Aggregator) closeWindow(w *window, emit EmitFunc) error {
+	if a.dp != nil {
+		if err := a.chargeWindow(); err != nil {
+			return err
+		}
+	}
+	pending := make([]*cell, 0, len(w.cells))
+	for _, c := range w.cells {
+		pending = append(pending, c)
+	}
+	slices.SortFunc(pending, func(x, y *cell) int { return compareVals(x.vals, y.vals) })
+
+	k := int64(a.cfg.K)
+	var rel []released
+	for level := 0; level < a.levels && len(pending) > 0; level++ {
+		var next []*cell
+		for _, g := range a.regroup(pending, level) {
+			n := a.distinct(g.members)
+			row := Row{Level: level, Values: g.vals, MarginDim: -1, Events: g.events, Subjects: n, Sum: g.sum}
+			ok := n >= k
+			if ok && a.dp != nil {
+				row.Noisy = true
+				row.Subjects = a.dp.subj.Noise(n)
+				ok = row.Subjects >= a.dp.threshold
+				if ok {
+					row.Events = a.dp.ev.Noise(g.events)
+					row.Sum = 0
+					if a.dp.sum != nil {
+						row.Sum = float64(a.dp.sum.Noise(g.qsum)) * a.dp.unit
+					}
+				}
+			}
+			if ok {
+				rel = append(rel, released{row: row, members: g.members})
+				a.stats.RowsReleased[level]++
+				if a.stats.MinReleasedSubjects == 0 || n < a.stats.MinReleasedSubjects {
+					a.stats.MinReleasedSubjects = n
+				}
+				continue
+			}
+			if level == 0 {
+				a.stats.CellsSuppressed++
+				a.stats.EventsSuppressedL0 += g.events
+			}
+			next = append(next, g.members...)
+		}
+		pending = next // deterministic: groups and their members are in sorted order
+	}
+	for _, c := range pending {
+		a.stats.EventsSuppressedFinal += c.events
+	}
+
+	rows := make([]Row, 0, len(rel)+1)
+	for _, r := range rel {
+		rows = append(rows, r.row)
+	}
+	if len(rel) > 0 {
+		rows = a.appendMargins(rows, rel)
+	}
+	a.stats.WindowsClosed++
+	if a.dp != nil {
+		a.acct.CloseWindow()
+		s := a.acct.Spent()
+		a.stats.EpsilonSpent, a.stats.DeltaSpent = s.Total.Epsilon, s.Total.Delta
+	}
+	if emit != nil {
+		emit(ClosedWindow{Start: w.start, End: w.end, Rows: rows})
+	}
+	return nil
+}
+
+// marginAcc accumulates one margin row.
+type marginAcc struct {
+	row     Row
+	members []*cell
+}
+
+func (m *marginAcc) add(r *released) {
+	m.row.Events = satAdd(m.row.Events, r.row.Events)
+	m.row.Sum += r.row.Sum
+	m.row.Subjects = satAdd(m.row.Subjects, r.row.Subjects) // replaced by the exact union without DP
+	m.members = append(m.members, r.members...)
+}
+
+// appendMargins appends the margins of the released rows rel: the grand
+// total, then per dimension one row per value as it appears in rel.
+func (a *Aggregator) appendMargins(rows []Row, rel []released) []Row {
+	noisy := a.dp != nil
+	star := func() []string {
+		v := make([]string, len(a.cfg.Dims))
+		for i := range v {
+			v[i] = Star
+		}
+		return v
+	}
+	finish := func(m *marginAcc) Row {
+		if !noisy {
+			m.row.Subjects = a.distinct(m.members)
+		}
+		a.stats.MarginRows++
+		return m.row
+	}
+	total := marginAcc{row: Row{Level: -1, Values: star(), Margin: true, MarginDim: -1, Noisy: noisy}}
+	for i := range rel {
+		total.add(&rel[i])
+	}
+	rows = append(rows, finish(&total))
+
+	type dimKey struct {
+		level int
+		value string
+	}
+	for d := range a.cfg.Dims {
+		top := a.cfg.Dims[d].Gen.Levels() - 1
+		byVal := make(map[dimKey]*marginAcc)
+		var keys []dimKey
+		for i := range rel {
+			r := &rel[i]
+			k := dimKey{min(r.row.Level, top), r.row.Values[d]}
+			m := byVal[k]
+			if m == nil {
+				vals := star()
+				vals[d] = k.value
+				m = &marginAcc{row: Row{Level: k.level, Values: vals, Margin: true, MarginDim: d, Noisy: noisy}}
+				byVal[k] = m
+				keys = append(keys, k)
+			}
+			m.add(r)
+		}
+		slices.SortFunc(keys, func(x, y dimKey) int {
+			if x.level != y.level {
+				return x.level - y.level
+			}
+			return strings.Compare(x.value, y.value)
+		})
+		for _, k := range keys {
+			rows = append(rows, finish(byVal[k]))
+		}
+	}
+	return rows
+}
+
+// satAdd adds without overflowing.
+func satAdd(x, y int64) int64 {
+	s := x + y
+	switch {
+	case y > 0 && s < x:
+		return math.MaxInt64
+	case y < 0 && s > x:
+		return math.MinInt64
+	}
+	return s
+}
