@@ -1,0 +1,476 @@
+// Package anonymize is the record-level k-anonymisation processor (SPEC
+// 3.6): it reads one purpose's clean topic and publishes every record to
+// clean.<purpose>.kanon only inside a cluster of at least k distinct
+// subjects that share its generalised quasi-identifiers, within a delay of
+// delta records, using CASTLE (package internal/kanon/castle). Outliers are
+// suppressed and counted. Numeric quasi-identifiers become [min, max]
+// ranges, categorical ones the lowest common ancestor in their hierarchy;
+// identifiers, pseudonyms and free text are never copied (schemas/kanon.json
+// lists what is kept).
+//
+// The data path, top to bottom in Worker.Process:
+//
+//	clean record -> decode -> tuple (subject hash, QIs as numbers and
+//	hierarchy nodes) -> shard's CASTLE -> released tuples -> encode with the
+//	cluster's generalisation -> emit -> checkpoint per touched partition
+//
+// CASTLE state is per input partition and survives restarts and
+// rebalances: the checkpoint holds the clusters (as input offsets), the
+// published clusters kept for reuse and tau; held records are re-read from
+// the input on restore.
+//
+// It implements processors.Stateful and never imports a Kafka client.
+package anonymize
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/linkedin/goavro/v2"
+
+	"github.com/privacy-pipeline/pipeline/internal/avroenc"
+	"github.com/privacy-pipeline/pipeline/internal/cleancodec"
+	"github.com/privacy-pipeline/pipeline/internal/kanon/castle"
+	"github.com/privacy-pipeline/pipeline/internal/kanon/hierarchy"
+	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
+	"github.com/privacy-pipeline/pipeline/internal/metrics"
+	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/processors/aggregates"
+	"github.com/privacy-pipeline/pipeline/processors/shard"
+)
+
+// Name is the processor's name.
+const Name = "kanon-records"
+
+// Header keys of anonymised records.
+const (
+	HeaderSchema = "pp-schema"
+	HeaderK      = "pp-k"
+)
+
+// Config configures the processor.
+type Config struct {
+	// Records is the declared record-level stream.
+	Records kanonspec.Records
+	// Spec builds the hierarchies.
+	Spec *kanonspec.Spec
+	// K, Delta, Beta, Mu, L and MaxReuse are CASTLE's parameters.
+	K, Delta, Beta, Mu, L, MaxReuse int
+	// StateTopic holds the checkpoints.
+	StateTopic string
+	// Metrics may be nil.
+	Metrics *metrics.Kanon
+	// Log may be nil.
+	Log *slog.Logger
+}
+
+// Processor is the record-level k-anonymisation processor.
+type Processor struct {
+	cfg         Config
+	dec         *cleancodec.Decoder
+	store       processors.StateStore
+	topic       string
+	fingerprint uint64
+	schemaHdr   []byte
+	kHdr        []byte
+	subjIdx     int
+	sensIdx     int
+	qis         []qi
+	keep        []keptField
+	numQIs      int
+	catQIs      int
+}
+
+// qi is one compiled quasi-identifier.
+type qi struct {
+	field   string
+	idx     int
+	numeric bool
+	// scale converts a numeric value to CASTLE's unit (hours for a
+	// timestamp, so ranges and domains stay small numbers).
+	scale float64
+	width float64
+	float bool // a float or double field (Value.F), else Value.Num
+	h     hierarchy.Hierarchy
+}
+
+type keptField struct {
+	name string
+	idx  int
+	typ  cleancodec.Type
+}
+
+const msPerHour = 3600 * 1000
+
+// New validates the configuration and compiles it.
+func New(cfg Config) (*Processor, error) {
+	if cfg.Spec == nil || len(cfg.Records.QuasiIdentifiers) == 0 {
+		return nil, errors.New("anonymize: no record-level stream declared")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	dec, err := cleancodec.NewForPurpose(cfg.Records.Purpose)
+	if err != nil {
+		return nil, fmt.Errorf("anonymize: %w", err)
+	}
+	p := &Processor{cfg: cfg, dec: dec, topic: cfg.Records.Topic(), subjIdx: dec.Field(cfg.Records.Subject), sensIdx: -1}
+	if cfg.Records.Sensitive != "" {
+		p.sensIdx = dec.Field(cfg.Records.Sensitive)
+	}
+	fields := dec.Fields()
+	for _, q := range cfg.Records.QuasiIdentifiers {
+		c := qi{field: q.Field, idx: dec.Field(q.Field)}
+		if c.idx < 0 {
+			return nil, fmt.Errorf("anonymize: quasi-identifier %s is not in the clean schema", q.Field)
+		}
+		if q.Numeric != nil {
+			c.numeric, c.scale, c.width = true, 1, q.Numeric.Width()
+			c.float = fields[c.idx].Type == cleancodec.TypeDouble || fields[c.idx].Type == cleancodec.TypeFloat
+			if fields[c.idx].Type == cleancodec.TypeTimestampMillis {
+				c.scale, c.width = 1.0/msPerHour, q.Numeric.Width()/msPerHour
+			}
+			p.numQIs++
+		} else {
+			if c.h, err = cfg.Spec.Build(q.Hierarchy); err != nil {
+				return nil, err
+			}
+			p.catQIs++
+		}
+		p.qis = append(p.qis, c)
+	}
+	for _, k := range cfg.Records.Keep {
+		i := dec.Field(k)
+		if i < 0 {
+			return nil, fmt.Errorf("anonymize: kept field %s is not in the clean schema", k)
+		}
+		p.keep = append(p.keep, keptField{name: k, idx: i, typ: fields[i].Type})
+	}
+	if _, err := castle.New(p.castleConfig(1)); err != nil {
+		return nil, fmt.Errorf("anonymize: %w", err)
+	}
+	sch, err := cfg.Records.KanonSchemaJSON()
+	if err != nil {
+		return nil, err
+	}
+	codec, err := goavro.NewCodec(string(sch))
+	if err != nil {
+		return nil, fmt.Errorf("anonymize: schema: %w", err)
+	}
+	p.fingerprint = codec.Rabin
+	p.schemaHdr = []byte("privacy.clean." + cfg.Records.Purpose + ".kanon.KAnonymousEvent@" + strconv.FormatUint(codec.Rabin, 16))
+	p.kHdr = strconv.AppendInt(nil, int64(cfg.K), 10)
+	return p, nil
+}
+
+// castleConfig returns CASTLE's configuration with a seed.
+func (p *Processor) castleConfig(seed uint64) castle.Config {
+	c := castle.Config{K: p.cfg.K, Delta: p.cfg.Delta, Beta: p.cfg.Beta, Mu: p.cfg.Mu, L: p.cfg.L, MaxReuse: p.cfg.MaxReuse, Seed: seed}
+	for _, q := range p.qis {
+		if q.numeric {
+			// The domain starts one width wide and extends with the data.
+			c.QIs = append(c.QIs, castle.QI{Name: q.field, Kind: castle.Numeric, Min: 0, Max: q.width})
+			continue
+		}
+		c.QIs = append(c.QIs, castle.QI{Name: q.field, Kind: castle.Categorical, Hierarchy: q.h})
+	}
+	return c
+}
+
+// Name implements processors.Processor.
+func (p *Processor) Name() string { return Name }
+
+// Topic returns the output topic.
+func (p *Processor) Topic() string { return p.topic }
+
+// StateTopic implements processors.Stateful.
+func (p *Processor) StateTopic() string { return p.cfg.StateTopic }
+
+// UseStore implements processors.Stateful.
+func (p *Processor) UseStore(s processors.StateStore) { p.store = s }
+
+// held is what a held record needs at release: its kept fields (encoded)
+// and arrival time.
+type held struct {
+	kept    []byte
+	arrived time.Time
+}
+
+// state is one partition's CASTLE and its held records.
+type state struct {
+	c         *castle.Castle
+	held      map[int64]held
+	committed castle.Stats
+	current   castle.Stats
+}
+
+// NewWorker implements processors.Processor.
+func (p *Processor) NewWorker() processors.Worker {
+	w := &Worker{p: p}
+	w.shards = shard.New(p.store, w.load)
+	w.tuple.Num = make([]float64, p.numQIs)
+	w.tuple.Cat = make([]hierarchy.Node, p.catQIs)
+	return w
+}
+
+// Worker processes batches of one or more partitions.
+type Worker struct {
+	p      *Processor
+	shards *shard.Shards[state]
+	rec    cleancodec.Record
+	tuple  castle.Tuple
+	val    []byte
+	ckpt   []byte
+	out    *processors.Batch
+	st     *state
+	input  int
+	now    time.Time
+	delays []float64
+	bad    struct{ undecodable, incomplete int64 }
+}
+
+// timeBase offsets timestamps so numeric values stay small: hours since
+// 2020-01-01.
+var timeBase = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+
+// toTuple decodes a record into w.tuple; ok false if undecodable (bad) or
+// without subject.
+func (w *Worker) toTuple(r processors.Record) (ok, bad bool) {
+	if err := w.p.dec.Decode(r.Value, &w.rec); err != nil {
+		return false, true
+	}
+	s := w.rec.Values[w.p.subjIdx]
+	if !s.Present || len(s.Bytes) == 0 {
+		return false, false
+	}
+	t := &w.tuple
+	t.Ref, t.Subject, t.Sensitive = r.Offset, aggregates.SubjectHash(s.Bytes), 0
+	if w.p.sensIdx >= 0 {
+		if v := w.rec.Values[w.p.sensIdx]; v.Present {
+			t.Sensitive = aggregates.SubjectHash(v.Bytes)
+		}
+	}
+	ni, ci := 0, 0
+	for _, q := range w.p.qis {
+		v := w.rec.Values[q.idx]
+		if q.numeric {
+			x := 0.0
+			switch {
+			case !v.Present:
+			case q.float:
+				x = v.F
+			case q.scale != 1:
+				x = float64(v.Num-timeBase) * q.scale
+			default:
+				x = float64(v.Num)
+			}
+			t.Num[ni] = x
+			ni++
+			continue
+		}
+		n := q.h.RootNode() // null or unknown: fully generalised
+		if v.Present {
+			if leaf, ok := q.h.Lookup(string(v.Bytes)); ok {
+				n = leaf
+			}
+		}
+		t.Cat[ci] = n
+		ci++
+	}
+	return true, false
+}
+
+// keptValues encodes the kept fields of the decoded record (nullable
+// unions, in schema order).
+func (w *Worker) keptValues(dst []byte) []byte {
+	for _, k := range w.p.keep {
+		v := w.rec.Values[k.idx]
+		if !v.Present {
+			dst = avroenc.AppendNull(dst)
+			continue
+		}
+		dst = avroenc.AppendNonNull(dst)
+		switch k.typ {
+		case cleancodec.TypeString, cleancodec.TypeBytes:
+			dst = avroenc.AppendBytes(dst, v.Bytes)
+		case cleancodec.TypeDouble:
+			dst = avroenc.AppendDouble(dst, v.F)
+		case cleancodec.TypeFloat:
+			dst = avroenc.AppendFloat(dst, float32(v.F))
+		case cleancodec.TypeInt:
+			dst = avroenc.AppendInt(dst, int32(v.Num))
+		case cleancodec.TypeBoolean:
+			dst = avroenc.AppendBool(dst, v.Num != 0)
+		default:
+			dst = avroenc.AppendLong(dst, v.Num)
+		}
+	}
+	return dst
+}
+
+// load restores a partition's CASTLE from its checkpoint and a replay of
+// the held records.
+func (w *Worker) load(_ context.Context, _ int32, cp processors.Checkpoint, ok bool, replay func(func(processors.Record) error) error) (state, error) {
+	var seed [8]byte
+	_, _ = rand.Read(seed[:])
+	c, err := castle.New(w.p.castleConfig(binary.LittleEndian.Uint64(seed[:])))
+	if err != nil {
+		return state{}, err
+	}
+	st := state{c: c, held: map[int64]held{}}
+	if !ok {
+		return st, nil
+	}
+	tuples := map[int64]castle.Tuple{}
+	err = replay(func(r processors.Record) error {
+		if ok, _ := w.toTuple(r); !ok {
+			return nil
+		}
+		t := w.tuple
+		t.Num, t.Cat = append([]float64(nil), t.Num...), append([]hierarchy.Node(nil), t.Cat...)
+		tuples[r.Offset] = t
+		st.held[r.Offset] = held{kept: w.keptValues(nil), arrived: r.Timestamp}
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	if err := c.Restore(cp.State, func(ref int64) (castle.Tuple, bool) {
+		t, ok := tuples[ref]
+		return t, ok
+	}); err != nil {
+		return st, err
+	}
+	// Keep only what CASTLE still holds.
+	keepRefs := map[int64]bool{}
+	for _, ref := range c.HeldRefs(nil) {
+		keepRefs[ref] = true
+	}
+	for ref := range st.held {
+		if !keepRefs[ref] {
+			delete(st.held, ref)
+		}
+	}
+	st.committed = c.Stats()
+	return st, nil
+}
+
+// Process implements processors.Worker.
+func (w *Worker) Process(ctx context.Context, in []processors.Record, out *processors.Batch) error {
+	w.out = out
+	for i, r := range in {
+		st, err := w.shards.Get(ctx, r)
+		if err != nil {
+			return err
+		}
+		ok, bad := w.toTuple(r)
+		if !ok {
+			if bad {
+				w.bad.undecodable++
+			} else {
+				w.bad.incomplete++
+			}
+			continue
+		}
+		st.held[r.Offset] = held{kept: w.keptValues(nil), arrived: r.Timestamp}
+		w.st, w.input, w.now = st, i, r.Timestamp
+		if err := st.c.Push(w.tuple, w.emit); err != nil {
+			return fmt.Errorf("anonymize: %w", err)
+		}
+	}
+	w.shards.Touched(func(partition int32, next int64, st *state) {
+		from := next
+		if ref, ok := st.c.MinHeldRef(); ok && ref < from {
+			from = ref
+		}
+		w.ckpt = st.c.MarshalState()
+		w.out.AddCheckpoint(processors.Checkpoint{Partition: partition, Next: next, ReplayFrom: from, State: w.ckpt})
+		st.current = st.c.Stats()
+	})
+	return nil
+}
+
+// emit publishes a released record (or drops a suppressed one).
+func (w *Worker) emit(o castle.Output) {
+	h, ok := w.st.held[o.Ref]
+	delete(w.st.held, o.Ref)
+	if o.Suppressed || o.Gen == nil || !ok {
+		return
+	}
+	if !h.arrived.IsZero() && !w.now.IsZero() {
+		w.delays = append(w.delays, w.now.Sub(h.arrived).Seconds())
+	}
+	id := strconv.AppendUint(nil, o.ClusterID, 16)
+	b := avroenc.AppendSingleObjectHeader(w.val[:0], w.p.fingerprint)
+	b = avroenc.AppendBytes(b, id)
+	b = avroenc.AppendInt(b, int32(w.p.cfg.K))
+	b = avroenc.AppendDouble(b, o.Gen.InfoLoss)
+	ni, ci := 0, 0
+	for _, q := range w.p.qis {
+		if q.numeric {
+			lo, hi := o.Gen.Lo[ni], o.Gen.Hi[ni]
+			ni++
+			switch {
+			case q.float:
+				b = avroenc.AppendDouble(b, lo)
+				b = avroenc.AppendDouble(b, hi)
+			case q.scale != 1:
+				b = avroenc.AppendLong(b, timeBase+int64(math.Round(lo/q.scale)))
+				b = avroenc.AppendLong(b, timeBase+int64(math.Round(hi/q.scale)))
+			default:
+				b = avroenc.AppendLong(b, int64(lo))
+				b = avroenc.AppendLong(b, int64(hi))
+			}
+			continue
+		}
+		b = avroenc.AppendString(b, q.h.Label(o.Gen.Cat[ci]))
+		ci++
+	}
+	b = append(b, h.kept...)
+	w.val = b
+	w.out.Add(w.input, w.p.topic, id, b,
+		processors.Header{Key: HeaderSchema, Value: w.p.schemaHdr},
+		processors.Header{Key: HeaderK, Value: w.p.kHdr})
+}
+
+// Done implements processors.Worker: metrics count committed batches only.
+func (w *Worker) Done(committed bool) {
+	if committed {
+		m := w.p.cfg.Metrics
+		w.shards.Touched(func(_ int32, _ int64, st *state) {
+			if m != nil {
+				cur, last := st.current, st.committed
+				m.Records.WithLabelValues(w.p.topic, "released").Add(float64(cur.Released - cur.Reused - (last.Released - last.Reused)))
+				m.Records.WithLabelValues(w.p.topic, "reused").Add(float64(cur.Reused - last.Reused))
+				m.Records.WithLabelValues(w.p.topic, "suppressed").Add(float64(cur.Suppressed - last.Suppressed))
+				if cur.Released > 0 {
+					m.InfoLoss.WithLabelValues(w.p.topic).Set(cur.InfoLossSum / float64(cur.Released))
+				}
+			}
+			st.committed = st.current
+		})
+		if m != nil {
+			for _, d := range w.delays {
+				m.Delay.WithLabelValues(w.p.topic).Observe(d)
+			}
+			m.Events.WithLabelValues(w.p.topic, "undecodable").Add(float64(w.bad.undecodable))
+			m.Events.WithLabelValues(w.p.topic, "incomplete").Add(float64(w.bad.incomplete))
+		}
+	}
+	w.delays = w.delays[:0]
+	w.bad.undecodable, w.bad.incomplete = 0, 0
+	w.shards.Done(committed)
+}
+
+// Current implements processors.Worker.
+func (w *Worker) Current() bool { return true }
+
+// Forget implements processors.StatefulWorker.
+func (w *Worker) Forget(partition int32) { w.shards.Forget(partition) }
