@@ -58,6 +58,9 @@ type Names struct {
 	// StateTemplate names a stateful processor's checkpoint topic; it
 	// contains {processor}.
 	StateTemplate string
+	// AggTemplate names aggregate topics ({purpose}, {name}); KanonTemplate
+	// names record-level k-anonymous topics ({purpose}).
+	AggTemplate, KanonTemplate string
 	// Kanon declares the k-anonymity outputs (nil: none).
 	Kanon *kanonspec.Spec
 }
@@ -79,6 +82,7 @@ func DefaultNames() Names {
 		Raw: "raw.customer-events", Consent: "privacy.consent", Requests: "privacy.requests",
 		Erasures: "privacy.erasures", Audit: "privacy.audit", Quarantine: "quarantine.customer-events",
 		CleanTemplate: "clean.{purpose}.customer-events", StateTemplate: "privacy.state.{processor}",
+		AggTemplate: kanonspec.DefaultAggregateTopicTemplate, KanonTemplate: kanonspec.DefaultKanonTopicTemplate,
 		Kanon: defaultKanon(),
 	}
 }
@@ -201,14 +205,14 @@ func kanonTopics(n Names, o Options, add func(Topic)) {
 	}
 	if len(n.Kanon.Aggregates) > 0 {
 		for _, a := range n.Kanon.Aggregates {
-			add(Topic{Name: a.Topic(), Partitions: o.Partitions, Key: "window start, level and dimension values",
+			add(Topic{Name: a.TopicFrom(n.AggTemplate), Partitions: o.Partitions, Key: "window start, level and dimension values",
 				Holds:   "k-anonymous aggregate rows (>= k distinct subjects each; Avro, schemas/" + schemas.AggregateSchemaFile(a.Purpose, a.Name) + ")",
 				Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
 		}
 		state(KanonAggregates, n.cleanOf(n.Kanon.Aggregates[0].Purpose))
 	}
 	if r := n.Kanon.Records; r != nil {
-		add(Topic{Name: r.Topic(), Partitions: o.Partitions, Key: "cluster id",
+		add(Topic{Name: r.TopicFrom(n.KanonTemplate), Partitions: o.Partitions, Key: "cluster id",
 			Holds:   "record-level k-anonymous events (CASTLE; Avro, schemas/" + schemas.KanonSchemaFile(r.Purpose) + ")",
 			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
 		state(KanonRecords, n.cleanOf(r.Purpose))
@@ -223,7 +227,7 @@ func kanonProcessors(n Names) []Processor {
 	if len(n.Kanon.Aggregates) > 0 {
 		var outs []string
 		for _, a := range n.Kanon.Aggregates {
-			outs = append(outs, a.Topic())
+			outs = append(outs, a.TopicFrom(n.AggTemplate))
 		}
 		ps = append(ps, Processor{Name: KanonAggregates, Group: "privacy-pipeline-" + KanonAggregates,
 			Inputs: []string{n.cleanOf(n.Kanon.Aggregates[0].Purpose)}, Outputs: append(outs, n.State(KanonAggregates)),
@@ -231,7 +235,7 @@ func kanonProcessors(n Names) []Processor {
 	}
 	if r := n.Kanon.Records; r != nil {
 		ps = append(ps, Processor{Name: KanonRecords, Group: "privacy-pipeline-" + KanonRecords,
-			Inputs: []string{n.cleanOf(r.Purpose)}, Outputs: []string{r.Topic(), n.State(KanonRecords)},
+			Inputs: []string{n.cleanOf(r.Purpose)}, Outputs: []string{r.TopicFrom(n.KanonTemplate), n.State(KanonRecords)},
 			Doc: "record-level k-anonymisation (CASTLE): clusters of >= k distinct subjects within delay delta, outliers suppressed"})
 	}
 	return ps

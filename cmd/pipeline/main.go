@@ -4,6 +4,9 @@
 //	pipeline run privacy                                  the privacy processor (PIPELINE_* env)
 //	pipeline run consent-sync [--rebuild]                 materialise privacy.consent into Redis
 //	pipeline run consent-api                              the consent HTTP API
+//	pipeline run kanon                                    k-anonymous aggregates (agg.<purpose>.<name>)
+//	pipeline run kanon-records                            record-level k-anonymisation (CASTLE, clean.<purpose>.kanon)
+//	pipeline eval kanon --data DIR [--k K] [--json]       both mechanisms offline on the UCI Adult data set
 //	pipeline topology describe|apply [--mermaid]          the declared topics and processors
 //	pipeline schemas generate|check [--dir schemas]       derived clean schemas
 //	pipeline policy validate [--file F]                   check a policy file
@@ -44,7 +47,8 @@ func main() {
 
 const usage = `usage:
   pipeline demo [--events N] [--subjects N] [--json]
-  pipeline run privacy | consent-sync [--rebuild] | consent-api
+  pipeline run privacy | consent-sync [--rebuild] | consent-api | kanon | kanon-records
+  pipeline eval kanon --data DIR [--k K] [--delta D] [--beta B] [--json]   k-anonymity on the UCI Adult data set
   pipeline topology describe [--mermaid] | apply [--partitions N] [--replication N]
   pipeline schemas generate|check [--dir DIR]
   pipeline policy validate [--file FILE]
@@ -67,7 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDemo(ctx, args[1:], stdout, stderr)
 	case "run":
 		if len(args) < 2 {
-			return usageError{"run needs privacy, consent-sync or consent-api"}
+			return usageError{"run needs privacy, consent-sync, consent-api, kanon or kanon-records"}
 		}
 		switch args[1] {
 		case "privacy":
@@ -76,8 +80,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdRunConsentSync(ctx, args[2:], stderr)
 		case "consent-api":
 			return cmdRunConsentAPI(ctx, stderr)
+		case "kanon", "kanon-records":
+			return cmdRunKanon(ctx, args[1], stderr)
 		}
-		return usageError{"run needs privacy, consent-sync or consent-api"}
+		return usageError{"run needs privacy, consent-sync, consent-api, kanon or kanon-records"}
 	case "topology":
 		return cmdTopology(ctx, args[1:], stdout)
 	case "schemas":

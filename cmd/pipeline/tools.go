@@ -23,10 +23,17 @@ import (
 	"github.com/privacy-pipeline/pipeline/topology"
 )
 
-func declared(cfg config.Config, partitions, replication int) topology.Topology {
+func declared(cfg config.Config, partitions, replication int) (topology.Topology, error) {
 	n := topology.DefaultNames()
 	n.Raw, n.Quarantine, n.CleanTemplate = cfg.RawTopic, cfg.QuarantineTopic, cfg.CleanTopicTemplate
-	return topology.Default(n, topology.Options{Partitions: int32(partitions), Replication: int16(replication)})
+	n.Consent = cfg.ConsentTopic
+	n.StateTemplate, n.AggTemplate, n.KanonTemplate = cfg.StateTopicTemplate, cfg.AggTopicTemplate, cfg.KanonTopicTemplate
+	spec, err := wiring.LoadKanonSpec(cfg)
+	if err != nil {
+		return topology.Topology{}, err
+	}
+	n.Kanon = spec
+	return topology.Default(n, topology.Options{Partitions: int32(partitions), Replication: int16(replication)}), nil
 }
 
 func cmdTopology(ctx context.Context, args []string, stdout io.Writer) error {
@@ -44,7 +51,10 @@ func cmdTopology(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	t := declared(cfg, *partitions, *replication)
+	t, err := declared(cfg, *partitions, *replication)
+	if err != nil {
+		return err
+	}
 	if err := t.Validate(); err != nil {
 		return err
 	}

@@ -64,6 +64,10 @@ type Config struct {
 
 	// StateTopicTemplate names a stateful processor's checkpoint topic.
 	StateTopicTemplate string `env:"STATE_TOPIC_TEMPLATE" envDefault:"privacy.state.{processor}"`
+	// AggTopicTemplate names the aggregate topics, KanonTopicTemplate the
+	// record-level k-anonymous topic.
+	AggTopicTemplate   string `env:"AGG_TOPIC_TEMPLATE" envDefault:"agg.{purpose}.{name}"`
+	KanonTopicTemplate string `env:"KANON_TOPIC_TEMPLATE" envDefault:"clean.{purpose}.kanon"`
 	// KanonSpecFile replaces the checked-in schemas/kanon.json.
 	KanonSpecFile string `env:"KANON_SPEC_FILE"`
 
@@ -80,14 +84,13 @@ type Config struct {
 	KanonDPMaxAmount     float64       `env:"KANON_DP_MAX_AMOUNT" envDefault:"1000"`
 
 	// Record-level k-anonymisation (pipeline run castle).
-	CastleGroup    string        `env:"CASTLE_GROUP" envDefault:"privacy-pipeline-kanon-records"`
-	CastleK        int           `env:"CASTLE_K" envDefault:"10"`
-	CastleDelta    int           `env:"CASTLE_DELTA" envDefault:"1000"`
-	CastleBeta     int           `env:"CASTLE_BETA" envDefault:"50"`
-	CastleMu       int           `env:"CASTLE_MU" envDefault:"100"`
-	CastleL        int           `env:"CASTLE_L" envDefault:"1"`
-	CastleMaxReuse int           `env:"CASTLE_MAX_REUSE" envDefault:"1000"`
-	CastleMaxDelay time.Duration `env:"CASTLE_MAX_DELAY" envDefault:"0s"`
+	CastleGroup    string `env:"CASTLE_GROUP" envDefault:"privacy-pipeline-kanon-records"`
+	CastleK        int    `env:"CASTLE_K" envDefault:"10"`
+	CastleDelta    int    `env:"CASTLE_DELTA" envDefault:"1000"`
+	CastleBeta     int    `env:"CASTLE_BETA" envDefault:"50"`
+	CastleMu       int    `env:"CASTLE_MU" envDefault:"100"`
+	CastleL        int    `env:"CASTLE_L" envDefault:"1"`
+	CastleMaxReuse int    `env:"CASTLE_MAX_REUSE" envDefault:"1000"`
 }
 
 // Load reads the environment.
@@ -110,6 +113,9 @@ func (c Config) Validate() error {
 	if !strings.Contains(c.StateTopicTemplate, "{processor}") {
 		return fmt.Errorf("config: PIPELINE_STATE_TOPIC_TEMPLATE must contain {processor}")
 	}
+	if !strings.Contains(c.AggTopicTemplate, "{name}") || !strings.Contains(c.KanonTopicTemplate, "{purpose}") {
+		return fmt.Errorf("config: PIPELINE_AGG_TOPIC_TEMPLATE must contain {name} and PIPELINE_KANON_TOPIC_TEMPLATE {purpose}")
+	}
 	if c.KanonK < 2 || c.CastleK < 2 {
 		return fmt.Errorf("config: PIPELINE_KANON_K and PIPELINE_CASTLE_K must be at least 2")
 	}
@@ -119,7 +125,7 @@ func (c Config) Validate() error {
 	if c.KanonDPEpsilon < 0 || (c.KanonDPEpsilon > 0 && (c.KanonDPDelta <= 0 || c.KanonDPDelta >= 1 || c.KanonDPMaxCells < 1 || c.KanonDPMaxEventsCell < 1 || c.KanonDPMaxAmount < 0)) {
 		return fmt.Errorf("config: differential privacy needs PIPELINE_KANON_DP_EPSILON > 0, 0 < PIPELINE_KANON_DP_DELTA < 1 and positive contribution bounds")
 	}
-	if c.CastleDelta < c.CastleK || c.CastleBeta < 1 || c.CastleMu < 1 || c.CastleL < 1 || c.CastleMaxReuse < 0 || c.CastleMaxDelay < 0 {
+	if c.CastleDelta < c.CastleK || c.CastleBeta < 1 || c.CastleMu < 1 || c.CastleL < 1 || c.CastleMaxReuse < 0 {
 		return fmt.Errorf("config: CASTLE needs PIPELINE_CASTLE_DELTA >= PIPELINE_CASTLE_K, and positive BETA, MU and L")
 	}
 	if c.RedisPassword != "" && c.RedisPasswordFile != "" {

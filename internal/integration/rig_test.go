@@ -119,6 +119,10 @@ func newRig(t testing.TB) *rig {
 	cfg.QuarantineTopic = id + ".quarantine"
 	cfg.GroupID = id + ".privacy"
 	cfg.ConsentKeyPrefix = id + ":consent:"
+	cfg.StateTopicTemplate = id + ".state.{processor}"
+	cfg.AggTopicTemplate = id + ".agg.{purpose}.{name}"
+	cfg.KanonTopicTemplate = id + ".kanon.{purpose}"
+	cfg.KanonAggregatesGroup, cfg.CastleGroup = id+".kanon-aggregates", id+".kanon-records"
 	ropts, err := wiring.RedisOptions(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +142,7 @@ func newRig(t testing.TB) *rig {
 	names := topology.DefaultNames()
 	names.Raw, names.CleanTemplate, names.Quarantine = cfg.RawTopic, cfg.CleanTopicTemplate, cfg.QuarantineTopic
 	names.Consent, names.Requests, names.Erasures, names.Audit = id+".consent", id+".requests", id+".erasures", id+".audit"
+	names.StateTemplate, names.AggTemplate, names.KanonTemplate = cfg.StateTopicTemplate, cfg.AggTopicTemplate, cfg.KanonTopicTemplate
 	r.topo = topology.Default(names, topology.Options{Partitions: 4, Replication: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -203,11 +208,16 @@ func (r *rig) produce(ctx context.Context, evs []producer.Event, raw ...[]byte) 
 
 // caughtUp reports whether the group committed up to the raw topic's end.
 func (r *rig) caughtUp(ctx context.Context) (bool, error) {
-	ends, err := r.adm.ListEndOffsets(ctx, r.cfg.RawTopic)
+	return r.groupCaughtUp(ctx, r.cfg.GroupID, r.cfg.RawTopic)
+}
+
+// groupCaughtUp reports whether a group committed up to a topic's end.
+func (r *rig) groupCaughtUp(ctx context.Context, group, topic string) (bool, error) {
+	ends, err := r.adm.ListEndOffsets(ctx, topic)
 	if err != nil {
 		return false, err
 	}
-	committed, err := r.adm.FetchOffsets(ctx, r.cfg.GroupID)
+	committed, err := r.adm.FetchOffsets(ctx, group)
 	if err != nil {
 		return false, err
 	}

@@ -103,11 +103,27 @@ func (n Numeric) Width() float64 {
 	return n.Max - n.Min
 }
 
-// Topic names.
-func (a Aggregate) Topic() string { return "agg." + a.Purpose + "." + a.Name }
+// Default topic name templates of the outputs.
+const (
+	DefaultAggregateTopicTemplate = "agg.{purpose}.{name}"
+	DefaultKanonTopicTemplate     = "clean.{purpose}.kanon"
+)
 
-// Topic returns clean.<purpose>.kanon.
-func (r Records) Topic() string { return "clean." + r.Purpose + ".kanon" }
+// Topic returns the default topic name, agg.<purpose>.<name>.
+func (a Aggregate) Topic() string { return a.TopicFrom(DefaultAggregateTopicTemplate) }
+
+// TopicFrom fills a template containing {purpose} and {name}.
+func (a Aggregate) TopicFrom(template string) string {
+	return strings.NewReplacer("{purpose}", a.Purpose, "{name}", a.Name).Replace(template)
+}
+
+// Topic returns the default topic name, clean.<purpose>.kanon.
+func (r Records) Topic() string { return r.TopicFrom(DefaultKanonTopicTemplate) }
+
+// TopicFrom fills a template containing {purpose}.
+func (r Records) TopicFrom(template string) string {
+	return strings.ReplaceAll(template, "{purpose}", r.Purpose)
+}
 
 // Default returns the checked-in specification, validated.
 func Default() (*Spec, error) { return Parse(schemas.KanonJSON()) }
@@ -317,7 +333,7 @@ func (s *Spec) validate() error {
 
 func reservedAggField(name string) bool {
 	switch name {
-	case "window_start", "window_end", "level", "margin", "events", "subjects", "amount_sum", "noisy", "k", "epsilon":
+	case "window_start", "window_end", "level", "margin", "margin_of", "events", "subjects", "amount_sum", "noisy", "k", "epsilon":
 		return true
 	}
 	return false
@@ -372,6 +388,7 @@ func (a Aggregate) AggregateSchemaJSON() []byte {
 		avroField{Name: "window_end", Type: tsMillis, Doc: "End of the window (exclusive)."},
 		avroField{Name: "level", Type: "int", Doc: "Generalisation level of the dimensions: 0 as in the clean topic, higher is coarser (roll-up)."},
 		avroField{Name: "margin", Type: "boolean", Doc: "True for a margin row: a total over released rows only; dimensions not totalled over are '*'."},
+		avroField{Name: "margin_of", Type: "string", Doc: "For a margin row, the dimension it breaks down ('' for the grand total); '' for other rows."},
 	)
 	for _, d := range a.Dimensions {
 		rec.Fields = append(rec.Fields, avroField{Name: d.Field, Type: "string",

@@ -26,6 +26,9 @@ type Kanon struct {
 	Delay *prometheus.HistogramVec
 	// EpsilonSpent sums the differential privacy budget of closed windows.
 	EpsilonSpent *prometheus.CounterVec
+	// Restores counts partition states rebuilt from a checkpoint (after a
+	// rebalance, a restart or an aborted transaction).
+	Restores *prometheus.CounterVec
 }
 
 // NewKanon creates and registers the k-anonymity metrics.
@@ -48,7 +51,9 @@ func NewKanon(reg prometheus.Registerer) *Kanon {
 			Buckets: prometheus.ExponentialBuckets(0.01, 4, 10)}, []string{"output"}),
 		EpsilonSpent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_dp_epsilon_spent_total",
 			Help: "Differential privacy budget of closed windows (per subject present in all of them)."}, []string{"output"}),
+		Restores: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_restores_total",
+			Help: "Partition states rebuilt from a checkpoint and a replay of the input."}, []string{"processor"}),
 	}
-	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent)
+	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores)
 	return m
 }

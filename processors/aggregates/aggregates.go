@@ -65,6 +65,9 @@ type Config struct {
 	Rollup bool
 	// DP, when not nil, adds differential privacy noise.
 	DP *aggregate.DPConfig
+	// TopicTemplate names the output topics ({purpose}, {name}); empty:
+	// kanonspec.DefaultAggregateTopicTemplate.
+	TopicTemplate string
 	// StateTopic holds the checkpoints.
 	StateTopic string
 	// Metrics may be nil.
@@ -104,6 +107,9 @@ func New(cfg Config) (*Processor, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.TopicTemplate == "" {
+		cfg.TopicTemplate = kanonspec.DefaultAggregateTopicTemplate
+	}
 	pur := cfg.Aggregates[0].Purpose
 	dec, err := cleancodec.NewForPurpose(pur)
 	if err != nil {
@@ -116,7 +122,7 @@ func New(cfg Config) (*Processor, error) {
 		if a.Purpose != pur || dec.Field(a.Time) != p.timeIdx || dec.Field(a.Subject) != p.subjIdx {
 			return nil, fmt.Errorf("aggregates: %s: every aggregate must share the purpose, time and subject fields", a.Name)
 		}
-		pl := &plan{spec: a, topic: a.Topic(), amountIdx: -1}
+		pl := &plan{spec: a, topic: a.TopicFrom(cfg.TopicTemplate), amountIdx: -1}
 		if a.Amount != "" {
 			pl.amountIdx = dec.Field(a.Amount)
 		}
@@ -199,6 +205,7 @@ type Worker struct {
 	key     []byte
 	pending []counts
 	input   int
+	part    int32
 	out     *processors.Batch
 	plan    *plan
 }
@@ -216,6 +223,9 @@ func (w *Worker) load(_ context.Context, _ int32, cp processors.Checkpoint, ok b
 	}
 	if !ok {
 		return st, nil
+	}
+	if m := w.p.cfg.Metrics; m != nil {
+		m.Restores.WithLabelValues(Name).Inc()
 	}
 	parts, err := splitState(cp.State, len(st.aggs))
 	if err != nil {
@@ -317,7 +327,7 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 		if err != nil {
 			return err
 		}
-		w.input = i
+		w.input, w.part = i, r.Partition
 		if ok, bad := w.event(r, &ev); !ok {
 			// Counted, never silent: the privacy processor only publishes
 			// valid records, so these mean a foreign producer.
@@ -424,19 +434,30 @@ func (w *Worker) encode(pl *plan, cw aggregate.ClosedWindow, row aggregate.Row) 
 	k = strconv.AppendInt(k, cw.Start, 10)
 	k = append(k, '/')
 	k = strconv.AppendInt(k, int64(row.Level), 10)
+	marginOf := ""
 	if row.Margin {
 		k = append(k, "/margin"...)
+		if row.MarginDim >= 0 && row.MarginDim < len(pl.spec.Dimensions) {
+			marginOf = pl.spec.Dimensions[row.MarginDim].Field
+			k = append(k, ':')
+			k = append(k, marginOf...)
+		}
 	}
 	for _, v := range row.Values {
 		k = append(k, '/')
 		k = append(k, v...)
 	}
+	// Each input partition (shard) publishes its own rows; the shard makes
+	// the key unique.
+	k = append(k, "#p"...)
+	k = strconv.AppendInt(k, int64(w.part), 10)
 	w.key = k
 	b := avroenc.AppendSingleObjectHeader(w.val[:0], pl.fingerprint)
 	b = avroenc.AppendLong(b, cw.Start)
 	b = avroenc.AppendLong(b, cw.End)
 	b = avroenc.AppendInt(b, int32(row.Level))
 	b = avroenc.AppendBool(b, row.Margin)
+	b = avroenc.AppendString(b, marginOf)
 	for _, v := range row.Values {
 		b = avroenc.AppendString(b, v)
 	}

@@ -63,6 +63,8 @@ type Config struct {
 	Spec *kanonspec.Spec
 	// K, Delta, Beta, Mu, L and MaxReuse are CASTLE's parameters.
 	K, Delta, Beta, Mu, L, MaxReuse int
+	// Topic is the output topic; empty: the default clean.<purpose>.kanon.
+	Topic string
 	// StateTopic holds the checkpoints.
 	StateTopic string
 	// Metrics may be nil.
@@ -121,7 +123,10 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("anonymize: %w", err)
 	}
-	p := &Processor{cfg: cfg, dec: dec, topic: cfg.Records.Topic(), subjIdx: dec.Field(cfg.Records.Subject), sensIdx: -1}
+	if cfg.Topic == "" {
+		cfg.Topic = cfg.Records.Topic()
+	}
+	p := &Processor{cfg: cfg, dec: dec, topic: cfg.Topic, subjIdx: dec.Field(cfg.Records.Subject), sensIdx: -1}
 	if cfg.Records.Sensitive != "" {
 		p.sensIdx = dec.Field(cfg.Records.Sensitive)
 	}
@@ -327,6 +332,9 @@ func (w *Worker) load(_ context.Context, _ int32, cp processors.Checkpoint, ok b
 	st := state{c: c, held: map[int64]held{}}
 	if !ok {
 		return st, nil
+	}
+	if m := w.p.cfg.Metrics; m != nil {
+		m.Restores.WithLabelValues(Name).Inc()
 	}
 	tuples := map[int64]castle.Tuple{}
 	err = replay(func(r processors.Record) error {

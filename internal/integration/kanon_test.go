@@ -1,0 +1,458 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/linkedin/goavro/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
+	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
+	"github.com/privacy-pipeline/pipeline/internal/metrics"
+	"github.com/privacy-pipeline/pipeline/internal/pipelinetest"
+	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/runner"
+	"github.com/privacy-pipeline/pipeline/internal/wiring"
+	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/schemas"
+)
+
+// kevent is one synthetic clean event for the k-anonymity processors. The
+// test keeps them as the ground truth of its independent checks.
+type kevent struct {
+	partition                            int32
+	subject, age, country, gender, etype string
+	postal, url                          string
+	at                                   time.Time
+}
+
+const kanonCanary = "CANARY-KANON-7f3a"
+
+var (
+	kAges      = []string{"18-24", "25-34", "35-44", "45-54", "65+"}
+	kCountries = []string{"VN", "SG", "DE", "US", "FR", "GB"}
+	kGenders   = []string{"female", "male", "non_binary"}
+	kTypes     = []string{"page_view", "search", "purchase", "login", "add_to_cart"}
+)
+
+// kstream makes n events of a population, in event-time order, spread over
+// span; subject s always lands on partition s%parts (clean topics are keyed
+// by pseudonym). One "heavy" subject sends flood events into one cell.
+func kstream(seed uint64, n, subjects, parts int, start time.Time, span time.Duration, flood int) []kevent {
+	rng := rand.New(rand.NewPCG(seed, seed^99))
+	var out []kevent
+	for i := range n {
+		s := rng.IntN(subjects)
+		at := start.Add(time.Duration(int64(span) * int64(i) / int64(n)))
+		out = append(out, kevent{partition: int32(s % parts), subject: fmt.Sprintf("%s-subject-%05d", kanonCanary, s),
+			age: kAges[s%5], country: kCountries[(s/5)%6], gender: kGenders[s%3], etype: kTypes[rng.IntN(5)],
+			postal: fmt.Sprintf("%02d", s%23), url: fmt.Sprintf("https://shop.example/item/%d", i), at: at})
+		if i%(n/max(flood, 1)+1) == 0 && flood > 0 {
+			out = append(out, kevent{partition: 0, subject: kanonCanary + "-heavy", age: "65+", country: "GB", gender: "non_binary",
+				etype: "purchase", postal: "99", url: fmt.Sprintf("https://shop.example/heavy/%d", i), at: at})
+		}
+	}
+	return out
+}
+
+// kencode writes the events as clean records of a purpose, with the
+// canary in free text and the pseudonym fields.
+func kencode(t *testing.T, topic, pur string, evs []kevent) []*kgo.Record {
+	t.Helper()
+	sch, err := schemas.CleanSchemaJSON(pur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := goavro.NewCodec(string(sch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]*kgo.Record, len(evs))
+	for i, e := range evs {
+		m := map[string]any{
+			"subject_id_pseudonym": goavro.Union("string", e.subject),
+			"event_id_pseudonym":   goavro.Union("string", fmt.Sprintf("%s-event-%d", kanonCanary, i)),
+			"birth_date_age_band":  goavro.Union("string", e.age),
+			"address_country":      goavro.Union("string", e.country),
+			"gender":               goavro.Union("string", e.gender),
+			"event_type":           goavro.Union("string", e.etype),
+			"page_url":             goavro.Union("string", e.url),
+			"order_amount":         goavro.Union("double", 10.0),
+			"message_redacted":     goavro.Union("string", kanonCanary+" free text"),
+		}
+		if pur == "analytics" {
+			m["event_time"] = goavro.Union("long.timestamp-millis", e.at)
+		} else {
+			m["event_time_hour"] = goavro.Union("long.timestamp-millis", e.at.Truncate(time.Hour))
+			m["address_postal_code_prefix"] = goavro.Union("string", e.postal)
+		}
+		b, err := codec.SingleFromNative(nil, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs[i] = &kgo.Record{Topic: topic, Partition: e.partition, Key: []byte(e.subject), Value: b}
+	}
+	return recs
+}
+
+// kproduce writes records to their explicit partitions.
+func (r *rig) kproduce(recs []*kgo.Record) {
+	r.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.KafkaBrokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := kafkaio.ProduceAll(ctx, cl, recs); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// kreplica runs one replica of a stateful processor until stop.
+func (r *rig) kreplica(proc processors.Processor, group, input string, reg prometheus.Registerer) func() {
+	r.t.Helper()
+	rn, err := runner.New(runner.Config{Brokers: r.cfg.KafkaBrokers, Group: group, Input: input, MaxPollRecords: 700,
+		Log: slog.New(slog.NewJSONHandler(r.logs, nil)), Metrics: runner.NewMetrics(reg)}, proc)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { rn.Run(ctx); close(done) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	r.t.Cleanup(stop)
+	return stop
+}
+
+func (r *rig) waitGroup(group, topic string, timeout time.Duration) {
+	r.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ok, err := r.groupCaughtUp(ctx, group, topic)
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("group %s did not catch up on %s within %s (last error %v)", group, topic, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestKanonOnRealKafka runs both k-anonymity processors against the real
+// broker while replicas are added and removed, then checks, from the
+// test's own ground truth: every aggregate row covers >= k distinct
+// subjects; the rows equal an uninterrupted offline run (nothing lost or
+// duplicated by the rebalances and restores); every anonymised record sits
+// in a group of >= k distinct subjects with identical generalised
+// quasi-identifiers, none twice; and no canary reached an output, a log or
+// a metric.
+func TestKanonOnRealKafka(t *testing.T) {
+	r := newRig(t)
+	const parts, kAgg, kRec = 4, 11, 10
+	r.cfg.KanonK, r.cfg.KanonWindow, r.cfg.KanonAllowedLateness = kAgg, time.Minute, 10*time.Second
+	r.cfg.CastleK, r.cfg.CastleDelta = kRec, 300
+	spec, err := kanonspec.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	analytics, aiTraining := r.cfg.CleanTopic(purpose.Analytics), r.cfg.CleanTopic(purpose.AITraining)
+	start := time.Now().Add(-time.Hour).Truncate(time.Minute)
+	aggEvents := kstream(1, 12000, 600, parts, start, 8*time.Minute, 3000)
+	// One event per partition far later closes every window.
+	for p := range int32(parts) {
+		aggEvents = append(aggEvents, kevent{partition: p, subject: fmt.Sprintf("%s-closer-%d", kanonCanary, p), age: "18-24", country: "VN",
+			gender: "female", etype: "login", url: "closer", at: start.Add(20 * time.Minute)})
+	}
+	recEvents := kstream(2, 9000, 400, parts, start, 6*time.Hour, 2000)
+	aggRecs, recRecs := kencode(t, analytics, "analytics", aggEvents), kencode(t, aiTraining, "ai_training", recEvents)
+
+	reg := prometheus.NewRegistry()
+	km := metrics.NewKanon(reg)
+	log := slog.New(slog.NewJSONHandler(r.logs, nil))
+	// Each replica is its own process in production: build the processors
+	// per replica (they hold per-replica state through their workers).
+	replica := func(which string) func() {
+		var proc processors.Processor
+		var input, group string
+		if which == "agg" {
+			a, err := wiring.BuildAggregates(r.cfg, spec, km, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			proc, input, group = a.Processor, a.Input, a.Group
+		} else {
+			a, err := wiring.BuildAnonymize(r.cfg, spec, km, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			proc, input, group = a.Processor, a.Input, a.Group
+		}
+		return r.kreplica(proc, group, input, prometheus.NewRegistry())
+	}
+	third := func(recs []*kgo.Record, i int) []*kgo.Record {
+		n := len(recs)
+		return recs[n*i/3 : n*(i+1)/3]
+	}
+	// Phase 1: one replica each.
+	stopAggA, stopRecA := replica("agg"), replica("rec")
+	r.kproduce(slices.Concat(third(aggRecs, 0), third(recRecs, 0)))
+	r.waitGroup(r.cfg.KanonAggregatesGroup, analytics, 2*time.Minute)
+	r.waitGroup(r.cfg.CastleGroup, aiTraining, 2*time.Minute)
+	// Phase 2: scale out to two replicas (rebalance: partitions move and are
+	// restored from their checkpoints on the new owner).
+	stopAggB, stopRecB := replica("agg"), replica("rec")
+	r.kproduce(slices.Concat(third(aggRecs, 1), third(recRecs, 1)))
+	r.waitGroup(r.cfg.KanonAggregatesGroup, analytics, 2*time.Minute)
+	r.waitGroup(r.cfg.CastleGroup, aiTraining, 2*time.Minute)
+	// Phase 3: the first replicas leave; the second ones restore their
+	// partitions.
+	stopAggA()
+	stopRecA()
+	r.kproduce(slices.Concat(third(aggRecs, 2), third(recRecs, 2)))
+	r.waitGroup(r.cfg.KanonAggregatesGroup, analytics, 2*time.Minute)
+	r.waitGroup(r.cfg.CastleGroup, aiTraining, 2*time.Minute)
+	stopAggB()
+	stopRecB()
+
+	aggTopic := spec.Aggregates[0].TopicFrom(r.cfg.AggTopicTemplate)
+	kanonTopic := spec.Records.TopicFrom(r.cfg.KanonTopicTemplate)
+	rows := r.read(aggTopic)
+	anon := r.read(kanonTopic)
+	t.Logf("%d aggregate rows, %d anonymised records of %d", len(rows), len(anon), len(recEvents))
+	if len(rows) == 0 || len(anon) == 0 {
+		t.Fatal("nothing published")
+	}
+
+	// Canary: nothing sensitive in any output, log or metric.
+	for _, rec := range append(rows, anon...) {
+		if bytes.Contains(rec.Value, []byte(kanonCanary)) || bytes.Contains(rec.Key, []byte(kanonCanary)) {
+			t.Fatalf("canary in %s", rec.Topic)
+		}
+	}
+	if bytes.Contains(r.logs.Bytes(), []byte(kanonCanary)) {
+		t.Fatal("canary in the logs")
+	}
+	if text := pipelinetest.MetricsText(t, reg); strings.Contains(text, kanonCanary) {
+		t.Fatal("canary in the metrics")
+	}
+
+	checkAggregateRows(t, spec, kAgg, aggEvents, rows)
+	// Exactly once: the rows equal an uninterrupted offline run over the
+	// same input, partition by partition.
+	want := offlineAggregates(t, r, spec, analytics)
+	got := map[string]string{}
+	for _, rec := range rows {
+		if _, dup := got[string(rec.Key)]; dup {
+			t.Fatalf("row %s published twice", rec.Key)
+		}
+		got[string(rec.Key)] = string(rec.Value)
+	}
+	if len(got) != len(want) {
+		t.Errorf("published %d rows, an uninterrupted run publishes %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("row %s differs from the uninterrupted run", k)
+			break
+		}
+	}
+	checkAnonymised(t, spec, kRec, recEvents, anon)
+
+	snap, err := metrics.Snapshot(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := snap["pipeline_kanon_min_subjects{output="+aggTopic+"}"]; v < kAgg {
+		t.Errorf("min subjects metric %v < k", v)
+	}
+	for _, proc := range []string{"kanon-aggregates", "kanon-records"} {
+		if snap["pipeline_kanon_restores_total{processor="+proc+"}"] == 0 {
+			t.Errorf("%s: no partition was restored from a checkpoint; the rebalances did not exercise recovery", proc)
+		}
+	}
+	released := snap["pipeline_kanon_records_total{outcome=released,output="+kanonTopic+"}"] +
+		snap["pipeline_kanon_records_total{outcome=reused,output="+kanonTopic+"}"]
+	if int(released) != len(anon) {
+		t.Errorf("metrics say %v records released, the topic holds %d", released, len(anon))
+	}
+	if v := snap["pipeline_kanon_rows_total{kind=released,output="+aggTopic+"}"] + snap["pipeline_kanon_rows_total{kind=margin,output="+aggTopic+"}"]; int(v) != len(rows) {
+		t.Errorf("metrics say %v rows released, the topic holds %d", v, len(rows))
+	}
+}
+
+// checkAggregateRows recounts, from the ground truth, the distinct subjects
+// whose events match each released row (its window and generalised
+// values): at least k for every row and margin.
+func checkAggregateRows(t *testing.T, spec *kanonspec.Spec, k int, evs []kevent, rows []*kgo.Record) {
+	t.Helper()
+	agg := spec.Aggregates[0]
+	codec, err := goavro.NewCodec(string(agg.AggregateSchemaJSON()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type gen interface {
+		Generalize(string, int) string
+		Levels() int
+	}
+	var gens []gen
+	for _, d := range agg.Dimensions {
+		h, err := spec.Build(d.Hierarchy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gens = append(gens, h)
+	}
+	for _, rec := range rows {
+		native, _, err := codec.NativeFromSingle(rec.Value)
+		if err != nil {
+			t.Fatalf("row does not decode with its published schema: %v", err)
+		}
+		row := native.(map[string]any)
+		start, end := row["window_start"].(time.Time), row["window_end"].(time.Time)
+		vals := []string{row["birth_date_age_band"].(string), row["address_country"].(string), row["gender"].(string), row["event_type"].(string)}
+		subjects := map[string]bool{}
+		for _, e := range evs {
+			if e.at.Before(start) || !e.at.Before(end) {
+				continue
+			}
+			ev := []string{e.age, e.country, e.gender, e.etype}
+			match := true
+			for i, v := range vals {
+				if v == "*" {
+					continue
+				}
+				found := false
+				for l := range gens[i].Levels() {
+					if gens[i].Generalize(ev[i], l) == v {
+						found = true
+					}
+				}
+				match = match && found
+			}
+			if match {
+				subjects[e.subject] = true
+			}
+		}
+		if len(subjects) < k || row["subjects"].(int64) < int64(k) {
+			t.Errorf("row %s: %d distinct subjects in the input match it (published %d), k=%d", rec.Key, len(subjects), row["subjects"], k)
+		}
+		if strings.Contains(string(rec.Key), "65+/GB/non_binary/purchase") {
+			t.Errorf("the heavy subject's cell was released: %s", rec.Key)
+		}
+	}
+}
+
+// offlineAggregates runs the aggregates processor over the input as read
+// back from Kafka, partition by partition, with no restart.
+func offlineAggregates(t *testing.T, r *rig, spec *kanonspec.Spec, input string) map[string]string {
+	t.Helper()
+	recs := r.read(input)
+	byPart := map[int32][]processors.Record{}
+	for _, rec := range recs {
+		byPart[rec.Partition] = append(byPart[rec.Partition], processors.Record{Topic: rec.Topic, Partition: rec.Partition,
+			Offset: rec.Offset, Key: rec.Key, Value: rec.Value, Timestamp: rec.Timestamp})
+	}
+	a, err := wiring.BuildAggregates(r.cfg, spec, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Processor.UseStore(emptyStore{})
+	w := a.Processor.NewWorker()
+	out := map[string]string{}
+	for _, in := range byPart {
+		var b processors.Batch
+		if err := w.Process(context.Background(), in, &b); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range b.Outputs {
+			out[string(o.Key)] = string(o.Value)
+		}
+		w.Done(true)
+	}
+	return out
+}
+
+type emptyStore struct{}
+
+func (emptyStore) Latest(context.Context, int32) (processors.Checkpoint, bool, error) {
+	return processors.Checkpoint{}, false, nil
+}
+
+func (emptyStore) Replay(context.Context, int32, int64, int64, func(processors.Record) error) error {
+	return nil
+}
+
+// checkAnonymised groups the anonymised records by their generalised
+// quasi-identifiers and counts each group's distinct subjects through the
+// unique page_url of the ground truth.
+func checkAnonymised(t *testing.T, spec *kanonspec.Spec, k int, evs []kevent, recs []*kgo.Record) {
+	t.Helper()
+	sch, err := spec.Records.KanonSchemaJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := goavro.NewCodec(string(sch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjectOf := map[string]string{}
+	for _, e := range evs {
+		subjectOf[e.url] = e.subject
+	}
+	groups := map[string]map[string]bool{}
+	seen := map[string]bool{}
+	heavy := 0
+	for _, rec := range recs {
+		native, _, err := codec.NativeFromSingle(rec.Value)
+		if err != nil {
+			t.Fatalf("record does not decode with its published schema: %v", err)
+		}
+		m := native.(map[string]any)
+		var key strings.Builder
+		for _, q := range spec.Records.QuasiIdentifiers {
+			if q.Numeric != nil {
+				fmt.Fprintf(&key, "%v|%v|", m[q.Field+"_min"], m[q.Field+"_max"])
+				continue
+			}
+			fmt.Fprintf(&key, "%v|", m[q.Field])
+		}
+		url := m["page_url"].(map[string]any)["string"].(string)
+		if seen[url] {
+			t.Fatalf("record %s published twice", url)
+		}
+		seen[url] = true
+		s, ok := subjectOf[url]
+		if !ok {
+			t.Fatalf("published record %s is not in the input", url)
+		}
+		if strings.HasSuffix(s, "-heavy") {
+			heavy++
+		}
+		if groups[key.String()] == nil {
+			groups[key.String()] = map[string]bool{}
+		}
+		groups[key.String()][s] = true
+	}
+	for g, subjects := range groups {
+		if len(subjects) < k {
+			t.Errorf("group %s holds %d distinct subjects < k=%d", g, len(subjects), k)
+		}
+	}
+	t.Logf("%d groups; the heavy subject had %d records released inside k-anonymous groups", len(groups), heavy)
+}
