@@ -200,3 +200,11 @@ func (b *Batch) AddCheckpoint(cp Checkpoint) {
 	cp.State = b.Copy(cp.State)
 	b.Checkpoints = append(b.Checkpoints, cp)
 }
+
+// Ticker is implemented by workers that act on the passage of time, such as
+// closing the windows of an idle partition. When no record arrives for a
+// while, the runner calls Tick in a transaction of its own and publishes
+// what it adds to out; Done follows as for Process.
+type Ticker interface {
+	Tick(ctx context.Context, now time.Time, out *Batch) error
+}

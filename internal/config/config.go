@@ -77,6 +77,7 @@ type Config struct {
 	KanonWindow          time.Duration `env:"KANON_WINDOW" envDefault:"1h"`
 	KanonAllowedLateness time.Duration `env:"KANON_ALLOWED_LATENESS" envDefault:"10m"`
 	KanonRollup          bool          `env:"KANON_ROLLUP" envDefault:"true"`
+	KanonIdleClose       time.Duration `env:"KANON_IDLE_CLOSE" envDefault:"5m"`
 	KanonDPEpsilon       float64       `env:"KANON_DP_EPSILON" envDefault:"0"`
 	KanonDPDelta         float64       `env:"KANON_DP_DELTA" envDefault:"1e-6"`
 	KanonDPMaxCells      int           `env:"KANON_DP_MAX_CELLS_PER_SUBJECT" envDefault:"4"`

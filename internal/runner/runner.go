@@ -71,6 +71,11 @@ type Config struct {
 	// consent decision is aborted at once instead: nothing of it is
 	// visible, and the next owner of its partitions processes it again.
 	StopGrace time.Duration
+	// TickInterval is how often a worker that implements processors.Ticker
+	// is ticked when no record arrives (default 1s).
+	TickInterval time.Duration
+	// Clock tells ticks the time (default time.Now).
+	Clock func() time.Time
 }
 
 // Runner runs one processor against Kafka.
@@ -117,6 +122,12 @@ func New(cfg Config, proc processors.Processor) (*Runner, error) {
 	}
 	if cfg.StopGrace <= 0 {
 		cfg.StopGrace = 15 * time.Second
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
 	}
 	r := &Runner{cfg: cfg, proc: proc}
 	if sp, ok := proc.(processors.Stateful); ok {
@@ -284,16 +295,32 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 	batches := make([]processors.Batch, n)
 	var kr []kgo.Record
 	var hdrs []kgo.RecordHeader
+	_, ticks := workers[0].(processors.Ticker)
+	lastTick := time.Now()
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		fetches := sess.PollRecords(ctx, r.cfg.MaxPollRecords)
+		pctx, pcancel := ctx, context.CancelFunc(func() {})
+		if ticks {
+			pctx, pcancel = context.WithTimeout(ctx, r.cfg.TickInterval)
+		}
+		fetches := sess.PollRecords(pctx, r.cfg.MaxPollRecords)
+		pcancel()
 		if fetches.IsClientClosed() {
 			return errors.New("runner: client closed")
 		}
+		if ticks && ctx.Err() == nil && time.Since(lastTick) >= r.cfg.TickInterval {
+			lastTick = time.Now()
+			if fetches.NumRecords() == 0 {
+				if err := r.tick(ctx, wctx, sess, workers, batches); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		fetches.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				r.cfg.Log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 			}
 		})
@@ -362,6 +389,51 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 			return produceErr // the producer may be in a failed state: new session
 		}
 	}
+}
+
+// tick runs the workers' Tick in a transaction of its own: time, not a
+// record, changed their state (idle windows closed).
+func (r *Runner) tick(ctx, wctx context.Context, sess *kgo.GroupTransactSession, workers []processors.Worker, batches []processors.Batch) error {
+	r.forgetRevoked(workers)
+	for i := range batches {
+		batches[i].Reset()
+	}
+	if err := sess.Begin(); err != nil {
+		return fmt.Errorf("runner: begin transaction: %w", err)
+	}
+	now := r.cfg.Clock()
+	var tickErr error
+	for i, w := range workers {
+		if err := w.(processors.Ticker).Tick(ctx, now, &batches[i]); err != nil {
+			tickErr = err
+			break
+		}
+	}
+	var produceErr error
+	var kr []kgo.Record
+	var hdrs []kgo.RecordHeader
+	if tickErr == nil {
+		kr, hdrs, produceErr = r.produceAll(wctx, sess, batches, kr, hdrs)
+	}
+	_ = hdrs
+	committed, endErr := sess.End(wctx, kgo.TransactionEndTry(tickErr == nil && produceErr == nil))
+	clear(kr)
+	for _, w := range workers {
+		w.Done(committed && endErr == nil)
+	}
+	switch {
+	case endErr != nil:
+		r.countTxn("error")
+		return fmt.Errorf("runner: end transaction: %w", endErr)
+	case committed:
+		r.countTxn("committed")
+	default:
+		r.countTxn("aborted")
+		if tickErr != nil || produceErr != nil {
+			r.cfg.Log.Info("tick aborted", "processor", r.proc.Name(), "tick_err", tickErr, "produce_err", produceErr)
+		}
+	}
+	return produceErr
 }
 
 func (r *Runner) countTxn(outcome string) {

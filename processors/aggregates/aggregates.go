@@ -63,6 +63,11 @@ type Config struct {
 	Window, AllowedLateness time.Duration
 	// Rollup regroups suppressed cells one hierarchy level up.
 	Rollup bool
+	// IdleClose closes a window by the wall clock once it passes the
+	// window's end plus AllowedLateness plus IdleClose, so an idle
+	// partition still publishes; 0 disables it (windows close only as event
+	// time advances).
+	IdleClose time.Duration
 	// DP, when not nil, adds differential privacy noise.
 	DP *aggregate.DPConfig
 	// TopicTemplate names the output topics ({purpose}, {name}); empty:
@@ -506,6 +511,37 @@ func (w *Worker) flushMetrics() {
 			m.MinSubjects.WithLabelValues(out).Set(float64(c.minSubjects))
 		}
 	}
+}
+
+// Tick implements processors.Ticker: it closes, on every loaded partition,
+// the windows that the wall clock has passed by IdleClose.
+func (w *Worker) Tick(_ context.Context, now time.Time, out *processors.Batch) error {
+	if w.p.cfg.IdleClose <= 0 || w.shards.Len() == 0 {
+		return nil
+	}
+	w.out, w.input = out, 0
+	wm := now.Add(-w.p.cfg.IdleClose).UnixMilli()
+	err := w.shards.Each(func(partition int32, st *state) error {
+		w.part = partition
+		for j, a := range st.aggs {
+			w.plan = w.p.plans[j]
+			if err := a.Advance(wm, w.emit); err != nil {
+				return fmt.Errorf("aggregates: %s: %w", w.plan.spec.Name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	w.shards.Touched(func(partition int32, next int64, st *state) {
+		w.checkpoint(partition, next, st)
+		for j, a := range st.aggs {
+			st.current[j] = a.Stats()
+			addDelta(&w.pending[j], st.current[j], st.committed[j])
+		}
+	})
+	return nil
 }
 
 // Current implements processors.Worker: aggregates do not depend on

@@ -366,3 +366,46 @@ func TestUndecodableRecordsAreCountedNotFatal(t *testing.T) {
 }
 
 var _ shard.Loader[state] = (*Worker)(nil).load
+
+// TestTickClosesIdleWindows: with no more input, the wall clock closes the
+// open windows (and the closure is checkpointed with the batch).
+func TestTickClosesIdleWindows(t *testing.T) {
+	const k = 5
+	start := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	evs := synth(3, 2000, 100, start)
+	store := &memStore{input: map[int32][]processors.Record{}, cps: map[int32]processors.Checkpoint{}}
+	recs := records(encodeAll(t, evs))
+	store.input[0] = recs
+	p := newProc(t, k, store)
+	p.cfg.IdleClose = time.Minute
+	w := p.NewWorker()
+	codec := aggCodec(t)
+	before := run(t, w, store, recs, 500, codec)
+	last := time.UnixMilli(evs[len(evs)-1].time)
+	var b processors.Batch
+	// Not yet: the last window ends within IdleClose + lateness of now.
+	if err := w.(processors.Ticker).Tick(context.Background(), last, &b); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Outputs) != 0 {
+		t.Fatalf("tick closed a window too early: %d rows", len(b.Outputs))
+	}
+	w.Done(true)
+	b.Reset()
+	if err := w.(processors.Ticker).Tick(context.Background(), last.Add(time.Hour), &b); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Outputs) == 0 || len(b.Checkpoints) != 1 {
+		t.Fatalf("tick: %d rows, %d checkpoints", len(b.Outputs), len(b.Checkpoints))
+	}
+	w.Done(true)
+	var after []output
+	for _, o := range b.Outputs {
+		native, _, err := codec.NativeFromSingle(o.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after = append(after, output{key: string(o.Key), row: native.(map[string]any)})
+	}
+	checkK(t, k, evs, append(before, after...))
+}
