@@ -84,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdRunKanon(ctx, args[1], stderr)
 		}
 		return usageError{"run needs privacy, consent-sync, consent-api, kanon or kanon-records"}
+	case "eval":
+		return cmdEval(args[1:], stdout)
 	case "topology":
 		return cmdTopology(ctx, args[1:], stdout)
 	case "schemas":

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,5 +121,19 @@ func TestUsageErrors(t *testing.T) {
 		if _, err := runCmd(t, args...); err == nil {
 			t.Errorf("%v accepted", args)
 		}
+	}
+}
+
+func TestEvalKanonUsage(t *testing.T) {
+	var out bytes.Buffer
+	for _, args := range [][]string{{"eval"}, {"eval", "kanon"}, {"eval", "kanon", "--data", "x", "--k", "1"}} {
+		err := run(context.Background(), args, &out, &out)
+		var u usageError
+		if !errors.As(err, &u) {
+			t.Errorf("%v: want a usage error, got %v", args, err)
+		}
+	}
+	if err := run(context.Background(), []string{"eval", "kanon", "--data", t.TempDir()}, &out, &out); err == nil {
+		t.Error("an empty data directory was accepted")
 	}
 }
