@@ -41,7 +41,14 @@ func TestDemoJSONAccounting(t *testing.T) {
 	if res.UnclassifiedDropped == 0 || len(res.Quarantined) == 0 {
 		t.Fatalf("demo should show unclassified drops and quarantine: %+v", res)
 	}
-	for _, want := range []string{"published", "its clean form in clean.analytics.customer-events"} {
+	k := res.Kanon
+	if k.RowsReleased == 0 || k.MinSubjects < int64(k.K) || k.Released+k.Reused == 0 {
+		t.Fatalf("k-anonymity stage: %+v", k)
+	}
+	if got := k.Released + k.Reused + k.Suppressed + k.Held; got != res.Published["ai_training"] {
+		t.Errorf("CASTLE accounted for %d records of %d", got, res.Published["ai_training"])
+	}
+	for _, want := range []string{"published", "its clean form in clean.analytics.customer-events", "k-anonymous aggregates in agg.analytics.events_by_segment", "CASTLE"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q", want)
 		}

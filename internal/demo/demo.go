@@ -4,6 +4,8 @@
 // some written with an evolved writer schema that adds unclassified fields),
 // the privacy processor through the real runner, then a summary: counts per
 // purpose and reason, and one raw event beside its clean form per purpose.
+// A second stage runs the k-anonymity processors over the clean topics:
+// k-anonymous aggregates of analytics and CASTLE over ai_training.
 //
 // It is the zero-setup showcase; tests and benchmarks use real Kafka and
 // Redis (scripts/services).
@@ -54,7 +56,9 @@ type Options struct {
 // 'pipeline demo --json'. Check verifies the accounting identity.
 type Result struct {
 	metrics.Tally
-	ElapsedS float64 `json:"elapsed_s"`
+	// Kanon is the k-anonymity stage (aggregates and CASTLE).
+	Kanon    KanonResult `json:"kanon"`
+	ElapsedS float64     `json:"elapsed_s"`
 }
 
 // sampleSubject is a synthetic subject with explicit consent for every purpose.
@@ -87,7 +91,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		cleanTopics = append(cleanTopics, cfg.CleanTopic(p))
 	}
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1),
-		kfake.SeedTopics(4, append([]string{cfg.RawTopic, cfg.QuarantineTopic}, cleanTopics...)...))
+		kfake.SeedTopics(4, append(append([]string{cfg.RawTopic, cfg.QuarantineTopic}, cleanTopics...), kanonTopics(cfg)...)...))
 	if err != nil {
 		return Result{}, fmt.Errorf("demo: kfake: %w", err)
 	}
@@ -174,6 +178,13 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	if err := printSample(ctx, opt.Out, cfg, pp, sampleRaw); err != nil {
 		return res, err
 	}
+	// Stage two: k-anonymity over the clean topics just filled.
+	res.Kanon, err = runKanon(ctx, cfg, opt.Log, res.Published[purpose.Analytics.String()], res.Published[purpose.AITraining.String()])
+	if err != nil {
+		return res, err
+	}
+	printKanon(opt.Out, res.Kanon)
+	res.ElapsedS = time.Since(start).Seconds()
 	return res, nil
 }
 

@@ -386,7 +386,10 @@ func addDelta(c *counts, cur, last aggregate.Stats) {
 	if cur.MinReleasedSubjects > 0 {
 		c.minSubjects = cur.MinReleasedSubjects
 	}
-	d.RowsReleased = append(d.RowsReleased[:0], rel-lastRel)
+	if len(d.RowsReleased) == 0 {
+		d.RowsReleased = []int64{0}
+	}
+	d.RowsReleased[0] += rel - lastRel
 }
 
 // checkpoint adds the state of one partition to the batch.
