@@ -71,7 +71,7 @@ func runKanon(ctx context.Context, cfg config.Config, log *slog.Logger, inAnalyt
 		return KanonResult{}, err
 	}
 	cfg.KanonWindow, cfg.KanonAllowedLateness, cfg.KanonIdleClose = 10*time.Minute, time.Hour, time.Minute
-	cfg.CastleDelta = 500
+	cfg.CastleDelta = 200
 	reg := prometheus.NewRegistry()
 	m := metrics.NewKanon(reg)
 	agg, err := wiring.BuildAggregates(cfg, spec, m, log)
