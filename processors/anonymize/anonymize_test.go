@@ -263,3 +263,32 @@ func TestRestartRestoresClusters(t *testing.T) {
 		t.Errorf("only %d of %d decided records released", len(outs), len(recs)-400)
 	}
 }
+
+// FuzzRestore feeds arbitrary checkpoint bytes to a worker's restore: an
+// error or a usable state, never a panic.
+func FuzzRestore(f *testing.F) {
+	recs := encodeAll(f, synth(1, 300, 40))
+	store := &memStore{input: recs, cps: map[int32]processors.Checkpoint{}}
+	p := newProc(f, 5, 100, store)
+	w := p.NewWorker().(*Worker)
+	var b processors.Batch
+	if err := w.Process(context.Background(), recs, &b); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(slices.Clone(b.Checkpoints[0].State))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, state []byte) {
+		cp := processors.Checkpoint{Partition: 0, Next: int64(len(recs)), ReplayFrom: 0, State: state}
+		st, err := w.load(context.Background(), 0, cp, true, func(fn func(processors.Record) error) error {
+			for _, r := range recs {
+				if err := fn(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil && st.c == nil {
+			t.Fatal("restored state without CASTLE")
+		}
+	})
+}
