@@ -42,6 +42,16 @@ func knownMetrics(t *testing.T) map[string]bool {
 	m := metrics.NewPrivacy(reg)
 	// Touch every vector so it is gathered.
 	m.EventsIn.Add(0)
+	k := metrics.NewKanon(reg)
+	k.Events.WithLabelValues("o", "accepted")
+	k.Rows.WithLabelValues("o", "released")
+	k.SuppressedEvents.WithLabelValues("o")
+	k.MinSubjects.WithLabelValues("o")
+	k.Records.WithLabelValues("o", "released")
+	k.InfoLoss.WithLabelValues("o")
+	k.Delay.WithLabelValues("o")
+	k.EpsilonSpent.WithLabelValues("o")
+	k.Restores.WithLabelValues("p")
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +109,8 @@ var envRef = regexp.MustCompile(`\bPIPELINE_[A-Z_]+`)
 var scriptEnv = map[string]bool{"PIPELINE_CACHE_DIR": true, "PIPELINE_TEST_KAFKA_PORT": true,
 	"PIPELINE_TEST_KAFKA_CONTROLLER_PORT": true, "PIPELINE_TEST_REDIS_PORT": true,
 	"PIPELINE_TEST_KAFKA_VERSION": true, "PIPELINE_KAFKA_HEAP": true, "PIPELINE_KAFKA_START_TIMEOUT": true,
-	"PIPELINE_CONSENT_API_URL": true} // privacyctl's
+	"PIPELINE_CONSENT_API_URL": true, // privacyctl's
+	"PIPELINE_ADULT_DIR": true} // scripts/test's
 
 func checkEnvRefs(t *testing.T, where, text string) {
 	t.Helper()
@@ -153,7 +164,7 @@ func toStrings(v any) []string {
 
 func TestKubernetesManifests(t *testing.T) {
 	kinds := map[string]bool{}
-	for _, f := range []string{"k8s/privacy.yaml", "k8s/topology-job.yaml", "k8s/consent.yaml"} {
+	for _, f := range []string{"k8s/privacy.yaml", "k8s/topology-job.yaml", "k8s/consent.yaml", "k8s/kanon.yaml"} {
 		for _, d := range readYAMLDocs(t, f) {
 			kind, _ := d["kind"].(string)
 			kinds[kind] = true
