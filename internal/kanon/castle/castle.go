@@ -130,6 +130,7 @@ type Castle struct {
 	invW       []float64
 	invQ       float64
 	ldiv       bool
+	splitM     SplitMethod // resolved: SplitKNN or SplitGreedy
 
 	n      int64 // next position
 	nextID uint64
@@ -161,6 +162,7 @@ type Castle struct {
 	bs      []int
 	heap    []heapItem
 	parts   []*cluster
+	moved   []int64
 }
 
 type heapItem struct {
@@ -174,7 +176,10 @@ func New(cfg Config) (*Castle, error) {
 		return nil, err
 	}
 	cfg.QIs = append([]QI(nil), cfg.QIs...)
-	c := &Castle{cfg: cfg, ldiv: cfg.L > 1}
+	c := &Castle{cfg: cfg, ldiv: cfg.L > 1, splitM: cfg.Split}
+	if c.splitM == SplitDefault {
+		c.splitM = SplitGreedy
+	}
 	for _, q := range cfg.QIs {
 		if q.Kind == Numeric {
 			c.nNum++
@@ -807,15 +812,15 @@ func (c *Castle) pushTau(il float64) {
 	c.tau = sum / float64(c.tauN)
 }
 
-// split is the paper's KNN split of a cluster with at least 2k distinct
-// subjects into parts of at least k distinct subjects each. Tuples are
-// grouped into per-subject buckets; each round takes one tuple from a
-// random bucket and one tuple from each of its k-1 nearest other buckets.
-// Remaining buckets (fewer than k) join their nearest part. With
+// split splits a cluster with at least 2k distinct subjects into parts of
+// at least k distinct subjects each. Tuples are grouped into per-subject
+// buckets; each round of the grouping loop (groupKNN, the paper's, or
+// groupGreedy) takes one tuple from each of k distinct buckets, so every
+// part has k distinct subjects. Remaining buckets (fewer than k) join
+// their nearest part. SplitGreedy then dissolves costly parts. With
 // l-diversity, parts that are not l-diverse are merged into their nearest
 // part. cl's members are moved into the parts; cl itself is recycled.
 func (c *Castle) split(cl *cluster, parts []*cluster) []*cluster {
-	k := c.cfg.K
 	if c.bIdx == nil {
 		c.bIdx = make(map[uint64]int)
 	}
@@ -840,20 +845,49 @@ func (c *Castle) split(cl *cluster, parts []*cluster) []*cluster {
 	for i := range nb {
 		bs = append(bs, i)
 	}
-	origID := cl.id
-	first := true
+	if c.splitM == SplitKNN {
+		bs, parts = c.groupKNN(cl.id, bs, parts)
+	} else {
+		bs, parts = c.groupGreedy(cl.id, bs, parts)
+	}
+	for _, b := range bs {
+		q := c.buckets[b][len(c.buckets[b])-1]
+		var best *cluster
+		bestE := math.Inf(1)
+		for _, pc := range parts {
+			if e := c.ilWith(pc, q) - pc.il; e < bestE {
+				bestE, best = e, pc
+			}
+		}
+		for _, p := range c.buckets[b] {
+			c.addSplit(best, p)
+		}
+		c.buckets[b] = c.buckets[b][:0]
+	}
+	c.bs = bs[:0]
+	if c.splitM == SplitGreedy {
+		parts = c.dissolve(parts)
+	}
+	if c.ldiv {
+		parts = c.fixDiversity(parts)
+	}
+	cl.members = cl.members[:0]
+	clear(cl.subj)
+	clear(cl.sens)
+	c.pool = append(c.pool, cl)
+	return parts
+}
+
+// groupKNN is the paper's grouping loop of split: each round takes one
+// tuple from a random bucket and one tuple from each of its k-1 nearest
+// other buckets (distance: information loss of the pair). It returns the
+// remaining buckets (fewer than k) and the parts.
+func (c *Castle) groupKNN(origID uint64, bs []int, parts []*cluster) ([]int, []*cluster) {
+	k := c.cfg.K
 	for len(bs) >= k {
 		bi := c.rng.IntN(len(bs))
 		t := c.popBucket(bs[bi])
-		var part *cluster
-		if first {
-			part = c.newCluster()
-			c.nextID-- // give the first part the original cluster's id
-			part.id = origID
-			first = false
-		} else {
-			part = c.newCluster()
-		}
+		part := c.newPart(origID, len(parts) == 0)
 		c.addSplit(part, t)
 		h := c.heap[:0]
 		for j, b := range bs {
@@ -884,29 +918,148 @@ func (c *Castle) split(cl *cluster, parts []*cluster) []*cluster {
 		bs = bs[:w]
 		parts = append(parts, part)
 	}
-	for _, b := range bs {
-		q := c.buckets[b][len(c.buckets[b])-1]
-		var best *cluster
-		bestE := math.Inf(1)
-		for _, pc := range parts {
-			if e := c.ilWith(pc, q) - pc.il; e < bestE {
-				bestE, best = e, pc
+	return bs, parts
+}
+
+// newPart returns a new split part; the first part keeps the split
+// cluster's id.
+func (c *Castle) newPart(origID uint64, first bool) *cluster {
+	part := c.newCluster()
+	if first {
+		c.nextID--
+		part.id = origID
+	}
+	return part
+}
+
+// dissolve is the second step of SplitGreedy. The last parts of the
+// grouping loop are built from the tuples that are left over, which are
+// scattered; a part whose information loss is above the parts' mean is
+// dissolved, each of its tuples joining the remaining part where it adds
+// the least total loss, when that costs less in total (estimated tuple by
+// tuple) than keeping the part (its size times its loss). Parts are
+// visited from the last built to the first. The remaining parts only
+// grow, so each keeps at least k distinct subjects.
+func (c *Castle) dissolve(parts []*cluster) []*cluster {
+	if len(parts) < 2 {
+		return parts
+	}
+	mean := 0.0
+	for _, p := range parts {
+		mean += p.il
+	}
+	mean /= float64(len(parts))
+	for i := len(parts) - 1; i >= 0 && len(parts) > 1; i-- {
+		p := parts[i]
+		if p.il <= mean {
+			continue
+		}
+		keep := float64(len(p.members)) * p.il
+		move := 0.0
+		for _, t := range p.members {
+			best := math.Inf(1)
+			for qi, q := range parts {
+				if qi == i {
+					continue
+				}
+				nq := float64(len(q.members))
+				if d := (nq+1)*c.ilWith(q, t) - nq*q.il; d < best {
+					best = d
+				}
+			}
+			move += best
+			if move >= keep {
+				break
 			}
 		}
-		for _, p := range c.buckets[b] {
-			c.addSplit(best, p)
+		if move >= keep {
+			continue
 		}
-		c.buckets[b] = c.buckets[b][:0]
+		copy(parts[i:], parts[i+1:])
+		parts[len(parts)-1] = nil
+		parts = parts[:len(parts)-1]
+		c.moved = append(c.moved[:0], p.members...)
+		for _, t := range c.moved {
+			var bq *cluster
+			best := math.Inf(1)
+			for _, q := range parts {
+				nq := float64(len(q.members))
+				if d := (nq+1)*c.ilWith(q, t) - nq*q.il; d < best {
+					best, bq = d, q
+				}
+			}
+			c.addSplit(bq, t)
+		}
+		c.recycle(p)
 	}
-	c.bs = bs[:0]
-	if c.ldiv {
-		parts = c.fixDiversity(parts)
-	}
-	cl.members = cl.members[:0]
-	clear(cl.subj)
-	clear(cl.sens)
-	c.pool = append(c.pool, cl)
 	return parts
+}
+
+// greedyCandidates times k is the number of buckets nearest to the seed
+// among which SplitGreedy grows a part.
+const greedyCandidates = 6
+
+// groupGreedy is the grouping loop of SplitGreedy: like the paper's, each
+// round starts a part with one tuple of a random bucket, but then grows
+// it greedily in the manner of greedy k-member clustering (Byun, Kamra,
+// Bertino, Li, DASFAA 2007): k-1 times it adds the next tuple of the
+// bucket, among the greedyCandidates*k buckets nearest to the seed (pair
+// information loss) and not yet in the part, that gives the part the
+// least information loss (ties: the nearer to the seed). It returns the
+// remaining buckets (fewer than k) and the parts.
+func (c *Castle) groupGreedy(origID uint64, bs []int, parts []*cluster) ([]int, []*cluster) {
+	k := c.cfg.K
+	m := greedyCandidates * k
+	for len(bs) >= k {
+		bi := c.rng.IntN(len(bs))
+		t := c.popBucket(bs[bi])
+		part := c.newPart(origID, len(parts) == 0)
+		c.addSplit(part, t)
+		h := c.heap[:0]
+		for j, b := range bs {
+			if j == bi {
+				continue
+			}
+			d := c.ilPair(t, c.top(b))
+			if len(h) < m {
+				h = append(h, heapItem{d, j})
+				heapUp(h, len(h)-1)
+			} else if d < h[0].d {
+				h[0] = heapItem{d, j}
+				heapDown(h, 0)
+			}
+		}
+		for range k - 1 {
+			bestI, bestW, bestD := -1, math.Inf(1), math.Inf(1)
+			for i, it := range h {
+				if it.j < 0 {
+					continue
+				}
+				w := c.ilWith(part, c.top(bs[it.j]))
+				if w < bestW || (w == bestW && it.d < bestD) {
+					bestI, bestW, bestD = i, w, it.d
+				}
+			}
+			c.addSplit(part, c.popBucket(bs[h[bestI].j]))
+			h[bestI].j = -1
+		}
+		c.heap = h
+		w := 0
+		for _, b := range bs {
+			if len(c.buckets[b]) > 0 {
+				bs[w] = b
+				w++
+			}
+		}
+		bs = bs[:w]
+		parts = append(parts, part)
+	}
+	return bs, parts
+}
+
+func (c *Castle) top(b int) int64 {
+	bk := c.buckets[b]
+	return bk[len(bk)-1]
 }
 
 func (c *Castle) popBucket(b int) int64 {

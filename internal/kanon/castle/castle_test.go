@@ -186,24 +186,56 @@ func check(t *testing.T, f *fixture, in []raw, outs []Output, k, l int) (release
 	return
 }
 
+// splits is the configuration matrix of split methods every property
+// test runs under.
+var splits = []SplitMethod{SplitDefault, SplitKNN, SplitGreedy}
+
 func TestKAnonymityRandom(t *testing.T) {
-	for _, tc := range []struct{ k, delta, beta int }{{2, 10, 5}, {5, 50, 10}, {10, 200, 20}, {25, 500, 50}, {3, 0, 3}} {
-		t.Run(fmt.Sprintf("k%d_d%d_b%d", tc.k, tc.delta, tc.beta), func(t *testing.T) {
-			f := newFixture(t, tc.k, tc.delta, tc.beta, 0)
-			in := genStream(3000, 1500, uint64(tc.k))
+	for _, sm := range splits {
+		for _, tc := range []struct{ k, delta, beta int }{{2, 10, 5}, {5, 50, 10}, {10, 200, 20}, {25, 500, 50}, {3, 0, 3}, {1, 30, 5}} {
+			t.Run(fmt.Sprintf("%v_k%d_d%d_b%d", sm, tc.k, tc.delta, tc.beta), func(t *testing.T) {
+				f := newFixture(t, tc.k, tc.delta, tc.beta, 0)
+				f.cfg.Split = sm
+				in := genStream(3000, 1500, uint64(tc.k))
+				outs := run(t, f, in)
+				rel, sup, reu := check(t, f, in, outs, tc.k, 0)
+				t.Logf("released %d suppressed %d reused %d", rel, sup, reu)
+				if tc.delta >= 50 && rel < len(in)/2 {
+					t.Errorf("only %d of %d released", rel, len(in))
+				}
+			})
+		}
+	}
+}
+
+// TestSplitSubjects splits big clusters whose subjects send many tuples
+// each (few subjects, long delay), under every split method.
+func TestSplitSubjects(t *testing.T) {
+	for _, sm := range splits {
+		for _, l := range []int{0, 2} {
+			f := newFixture(t, 4, 400, 3, l)
+			f.cfg.Split = sm
+			in := genStream(4000, 30, 17)
 			outs := run(t, f, in)
-			rel, sup, reu := check(t, f, in, outs, tc.k, 0)
-			t.Logf("released %d suppressed %d reused %d", rel, sup, reu)
-			if tc.delta >= 50 && rel < len(in)/2 {
-				t.Errorf("only %d of %d released", rel, len(in))
+			rel, sup, _ := check(t, f, in, outs, 4, l)
+			t.Logf("%v l=%d: released %d suppressed %d", sm, l, rel, sup)
+			if rel < len(in)/2 {
+				t.Errorf("%v l=%d: only %d of %d released", sm, l, rel, len(in))
 			}
-		})
+		}
 	}
 }
 
 func TestAdversarialHeavySubject(t *testing.T) {
+	for _, sm := range splits {
+		t.Run(sm.String(), func(t *testing.T) { testAdversarialHeavySubject(t, sm) })
+	}
+}
+
+func testAdversarialHeavySubject(t *testing.T, sm SplitMethod) {
 	const k = 5
 	f := newFixture(t, k, 100, 10, 0)
+	f.cfg.Split = sm
 	in := genStream(5000, 1, 3)
 	rng := rand.New(rand.NewPCG(9, 9))
 	for i := range in {
@@ -229,8 +261,15 @@ func TestAdversarialHeavySubject(t *testing.T) {
 }
 
 func TestLDiversity(t *testing.T) {
+	for _, sm := range splits {
+		t.Run(sm.String(), func(t *testing.T) { testLDiversity(t, sm) })
+	}
+}
+
+func testLDiversity(t *testing.T, sm SplitMethod) {
 	for _, l := range []int{2, 3} {
 		f := newFixture(t, 5, 100, 10, l)
+		f.cfg.Split = sm
 		in := genStream(4000, 2000, 11)
 		rng := rand.New(rand.NewPCG(5, 5))
 		for i := range in {
@@ -274,8 +313,15 @@ func TestOutlierSuppressed(t *testing.T) {
 }
 
 func TestDelayBound(t *testing.T) {
+	for _, sm := range splits {
+		t.Run(sm.String(), func(t *testing.T) { testDelayBound(t, sm) })
+	}
+}
+
+func testDelayBound(t *testing.T, sm SplitMethod) {
 	const delta = 30
 	f := newFixture(t, 4, delta, 8, 0)
+	f.cfg.Split = sm
 	in := genStream(2000, 800, 33)
 	c, err := New(f.cfg)
 	if err != nil {
@@ -363,6 +409,7 @@ func TestConfigValidation(t *testing.T) {
 		"nohier":   func(c *Config) { c.QIs = []QI{{Kind: Categorical}} },
 		"nokind":   func(c *Config) { c.QIs = []QI{{Name: "x"}} },
 		"hugeDelt": func(c *Config) { c.Delta = MaxDelta + 1 },
+		"split":    func(c *Config) { c.Split = SplitGreedy + 1 },
 	}
 	for name, mod := range mods {
 		cfg := good
@@ -441,11 +488,18 @@ func record(h []hierarchy.Hierarchy, o Output) rec {
 // node ids differ) and checks that both produce identical outputs for the
 // rest of the stream.
 func TestRestoreEquivalence(t *testing.T) {
+	for _, sm := range splits {
+		t.Run(sm.String(), func(t *testing.T) { testRestoreEquivalence(t, sm) })
+	}
+}
+
+func testRestoreEquivalence(t *testing.T, sm SplitMethod) {
 	for _, l := range []int{0, 2} {
 		in := genStream(4000, 1200, 77)
 		for _, cut := range []int{0, 1, 57, 333, 1500, 3999} {
 			f1 := newFixture(t, 6, 120, 12, l)
 			f1.cfg.MaxReuse = 50
+			f1.cfg.Split = sm
 			c1, err := New(f1.cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -457,6 +511,7 @@ func TestRestoreEquivalence(t *testing.T) {
 			// A fresh fixture interns zip codes in another order.
 			f2 := newFixture(t, 6, 120, 12, l)
 			f2.cfg.MaxReuse = 50
+			f2.cfg.Split = sm
 			for i := len(in) - 1; i >= 0; i-- {
 				f2.trunc.Lookup(in[i].zip)
 			}
@@ -542,6 +597,25 @@ func TestRestoreErrors(t *testing.T) {
 	if err := c3.Restore(state, lookup); !errors.Is(err, ErrState) {
 		t.Errorf("other config: %v", err)
 	}
+	// The default split is SplitGreedy: a snapshot taken with it restores
+	// under an explicit SplitGreedy, not under SplitKNN.
+	other = f.cfg
+	other.Split = SplitGreedy
+	c4, _ := New(other)
+	if err := c4.Restore(state, lookup); err != nil {
+		t.Errorf("explicit SplitGreedy: %v", err)
+	}
+	other.Split = SplitKNN
+	c4, _ = New(other)
+	if err := c4.Restore(state, lookup); !errors.Is(err, ErrState) || !strings.Contains(err.Error(), "Split") {
+		t.Errorf("other split: %v", err)
+	}
+	// A version-1 snapshot (before Config.Split) is rejected clearly.
+	v1 := append([]byte(nil), state...)
+	v1[len(stateMagic)] = 1
+	if err := c2.Restore(fixCRC(v1), lookup); !errors.Is(err, ErrState) || !strings.Contains(err.Error(), "version 1") {
+		t.Errorf("version 1: %v", err)
+	}
 	if err := c2.Restore(state, func(int64) (Tuple, bool) { return Tuple{}, false }); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("missing lookup: %v", err)
 	}
@@ -555,7 +629,14 @@ func TestRestoreErrors(t *testing.T) {
 }
 
 func TestPushAllocs(t *testing.T) {
+	for _, sm := range splits {
+		t.Run(sm.String(), func(t *testing.T) { testPushAllocs(t, sm) })
+	}
+}
+
+func testPushAllocs(t *testing.T, sm SplitMethod) {
 	f := newFixture(t, 10, 500, 20, 0)
+	f.cfg.Split = sm
 	in := genStream(20000, 20000, 3)
 	tuples := make([]Tuple, len(in))
 	for i, r := range in {
@@ -593,16 +674,23 @@ func FuzzRestore(f *testing.F) {
 	fx.cfg.MaxReuse = 5
 	in := genStream(200, 60, 5)
 	byRef := map[int64]raw{}
-	c, _ := New(fx.cfg)
-	for i, r := range in {
+	for _, r := range in {
 		byRef[r.ref] = r
-		_ = c.Push(fx.tuple(r), nil)
-		if i%37 == 0 {
-			f.Add(c.MarshalState())
-		}
 	}
-	f.Add(c.MarshalState())
-	f.Add([]byte("CSTL\x01"))
+	for _, sm := range splits {
+		cfg := fx.cfg
+		cfg.Split = sm
+		c, _ := New(cfg)
+		for i, r := range in {
+			_ = c.Push(fx.tuple(r), nil)
+			if i%37 == 0 {
+				f.Add(uint8(sm), c.MarshalState())
+			}
+		}
+		f.Add(uint8(sm), c.MarshalState())
+	}
+	f.Add(uint8(0), []byte("CSTL\x01"))
+	f.Add(uint8(0), []byte("CSTL\x02"))
 	lookup := func(ref int64) (Tuple, bool) {
 		r, ok := byRef[ref]
 		if !ok {
@@ -610,8 +698,10 @@ func FuzzRestore(f *testing.F) {
 		}
 		return fx.tuple(r), true
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		c, _ := New(fx.cfg)
+	f.Fuzz(func(t *testing.T, sm uint8, data []byte) {
+		cfg := fx.cfg
+		cfg.Split = splits[int(sm)%len(splits)]
+		c, _ := New(cfg)
 		for _, d := range [][]byte{data, fixCRC(data)} {
 			if err := c.Restore(d, lookup); err != nil {
 				continue
@@ -631,20 +721,27 @@ func FuzzRestore(f *testing.F) {
 }
 
 func BenchmarkPush(b *testing.B) {
-	for _, k := range []int{10, 100} {
-		b.Run(fmt.Sprintf("k%d_delta10000_beta50", k), func(b *testing.B) {
-			f := newFixture(b, k, 10000, 50, 0)
-			in := genStream(1<<15, 1<<15, 1)
-			tuples := make([]Tuple, len(in))
-			for i, r := range in {
-				tuples[i] = f.tuple(r)
-			}
-			c, _ := New(f.cfg)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; b.Loop(); i++ {
-				_ = c.Push(tuples[i&(len(tuples)-1)], nil)
-			}
-		})
+	for _, sm := range []SplitMethod{SplitKNN, SplitGreedy} {
+		for _, k := range []int{10, 100} {
+			benchmarkPush(b, sm, k)
+		}
 	}
+}
+
+func benchmarkPush(b *testing.B, sm SplitMethod, k int) {
+	b.Run(fmt.Sprintf("%v_k%d_delta10000_beta50", sm, k), func(b *testing.B) {
+		f := newFixture(b, k, 10000, 50, 0)
+		f.cfg.Split = sm
+		in := genStream(1<<15, 1<<15, 1)
+		tuples := make([]Tuple, len(in))
+		for i, r := range in {
+			tuples[i] = f.tuple(r)
+		}
+		c, _ := New(f.cfg)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; b.Loop(); i++ {
+			_ = c.Push(tuples[i&(len(tuples)-1)], nil)
+		}
+	})
 }

@@ -14,8 +14,10 @@ import (
 var ErrState = errors.New("castle: invalid state snapshot")
 
 const (
-	stateMagic   = "CSTL"
-	stateVersion = 1
+	stateMagic = "CSTL"
+	// stateVersion 2 added the split method to the configuration
+	// fingerprint; version 1 snapshots are rejected.
+	stateVersion = 2
 )
 
 // MarshalState returns a snapshot of the instance: position counter,
@@ -83,7 +85,7 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // appendFingerprint records the configuration that the snapshot depends
 // on; Restore rejects a snapshot taken under another configuration.
 func (c *Castle) appendFingerprint(b []byte) []byte {
-	for _, v := range []int{c.cfg.K, c.cfg.Delta, c.cfg.Beta, c.cfg.Mu, c.cfg.L, c.cfg.MaxReuse, c.nNum, c.nCat} {
+	for _, v := range []int{c.cfg.K, c.cfg.Delta, c.cfg.Beta, c.cfg.Mu, c.cfg.L, c.cfg.MaxReuse, int(c.splitM), c.nNum, c.nCat} {
 		b = binary.AppendUvarint(b, uint64(v))
 	}
 	for _, h := range c.hier {
@@ -208,7 +210,7 @@ func (c *Castle) restore(state []byte, lookup func(ref int64) (Tuple, bool)) err
 		return fmt.Errorf("%w: bad magic", ErrState)
 	}
 	if body[4] != stateVersion {
-		return fmt.Errorf("%w: unsupported version %d", ErrState, body[4])
+		return fmt.Errorf("%w: unsupported version %d (this build reads version %d only; version 1 snapshots predate Config.Split and cannot be restored)", ErrState, body[4], stateVersion)
 	}
 	if crc32.Checksum(body, crcTable) != sum {
 		return fmt.Errorf("%w: checksum mismatch", ErrState)
@@ -216,7 +218,7 @@ func (c *Castle) restore(state []byte, lookup func(ref int64) (Tuple, bool)) err
 	r := &reader{b: body[5:]}
 	fp := c.appendFingerprint(nil)
 	if got := r.bytes("config fingerprint", len(fp)); r.err == nil && string(got) != string(fp) {
-		return fmt.Errorf("%w: taken under a different configuration (K, Delta, Beta, Mu, L, MaxReuse, QIs)", ErrState)
+		return fmt.Errorf("%w: taken under a different configuration (K, Delta, Beta, Mu, L, MaxReuse, Split, QIs)", ErrState)
 	}
 	c.reset()
 	n := r.uvarint("position")

@@ -36,6 +36,10 @@ type CastleOptions struct {
 	Seed uint64
 	// NumericOnly uses the 6 numeric QIs only.
 	NumericOnly bool
+	// Split selects CASTLE's split of large clusters: castle.SplitDefault
+	// (the zero value, castle.SplitGreedy) or castle.SplitKNN, the
+	// paper's.
+	Split castle.SplitMethod
 	// Categorical overrides DefaultCategorical (indexes into
 	// CategoricalNames); ignored when NumericOnly.
 	Categorical []int
@@ -110,7 +114,7 @@ func Castle(ds *Dataset, opt CastleOptions) (CastleResult, error) {
 		maxReuse = len(ds.Records)
 	}
 	c, err := castle.New(castle.Config{
-		K: opt.K, Delta: opt.Delta, Beta: opt.Beta, Mu: mu, L: opt.L, MaxReuse: maxReuse, Seed: opt.Seed, QIs: qis,
+		K: opt.K, Delta: opt.Delta, Beta: opt.Beta, Mu: mu, L: opt.L, MaxReuse: maxReuse, Seed: opt.Seed, Split: opt.Split, QIs: qis,
 	})
 	if err != nil {
 		return CastleResult{}, fmt.Errorf("eval: %w", err)
