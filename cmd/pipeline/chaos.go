@@ -15,6 +15,7 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	subjects := fs.Int("subjects", 5000, "synthetic subjects")
 	partitions := fs.Int("partitions", 6, "partitions of every topic")
 	seed := fs.Uint64("seed", 0, "random seed (0: random)")
+	noKanon := fs.Bool("no-kanon", false, "leave out the k-anonymity processors")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object on the last line of stdout")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
@@ -23,7 +24,7 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{"--events must be at least 100"}
 	}
 	res, err := chaos.Run(ctx, chaos.Options{Events: *events, Kills: *kills, Subjects: *subjects,
-		Partitions: *partitions, Seed: *seed, Log: stderr})
+		Partitions: *partitions, Seed: *seed, Log: stderr, NoKanon: *noKanon})
 	if err != nil {
 		return err
 	}
@@ -35,6 +36,10 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "%d events, %d kills, up to %d replicas, Redis and Kafka restarted once, %.1fs\n", res.Events, res.Kills, res.MaxReplicas, res.ElapsedS)
 		for p, r := range res.Purposes {
 			fmt.Fprintf(stdout, "%-22s expected %7d published %7d missing %d duplicated %d wrongly published %d\n", p, r.Expected, r.Published, r.Missing, r.Duplicated, r.WronglyPublished)
+		}
+		if k := res.Kanon; k != nil {
+			fmt.Fprintf(stdout, "k-anonymity: %d aggregate rows (offline run %d; missing %d, duplicated %d, different %d); %d of %d records anonymised in %d groups (duplicated %d, foreign %d); under k: %d\n",
+				k.Rows, k.Expected, k.Missing, k.Duplicated, k.Different, k.Records, k.Input, k.Groups, k.RecordsDuplicated, k.RecordsForeign, k.UnderK)
 		}
 	}
 	if !res.OK() {

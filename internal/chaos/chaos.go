@@ -52,6 +52,9 @@ type Options struct {
 	Seed       uint64
 	Log        io.Writer // progress (default: discard)
 	Timeout    time.Duration
+	// NoKanon leaves out the k-anonymity processors (by default each slot
+	// also runs 'run kanon' and 'run kanon-records', killed like the rest).
+	NoKanon bool
 }
 
 // PurposeResult compares one clean topic with expectations.
@@ -72,7 +75,9 @@ type Result struct {
 	MaxReplicas   int                      `json:"max_replicas"`
 	RedisRestarts int                      `json:"redis_restarts"`
 	KafkaRestarts int                      `json:"kafka_restarts"`
-	ElapsedS      float64                  `json:"elapsed_s"`
+	// Kanon is the k-anonymity processors' verification (nil with NoKanon).
+	Kanon    *KanonResult `json:"kanon,omitempty"`
+	ElapsedS float64      `json:"elapsed_s"`
 }
 
 // OK reports whether nothing was missing, duplicated or wrongly published.
@@ -82,6 +87,9 @@ func (r Result) OK() bool {
 		if p.Missing != 0 || p.Duplicated != 0 || p.WronglyPublished != 0 {
 			return false
 		}
+	}
+	if r.Kanon != nil && !r.Kanon.OK() {
+		return false
 	}
 	return len(r.Purposes) == purpose.Count
 }
@@ -106,6 +114,7 @@ type run struct {
 	adm      *kadm.Client
 	cl       *kgo.Client
 	start    time.Time
+	topo     topology.Topology
 
 	mu       sync.Mutex
 	replicas map[int]*replica
@@ -181,6 +190,11 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if !opt.NoKanon {
+		if res.Kanon, err = r.verifyKanon(ctx); err != nil {
+			return res, err
+		}
+	}
 	res.Events, res.Kills, res.MaxReplicas = opt.Events, r.kills, r.maxRep
 	res.RedisRestarts, res.KafkaRestarts = 1, 1
 	res.ElapsedS = time.Since(r.start).Seconds()
@@ -195,6 +209,8 @@ func (r *run) setup(ctx context.Context) error {
 	r.id = fmt.Sprintf("chaos-%08x", rand.Uint32())
 	cfg.RawTopic, cfg.CleanTopicTemplate, cfg.QuarantineTopic = r.id+".raw", r.id+".clean.{purpose}", r.id+".quarantine"
 	cfg.GroupID, cfg.ConsentKeyPrefix = r.id+".privacy", r.id+":consent:"
+	cfg.StateTopicTemplate, cfg.AggTopicTemplate, cfg.KanonTopicTemplate = r.id+".state.{processor}", r.id+".agg.{purpose}.{name}", r.id+".kanon.{purpose}"
+	cfg.KanonAggregatesGroup, cfg.CastleGroup = r.id+".kanon", r.id+".kanon-records"
 	r.cfg = cfg
 	if r.dir, err = os.MkdirTemp("", r.id); err != nil {
 		return err
@@ -220,7 +236,9 @@ func (r *run) setup(ctx context.Context) error {
 	names := topology.DefaultNames()
 	names.Raw, names.CleanTemplate, names.Quarantine = cfg.RawTopic, cfg.CleanTopicTemplate, cfg.QuarantineTopic
 	names.Consent, names.Requests, names.Erasures, names.Audit = r.id+".consent", r.id+".requests", r.id+".erasures", r.id+".audit"
-	if _, err := topology.Apply(ctx, r.adm, topology.Default(names, topology.Options{Partitions: int32(r.opt.Partitions), Replication: 1})); err != nil {
+	names.StateTemplate, names.AggTemplate, names.KanonTemplate = cfg.StateTopicTemplate, cfg.AggTopicTemplate, cfg.KanonTopicTemplate
+	r.topo = topology.Default(names, topology.Options{Partitions: int32(r.opt.Partitions), Replication: 1})
+	if _, err := topology.Apply(ctx, r.adm, r.topo); err != nil {
 		return err
 	}
 	r.logf("run %s: %d events, %d subjects, %d partitions, seed %d", r.id, r.opt.Events, r.opt.Subjects, r.opt.Partitions, r.opt.Seed)
@@ -236,10 +254,10 @@ func (r *run) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var topics []string
-	for _, p := range purpose.All {
-		topics = append(topics, r.cfg.CleanTopic(p))
+	for _, tp := range r.topo.Topics {
+		topics = append(topics, tp.Name)
 	}
-	r.adm.DeleteTopics(ctx, append(topics, r.cfg.RawTopic, r.cfg.QuarantineTopic, r.id+".consent", r.id+".requests", r.id+".erasures", r.id+".audit")...)
+	r.adm.DeleteTopics(ctx, topics...)
 	r.cl.Close()
 	r.rdb.Close()
 	os.RemoveAll(r.dir)
@@ -277,7 +295,10 @@ func (r *run) produce(ctx context.Context) ([purpose.Count]map[string]bool, int,
 	if err != nil {
 		return expected, 0, err
 	}
-	gen := synth.New(r.opt.Seed, r.opt.Subjects, r.start)
+	// Events lie two hours back, so the aggregates' windows can all be closed
+	// by the wall clock at the end; each has a unique page, so a CASTLE
+	// output can be traced back to its event by the verifier.
+	gen := synth.New(r.opt.Seed, r.opt.Subjects, r.start.Add(-2*time.Hour))
 	recByIdx := map[string]*consent.Record{}
 	for i := 0; i < r.opt.Subjects; i++ {
 		if rec, ok := synth.Consent(i, r.start); ok {
@@ -298,6 +319,7 @@ func (r *run) produce(ctx context.Context) ([purpose.Count]map[string]bool, int,
 		} else {
 			ev := gen.Event(i)
 			ev.EventID = fmt.Sprintf("evt-%s-%d", r.id, i)
+			ev.PageURL = fmt.Sprintf("https://shop.example.com/e/%d", i)
 			rec, err := enc.Record(r.cfg.RawTopic, &ev)
 			if err != nil {
 				return expected, 0, err
@@ -324,18 +346,49 @@ func (r *run) produce(ctx context.Context) ([purpose.Count]map[string]bool, int,
 	return expected, bad, nil
 }
 
+// Process keys: slot + 100*kind, kind 0 privacy, 1 kanon, 2 kanon-records.
+const (
+	kindPrivacy = iota
+	kindKanon
+	kindKanonRecords
+)
+
+// startReplica starts slot's replica of every processor.
 func (r *run) startReplica(slot int) error {
-	cmd := exec.Command(r.opt.Binary, "run", "privacy")
+	kinds := []int{kindPrivacy}
+	if !r.opt.NoKanon {
+		kinds = append(kinds, kindKanon, kindKanonRecords)
+	}
+	for _, k := range kinds {
+		if err := r.startProc(slot + 100*k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startProc starts one processor replica as an OS process.
+func (r *run) startProc(key int, extraEnv ...string) error {
+	slot, kind := key%100, key/100
+	args := []string{"run", "privacy"}
+	switch kind {
+	case kindKanon:
+		args = []string{"run", "kanon"}
+	case kindKanonRecords:
+		args = []string{"run", "kanon-records"}
+	}
+	cmd := exec.Command(r.opt.Binary, args...)
 	env := os.Environ()
 	env = append(env,
 		"PIPELINE_RAW_TOPIC="+r.cfg.RawTopic, "PIPELINE_CLEAN_TOPIC_TEMPLATE="+r.cfg.CleanTopicTemplate,
 		"PIPELINE_QUARANTINE_TOPIC="+r.cfg.QuarantineTopic, "PIPELINE_GROUP_ID="+r.cfg.GroupID,
 		"PIPELINE_CONSENT_KEY_PREFIX="+r.cfg.ConsentKeyPrefix, "PIPELINE_PSEUDONYM_KEYS_FILE="+r.keysPath,
 		"PIPELINE_HTTP_ADDR=127.0.0.1:0", "PIPELINE_LOG_LEVEL=warn",
-		fmt.Sprintf("PIPELINE_TRANSACTIONAL_ID=%s-slot-%d", r.id, slot),
+		fmt.Sprintf("PIPELINE_TRANSACTIONAL_ID=%s-%s-slot-%d", r.id, args[1], slot),
 		"PIPELINE_MAX_POLL_RECORDS=2000", "PIPELINE_WORKERS=1")
-	cmd.Env = env
-	logf, err := os.OpenFile(filepath.Join(r.dir, fmt.Sprintf("replica-%d.log", slot)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	env = append(env, r.kanonEnv()...)
+	cmd.Env = append(env, extraEnv...)
+	logf, err := os.OpenFile(filepath.Join(r.dir, fmt.Sprintf("replica-%d.log", key)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -344,11 +397,17 @@ func (r *run) startReplica(slot int) error {
 		logf.Close()
 		return fmt.Errorf("chaos: start replica: %w", err)
 	}
-	rep := &replica{slot: slot, cmd: cmd, done: make(chan struct{})}
+	rep := &replica{slot: key, cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); logf.Close(); close(rep.done) }()
 	r.mu.Lock()
-	r.replicas[slot] = rep
-	r.maxRep = max(r.maxRep, len(r.replicas))
+	r.replicas[key] = rep
+	n := 0
+	for k := range r.replicas {
+		if k < 100 {
+			n++
+		}
+	}
+	r.maxRep = max(r.maxRep, n)
 	r.mu.Unlock()
 	return nil
 }
@@ -428,12 +487,12 @@ func (r *run) chaos(ctx context.Context) error {
 			if len(live) == 0 {
 				return nil
 			}
-			slot := live[rng.IntN(len(live))]
-			r.signal(slot, syscall.SIGKILL)
+			key := live[rng.IntN(len(live))]
+			r.signal(key, syscall.SIGKILL)
 			r.kills++
-			r.logf("killed replica %d (SIGKILL); restarting it", slot)
+			r.logf("killed replica %d of %s (SIGKILL); restarting it", key%100, procName(key))
 			time.Sleep(time.Duration(100+rng.IntN(900)) * time.Millisecond)
-			return r.startReplica(slot)
+			return r.startProc(key)
 		}})
 	}
 	steps = append(steps, step{0.35, "restart Redis (it comes back empty)", func() error {
@@ -446,7 +505,7 @@ func (r *run) chaos(ctx context.Context) error {
 	steps = append(steps, step{0.55, "restart the Kafka broker", func() error { return r.services("restart", "kafka") }})
 	steps = append(steps, step{0.90, "scale 3 -> 1", func() error {
 		for _, s := range r.liveSlots() {
-			if s != 0 {
+			if s%100 != 0 {
 				r.signal(s, syscall.SIGTERM)
 			}
 		}
@@ -490,10 +549,15 @@ func (r *run) chaos(ctx context.Context) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if !r.opt.NoKanon {
+		if err := r.kanonCaughtUp(ctx); err != nil {
+			return err
+		}
+	}
 	for _, s := range r.liveSlots() {
 		r.signal(s, syscall.SIGTERM)
 	}
-	r.logf("all %d raw records committed; replicas stopped", total)
+	r.logf("all %d raw records committed, and the clean topics by the k-anonymity processors; replicas stopped", total)
 	return nil
 }
 

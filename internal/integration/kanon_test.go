@@ -24,6 +24,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/runner"
 	"github.com/privacy-pipeline/pipeline/internal/wiring"
 	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/processors/shard"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
 
@@ -372,7 +373,7 @@ func offlineAggregates(t *testing.T, r *rig, spec *kanonspec.Spec, input string)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Processor.UseStore(emptyStore{})
+	a.Processor.UseStore(shard.EmptyStore{})
 	w := a.Processor.NewWorker()
 	out := map[string]string{}
 	for _, in := range byPart {
@@ -386,16 +387,6 @@ func offlineAggregates(t *testing.T, r *rig, spec *kanonspec.Spec, input string)
 		w.Done(true)
 	}
 	return out
-}
-
-type emptyStore struct{}
-
-func (emptyStore) Latest(context.Context, int32) (processors.Checkpoint, bool, error) {
-	return processors.Checkpoint{}, false, nil
-}
-
-func (emptyStore) Replay(context.Context, int32, int64, int64, func(processors.Record) error) error {
-	return nil
 }
 
 // checkAnonymised groups the anonymised records by their generalised

@@ -87,7 +87,8 @@ type Runner struct {
 	store    *statestore.Store // nil unless the processor is stateful
 
 	forgetMu  sync.Mutex
-	forget    []int32 // revoked partitions whose worker state must be dropped
+	forget    []int32        // revoked partitions whose worker state must be dropped
+	owned     map[int32]bool // input partitions assigned to this replica
 	batches   atomic.Uint64
 	committed atomic.Uint64
 	aborted   atomic.Uint64
@@ -167,6 +168,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	for {
 		forgetAll(workers)
 		err := r.session(ctx, workers)
+		r.forgetMu.Lock()
+		clear(r.owned)
+		r.forgetMu.Unlock()
 		r.running.Store(false)
 		r.setAssigned(0)
 		if ctx.Err() != nil {
@@ -195,11 +199,11 @@ func forgetAll(workers []processors.Worker) {
 // noteRevoked remembers revoked partitions; their state is dropped before
 // the next batch.
 func (r *Runner) noteRevoked(m map[string][]int32) {
-	if r.store == nil {
-		return
-	}
 	r.forgetMu.Lock()
 	r.forget = append(r.forget, m[r.cfg.Input]...)
+	for _, p := range m[r.cfg.Input] {
+		delete(r.owned, p)
+	}
 	r.forgetMu.Unlock()
 }
 
@@ -250,6 +254,14 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		kgo.ProducerLinger(5 * time.Millisecond),
 		kgo.RecordPartitioner(r.partitioner()),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			r.forgetMu.Lock()
+			if r.owned == nil {
+				r.owned = map[int32]bool{}
+			}
+			for _, p := range m[r.cfg.Input] {
+				r.owned[p] = true
+			}
+			r.forgetMu.Unlock()
 			r.setAssigned(r.assigned.Load() + countPartitions(m))
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
@@ -402,9 +414,16 @@ func (r *Runner) tick(ctx, wctx context.Context, sess *kgo.GroupTransactSession,
 		return fmt.Errorf("runner: begin transaction: %w", err)
 	}
 	now := r.cfg.Clock()
+	n := len(workers)
+	parts := make([][]int32, n)
+	r.forgetMu.Lock()
+	for p := range r.owned {
+		parts[int(p)%n] = append(parts[int(p)%n], p)
+	}
+	r.forgetMu.Unlock()
 	var tickErr error
 	for i, w := range workers {
-		if err := w.(processors.Ticker).Tick(ctx, now, &batches[i]); err != nil {
+		if err := w.(processors.Ticker).Tick(ctx, now, parts[i], &batches[i]); err != nil {
 			tickErr = err
 			break
 		}

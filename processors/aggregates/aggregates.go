@@ -516,10 +516,19 @@ func (w *Worker) flushMetrics() {
 	}
 }
 
-// Tick implements processors.Ticker: it closes, on every loaded partition,
-// the windows that the wall clock has passed by IdleClose.
-func (w *Worker) Tick(_ context.Context, now time.Time, out *processors.Batch) error {
-	if w.p.cfg.IdleClose <= 0 || w.shards.Len() == 0 {
+// Tick implements processors.Ticker: it closes, on every partition this
+// worker owns (restoring those it has not loaded yet), the windows that the
+// wall clock has passed by IdleClose.
+func (w *Worker) Tick(ctx context.Context, now time.Time, partitions []int32, out *processors.Batch) error {
+	if w.p.cfg.IdleClose <= 0 {
+		return nil
+	}
+	for _, p := range partitions {
+		if err := w.shards.Ensure(ctx, p); err != nil {
+			return err
+		}
+	}
+	if w.shards.Len() == 0 {
 		return nil
 	}
 	w.out, w.input = out, 0

@@ -87,6 +87,31 @@ func (s *Shards[S]) loadShard(ctx context.Context, rec processors.Record) (*entr
 	return &entry[S]{state: st, next: rec.Offset}, nil
 }
 
+// Ensure loads the shard of a partition that has not seen a record yet
+// (for time-driven work on an idle partition): from its last committed
+// checkpoint, or nothing if it has none.
+func (s *Shards[S]) Ensure(ctx context.Context, partition int32) error {
+	if _, ok := s.shards[partition]; ok {
+		return nil
+	}
+	cp, ok, err := s.store.Latest(ctx, partition)
+	if err != nil {
+		return fmt.Errorf("shard %d: checkpoint: %w", partition, err)
+	}
+	if !ok {
+		return nil // nothing to act on until a record arrives
+	}
+	replay := func(fn func(processors.Record) error) error {
+		return s.store.Replay(ctx, partition, cp.ReplayFrom, cp.Next, fn)
+	}
+	st, err := s.load(ctx, partition, cp, true, replay)
+	if err != nil {
+		return fmt.Errorf("shard %d: restore: %w", partition, err)
+	}
+	s.shards[partition] = &entry[S]{state: st, next: cp.Next}
+	return nil
+}
+
 // Touched calls fn for every shard the current batch touched, with the
 // offset after its last record (the checkpoint's Next).
 func (s *Shards[S]) Touched(fn func(partition int32, next int64, state *S)) {
@@ -137,5 +162,19 @@ func (s *Shards[S]) Each(fn func(partition int32, state *S) error) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// EmptyStore is a processors.StateStore with no checkpoints: a worker that
+// uses it always starts from scratch (offline runs, reference computations).
+type EmptyStore struct{}
+
+// Latest implements processors.StateStore: there is never a checkpoint.
+func (EmptyStore) Latest(context.Context, int32) (processors.Checkpoint, bool, error) {
+	return processors.Checkpoint{}, false, nil
+}
+
+// Replay implements processors.StateStore: there is nothing to replay.
+func (EmptyStore) Replay(context.Context, int32, int64, int64, func(processors.Record) error) error {
 	return nil
 }

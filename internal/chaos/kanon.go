@@ -1,0 +1,347 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/linkedin/goavro/v2"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
+	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
+	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/wiring"
+	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/processors/shard"
+	"github.com/privacy-pipeline/pipeline/schemas"
+)
+
+// The k-anonymity parameters of the chaos run. Windows stay open during
+// the run (a long allowed lateness, no idle close), so every kill and
+// rebalance has to carry their state; a final replica then closes them by
+// the wall clock, and the rows must equal an uninterrupted offline run.
+const (
+	chaosK        = 11
+	chaosWindow   = 10 * time.Minute
+	chaosLateness = 10 * time.Hour
+	chaosCastleK  = 10
+	chaosDelta    = 500
+)
+
+// KanonResult is the verification of the k-anonymity processors.
+type KanonResult struct {
+	// Rows is the number of aggregate rows published; Expected the number
+	// an uninterrupted offline run over the same input publishes. Missing,
+	// Duplicated and Different compare them row by row.
+	Rows       int `json:"aggregate_rows"`
+	Expected   int `json:"aggregate_rows_expected"`
+	Missing    int `json:"aggregate_rows_missing"`
+	Duplicated int `json:"aggregate_rows_duplicated"`
+	Different  int `json:"aggregate_rows_different"`
+	// UnderK counts rows or record groups with fewer than k distinct
+	// subjects (recounted from the input).
+	UnderK int `json:"under_k"`
+	// Records is the number of anonymised records published, of Input
+	// ai_training records; RecordsDuplicated counts records published twice,
+	// RecordsForeign records not in the input.
+	Records           int `json:"records"`
+	Input             int `json:"records_input"`
+	RecordsDuplicated int `json:"records_duplicated"`
+	RecordsForeign    int `json:"records_foreign"`
+	Groups            int `json:"record_groups"`
+}
+
+// OK reports whether the k-anonymity outputs are exactly once and k-anonymous.
+func (k KanonResult) OK() bool {
+	return k.Missing == 0 && k.Duplicated == 0 && k.Different == 0 && k.UnderK == 0 &&
+		k.RecordsDuplicated == 0 && k.RecordsForeign == 0 && k.Rows > 0 && k.Records > 0
+}
+
+func (r *run) kanonEnv() []string {
+	if r.opt.NoKanon {
+		return nil
+	}
+	return []string{
+		"PIPELINE_STATE_TOPIC_TEMPLATE=" + r.cfg.StateTopicTemplate, "PIPELINE_AGG_TOPIC_TEMPLATE=" + r.cfg.AggTopicTemplate,
+		"PIPELINE_KANON_TOPIC_TEMPLATE=" + r.cfg.KanonTopicTemplate,
+		"PIPELINE_KANON_AGGREGATES_GROUP=" + r.cfg.KanonAggregatesGroup, "PIPELINE_CASTLE_GROUP=" + r.cfg.CastleGroup,
+		"PIPELINE_KANON_K=" + strconv.Itoa(chaosK), "PIPELINE_KANON_WINDOW=" + chaosWindow.String(),
+		"PIPELINE_KANON_ALLOWED_LATENESS=" + chaosLateness.String(), "PIPELINE_KANON_IDLE_CLOSE=0s",
+		"PIPELINE_CASTLE_K=" + strconv.Itoa(chaosCastleK), "PIPELINE_CASTLE_DELTA=" + strconv.Itoa(chaosDelta),
+	}
+}
+
+func procName(key int) string {
+	switch key / 100 {
+	case kindKanon:
+		return "kanon"
+	case kindKanonRecords:
+		return "kanon-records"
+	}
+	return "privacy"
+}
+
+// kanonInputs are the clean topics the k-anonymity processors read.
+func (r *run) kanonInputs() (analytics, ai string) {
+	return r.cfg.CleanTopic(purpose.Analytics), r.cfg.CleanTopic(purpose.AITraining)
+}
+
+// kanonCaughtUp waits until both k-anonymity groups committed past the
+// last record of every partition of their input.
+func (r *run) kanonCaughtUp(ctx context.Context) error {
+	analytics, ai := r.kanonInputs()
+	last := map[string]map[int32]int64{}
+	err := kafkaio.Scan(ctx, r.cfg.KafkaBrokers, func(rec *kgo.Record) {
+		if last[rec.Topic] == nil {
+			last[rec.Topic] = map[int32]int64{}
+		}
+		last[rec.Topic][rec.Partition] = rec.Offset
+	}, analytics, ai)
+	if err != nil {
+		return err
+	}
+	for _, g := range []struct{ group, topic string }{{r.cfg.KanonAggregatesGroup, analytics}, {r.cfg.CastleGroup, ai}} {
+		for {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("chaos: %s did not catch up: %w", g.group, err)
+			}
+			offs, err := r.adm.FetchOffsets(ctx, g.group)
+			done := err == nil
+			for p, off := range last[g.topic] {
+				o, ok := offs.Lookup(g.topic, p)
+				if !done || !ok || o.At <= off {
+					done = false
+					break
+				}
+			}
+			if done {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		r.logf("%s committed all of %s", g.group, g.topic)
+	}
+	return nil
+}
+
+// flushWindows runs one more aggregates replica that closes every window by
+// the wall clock, and stops it once the aggregate topic stops growing.
+func (r *run) flushWindows(ctx context.Context, aggTopic string) error {
+	if err := r.startProc(100*kindKanon+99, "PIPELINE_KANON_ALLOWED_LATENESS=0s", "PIPELINE_KANON_IDLE_CLOSE=1ms"); err != nil {
+		return err
+	}
+	defer r.signal(100*kindKanon+99, syscall.SIGTERM)
+	var prev int64 = -1
+	for stable := 0; stable < 5; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		time.Sleep(time.Second)
+		ends, err := r.adm.ListEndOffsets(ctx, aggTopic)
+		if err != nil {
+			continue
+		}
+		var n int64
+		ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+		if n > 0 && n == prev {
+			stable++
+		} else {
+			stable = 0
+		}
+		prev = n
+	}
+	return nil
+}
+
+// verifyKanon checks the k-anonymity outputs: the aggregate rows equal an
+// uninterrupted offline run over the same clean input (so no window state
+// was lost or double counted by the kills), every row and record group
+// covers k distinct subjects, and no anonymised record was published twice.
+func (r *run) verifyKanon(ctx context.Context) (*KanonResult, error) {
+	spec, err := kanonspec.Default()
+	if err != nil {
+		return nil, err
+	}
+	aggTopic := spec.Aggregates[0].TopicFrom(r.cfg.AggTopicTemplate)
+	if err := r.flushWindows(ctx, aggTopic); err != nil {
+		return nil, err
+	}
+	analytics, ai := r.kanonInputs()
+	res := &KanonResult{}
+
+	// Aggregates against the offline run.
+	want, err := r.offlineAggregates(ctx, analytics)
+	if err != nil {
+		return nil, err
+	}
+	res.Expected = len(want)
+	got := map[string]string{}
+	codec, err := goavro.NewCodec(string(spec.Aggregates[0].AggregateSchemaJSON()))
+	if err != nil {
+		return nil, err
+	}
+	err = kafkaio.Scan(ctx, r.cfg.KafkaBrokers, func(rec *kgo.Record) {
+		res.Rows++
+		if _, dup := got[string(rec.Key)]; dup {
+			res.Duplicated++
+		}
+		got[string(rec.Key)] = string(rec.Value)
+		if native, _, err := codec.NativeFromSingle(rec.Value); err != nil || native.(map[string]any)["subjects"].(int64) < chaosK {
+			res.UnderK++
+		}
+	}, aggTopic)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range want {
+		switch g, ok := got[k]; {
+		case !ok:
+			res.Missing++
+		case g != v:
+			res.Different++
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			res.Different++
+		}
+	}
+
+	// Records: trace each back to its clean ai_training event by its page.
+	cleanCodec, err := cleanCodec(purpose.AITraining.String())
+	if err != nil {
+		return nil, err
+	}
+	subjectOf := map[string]string{}
+	err = kafkaio.Scan(ctx, r.cfg.KafkaBrokers, func(rec *kgo.Record) {
+		res.Input++
+		if native, _, err := cleanCodec.NativeFromSingle(rec.Value); err == nil {
+			m := native.(map[string]any)
+			subjectOf[str(m["page_url"])] = str(m["subject_id_pseudonym"])
+		}
+	}, ai)
+	if err != nil {
+		return nil, err
+	}
+	kanonJSON, err := spec.Records.KanonSchemaJSON()
+	if err != nil {
+		return nil, err
+	}
+	kcodec, err := goavro.NewCodec(string(kanonJSON))
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	groups := map[string]map[string]bool{}
+	err = kafkaio.Scan(ctx, r.cfg.KafkaBrokers, func(rec *kgo.Record) {
+		res.Records++
+		native, _, err := kcodec.NativeFromSingle(rec.Value)
+		if err != nil {
+			res.RecordsForeign++
+			return
+		}
+		m := native.(map[string]any)
+		page := str(m["page_url"])
+		if seen[page] {
+			res.RecordsDuplicated++
+		}
+		seen[page] = true
+		s, ok := subjectOf[page]
+		if !ok {
+			res.RecordsForeign++
+			return
+		}
+		var key strings.Builder
+		for _, q := range spec.Records.QuasiIdentifiers {
+			if q.Numeric != nil {
+				fmt.Fprintf(&key, "%v|%v|", m[q.Field+"_min"], m[q.Field+"_max"])
+			} else {
+				fmt.Fprintf(&key, "%v|", m[q.Field])
+			}
+		}
+		if groups[key.String()] == nil {
+			groups[key.String()] = map[string]bool{}
+		}
+		groups[key.String()][s] = true
+	}, spec.Records.TopicFrom(r.cfg.KanonTopicTemplate))
+	if err != nil {
+		return nil, err
+	}
+	res.Groups = len(groups)
+	for _, subjects := range groups {
+		if len(subjects) < chaosCastleK {
+			res.UnderK++
+		}
+	}
+	r.logf("verified k-anonymity: %+v", *res)
+	return res, nil
+}
+
+// offlineAggregates runs the aggregates processor over the clean input, as
+// read back, partition by partition, without restarts, and closes every
+// window.
+func (r *run) offlineAggregates(ctx context.Context, input string) (map[string]string, error) {
+	recs, err := kafkaio.ReadAll(ctx, r.cfg.KafkaBrokers, input)
+	if err != nil {
+		return nil, err
+	}
+	byPart := map[int32][]processors.Record{}
+	for _, rec := range recs {
+		byPart[rec.Partition] = append(byPart[rec.Partition], processors.Record{Topic: rec.Topic, Partition: rec.Partition,
+			Offset: rec.Offset, Key: rec.Key, Value: rec.Value, Timestamp: rec.Timestamp})
+	}
+	cfg := r.cfg
+	cfg.KanonK, cfg.KanonWindow, cfg.KanonAllowedLateness, cfg.KanonIdleClose = chaosK, chaosWindow, chaosLateness, time.Millisecond
+	spec, err := kanonspec.Default()
+	if err != nil {
+		return nil, err
+	}
+	a, err := wiring.BuildAggregates(cfg, spec, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	a.Processor.UseStore(shard.EmptyStore{})
+	out := map[string]string{}
+	w := a.Processor.NewWorker()
+	for _, in := range byPart {
+		var b processors.Batch
+		if err := w.Process(ctx, in, &b); err != nil {
+			return nil, err
+		}
+		for _, o := range b.Outputs {
+			out[string(o.Key)] = string(o.Value)
+		}
+		w.Done(true)
+	}
+	// The final replica closes every window (they all ended hours ago);
+	// a tick a day ahead does the same here.
+	var b processors.Batch
+	if err := w.(processors.Ticker).Tick(ctx, time.Now().Add(24*time.Hour), nil, &b); err != nil {
+		return nil, err
+	}
+	for _, o := range b.Outputs {
+		out[string(o.Key)] = string(o.Value)
+	}
+	return out, nil
+}
+
+func cleanCodec(p string) (*goavro.Codec, error) {
+	js, err := schemas.CleanSchemaJSON(p)
+	if err != nil {
+		return nil, err
+	}
+	return goavro.NewCodec(string(js))
+}
+
+func str(v any) string {
+	if m, ok := v.(map[string]any); ok {
+		s, _ := m["string"].(string)
+		return s
+	}
+	return ""
+}
