@@ -52,6 +52,7 @@ func knownMetrics(t *testing.T) map[string]bool {
 	k.Delay.WithLabelValues("o")
 	k.EpsilonSpent.WithLabelValues("o")
 	k.Restores.WithLabelValues("p")
+	k.StateResets.WithLabelValues("p")
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -123,9 +124,10 @@ func (r *rig) kproduce(recs []*kgo.Record) {
 
 // kreplica runs one replica of a stateful processor until stop.
 func (r *rig) kreplica(proc processors.Processor, group, input string, reg prometheus.Registerer) func() {
+	debug := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r.t.Helper()
 	rn, err := runner.New(runner.Config{Brokers: r.cfg.KafkaBrokers, Group: group, Input: input, MaxPollRecords: 700,
-		Log: slog.New(slog.NewJSONHandler(r.logs, nil)), Metrics: runner.NewMetrics(reg)}, proc)
+		Log: debug, Metrics: runner.NewMetrics(reg)}, proc)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -386,6 +388,15 @@ func offlineAggregates(t *testing.T, r *rig, spec *kanonspec.Spec, input string)
 		}
 		w.Done(true)
 	}
+	if r.cfg.KanonIdleClose > 0 {
+		var b processors.Batch
+		if err := w.(processors.Ticker).Tick(context.Background(), time.Now().Add(48*time.Hour), nil, &b); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range b.Outputs {
+			out[string(o.Key)] = string(o.Value)
+		}
+	}
 	return out
 }
 
@@ -446,4 +457,60 @@ func checkAnonymised(t *testing.T, spec *kanonspec.Spec, k int, evs []kevent, re
 		}
 	}
 	t.Logf("%d groups; the heavy subject had %d records released inside k-anonymous groups", len(groups), heavy)
+}
+
+// TestIdlePartitionsCloseOnANewOwner: a replica that takes over partitions
+// that receive no more records restores them on a tick and closes their
+// windows; the rows equal an uninterrupted run's.
+func TestIdlePartitionsCloseOnANewOwner(t *testing.T) {
+	r := newRig(t)
+	const parts = 4
+	r.cfg.KanonK, r.cfg.KanonWindow, r.cfg.KanonAllowedLateness, r.cfg.KanonIdleClose = 11, time.Minute, 10*time.Hour, 0
+	spec, err := kanonspec.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	analytics := r.cfg.CleanTopic(purpose.Analytics)
+	start := time.Now().Add(-3 * time.Hour).Truncate(time.Minute)
+	r.kproduce(kencode(t, analytics, "analytics", kstream(5, 6000, 400, parts, start, 5*time.Minute, 0)))
+	build := func() processors.Processor {
+		a, err := wiring.BuildAggregates(r.cfg, spec, nil, slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Processor
+	}
+	// The first owner consumes everything; with a 10 h lateness and no idle
+	// close, no window closes.
+	stop := r.kreplica(build(), r.cfg.KanonAggregatesGroup, analytics, prometheus.NewRegistry())
+	r.waitGroup(r.cfg.KanonAggregatesGroup, analytics, 2*time.Minute)
+	stop()
+	aggTopic := spec.Aggregates[0].TopicFrom(r.cfg.AggTopicTemplate)
+	if n := len(r.read(aggTopic)); n != 0 {
+		t.Fatalf("%d rows published before any window could close", n)
+	}
+	// The new owner gets no record; its ticks restore the partitions and
+	// close every window by the wall clock.
+	r.cfg.KanonIdleClose, r.cfg.KanonAllowedLateness = time.Millisecond, 0
+	stop = r.kreplica(build(), r.cfg.KanonAggregatesGroup, analytics, prometheus.NewRegistry())
+	want := offlineAggregates(t, r, spec, analytics)
+	var rows []*kgo.Record
+	defer func() { os.WriteFile("/tmp/idle.log", r.logs.Bytes(), 0o600) }()
+	waitUntil(t, "the new owner publishes the idle windows", 20*time.Second, func() bool {
+		rows = r.read(aggTopic)
+		return len(rows) >= len(want)
+	})
+	stop()
+	got := map[string]string{}
+	for _, rec := range r.read(aggTopic) {
+		got[string(rec.Key)] = string(rec.Value)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("new owner published %d rows, an uninterrupted run %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("row %s differs", k)
+		}
+	}
 }

@@ -29,6 +29,9 @@ type Kanon struct {
 	// Restores counts partition states rebuilt from a checkpoint (after a
 	// rebalance, a restart or an aborted transaction).
 	Restores *prometheus.CounterVec
+	// StateResets counts checkpoints that could not be used (configuration
+	// changed or corrupt), after which a partition started afresh.
+	StateResets *prometheus.CounterVec
 }
 
 // NewKanon creates and registers the k-anonymity metrics.
@@ -53,7 +56,9 @@ func NewKanon(reg prometheus.Registerer) *Kanon {
 			Help: "Differential privacy budget of closed windows (per subject present in all of them)."}, []string{"output"}),
 		Restores: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_restores_total",
 			Help: "Partition states rebuilt from a checkpoint and a replay of the input."}, []string{"processor"}),
+		StateResets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_state_resets_total",
+			Help: "Checkpoints that could not be used (configuration changed, or corrupt): the partition's state started afresh."}, []string{"processor"}),
 	}
-	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores)
+	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores, m.StateResets)
 	return m
 }

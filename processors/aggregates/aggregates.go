@@ -216,35 +216,24 @@ type Worker struct {
 }
 
 // load restores a partition's aggregators from its checkpoint.
-func (w *Worker) load(_ context.Context, _ int32, cp processors.Checkpoint, ok bool, replay func(func(processors.Record) error) error) (state, error) {
-	n := len(w.p.plans)
-	st := state{aggs: make([]*aggregate.Aggregator, n), committed: make([]aggregate.Stats, n), current: make([]aggregate.Stats, n)}
-	for i, pl := range w.p.plans {
-		a, err := aggregate.New(pl.aggCfg)
-		if err != nil {
-			return st, err
-		}
-		st.aggs[i] = a
-	}
-	if !ok {
-		return st, nil
+func (w *Worker) load(ctx context.Context, partition int32, cp processors.Checkpoint, ok bool, replay func(func(processors.Record) error) error) (state, error) {
+	st, err := w.fresh()
+	if err != nil || !ok {
+		return st, err
 	}
 	if m := w.p.cfg.Metrics; m != nil {
 		m.Restores.WithLabelValues(Name).Inc()
 	}
-	parts, err := splitState(cp.State, len(st.aggs))
-	if err != nil {
-		return st, err
-	}
-	for i, a := range st.aggs {
-		s, err := aggregate.UnmarshalState(parts[i])
-		if err != nil {
-			return st, fmt.Errorf("aggregate %s: %w", w.p.plans[i].spec.Name, err)
+	if err := w.restore(&st, cp); err != nil {
+		// The checkpoint cannot be used (the declared aggregates, k or the
+		// window size changed, or it is corrupt): retrying would fail
+		// forever, so start this partition afresh, loudly.
+		w.p.cfg.Log.Warn("checkpoint unusable; the partition's open windows start afresh",
+			"processor", Name, "partition", partition, "err", err)
+		if m := w.p.cfg.Metrics; m != nil {
+			m.StateResets.WithLabelValues(Name).Inc()
 		}
-		if err := a.Restore(s); err != nil {
-			return st, fmt.Errorf("aggregate %s: %w", w.p.plans[i].spec.Name, err)
-		}
-		st.committed[i] = a.Stats()
+		return w.fresh()
 	}
 	var ev aggregate.Event
 	err = replay(func(r processors.Record) error {
@@ -260,6 +249,39 @@ func (w *Worker) load(_ context.Context, _ int32, cp processors.Checkpoint, ok b
 		return nil
 	})
 	return st, err
+}
+
+// fresh returns empty aggregators.
+func (w *Worker) fresh() (state, error) {
+	n := len(w.p.plans)
+	st := state{aggs: make([]*aggregate.Aggregator, n), committed: make([]aggregate.Stats, n), current: make([]aggregate.Stats, n)}
+	for i, pl := range w.p.plans {
+		a, err := aggregate.New(pl.aggCfg)
+		if err != nil {
+			return st, err
+		}
+		st.aggs[i] = a
+	}
+	return st, nil
+}
+
+// restore loads a checkpoint into fresh aggregators.
+func (w *Worker) restore(st *state, cp processors.Checkpoint) error {
+	parts, err := splitState(cp.State, len(st.aggs))
+	if err != nil {
+		return err
+	}
+	for i, a := range st.aggs {
+		s, err := aggregate.UnmarshalState(parts[i])
+		if err != nil {
+			return fmt.Errorf("aggregate %s: %w", w.p.plans[i].spec.Name, err)
+		}
+		if err := a.Restore(s); err != nil {
+			return fmt.Errorf("aggregate %s: %w", w.p.plans[i].spec.Name, err)
+		}
+		st.committed[i] = a.Stats()
+	}
+	return nil
 }
 
 // event decodes a record into ev (without dimensions); ok is false if it

@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/linkedin/goavro/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
+	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/shard"
 	"github.com/privacy-pipeline/pipeline/schemas"
@@ -478,5 +480,29 @@ func TestTickRestoresIdlePartitions(t *testing.T) {
 	got := tickAll(p3.NewWorker()) // the new owner: no record, only a tick
 	if len(want) == 0 || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("new owner's tick published %d rows, the old owner's %d", len(got), len(want))
+	}
+}
+
+// TestIncompatibleCheckpointStartsAfresh: after k changes, the old
+// checkpoint cannot be restored; the partition starts afresh (counted)
+// instead of failing every batch forever.
+func TestIncompatibleCheckpointStartsAfresh(t *testing.T) {
+	start := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	recs := records(encodeAll(t, synth(2, 500, 50, start)))
+	store := &memStore{input: map[int32][]processors.Record{0: recs}, cps: map[int32]processors.Checkpoint{}}
+	run(t, newProc(t, 5, store).NewWorker(), store, recs[:300], 300, aggCodec(t))
+	p := newProc(t, 7, store) // k changed
+	reg := prometheus.NewRegistry()
+	p.cfg.Metrics = metrics.NewKanon(reg)
+	var b processors.Batch
+	if err := p.NewWorker().Process(context.Background(), recs[300:], &b); err != nil {
+		t.Fatalf("an incompatible checkpoint must not fail processing: %v", err)
+	}
+	snap, err := metrics.Snapshot(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap["pipeline_kanon_state_resets_total{processor=kanon-aggregates}"] != 1 {
+		t.Errorf("reset not counted: %v", snap)
 	}
 }

@@ -322,7 +322,7 @@ func (w *Worker) keptValues(dst []byte) []byte {
 
 // load restores a partition's CASTLE from its checkpoint and a replay of
 // the held records.
-func (w *Worker) load(_ context.Context, _ int32, cp processors.Checkpoint, ok bool, replay func(func(processors.Record) error) error) (state, error) {
+func (w *Worker) load(_ context.Context, partition int32, cp processors.Checkpoint, ok bool, replay func(func(processors.Record) error) error) (state, error) {
 	var seed [8]byte
 	_, _ = rand.Read(seed[:])
 	c, err := castle.New(w.p.castleConfig(binary.LittleEndian.Uint64(seed[:])))
@@ -354,7 +354,16 @@ func (w *Worker) load(_ context.Context, _ int32, cp processors.Checkpoint, ok b
 		t, ok := tuples[ref]
 		return t, ok
 	}); err != nil {
-		return st, err
+		// The checkpoint cannot be used (k, delta, the split or the
+		// quasi-identifiers changed, or it is corrupt): retrying would fail
+		// forever, so start afresh, loudly. The records it held (at most
+		// delta) are not released; they stay in the clean topic.
+		w.p.cfg.Log.Warn("checkpoint unusable; the partition's clusters start afresh",
+			"processor", Name, "partition", partition, "replayed_records", len(tuples), "err", err)
+		if m := w.p.cfg.Metrics; m != nil {
+			m.StateResets.WithLabelValues(Name).Inc()
+		}
+		return state{c: c, held: map[int64]held{}}, nil
 	}
 	// Keep only what CASTLE still holds.
 	keepRefs := map[int64]bool{}

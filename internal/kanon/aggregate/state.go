@@ -139,7 +139,10 @@ func (a *Aggregator) Restore(s State) error {
 		if i > 0 && w.Start <= s.Open[i-1].Start {
 			return errors.New("aggregate: open windows are not sorted")
 		}
-		if s.Watermark == noWatermark || w.Start > s.Watermark || w.Start+a.winMs+a.lateMs <= s.Watermark {
+		// A window the current lateness would already have closed is kept:
+		// the lateness may have been lowered since the checkpoint, and the
+		// next Advance or Add closes and publishes it.
+		if s.Watermark == noWatermark || w.Start > s.Watermark {
 			return fmt.Errorf("aggregate: open window %d is inconsistent with the watermark", i)
 		}
 		if w.FirstRef >= s.NextRef {
