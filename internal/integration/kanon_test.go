@@ -242,8 +242,13 @@ func TestKanonOnRealKafka(t *testing.T) {
 		t.Fatal("nothing published")
 	}
 
-	// Canary: nothing sensitive in any output, log or metric.
-	for _, rec := range append(rows, anon...) {
+	// Canary: nothing sensitive in any output, checkpoint, log or metric.
+	states := r.read(r.cfg.StateTopicTemplate[:strings.Index(r.cfg.StateTopicTemplate, "{")]+"kanon-aggregates",
+		r.cfg.StateTopicTemplate[:strings.Index(r.cfg.StateTopicTemplate, "{")]+"kanon-records")
+	if len(states) == 0 {
+		t.Fatal("no checkpoints written")
+	}
+	for _, rec := range slices.Concat(rows, anon, states) {
 		if bytes.Contains(rec.Value, []byte(kanonCanary)) || bytes.Contains(rec.Key, []byte(kanonCanary)) {
 			t.Fatalf("canary in %s", rec.Topic)
 		}
