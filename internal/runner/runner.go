@@ -403,15 +403,13 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 	}
 }
 
-// tick runs the workers' Tick in a transaction of its own: time, not a
-// record, changed their state (idle windows closed).
+// tick runs the workers' Tick: time, not a record, may change their state
+// (idle windows close). What that publishes, with the checkpoints, goes out
+// in a transaction of its own; a tick that changes nothing costs none.
 func (r *Runner) tick(ctx, wctx context.Context, sess *kgo.GroupTransactSession, workers []processors.Worker, batches []processors.Batch) error {
 	r.forgetRevoked(workers)
 	for i := range batches {
 		batches[i].Reset()
-	}
-	if err := sess.Begin(); err != nil {
-		return fmt.Errorf("runner: begin transaction: %w", err)
 	}
 	now := r.cfg.Clock()
 	n := len(workers)
@@ -422,20 +420,35 @@ func (r *Runner) tick(ctx, wctx context.Context, sess *kgo.GroupTransactSession,
 	}
 	r.forgetMu.Unlock()
 	var tickErr error
+	changed := false
 	for i, w := range workers {
 		if err := w.(processors.Ticker).Tick(ctx, now, parts[i], &batches[i]); err != nil {
 			tickErr = err
 			break
 		}
+		changed = changed || batches[i].Len() > 0 || len(batches[i].Checkpoints) > 0
 	}
-	var produceErr error
-	var kr []kgo.Record
-	var hdrs []kgo.RecordHeader
-	if tickErr == nil {
-		kr, hdrs, produceErr = r.produceAll(wctx, sess, batches, kr, hdrs)
+	if tickErr == nil && !changed {
+		for _, w := range workers {
+			w.Done(true)
+		}
+		return nil
 	}
-	_ = hdrs
-	committed, endErr := sess.End(wctx, kgo.TransactionEndTry(tickErr == nil && produceErr == nil))
+	if tickErr != nil {
+		for _, w := range workers {
+			w.Done(false)
+		}
+		r.cfg.Log.Info("tick failed", "processor", r.proc.Name(), "err", tickErr)
+		return nil
+	}
+	if err := sess.Begin(); err != nil {
+		for _, w := range workers {
+			w.Done(false)
+		}
+		return fmt.Errorf("runner: begin transaction: %w", err)
+	}
+	kr, _, produceErr := r.produceAll(wctx, sess, batches, nil, nil)
+	committed, endErr := sess.End(wctx, kgo.TransactionEndTry(produceErr == nil))
 	clear(kr)
 	for _, w := range workers {
 		w.Done(committed && endErr == nil)
@@ -448,8 +461,8 @@ func (r *Runner) tick(ctx, wctx context.Context, sess *kgo.GroupTransactSession,
 		r.countTxn("committed")
 	default:
 		r.countTxn("aborted")
-		if tickErr != nil || produceErr != nil {
-			r.cfg.Log.Info("tick aborted", "processor", r.proc.Name(), "tick_err", tickErr, "produce_err", produceErr)
+		if produceErr != nil {
+			r.cfg.Log.Info("tick aborted", "processor", r.proc.Name(), "produce_err", produceErr)
 		}
 	}
 	return produceErr

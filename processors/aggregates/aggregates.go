@@ -559,8 +559,12 @@ func (w *Worker) Tick(ctx context.Context, now time.Time, partitions []int32, ou
 		w.part = partition
 		for j, a := range st.aggs {
 			w.plan = w.p.plans[j]
+			before := a.Stats().WindowsClosed
 			if err := a.Advance(wm, w.emit); err != nil {
 				return fmt.Errorf("aggregates: %s: %w", w.plan.spec.Name, err)
+			}
+			if a.Stats().WindowsClosed != before {
+				w.shards.Touch(partition)
 			}
 		}
 		return nil

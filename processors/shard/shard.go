@@ -149,20 +149,24 @@ func (s *Shards[S]) Forget(partition int32) {
 // Len returns the number of loaded shards.
 func (s *Shards[S]) Len() int { return len(s.shards) }
 
-// Each calls fn for every loaded shard and marks it as touched, so its
-// checkpoint is written with the batch (used when time, not a record,
-// changed the state).
+// Each calls fn for every loaded shard. It does not mark them touched: call
+// Touch for those whose state fn changed.
 func (s *Shards[S]) Each(fn func(partition int32, state *S) error) error {
 	for p, e := range s.shards {
-		if !e.dirty {
-			e.dirty = true
-			s.touched = append(s.touched, p)
-		}
 		if err := fn(p, &e.state); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Touch marks a loaded shard as touched by the current batch, so its
+// checkpoint is written (used when time, not a record, changed its state).
+func (s *Shards[S]) Touch(partition int32) {
+	if e, ok := s.shards[partition]; ok && !e.dirty {
+		e.dirty = true
+		s.touched = append(s.touched, partition)
+	}
 }
 
 // EmptyStore is a processors.StateStore with no checkpoints: a worker that
