@@ -85,13 +85,14 @@ type Config struct {
 	KanonDPMaxAmount     float64       `env:"KANON_DP_MAX_AMOUNT" envDefault:"1000"`
 
 	// Record-level k-anonymisation (pipeline run castle).
-	CastleGroup    string `env:"CASTLE_GROUP" envDefault:"privacy-pipeline-kanon-records"`
-	CastleK        int    `env:"CASTLE_K" envDefault:"10"`
-	CastleDelta    int    `env:"CASTLE_DELTA" envDefault:"1000"`
-	CastleBeta     int    `env:"CASTLE_BETA" envDefault:"50"`
-	CastleMu       int    `env:"CASTLE_MU" envDefault:"100"`
-	CastleL        int    `env:"CASTLE_L" envDefault:"1"`
-	CastleMaxReuse int    `env:"CASTLE_MAX_REUSE" envDefault:"1000"`
+	CastleGroup    string        `env:"CASTLE_GROUP" envDefault:"privacy-pipeline-kanon-records"`
+	CastleK        int           `env:"CASTLE_K" envDefault:"10"`
+	CastleDelta    int           `env:"CASTLE_DELTA" envDefault:"1000"`
+	CastleBeta     int           `env:"CASTLE_BETA" envDefault:"50"`
+	CastleMu       int           `env:"CASTLE_MU" envDefault:"100"`
+	CastleL        int           `env:"CASTLE_L" envDefault:"1"`
+	CastleMaxReuse int           `env:"CASTLE_MAX_REUSE" envDefault:"1000"`
+	CastleMaxDelay time.Duration `env:"CASTLE_MAX_DELAY" envDefault:"1h"`
 }
 
 // Load reads the environment.
@@ -126,7 +127,7 @@ func (c Config) Validate() error {
 	if c.KanonDPEpsilon < 0 || (c.KanonDPEpsilon > 0 && (c.KanonDPDelta <= 0 || c.KanonDPDelta >= 1 || c.KanonDPMaxCells < 1 || c.KanonDPMaxEventsCell < 1 || c.KanonDPMaxAmount < 0)) {
 		return fmt.Errorf("config: differential privacy needs PIPELINE_KANON_DP_EPSILON > 0, 0 < PIPELINE_KANON_DP_DELTA < 1 and positive contribution bounds")
 	}
-	if c.CastleDelta < c.CastleK || c.CastleBeta < 1 || c.CastleMu < 1 || c.CastleL < 1 || c.CastleMaxReuse < 0 {
+	if c.CastleDelta < c.CastleK || c.CastleBeta < 1 || c.CastleMu < 1 || c.CastleL < 1 || c.CastleMaxReuse < 0 || c.CastleMaxDelay < 0 {
 		return fmt.Errorf("config: CASTLE needs PIPELINE_CASTLE_DELTA >= PIPELINE_CASTLE_K, and positive BETA, MU and L")
 	}
 	if c.RedisPassword != "" && c.RedisPasswordFile != "" {

@@ -78,7 +78,7 @@ func BuildAnonymize(cfg config.Config, spec *kanonspec.Spec, m *metrics.Kanon, l
 		return nil, fmt.Errorf("wiring: %s declares no record-level stream", spec.Version)
 	}
 	p, err := anonymize.New(anonymize.Config{Records: *spec.Records, Spec: spec, K: cfg.CastleK, Delta: cfg.CastleDelta,
-		Beta: cfg.CastleBeta, Mu: cfg.CastleMu, L: cfg.CastleL, MaxReuse: cfg.CastleMaxReuse,
+		Beta: cfg.CastleBeta, Mu: cfg.CastleMu, L: cfg.CastleL, MaxReuse: cfg.CastleMaxReuse, MaxDelay: cfg.CastleMaxDelay,
 		Topic: spec.Records.TopicFrom(cfg.KanonTopicTemplate), StateTopic: stateTopic(cfg, topology.KanonRecords), Metrics: m, Log: log})
 	if err != nil {
 		return nil, err

@@ -63,6 +63,10 @@ type Config struct {
 	Spec *kanonspec.Spec
 	// K, Delta, Beta, Mu, L and MaxReuse are CASTLE's parameters.
 	K, Delta, Beta, Mu, L, MaxReuse int
+	// MaxDelay bounds, in time, how long a record is held: older ones are
+	// decided (released or suppressed) as if delta had been reached, at the
+	// end of a batch or on a tick of an idle partition. 0: only delta.
+	MaxDelay time.Duration
 	// Topic is the output topic; empty: the default clean.<purpose>.kanon.
 	Topic string
 	// StateTopic holds the checkpoints.
@@ -382,10 +386,14 @@ func (w *Worker) load(_ context.Context, partition int32, cp processors.Checkpoi
 // Process implements processors.Worker.
 func (w *Worker) Process(ctx context.Context, in []processors.Record, out *processors.Batch) error {
 	w.out = out
+	var latest time.Time
 	for i, r := range in {
 		st, err := w.shards.Get(ctx, r)
 		if err != nil {
 			return err
+		}
+		if r.Timestamp.After(latest) {
+			latest = r.Timestamp
 		}
 		ok, bad := w.toTuple(r)
 		if !ok {
@@ -403,15 +411,60 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 		}
 	}
 	w.shards.Touched(func(partition int32, next int64, st *state) {
-		from := next
-		if ref, ok := st.c.MinHeldRef(); ok && ref < from {
-			from = ref
-		}
-		w.ckpt = st.c.MarshalState()
-		w.out.AddCheckpoint(processors.Checkpoint{Partition: partition, Next: next, ReplayFrom: from, State: w.ckpt})
-		st.current = st.c.Stats()
+		w.expire(st, latest)
+		w.checkpoint(partition, next, st)
 	})
 	return nil
+}
+
+// expire decides the records of a shard held longer than MaxDelay at now;
+// it reports whether any was.
+func (w *Worker) expire(st *state, now time.Time) bool {
+	if w.p.cfg.MaxDelay <= 0 || now.IsZero() {
+		return false
+	}
+	limit := now.Add(-w.p.cfg.MaxDelay)
+	w.st, w.now = st, now
+	return st.c.Expire(func(ref int64) bool {
+		h, ok := st.held[ref]
+		return ok && !h.arrived.IsZero() && h.arrived.Before(limit)
+	}, w.emit) > 0
+}
+
+// Tick implements processors.Ticker: on every partition this worker owns
+// (restoring those it has not loaded yet), records held longer than
+// MaxDelay are decided even though no record arrives.
+func (w *Worker) Tick(ctx context.Context, now time.Time, partitions []int32, out *processors.Batch) error {
+	if w.p.cfg.MaxDelay <= 0 {
+		return nil
+	}
+	for _, p := range partitions {
+		if err := w.shards.Ensure(ctx, p); err != nil {
+			return err
+		}
+	}
+	w.out, w.input = out, 0
+	if err := w.shards.Each(func(partition int32, st *state) error {
+		if w.expire(st, now) {
+			w.shards.Touch(partition)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	w.shards.Touched(w.checkpoint)
+	return nil
+}
+
+// checkpoint adds a partition's CASTLE state to the batch.
+func (w *Worker) checkpoint(partition int32, next int64, st *state) {
+	from := next
+	if ref, ok := st.c.MinHeldRef(); ok && ref < from {
+		from = ref
+	}
+	w.ckpt = st.c.MarshalState()
+	w.out.AddCheckpoint(processors.Checkpoint{Partition: partition, Next: next, ReplayFrom: from, State: w.ckpt})
+	st.current = st.c.Stats()
 }
 
 // emit publishes a released record (or drops a suppressed one).

@@ -292,3 +292,57 @@ func FuzzRestore(f *testing.F) {
 		}
 	})
 }
+
+// TestMaxDelayBoundsHoldingTime: with a time bound, a record is never held
+// longer than MaxDelay after the latest record of its batch, and an idle
+// partition's held records are decided on a tick; k-anonymity still holds.
+func TestMaxDelayBoundsHoldingTime(t *testing.T) {
+	const k = 5
+	evs := synth(8, 3000, 200)
+	recs := encodeAll(t, evs)
+	// One record per second of arrival time.
+	base := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	for i := range recs {
+		recs[i].Timestamp = base.Add(time.Duration(i) * time.Second)
+	}
+	store := &memStore{input: recs, cps: map[int32]processors.Checkpoint{}}
+	p := newProc(t, k, 2000, store) // delta alone would hold up to 2,000 s
+	p.cfg.MaxDelay = 5 * time.Minute
+	w := p.NewWorker()
+	outs := run(t, w, store, recs, 100, outCodec(t))
+	for _, ref := range heldRefs(w.(*Worker)) {
+		if age := recs[len(recs)-1].Timestamp.Sub(recs[ref].Timestamp); age > 5*time.Minute+100*time.Second {
+			t.Fatalf("record %d held for %s", ref, age)
+		}
+	}
+	var b processors.Batch
+	if err := w.(processors.Ticker).Tick(context.Background(), recs[len(recs)-1].Timestamp.Add(time.Hour), []int32{0}, &b); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Checkpoints) != 1 {
+		t.Fatalf("tick wrote %d checkpoints", len(b.Checkpoints))
+	}
+	codec := outCodec(t)
+	for _, o := range b.Outputs {
+		native, _, err := codec.NativeFromSingle(o.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs = append(outs, native.(map[string]any))
+	}
+	w.Done(true)
+	checkGroups(t, k, evs, outs)
+	if held := heldRefs(w.(*Worker)); len(held) != 0 {
+		t.Fatalf("%d records still held after a tick an hour later", len(held))
+	}
+}
+
+// heldRefs lists the records every loaded shard still holds.
+func heldRefs(w *Worker) []int64 {
+	var out []int64
+	w.shards.Each(func(_ int32, st *state) error {
+		out = append(out, st.c.HeldRefs(nil)...)
+		return nil
+	})
+	return out
+}

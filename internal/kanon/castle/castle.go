@@ -350,6 +350,33 @@ func (c *Castle) Push(t Tuple, emit func(Output)) error {
 	return nil
 }
 
+// Expire decides, in arrival order, the held tuples for which expired
+// reports true, as if their delay bound had been reached now (the paper's
+// delay_constraint): released with their cluster, with a reused
+// generalisation, or suppressed. It stops at the first held tuple that has
+// not expired, so expired should be monotone in arrival order (e.g. "arrived
+// more than a time bound ago"). It returns the number of tuples decided.
+// The stream processor uses it to bound the delay in time as well as in
+// tuples.
+func (c *Castle) Expire(expired func(ref int64) bool, emit func(Output)) int {
+	if c.n == 0 {
+		return 0
+	}
+	now, n := c.n-1, 0
+	for p := c.lowHeld(); p < c.n; p++ {
+		s := c.held(p)
+		if s == nil {
+			continue
+		}
+		if !expired(s.ref) {
+			break
+		}
+		c.delayConstraint(p, now, emit)
+		n++
+	}
+	return n
+}
+
 // Flush ends the stream: every held tuple goes through the delay
 // constraint in arrival order, so afterwards no tuple is held. Delays are
 // counted up to the last pushed position. The instance stays usable.
