@@ -376,13 +376,7 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 			}
 		}
 	}
-	w.shards.Touched(func(partition int32, next int64, st *state) {
-		w.checkpoint(partition, next, st)
-		for j, a := range st.aggs {
-			st.current[j] = a.Stats()
-			addDelta(&w.pending[j], st.current[j], st.committed[j])
-		}
-	})
+	w.shards.Touched(w.checkpoint)
 	return nil
 }
 
@@ -414,8 +408,13 @@ func addDelta(c *counts, cur, last aggregate.Stats) {
 	d.RowsReleased[0] += rel - lastRel
 }
 
-// checkpoint adds the state of one partition to the batch.
+// checkpoint adds the state of one partition to the batch, and its stats
+// since the last commit to the pending metrics.
 func (w *Worker) checkpoint(partition int32, next int64, st *state) {
+	for j, a := range st.aggs {
+		st.current[j] = a.Stats()
+		addDelta(&w.pending[j], st.current[j], st.committed[j])
+	}
 	from := next
 	buf := w.val[:0]
 	for _, a := range st.aggs {
@@ -572,13 +571,7 @@ func (w *Worker) Tick(ctx context.Context, now time.Time, partitions []int32, ou
 	if err != nil {
 		return err
 	}
-	w.shards.Touched(func(partition int32, next int64, st *state) {
-		w.checkpoint(partition, next, st)
-		for j, a := range st.aggs {
-			st.current[j] = a.Stats()
-			addDelta(&w.pending[j], st.current[j], st.committed[j])
-		}
-	})
+	w.shards.Touched(w.checkpoint)
 	return nil
 }
 

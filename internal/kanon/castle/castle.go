@@ -935,14 +935,7 @@ func (c *Castle) groupKNN(origID uint64, bs []int, parts []*cluster) ([]int, []*
 			c.addSplit(part, c.popBucket(bs[it.j]))
 		}
 		c.heap = h
-		w := 0
-		for _, b := range bs {
-			if len(c.buckets[b]) > 0 {
-				bs[w] = b
-				w++
-			}
-		}
-		bs = bs[:w]
+		bs = c.nonEmptyBuckets(bs)
 		parts = append(parts, part)
 	}
 	return bs, parts
@@ -1071,14 +1064,7 @@ func (c *Castle) groupGreedy(origID uint64, bs []int, parts []*cluster) ([]int, 
 			h[bestI].j = -1
 		}
 		c.heap = h
-		w := 0
-		for _, b := range bs {
-			if len(c.buckets[b]) > 0 {
-				bs[w] = b
-				w++
-			}
-		}
-		bs = bs[:w]
+		bs = c.nonEmptyBuckets(bs)
 		parts = append(parts, part)
 	}
 	return bs, parts
@@ -1162,4 +1148,16 @@ func heapDown(h []heapItem, i int) {
 		h[i], h[m] = h[m], h[i]
 		i = m
 	}
+}
+
+// nonEmptyBuckets drops, in place, the buckets a split round emptied.
+func (c *Castle) nonEmptyBuckets(bs []int) []int {
+	w := 0
+	for _, b := range bs {
+		if len(c.buckets[b]) > 0 {
+			bs[w] = b
+			w++
+		}
+	}
+	return bs[:w]
 }

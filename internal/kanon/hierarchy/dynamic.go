@@ -128,21 +128,7 @@ func (t *Truncation) LCA(a, b Node) Node {
 	if a < 0 || b < 0 || int(a) >= len(t.labels) || int(b) >= len(t.labels) {
 		return NoNode
 	}
-	for a != b {
-		la, lb := t.level[a], t.level[b]
-		switch {
-		case la < lb:
-			a = t.parent[a]
-		case lb < la:
-			b = t.parent[b]
-		default:
-			a, b = t.parent[a], t.parent[b]
-		}
-		if a == NoNode || b == NoNode {
-			return NoNode
-		}
-	}
-	return a
+	return lca(t.parent, t.level, a, b)
 }
 
 // Leaves implements Hierarchy: AlphabetSize^level.

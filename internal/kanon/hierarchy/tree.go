@@ -204,15 +204,21 @@ func (t *Tree) LCA(a, b Node) Node {
 	if !t.Valid(a) || !t.Valid(b) {
 		return NoNode
 	}
+	return lca(t.parent, t.level, a, b)
+}
+
+// lca climbs from a and b, the deeper (lower level) one first, until they
+// meet. parent and level are indexed by node.
+func lca(parent []Node, level []int8, a, b Node) Node {
 	for a != b {
-		la, lb := t.level[a], t.level[b]
+		la, lb := level[a], level[b]
 		switch {
 		case la < lb:
-			a = t.parent[a]
+			a = parent[a]
 		case lb < la:
-			b = t.parent[b]
+			b = parent[b]
 		default:
-			a, b = t.parent[a], t.parent[b]
+			a, b = parent[a], parent[b]
 		}
 		if a == NoNode || b == NoNode {
 			return NoNode
