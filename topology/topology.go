@@ -205,7 +205,7 @@ func kanonTopics(n Names, o Options, add func(Topic)) {
 	}
 	if len(n.Kanon.Aggregates) > 0 {
 		for _, a := range n.Kanon.Aggregates {
-			add(Topic{Name: a.TopicFrom(n.AggTemplate), Partitions: o.Partitions, Key: "window start, level and dimension values",
+			add(Topic{Name: a.TopicFrom(n.AggTemplate), Partitions: o.Partitions, Key: "window start, level, dimension values and input partition",
 				Holds:   "k-anonymous aggregate rows (>= k distinct subjects each; Avro, schemas/" + schemas.AggregateSchemaFile(a.Purpose, a.Name) + ")",
 				Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
 		}
