@@ -12,7 +12,26 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/kanon/hierarchy"
 )
 
-const adultDir = "/work/shared/data/adult"
+// adultDir is where the tests look for the UCI Adult data: the directory
+// in PIPELINE_ADULT_DIR, else ../shared/data/adult next to the repository,
+// else /work/shared/data/adult (the layout of the build machines).
+var adultDir = func() string {
+	if d := os.Getenv("PIPELINE_ADULT_DIR"); d != "" {
+		return d
+	}
+	if wd, err := os.Getwd(); err == nil {
+		for dir := wd; filepath.Dir(dir) != dir; dir = filepath.Dir(dir) {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				cand := filepath.Join(filepath.Dir(dir), "shared", "data", "adult")
+				if _, err := os.Stat(cand); err == nil {
+					return cand
+				}
+				break
+			}
+		}
+	}
+	return "/work/shared/data/adult"
+}()
 
 // writeFixture writes a small synthetic Adult-shaped data directory.
 func writeFixture(t *testing.T, rows int, mutate func(i int, fields []string)) string {
