@@ -27,6 +27,7 @@ type Shards[S any] struct {
 	store   processors.StateStore
 	load    Loader[S]
 	shards  map[int32]*entry[S]
+	none    map[int32]bool // owned partitions known to have no checkpoint
 	touched []int32
 	// Resets counts checkpoints that were ahead of the input (offsets were
 	// reset by hand) and were therefore ignored.
@@ -41,13 +42,14 @@ type entry[S any] struct {
 
 // New returns an empty set of shards.
 func New[S any](store processors.StateStore, load Loader[S]) *Shards[S] {
-	return &Shards[S]{store: store, load: load, shards: map[int32]*entry[S]{}}
+	return &Shards[S]{store: store, load: load, shards: map[int32]*entry[S]{}, none: map[int32]bool{}}
 }
 
 // Get returns the state of rec's partition, loading it if needed, and
 // marks the shard as touched by the current batch. Call it for every record
 // in order.
 func (s *Shards[S]) Get(ctx context.Context, rec processors.Record) (*S, error) {
+	delete(s.none, rec.Partition)
 	e, ok := s.shards[rec.Partition]
 	if !ok || rec.Offset < e.next {
 		// Unknown, or the input rewound (an abort the worker missed):
@@ -91,7 +93,7 @@ func (s *Shards[S]) loadShard(ctx context.Context, rec processors.Record) (*entr
 // (for time-driven work on an idle partition): from its last committed
 // checkpoint, or nothing if it has none.
 func (s *Shards[S]) Ensure(ctx context.Context, partition int32) error {
-	if _, ok := s.shards[partition]; ok {
+	if _, ok := s.shards[partition]; ok || s.none[partition] {
 		return nil
 	}
 	cp, ok, err := s.store.Latest(ctx, partition)
@@ -99,7 +101,10 @@ func (s *Shards[S]) Ensure(ctx context.Context, partition int32) error {
 		return fmt.Errorf("shard %d: checkpoint: %w", partition, err)
 	}
 	if !ok {
-		return nil // nothing to act on until a record arrives
+		// Nothing to act on until a record arrives; while this replica
+		// owns the partition nobody else can write a checkpoint for it.
+		s.none[partition] = true
+		return nil
 	}
 	replay := func(fn func(processors.Record) error) error {
 		return s.store.Replay(ctx, partition, cp.ReplayFrom, cp.Next, fn)
@@ -140,10 +145,12 @@ func (s *Shards[S]) Done(committed bool) {
 func (s *Shards[S]) Forget(partition int32) {
 	if partition == processors.AllPartitions {
 		clear(s.shards)
+		clear(s.none)
 		s.touched = s.touched[:0]
 		return
 	}
 	delete(s.shards, partition)
+	delete(s.none, partition)
 }
 
 // Len returns the number of loaded shards.

@@ -95,6 +95,10 @@ func TestLifecycle(t *testing.T) {
 	if err := s.Ensure(ctx, 2); err != nil || s.Len() != 1 {
 		t.Fatalf("ensure without checkpoint must not create a shard: %v, %d", err, s.Len())
 	}
+	loads := st.loads
+	if err := s.Ensure(ctx, 2); err != nil || st.loads != loads {
+		t.Fatalf("a partition known to have no checkpoint is looked up again (loads %d -> %d)", loads, st.loads)
+	}
 	s.Touch(1)
 	n := 0
 	s.Touched(func(p int32, next int64, _ *int64) {
