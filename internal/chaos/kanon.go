@@ -292,8 +292,12 @@ func (r *run) offlineAggregates(ctx context.Context, input string) (map[string]s
 	}
 	byPart := map[int32][]processors.Record{}
 	for _, rec := range recs {
-		byPart[rec.Partition] = append(byPart[rec.Partition], processors.Record{Topic: rec.Topic, Partition: rec.Partition,
-			Offset: rec.Offset, Key: rec.Key, Value: rec.Value, Timestamp: rec.Timestamp})
+		pr := processors.Record{Topic: rec.Topic, Partition: rec.Partition,
+			Offset: rec.Offset, Key: rec.Key, Value: rec.Value, Timestamp: rec.Timestamp}
+		for _, h := range rec.Headers {
+			pr.Headers = append(pr.Headers, processors.Header{Key: h.Key, Value: h.Value})
+		}
+		byPart[rec.Partition] = append(byPart[rec.Partition], pr)
 	}
 	cfg := r.cfg
 	cfg.KanonK, cfg.KanonWindow, cfg.KanonAllowedLateness, cfg.KanonIdleClose = chaosK, chaosWindow, chaosLateness, time.Millisecond

@@ -373,8 +373,12 @@ func offlineAggregates(t *testing.T, r *rig, spec *kanonspec.Spec, input string)
 	recs := r.read(input)
 	byPart := map[int32][]processors.Record{}
 	for _, rec := range recs {
-		byPart[rec.Partition] = append(byPart[rec.Partition], processors.Record{Topic: rec.Topic, Partition: rec.Partition,
-			Offset: rec.Offset, Key: rec.Key, Value: rec.Value, Timestamp: rec.Timestamp})
+		pr := processors.Record{Topic: rec.Topic, Partition: rec.Partition,
+			Offset: rec.Offset, Key: rec.Key, Value: rec.Value, Timestamp: rec.Timestamp}
+		for _, h := range rec.Headers {
+			pr.Headers = append(pr.Headers, processors.Header{Key: h.Key, Value: h.Value})
+		}
+		byPart[rec.Partition] = append(byPart[rec.Partition], pr)
 	}
 	a, err := wiring.BuildAggregates(r.cfg, spec, nil, nil)
 	if err != nil {

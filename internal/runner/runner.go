@@ -304,6 +304,7 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 
 	n := len(workers)
 	buckets := make([][]processors.Record, n)
+	hdrArena := make([][]processors.Header, n) // record headers, reused across polls
 	batches := make([]processors.Batch, n)
 	var kr []kgo.Record
 	var hdrs []kgo.RecordHeader
@@ -346,12 +347,22 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		// Split by partition so each partition's order is kept by one worker.
 		for i := range buckets {
 			buckets[i] = buckets[i][:0]
+			clear(hdrArena[i]) // drop references to the previous poll's bytes
+			hdrArena[i] = hdrArena[i][:0]
 			batches[i].Reset()
 		}
 		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
 			b := int(ftp.Partition) % n
 			for _, rec := range ftp.Records {
-				buckets[b] = append(buckets[b], toRecord(rec))
+				r := toRecord(rec)
+				if len(rec.Headers) > 0 {
+					start := len(hdrArena[b])
+					for _, h := range rec.Headers {
+						hdrArena[b] = append(hdrArena[b], processors.Header{Key: h.Key, Value: h.Value})
+					}
+					r.Headers = hdrArena[b][start:len(hdrArena[b]):len(hdrArena[b])]
+				}
+				buckets[b] = append(buckets[b], r)
 			}
 		})
 		procErr := r.processAll(ctx, workers, buckets, batches)

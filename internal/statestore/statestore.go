@@ -207,8 +207,12 @@ func (s *Store) Replay(ctx context.Context, partition int32, from, to int64, fn 
 		return nil
 	}
 	return readRange(ctx, s.brokers, s.input, partition, from, to, func(r *kgo.Record) error {
-		return fn(processors.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
-			Key: r.Key, Value: r.Value, Timestamp: r.Timestamp})
+		rec := processors.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
+			Key: r.Key, Value: r.Value, Timestamp: r.Timestamp}
+		for _, h := range r.Headers {
+			rec.Headers = append(rec.Headers, processors.Header{Key: h.Key, Value: h.Value})
+		}
+		return fn(rec)
 	})
 }
 

@@ -506,3 +506,39 @@ func TestIncompatibleCheckpointStartsAfresh(t *testing.T) {
 		t.Errorf("reset not counted: %v", snap)
 	}
 }
+
+// TestKeyRotationNeverCountsAPersonTwice: six people seen under the old
+// and the new pseudonym key in one window are twelve pseudonyms but six
+// people; with k = 11 their cell stays suppressed at every level.
+func TestKeyRotationNeverCountsAPersonTwice(t *testing.T) {
+	start := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	var evs []event
+	var keys []string
+	for i := range 6 {
+		for _, key := range []string{"analytics-2026-10", "analytics-2026-11"} {
+			evs = append(evs, event{subject: fmt.Sprintf("%s/person-%d", key, i), time: start.Add(time.Duration(len(evs)) * time.Second).UnixMilli(),
+				age: "25-34", country: "VN", gender: "female", etype: "purchase", amount: 1})
+			keys = append(keys, key)
+		}
+	}
+	// Closes the window.
+	evs = append(evs, event{subject: "closer", time: start.Add(5 * time.Minute).UnixMilli(), age: "65+", country: "US", gender: "male", etype: "login"})
+	keys = append(keys, "analytics-2026-11")
+	recs := records(encodeAll(t, evs))
+	for i := range recs {
+		recs[i].Headers = []processors.Header{{Key: HeaderKeyID, Value: []byte(keys[i])}}
+	}
+	store := &memStore{input: map[int32][]processors.Record{0: recs}, cps: map[int32]processors.Checkpoint{}}
+	if rows := run(t, newProc(t, 11, store).NewWorker(), store, recs, 100, aggCodec(t)); len(rows) != 0 {
+		t.Fatalf("12 pseudonyms of 6 people released %d rows, e.g. %s", len(rows), rows[0].key)
+	}
+	// Without the key ids the same stream would count 12 subjects: the
+	// domains are what keeps it suppressed.
+	for i := range recs {
+		recs[i].Headers = nil
+	}
+	store = &memStore{input: map[int32][]processors.Record{0: recs}, cps: map[int32]processors.Checkpoint{}}
+	if rows := run(t, newProc(t, 11, store).NewWorker(), store, recs, 100, aggCodec(t)); len(rows) == 0 {
+		t.Fatal("control: without key ids the 12 pseudonyms should have been released")
+	}
+}

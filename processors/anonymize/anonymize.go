@@ -212,9 +212,11 @@ type held struct {
 	arrived time.Time
 }
 
-// state is one partition's CASTLE and its held records.
+// state is one partition's CASTLE per identity domain (pseudonym key; see
+// domains.go) and its held records.
 type state struct {
-	c         *castle.Castle
+	domains   []domainCastle
+	retired   castle.Stats // counters of domains no longer kept
 	held      map[int64]held
 	committed castle.Stats
 	current   castle.Stats
@@ -260,10 +262,10 @@ func (w *Worker) toTuple(r processors.Record) (ok, bad bool) {
 		return false, false
 	}
 	t := &w.tuple
-	t.Ref, t.Subject, t.Sensitive = r.Offset, aggregates.SubjectHash(s.Bytes), 0
+	t.Ref, t.Subject, t.Sensitive = r.Offset, aggregates.SubjectID(aggregates.KeyID(r.Headers), s.Bytes), 0
 	if w.p.sensIdx >= 0 {
 		if v := w.rec.Values[w.p.sensIdx]; v.Present {
-			t.Sensitive = aggregates.SubjectHash(v.Bytes)
+			t.Sensitive = aggregates.SubjectID(nil, v.Bytes)
 		}
 	}
 	ni, ci := 0, 0
@@ -327,13 +329,7 @@ func (w *Worker) keptValues(dst []byte) []byte {
 // load restores a partition's CASTLE from its checkpoint and a replay of
 // the held records.
 func (w *Worker) load(_ context.Context, partition int32, cp processors.Checkpoint, ok bool, replay func(func(processors.Record) error) error) (state, error) {
-	var seed [8]byte
-	_, _ = rand.Read(seed[:])
-	c, err := castle.New(w.p.castleConfig(binary.LittleEndian.Uint64(seed[:])))
-	if err != nil {
-		return state{}, err
-	}
-	st := state{c: c, held: map[int64]held{}}
+	st := state{held: map[int64]held{}}
 	if !ok {
 		return st, nil
 	}
@@ -341,7 +337,7 @@ func (w *Worker) load(_ context.Context, partition int32, cp processors.Checkpoi
 		m.Restores.WithLabelValues(Name).Inc()
 	}
 	tuples := map[int64]castle.Tuple{}
-	err = replay(func(r processors.Record) error {
+	err := replay(func(r processors.Record) error {
 		if ok, _ := w.toTuple(r); !ok {
 			return nil
 		}
@@ -354,10 +350,7 @@ func (w *Worker) load(_ context.Context, partition int32, cp processors.Checkpoi
 	if err != nil {
 		return st, err
 	}
-	if err := c.Restore(cp.State, func(ref int64) (castle.Tuple, bool) {
-		t, ok := tuples[ref]
-		return t, ok
-	}); err != nil {
+	if err := w.restore(&st, cp.State, tuples); err != nil {
 		// The checkpoint cannot be used (k, delta, the split or the
 		// quasi-identifiers changed, or it is corrupt): retrying would fail
 		// forever, so start afresh, loudly. The records it held (at most
@@ -367,11 +360,11 @@ func (w *Worker) load(_ context.Context, partition int32, cp processors.Checkpoi
 		if m := w.p.cfg.Metrics; m != nil {
 			m.StateResets.WithLabelValues(Name).Inc()
 		}
-		return state{c: c, held: map[int64]held{}}, nil
+		return state{held: map[int64]held{}}, nil
 	}
 	// Keep only what CASTLE still holds.
 	keepRefs := map[int64]bool{}
-	for _, ref := range c.HeldRefs(nil) {
+	for _, ref := range st.heldRefs() {
 		keepRefs[ref] = true
 	}
 	for ref := range st.held {
@@ -379,8 +372,39 @@ func (w *Worker) load(_ context.Context, partition int32, cp processors.Checkpoi
 			delete(st.held, ref)
 		}
 	}
-	st.committed = c.Stats()
+	st.committed = st.stats()
 	return st, nil
+}
+
+// restore rebuilds every domain's CASTLE from a checkpoint.
+func (w *Worker) restore(st *state, b []byte, tuples map[int64]castle.Tuple) error {
+	doms, retired, err := decodeState(b)
+	if err != nil {
+		return err
+	}
+	lookup := func(ref int64) (castle.Tuple, bool) {
+		t, ok := tuples[ref]
+		return t, ok
+	}
+	for _, d := range doms {
+		c, err := castle.New(w.p.castleConfig(newSeed()))
+		if err != nil {
+			return err
+		}
+		if err := c.Restore(d.snap, lookup); err != nil {
+			return err
+		}
+		st.domains = append(st.domains, domainCastle{dom: d.dom, c: c})
+	}
+	st.retired = retired
+	return nil
+}
+
+// newSeed returns a random seed for a new CASTLE (its random reuse choice).
+func newSeed() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:])
 }
 
 // Process implements processors.Worker.
@@ -406,7 +430,11 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 		}
 		st.held[r.Offset] = held{kept: w.keptValues(nil), arrived: r.Timestamp}
 		w.st, w.input, w.now = st, i, r.Timestamp
-		if err := st.c.Push(w.tuple, w.emit); err != nil {
+		c, err := w.castleFor(st, aggregates.Domain(w.tuple.Subject))
+		if err != nil {
+			return fmt.Errorf("anonymize: %w", err)
+		}
+		if err := c.Push(w.tuple, w.emit); err != nil {
 			return fmt.Errorf("anonymize: %w", err)
 		}
 	}
@@ -425,10 +453,15 @@ func (w *Worker) expire(st *state, now time.Time) bool {
 	}
 	limit := now.Add(-w.p.cfg.MaxDelay)
 	w.st, w.now = st, now
-	return st.c.Expire(func(ref int64) bool {
+	expired := func(ref int64) bool {
 		h, ok := st.held[ref]
 		return ok && !h.arrived.IsZero() && h.arrived.Before(limit)
-	}, w.emit) > 0
+	}
+	n := 0
+	for _, d := range st.domains {
+		n += d.c.Expire(expired, w.emit)
+	}
+	return n > 0
 }
 
 // Tick implements processors.Ticker: on every partition this worker owns
@@ -459,12 +492,12 @@ func (w *Worker) Tick(ctx context.Context, now time.Time, partitions []int32, ou
 // checkpoint adds a partition's CASTLE state to the batch.
 func (w *Worker) checkpoint(partition int32, next int64, st *state) {
 	from := next
-	if ref, ok := st.c.MinHeldRef(); ok && ref < from {
+	if ref, ok := st.minHeldRef(); ok && ref < from {
 		from = ref
 	}
-	w.ckpt = st.c.MarshalState()
+	w.ckpt = appendState(w.ckpt[:0], st)
 	w.out.AddCheckpoint(processors.Checkpoint{Partition: partition, Next: next, ReplayFrom: from, State: w.ckpt})
-	st.current = st.c.Stats()
+	st.current = st.stats()
 }
 
 // emit publishes a released record (or drops a suppressed one).

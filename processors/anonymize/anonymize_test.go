@@ -287,8 +287,8 @@ func FuzzRestore(f *testing.F) {
 			}
 			return nil
 		})
-		if err == nil && st.c == nil {
-			t.Fatal("restored state without CASTLE")
+		if err == nil && st.held == nil {
+			t.Fatal("restored state without its held records")
 		}
 	})
 }
@@ -341,8 +341,57 @@ func TestMaxDelayBoundsHoldingTime(t *testing.T) {
 func heldRefs(w *Worker) []int64 {
 	var out []int64
 	w.shards.Each(func(_ int32, st *state) error {
-		out = append(out, st.c.HeldRefs(nil)...)
+		out = append(out, st.heldRefs()...)
 		return nil
 	})
 	return out
+}
+
+// TestKeyRotationClustersNeverMixKeys: during a key rotation every person
+// has two pseudonyms; every released group still holds k distinct people.
+func TestKeyRotationClustersNeverMixKeys(t *testing.T) {
+	const k = 5
+	evs := synth(9, 4000, 60)
+	person := map[string]string{}
+	keys := make([]string, len(evs))
+	for i := range evs {
+		key := "ai-2026-10"
+		if i%2 == 1 { // the two keys interleave, as during a rolling restart
+			key = "ai-2026-11"
+		}
+		p := evs[i].subject
+		evs[i].subject = key + "/" + p
+		person[evs[i].subject] = p
+		keys[i] = key
+	}
+	recs := encodeAll(t, evs)
+	for i := range recs {
+		recs[i].Headers = []processors.Header{{Key: "pp-key-id", Value: []byte(keys[i])}}
+	}
+	store := &memStore{input: recs, cps: map[int32]processors.Checkpoint{}}
+	outs := run(t, newProc(t, k, 300, store).NewWorker(), store, recs, 500, outCodec(t))
+	// Independent check on people, not pseudonyms.
+	byURL := map[string]string{}
+	for _, e := range evs {
+		byURL[e.url] = person[e.subject]
+	}
+	groups := map[string]map[string]bool{}
+	for _, o := range outs {
+		var key strings.Builder
+		for _, f := range qiFields {
+			fmt.Fprintf(&key, "%v|", o[f])
+		}
+		if groups[key.String()] == nil {
+			groups[key.String()] = map[string]bool{}
+		}
+		groups[key.String()][byURL[o["page_url"].(map[string]any)["string"].(string)]] = true
+	}
+	if len(groups) == 0 {
+		t.Fatal("nothing released")
+	}
+	for g, people := range groups {
+		if len(people) < k {
+			t.Errorf("group %s holds %d distinct people < k=%d", g, len(people), k)
+		}
+	}
 }

@@ -16,7 +16,10 @@ type Event struct {
 	// Time is the event time in unix milliseconds.
 	Time int64
 	// Subject is a hash of the subject's pseudonym. A collision of two
-	// subjects can only undercount distinct subjects, which is safe.
+	// subjects can only undercount distinct subjects, which is safe. Its
+	// top DomainBits bits name an identity domain (e.g. the pseudonym key):
+	// one person may appear once per domain, so a row's distinct-subject
+	// count is the largest count within a single domain.
 	Subject uint64
 	// Dims are the values of the configured dimensions at level 0, in
 	// config order.
@@ -56,6 +59,10 @@ func (o Outcome) String() string {
 	}
 	return "unknown"
 }
+
+// DomainBits is the number of top bits of Event.Subject that name its
+// identity domain.
+const DomainBits = 16
 
 // Star is the value of the dimensions a margin row does not break down.
 const Star = "*"
@@ -149,6 +156,7 @@ type Aggregator struct {
 	last    *window
 	keyBuf  []byte
 	scratch map[uint64]struct{}
+	domains map[uint64]int64 // distinct subjects per identity domain (scratch)
 	stats   Stats
 
 	fresh    bool // nothing added, advanced or restored yet
@@ -168,6 +176,7 @@ func New(cfg Config) (*Aggregator, error) {
 		lateMs:  cfg.AllowedLateness.Milliseconds(),
 		wm:      noWatermark,
 		scratch: make(map[uint64]struct{}),
+		domains: make(map[uint64]int64),
 		fresh:   true,
 	}
 	if cfg.AllowedLateness%time.Millisecond != 0 {

@@ -27,18 +27,25 @@ type released struct {
 
 func compareVals(x, y []string) int { return slices.Compare(x, y) }
 
-// distinct counts the distinct subjects of the members of gs.
+// distinct counts the distinct subjects of the members of gs: the largest
+// number of distinct subjects within one identity domain (the top
+// DomainBits bits of Event.Subject), a lower bound of the number of people
+// when one person may appear in two domains.
 func (a *Aggregator) distinct(members []*cell) int64 {
-	if len(members) == 1 {
-		return int64(len(members[0].subj))
-	}
 	clear(a.scratch)
 	for _, c := range members {
 		for s := range c.subj {
 			a.scratch[s] = struct{}{}
 		}
 	}
-	return int64(len(a.scratch))
+	clear(a.domains)
+	var best int64
+	for s := range a.scratch {
+		d := s >> (64 - DomainBits)
+		a.domains[d]++
+		best = max(best, a.domains[d])
+	}
+	return best
 }
 
 // chargeWindow charges the window's DP queries: every measure at every

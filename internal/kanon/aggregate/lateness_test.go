@@ -54,3 +54,44 @@ func TestRestoreUnderLowerLateness(t *testing.T) {
 		t.Fatalf("rows after restore and advance: %+v", rows)
 	}
 }
+
+// TestDomainsCountTheLargestOne: the same six people under two pseudonym
+// keys (two identity domains) are twelve pseudonyms but at least six
+// people: with k = 11 the cell stays suppressed; with seven more people in
+// one domain it is released with 13 subjects.
+func TestDomainsCountTheLargestOne(t *testing.T) {
+	cfg := Config{K: 11, Window: time.Minute, Dims: []Dim{{Name: "d", Gen: flatGen{}}}}
+	dom := func(d, s uint64) uint64 { return d<<(64-DomainBits) | s }
+	run := func(extra int) []Row {
+		a, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := int64(0)
+		add := func(subject uint64) {
+			if _, err := a.Add(Event{Time: ref, Subject: subject, Dims: []string{"x"}, Ref: ref}, nil); err != nil {
+				t.Fatal(err)
+			}
+			ref++
+		}
+		for s := range uint64(6) {
+			add(dom(1, 100+s))
+			add(dom(2, 900+s))
+		}
+		for s := range uint64(extra) {
+			add(dom(2, 500+s))
+		}
+		var rows []Row
+		if err := a.Flush(func(cw ClosedWindow) { rows = append(rows, cw.Rows...) }); err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+	if rows := run(0); len(rows) != 0 {
+		t.Fatalf("12 pseudonyms of 6 people released: %+v", rows)
+	}
+	rows := run(7)
+	if len(rows) == 0 || rows[0].Subjects != 13 {
+		t.Fatalf("want one row of 13 subjects (the larger domain), got %+v", rows)
+	}
+}
