@@ -32,18 +32,42 @@ func compareVals(x, y []string) int { return slices.Compare(x, y) }
 // DomainBits bits of Event.Subject), a lower bound of the number of people
 // when one person may appear in two domains.
 func (a *Aggregator) distinct(members []*cell) int64 {
+	if len(members) == 1 {
+		return largestDomain(a.domains, members[0].subj)
+	}
 	clear(a.scratch)
 	for _, c := range members {
 		for s := range c.subj {
 			a.scratch[s] = struct{}{}
 		}
 	}
-	clear(a.domains)
-	var best int64
-	for s := range a.scratch {
+	return largestDomain(a.domains, a.scratch)
+}
+
+// largestDomain returns the largest number of subjects of set within one
+// identity domain; counts is scratch space.
+func largestDomain[V any](counts map[uint64]int64, set map[uint64]V) int64 {
+	// Usually every subject shares one domain: one read-only pass.
+	var first uint64
+	mixed, seen := false, false
+	for s := range set {
 		d := s >> (64 - DomainBits)
-		a.domains[d]++
-		best = max(best, a.domains[d])
+		if !seen {
+			first, seen = d, true
+		} else if d != first {
+			mixed = true
+			break
+		}
+	}
+	if !mixed {
+		return int64(len(set))
+	}
+	clear(counts)
+	var best int64
+	for s := range set {
+		d := s >> (64 - DomainBits)
+		counts[d]++
+		best = max(best, counts[d])
 	}
 	return best
 }
