@@ -916,21 +916,7 @@ func (c *Castle) groupKNN(origID uint64, bs []int, parts []*cluster) ([]int, []*
 		t := c.popBucket(bs[bi])
 		part := c.newPart(origID, len(parts) == 0)
 		c.addSplit(part, t)
-		h := c.heap[:0]
-		for j, b := range bs {
-			if j == bi {
-				continue
-			}
-			q := c.buckets[b][len(c.buckets[b])-1]
-			d := c.ilPair(t, q)
-			if len(h) < k-1 {
-				h = append(h, heapItem{d, j})
-				heapUp(h, len(h)-1)
-			} else if k > 1 && d < h[0].d {
-				h[0] = heapItem{d, j}
-				heapDown(h, 0)
-			}
-		}
+		h := c.nearest(t, bs, bi, k-1)
 		for _, it := range h {
 			c.addSplit(part, c.popBucket(bs[it.j]))
 		}
@@ -939,6 +925,30 @@ func (c *Castle) groupKNN(origID uint64, bs []int, parts []*cluster) ([]int, []*
 		parts = append(parts, part)
 	}
 	return bs, parts
+}
+
+// nearest returns, in c.heap's memory, the (at most) m buckets of bs other
+// than bs[skip] whose next tuple is nearest to t (pair information loss),
+// as a max-heap on distance; heapItem.j indexes bs.
+func (c *Castle) nearest(t int64, bs []int, skip, m int) []heapItem {
+	h := c.heap[:0]
+	if m <= 0 {
+		return h
+	}
+	for j, b := range bs {
+		if j == skip {
+			continue
+		}
+		d := c.ilPair(t, c.top(b))
+		if len(h) < m {
+			h = append(h, heapItem{d, j})
+			heapUp(h, len(h)-1)
+		} else if d < h[0].d {
+			h[0] = heapItem{d, j}
+			heapDown(h, 0)
+		}
+	}
+	return h
 }
 
 // newPart returns a new split part; the first part keeps the split
@@ -1035,20 +1045,7 @@ func (c *Castle) groupGreedy(origID uint64, bs []int, parts []*cluster) ([]int, 
 		t := c.popBucket(bs[bi])
 		part := c.newPart(origID, len(parts) == 0)
 		c.addSplit(part, t)
-		h := c.heap[:0]
-		for j, b := range bs {
-			if j == bi {
-				continue
-			}
-			d := c.ilPair(t, c.top(b))
-			if len(h) < m {
-				h = append(h, heapItem{d, j})
-				heapUp(h, len(h)-1)
-			} else if d < h[0].d {
-				h[0] = heapItem{d, j}
-				heapDown(h, 0)
-			}
-		}
+		h := c.nearest(t, bs, bi, m)
 		for range k - 1 {
 			bestI, bestW, bestD := -1, math.Inf(1), math.Inf(1)
 			for i, it := range h {
