@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/privacy-pipeline/pipeline/internal/config"
@@ -28,8 +26,7 @@ func cmdRunPrivacy(ctx context.Context, stderr io.Writer) error {
 	}
 	rdb := redis.NewClient(ropts)
 	defer rdb.Close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	pp, err := wiring.BuildPrivacy(cfg, wiring.Deps{Redis: rdb, Registry: reg, Log: log})
 	if err != nil {
 		return err
