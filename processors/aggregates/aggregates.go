@@ -40,6 +40,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/shard"
+	"github.com/privacy-pipeline/pipeline/processors/subject"
 )
 
 // Name is the processor's name.
@@ -294,46 +295,8 @@ func (w *Worker) event(r processors.Record, ev *aggregate.Event) (ok, bad bool) 
 	if !t.Present || !s.Present || len(s.Bytes) == 0 {
 		return false, false
 	}
-	*ev = aggregate.Event{Time: t.Num, Subject: SubjectID(KeyID(r.Headers), s.Bytes), Ref: r.Offset, Dims: ev.Dims[:0]}
+	*ev = aggregate.Event{Time: t.Num, Subject: subject.ID(subject.KeyID(r.Headers), s.Bytes), Ref: r.Offset, Dims: ev.Dims[:0]}
 	return true, false
-}
-
-// HeaderKeyID is the clean records' header that names the key of their
-// pseudonyms (set by the privacy processor).
-const HeaderKeyID = "pp-key-id"
-
-// KeyID returns the pseudonym key id of a clean record, or nil.
-func KeyID(headers []processors.Header) []byte {
-	for _, h := range headers {
-		if h.Key == HeaderKeyID {
-			return h.Value
-		}
-	}
-	return nil
-}
-
-// SubjectID identifies a subject in the k counts: the 64-bit FNV-1a hash
-// of its pseudonym in the low bits, and the hash of the pseudonym's key id
-// in the top aggregate.DomainBits bits. While a key is rotated, one person
-// has two pseudonyms, one per key: counting distinct subjects per key
-// domain and taking the largest (internal/kanon/aggregate, CASTLE
-// clusters per domain) never counts a person twice. A hash collision can
-// only merge subjects and undercount, which errs on the safe side.
-func SubjectID(keyID, pseudonym []byte) uint64 {
-	const low = 64 - aggregate.DomainBits
-	return fnv(keyID)<<low | fnv(pseudonym)&(1<<low-1)
-}
-
-// Domain returns the identity domain of a SubjectID.
-func Domain(subject uint64) uint16 { return uint16(subject >> (64 - aggregate.DomainBits)) }
-
-func fnv(b []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return h
 }
 
 // str returns b as a string, interned so that repeated dimension values do

@@ -15,6 +15,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/shard"
+	"github.com/privacy-pipeline/pipeline/processors/subject"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
 
@@ -526,7 +527,7 @@ func TestKeyRotationNeverCountsAPersonTwice(t *testing.T) {
 	keys = append(keys, "analytics-2026-11")
 	recs := records(encodeAll(t, evs))
 	for i := range recs {
-		recs[i].Headers = []processors.Header{{Key: HeaderKeyID, Value: []byte(keys[i])}}
+		recs[i].Headers = []processors.Header{{Key: subject.HeaderKeyID, Value: []byte(keys[i])}}
 	}
 	store := &memStore{input: map[int32][]processors.Record{0: recs}, cps: map[int32]processors.Checkpoint{}}
 	if rows := run(t, newProc(t, 11, store).NewWorker(), store, recs, 100, aggCodec(t)); len(rows) != 0 {

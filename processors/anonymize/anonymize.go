@@ -42,8 +42,8 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/processors"
-	"github.com/privacy-pipeline/pipeline/processors/aggregates"
 	"github.com/privacy-pipeline/pipeline/processors/shard"
+	"github.com/privacy-pipeline/pipeline/processors/subject"
 )
 
 // Name is the processor's name.
@@ -262,10 +262,10 @@ func (w *Worker) toTuple(r processors.Record) (ok, bad bool) {
 		return false, false
 	}
 	t := &w.tuple
-	t.Ref, t.Subject, t.Sensitive = r.Offset, aggregates.SubjectID(aggregates.KeyID(r.Headers), s.Bytes), 0
+	t.Ref, t.Subject, t.Sensitive = r.Offset, subject.ID(subject.KeyID(r.Headers), s.Bytes), 0
 	if w.p.sensIdx >= 0 {
 		if v := w.rec.Values[w.p.sensIdx]; v.Present {
-			t.Sensitive = aggregates.SubjectID(nil, v.Bytes)
+			t.Sensitive = subject.ID(nil, v.Bytes)
 		}
 	}
 	ni, ci := 0, 0
@@ -430,7 +430,7 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 		}
 		st.held[r.Offset] = held{kept: w.keptValues(nil), arrived: r.Timestamp}
 		w.st, w.input, w.now = st, i, r.Timestamp
-		c, err := w.castleFor(st, aggregates.Domain(w.tuple.Subject))
+		c, err := w.castleFor(st, subject.Domain(w.tuple.Subject))
 		if err != nil {
 			return fmt.Errorf("anonymize: %w", err)
 		}
