@@ -109,8 +109,14 @@ type Record struct {
 	// Jurisdiction of the subject as recorded with their consent; Unknown
 	// defers to the jurisdiction carried by the event.
 	Jurisdiction Jurisdiction
+	// JurisdictionMs is when Jurisdiction was recorded (unix ms of the
+	// change that set it; 0 if never): a newer change replaces it.
+	JurisdictionMs int64
 	// GPC is true when the subject sent a Global Privacy Control signal.
 	GPC bool
+	// GPCMs is when GPC was recorded, on or off (unix ms of the change that
+	// set it; 0 if never): a newer change replaces it.
+	GPCMs int64
 	// Version identifies the consent state a decision was made on (the
 	// newest change's timestamp in unix ms); it goes into the provenance
 	// header pp-consent-version.

@@ -82,7 +82,7 @@ func TestApplyKeepsNewest(t *testing.T) {
 	if r.Apply(purpose.Analytics, Withdrawn, GDPR, 1000) {
 		t.Fatal("older change overwrote newer")
 	}
-	if r.Apply(purpose.Analytics, Withdrawn, GDPR, 2000) {
+	if r.Apply(purpose.Analytics, Granted, GDPR, 2000) {
 		t.Fatal("same-timestamp replay applied")
 	}
 	if !r.Apply(purpose.Analytics, Withdrawn, GDPR, 3000) || r.Purposes[purpose.Analytics].State != Withdrawn || r.Version != 3000 {

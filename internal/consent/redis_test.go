@@ -66,3 +66,30 @@ func TestFlushedStoreIsNotLoaded(t *testing.T) {
 		t.Fatal("marker collides with a subject key")
 	}
 }
+
+func TestRedisStoreReadsBothVersions(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	s := NewRedisStore(rdb, WithRequireLoaded(false))
+	ctx := context.Background()
+	mr.Set(s.Key("old"), "1|ccpa|1|42|g:42|-:0|-:0|-:0|-:0")
+	var profile Record
+	profile.ApplyProfile(CCPA, GPCOn, 43)
+	if err := s.Put(ctx, "new", &profile); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := mr.Get(s.Key("new")); v != "2|ccpa|43|1|43|43|-:0|-:0|-:0|-:0|-:0" {
+		t.Fatalf("stored %q", v)
+	}
+	out := make([]Lookup, 2)
+	if err := s.Lookup(ctx, []string{"old", "new"}, out); err != nil {
+		t.Fatal(err)
+	}
+	if !out[0].Found || out[0].Corrupt || out[0].Record.Jurisdiction != CCPA || !out[0].Record.GPC || out[0].Record.Purposes[purpose.Analytics].State != Granted {
+		t.Fatalf("v1 record: %+v", out[0])
+	}
+	if !out[1].Found || out[1].Record != profile {
+		t.Fatalf("jurisdiction-only record: %+v", out[1])
+	}
+}
