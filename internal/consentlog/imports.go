@@ -15,19 +15,88 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/purpose"
 )
 
-// Input is a change as an API or import gives it, before validation.
+// Input is a change as an API or import gives it, before validation. An
+// input with neither purpose nor state is a subject-level change (the
+// jurisdiction and/or the GPC value only).
 type Input struct {
-	SubjectID     string `json:"subject_id"`
-	Purpose       string `json:"purpose"`
-	State         string `json:"state"`
-	Jurisdiction  string `json:"jurisdiction"`
-	Source        string `json:"source"`
-	PolicyVersion string `json:"policy_version"`
-	Timestamp     string `json:"timestamp"`
+	SubjectID     string  `json:"subject_id"`
+	Purpose       string  `json:"purpose,omitempty"`
+	State         string  `json:"state,omitempty"`
+	Jurisdiction  string  `json:"jurisdiction"`
+	Source        string  `json:"source"`
+	PolicyVersion string  `json:"policy_version"`
+	Timestamp     string  `json:"timestamp"`
+	GPC           GPCText `json:"gpc,omitempty"`
+}
+
+// GPCText is the gpc field of an input as given: "" (not given), "true",
+// "false", "1" or "0" (true and false in any case). In JSON it is a
+// boolean (null means not given), or one of those strings; it is written
+// as a boolean, and omitted when not given.
+type GPCText string
+
+// UnmarshalJSON accepts true, false, 1, 0, null, or a string.
+func (g *GPCText) UnmarshalJSON(b []byte) error {
+	switch s := string(bytes.TrimSpace(b)); s {
+	case "true", "false", "1", "0":
+		*g = GPCText(s)
+		return nil
+	case "null":
+		*g = ""
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New("gpc must be true, false, 1, 0 or null")
+	}
+	*g = GPCText(s)
+	return nil
+}
+
+// MarshalJSON writes a valid value as a boolean (and anything else as a
+// string, which ParseGPC rejects).
+func (g GPCText) MarshalJSON() ([]byte, error) {
+	switch v, err := ParseGPC(string(g)); {
+	case err != nil || v == consent.GPCNotGiven:
+		return json.Marshal(string(g))
+	case v == consent.GPCOn:
+		return []byte("true"), nil
+	}
+	return []byte("false"), nil
+}
+
+// GPCTextOf returns the text of a GPC value: "", "true" or "false".
+func GPCTextOf(v consent.GPCValue) GPCText {
+	switch v {
+	case consent.GPCOn:
+		return "true"
+	case consent.GPCOff:
+		return "false"
+	}
+	return ""
+}
+
+// ParseGPC parses the text of a gpc field: "" is not given, "true" and "1"
+// on, "false" and "0" off (true and false in any case). The message does
+// not echo the value.
+func ParseGPC(s string) (consent.GPCValue, error) {
+	switch strings.ToLower(s) {
+	case "":
+		return consent.GPCNotGiven, nil
+	case "true", "1":
+		return consent.GPCOn, nil
+	case "false", "0":
+		return consent.GPCOff, nil
+	}
+	return consent.GPCNotGiven, invalid("gpc must be true, false, 1, 0 or empty")
 }
 
 // Change validates the input and returns the change with a new receipt id;
-// an empty timestamp means now, an empty jurisdiction unknown.
+// an empty timestamp means now, an empty jurisdiction unknown, an empty gpc
+// not given. Source gpc_signal implies gpc true (false is invalid). A
+// subject-level input (no purpose, no state) needs a jurisdiction other
+// than unknown, or a gpc value; its policy version defaults to
+// DefaultProfilePolicyVersion.
 func (in Input) Change(now time.Time) (Change, error) {
 	var c Change
 	var err error
@@ -35,11 +104,18 @@ func (in Input) Change(now time.Time) (Change, error) {
 	if err := ValidateSubject(c.SubjectID); err != nil {
 		return c, err
 	}
-	if c.Purpose, err = purpose.Parse(in.Purpose); err != nil {
-		return c, fmt.Errorf("%w: %w", ErrInvalid, err)
-	}
-	if c.State, err = consent.ParseState(in.State); err != nil {
-		return c, fmt.Errorf("%w: %w", ErrInvalid, err)
+	if in.Purpose == "" && in.State == "" {
+		c.Purpose = SubjectLevel
+		if in.PolicyVersion == "" {
+			in.PolicyVersion = DefaultProfilePolicyVersion
+		}
+	} else {
+		if c.Purpose, err = purpose.Parse(in.Purpose); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		if c.State, err = consent.ParseState(in.State); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
 	}
 	if in.Jurisdiction == "" {
 		in.Jurisdiction = "unknown"
@@ -47,8 +123,14 @@ func (in Input) Change(now time.Time) (Change, error) {
 	if c.Jurisdiction, err = consent.ParseJurisdiction(in.Jurisdiction); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
+	if c.GPC, err = ParseGPC(string(in.GPC)); err != nil {
+		return c, err
+	}
 	if c.Source, err = ParseSource(in.Source); err != nil {
 		return c, err
+	}
+	if c.Source == GPCSignal && c.GPC == consent.GPCNotGiven {
+		c.GPC = consent.GPCOn
 	}
 	c.PolicyVersion = in.PolicyVersion
 	c.Timestamp = now
@@ -73,9 +155,14 @@ const MaxImportLines = 1_000_000
 
 var csvHeader = []string{"subject_id", "purpose", "state", "jurisdiction", "source", "policy_version", "timestamp"}
 
+// csvHeaderGPC is the header with the optional gpc column.
+var csvHeaderGPC = append(append([]string(nil), csvHeader...), "gpc")
+
 // ParseCSV parses an import in CSV with the header
-// subject_id,purpose,state,jurisdiction,source,policy_version,timestamp.
-// Line numbers count the header as line 1.
+// subject_id,purpose,state,jurisdiction,source,policy_version,timestamp
+// and optionally a last column gpc. A row with empty purpose and state is a
+// subject-level change (jurisdiction and/or gpc). Line numbers count the
+// header as line 1.
 func ParseCSV(r io.Reader, now time.Time) ([]Change, []LineError, error) {
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
@@ -86,8 +173,13 @@ func ParseCSV(r io.Reader, now time.Time) ([]Change, []LineError, error) {
 	if len(head) > 0 {
 		head[0] = strings.TrimPrefix(head[0], "\ufeff")
 	}
-	if strings.Join(head, ",") != strings.Join(csvHeader, ",") {
-		return nil, nil, fmt.Errorf("%w: CSV header must be %s", ErrInvalid, strings.Join(csvHeader, ","))
+	cols := csvHeader
+	switch strings.Join(head, ",") {
+	case strings.Join(csvHeader, ","):
+	case strings.Join(csvHeaderGPC, ","):
+		cols = csvHeaderGPC
+	default:
+		return nil, nil, fmt.Errorf("%w: CSV header must be %s, optionally followed by ,gpc", ErrInvalid, strings.Join(csvHeader, ","))
 	}
 	var out []Change
 	var bad []LineError
@@ -103,11 +195,15 @@ func ParseCSV(r io.Reader, now time.Time) ([]Change, []LineError, error) {
 			bad = append(bad, LineError{line, "not valid CSV"})
 			continue
 		}
-		if len(rec) != len(csvHeader) {
-			bad = append(bad, LineError{line, fmt.Sprintf("want %d fields, got %d", len(csvHeader), len(rec))})
+		if len(rec) != len(cols) {
+			bad = append(bad, LineError{line, fmt.Sprintf("want %d fields, got %d", len(cols), len(rec))})
 			continue
 		}
-		c, err := Input{rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6]}.Change(now)
+		in := Input{SubjectID: rec[0], Purpose: rec[1], State: rec[2], Jurisdiction: rec[3], Source: rec[4], PolicyVersion: rec[5], Timestamp: rec[6]}
+		if len(rec) > 7 {
+			in.GPC = GPCText(rec[7])
+		}
+		c, err := in.Change(now)
 		if err != nil {
 			bad = append(bad, LineError{line, err.Error()})
 			continue
@@ -117,7 +213,9 @@ func ParseCSV(r io.Reader, now time.Time) ([]Change, []LineError, error) {
 	return out, bad, nil
 }
 
-// ParseJSONLines parses an import of one JSON object per line.
+// ParseJSONLines parses an import of one JSON object per line, with the
+// fields of Input (gpc is optional; an object without purpose and state is
+// a subject-level change).
 func ParseJSONLines(r io.Reader, now time.Time) ([]Change, []LineError, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
