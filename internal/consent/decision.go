@@ -134,7 +134,7 @@ const (
 	ReasonGranted Reason = iota
 	// ReasonDefaultAllowed: no explicit choice, opt-out regime allows.
 	ReasonDefaultAllowed
-	// ReasonUnknownSubject: no consent record at all, opt-in regime denies.
+	// ReasonUnknownSubject: no stored consent record at all; denied for every purpose, whatever the event claims.
 	ReasonUnknownSubject
 	// ReasonNoConsent: a record exists but no choice for this purpose, opt-in regime denies.
 	ReasonNoConsent
@@ -164,6 +164,36 @@ func DenialReasons() []Reason {
 	return []Reason{ReasonUnknownSubject, ReasonNoConsent, ReasonDenied, ReasonWithdrawn, ReasonGPCOptOut, ReasonUnreadable}
 }
 
+// GPCSource says where the Global Privacy Control signal that decided a
+// denial came from; every application of a GPC signal is counted by it.
+type GPCSource uint8
+
+// GPC sources.
+const (
+	// GPCNone: no GPC signal applied.
+	GPCNone GPCSource = iota
+	// GPCEvent: the event carried the signal.
+	GPCEvent
+	// GPCRecord: the signal was recorded with the subject's consent.
+	GPCRecord
+	// GPCBoth: both the event and the stored record carried it.
+	GPCBoth
+	numGPCSources
+)
+
+var gpcSourceNames = [numGPCSources]string{"none", "event", "record", "event_and_record"}
+
+// String returns the metric label of the source.
+func (s GPCSource) String() string {
+	if s < numGPCSources {
+		return gpcSourceNames[s]
+	}
+	return "invalid"
+}
+
+// GPCSources lists the sources that apply a signal, for metrics.
+func GPCSources() []GPCSource { return []GPCSource{GPCEvent, GPCRecord, GPCBoth} }
+
 // Decision is the outcome for one event and purpose.
 type Decision struct {
 	// Allowed is true when the event may be published for the purpose.
@@ -176,32 +206,59 @@ type Decision struct {
 	Reason Reason
 	// Jurisdiction is the regime the decision applied.
 	Jurisdiction Jurisdiction
+	// GPC is where the GPC signal came from when one decided the outcome
+	// (Reason is ReasonGPCOptOut); GPCNone otherwise.
+	GPC GPCSource
+}
+
+// Effective returns the regime that decides defaults for a subject: the one
+// of the stored record, tightened by the event's claim. A jurisdiction
+// claimed by the event itself may only make a decision stricter, never
+// looser (SPEC 3.2): an opt-in claim (GDPR, UK GDPR, PDPA, Decree 13)
+// overrides a recorded opt-out regime, while an opt-out claim (CCPA) counts
+// for nothing unless the stored record says so too. An event that claims
+// no jurisdiction (empty, or "unknown") leaves the recorded one.
+func Effective(recorded, claimed Jurisdiction) Jurisdiction {
+	if claimed != Unknown && !claimed.OptOut() {
+		return claimed
+	}
+	return recorded
 }
 
 // Decide applies SPEC 3.2 for one purpose. rec is nil when the store has no
-// record for the subject. eventJur and eventGPC come from the event itself;
-// the recorded jurisdiction wins over the event's when known.
+// record for the subject. eventJur and eventGPC come from the event itself
+// and may only tighten the outcome (see Effective).
 //
 // Rules, in order:
+//  0. a subject with no stored record is denied every purpose
+//     (unknown_subject), whatever the event claims: only a stored record
+//     (written through the consent API, an import or consent-sync; it may
+//     carry just the jurisdiction) can make an opt-out default apply;
 //  1. an explicit denial or withdrawal denies;
 //  2. a GPC signal (on the event or recorded) denies marketing and
 //     third_party_sharing, whatever else was recorded (fail closed: GPC is a
 //     valid opt-out of sale and sharing under CCPA/CPRA);
 //  3. an explicit grant allows, explicitly;
-//  4. otherwise opt-out regimes (CCPA) allow, not explicitly, and opt-in
-//     regimes (GDPR, UK GDPR, PDPA, Vietnam's Decree 13, unknown) deny.
+//  4. otherwise the effective regime decides: opt-out (CCPA, recorded and
+//     not tightened by the event) allows, not explicitly; opt-in (GDPR, UK
+//     GDPR, PDPA, Vietnam's Decree 13, unknown) denies.
 func Decide(rec *Record, eventJur Jurisdiction, eventGPC bool, p purpose.Purpose) Decision {
-	jur := eventJur
-	gpc := eventGPC
+	if rec == nil {
+		return Decision{Reason: ReasonUnknownSubject, Jurisdiction: Effective(Unknown, eventJur)}
+	}
+	jur := Effective(rec.Jurisdiction, eventJur)
+	var gpc GPCSource
+	switch {
+	case eventGPC && rec.GPC:
+		gpc = GPCBoth
+	case eventGPC:
+		gpc = GPCEvent
+	case rec.GPC:
+		gpc = GPCRecord
+	}
 	var st State
-	if rec != nil {
-		if rec.Jurisdiction != Unknown {
-			jur = rec.Jurisdiction
-		}
-		gpc = gpc || rec.GPC
-		if p.Valid() {
-			st = rec.Purposes[p].State
-		}
+	if p.Valid() {
+		st = rec.Purposes[p].State
 	}
 	d := Decision{Jurisdiction: jur}
 	switch {
@@ -211,14 +268,12 @@ func Decide(rec *Record, eventJur Jurisdiction, eventGPC bool, p purpose.Purpose
 		d.Reason = ReasonDenied
 	case st == Withdrawn:
 		d.Reason = ReasonWithdrawn
-	case gpc && (p == purpose.Marketing || p == purpose.ThirdPartySharing):
-		d.Reason = ReasonGPCOptOut
+	case gpc != GPCNone && (p == purpose.Marketing || p == purpose.ThirdPartySharing):
+		d.Reason, d.GPC = ReasonGPCOptOut, gpc
 	case st == Granted:
 		d.Allowed, d.Explicit, d.Reason = true, true, ReasonGranted
 	case jur.OptOut():
 		d.Allowed, d.Reason = true, ReasonDefaultAllowed
-	case rec == nil:
-		d.Reason = ReasonUnknownSubject
 	default:
 		d.Reason = ReasonNoConsent
 	}

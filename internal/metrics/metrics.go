@@ -31,13 +31,20 @@ type Privacy struct {
 	Quarantined         []prometheus.Counter                // indexed by eventcodec.Reason
 	UnclassifiedDropped prometheus.Counter
 	SensitiveDropped    [purpose.Count]prometheus.Counter
-	ConsentCacheHits    prometheus.Counter
-	ConsentCacheMisses  prometheus.Counter
-	ConsentStoreErrors  prometheus.Counter
-	ConsentLookup       prometheus.Histogram
-	BatchSeconds        prometheus.Histogram
-	BatchSize           prometheus.Histogram
-	Paused              prometheus.Gauge
+	// GPCApplied counts every denial decided by a Global Privacy Control
+	// signal, per purpose and where the signal came from (indexed by
+	// consent.GPCSource).
+	GPCApplied [purpose.Count][]prometheus.Counter
+	// QuarantinedAsReference counts quarantined records whose bytes the
+	// quarantine topic could not hold: a reference was published instead.
+	QuarantinedAsReference prometheus.Counter
+	ConsentCacheHits       prometheus.Counter
+	ConsentCacheMisses     prometheus.Counter
+	ConsentStoreErrors     prometheus.Counter
+	ConsentLookup          prometheus.Histogram
+	BatchSeconds           prometheus.Histogram
+	BatchSize              prometheus.Histogram
+	Paused                 prometheus.Gauge
 }
 
 // NewPrivacy creates and registers the privacy processor's metrics.
@@ -59,6 +66,8 @@ func NewPrivacy(reg prometheus.Registerer) *Privacy {
 			Help: "Time to process one batch (decode, consent, policy, encode), without producing.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}),
 		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "batch_records",
 			Help: "Input records per processed batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 16)}),
+		QuarantinedAsReference: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "quarantined_as_reference_total",
+			Help: "Quarantined records too large for the quarantine topic, published as a reference (source topic, partition, offset, size, reason) without their bytes."}),
 		Paused: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "consent_paused",
 			Help: "1 while processing is paused because the consent store cannot answer."}),
 	}
@@ -70,7 +79,15 @@ func NewPrivacy(reg prometheus.Registerer) *Privacy {
 		Help: "Raw records sent to quarantine, per reason code."}, []string{"reason"})
 	sensitive := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "sensitive_fields_dropped_total",
 		Help: "Sensitive-category fields withheld for lack of explicit consent, per purpose."}, []string{"purpose"})
+	gpc := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "gpc_applied_total",
+		Help: "Decisions in which a Global Privacy Control signal denied a purpose, per purpose and source (event, record, event_and_record)."}, []string{"purpose", "source"})
 	for _, p := range purpose.All {
+		m.GPCApplied[p] = make([]prometheus.Counter, consent.GPCBoth+1)
+		if p == purpose.Marketing || p == purpose.ThirdPartySharing {
+			for _, src := range consent.GPCSources() {
+				m.GPCApplied[p][src] = gpc.WithLabelValues(p.String(), src.String())
+			}
+		}
 		m.Published[p] = published.WithLabelValues(p.String())
 		m.SensitiveDropped[p] = sensitive.WithLabelValues(p.String())
 		m.Denied[p] = make([]prometheus.Counter, consent.ReasonUnreadable+1)
@@ -84,8 +101,8 @@ func NewPrivacy(reg prometheus.Registerer) *Privacy {
 		m.Quarantined[r] = quarantined.WithLabelValues(r.String())
 	}
 	reg.MustRegister(m.EventsIn, m.UnclassifiedDropped, m.ConsentCacheHits, m.ConsentCacheMisses,
-		m.ConsentStoreErrors, m.ConsentLookup, m.BatchSeconds, m.BatchSize, m.Paused,
-		published, denied, quarantined, sensitive)
+		m.ConsentStoreErrors, m.ConsentLookup, m.BatchSeconds, m.BatchSize, m.Paused, m.QuarantinedAsReference,
+		published, denied, quarantined, sensitive, gpc)
 	return m
 }
 
@@ -97,6 +114,9 @@ type Counts struct {
 	Quarantined  [16]int
 	Unclassified int
 	Sensitive    [purpose.Count]int
+	GPC          [purpose.Count][consent.GPCBoth + 1]int
+	// AsReference counts quarantined records published as a reference.
+	AsReference int
 }
 
 // Flush adds the tally to the metrics and zeroes it.
@@ -115,6 +135,14 @@ func (m *Privacy) Flush(c *Counts) {
 				m.Denied[p][r].Add(float64(n))
 			}
 		}
+		for src, n := range c.GPC[p] {
+			if n > 0 && m.GPCApplied[p][src] != nil {
+				m.GPCApplied[p][src].Add(float64(n))
+			}
+		}
+	}
+	if c.AsReference > 0 {
+		m.QuarantinedAsReference.Add(float64(c.AsReference))
 	}
 	for r, n := range c.Quarantined {
 		if n > 0 && r < len(m.Quarantined) && m.Quarantined[r] != nil {

@@ -56,7 +56,44 @@ const (
 	HeaderSourceTopic      = "pp-source-topic"
 	HeaderSourcePartition  = "pp-source-partition"
 	HeaderSourceOffset     = "pp-source-offset"
+	// HeaderSourceSize is the size in bytes of the quarantined record's
+	// value; set on every quarantine record.
+	HeaderSourceSize = "pp-source-size"
+	// HeaderQuarantineForm is "bytes" when the quarantine record holds the
+	// original value, "reference" when the value was too large for the
+	// quarantine topic and only the reference (source topic, partition,
+	// offset, size, reason) was published.
+	HeaderQuarantineForm = "pp-quarantine-form"
 )
+
+// Limits bounds what one output record may weigh so that the broker and
+// the producer accept it: the topic's max.message.bytes, and the producer's
+// batch limit. The check runs before the transaction, so one big record
+// never aborts a batch (SPEC 6). Zero means unbounded.
+type Limits struct {
+	// Quarantine bounds a quarantine record; a bad record larger than that
+	// is quarantined as a reference, without its bytes.
+	Quarantine int
+	// Clean bounds a clean record of each purpose; an event whose clean
+	// record would be larger is quarantined (as oversized) for every
+	// purpose instead of being published for some.
+	Clean [purpose.Count]int
+}
+
+// RecordOverhead is what a record costs in a batch besides its key, value
+// and headers (length varints, attributes, timestamp and offset deltas),
+// rounded up generously, plus one record batch header: a record whose user
+// bytes plus this fit the limit fits alone in a batch.
+const RecordOverhead = 512
+
+// RecordSize returns the bytes a record counts against the limits.
+func RecordSize(key, value []byte, headers []processors.Header) int {
+	n := len(key) + len(value) + RecordOverhead
+	for _, h := range headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
 
 // Topics names the output topics.
 type Topics struct {
@@ -89,6 +126,8 @@ type Config struct {
 	// BackoffMin and BackoffMax bound the retry delay while the consent
 	// store cannot answer (defaults 50ms and 5s).
 	BackoffMin, BackoffMax time.Duration
+	// Limits are the output size limits at start; SetLimits updates them.
+	Limits Limits
 }
 
 // Processor is the privacy processor. Create it with New.
@@ -96,6 +135,7 @@ type Processor struct {
 	cfg    Config
 	plans  [purpose.Count]plan
 	paused atomic.Int32
+	limits atomic.Pointer[Limits]
 
 	subjectIdx, jurIdx, gpcIdx, timeIdx int
 	// knownIdx are the string direct identifiers of the raw schema; their
@@ -136,6 +176,7 @@ func New(cfg Config) (*Processor, error) {
 	p := &Processor{cfg: cfg,
 		subjectIdx: cfg.Raw.Index("subject_id"), jurIdx: cfg.Raw.Index("jurisdiction"),
 		gpcIdx: cfg.Raw.Index("gpc"), timeIdx: cfg.Raw.Index("event_time")}
+	p.SetLimits(cfg.Limits)
 	if p.subjectIdx < 0 || p.jurIdx < 0 || p.timeIdx < 0 {
 		return nil, errors.New("privacy: raw schema lacks subject_id, jurisdiction or event_time")
 	}
@@ -172,6 +213,13 @@ func (p *Processor) Name() string { return Name }
 // Ready reports whether no worker is paused waiting for the consent store.
 func (p *Processor) Ready() bool { return p.paused.Load() == 0 }
 
+// SetLimits replaces the output size limits (the topics' configuration
+// changed); safe to call while workers run.
+func (p *Processor) SetLimits(l Limits) { p.limits.Store(&l) }
+
+// OutputLimits returns the output size limits in force.
+func (p *Processor) OutputLimits() Limits { return *p.limits.Load() }
+
 // CleanFingerprint returns the single-object fingerprint of a purpose's clean schema.
 func (p *Processor) CleanFingerprint(pur purpose.Purpose) uint64 { return p.plans[pur].fingerprint }
 
@@ -200,6 +248,7 @@ type Worker struct {
 	tmp2     []byte
 	counts   metrics.Counts
 	gen      uint64 // cache invalidation generation before this batch's lookup
+	limits   Limits // the output limits for this batch
 }
 
 var errNoDecision = errors.New("privacy: consent store unavailable")
@@ -211,6 +260,7 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 	n := len(in)
 	w.grow(n)
 	w.counts = metrics.Counts{} // the tally of this batch only, recorded by Done
+	w.limits = *p.limits.Load()
 
 	// 1. Decode and validate; quarantine what fails.
 	clear(w.subjMap)
@@ -243,7 +293,7 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 		if w.status[i] != eventcodec.OK {
 			continue
 		}
-		w.emitClean(i, &w.events[i], &w.lookups[w.subjOf[i]], out)
+		w.emitClean(i, &w.events[i], &w.lookups[w.subjOf[i]], &in[i], out)
 	}
 
 	w.counts.EventsIn = n
@@ -258,6 +308,9 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 // This bounds how late a record can be published after a withdrawal by the
 // invalidation's delivery, not by the batch's produce and commit time.
 func (w *Worker) Current() bool {
+	if len(w.subjects) == 0 {
+		return true // no decision of this batch rests on consent
+	}
 	return !w.p.cfg.Consent.InvalidatedSince(w.gen, w.subjects)
 }
 
@@ -285,21 +338,39 @@ func (w *Worker) grow(n int) {
 	w.events, w.status, w.subjOf = w.events[:n], w.status[:n], w.subjOf[:n]
 }
 
+// quarantine emits a bad record to the quarantine topic with its reason
+// and source reference. A record larger than the quarantine topic accepts
+// is quarantined as a reference only (no value): publishing its bytes would
+// fail the produce, abort the transaction and stall every partition of the
+// poll, over and over.
 func (w *Worker) quarantine(i int, r *processors.Record, reason eventcodec.Reason, out *processors.Batch) {
 	w.tmp = strconv.AppendInt(w.tmp[:0], int64(r.Partition), 10)
 	part := len(w.tmp)
 	w.tmp = strconv.AppendInt(w.tmp, r.Offset, 10)
-	out.Add(i, w.p.cfg.Topics.Quarantine, nil, r.Value,
-		processors.Header{Key: HeaderQuarantineReason, Value: reasonBytes[reason]},
-		processors.Header{Key: HeaderSourceTopic, Value: []byte(r.Topic)},
-		processors.Header{Key: HeaderSourcePartition, Value: w.tmp[:part]},
-		processors.Header{Key: HeaderSourceOffset, Value: w.tmp[part:]},
-		processors.Header{Key: HeaderProcessor, Value: processorName},
-	)
+	off := len(w.tmp)
+	w.tmp = strconv.AppendInt(w.tmp, int64(len(r.Value)), 10)
+	hs := [...]processors.Header{
+		{Key: HeaderQuarantineReason, Value: reasonBytes[reason]},
+		{Key: HeaderSourceTopic, Value: []byte(r.Topic)},
+		{Key: HeaderSourcePartition, Value: w.tmp[:part]},
+		{Key: HeaderSourceOffset, Value: w.tmp[part:off]},
+		{Key: HeaderSourceSize, Value: w.tmp[off:]},
+		{Key: HeaderProcessor, Value: processorName},
+		{Key: HeaderQuarantineForm, Value: formBytes},
+	}
+	value := r.Value
+	if lim := w.limits.Quarantine; lim > 0 && RecordSize(nil, value, hs[:]) > lim {
+		value = nil
+		hs[len(hs)-1].Value = formReference
+		w.counts.AsReference++
+	}
+	out.Add(i, w.p.cfg.Topics.Quarantine, nil, value, hs[:]...)
 	w.counts.Quarantined[reason]++
 }
 
 var (
+	formBytes     = []byte("bytes")
+	formReference = []byte("reference")
 	processorName = []byte(Name)
 	reasonBytes   = func() [16][]byte {
 		var b [16][]byte
@@ -316,10 +387,14 @@ func (w *Worker) lookupConsent(ctx context.Context) error {
 		w.lookups = make([]consent.Lookup, len(w.subjects))
 	}
 	w.lookups = w.lookups[:len(w.subjects)]
+	// The generation is taken for every batch, also one without a decodable
+	// subject: Current compares against it, and a stale generation from an
+	// earlier batch (or from before a full invalidation at start or after a
+	// Redis reconnect) must never make a batch look outdated forever.
+	w.gen = p.cfg.Consent.Generation()
 	if len(w.subjects) == 0 {
 		return nil
 	}
-	w.gen = p.cfg.Consent.Generation()
 	backoff := p.cfg.BackoffMin
 	paused := false
 	defer func() {
@@ -356,35 +431,61 @@ func (w *Worker) lookupConsent(ctx context.Context) error {
 	}
 }
 
-func (w *Worker) emitClean(i int, ev *eventcodec.Event, lk *consent.Lookup, out *processors.Batch) {
+// emitClean decides and emits the clean record of every purpose of one
+// event. Its tally is kept aside until the event is complete: an event
+// whose clean record would not fit its topic is withdrawn from every
+// purpose and quarantined as oversized instead, so it ends in exactly one
+// outcome.
+func (w *Worker) emitClean(i int, ev *eventcodec.Event, lk *consent.Lookup, in *processors.Record, out *processors.Batch) {
 	p := w.p
 	jur, _ := consent.LookupJurisdiction(ev.Values[p.jurIdx].Str)
 	gpc := p.gpcIdx >= 0 && ev.Values[p.gpcIdx].Num == 1
-	w.counts.Unclassified += ev.Unclassified
+	first := len(out.Outputs)
+	var decided [purpose.Count]consent.Decision
+	var sensitive [purpose.Count]int
 	for pi := range p.plans {
 		pl := &p.plans[pi]
 		d := lk.Decide(jur, gpc, pl.purpose)
+		decided[pl.purpose] = d
 		if !d.Allowed {
-			w.counts.Denied[pl.purpose][d.Reason]++
 			continue
 		}
-		w.encode(pl, ev, d.Explicit)
-		// Provenance: the consent state the decision was made on.
-		w.tmp = w.tmp[:0]
-		if lk.Found {
-			w.tmp = strconv.AppendInt(w.tmp, lk.Record.Version, 10)
-		} else {
-			w.tmp = append(w.tmp, "default:"...)
-			w.tmp = append(w.tmp, d.Jurisdiction.String()...)
+		if !lk.Found { // unreachable: Decide denies every unknown subject
+			decided[pl.purpose] = consent.Decision{Reason: consent.ReasonUnknownSubject}
+			continue
 		}
-		out.Add(i, pl.topic, w.key, w.val,
-			processors.Header{Key: HeaderPolicyVersion, Value: pl.policyVer},
-			processors.Header{Key: HeaderConsentVersion, Value: w.tmp},
-			processors.Header{Key: HeaderConsentBasis, Value: basisBytes[d.Reason]},
-			processors.Header{Key: HeaderKeyID, Value: pl.keyID},
-			processors.Header{Key: HeaderSchema, Value: pl.schemaHdr},
-		)
-		w.counts.Published[pl.purpose]++
+		sensitive[pl.purpose] = w.encode(pl, ev, d.Explicit)
+		// Provenance: the consent state the decision was made on.
+		w.tmp = strconv.AppendInt(w.tmp[:0], lk.Record.Version, 10)
+		hs := [...]processors.Header{
+			{Key: HeaderPolicyVersion, Value: pl.policyVer},
+			{Key: HeaderConsentVersion, Value: w.tmp},
+			{Key: HeaderConsentBasis, Value: basisBytes[d.Reason]},
+			{Key: HeaderKeyID, Value: pl.keyID},
+			{Key: HeaderSchema, Value: pl.schemaHdr},
+		}
+		if lim := w.limits.Clean[pl.purpose]; lim > 0 && RecordSize(w.key, w.val, hs[:]) > lim {
+			clear(out.Outputs[first:]) // withdraw what this event already emitted
+			out.Outputs = out.Outputs[:first]
+			w.quarantine(i, in, eventcodec.Oversized, out)
+			return
+		}
+		out.Add(i, pl.topic, w.key, w.val, hs[:]...)
+	}
+	w.counts.Unclassified += ev.Unclassified
+	for pi := range p.plans {
+		pur := p.plans[pi].purpose
+		d := &decided[pur]
+		switch {
+		case d.Allowed:
+			w.counts.Published[pur]++
+			w.counts.Sensitive[pur] += sensitive[pur]
+		default:
+			w.counts.Denied[pur][d.Reason]++
+			if d.GPC != consent.GPCNone {
+				w.counts.GPC[pur][d.GPC]++
+			}
+		}
 	}
 }
 
@@ -396,8 +497,9 @@ var basisBytes = func() map[consent.Reason][]byte {
 }()
 
 // encode writes the clean record of one purpose into w.val and its key
-// (the subject pseudonym) into w.key.
-func (w *Worker) encode(pl *plan, ev *eventcodec.Event, explicit bool) {
+// (the subject pseudonym) into w.key, and returns how many sensitive fields
+// it withheld for lack of explicit consent.
+func (w *Worker) encode(pl *plan, ev *eventcodec.Event, explicit bool) (sensitive int) {
 	ps := w.pseud[pl.purpose]
 	eventTime := ev.Values[w.p.timeIdx].Num
 	w.val = avroenc.AppendSingleObjectHeader(w.val[:0], pl.fingerprint)
@@ -412,7 +514,7 @@ func (w *Worker) encode(pl *plan, ev *eventcodec.Event, explicit bool) {
 		if f.Source.Classification == schemas.Sensitive && !explicit {
 			// Sensitive categories need explicit consent everywhere (SPEC 3.2).
 			w.val = avroenc.AppendNull(w.val)
-			w.counts.Sensitive[pl.purpose]++
+			sensitive++
 			continue
 		}
 		r := &f.Rule
@@ -448,6 +550,7 @@ func (w *Worker) encode(pl *plan, ev *eventcodec.Event, explicit bool) {
 			w.val = avroenc.AppendNull(w.val)
 		}
 	}
+	return sensitive
 }
 
 func (w *Worker) generalize(dst []byte, f *policy.OutField, v *eventcodec.Value, eventTime int64) []byte {

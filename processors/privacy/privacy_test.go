@@ -355,10 +355,16 @@ func TestConsentOutcomes(t *testing.T) {
 		{"unknown-pdpa", "pdpa", false, nil},
 		{"unknown-vn", "vn_decree13", false, nil},
 		{"unknown-unknown", "mars", false, nil},
-		{"unknown-ccpa", "ccpa", false, purpose.All[:]},
+		// The event's claimed jurisdiction may only tighten (issue 10, defect 4):
+		// a subject with no stored record is denied everything, whatever it claims.
+		{"unknown-ccpa", "ccpa", false, nil},
+		{"gdpr-mixed", "ccpa", false, []purpose.Purpose{A}},
+		{"ccpa-default", "gdpr", false, nil},
+		{"ccpa-default", "", false, purpose.All[:]},
 		{"ccpa-default", "ccpa", false, purpose.All[:]},
 		{"ccpa-gpc", "ccpa", false, []purpose.Purpose{A, P, AI}},
-		{"unknown-ccpa-gpc-event", "ccpa", true, []purpose.Purpose{A, P, AI}},
+		{"unknown-ccpa-gpc-event", "ccpa", true, nil},
+		{"ccpa-default", "ccpa", true, []purpose.Purpose{A, P, AI}},
 		{"ccpa-optout", "ccpa", false, []purpose.Purpose{A, P, AI, M}},
 	}
 	for _, c := range cases {
@@ -403,11 +409,17 @@ func TestConsentOutcomes(t *testing.T) {
 		})
 	}
 	snap, _ := metrics.Snapshot(h.reg)
-	if snap["pipeline_denied_total{purpose=personalization,reason=denied}"] != 1 ||
-		snap["pipeline_denied_total{purpose=ai_training,reason=withdrawn}"] != 1 ||
+	if snap["pipeline_denied_total{purpose=personalization,reason=denied}"] != 2 ||
+		snap["pipeline_denied_total{purpose=ai_training,reason=withdrawn}"] != 2 ||
 		snap["pipeline_denied_total{purpose=marketing,reason=gpc_opt_out}"] != 2 ||
-		snap["pipeline_denied_total{purpose=analytics,reason=unknown_subject}"] != 5 {
+		snap["pipeline_denied_total{purpose=analytics,reason=unknown_subject}"] != 7 {
 		t.Errorf("denial counters: %v", filter(snap, "pipeline_denied_total"))
+	}
+	// Every application of a GPC signal is counted, by where it came from.
+	if snap["pipeline_gpc_applied_total{purpose=marketing,source=record}"] != 1 ||
+		snap["pipeline_gpc_applied_total{purpose=marketing,source=event}"] != 1 ||
+		snap["pipeline_gpc_applied_total{purpose=third_party_sharing,source=event}"] != 1 {
+		t.Errorf("gpc counters: %v", filter(snap, "pipeline_gpc_applied_total"))
 	}
 	if snap["pipeline_sensitive_fields_dropped_total{purpose=analytics}"] == 0 {
 		t.Error("sensitive drops not counted")
@@ -463,6 +475,9 @@ func TestConsentStoreDownPausesAndNeverGuesses(t *testing.T) {
 	h := newHarness(t)
 	ev := synth.New(1, 10, h.now).EventFor(1, 1)
 	ev.Jurisdiction = "ccpa" // default-allow: a guess would publish
+	if err := h.pp.Store.Put(context.Background(), ev.SubjectID, &consent.Record{Jurisdiction: consent.CCPA}); err != nil {
+		t.Fatal(err)
+	}
 	rec := h.record(t, ev)
 	h.mr.Close()
 	w := h.pp.Processor.NewWorker()
