@@ -201,3 +201,35 @@ func replication(d kadm.TopicDetail) int16 {
 	}
 	return 0
 }
+
+// MaxMessageBytes returns the effective max.message.bytes of each topic as
+// the broker reports it (a topic override, or the broker's
+// message.max.bytes): the largest record batch the topic accepts. A topic
+// that does not exist or cannot be described is left out, with its error
+// joined into err.
+func MaxMessageBytes(ctx context.Context, adm *kadm.Client, topics ...string) (map[string]int, error) {
+	configs, err := adm.DescribeTopicConfigs(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("topology: describe topic configs: %w", err)
+	}
+	out := map[string]int{}
+	var errs []error
+	for _, rc := range configs {
+		if rc.Err != nil {
+			errs = append(errs, fmt.Errorf("topology: %s: %w", rc.Name, rc.Err))
+			continue
+		}
+		for _, c := range rc.Configs {
+			if c.Key != "max.message.bytes" || c.Value == nil {
+				continue
+			}
+			var n int
+			if _, err := fmt.Sscan(*c.Value, &n); err != nil || n <= 0 {
+				errs = append(errs, fmt.Errorf("topology: %s: max.message.bytes %q is not a positive number", rc.Name, *c.Value))
+				continue
+			}
+			out[rc.Name] = n
+		}
+	}
+	return out, errors.Join(errs...)
+}

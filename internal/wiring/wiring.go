@@ -151,6 +151,7 @@ func BuildPrivacy(cfg config.Config, deps Deps) (*Privacy, error) {
 	topics := Topics(cfg)
 	proc, err := privacy.New(privacy.Config{
 		Raw: raw, Policy: pol, Keys: keys, Decoder: dec, Consent: cache, Metrics: m, Topics: topics, Log: deps.Log,
+		Limits: DefaultLimits(),
 	})
 	if err != nil {
 		return nil, err
