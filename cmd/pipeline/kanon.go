@@ -47,15 +47,16 @@ func cmdRunKanon(ctx context.Context, which string, stderr io.Writer) error {
 	rn, err := runner.New(runner.Config{Brokers: cfg.KafkaBrokers, Group: group, Input: input,
 		Workers: cfg.Workers, MaxPollRecords: cfg.MaxPollRecords, Log: log, Metrics: runner.NewMetrics(reg),
 		TransactionalID: cfg.TransactionalID, TransactionTimeout: cfg.TransactionTimeout,
-		SessionTimeout: cfg.SessionTimeout}, proc)
+		SessionTimeout: cfg.SessionTimeout, AbortAlertAfter: cfg.AbortAlertAfter}, proc)
 	if err != nil {
 		return err
 	}
+	httpAddr := cfg.OpsAddr(which)
 	errc := make(chan error, 2)
-	go func() { errc <- opsserver.Serve(ctx, cfg.HTTPAddr, opsserver.Handler(reg, rn.Ready), nil) }()
+	go func() { errc <- opsserver.Serve(ctx, httpAddr, opsserver.Handler(reg, rn.Ready), nil) }()
 	go func() { errc <- rn.Run(ctx) }()
 	log.Info("k-anonymity processor started", "processor", proc.Name(), "input", input, "group", group,
-		"spec", spec.String(), "http", cfg.HTTPAddr)
+		"spec", spec.String(), "http", httpAddr)
 	err = <-errc
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("run %s: %w", which, err)

@@ -35,7 +35,16 @@ type Config struct {
 	GroupID            string `env:"GROUP_ID" envDefault:"privacy-pipeline-privacy"`
 	Workers            int    `env:"WORKERS" envDefault:"0"`
 	MaxPollRecords     int    `env:"MAX_POLL_RECORDS" envDefault:"5000"`
-	HTTPAddr           string `env:"HTTP_ADDR" envDefault:":9464"`
+	// HTTPAddr is where /metrics, /healthz and /readyz are served; empty:
+	// the command's own default port (DefaultHTTPAddr), so processes of
+	// different commands on one host do not collide.
+	HTTPAddr string `env:"HTTP_ADDR"`
+	// AbortAlertAfter is how many transactions in a row may abort for the
+	// same reason before a replica warns and reports itself not ready.
+	AbortAlertAfter int `env:"ABORT_ALERT_AFTER" envDefault:"5"`
+	// LimitsRefresh is how often the privacy processor re-reads its output
+	// topics' max.message.bytes.
+	LimitsRefresh time.Duration `env:"LIMITS_REFRESH" envDefault:"1m"`
 	// TransactionalID identifies this replica's transactions; empty: group,
 	// hostname and a random suffix. Stable per replica (pod name) lets a
 	// restarted replica abort its predecessor's open transaction at once.
@@ -130,10 +139,35 @@ func (c Config) Validate() error {
 	if c.CastleDelta < c.CastleK || c.CastleBeta < 1 || c.CastleMu < 1 || c.CastleL < 1 || c.CastleMaxReuse < 0 || c.CastleMaxDelay < 0 {
 		return fmt.Errorf("config: CASTLE needs PIPELINE_CASTLE_DELTA >= PIPELINE_CASTLE_K, and positive BETA, MU and L")
 	}
+	if c.AbortAlertAfter < 1 || c.LimitsRefresh <= 0 {
+		return fmt.Errorf("config: PIPELINE_ABORT_ALERT_AFTER must be at least 1 and PIPELINE_LIMITS_REFRESH positive")
+	}
 	if c.RedisPassword != "" && c.RedisPasswordFile != "" {
 		return fmt.Errorf("config: set PIPELINE_REDIS_PASSWORD or PIPELINE_REDIS_PASSWORD_FILE, not both")
 	}
 	return nil
+}
+
+// DefaultHTTPAddrs are the commands' own default addresses of the
+// operational endpoints (PIPELINE_HTTP_ADDR unset). The consent API serves
+// them on its API address instead.
+var DefaultHTTPAddrs = map[string]string{
+	"privacy":       ":9464",
+	"consent-sync":  ":9465",
+	"kanon":         ":9466",
+	"kanon-records": ":9467",
+}
+
+// OpsAddr returns the address of a command's /metrics, /healthz and
+// /readyz: PIPELINE_HTTP_ADDR when set, else the command's default.
+func (c Config) OpsAddr(command string) string {
+	if c.HTTPAddr != "" {
+		return c.HTTPAddr
+	}
+	if a, ok := DefaultHTTPAddrs[command]; ok {
+		return a
+	}
+	return ":9464"
 }
 
 // CleanTopic returns the clean topic of a purpose.

@@ -9,6 +9,12 @@ type Metrics struct {
 	Transactions *prometheus.CounterVec
 	// Assigned is the number of input partitions this replica owns.
 	Assigned prometheus.Gauge
+	// Aborts counts transactions that did not commit, by reason (see
+	// AbortReasons).
+	Aborts *prometheus.CounterVec
+	// ConsecutiveAborts is the number of transactions in a row that did
+	// not commit (0 after a commit).
+	ConsecutiveAborts prometheus.Gauge
 }
 
 // NewMetrics creates and registers the runner's metrics.
@@ -18,10 +24,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Read-process-write transactions ended, by outcome (committed, aborted, error)."}, []string{"outcome"}),
 		Assigned: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pipeline", Name: "assigned_partitions",
 			Help: "Input partitions assigned to this replica."}),
+		Aborts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pipeline", Name: "transaction_aborts_total",
+			Help: "Transactions that did not commit, by reason (stale_consent, process_error, produce_error, group_changed, end_error, begin_error)."}, []string{"reason"}),
+		ConsecutiveAborts: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pipeline", Name: "transactions_consecutive_aborts",
+			Help: "Transactions in a row that did not commit; 0 after a commit. /readyz fails once it reaches PIPELINE_ABORT_ALERT_AFTER for one reason."}),
 	}
 	for _, o := range []string{"committed", "aborted", "error"} {
 		m.Transactions.WithLabelValues(o)
 	}
-	reg.MustRegister(m.Transactions, m.Assigned)
+	for _, r := range AbortReasons() {
+		m.Aborts.WithLabelValues(r)
+	}
+	reg.MustRegister(m.Transactions, m.Assigned, m.Aborts, m.ConsecutiveAborts)
 	return m
 }

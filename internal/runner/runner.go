@@ -76,6 +76,34 @@ type Config struct {
 	TickInterval time.Duration
 	// Clock tells ticks the time (default time.Now).
 	Clock func() time.Time
+	// AbortAlertAfter is how many transactions in a row may fail to commit
+	// for the same reason before the runner reports it: a warning log with
+	// the reason, Ready false (/readyz 503) and the consecutive-aborts
+	// gauge past the alert threshold, until a transaction commits again
+	// (default 5). Aborts are never retried silently forever.
+	AbortAlertAfter int
+}
+
+// MaxRecordBytes is the producer's limit on one record's key, value and
+// headers (kgo.ProducerBatchMaxBytes, kgo's default made explicit): a record
+// above it is refused by the client with MESSAGE_TOO_LARGE, whatever the
+// topic accepts. Processors keep their outputs below it and below the
+// topic's max.message.bytes (see processors/privacy.Limits).
+const MaxRecordBytes = 1_000_012
+
+// Abort reasons: bounded label values of pipeline_transaction_aborts_total.
+const (
+	AbortStaleConsent = "stale_consent" // a decision of the batch went stale before commit
+	AbortProcess      = "process_error" // a worker failed (e.g. the context ended while paused)
+	AbortProduce      = "produce_error" // an output was refused (e.g. MESSAGE_TOO_LARGE)
+	AbortGroup        = "group_changed" // the group rebalanced or the offsets could not be committed
+	AbortEnd          = "end_error"     // ending the transaction failed; the session restarts
+	AbortBegin        = "begin_error"   // beginning a transaction failed; the session restarts
+)
+
+// AbortReasons lists the abort reasons.
+func AbortReasons() []string {
+	return []string{AbortStaleConsent, AbortProcess, AbortProduce, AbortGroup, AbortEnd, AbortBegin}
 }
 
 // Runner runs one processor against Kafka.
@@ -92,6 +120,12 @@ type Runner struct {
 	batches   atomic.Uint64
 	committed atomic.Uint64
 	aborted   atomic.Uint64
+
+	streakMu     sync.Mutex
+	streak       int    // transactions in a row that did not commit
+	streakReason string // the reason of the last of them
+	streakErr    string // its error text (no record contents)
+	alerting     atomic.Bool
 }
 
 // New returns a runner.
@@ -130,6 +164,9 @@ func New(cfg Config, proc processors.Processor) (*Runner, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.AbortAlertAfter <= 0 {
+		cfg.AbortAlertAfter = 5
+	}
 	r := &Runner{cfg: cfg, proc: proc}
 	if sp, ok := proc.(processors.Stateful); ok {
 		r.store = statestore.New(cfg.Brokers, cfg.Input, sp.StateTopic())
@@ -144,8 +181,61 @@ func (r *Runner) Running() bool { return r.running.Load() }
 // Assigned returns the number of partitions currently assigned.
 func (r *Runner) Assigned() int { return int(r.assigned.Load()) }
 
-// Ready reports whether the replica is connected and owns partitions.
-func (r *Runner) Ready() bool { return r.running.Load() && r.assigned.Load() > 0 }
+// Ready reports whether the replica is connected, owns partitions, and is
+// not failing to commit the same batch over and over (see AbortAlertAfter).
+func (r *Runner) Ready() bool {
+	return r.running.Load() && r.assigned.Load() > 0 && !r.alerting.Load()
+}
+
+// AbortStreak returns how many transactions in a row did not commit, and
+// the reason of the last one.
+func (r *Runner) AbortStreak() (int, string) {
+	r.streakMu.Lock()
+	defer r.streakMu.Unlock()
+	return r.streak, r.streakReason
+}
+
+// noteCommit ends an abort streak.
+func (r *Runner) noteCommit() {
+	r.streakMu.Lock()
+	was, reason := r.streak, r.streakReason
+	r.streak, r.streakReason, r.streakErr = 0, "", ""
+	r.streakMu.Unlock()
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.ConsecutiveAborts.Set(0)
+	}
+	if r.alerting.Swap(false) {
+		r.cfg.Log.Warn("transactions commit again", "processor", r.proc.Name(), "aborted_in_a_row", was, "reason", reason)
+	}
+}
+
+// noteAbort counts a transaction that did not commit. A streak of the same
+// reason that reaches AbortAlertAfter is reported (warning, readiness,
+// gauge); the error text carries no record contents (processors' errors
+// name operations, not subjects; produce errors are Kafka error codes).
+func (r *Runner) noteAbort(reason string, err error) {
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.Aborts.WithLabelValues(reason).Inc()
+	}
+	r.streakMu.Lock()
+	if reason != r.streakReason {
+		r.streak = 0
+	}
+	r.streak++
+	r.streakReason = reason
+	if err != nil {
+		r.streakErr = err.Error()
+	}
+	n, msg := r.streak, r.streakErr
+	r.streakMu.Unlock()
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.ConsecutiveAborts.Set(float64(n))
+	}
+	if n >= r.cfg.AbortAlertAfter && (!r.alerting.Swap(true) || n%100 == 0) {
+		r.cfg.Log.Warn("transactions keep aborting for the same reason; not ready until one commits",
+			"processor", r.proc.Name(), "reason", reason, "aborted_in_a_row", n, "err", msg)
+	}
+}
 
 // Batches returns the number of committed transactions.
 func (r *Runner) Batches() uint64 { return r.batches.Load() }
@@ -251,6 +341,7 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		kgo.SessionTimeout(r.cfg.SessionTimeout),
 		kgo.HeartbeatInterval(max(r.cfg.SessionTimeout/5, 500*time.Millisecond)),
 		kgo.ProducerBatchCompression(kgo.SnappyCompression()),
+		kgo.ProducerBatchMaxBytes(MaxRecordBytes),
 		kgo.ProducerLinger(5 * time.Millisecond),
 		kgo.RecordPartitioner(r.partitioner()),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
@@ -310,6 +401,11 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 	var hdrs []kgo.RecordHeader
 	_, ticks := workers[0].(processors.Ticker)
 	lastTick := time.Now()
+	// pollMax shrinks after a batch went stale (a consent change landed
+	// between its decisions and its commit) and grows back after commits,
+	// so even under a storm of consent changes a batch small enough to
+	// commit is eventually taken: staleness can never livelock the runner.
+	pollMax := r.cfg.MaxPollRecords
 	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -318,7 +414,7 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		if ticks {
 			pctx, pcancel = context.WithTimeout(ctx, r.cfg.TickInterval)
 		}
-		fetches := sess.PollRecords(pctx, r.cfg.MaxPollRecords)
+		fetches := sess.PollRecords(pctx, pollMax)
 		pcancel()
 		if fetches.IsClientClosed() {
 			return errors.New("runner: client closed")
@@ -341,6 +437,7 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 			continue
 		}
 		if err := sess.Begin(); err != nil {
+			r.noteAbort(AbortBegin, err)
 			return fmt.Errorf("runner: begin transaction: %w", err)
 		}
 		r.forgetRevoked(workers)
@@ -366,16 +463,29 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 			}
 		})
 		procErr := r.processAll(ctx, workers, buckets, batches)
+		// A decision that went stale while processing (a withdrawal arrived)
+		// is redone before anything is produced, which costs no abort.
+		for redo := 0; procErr == nil && redo < 3 && !allCurrent(workers, buckets); redo++ {
+			for i, w := range workers {
+				if len(buckets[i]) > 0 {
+					w.Done(false)
+					batches[i].Reset()
+				}
+			}
+			procErr = r.processAll(ctx, workers, buckets, batches)
+		}
 		var produceErr error
 		if procErr == nil {
 			kr, hdrs, produceErr = r.produceAll(wctx, sess, batches, kr, hdrs)
 		}
 		commit := procErr == nil && produceErr == nil
-		for i, w := range workers {
-			if commit && len(buckets[i]) > 0 && !w.Current() {
-				commit = false // a decision went stale (e.g. a withdrawal): redo the batch
-				r.cfg.Log.Debug("batch outdated by a consent change; aborting to redo it", "processor", r.proc.Name())
-			}
+		stale := false
+		if commit && !allCurrent(workers, buckets) {
+			// A decision went stale (e.g. a withdrawal) after the outputs
+			// were produced: abort and redo the batch, smaller.
+			commit, stale = false, true
+			pollMax = max(1, pollMax/4)
+			r.cfg.Log.Debug("batch outdated by a consent change; aborting to redo it", "processor", r.proc.Name())
 		}
 		committed, endErr := sess.End(wctx, kgo.TransactionEndTry(commit))
 		clear(kr) // drop references to batch memory
@@ -387,6 +497,7 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		switch {
 		case endErr != nil:
 			r.countTxn("error")
+			r.noteAbort(AbortEnd, endErr)
 			return fmt.Errorf("runner: end transaction: %w", endErr)
 		case committed:
 			if r.cfg.OnCommit != nil {
@@ -398,12 +509,24 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 			r.batches.Add(1)
 			r.committed.Add(uint64(fetches.NumRecords()))
 			r.countTxn("committed")
+			r.noteCommit()
+			pollMax = min(r.cfg.MaxPollRecords, pollMax*2)
 		default:
 			// Aborted (a rebalance, a processing or produce error): the
 			// session rewound to the committed offsets; the records are
 			// processed again by whoever owns their partitions.
 			r.aborted.Add(1)
 			r.countTxn("aborted")
+			switch {
+			case procErr != nil:
+				r.noteAbort(AbortProcess, procErr)
+			case produceErr != nil:
+				r.noteAbort(AbortProduce, produceErr)
+			case stale:
+				r.noteAbort(AbortStaleConsent, nil)
+			default:
+				r.noteAbort(AbortGroup, nil)
+			}
 			if procErr != nil || produceErr != nil {
 				r.cfg.Log.Info("transaction aborted", "processor", r.proc.Name(), "process_err", procErr, "produce_err", produceErr)
 			}
@@ -467,16 +590,34 @@ func (r *Runner) tick(ctx, wctx context.Context, sess *kgo.GroupTransactSession,
 	switch {
 	case endErr != nil:
 		r.countTxn("error")
+		r.noteAbort(AbortEnd, endErr)
 		return fmt.Errorf("runner: end transaction: %w", endErr)
 	case committed:
 		r.countTxn("committed")
+		r.noteCommit()
 	default:
 		r.countTxn("aborted")
+		if produceErr != nil {
+			r.noteAbort(AbortProduce, produceErr)
+		} else {
+			r.noteAbort(AbortGroup, nil)
+		}
 		if produceErr != nil {
 			r.cfg.Log.Info("tick aborted", "processor", r.proc.Name(), "produce_err", produceErr)
 		}
 	}
 	return produceErr
+}
+
+// allCurrent reports whether every worker that processed records still
+// holds current decisions.
+func allCurrent(workers []processors.Worker, buckets [][]processors.Record) bool {
+	for i, w := range workers {
+		if len(buckets[i]) > 0 && !w.Current() {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *Runner) countTxn(outcome string) {

@@ -1,0 +1,150 @@
+package runner
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
+	"github.com/privacy-pipeline/pipeline/processors"
+)
+
+// flaky is a processor whose batches are never current, or whose outputs
+// are too big for any broker, while the switches are set.
+type flaky struct {
+	stale, huge atomic.Bool
+	processed   atomic.Int64
+}
+
+func (f *flaky) Name() string                 { return "flaky" }
+func (f *flaky) Done(bool)                    {}
+func (f *flaky) Current() bool                { return !f.stale.Load() }
+func (f *flaky) NewWorker() processors.Worker { return f }
+func (f *flaky) Process(_ context.Context, in []processors.Record, out *processors.Batch) error {
+	f.processed.Add(int64(len(in)))
+	for i, r := range in {
+		v := r.Value
+		if f.huge.Load() {
+			v = bytes.Repeat([]byte("x"), MaxRecordBytes+1)
+		}
+		out.Add(i, "out", r.Key, v)
+	}
+	return nil
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRepeatingAbortsAreSurfaced is defect 3 of issue 10: a batch that
+// cannot commit for a reason that repeats (a decision that is always stale,
+// an output the broker always refuses) is surfaced - a warning with the
+// reason, Ready false, the consecutive-aborts gauge, aborts counted by
+// reason - and all of it clears once a transaction commits.
+func TestRepeatingAbortsAreSurfaced(t *testing.T) {
+	for _, tc := range []struct {
+		name, reason string
+		set          func(*flaky, bool)
+	}{
+		{"stale", AbortStaleConsent, func(f *flaky, b bool) { f.stale.Store(b) }},
+		{"too large", AbortProduce, func(f *flaky, b bool) { f.huge.Store(b) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "in", "out"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			brokers := c.ListenAddrs()
+			cl, _ := kgo.NewClient(kgo.SeedBrokers(brokers...))
+			defer cl.Close()
+			if err := kafkaio.ProduceAll(context.Background(), cl, []*kgo.Record{{Topic: "in", Value: []byte("a")}, {Topic: "in", Value: []byte("b")}}); err != nil {
+				t.Fatal(err)
+			}
+			f := &flaky{}
+			tc.set(f, true)
+			reg := prometheus.NewRegistry()
+			m := NewMetrics(reg)
+			logs := &lockedBuf{}
+			r, err := New(Config{Brokers: brokers, Group: "g", Input: "in", Workers: 1, AbortAlertAfter: 3, Metrics: m,
+				Log: slog.New(slog.NewJSONHandler(logs, nil))}, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { r.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			waitFor(t, 60*time.Second, func() bool { n, _ := r.AbortStreak(); return n >= 3 })
+			n, reason := r.AbortStreak()
+			if reason != tc.reason {
+				t.Fatalf("streak of %d for %q, want %q", n, reason, tc.reason)
+			}
+			if r.Ready() {
+				t.Fatal("ready while every transaction aborts")
+			}
+			if g := value(m.ConsecutiveAborts); g < 3 {
+				t.Fatalf("consecutive aborts gauge %v", g)
+			}
+			if v := value(m.Aborts.WithLabelValues(tc.reason)); v < 3 {
+				t.Fatalf("aborts{reason=%s} = %v", tc.reason, v)
+			}
+			if !strings.Contains(logs.String(), "transactions keep aborting for the same reason") || !strings.Contains(logs.String(), tc.reason) {
+				t.Fatalf("no warning naming the reason in the log:\n%s", logs.String())
+			}
+			if r.Committed() != 0 {
+				t.Fatal("committed while every transaction aborts")
+			}
+			tc.set(f, false)
+			waitFor(t, 60*time.Second, func() bool { return r.Committed() == 2 && r.Ready() })
+			if g := value(m.ConsecutiveAborts); g != 0 {
+				t.Fatalf("consecutive aborts gauge %v after a commit", g)
+			}
+		})
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func value(m prometheus.Metric) float64 {
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		panic(err)
+	}
+	if d.Gauge != nil {
+		return d.Gauge.GetValue()
+	}
+	return d.Counter.GetValue()
+}
