@@ -68,8 +68,9 @@ func cmdRunConsentSync(ctx context.Context, args []string, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	go opsserver.Serve(ctx, cfg.HTTPAddr, opsserver.Handler(reg, s.Ready), nil)
-	log.Info("consent sync started", "topic", cfg.ConsentTopic, "rebuild", *rebuild)
+	httpAddr := cfg.OpsAddr("consent-sync")
+	go opsserver.Serve(ctx, httpAddr, opsserver.Handler(reg, s.Ready), nil)
+	log.Info("consent sync started", "topic", cfg.ConsentTopic, "rebuild", *rebuild, "http", httpAddr)
 	return s.Run(ctx, *rebuild)
 }
 
