@@ -129,6 +129,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	}
 	fmt.Fprintf(opt.Out, "privacy pipeline demo: in-process Kafka (kfake) and Redis (miniredis)\n")
 	fmt.Fprintf(opt.Out, "seeded consent for %d synthetic subjects across gdpr, ccpa, uk_gdpr, pdpa, vn_decree13 and unknown jurisdictions\n", opt.Subjects)
+	fmt.Fprintf(opt.Out, "(some CCPA subjects have a record with only their jurisdiction: the opt-out default applies to them; subjects with no record are denied everything, whatever their events claim)\n")
 
 	sampleRaw, err := produceEvents(ctx, cfg, opt, now, v2JSON)
 	if err != nil {
@@ -339,6 +340,14 @@ func printSummary(w io.Writer, r Result, cfg config.Config) {
 	}
 	sort.Strings(qs)
 	fmt.Fprintf(w, "\nquarantined to %s: %s\n", cfg.QuarantineTopic, strings.Join(qs, " "))
+	var gs []string
+	for _, p := range purpose.Names() {
+		for src, n := range r.GPCApplied[p] {
+			gs = append(gs, fmt.Sprintf("%s/%s=%d", p, src, n))
+		}
+	}
+	sort.Strings(gs)
+	fmt.Fprintf(w, "Global Privacy Control signals applied (purpose/source): %s\n", strings.Join(gs, " "))
 }
 
 // printSample shows the sample event's raw form beside each clean form, as

@@ -204,6 +204,9 @@ type Tally struct {
 	Denied              map[string]map[string]int `json:"denied"`
 	Quarantined         map[string]int            `json:"quarantined"`
 	UnclassifiedDropped int                       `json:"unclassified_dropped"`
+	// GPCApplied counts, per purpose and source, the denials a Global
+	// Privacy Control signal decided (a subset of Denied[p]["gpc_opt_out"]).
+	GPCApplied map[string]map[string]int `json:"gpc_applied"`
 }
 
 // ReadTally reads the tally from a registry holding the Privacy metrics.
@@ -216,6 +219,7 @@ func ReadTally(g prometheus.Gatherer) (Tally, error) {
 		EventsIn: int(snap[namespace+"_events_in_total"]), Published: map[string]int{},
 		Denied: map[string]map[string]int{}, Quarantined: map[string]int{},
 		UnclassifiedDropped: int(snap[namespace+"_unclassified_fields_dropped_total"]),
+		GPCApplied:          map[string]map[string]int{},
 	}
 	for _, p := range purpose.Names() {
 		t.Published[p] = int(snap[namespace+"_published_total{purpose="+p+"}"])
@@ -223,6 +227,14 @@ func ReadTally(g prometheus.Gatherer) (Tally, error) {
 		for _, r := range consent.DenialReasons() {
 			if n := int(snap[namespace+"_denied_total{purpose="+p+",reason="+r.String()+"}"]); n > 0 {
 				t.Denied[p][r.String()] = n
+			}
+		}
+		for _, src := range consent.GPCSources() {
+			if n := int(snap[namespace+"_gpc_applied_total{purpose="+p+",source="+src.String()+"}"]); n > 0 {
+				if t.GPCApplied[p] == nil {
+					t.GPCApplied[p] = map[string]int{}
+				}
+				t.GPCApplied[p][src.String()] = n
 			}
 		}
 	}
@@ -260,6 +272,13 @@ func (t Tally) Check() error {
 	for _, p := range purpose.Names() {
 		if d := t.DeniedTotal(p); t.Published[p]+d != t.EventsIn-q {
 			errs = append(errs, fmt.Errorf("purpose %s: published %d + denied %d != events_in %d - quarantined %d", p, t.Published[p], d, t.EventsIn, q))
+		}
+		g := 0
+		for _, n := range t.GPCApplied[p] {
+			g += n
+		}
+		if g != t.Denied[p]["gpc_opt_out"] {
+			errs = append(errs, fmt.Errorf("purpose %s: %d GPC applications counted for %d gpc_opt_out denials", p, g, t.Denied[p]["gpc_opt_out"]))
 		}
 	}
 	return errors.Join(errs...)

@@ -142,14 +142,21 @@ func lower(s string) string {
 
 // Consent returns the stored consent of subject i and whether it has one:
 // about 85% of subjects have a record; per purpose 55% granted, 15% denied,
-// 10% withdrawn, 20% no choice.
+// 10% withdrawn, 20% no choice. Of the other 15%, the CCPA subjects with an
+// even index have a record that carries only their jurisdiction (what a
+// CCPA business bulk-loads), so the opt-out default applies to them; the
+// rest are unknown subjects, denied everything whatever their events claim.
 func Consent(i int, now time.Time) (consent.Record, bool) {
 	h := uint64(i)*0x9e3779b97f4a7c15 + 12345
 	next := func() int { h ^= h >> 33; h *= 0xff51afd7ed558ccd; h ^= h >> 29; return int(h % 100) }
+	j, _ := consent.LookupJurisdiction(JurisdictionOf(i))
 	if next() < 15 {
+		if j == consent.CCPA && i%2 == 0 {
+			at := now.Add(-48 * time.Hour).UnixMilli()
+			return consent.Record{Jurisdiction: j, JurisdictionMs: at, Version: at}, true
+		}
 		return consent.Record{}, false
 	}
-	j, _ := consent.LookupJurisdiction(JurisdictionOf(i))
 	rec := consent.Record{Jurisdiction: j, GPC: j == consent.CCPA && i%10 == 0}
 	at := now.Add(-24 * time.Hour).UnixMilli()
 	for _, p := range purpose.All {
