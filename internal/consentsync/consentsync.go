@@ -2,9 +2,11 @@
 // source of truth) into Redis, the processors' consent store:
 //
 //   - each change is applied by a Lua script, atomically and only if it is
-//     newer than what Redis holds for that subject and purpose, so replays,
-//     duplicates and out-of-order deliveries never let an older change
-//     overwrite a newer one;
+//     newer than what Redis holds for that subject and purpose (or, for the
+//     jurisdiction and the GPC signal, newer than the change that recorded
+//     them), so replays, duplicates and out-of-order deliveries never let
+//     an older change overwrite a newer one; a subject-level change alone
+//     creates the subject's record, so the subject is no longer unknown;
 //   - each applied change is appended to the subject's history list;
 //   - the changed subjects are published on the invalidation channel, and
 //     every privacy processor drops its cached entries for them;
@@ -35,39 +37,114 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
 )
 
-// applyScript applies one change. KEYS: subject key, history key. ARGV:
-// purpose slot (1-5), state code (g/d/w), timestamp ms, jurisdiction,
-// history entry, history cap. Returns 1 if applied, 0 if not newer.
-// The stored format is consent.AppendEncoded's:
-// 1|<jurisdiction>|<gpc>|<version>|<s>:<ms>|<s>:<ms>|<s>:<ms>|<s>:<ms>|<s>:<ms>
+// applyScript applies one change with the merge rules of consent.Record
+// (Apply and ApplyProfile; consentlog.Change.ApplyTo): each slot of the
+// record (a purpose's state, the jurisdiction, the GPC signal) is
+// newer-wins on its own, a tie goes to the stricter value (withdrawn over
+// denied over granted, GPC on over off, an opt-in jurisdiction over ccpa,
+// opt-in ones by a fixed rank), and the version becomes the newest
+// timestamp applied. A test checks that the script and the Go methods
+// agree, in any order of changes.
+//
+// KEYS: subject key, history key. ARGV: slot (0 for a subject-level change,
+// 1-5 for a purpose), state code (g/d/w; - for a subject-level change),
+// timestamp ms, jurisdiction (unknown: not given), gpc ("" not given, 1 on,
+// 0 off), history entry, history cap. Returns 1 if anything was applied
+// (the record is written, created if absent, and the entry added to the
+// history), 0 if the change was not newer than anything.
+//
+// It reads the stored format of consent.Decode, version 1
+// (1|<jur>|<gpc>|<version>|<s>:<ms> x5) or 2, and writes version 2
+// (consent.AppendEncoded):
+// 2|<jur>|<jur ms>|<gpc>|<gpc ms>|<version>|<s>:<ms>|<s>:<ms>|<s>:<ms>|<s>:<ms>|<s>:<ms>
+// A record it cannot read (corrupt) is replaced by one made from the change.
 var applyScript = redis.NewScript(`
-local cur = redis.call('GET', KEYS[1])
-local parts = {}
-if cur then
-  for f in (cur .. '|'):gmatch('([^|]*)|') do parts[#parts + 1] = f end
+local jrank = {unknown = 0, ccpa = 1, gdpr = 3, uk_gdpr = 4, pdpa = 5, vn_decree13 = 6}
+local srank = {['-'] = 0, g = 1, d = 2, w = 3}
+local function isint(s) return s ~= nil and string.match(s, '^%-?%d+$') ~= nil end
+local function parse(cur)
+  if not cur then return nil end
+  local p = {}
+  for f in (cur .. '|'):gmatch('([^|]*)|') do p[#p + 1] = f end
+  local r
+  if p[1] == '2' and #p == 11 then
+    r = {jur = p[2], jurms = p[3], gpc = p[4], gpcms = p[5], ver = p[6], first = 7}
+  elseif p[1] == '1' and #p == 9 then
+    r = {jur = p[2], gpc = p[3], ver = p[4], first = 5, jurms = '0', gpcms = '0'}
+    if p[2] ~= 'unknown' then r.jurms = p[4] end
+    if p[3] == '1' then r.gpcms = p[4] end
+  else
+    return nil
+  end
+  if jrank[r.jur] == nil or (r.gpc ~= '0' and r.gpc ~= '1') or not isint(r.jurms) or not isint(r.gpcms) or not isint(r.ver) then
+    return nil
+  end
+  r.st, r.ms = {}, {}
+  for i = 1, 5 do
+    local st, ms = string.match(p[r.first + i - 1], '^([%-gdw]):(%-?%d+)$')
+    if st == nil then return nil end
+    r.st[i], r.ms[i] = st, ms
+  end
+  return r
 end
-if #parts ~= 9 or parts[1] ~= '1' then
-  parts = {'1', 'unknown', '0', '0', '-:0', '-:0', '-:0', '-:0', '-:0'}
+local r = parse(redis.call('GET', KEYS[1]))
+if r == nil then
+  r = {jur = 'unknown', jurms = '0', gpc = '0', gpcms = '0', ver = '0', st = {'-', '-', '-', '-', '-'}, ms = {'0', '0', '0', '0', '0'}}
 end
-local slot = 4 + tonumber(ARGV[1])
-local st, ms = string.match(parts[slot], '^(.):(%-?%d+)$')
-if st == nil then st, ms = '-', '0' end
-if st ~= '-' and tonumber(ms) >= tonumber(ARGV[3]) then
-  return 0
+local slot, code, ts, jur, gpc = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local t = tonumber(ts)
+local changed = false
+if slot >= 1 and slot <= 5 and srank[code] ~= nil and code ~= '-' then
+  local cst, cms = r.st[slot], tonumber(r.ms[slot])
+  if cst == '-' or t > cms or (t == cms and srank[code] > srank[cst]) then
+    r.st[slot], r.ms[slot] = code, ts
+    changed = true
+  end
 end
-parts[slot] = ARGV[2] .. ':' .. ARGV[3]
-if ARGV[4] ~= 'unknown' then parts[2] = ARGV[4] end
-if tonumber(ARGV[3]) > tonumber(parts[4]) then parts[4] = ARGV[3] end
-redis.call('SET', KEYS[1], table.concat(parts, '|'))
-redis.call('LPUSH', KEYS[2], ARGV[5])
-redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
+if jur ~= 'unknown' and jrank[jur] ~= nil then
+  local cms = tonumber(r.jurms)
+  if t > cms or (t == cms and jrank[jur] > jrank[r.jur]) then
+    r.jur, r.jurms = jur, ts
+    changed = true
+  end
+end
+if gpc == '1' or gpc == '0' then
+  local cms = tonumber(r.gpcms)
+  if t > cms or (t == cms and gpc == '1' and r.gpc == '0') then
+    r.gpc, r.gpcms = gpc, ts
+    changed = true
+  end
+end
+if not changed then return 0 end
+if t > tonumber(r.ver) then r.ver = ts end
+local out = {'2', r.jur, r.jurms, r.gpc, r.gpcms, r.ver}
+for i = 1, 5 do out[#out + 1] = r.st[i] .. ':' .. r.ms[i] end
+redis.call('SET', KEYS[1], table.concat(out, '|'))
+redis.call('LPUSH', KEYS[2], ARGV[6])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[7]) - 1)
 return 1
 `)
 
 var stateCode = map[consent.State]string{consent.Granted: "g", consent.Denied: "d", consent.Withdrawn: "w"}
 
+var gpcArg = [...]string{consent.GPCNotGiven: "", consent.GPCOn: "1", consent.GPCOff: "0"}
+
+// scriptArgs returns the script's ARGV for c, except the history entry and
+// cap: slot, state code, timestamp, jurisdiction, gpc.
+func scriptArgs(c *consentlog.Change) (slot int, code string, ms int64, jur, gpc string) {
+	slot, code = 0, "-"
+	if !c.IsSubjectLevel() {
+		slot, code = int(c.Purpose)+1, stateCode[c.State]
+	}
+	if c.GPC < consent.GPCValue(len(gpcArg)) {
+		gpc = gpcArg[c.GPC]
+	}
+	return slot, code, c.Timestamp.UnixMilli(), c.Jurisdiction.String(), gpc
+}
+
 // HistoryEntry is one change as kept in a subject's history list and
-// returned by the API.
+// returned by the API. A subject-level change has no purpose and no state;
+// gpc is present only when the change gave it.
 type HistoryEntry struct {
 	ReceiptID string `json:"receipt_id"`
 	consentlog.Input
@@ -75,9 +152,12 @@ type HistoryEntry struct {
 
 // Entry returns the history entry of a change.
 func Entry(c *consentlog.Change) HistoryEntry {
-	return HistoryEntry{ReceiptID: c.ReceiptID, Input: consentlog.Input{SubjectID: c.SubjectID, Purpose: c.Purpose.String(),
-		State: c.State.String(), Jurisdiction: c.Jurisdiction.String(), Source: string(c.Source), PolicyVersion: c.PolicyVersion,
-		Timestamp: c.Timestamp.UTC().Format(time.RFC3339Nano)}}
+	in := consentlog.Input{SubjectID: c.SubjectID, Jurisdiction: c.Jurisdiction.String(), Source: string(c.Source),
+		PolicyVersion: c.PolicyVersion, Timestamp: c.Timestamp.UTC().Format(time.RFC3339Nano), GPC: consentlog.GPCTextOf(c.GPC)}
+	if !c.IsSubjectLevel() {
+		in.Purpose, in.State = c.Purpose.String(), c.State.String()
+	}
+	return HistoryEntry{ReceiptID: c.ReceiptID, Input: in}
 }
 
 // Metrics of the sync.
@@ -95,7 +175,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Applied: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "consent_sync", Name: "applied_total",
 			Help: "Consent changes written to Redis."}),
 		Stale: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "consent_sync", Name: "stale_total",
-			Help: "Consent changes ignored because Redis already held a newer one (replays, duplicates)."}),
+			Help: "Consent changes ignored because Redis already held a newer one (replays, duplicates, and the subject-level companion of a choice that carries a jurisdiction or GPC value)."}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "consent_sync", Name: "rejected_total",
 			Help: "Consent topic records that could not be decoded or validated, by reason."}, []string{"reason"}),
 		Rebuilds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "consent_sync", Name: "rebuilds_total",
@@ -176,8 +256,9 @@ func (s *Syncer) apply(ctx context.Context, changes []consentlog.Change, recordT
 	for i := range changes {
 		c := &changes[i]
 		entry, _ := json.Marshal(Entry(c))
+		slot, code, ms, jur, gpc := scriptArgs(c)
 		cmds[i] = applyScript.EvalSha(ctx, pipe, []string{st.Key(c.SubjectID), st.HistoryKey(c.SubjectID)},
-			int(c.Purpose)+1, stateCode[c.State], c.Timestamp.UnixMilli(), c.Jurisdiction.String(), string(entry), s.cfg.HistoryCap)
+			slot, code, ms, jur, gpc, string(entry), s.cfg.HistoryCap)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return 0, fmt.Errorf("consentsync: apply %d changes: %w", len(changes), err)
