@@ -1,10 +1,17 @@
 // Package consentapi is the HTTP API to set, withdraw and read consent and
-// its history, and to import consents in bulk (docs/openapi.yaml). A change
-// is accepted once it is durably in the consent topic (the source of
-// truth); consent-sync then materialises it into Redis, where reads come
-// from. Input is validated before anything is written: an unknown purpose,
-// state, jurisdiction or source, an empty or oversized subject, a malformed
-// body all get a 4xx with a clear message, and nothing is written.
+// its history, to record a subject's jurisdiction and Global Privacy
+// Control signal (the profile), and to import consents in bulk
+// (docs/openapi.yaml). A change is accepted once it is durably in the
+// consent topic (the source of truth); consent-sync then materialises it
+// into Redis, where reads come from. Input is validated before anything is
+// written: an unknown purpose, state, jurisdiction or source, an empty or
+// oversized subject, a malformed body all get a 4xx with a clear message
+// that does not echo the subject, and nothing is written.
+//
+// A write on a subject's routes (set, withdraw, profile) that carries the
+// request header "Sec-GPC: 1" (a privacy center's browser sending the
+// Global Privacy Control signal) also records GPC on for the subject, as a
+// subject-level change with source gpc_signal.
 //
 // It imports consent, consentlog, consentsync (history entries), purpose and
 // franz-go's kgo (to produce).
@@ -20,6 +27,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -68,20 +76,41 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/subjects/{subject}/consents/{purpose}", s.set)
 	mux.HandleFunc("POST /v1/subjects/{subject}/consents/{purpose}/withdraw", s.withdraw)
+	mux.HandleFunc("PUT /v1/subjects/{subject}/profile", s.profile)
 	mux.HandleFunc("GET /v1/subjects/{subject}/consents", s.get)
 	mux.HandleFunc("GET /v1/subjects/{subject}/consents/history", s.history)
 	mux.HandleFunc("POST /v1/consents/import", s.importBulk)
 	return mux
 }
 
-// Receipt is the answer to an accepted change.
+// Receipt is the answer to an accepted choice (set, withdraw).
 type Receipt struct {
 	ReceiptID  string `json:"receipt_id"`
 	SubjectID  string `json:"subject_id"`
 	Purpose    string `json:"purpose"`
 	State      string `json:"state"`
 	AcceptedAt string `json:"accepted_at"`
+	// GPC is the choice's GPC value, absent when it gave none.
+	GPC *bool `json:"gpc,omitempty"`
+	// GPCSignalReceiptID is the receipt of the GPC signal recorded because
+	// the request carried "Sec-GPC: 1"; absent otherwise.
+	GPCSignalReceiptID string `json:"gpc_signal_receipt_id,omitempty"`
 }
+
+// ProfileReceipt is the answer to an accepted profile change.
+type ProfileReceipt struct {
+	ReceiptID    string `json:"receipt_id"`
+	SubjectID    string `json:"subject_id"`
+	Jurisdiction string `json:"jurisdiction"`
+	// GPC is the change's GPC value, absent when it gave none.
+	GPC                *bool  `json:"gpc,omitempty"`
+	AcceptedAt         string `json:"accepted_at"`
+	GPCSignalReceiptID string `json:"gpc_signal_receipt_id,omitempty"`
+}
+
+// SecGPCHeader is the request header of the Global Privacy Control signal;
+// the value "1" means the subject's browser sends it.
+const SecGPCHeader = "Sec-GPC"
 
 type apiError struct {
 	Error string `json:"error"`
@@ -142,6 +171,30 @@ type setBody struct {
 	Source        string `json:"source"`
 	PolicyVersion string `json:"policy_version"`
 	Timestamp     string `json:"timestamp"`
+	GPC           *bool  `json:"gpc"`
+}
+
+type profileBody struct {
+	Jurisdiction  string `json:"jurisdiction"`
+	GPC           *bool  `json:"gpc"`
+	Source        string `json:"source"`
+	PolicyVersion string `json:"policy_version"`
+	Timestamp     string `json:"timestamp"`
+}
+
+func gpcText(b *bool) consentlog.GPCText {
+	if b == nil {
+		return ""
+	}
+	return consentlog.GPCTextOf(consent.GPCOf(*b))
+}
+
+func gpcPtr(v consent.GPCValue) *bool {
+	if !v.Given() {
+		return nil
+	}
+	on := v == consent.GPCOn
+	return &on
 }
 
 func (s *Server) set(w http.ResponseWriter, r *http.Request) {
@@ -150,7 +203,18 @@ func (s *Server) set(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.accept(w, r, consentlog.Input{SubjectID: r.PathValue("subject"), Purpose: r.PathValue("purpose"), State: b.State,
-		Jurisdiction: b.Jurisdiction, Source: b.Source, PolicyVersion: b.PolicyVersion, Timestamp: b.Timestamp})
+		Jurisdiction: b.Jurisdiction, Source: b.Source, PolicyVersion: b.PolicyVersion, Timestamp: b.Timestamp, GPC: gpcText(b.GPC)})
+}
+
+// profile records a subject-level change: the jurisdiction and/or the GPC
+// signal, no per-purpose choice.
+func (s *Server) profile(w http.ResponseWriter, r *http.Request) {
+	var b profileBody
+	if !decodeBody(w, r, &b, false) {
+		return
+	}
+	s.accept(w, r, consentlog.Input{SubjectID: r.PathValue("subject"), Jurisdiction: b.Jurisdiction, Source: b.Source,
+		PolicyVersion: b.PolicyVersion, Timestamp: b.Timestamp, GPC: gpcText(b.GPC)})
 }
 
 func (s *Server) withdraw(w http.ResponseWriter, r *http.Request) {
@@ -169,41 +233,78 @@ func (s *Server) withdraw(w http.ResponseWriter, r *http.Request) {
 		b.PolicyVersion = "withdrawal"
 	}
 	s.accept(w, r, consentlog.Input{SubjectID: r.PathValue("subject"), Purpose: r.PathValue("purpose"), State: "withdrawn",
-		Jurisdiction: b.Jurisdiction, Source: b.Source, PolicyVersion: b.PolicyVersion, Timestamp: b.Timestamp})
+		Jurisdiction: b.Jurisdiction, Source: b.Source, PolicyVersion: b.PolicyVersion, Timestamp: b.Timestamp, GPC: gpcText(b.GPC)})
 }
 
+// secGPC reports whether the request carries "Sec-GPC: 1".
+func secGPC(r *http.Request) bool { return strings.TrimSpace(r.Header.Get(SecGPCHeader)) == "1" }
+
+// accept validates in, adds the GPC signal of a "Sec-GPC: 1" header,
+// writes both and answers with the receipt.
 func (s *Server) accept(w http.ResponseWriter, r *http.Request, in consentlog.Input) {
-	c, err := in.Change(s.cfg.Now())
+	now := s.cfg.Now()
+	c, err := in.Change(now)
 	if err != nil {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := s.produce(r.Context(), []consentlog.Change{c}); err != nil {
+	changes := []consentlog.Change{c}
+	var signal consentlog.Change
+	if secGPC(r) {
+		if c.GPC == consent.GPCOff {
+			fail(w, http.StatusBadRequest, "gpc false contradicts the request header Sec-GPC: 1")
+			return
+		}
+		signal = consentlog.Change{SubjectID: c.SubjectID, Purpose: consentlog.SubjectLevel, GPC: consent.GPCOn,
+			Source: consentlog.GPCSignal, PolicyVersion: c.PolicyVersion, Timestamp: now.UTC().Truncate(time.Millisecond),
+			ReceiptID: consentlog.NewReceiptID()}
+		if err := signal.Validate(now); err != nil {
+			fail(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		changes = append(changes, signal)
+	}
+	if err := s.produce(r.Context(), changes); err != nil {
 		s.cfg.Log.Error("consent change not written", "err", err)
 		fail(w, http.StatusServiceUnavailable, "the consent log is unavailable; nothing was recorded, retry")
 		return
 	}
-	writeJSON(w, http.StatusAccepted, Receipt{ReceiptID: c.ReceiptID, SubjectID: c.SubjectID, Purpose: c.Purpose.String(),
-		State: c.State.String(), AcceptedAt: s.cfg.Now().UTC().Format(time.RFC3339Nano)})
-}
-
-// produce writes changes to the consent topic and waits for every ack.
-func (s *Server) produce(ctx context.Context, changes []consentlog.Change) error {
-	recs := make([]*kgo.Record, 0, len(changes))
-	for i := range changes {
-		v, err := consentlog.Encode(&changes[i])
-		if err != nil {
-			return err
-		}
-		recs = append(recs, &kgo.Record{Topic: s.cfg.Topic, Key: consentlog.Key(changes[i].SubjectID, changes[i].Purpose), Value: v})
+	accepted := s.cfg.Now().UTC().Format(time.RFC3339Nano)
+	if c.IsSubjectLevel() {
+		writeJSON(w, http.StatusAccepted, ProfileReceipt{ReceiptID: c.ReceiptID, SubjectID: c.SubjectID, Jurisdiction: c.Jurisdiction.String(),
+			GPC: gpcPtr(c.GPC), AcceptedAt: accepted, GPCSignalReceiptID: signal.ReceiptID})
+		return
 	}
-	return s.cfg.Producer.ProduceSync(ctx, recs...).FirstErr()
+	writeJSON(w, http.StatusAccepted, Receipt{ReceiptID: c.ReceiptID, SubjectID: c.SubjectID, Purpose: c.Purpose.String(),
+		State: c.State.String(), AcceptedAt: accepted, GPC: gpcPtr(c.GPC), GPCSignalReceiptID: signal.ReceiptID})
 }
 
-// State is the answer of GET .../consents.
+// produce writes changes to the consent topic (with their subject-level
+// companions, see consentlog.Records) and waits for every ack.
+func (s *Server) produce(ctx context.Context, changes []consentlog.Change) error {
+	recs, err := consentlog.Records(s.cfg.Topic, changes...)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("consentapi: produce %d records: %w", len(recs), err)
+	}
+	return nil
+}
+
+// State is the answer of GET .../consents. A subject with only a
+// subject-level record has every purpose unset.
 type State struct {
-	SubjectID    string                  `json:"subject_id"`
-	Jurisdiction string                  `json:"jurisdiction"`
+	SubjectID    string `json:"subject_id"`
+	Jurisdiction string `json:"jurisdiction"`
+	// JurisdictionUpdatedAt is when the jurisdiction was recorded; empty
+	// when it never was (or for a record written before that was kept).
+	JurisdictionUpdatedAt string `json:"jurisdiction_updated_at"`
+	// GPC is true when a Global Privacy Control signal is recorded.
+	GPC bool `json:"gpc"`
+	// GPCUpdatedAt is when the GPC value (on or off) was recorded; empty
+	// when never.
+	GPCUpdatedAt string                  `json:"gpc_updated_at"`
 	Version      int64                   `json:"version"`
 	Purposes     map[string]PurposeState `json:"purposes"`
 }
@@ -243,7 +344,8 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusInternalServerError, "the stored consent record is unreadable; a rebuild restores it")
 		return
 	}
-	st := State{SubjectID: sub, Jurisdiction: l.Record.Jurisdiction.String(), Version: l.Record.Version, Purposes: map[string]PurposeState{}}
+	st := State{SubjectID: sub, Jurisdiction: l.Record.Jurisdiction.String(), JurisdictionUpdatedAt: consentsync.FormatMillis(l.Record.JurisdictionMs),
+		GPC: l.Record.GPC, GPCUpdatedAt: consentsync.FormatMillis(l.Record.GPCMs), Version: l.Record.Version, Purposes: map[string]PurposeState{}}
 	for _, p := range purpose.All {
 		ps := l.Record.Purposes[p]
 		st.Purposes[p.String()] = PurposeState{State: ps.State.String(), UpdatedAt: consentsync.FormatMillis(ps.UpdatedMs)}

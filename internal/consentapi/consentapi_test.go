@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,10 +50,13 @@ func newEnv(t *testing.T) *env {
 	return &env{srv: srv, brokers: c.ListenAddrs(), store: store}
 }
 
-func (e *env) do(t *testing.T, method, path, ctype, body string) (int, string) {
+func (e *env) do(t *testing.T, method, path, ctype, body string, header ...string) (int, string) {
 	req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -74,7 +78,7 @@ func (e *env) written(t *testing.T) []consentlog.Change {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(r.Key) != string(consentlog.Key(c.SubjectID, c.Purpose)) {
+		if string(r.Key) != string(c.Key()) {
 			t.Fatalf("key %q", r.Key)
 		}
 		out = append(out, c)
@@ -98,6 +102,18 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"PUT", "/v1/subjects/c1/consents/analytics", `{"state":"granted","colour":"red","source":"web_form","policy_version":"v1"}`, "malformed JSON"},
 		{"PUT", "/v1/subjects/c1/consents/analytics", `{"state":"granted","source":"web_form","policy_version":"v1","timestamp":"yesterday"}`, "RFC 3339"},
 		{"POST", "/v1/subjects/c1/consents/analytics/withdraw", `{"state":"granted"}`, "withdraw takes no state"},
+		{"PUT", "/v1/subjects/c1/consents/analytics", `{"state":"granted","source":"web_form","policy_version":"v1","gpc":"yes"}`, "malformed JSON"},
+		{"PUT", "/v1/subjects/c1/consents/analytics", `{"state":"granted","source":"gpc_signal","policy_version":"v1","gpc":false}`, "gpc must be true"},
+		{"PUT", "/v1/subjects/c1/profile", `{"source":"import"}`, "needs a jurisdiction other than unknown, or a gpc value"},
+		{"PUT", "/v1/subjects/c1/profile", `{"jurisdiction":"unknown","source":"import"}`, "needs a jurisdiction"},
+		{"PUT", "/v1/subjects/c1/profile", `{"jurisdiction":"mars","source":"import"}`, "unknown jurisdiction"},
+		{"PUT", "/v1/subjects/c1/profile", `{"jurisdiction":"ccpa"}`, "unknown source"},
+		{"PUT", "/v1/subjects/c1/profile", `{"jurisdiction":"ccpa","source":"import","state":"granted"}`, "malformed JSON"},
+		{"PUT", "/v1/subjects/c1/profile", `{"jurisdiction":"ccpa","source":"import","purpose":"analytics"}`, "malformed JSON"},
+		{"PUT", "/v1/subjects/c1/profile", ``, "malformed JSON"},
+		{"PUT", "/v1/subjects/%20/profile", `{"jurisdiction":"ccpa","source":"import"}`, "subject id is empty"},
+		{"PUT", "/v1/subjects/c1/profile", `{"gpc":false,"source":"gpc_signal"}`, "gpc must be true"},
+		{"PUT", "/v1/subjects/c1/profile", `{"gpc":true,"source":"import","timestamp":"2999-01-01T00:00:00Z"}`, "not in the future"},
 	}
 	for _, c := range cases {
 		code, body := e.do(t, c.method, c.path, "application/json", c.body)
@@ -107,6 +123,14 @@ func TestBadInputWritesNothing(t *testing.T) {
 	}
 	if code, _ := e.do(t, "POST", "/v1/consents/import", "application/pdf", "x"); code != http.StatusUnsupportedMediaType {
 		t.Errorf("import of a PDF: %d", code)
+	}
+	// A body that turns GPC off contradicts the browser's Sec-GPC: 1.
+	if code, body := e.do(t, "PUT", "/v1/subjects/c1/profile", "application/json", `{"gpc":false,"source":"web_form"}`, "Sec-GPC", "1"); code != http.StatusBadRequest || !strings.Contains(body, "Sec-GPC") {
+		t.Errorf("gpc false with Sec-GPC: 1: %d %s", code, body)
+	}
+	// The subject is never echoed.
+	if _, body := e.do(t, "PUT", "/v1/subjects/secret-subject-7/profile", "application/json", `{"source":"import"}`); strings.Contains(body, "secret-subject-7") {
+		t.Errorf("error echoes the subject: %s", body)
 	}
 	if w := e.written(t); len(w) != 0 {
 		t.Fatalf("bad input wrote %d changes", len(w))
@@ -131,8 +155,10 @@ func TestSetWithdrawImportGetHistory(t *testing.T) {
 		t.Fatalf("import: %d %s", code, body)
 	}
 	w := e.written(t)
-	if len(w) != 3 {
-		t.Fatalf("wrote %d changes, want 3", len(w))
+	if len(w) != 5 {
+		// the set and the import line carry a jurisdiction: each is
+		// followed by its subject-level companion
+		t.Fatalf("wrote %d changes, want 5", len(w))
 	}
 	// Reads come from Redis, written by the sync.
 	s, _ := consentsync.New(consentsync.Config{Brokers: e.brokers, Topic: "privacy.consent", Group: "g", Store: e.store})
@@ -151,10 +177,135 @@ func TestSetWithdrawImportGetHistory(t *testing.T) {
 	if code, _ = e.do(t, "GET", "/v1/subjects/nobody/consents", "", ""); code != http.StatusNotFound {
 		t.Fatalf("unknown subject: %d", code)
 	}
+	if st.GPC || st.GPCUpdatedAt != "" || st.Jurisdiction != "unknown" {
+		t.Fatalf("get: %s", body)
+	}
 	code, body = e.do(t, "GET", "/v1/subjects/"+url.PathEscape("cust/42 ü")+"/consents/history", "", "")
 	var h History
 	if code != 200 || json.Unmarshal([]byte(body), &h) != nil || len(h.Changes) != 1 || h.Changes[0].Source != "mobile_app" {
 		t.Fatalf("history: %d %s", code, body)
 	}
-	_ = time.Now
+}
+
+// sync applies everything written so far to Redis and marks it loaded.
+func (e *env) sync(t *testing.T) {
+	t.Helper()
+	s, _ := consentsync.New(consentsync.Config{Brokers: e.brokers, Topic: "privacy.consent", Group: "g", Store: e.store})
+	if _, err := s.Apply(context.Background(), e.written(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	e.store.MarkLoaded(context.Background())
+}
+
+func (e *env) state(t *testing.T, subject string) State {
+	t.Helper()
+	code, body := e.do(t, "GET", "/v1/subjects/"+url.PathEscape(subject)+"/consents", "", "")
+	var st State
+	if code != 200 || json.Unmarshal([]byte(body), &st) != nil {
+		t.Fatalf("get %s: %d %s", subject, code, body)
+	}
+	return st
+}
+
+func TestProfileAndGPC(t *testing.T) {
+	e := newEnv(t)
+	ts := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
+	// A jurisdiction alone.
+	code, body := e.do(t, "PUT", "/v1/subjects/ca-1/profile", "application/json", `{"jurisdiction":"ccpa","source":"import","timestamp":"`+ts.Format(time.RFC3339Nano)+`"}`)
+	var pr ProfileReceipt
+	if code != http.StatusAccepted || json.Unmarshal([]byte(body), &pr) != nil || pr.Jurisdiction != "ccpa" || pr.GPC != nil || pr.GPCSignalReceiptID != "" || pr.ReceiptID == "" {
+		t.Fatalf("profile: %d %s", code, body)
+	}
+	// A GPC signal alone: source gpc_signal implies gpc true.
+	code, body = e.do(t, "PUT", "/v1/subjects/ca-2/profile", "application/json", `{"source":"gpc_signal"}`)
+	if code != http.StatusAccepted || json.Unmarshal([]byte(body), &pr) != nil || pr.GPC == nil || !*pr.GPC || pr.Jurisdiction != "unknown" {
+		t.Fatalf("gpc profile: %d %s", code, body)
+	}
+	// A choice with gpc, and the Sec-GPC header on a choice without it.
+	code, body = e.do(t, "PUT", "/v1/subjects/ca-3/consents/analytics", "application/json", `{"state":"granted","jurisdiction":"ccpa","source":"web_form","policy_version":"v1","gpc":true}`)
+	var rc Receipt
+	if code != http.StatusAccepted || json.Unmarshal([]byte(body), &rc) != nil || rc.GPC == nil || !*rc.GPC {
+		t.Fatalf("set with gpc: %d %s", code, body)
+	}
+	code, body = e.do(t, "POST", "/v1/subjects/ca-4/consents/marketing/withdraw", "", "", "Sec-GPC", "1")
+	rc = Receipt{}
+	if code != http.StatusAccepted || json.Unmarshal([]byte(body), &rc) != nil || rc.GPC != nil || rc.GPCSignalReceiptID == "" || rc.GPCSignalReceiptID == rc.ReceiptID {
+		t.Fatalf("withdraw with Sec-GPC: %d %s", code, body)
+	}
+	// Sec-GPC other than 1 records nothing more.
+	code, body = e.do(t, "PUT", "/v1/subjects/ca-5/profile", "application/json", `{"jurisdiction":"gdpr","source":"web_form"}`, "Sec-GPC", "0")
+	if code != http.StatusAccepted || strings.Contains(body, "gpc_signal_receipt_id") {
+		t.Fatalf("Sec-GPC: 0: %d %s", code, body)
+	}
+	w := e.written(t)
+	var keys []string
+	for _, c := range w {
+		keys = append(keys, string(c.Key()))
+		if c.Source == consentlog.GPCSignal && (c.GPC != consent.GPCOn || !c.IsSubjectLevel()) {
+			t.Errorf("gpc signal %+v", c)
+		}
+	}
+	slices.Sort(keys)
+	want := []string{"ca-1/jurisdiction", "ca-2/gpc", "ca-3/analytics", "ca-3/profile", "ca-4/gpc", "ca-4/marketing", "ca-5/jurisdiction"}
+	if !slices.Equal(keys, want) {
+		t.Fatalf("keys %q, want %q", keys, want)
+	}
+	e.sync(t)
+	// A subject with only a subject-level record is found.
+	st := e.state(t, "ca-1")
+	if st.Jurisdiction != "ccpa" || st.JurisdictionUpdatedAt != ts.Format(time.RFC3339Nano) || st.GPC || st.Purposes["analytics"].State != "unset" {
+		t.Fatalf("ca-1 %+v", st)
+	}
+	if st := e.state(t, "ca-2"); !st.GPC || st.GPCUpdatedAt == "" || st.Jurisdiction != "unknown" {
+		t.Fatalf("ca-2 %+v", st)
+	}
+	if st := e.state(t, "ca-3"); !st.GPC || st.Jurisdiction != "ccpa" || st.Purposes["analytics"].State != "granted" {
+		t.Fatalf("ca-3 %+v", st)
+	}
+	if st := e.state(t, "ca-4"); !st.GPC || st.Purposes["marketing"].State != "withdrawn" {
+		t.Fatalf("ca-4 %+v", st)
+	}
+	// GPC off, newer, clears the signal.
+	if code, body := e.do(t, "PUT", "/v1/subjects/ca-2/profile", "application/json", `{"gpc":false,"source":"web_form"}`); code != http.StatusAccepted {
+		t.Fatalf("gpc off: %d %s", code, body)
+	}
+	e.sync(t)
+	if st := e.state(t, "ca-2"); st.GPC || st.GPCUpdatedAt == "" {
+		t.Fatalf("ca-2 after off %+v", st)
+	}
+	code, body = e.do(t, "GET", "/v1/subjects/ca-2/consents/history", "", "")
+	var h History
+	if code != 200 || json.Unmarshal([]byte(body), &h) != nil || len(h.Changes) != 2 || h.Changes[0].GPC != "false" || h.Changes[1].GPC != "true" || h.Changes[0].Purpose != "" {
+		t.Fatalf("history: %d %s", code, body)
+	}
+	if !strings.Contains(body, `"gpc":false`) || strings.Contains(body, `"purpose"`) || strings.Contains(body, `"state"`) {
+		t.Fatalf("history JSON: %s", body)
+	}
+}
+
+func TestImportSubjectLevelRows(t *testing.T) {
+	e := newEnv(t)
+	csv := "subject_id,purpose,state,jurisdiction,source,policy_version,timestamp,gpc\n" +
+		"ca-1,,,ccpa,import,,,\n" +
+		"ca-2,,,ccpa,import,,,true\n" +
+		"ca-3,marketing,denied,,import,v1,,1\n" +
+		"ca-4,,,,import,,,\n"
+	code, body := e.do(t, "POST", "/v1/consents/import", "text/csv", csv)
+	var ir ImportResult
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &ir) != nil || ir.Accepted != 3 || ir.Rejected != 1 || ir.Errors[0].Line != 5 {
+		t.Fatalf("import: %d %s", code, body)
+	}
+	jsonl := `{"subject_id":"ca-5","jurisdiction":"ccpa","source":"import","gpc":false}` + "\n"
+	if code, body := e.do(t, "POST", "/v1/consents/import", "application/x-ndjson", jsonl); code != http.StatusOK || !strings.Contains(body, `"accepted":1`) {
+		t.Fatalf("import jsonl: %d %s", code, body)
+	}
+	e.sync(t)
+	for sub, want := range map[string]struct {
+		jur string
+		gpc bool
+	}{"ca-1": {"ccpa", false}, "ca-2": {"ccpa", true}, "ca-3": {"unknown", true}, "ca-5": {"ccpa", false}} {
+		if st := e.state(t, sub); st.Jurisdiction != want.jur || st.GPC != want.gpc {
+			t.Errorf("%s: %+v", sub, st)
+		}
+	}
 }
