@@ -18,6 +18,7 @@ var valueFlags = map[string]bool{
 	"policy-version": true,
 	"timestamp":      true,
 	"format":         true,
+	"gpc":            true,
 }
 
 // boolFlags are the flags that take no value ("--json", or "--json=false").
@@ -32,8 +33,9 @@ var globalFlags = []string{"api", "timeout", "json", "help", "h"}
 
 // allowedFlags lists, per command, the flags it accepts besides globalFlags.
 var allowedFlags = map[string][]string{
-	"set":      {"jurisdiction", "source", "policy-version", "timestamp"},
-	"withdraw": {"jurisdiction", "source", "policy-version"},
+	"set":      {"jurisdiction", "gpc", "source", "policy-version", "timestamp"},
+	"withdraw": {"jurisdiction", "gpc", "source", "policy-version"},
+	"profile":  {"jurisdiction", "gpc", "source", "policy-version", "timestamp"},
 	"get":      nil,
 	"history":  nil,
 	"import":   {"format"},

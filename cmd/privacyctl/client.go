@@ -140,6 +140,11 @@ func unwrapURLError(err error) error {
 	return err
 }
 
+// profilePath is /v1/subjects/{subject}/profile, escaped.
+func profilePath(subject string) string {
+	return "/v1/subjects/" + escapeSegment(subject) + "/profile"
+}
+
 // consentPath is /v1/subjects/{subject}/consents, escaped, plus suffix.
 func consentPath(subject string, suffix ...string) string {
 	var sb strings.Builder

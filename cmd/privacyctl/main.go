@@ -1,9 +1,11 @@
 // Command privacyctl is the command-line client of the consent API
 // (pipeline run consent-api): it records, withdraws, reads and bulk-imports
-// a subject's consent per purpose.
+// a subject's consent per purpose, and records a subject's profile (the
+// jurisdiction and the Global Privacy Control signal).
 //
-//	privacyctl [--api URL] [--json] [--timeout D] consent set SUBJECT PURPOSE STATE [--jurisdiction J] [--source S] [--policy-version V] [--timestamp T]
-//	privacyctl consent withdraw SUBJECT PURPOSE [--source S] [--jurisdiction J] [--policy-version V]
+//	privacyctl [--api URL] [--json] [--timeout D] consent set SUBJECT PURPOSE STATE [--jurisdiction J] [--gpc true|false] [--source S] [--policy-version V] [--timestamp T]
+//	privacyctl consent withdraw SUBJECT PURPOSE [--source S] [--jurisdiction J] [--gpc true|false] [--policy-version V]
+//	privacyctl consent profile SUBJECT [--jurisdiction J] [--gpc true|false] [--source S] [--policy-version V] [--timestamp T]
 //	privacyctl consent get SUBJECT
 //	privacyctl consent history SUBJECT
 //	privacyctl consent import FILE [--format csv|jsonl]
@@ -50,23 +52,30 @@ const (
 const usage = `usage: privacyctl [--api URL] [--json] [--timeout D] consent COMMAND ARGS [FLAGS]
 
 commands:
-  consent set SUBJECT PURPOSE STATE [--jurisdiction J] [--source S] [--policy-version V] [--timestamp T]
+  consent set SUBJECT PURPOSE STATE [--jurisdiction J] [--gpc G] [--source S] [--policy-version V] [--timestamp T]
                                   record a choice
-  consent withdraw SUBJECT PURPOSE [--source S] [--jurisdiction J] [--policy-version V]
+  consent withdraw SUBJECT PURPOSE [--source S] [--jurisdiction J] [--gpc G] [--policy-version V]
                                   withdraw consent (the jurisdiction is sent only when given)
-  consent get SUBJECT             the latest state of every purpose
+  consent profile SUBJECT [--jurisdiction J] [--gpc G] [--source S] [--policy-version V] [--timestamp T]
+                                  record the subject's jurisdiction and/or GPC signal, no choice
+                                  (needs a J other than unknown, or --gpc, or --source gpc_signal)
+  consent get SUBJECT             the latest state of every purpose, the jurisdiction and GPC
   consent history SUBJECT         every recorded change, newest first
   consent import FILE [--format csv|jsonl]
                                   bulk import; the format comes from the extension
-                                  (.csv, .jsonl, .ndjson) unless --format is given
+                                  (.csv, .jsonl, .ndjson) unless --format is given; a CSV
+                                  header may end with ,gpc; a line with empty purpose and
+                                  state records only the jurisdiction and/or gpc
 
 values:
   SUBJECT  1-256 bytes of UTF-8, no control characters (write -- before one starting with -)
   PURPOSE  analytics | personalization | ai_training | marketing | third_party_sharing
   STATE    granted | denied | withdrawn
   J        gdpr | uk_gdpr | pdpa | vn_decree13 | ccpa | unknown (default unknown)
+  G        true | false: Global Privacy Control on, or off (clears a recorded signal);
+           sent only when given; --source gpc_signal implies true
   S        web_form | mobile_app | support_agent | gpc_signal | import (default web_form)
-  V        policy version, 1-64 bytes (default cli)
+  V        policy version, 1-64 bytes (default cli; for profile the API's, unspecified)
   T        RFC 3339 time, e.g. 2026-01-02T15:04:05Z (default: when the API receives it)
 
 flags (anywhere on the line):
@@ -141,6 +150,7 @@ type command func(c *client, p parsedArgs, args []string, out output) error
 var commands = map[string]command{
 	"set":      cmdSet,
 	"withdraw": cmdWithdraw,
+	"profile":  cmdProfile,
 	"get":      cmdGet,
 	"history":  cmdHistory,
 	"import":   cmdImport,
@@ -164,11 +174,11 @@ func dispatch(args []string, stdout io.Writer, env func(string) string) error {
 		return usageError{fmt.Sprintf("unknown command %s", quote(clip(pos[0], 64)))}
 	}
 	if len(pos) < 2 {
-		return usageError{"consent needs a command: set, withdraw, get, history or import"}
+		return usageError{"consent needs a command: set, withdraw, profile, get, history or import"}
 	}
 	cmd, ok := commands[pos[1]]
 	if !ok {
-		return usageError{fmt.Sprintf("unknown consent command %s (want set, withdraw, get, history or import)", quote(clip(pos[1], 64)))}
+		return usageError{fmt.Sprintf("unknown consent command %s (want set, withdraw, profile, get, history or import)", quote(clip(pos[1], 64)))}
 	}
 	if err := p.checkFlags(pos[1]); err != nil {
 		return err
@@ -236,6 +246,7 @@ type setRequest struct {
 	Source        string `json:"source"`
 	PolicyVersion string `json:"policy_version"`
 	Timestamp     string `json:"timestamp,omitempty"`
+	GPC           *bool  `json:"gpc,omitempty"`
 }
 
 // withdrawRequest is the body of POST .../consents/{purpose}/withdraw.
@@ -244,6 +255,34 @@ type withdrawRequest struct {
 	Source        string `json:"source,omitempty"`
 	Jurisdiction  string `json:"jurisdiction,omitempty"`
 	PolicyVersion string `json:"policy_version,omitempty"`
+	GPC           *bool  `json:"gpc,omitempty"`
+}
+
+// profileRequest is the body of PUT /v1/subjects/{subject}/profile; only
+// the values given are sent.
+type profileRequest struct {
+	Jurisdiction  string `json:"jurisdiction,omitempty"`
+	GPC           *bool  `json:"gpc,omitempty"`
+	Source        string `json:"source"`
+	PolicyVersion string `json:"policy_version,omitempty"`
+	Timestamp     string `json:"timestamp,omitempty"`
+}
+
+// gpcFlag returns the value of --gpc (nil when not given) and checks it
+// against the source: gpc_signal records a GPC signal, so --gpc false
+// contradicts it.
+func gpcFlag(p parsedArgs, source string) (*bool, error) {
+	if !p.has("gpc") {
+		return nil, nil
+	}
+	on, err := parseGPC(p.value("gpc", ""))
+	if err != nil {
+		return nil, err
+	}
+	if !on && source == "gpc_signal" {
+		return nil, inputError{"--source gpc_signal records a GPC signal; --gpc false contradicts it"}
+	}
+	return &on, nil
 }
 
 // cmdSet records a choice: consent set SUBJECT PURPOSE STATE.
@@ -259,6 +298,8 @@ func cmdSet(c *client, p parsedArgs, args []string, out output) error {
 		PolicyVersion: p.value("policy-version", defaultPolicyVersion),
 		Timestamp:     p.value("timestamp", ""),
 	}
+	gpc, gpcErr := gpcFlag(p, req.Source)
+	req.GPC = gpc
 	if err := firstError(
 		validateSubject(subject),
 		checkEnum("purpose", purpose, purposes),
@@ -266,6 +307,7 @@ func cmdSet(c *client, p parsedArgs, args []string, out output) error {
 		checkEnum("jurisdiction", req.Jurisdiction, jurisdictions),
 		checkEnum("source", req.Source, sources),
 		validatePolicyVersion(req.PolicyVersion),
+		gpcErr,
 	); err != nil {
 		return err
 	}
@@ -302,7 +344,9 @@ func cmdWithdraw(c *client, p parsedArgs, args []string, out output) error {
 		req.Jurisdiction = p.value("jurisdiction", "")
 		errs = append(errs, checkEnum("jurisdiction", req.Jurisdiction, jurisdictions))
 	}
-	if err := firstError(errs...); err != nil {
+	gpc, gpcErr := gpcFlag(p, req.Source)
+	req.GPC = gpc
+	if err := firstError(append(errs, gpcErr)...); err != nil {
 		return err
 	}
 	body, err := c.doJSON("POST", consentPath(subject, purpose, "withdraw"), req)
@@ -310,6 +354,46 @@ func cmdWithdraw(c *client, p parsedArgs, args []string, out output) error {
 		return err
 	}
 	_, err = emit(out, body, printReceipt)
+	return err
+}
+
+// cmdProfile records a subject's jurisdiction and/or GPC signal, with no
+// per-purpose choice: consent profile SUBJECT.
+func cmdProfile(c *client, p parsedArgs, args []string, out output) error {
+	if len(args) != 1 {
+		return usageError{fmt.Sprintf("consent profile needs SUBJECT (got %d argument(s))", len(args))}
+	}
+	subject := args[0]
+	req := profileRequest{
+		Jurisdiction: p.value("jurisdiction", ""),
+		Source:       p.value("source", defaultSource),
+	}
+	errs := []error{validateSubject(subject), checkEnum("source", req.Source, sources)}
+	if p.has("jurisdiction") {
+		errs = append(errs, checkEnum("jurisdiction", req.Jurisdiction, jurisdictions))
+	}
+	if p.has("policy-version") {
+		req.PolicyVersion = p.value("policy-version", "")
+		errs = append(errs, validatePolicyVersion(req.PolicyVersion))
+	}
+	if p.has("timestamp") {
+		req.Timestamp = p.value("timestamp", "")
+		errs = append(errs, validateTimestamp(req.Timestamp))
+	}
+	gpc, gpcErr := gpcFlag(p, req.Source)
+	req.GPC = gpc
+	errs = append(errs, gpcErr)
+	if err := firstError(errs...); err != nil {
+		return err
+	}
+	if (req.Jurisdiction == "" || req.Jurisdiction == defaultJurisdiction) && req.GPC == nil && req.Source != "gpc_signal" {
+		return inputError{"consent profile needs --jurisdiction J (other than unknown), --gpc true|false, or --source gpc_signal"}
+	}
+	body, err := c.doJSON("PUT", profilePath(subject), req)
+	if err != nil {
+		return err
+	}
+	_, err = emit(out, body, printProfileReceipt)
 	return err
 }
 

@@ -60,6 +60,7 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/subjects/{subject}/consents/{purpose}", f.set)
 	mux.HandleFunc("POST /v1/subjects/{subject}/consents/{purpose}/withdraw", f.withdraw)
+	mux.HandleFunc("PUT /v1/subjects/{subject}/profile", f.profile)
 	mux.HandleFunc("GET /v1/subjects/{subject}/consents", f.get)
 	mux.HandleFunc("GET /v1/subjects/{subject}/consents/history", f.history)
 	mux.HandleFunc("POST /v1/consents/import", f.importBulk)
@@ -118,16 +119,36 @@ func fail(w http.ResponseWriter, code int, msg string) {
 }
 
 // checkChange validates one change as the contract says; it returns the
-// change with its defaults filled in.
+// change with its defaults filled in. A change without purpose and state
+// is a subject-level change (a profile).
 func checkChange(in map[string]string) (map[string]string, error) {
 	s := in["subject_id"]
 	if s == "" || len(s) > 256 || !utf8.ValidString(s) || strings.IndexFunc(s, unicode.IsControl) >= 0 {
 		return nil, errors.New("invalid subject id")
 	}
-	if !slices.Contains(contractPurposes, in["purpose"]) {
-		return nil, fmt.Errorf("unknown purpose %q", in["purpose"])
+	if in["jurisdiction"] == "" {
+		in["jurisdiction"] = "unknown"
 	}
-	if !slices.Contains(contractStates, in["state"]) {
+	if !slices.Contains([]string{"", "true", "false"}, in["gpc"]) {
+		return nil, errors.New("gpc must be true or false")
+	}
+	if in["source"] == "gpc_signal" {
+		if in["gpc"] == "false" {
+			return nil, errors.New("source gpc_signal: gpc must be true")
+		}
+		in["gpc"] = "true"
+	}
+	profile := in["purpose"] == "" && in["state"] == ""
+	if profile {
+		if in["jurisdiction"] == "unknown" && in["gpc"] == "" {
+			return nil, errors.New("a profile needs a jurisdiction or a gpc value")
+		}
+		if in["policy_version"] == "" {
+			in["policy_version"] = "unspecified"
+		}
+	} else if !slices.Contains(contractPurposes, in["purpose"]) {
+		return nil, fmt.Errorf("unknown purpose %q", in["purpose"])
+	} else if !slices.Contains(contractStates, in["state"]) {
 		return nil, fmt.Errorf("unknown state %q", in["state"])
 	}
 	if !slices.Contains(contractJurisdictions, in["jurisdiction"]) {
@@ -163,10 +184,24 @@ func (f *fakeAPI) record(w http.ResponseWriter, c map[string]string) {
 	c["receipt_id"] = fmt.Sprintf("rcpt-%d", f.nextID)
 	f.changes[c["subject_id"]] = append(f.changes[c["subject_id"]], c)
 	f.mu.Unlock()
-	writeJSONResp(w, http.StatusAccepted, map[string]string{
-		"receipt_id": c["receipt_id"], "subject_id": c["subject_id"], "purpose": c["purpose"],
-		"state": c["state"], "accepted_at": "2026-01-02T03:04:05Z",
-	})
+	answer := map[string]any{"receipt_id": c["receipt_id"], "subject_id": c["subject_id"], "accepted_at": "2026-01-02T03:04:05Z"}
+	if c["purpose"] == "" {
+		answer["jurisdiction"] = c["jurisdiction"]
+	} else {
+		answer["purpose"], answer["state"] = c["purpose"], c["state"]
+	}
+	if c["gpc"] != "" {
+		answer["gpc"] = c["gpc"] == "true"
+	}
+	writeJSONResp(w, http.StatusAccepted, answer)
+}
+
+// boolText is the text of an optional JSON boolean: "", "true" or "false".
+func boolText(b *bool) string {
+	if b == nil {
+		return ""
+	}
+	return fmt.Sprint(*b)
 }
 
 type setBody struct {
@@ -175,6 +210,7 @@ type setBody struct {
 	Source        string `json:"source"`
 	PolicyVersion string `json:"policy_version"`
 	Timestamp     string `json:"timestamp"`
+	GPC           *bool  `json:"gpc"`
 }
 
 func (f *fakeAPI) set(w http.ResponseWriter, r *http.Request) {
@@ -186,8 +222,37 @@ func (f *fakeAPI) set(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "malformed JSON body")
 		return
 	}
+	if b.State == "" {
+		fail(w, http.StatusBadRequest, "state is required")
+		return
+	}
 	c, err := checkChange(map[string]string{"subject_id": r.PathValue("subject"), "purpose": r.PathValue("purpose"),
-		"state": b.State, "jurisdiction": b.Jurisdiction, "source": b.Source, "policy_version": b.PolicyVersion, "timestamp": b.Timestamp})
+		"state": b.State, "jurisdiction": b.Jurisdiction, "source": b.Source, "policy_version": b.PolicyVersion, "timestamp": b.Timestamp,
+		"gpc": boolText(b.GPC)})
+	if err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	f.record(w, c)
+}
+
+func (f *fakeAPI) profile(w http.ResponseWriter, r *http.Request) {
+	note(w, r)
+	var b struct {
+		Jurisdiction  string `json:"jurisdiction"`
+		GPC           *bool  `json:"gpc"`
+		Source        string `json:"source"`
+		PolicyVersion string `json:"policy_version"`
+		Timestamp     string `json:"timestamp"`
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		fail(w, http.StatusBadRequest, "malformed JSON body")
+		return
+	}
+	c, err := checkChange(map[string]string{"subject_id": r.PathValue("subject"), "jurisdiction": b.Jurisdiction, "source": b.Source,
+		"policy_version": b.PolicyVersion, "timestamp": b.Timestamp, "gpc": boolText(b.GPC)})
 	if err != nil {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
@@ -201,6 +266,7 @@ func (f *fakeAPI) withdraw(w http.ResponseWriter, r *http.Request) {
 		Source        string `json:"source"`
 		Jurisdiction  string `json:"jurisdiction"`
 		PolicyVersion string `json:"policy_version"`
+		GPC           *bool  `json:"gpc"`
 	}
 	body, _ := io.ReadAll(r.Body)
 	if len(bytes.TrimSpace(body)) > 0 {
@@ -212,7 +278,8 @@ func (f *fakeAPI) withdraw(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c := map[string]string{"subject_id": r.PathValue("subject"), "purpose": r.PathValue("purpose"), "state": "withdrawn",
-		"jurisdiction": cmp(b.Jurisdiction, "unknown"), "source": cmp(b.Source, "web_form"), "policy_version": cmp(b.PolicyVersion, "withdrawal")}
+		"jurisdiction": cmp(b.Jurisdiction, "unknown"), "source": cmp(b.Source, "web_form"), "policy_version": cmp(b.PolicyVersion, "withdrawal"),
+		"gpc": boolText(b.GPC)}
 	c, err := checkChange(c)
 	if err != nil {
 		fail(w, http.StatusBadRequest, err.Error())
@@ -243,18 +310,26 @@ func (f *fakeAPI) get(w http.ResponseWriter, r *http.Request) {
 		UpdatedAt string `json:"updated_at"`
 	}
 	out := struct {
-		SubjectID    string        `json:"subject_id"`
-		Jurisdiction string        `json:"jurisdiction"`
-		Version      int64         `json:"version"`
-		Purposes     map[string]ps `json:"purposes"`
+		SubjectID             string        `json:"subject_id"`
+		Jurisdiction          string        `json:"jurisdiction"`
+		JurisdictionUpdatedAt string        `json:"jurisdiction_updated_at"`
+		GPC                   bool          `json:"gpc"`
+		GPCUpdatedAt          string        `json:"gpc_updated_at"`
+		Version               int64         `json:"version"`
+		Purposes              map[string]ps `json:"purposes"`
 	}{SubjectID: sub, Jurisdiction: "unknown", Purposes: map[string]ps{}}
 	for _, p := range contractPurposes {
 		out.Purposes[p] = ps{State: "unset"}
 	}
 	for _, c := range changes {
-		out.Purposes[c["purpose"]] = ps{State: c["state"], UpdatedAt: c["timestamp"]}
+		if c["purpose"] != "" {
+			out.Purposes[c["purpose"]] = ps{State: c["state"], UpdatedAt: c["timestamp"]}
+		}
 		if c["jurisdiction"] != "unknown" {
-			out.Jurisdiction = c["jurisdiction"]
+			out.Jurisdiction, out.JurisdictionUpdatedAt = c["jurisdiction"], c["timestamp"]
+		}
+		if c["gpc"] != "" {
+			out.GPC, out.GPCUpdatedAt = c["gpc"] == "true", c["timestamp"]
 		}
 		ts, _ := time.Parse(time.RFC3339, c["timestamp"])
 		out.Version = max(out.Version, ts.UnixMilli())
@@ -269,13 +344,25 @@ func (f *fakeAPI) history(w http.ResponseWriter, r *http.Request) {
 	changes := slices.Clone(f.changes[sub])
 	f.mu.Unlock()
 	slices.Reverse(changes)
-	if changes == nil {
-		changes = []map[string]string{}
+	entries := []map[string]any{}
+	for _, c := range changes {
+		e := map[string]any{}
+		for k, v := range c {
+			if v != "" || (k != "purpose" && k != "state" && k != "gpc") {
+				e[k] = v
+			}
+		}
+		if c["gpc"] != "" {
+			e["gpc"] = c["gpc"] == "true"
+		}
+		entries = append(entries, e)
 	}
-	writeJSONResp(w, http.StatusOK, map[string]any{"subject_id": sub, "changes": changes})
+	writeJSONResp(w, http.StatusOK, map[string]any{"subject_id": sub, "changes": entries})
 }
 
 var csvHeader = "subject_id,purpose,state,jurisdiction,source,policy_version,timestamp"
+
+var csvHeaderGPC = csvHeader + ",gpc"
 
 func (f *fakeAPI) importBulk(w http.ResponseWriter, r *http.Request) {
 	type lineErr struct {
@@ -290,18 +377,18 @@ func (f *fakeAPI) importBulk(w http.ResponseWriter, r *http.Request) {
 		cr := csv.NewReader(r.Body)
 		cr.FieldsPerRecord = -1
 		head, err := cr.Read()
-		if err != nil || strings.Join(head, ",") != csvHeader {
-			fail(w, http.StatusBadRequest, "CSV header must be "+csvHeader)
+		if err != nil || (strings.Join(head, ",") != csvHeader && strings.Join(head, ",") != csvHeaderGPC) {
+			fail(w, http.StatusBadRequest, "CSV header must be "+csvHeader+"[,gpc]")
 			return
 		}
-		fields := strings.Split(csvHeader, ",")
+		fields := head
 		for line := 2; ; line++ {
 			rec, err := cr.Read()
 			if err == io.EOF {
 				break
 			}
 			if err != nil || len(rec) != len(fields) {
-				errs = append(errs, lineErr{line, "want 7 fields"})
+				errs = append(errs, lineErr{line, fmt.Sprintf("want %d fields", len(fields))})
 				continue
 			}
 			in := map[string]string{}
@@ -321,10 +408,16 @@ func (f *fakeAPI) importBulk(w http.ResponseWriter, r *http.Request) {
 			if len(bytes.TrimSpace(sc.Bytes())) == 0 {
 				continue
 			}
-			var in map[string]string
-			if err := json.Unmarshal(sc.Bytes(), &in); err != nil {
+			var raw map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &raw); err != nil {
 				errs = append(errs, lineErr{line, "not a JSON object"})
 				continue
+			}
+			in := map[string]string{}
+			for k, v := range raw {
+				if v != nil {
+					in[k] = fmt.Sprint(v)
+				}
 			}
 			c, err := checkChange(in)
 			if err != nil {
@@ -689,6 +782,21 @@ func TestLocalValidationSendsNothing(t *testing.T) {
 		{[]string{"consent", "get", "c1", "--timeout", "soon"}, "--timeout"},
 		{[]string{"consent", "get", "c1", "--api", "localhost:8080"}, "not an absolute http(s) URL"},
 		{[]string{"consent", "get", "c1", "--api", "ftp://x"}, "not an absolute http(s) URL"},
+		{[]string{"consent", "set", "c1", "analytics", "granted", "--gpc", "yes"}, `--gpc "yes" is not true or false`},
+		{[]string{"consent", "set", "c1", "analytics", "granted", "--gpc"}, "flag --gpc needs a value"},
+		{[]string{"consent", "set", "c1", "analytics", "granted", "--source", "gpc_signal", "--gpc", "false"}, "--gpc false contradicts it"},
+		{[]string{"consent", "withdraw", "c1", "analytics", "--gpc", "on"}, `--gpc "on" is not true or false`},
+		{[]string{"consent", "profile", "c1"}, "consent profile needs --jurisdiction J (other than unknown), --gpc true|false, or --source gpc_signal"},
+		{[]string{"consent", "profile", "c1", "--jurisdiction", "unknown"}, "consent profile needs --jurisdiction"},
+		{[]string{"consent", "profile", "c1", "--jurisdiction", "mars"}, `unknown jurisdiction "mars"`},
+		{[]string{"consent", "profile", "c1", "--gpc", "maybe"}, "is not true or false"},
+		{[]string{"consent", "profile", "c1", "--gpc", "false", "--source", "gpc_signal"}, "--gpc false contradicts it"},
+		{[]string{"consent", "profile", "", "--jurisdiction", "ccpa"}, "subject id is empty"},
+		{[]string{"consent", "profile", "c1", "--jurisdiction", "ccpa", "--timestamp", "now"}, "is not RFC 3339"},
+		{[]string{"consent", "profile", "c1", "--jurisdiction", "ccpa", "--policy-version", ""}, "policy version is empty"},
+		{[]string{"consent", "profile", "c1", "analytics", "--jurisdiction", "ccpa"}, "consent profile needs SUBJECT"},
+		{[]string{"consent", "profile", "c1", "--jurisdiction", "ccpa", "--format", "csv"}, "consent profile does not take --format"},
+		{[]string{"consent", "get", "c1", "--gpc", "true"}, "consent get does not take --gpc"},
 	}
 	for _, tc := range cases {
 		code, out, errOut := api(t, srv, tc.args...)
@@ -902,4 +1010,107 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+func TestProfile(t *testing.T) {
+	f, srv := newFakeAPI(t)
+	code, out, errOut := api(t, srv, "consent", "profile", oddSubject, "--jurisdiction", "ccpa", "--source", "import", "--timestamp", "2026-01-02T03:04:05Z")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	r := f.requests()[0]
+	if r.Method != "PUT" || r.EscapedPath != "/v1/subjects/"+oddSubjectEscaped+"/profile" || r.Subject != oddSubject || r.ContentType != "application/json" {
+		t.Fatalf("request %s %s (%q)", r.Method, r.EscapedPath, r.Subject)
+	}
+	// Only what was given is sent: no gpc, no policy version (the API's default).
+	want := map[string]any{"jurisdiction": "ccpa", "source": "import", "timestamp": "2026-01-02T03:04:05Z"}
+	if got := decodeBodyMap(t, r.Body); !mapsEqual(got, want) {
+		t.Fatalf("body %v, want %v", got, want)
+	}
+	if !strings.Contains(out, "accepted: subject \"cust/42 ü\" jurisdiction ccpa gpc -") || strings.Count(out, "\n") != 1 {
+		t.Fatalf("output %q", out)
+	}
+
+	// A GPC signal alone; gpc_signal implies true on the API side.
+	if code, out, errOut = api(t, srv, "consent", "profile", "c2", "--source", "gpc_signal"); code != exitOK || !strings.Contains(out, "gpc true") {
+		t.Fatalf("gpc_signal: exit %d %q %q", code, out, errOut)
+	}
+	if got := decodeBodyMap(t, f.requests()[1].Body); !mapsEqual(got, map[string]any{"source": "gpc_signal"}) {
+		t.Fatalf("body %v", got)
+	}
+	if code, _, errOut = api(t, srv, "consent", "profile", "c2", "--gpc=false", "--policy-version", "p2"); code != exitOK {
+		t.Fatalf("gpc false: exit %d %s", code, errOut)
+	}
+	if got := decodeBodyMap(t, f.requests()[2].Body); !mapsEqual(got, map[string]any{"gpc": false, "source": "web_form", "policy_version": "p2"}) {
+		t.Fatalf("body %v", got)
+	}
+	// --json prints the answer as is.
+	code, out, _ = api(t, srv, "--json", "consent", "profile", "c3", "--jurisdiction", "gdpr", "--gpc", "1")
+	var pr profileReceipt
+	if code != exitOK || json.Unmarshal([]byte(out), &pr) != nil || pr.Jurisdiction != "gdpr" || pr.GPC == nil || !*pr.GPC {
+		t.Fatalf("--json: %d %q", code, out)
+	}
+
+	// get shows the profile; history shows it without purpose and state.
+	code, out, _ = api(t, srv, "consent", "get", "c2")
+	if code != exitOK || !strings.Contains(out, "gpc:          false (recorded ") || !strings.Contains(out, "jurisdiction: unknown\n") {
+		t.Fatalf("get: %d\n%s", code, out)
+	}
+	code, out, _ = api(t, srv, "consent", "history", "c2")
+	if code != exitOK || !strings.Contains(out, "GPC") || !strings.Contains(out, "gpc_signal") {
+		t.Fatalf("history: %d\n%s", code, out)
+	}
+	var gpcs []string
+	for _, l := range strings.Split(out, "\n") {
+		if fs := strings.Fields(l); len(fs) == 8 && fs[1] == "-" && fs[2] == "-" {
+			gpcs = append(gpcs, fs[4])
+		}
+	}
+	if !slices.Equal(gpcs, []string{"false", "true"}) {
+		t.Fatalf("history GPC column %q:\n%s", gpcs, out)
+	}
+}
+
+func TestGPCFlagOnSetAndWithdraw(t *testing.T) {
+	f, srv := newFakeAPI(t)
+	code, out, errOut := api(t, srv, "consent", "set", "c1", "marketing", "denied", "--jurisdiction", "ccpa", "--gpc", "true")
+	if code != exitOK || !strings.Contains(out, "state denied gpc true") {
+		t.Fatalf("set: exit %d %q %q", code, out, errOut)
+	}
+	want := map[string]any{"state": "denied", "jurisdiction": "ccpa", "source": "web_form", "policy_version": "cli", "gpc": true}
+	if got := decodeBodyMap(t, f.requests()[0].Body); !mapsEqual(got, want) {
+		t.Fatalf("body %v, want %v", got, want)
+	}
+	if code, _, errOut = api(t, srv, "consent", "withdraw", "c1", "analytics", "--gpc", "false"); code != exitOK {
+		t.Fatalf("withdraw: exit %d %s", code, errOut)
+	}
+	want = map[string]any{"source": "web_form", "policy_version": "cli", "gpc": false}
+	if got := decodeBodyMap(t, f.requests()[1].Body); !mapsEqual(got, want) {
+		t.Fatalf("body %v, want %v", got, want)
+	}
+	// Without --gpc nothing is sent about it.
+	api(t, srv, "consent", "set", "c1", "analytics", "granted")
+	if got := decodeBodyMap(t, f.requests()[2].Body); got["gpc"] != nil {
+		t.Fatalf("gpc sent without --gpc: %v", got)
+	}
+	code, out, _ = api(t, srv, "consent", "get", "c1")
+	if code != exitOK || !strings.Contains(out, "gpc:          false (recorded ") {
+		t.Fatalf("get:\n%s", out)
+	}
+}
+
+func TestImportSubjectLevelRows(t *testing.T) {
+	f, srv := newFakeAPI(t)
+	content := csvHeaderGPC + "\n" +
+		"c1,,,ccpa,import,,,\n" +
+		"c2,,,ccpa,import,,,true\n" +
+		"c3,,,,import,,,\n"
+	file := writeFile(t, "profiles.csv", content)
+	code, out, _ := api(t, srv, "consent", "import", file)
+	if code != exitRejected || !strings.Contains(out, "2 accepted, 1 rejected") || !strings.Contains(out, "line 4:") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if r := f.requests()[0]; string(r.Body) != content {
+		t.Fatalf("the file was not sent as is: %q", r.Body)
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -85,6 +86,7 @@ func TestOpenAPIVersionAndOperations(t *testing.T) {
 	want := []string{
 		"PUT /v1/subjects/{subject}/consents/{purpose}",
 		"POST /v1/subjects/{subject}/consents/{purpose}/withdraw",
+		"PUT /v1/subjects/{subject}/profile",
 		"GET /v1/subjects/{subject}/consents",
 		"GET /v1/subjects/{subject}/consents/history",
 		"POST /v1/consents/import",
@@ -214,6 +216,26 @@ func TestOpenAPIContract(t *testing.T) {
 	if obj(t, withdraw, "requestBody")["required"] != false {
 		t.Error("the withdraw body is optional")
 	}
+	profile := obj(t, paths, "/v1/subjects/{subject}/profile", "put")
+	profileBody := resolve(t, doc, obj(t, profile, "requestBody", "content", "application/json", "schema"))
+	if profileBody["additionalProperties"] != false || !slices.Equal(strs(profileBody["required"]), []string{"source"}) {
+		t.Errorf("ProfileRequest: %v", profileBody)
+	}
+	if _, ok := obj(t, profile, "responses")["202"]; !ok {
+		t.Error("PUT profile answers 202")
+	}
+	// Every write on a subject documents the Sec-GPC header.
+	for _, op := range []map[string]any{set, withdraw, profile} {
+		var found bool
+		params, _ := op["parameters"].([]any)
+		for _, p := range params {
+			p := resolve(t, doc, p)
+			found = found || (p["in"] == "header" && p["name"] == "Sec-GPC")
+		}
+		if !found {
+			t.Errorf("%s does not document the Sec-GPC header", op["operationId"])
+		}
+	}
 	imp := obj(t, paths, "/v1/consents/import", "post")
 	var types []string
 	for ct := range obj(t, imp, "requestBody", "content") {
@@ -249,4 +271,55 @@ func TestOpenAPIContract(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCLIBodiesMatchOpenAPI checks every JSON field privacyctl sends or
+// reads against the schema of its operation in docs/openapi.yaml: a field
+// the contract does not have, or a required one the client cannot send or
+// read, fails.
+func TestCLIBodiesMatchOpenAPI(t *testing.T) {
+	doc := loadOpenAPI(t)
+	schemas := obj(t, doc, "components", "schemas")
+	for _, c := range []struct {
+		schema string
+		v      any
+	}{
+		{"SetConsentRequest", setRequest{}},
+		{"WithdrawRequest", withdrawRequest{}},
+		{"ProfileRequest", profileRequest{}},
+		{"ConsentReceipt", receipt{}},
+		{"ProfileReceipt", profileReceipt{}},
+		{"SubjectConsent", subjectConsent{}},
+		{"PurposeState", purposeState{}},
+		{"ConsentHistory", consentHistory{}},
+		{"ConsentChange", consentChange{}},
+		{"ImportResult", importResult{}},
+		{"ImportLineError", lineError{}},
+	} {
+		sch := obj(t, schemas, c.schema)
+		props := obj(t, sch, "properties")
+		fields := jsonFields(reflect.TypeOf(c.v))
+		for _, f := range fields {
+			if _, ok := props[f]; !ok {
+				t.Errorf("%s: privacyctl has field %q, the contract does not", c.schema, f)
+			}
+		}
+		for _, r := range strs(sch["required"]) {
+			if !slices.Contains(fields, r) {
+				t.Errorf("%s: the contract requires %q, privacyctl has no such field", c.schema, r)
+			}
+		}
+	}
+}
+
+// jsonFields returns the JSON names of a struct's fields.
+func jsonFields(t reflect.Type) []string {
+	var out []string
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			out = append(out, name)
+		}
+	}
+	return out
 }

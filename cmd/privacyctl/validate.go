@@ -77,6 +77,19 @@ func validatePolicyVersion(v string) error {
 	return nil
 }
 
+// parseGPC parses a --gpc value: true or 1 (the subject sends a Global
+// Privacy Control signal), false or 0 (it does not: a recorded signal is
+// cleared).
+func parseGPC(v string) (bool, error) {
+	switch v {
+	case "true", "1":
+		return true, nil
+	case "false", "0":
+		return false, nil
+	}
+	return false, inputError{fmt.Sprintf("--gpc %s is not true or false", quote(clip(v, 64)))}
+}
+
 // validateTimestamp checks an RFC 3339 timestamp such as
 // 2026-01-02T15:04:05Z or 2026-01-02T15:04:05.123+07:00.
 func validateTimestamp(ts string) error {
