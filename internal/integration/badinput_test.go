@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/internal/purpose"
@@ -199,24 +200,32 @@ func TestBadInputNeverStallsOnRealKafka(t *testing.T) {
 	}
 }
 
-// TestClaimedJurisdictionNeverLoosensOnRealKafka is defect 4 of issue 10
-// end to end: events that claim "ccpa" for subjects without a stored
-// record, or whose record says gdpr, publish nothing; a subject whose
-// stored record carries only the jurisdiction ccpa gets the opt-out
-// default; a recorded GPC signal denies marketing and sharing and is
-// counted.
+// TestClaimedJurisdictionNeverLoosensOnRealKafka is defects 4 and 5 of
+// issue 10 end to end, through the consent log and consent-sync: events
+// that claim "ccpa" for subjects without a stored record, or whose record
+// says gdpr, publish nothing; a subject whose stored record carries only
+// the jurisdiction ccpa (a subject-level record, as a bulk import writes
+// it) gets the opt-out default; a GPC signal recorded that way denies
+// marketing and sharing, and each application is counted.
 func TestClaimedJurisdictionNeverLoosensOnRealKafka(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
-	now := time.Now()
-	put := func(sub string, rec consent.Record) {
-		if err := r.pp.Store.Put(ctx, sub, &rec); err != nil {
-			t.Fatal(err)
-		}
+	now := time.Now().Add(-time.Minute)
+	profile := func(sub string, j consent.Jurisdiction, gpc consent.GPCValue) consentlog.Change {
+		return consentlog.Change{SubjectID: sub, Purpose: consentlog.SubjectLevel, Jurisdiction: j, GPC: gpc,
+			Source: consentlog.Import, PolicyVersion: consentlog.DefaultProfilePolicyVersion,
+			Timestamp: now.Truncate(time.Millisecond), ReceiptID: consentlog.NewReceiptID()}
 	}
-	put("subject-gdpr", consent.Record{Jurisdiction: consent.GDPR, Version: now.UnixMilli()})
-	put("subject-ccpa-only", consent.Record{Jurisdiction: consent.CCPA, Version: now.UnixMilli()})
-	put("subject-ccpa-gpc", consent.Record{Jurisdiction: consent.CCPA, GPC: true, Version: now.UnixMilli()})
+	r.publishConsent(ctx,
+		profile("subject-gdpr", consent.GDPR, consent.GPCNotGiven),
+		profile("subject-ccpa-only", consent.CCPA, consent.GPCNotGiven),
+		profile("subject-ccpa-gpc", consent.CCPA, consent.GPCOn))
+	r.startSync(false)
+	waitUntil(t, "consent-sync stored the three subject-level records", time.Minute, func() bool {
+		out := make([]consent.Lookup, 3)
+		err := r.pp.Store.Lookup(ctx, []string{"subject-gdpr", "subject-ccpa-only", "subject-ccpa-gpc"}, out)
+		return err == nil && out[0].Found && out[1].Found && out[2].Found && out[2].Record.GPC
+	})
 	_, stop := r.start()
 	defer stop()
 	gen := synth.New(11, 10, now)
