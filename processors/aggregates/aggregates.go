@@ -181,6 +181,10 @@ func (p *Processor) Topics() []string {
 // state is one partition's aggregators, one per plan, with the stats as of
 // the last committed batch (metrics are the difference).
 type state struct {
+	// domains numbers the pseudonym key ids of this partition exactly, so
+	// one person under two keys is never counted twice (it is part of the
+	// checkpoint).
+	domains   subject.Domains
 	aggs      []*aggregate.Aggregator
 	committed []aggregate.Stats
 	current   []aggregate.Stats
@@ -238,7 +242,7 @@ func (w *Worker) load(ctx context.Context, partition int32, cp processors.Checkp
 	}
 	var ev aggregate.Event
 	err = replay(func(r processors.Record) error {
-		if ok, _ := w.event(r, &ev); !ok {
+		if ok, _ := w.event(&st, r, &ev); !ok {
 			return nil
 		}
 		for i, a := range st.aggs {
@@ -268,10 +272,11 @@ func (w *Worker) fresh() (state, error) {
 
 // restore loads a checkpoint into fresh aggregators.
 func (w *Worker) restore(st *state, cp processors.Checkpoint) error {
-	parts, err := splitState(cp.State, len(st.aggs))
+	parts, doms, err := splitState(cp.State, len(st.aggs))
 	if err != nil {
 		return err
 	}
+	st.domains = doms
 	for i, a := range st.aggs {
 		s, err := aggregate.UnmarshalState(parts[i])
 		if err != nil {
@@ -286,8 +291,10 @@ func (w *Worker) restore(st *state, cp processors.Checkpoint) error {
 }
 
 // event decodes a record into ev (without dimensions); ok is false if it
-// is undecodable (bad reports which) or has no time or subject.
-func (w *Worker) event(r processors.Record, ev *aggregate.Event) (ok, bad bool) {
+// is undecodable (bad reports which) or has no time or subject (or a key id
+// the partition's domain table cannot number: never counted, so never
+// loosening k).
+func (w *Worker) event(st *state, r processors.Record, ev *aggregate.Event) (ok, bad bool) {
 	if err := w.p.dec.Decode(r.Value, &w.rec); err != nil {
 		return false, true
 	}
@@ -295,7 +302,11 @@ func (w *Worker) event(r processors.Record, ev *aggregate.Event) (ok, bad bool) 
 	if !t.Present || !s.Present || len(s.Bytes) == 0 {
 		return false, false
 	}
-	*ev = aggregate.Event{Time: t.Num, Subject: subject.ID(subject.KeyID(r.Headers), s.Bytes), Ref: r.Offset, Dims: ev.Dims[:0]}
+	dom, err := st.domains.Of(subject.KeyID(r.Headers))
+	if err != nil {
+		return false, false
+	}
+	*ev = aggregate.Event{Time: t.Num, Subject: subject.ID(dom, s.Bytes), Ref: r.Offset, Dims: ev.Dims[:0]}
 	return true, false
 }
 
@@ -344,7 +355,7 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 			return err
 		}
 		w.input, w.part = i, r.Partition
-		if ok, bad := w.event(r, &ev); !ok {
+		if ok, bad := w.event(st, r, &ev); !ok {
 			// Counted, never silent: the privacy processor only publishes
 			// valid records, so these mean a foreign producer.
 			for j := range w.pending {
@@ -414,25 +425,43 @@ func (w *Worker) checkpoint(partition int32, next int64, st *state) {
 		buf = binary.AppendUvarint(buf, uint64(len(b)))
 		buf = append(buf, b...)
 	}
+	buf = append(buf, domainsMarker)
+	buf = st.domains.AppendEncode(buf)
 	w.val = buf
 	w.out.AddCheckpoint(processors.Checkpoint{Partition: partition, Next: next, ReplayFrom: from, State: buf})
 }
 
-// splitState splits a checkpoint into the aggregators' states.
-func splitState(b []byte, n int) ([][]byte, error) {
+// domainsMarker introduces the identity-domain table after the
+// aggregators' states; a checkpoint without it (written before the table
+// existed) restores with an empty table, which the replay fills.
+const domainsMarker = 'D'
+
+// splitState splits a checkpoint into the aggregators' states and the
+// identity-domain table.
+func splitState(b []byte, n int) ([][]byte, subject.Domains, error) {
 	parts := make([][]byte, 0, n)
 	for range n {
 		l, k := binary.Uvarint(b)
 		if k <= 0 || l > uint64(len(b)-k) {
-			return nil, errors.New("aggregates: corrupt checkpoint")
+			return nil, subject.Domains{}, errors.New("aggregates: corrupt checkpoint")
 		}
 		parts = append(parts, b[k:k+int(l)])
 		b = b[k+int(l):]
 	}
-	if len(b) != 0 {
-		return nil, errors.New("aggregates: checkpoint has trailing bytes (the declared aggregates changed?)")
+	if len(b) == 0 {
+		return parts, subject.Domains{}, nil
 	}
-	return parts, nil
+	if b[0] != domainsMarker {
+		return nil, subject.Domains{}, errors.New("aggregates: checkpoint has trailing bytes (the declared aggregates changed?)")
+	}
+	doms, rest, err := subject.DecodeDomains(b[1:])
+	if err != nil {
+		return nil, subject.Domains{}, fmt.Errorf("aggregates: %w", err)
+	}
+	if len(rest) != 0 {
+		return nil, subject.Domains{}, errors.New("aggregates: checkpoint has trailing bytes (the declared aggregates changed?)")
+	}
+	return parts, doms, nil
 }
 
 // emit encodes a closed window's rows.

@@ -215,6 +215,9 @@ type held struct {
 // state is one partition's CASTLE per identity domain (pseudonym key; see
 // domains.go) and its held records.
 type state struct {
+	// ids numbers the pseudonym key ids of this partition exactly (part
+	// of the checkpoint); domains holds one CASTLE per numbered domain.
+	ids       subject.Domains
 	domains   []domainCastle
 	retired   castle.Stats // counters of domains no longer kept
 	held      map[int64]held
@@ -252,8 +255,9 @@ type Worker struct {
 var timeBase = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 
 // toTuple decodes a record into w.tuple; ok false if undecodable (bad) or
-// without subject.
-func (w *Worker) toTuple(r processors.Record) (ok, bad bool) {
+// without subject (or with a key id the partition's domain table cannot
+// number: never clustered, so never loosening k).
+func (w *Worker) toTuple(st *state, r processors.Record) (ok, bad bool) {
 	if err := w.p.dec.Decode(r.Value, &w.rec); err != nil {
 		return false, true
 	}
@@ -261,11 +265,15 @@ func (w *Worker) toTuple(r processors.Record) (ok, bad bool) {
 	if !s.Present || len(s.Bytes) == 0 {
 		return false, false
 	}
+	dom, err := st.ids.Of(subject.KeyID(r.Headers))
+	if err != nil {
+		return false, false
+	}
 	t := &w.tuple
-	t.Ref, t.Subject, t.Sensitive = r.Offset, subject.ID(subject.KeyID(r.Headers), s.Bytes), 0
+	t.Ref, t.Subject, t.Sensitive = r.Offset, subject.ID(dom, s.Bytes), 0
 	if w.p.sensIdx >= 0 {
 		if v := w.rec.Values[w.p.sensIdx]; v.Present {
-			t.Sensitive = subject.ID(nil, v.Bytes)
+			t.Sensitive = subject.Hash(v.Bytes)
 		}
 	}
 	ni, ci := 0, 0
@@ -336,9 +344,21 @@ func (w *Worker) load(_ context.Context, partition int32, cp processors.Checkpoi
 	if m := w.p.cfg.Metrics; m != nil {
 		m.Restores.WithLabelValues(Name).Inc()
 	}
+	// The domain table comes first: the replay numbers key ids with it,
+	// as the run that wrote the checkpoint did.
+	ids, err := decodeIDs(cp.State)
+	if err != nil {
+		w.p.cfg.Log.Warn("checkpoint unusable; the partition's clusters start afresh",
+			"processor", Name, "partition", partition, "err", err)
+		if m := w.p.cfg.Metrics; m != nil {
+			m.StateResets.WithLabelValues(Name).Inc()
+		}
+		return st, nil
+	}
+	st.ids = ids
 	tuples := map[int64]castle.Tuple{}
-	err := replay(func(r processors.Record) error {
-		if ok, _ := w.toTuple(r); !ok {
+	err = replay(func(r processors.Record) error {
+		if ok, _ := w.toTuple(&st, r); !ok {
 			return nil
 		}
 		t := w.tuple
@@ -419,7 +439,7 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 		if r.Timestamp.After(latest) {
 			latest = r.Timestamp
 		}
-		ok, bad := w.toTuple(r)
+		ok, bad := w.toTuple(st, r)
 		if !ok {
 			if bad {
 				w.bad.undecodable++

@@ -349,15 +349,24 @@ func heldRefs(w *Worker) []int64 {
 
 // TestKeyRotationClustersNeverMixKeys: during a key rotation every person
 // has two pseudonyms; every released group still holds k distinct people.
+// TestKeyRotationClustersNeverMixKeys checks released groups on people,
+// not pseudonyms, while two keys interleave; the second pair of key ids
+// collides under the old 16-bit hashed domains (issue 11, defect 1).
 func TestKeyRotationClustersNeverMixKeys(t *testing.T) {
+	for _, pair := range [][2]string{{"ai-2026-10", "ai-2026-11"}, {"ai_training-2027-06", "ai_training-2053-01"}} {
+		t.Run(pair[1], func(t *testing.T) { clustersNeverMixKeys(t, pair) })
+	}
+}
+
+func clustersNeverMixKeys(t *testing.T, pair [2]string) {
 	const k = 5
 	evs := synth(9, 4000, 60)
 	person := map[string]string{}
 	keys := make([]string, len(evs))
 	for i := range evs {
-		key := "ai-2026-10"
+		key := pair[0]
 		if i%2 == 1 { // the two keys interleave, as during a rolling restart
-			key = "ai-2026-11"
+			key = pair[1]
 		}
 		p := evs[i].subject
 		evs[i].subject = key + "/" + p

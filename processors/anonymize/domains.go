@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/privacy-pipeline/pipeline/internal/kanon/castle"
+	"github.com/privacy-pipeline/pipeline/processors/subject"
 )
 
 // One CASTLE per identity domain (pseudonym key). While a key is rotated a
@@ -90,8 +91,13 @@ func (st *state) heldRefs() []int64 {
 }
 
 const (
-	stateMagic   = 'A'
-	stateVersion = 1
+	stateMagic = 'A'
+	// stateVersion 2 adds the identity-domain table (subject.Domains)
+	// after the header; version 1 checkpoints, whose domains were 16-bit
+	// hashes of the key ids, still restore: their domain numbers are
+	// reserved so no key id is numbered into one of their CASTLEs.
+	stateVersion   = 2
+	stateVersionV1 = 1
 )
 
 // errState is wrapped by the errors of decodeState.
@@ -101,6 +107,7 @@ var errState = errors.New("anonymize: corrupt checkpoint")
 // counters.
 func appendState(b []byte, st *state) []byte {
 	b = append(b, stateMagic, stateVersion)
+	b = st.ids.AppendEncode(b)
 	b = binary.AppendUvarint(b, uint64(len(st.domains)))
 	for _, d := range st.domains {
 		b = binary.LittleEndian.AppendUint16(b, d.dom)
@@ -115,6 +122,34 @@ func appendState(b []byte, st *state) []byte {
 	return binary.LittleEndian.AppendUint64(b, math.Float64bits(r.InfoLossSum))
 }
 
+// decodeIDs returns the identity-domain table of a checkpoint: the
+// encoded one (version 2), or for a version 1 checkpoint an empty table in
+// which the domains its CASTLEs use are reserved.
+func decodeIDs(b []byte) (subject.Domains, error) {
+	if len(b) < 2 || b[0] != stateMagic {
+		return subject.Domains{}, fmt.Errorf("%w: bad header", errState)
+	}
+	switch b[1] {
+	case stateVersion:
+		d, _, err := subject.DecodeDomains(b[2:])
+		if err != nil {
+			return subject.Domains{}, fmt.Errorf("%w: %w", errState, err)
+		}
+		return d, nil
+	case stateVersionV1:
+		doms, _, err := decodeState(b)
+		if err != nil {
+			return subject.Domains{}, err
+		}
+		var d subject.Domains
+		for _, x := range doms {
+			d.Reserve(x.dom)
+		}
+		return d, nil
+	}
+	return subject.Domains{}, fmt.Errorf("%w: bad header", errState)
+}
+
 // decodedDomain is one domain's snapshot in a checkpoint.
 type decodedDomain struct {
 	dom  uint16
@@ -125,10 +160,17 @@ type decodedDomain struct {
 // counters.
 func decodeState(b []byte) ([]decodedDomain, castle.Stats, error) {
 	var retired castle.Stats
-	if len(b) < 2 || b[0] != stateMagic || b[1] != stateVersion {
+	if len(b) < 2 || b[0] != stateMagic || (b[1] != stateVersion && b[1] != stateVersionV1) {
 		return nil, retired, fmt.Errorf("%w: bad header", errState)
 	}
+	v1 := b[1] == stateVersionV1
 	b = b[2:]
+	if !v1 {
+		var err error
+		if _, b, err = subject.DecodeDomains(b); err != nil {
+			return nil, retired, fmt.Errorf("%w: %w", errState, err)
+		}
+	}
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > maxDomains+1 {
 		return nil, retired, fmt.Errorf("%w: domain count", errState)

@@ -28,13 +28,19 @@ func KeyID(headers []processors.Header) []byte {
 	return nil
 }
 
-// ID is the 64-bit FNV-1a hash of the pseudonym in the low bits and the
-// hash of its key id in the top DomainBits bits. A hash collision can only
-// merge subjects and undercount, which errs on the safe side.
-func ID(keyID, pseudonym []byte) uint64 {
+// ID is the subject's identity in the k counts: its domain (see Domains:
+// the exact number of its pseudonym's key id in the partition's state) in
+// the top DomainBits bits and the 64-bit FNV-1a hash of the pseudonym in
+// the low bits. A hash collision of two pseudonyms can only merge subjects
+// and undercount, which errs on the safe side; domains never collide.
+func ID(domain uint16, pseudonym []byte) uint64 {
 	const low = 64 - DomainBits
-	return fnv(keyID)<<low | fnv(pseudonym)&(1<<low-1)
+	return uint64(domain)<<low | fnv(pseudonym)&(1<<low-1)
 }
+
+// Hash is the 64-bit FNV-1a hash of b (for values compared for equality
+// only, such as l-diversity's sensitive attribute).
+func Hash(b []byte) uint64 { return fnv(b) }
 
 // Domain returns the identity domain of an ID.
 func Domain(id uint64) uint16 { return uint16(id >> (64 - DomainBits)) }
