@@ -87,6 +87,9 @@ type Config struct {
 	KanonAllowedLateness time.Duration `env:"KANON_ALLOWED_LATENESS" envDefault:"10m"`
 	KanonRollup          bool          `env:"KANON_ROLLUP" envDefault:"true"`
 	KanonIdleClose       time.Duration `env:"KANON_IDLE_CLOSE" envDefault:"5m"`
+	// KanonWatermarkSkew bounds an event's move of the watermark to its
+	// record's log time plus this; negative: unbounded.
+	KanonWatermarkSkew   time.Duration `env:"KANON_WATERMARK_SKEW" envDefault:"1m"`
 	KanonDPEpsilon       float64       `env:"KANON_DP_EPSILON" envDefault:"0"`
 	KanonDPDelta         float64       `env:"KANON_DP_DELTA" envDefault:"1e-6"`
 	KanonDPMaxCells      int           `env:"KANON_DP_MAX_CELLS_PER_SUBJECT" envDefault:"4"`

@@ -32,6 +32,10 @@ type Kanon struct {
 	// StateResets counts checkpoints that could not be used (configuration
 	// changed or corrupt), after which a partition started afresh.
 	StateResets *prometheus.CounterVec
+	// WatermarkCapped counts events stamped later than their record's log
+	// time plus the allowed skew: they joined their window but could not
+	// move the watermark (one outlier never closes windows early).
+	WatermarkCapped *prometheus.CounterVec
 }
 
 // NewKanon creates and registers the k-anonymity metrics.
@@ -58,7 +62,9 @@ func NewKanon(reg prometheus.Registerer) *Kanon {
 			Help: "Partition states rebuilt from a checkpoint and a replay of the input."}, []string{"processor"}),
 		StateResets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_state_resets_total",
 			Help: "Checkpoints that could not be used (configuration changed, or corrupt): the partition's state started afresh."}, []string{"processor"}),
+		WatermarkCapped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_watermark_capped_total",
+			Help: "Events stamped later than their record's log time plus PIPELINE_KANON_WATERMARK_SKEW: added to their window, but not allowed to move the watermark."}, []string{"output"}),
 	}
-	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores, m.StateResets)
+	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores, m.StateResets, m.WatermarkCapped)
 	return m
 }

@@ -60,7 +60,7 @@ func BuildAggregates(cfg config.Config, spec *kanonspec.Spec, m *metrics.Kanon, 
 			MaxCellsPerSubject: cfg.KanonDPMaxCells, MaxEventsPerCell: cfg.KanonDPMaxEventsCell, MaxAmount: cfg.KanonDPMaxAmount}
 	}
 	p, err := aggregates.New(aggregates.Config{Aggregates: spec.Aggregates, Spec: spec, K: cfg.KanonK,
-		Window: cfg.KanonWindow, AllowedLateness: cfg.KanonAllowedLateness, Rollup: cfg.KanonRollup, IdleClose: cfg.KanonIdleClose, DP: dp,
+		Window: cfg.KanonWindow, AllowedLateness: cfg.KanonAllowedLateness, Rollup: cfg.KanonRollup, IdleClose: cfg.KanonIdleClose, WatermarkSkew: cfg.KanonWatermarkSkew, DP: dp,
 		TopicTemplate: cfg.AggTopicTemplate, StateTopic: stateTopic(cfg, topology.KanonAggregates), Metrics: m, Log: log})
 	if err != nil {
 		return nil, err

@@ -69,6 +69,13 @@ type Config struct {
 	// partition still publishes; 0 disables it (windows close only as event
 	// time advances).
 	IdleClose time.Duration
+	// WatermarkSkew bounds how far an event may move its partition's
+	// watermark: at most its record's log time (the Kafka record timestamp)
+	// plus this skew, so one event stamped in the future cannot close the
+	// open windows and make the on-time events after it late. 0: the
+	// default, 1 minute; negative: no bound (the watermark is the largest
+	// event time, as before).
+	WatermarkSkew time.Duration
 	// DP, when not nil, adds differential privacy noise.
 	DP *aggregate.DPConfig
 	// TopicTemplate names the output topics ({purpose}, {name}); empty:
@@ -112,6 +119,9 @@ func New(cfg Config) (*Processor, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.WatermarkSkew == 0 {
+		cfg.WatermarkSkew = time.Minute
 	}
 	if cfg.TopicTemplate == "" {
 		cfg.TopicTemplate = kanonspec.DefaultAggregateTopicTemplate
@@ -201,6 +211,7 @@ func (p *Processor) NewWorker() processors.Worker {
 // counts are a batch's metric increments, applied when it commits.
 type counts struct {
 	undecodable, incomplete int64
+	capped                  int64 // events whose watermark move was capped
 	delta                   aggregate.Stats
 	minSubjects             int64
 }
@@ -307,6 +318,9 @@ func (w *Worker) event(st *state, r processors.Record, ev *aggregate.Event) (ok,
 		return false, false
 	}
 	*ev = aggregate.Event{Time: t.Num, Subject: subject.ID(dom, s.Bytes), Ref: r.Offset, Dims: ev.Dims[:0]}
+	if skew := w.p.cfg.WatermarkSkew; skew >= 0 && !r.Timestamp.IsZero() {
+		ev.MaxWatermark = r.Timestamp.Add(skew).UnixMilli()
+	}
 	return true, false
 }
 
@@ -367,10 +381,14 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 			}
 			continue
 		}
+		capped := ev.MaxWatermark != 0 && ev.Time > ev.MaxWatermark
 		for j, a := range st.aggs {
 			pl := w.p.plans[j]
 			w.fillDims(pl, &ev)
 			w.plan = pl
+			if capped {
+				w.pending[j].capped++
+			}
 			if _, err := a.Add(ev, w.emit); err != nil {
 				return fmt.Errorf("aggregates: %s: %w", pl.spec.Name, err)
 			}
@@ -542,6 +560,7 @@ func (w *Worker) flushMetrics() {
 		m.Events.WithLabelValues(out, "bounded").Add(float64(d.EventsBounded))
 		m.Events.WithLabelValues(out, "undecodable").Add(float64(c.undecodable))
 		m.Events.WithLabelValues(out, "incomplete").Add(float64(c.incomplete))
+		m.WatermarkCapped.WithLabelValues(out).Add(float64(c.capped))
 		if len(d.RowsReleased) > 0 {
 			m.Rows.WithLabelValues(out, "released").Add(float64(d.RowsReleased[0]))
 		}

@@ -31,6 +31,12 @@ type Event struct {
 	// Ref is the caller's input position (e.g. the Kafka offset); it must
 	// increase along the input.
 	Ref int64
+	// MaxWatermark, when not zero, is the furthest this event may move the
+	// watermark (unix ms): typically the time its record reached the log
+	// plus a small skew. One event stamped far in the future then cannot
+	// close the open windows and turn the on-time events after it into
+	// late ones; it still joins its own (future) window.
+	MaxWatermark int64
 }
 
 // Outcome is what [Aggregator.Add] did with an event.
@@ -297,8 +303,12 @@ func (a *Aggregator) Add(e Event, emit EmitFunc) (Outcome, error) {
 	if out == Bounded {
 		a.stats.EventsBounded++
 	}
-	if e.Time > a.wm {
-		a.wm = e.Time
+	adv := e.Time
+	if e.MaxWatermark != 0 && adv > e.MaxWatermark {
+		adv = e.MaxWatermark
+	}
+	if adv > a.wm {
+		a.wm = adv
 		if err := a.closeUpTo(emit); err != nil {
 			return out, err
 		}
