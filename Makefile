@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`.
 GO ?= go
 
-.PHONY: demo test unit integration services-up services-down bench fuzz schemas lint
+.PHONY: demo test unit integration stress services-up services-down bench fuzz schemas lint
 
 demo: ## the zero-setup embedded demo (in-process Kafka and Redis)
 	$(GO) run ./cmd/pipeline demo
@@ -14,6 +14,9 @@ unit: ## unit tests only (no services needed)
 
 integration: ## integration tests against running services (eval "$$(scripts/services up)" first)
 	CI=true $(GO) test -count=1 -v ./internal/integration/
+
+stress: ## the k-anonymity and bad-input integration tests 10 times with the CPU saturated (COUNT, BUSY, RUN)
+	scripts/stress
 
 services-up:
 	scripts/services up

@@ -204,9 +204,10 @@ func (b *Batch) AddCheckpoint(cp Checkpoint) {
 // Ticker is implemented by workers that act on the passage of time, such as
 // closing the windows of an idle partition. When no record arrives for a
 // while, the runner calls Tick in a transaction of its own with the input
-// partitions this worker owns (a stateful worker restores any it has not
-// loaded yet) and publishes what it adds to out; Done follows as for
-// Process.
+// partitions this worker owns that are idle and caught up - none of them
+// still has records to deliver, so a backlog is always read before time
+// acts on it (a stateful worker restores any it has not loaded yet) - and
+// publishes what it adds to out; Done follows as for Process.
 type Ticker interface {
 	Tick(ctx context.Context, now time.Time, partitions []int32, out *Batch) error
 }

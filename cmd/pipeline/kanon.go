@@ -47,7 +47,7 @@ func cmdRunKanon(ctx context.Context, which string, stderr io.Writer) error {
 	rn, err := runner.New(runner.Config{Brokers: cfg.KafkaBrokers, Group: group, Input: input,
 		Workers: cfg.Workers, MaxPollRecords: cfg.MaxPollRecords, Log: log, Metrics: runner.NewMetrics(reg),
 		TransactionalID: cfg.TransactionalID, TransactionTimeout: cfg.TransactionTimeout,
-		SessionTimeout: cfg.SessionTimeout, AbortAlertAfter: cfg.AbortAlertAfter}, proc)
+		SessionTimeout: cfg.SessionTimeout, AbortAlertAfter: cfg.AbortAlertAfter, IdleAfter: cfg.TickIdleAfter}, proc)
 	if err != nil {
 		return err
 	}

@@ -132,7 +132,7 @@ func (r *run) kanonCaughtUp(ctx context.Context) error {
 // flushWindows runs one more aggregates replica that closes every window by
 // the wall clock, and stops it once the aggregate topic stops growing.
 func (r *run) flushWindows(ctx context.Context, aggTopic string) error {
-	if err := r.startProc(100*kindKanon+99, "PIPELINE_KANON_ALLOWED_LATENESS=0s", "PIPELINE_KANON_IDLE_CLOSE=1ms"); err != nil {
+	if err := r.startProc(100*kindKanon+99, "PIPELINE_KANON_ALLOWED_LATENESS=0s", "PIPELINE_KANON_IDLE_CLOSE=1ms", "PIPELINE_TICK_IDLE_AFTER=1s"); err != nil {
 		return err
 	}
 	defer r.signal(100*kindKanon+99, syscall.SIGTERM)

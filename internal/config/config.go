@@ -42,6 +42,10 @@ type Config struct {
 	// AbortAlertAfter is how many transactions in a row may abort for the
 	// same reason before a replica warns and reports itself not ready.
 	AbortAlertAfter int `env:"ABORT_ALERT_AFTER" envDefault:"5"`
+	// TickIdleAfter is how long an input partition must go without a
+	// record, and be caught up, before time-driven work (idle window
+	// close, CASTLE's max delay) acts on it.
+	TickIdleAfter time.Duration `env:"TICK_IDLE_AFTER" envDefault:"10s"`
 	// LimitsRefresh is how often the privacy processor re-reads its output
 	// topics' max.message.bytes.
 	LimitsRefresh time.Duration `env:"LIMITS_REFRESH" envDefault:"1m"`

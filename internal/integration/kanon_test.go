@@ -127,7 +127,7 @@ func (r *rig) kreplica(proc processors.Processor, group, input string, reg prome
 	debug := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r.t.Helper()
 	rn, err := runner.New(runner.Config{Brokers: r.cfg.KafkaBrokers, Group: group, Input: input, MaxPollRecords: 700,
-		Log: debug, Metrics: runner.NewMetrics(reg)}, proc)
+		IdleAfter: 2 * time.Second, Log: debug, Metrics: runner.NewMetrics(reg)}, proc)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package runner
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -147,4 +148,22 @@ func value(m prometheus.Metric) float64 {
 		return d.Gauge.GetValue()
 	}
 	return d.Counter.GetValue()
+}
+
+// TestTicksActOnlyOnIdleCaughtUpPartitions is issue 11, defect 5 at the
+// runner: time-driven work may act on a partition only once it is idle and
+// caught up, so a backlog is read before the wall clock closes anything;
+// one idle far longer than IdleAfter counts even if its offsets look
+// behind (an aborted transaction at its tail is never delivered).
+func TestTicksActOnlyOnIdleCaughtUpPartitions(t *testing.T) {
+	idle := map[int32]time.Duration{0: 2 * time.Second, 1: 2 * time.Second, 2: 2 * time.Second, 3: time.Minute, 4: 2 * time.Second}
+	lags := map[int32]int64{0: 0, 1: 1, 2: 500, 3: 500}
+	got := eligible(idle, 30*time.Second, func(p int32) (int64, bool) {
+		l, ok := lags[p]
+		return l, ok
+	})
+	want := []int32{0, 1, 3} // 2 is behind; 4's lag is unknown
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("eligible %v, want %v", got, want)
+	}
 }

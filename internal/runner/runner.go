@@ -19,10 +19,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/internal/statestore"
@@ -76,6 +78,17 @@ type Config struct {
 	TickInterval time.Duration
 	// Clock tells ticks the time (default time.Now).
 	Clock func() time.Time
+	// IdleAfter is how long an owned input partition must go without a
+	// record (counted from its assignment) before a tick may act on it by
+	// the wall clock (default 10 × TickInterval). A tick acts only on
+	// partitions that are idle and caught up: their committed offset is at
+	// the end of the partition (read_committed; a transaction marker may
+	// follow the last record). A partition that stays idle but looks behind
+	// (its tail is an aborted transaction, which read_committed never
+	// delivers) is ticked after 6 × IdleAfter. So a new owner, or a replica
+	// back from downtime, reads its backlog before any window closes by
+	// the wall clock.
+	IdleAfter time.Duration
 	// AbortAlertAfter is how many transactions in a row may fail to commit
 	// for the same reason before the runner reports it: a warning log with
 	// the reason, Ready false (/readyz 503) and the consecutive-aborts
@@ -115,8 +128,9 @@ type Runner struct {
 	store    *statestore.Store // nil unless the processor is stateful
 
 	forgetMu  sync.Mutex
-	forget    []int32        // revoked partitions whose worker state must be dropped
-	owned     map[int32]bool // input partitions assigned to this replica
+	forget    []int32             // revoked partitions whose worker state must be dropped
+	owned     map[int32]bool      // input partitions assigned to this replica
+	lastSeen  map[int32]time.Time // when each owned partition was assigned or last delivered a record
 	batches   atomic.Uint64
 	committed atomic.Uint64
 	aborted   atomic.Uint64
@@ -163,6 +177,9 @@ func New(cfg Config, proc processors.Processor) (*Runner, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
+	}
+	if cfg.IdleAfter <= 0 {
+		cfg.IdleAfter = 10 * cfg.TickInterval
 	}
 	if cfg.AbortAlertAfter <= 0 {
 		cfg.AbortAlertAfter = 5
@@ -260,6 +277,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		err := r.session(ctx, workers)
 		r.forgetMu.Lock()
 		clear(r.owned)
+		clear(r.lastSeen)
 		r.forgetMu.Unlock()
 		r.running.Store(false)
 		r.setAssigned(0)
@@ -293,6 +311,7 @@ func (r *Runner) noteRevoked(m map[string][]int32) {
 	r.forget = append(r.forget, m[r.cfg.Input]...)
 	for _, p := range m[r.cfg.Input] {
 		delete(r.owned, p)
+		delete(r.lastSeen, p)
 	}
 	r.forgetMu.Unlock()
 }
@@ -347,10 +366,11 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			r.forgetMu.Lock()
 			if r.owned == nil {
-				r.owned = map[int32]bool{}
+				r.owned, r.lastSeen = map[int32]bool{}, map[int32]time.Time{}
 			}
 			for _, p := range m[r.cfg.Input] {
 				r.owned[p] = true
+				r.lastSeen[p] = time.Now()
 			}
 			r.forgetMu.Unlock()
 			r.setAssigned(r.assigned.Load() + countPartitions(m))
@@ -447,6 +467,16 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 			clear(hdrArena[i]) // drop references to the previous poll's bytes
 			hdrArena[i] = hdrArena[i][:0]
 			batches[i].Reset()
+		}
+		if ticks {
+			seen := time.Now()
+			r.forgetMu.Lock()
+			fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+				if len(ftp.Records) > 0 && r.lastSeen != nil {
+					r.lastSeen[ftp.Partition] = seen
+				}
+			})
+			r.forgetMu.Unlock()
 		}
 		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
 			b := int(ftp.Partition) % n
@@ -548,11 +578,9 @@ func (r *Runner) tick(ctx, wctx context.Context, sess *kgo.GroupTransactSession,
 	now := r.cfg.Clock()
 	n := len(workers)
 	parts := make([][]int32, n)
-	r.forgetMu.Lock()
-	for p := range r.owned {
+	for _, p := range r.idlePartitions(ctx, sess) {
 		parts[int(p)%n] = append(parts[int(p)%n], p)
 	}
-	r.forgetMu.Unlock()
 	var tickErr error
 	changed := false
 	for i, w := range workers {
@@ -618,6 +646,57 @@ func allCurrent(workers []processors.Worker, buckets [][]processors.Record) bool
 		}
 	}
 	return true
+}
+
+// idlePartitions returns the owned input partitions a tick may act on:
+// idle for IdleAfter and caught up, or idle for 6 × IdleAfter whatever
+// their offsets say (see Config.IdleAfter).
+func (r *Runner) idlePartitions(ctx context.Context, sess *kgo.GroupTransactSession) []int32 {
+	now := time.Now()
+	idle := map[int32]time.Duration{}
+	r.forgetMu.Lock()
+	for p := range r.owned {
+		if d := now.Sub(r.lastSeen[p]); d >= r.cfg.IdleAfter {
+			idle[p] = d
+		}
+	}
+	r.forgetMu.Unlock()
+	if len(idle) == 0 {
+		return nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, max(r.cfg.TickInterval, 5*time.Second))
+	ends, err := kadm.NewClient(sess.Client()).ListCommittedOffsets(lctx, r.cfg.Input)
+	cancel()
+	committed := sess.Client().CommittedOffsets()[r.cfg.Input]
+	return eligible(idle, 6*r.cfg.IdleAfter, func(p int32) (int64, bool) {
+		if err != nil {
+			return 0, false
+		}
+		end, ok := ends.Lookup(r.cfg.Input, p)
+		if !ok || end.Err != nil {
+			return 0, false
+		}
+		at := int64(0)
+		if c, ok := committed[p]; ok {
+			at = c.Offset
+		}
+		return end.Offset - at, true
+	})
+}
+
+// eligible picks, of the idle partitions (with how long each has been
+// idle), those caught up - a lag of at most one offset, the marker that
+// follows a committed transaction - or idle for at least stuck whatever
+// their lag. lag reports false when the lag is unknown.
+func eligible(idle map[int32]time.Duration, stuck time.Duration, lag func(int32) (int64, bool)) []int32 {
+	var out []int32
+	for p, d := range idle {
+		if l, ok := lag(p); (ok && l <= 1) || d >= stuck {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (r *Runner) countTxn(outcome string) {
