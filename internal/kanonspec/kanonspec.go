@@ -396,7 +396,7 @@ func (a Aggregate) AggregateSchemaJSON() []byte {
 	}
 	rec.Fields = append(rec.Fields,
 		avroField{Name: "events", Type: "long", Doc: "Number of events (noisy when noisy=true)."},
-		avroField{Name: "subjects", Type: "long", Doc: "Number of distinct subjects (pseudonyms), at least k (noisy when noisy=true)."},
+		avroField{Name: "subjects", Type: "long", Doc: "Number of distinct subjects (pseudonyms), at least k (noisy when noisy=true). On a margin row, the sum of the subjects of the released rows it totals: an upper bound of its people (one in several rows counts in each), never the exact union, which differencing against the rows could turn into a group smaller than k."},
 		avroField{Name: "amount_sum", Type: "double", Doc: "Sum of " + orNone(a.Amount) + " (clamped and noisy when noisy=true)."},
 		avroField{Name: "noisy", Type: "boolean", Doc: "True when differential privacy noise was added."},
 		avroField{Name: "k", Type: "int", Doc: "The k the row was released under."},

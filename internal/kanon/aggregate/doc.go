@@ -41,11 +41,15 @@
 // never from the raw totals: a margin built from raw totals would let a
 // reader subtract the released rows from it and recover a suppressed
 // cell. As unions of released rows every margin covers at least K
-// distinct subjects. Without DP a margin's Subjects is the exact number
-// of distinct subjects in the union of its rows (which also tells how
-// many subjects appear in more than one of those released rows); under DP
-// it is the sum of the rows' noisy counts (post-processing, no extra
-// budget), so a subject present in several rows counts several times.
+// distinct subjects. A margin's Subjects is the sum of its rows' Subjects
+// (exact or noisy; under DP that is post-processing, no extra budget): an
+// upper bound of its people, since a subject present in several rows
+// counts several times. It is deliberately not the exact union: the union
+// minus one of its rows is the number of people in the other rows but not
+// in that one, a group that may be smaller than K, while the sum adds
+// nothing to what the rows tell. Events and Sums are additive anyway. The
+// tests' differencing checker subtracts every one and two figures nested
+// in another (rows, roll-ups, margins) and finds no group 0 < n < K.
 //
 // # Differential privacy
 //

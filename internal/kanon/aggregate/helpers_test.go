@@ -3,6 +3,7 @@ package aggregate
 import (
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -229,6 +230,7 @@ func (c *checker) checkWindow(t *testing.T, evs []Event, w ClosedWindow) {
 			add(mk{d, min(r.Level, c.dims[d].Gen.Levels()-1), r.Values[d]}, ri, r)
 		}
 	}
+	c.checkDifferencing(t, w, rowSubjects)
 	got := 0
 	for _, r := range w.Rows {
 		if !r.Margin {
@@ -251,10 +253,9 @@ func (c *checker) checkWindow(t *testing.T, evs []Event, w ClosedWindow) {
 		if len(a.subj) < c.k {
 			t.Fatalf("window %d: margin %+v covers %d < K subjects", w.Start, k, len(a.subj))
 		}
-		wantSubj := int64(len(a.subj))
-		if !c.exact {
-			wantSubj = a.subjects
-		}
+		// A margin's subjects are the sum of its rows' (an upper bound of
+		// its people that differencing cannot sharpen), exact or noisy.
+		wantSubj := a.subjects
 		if r.Events != a.events || r.Subjects != wantSubj || math.Abs(r.Sum-a.sum) > 1e-6*(1+math.Abs(a.sum)) {
 			t.Fatalf("window %d: margin %+v = (%d, %d, %v), want (%d, %d, %v)", w.Start, k, r.Events, r.Subjects, r.Sum, a.events, wantSubj, a.sum)
 		}
@@ -296,4 +297,144 @@ func mustNew(t testing.TB, cfg Config) *Aggregator {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// checkDifferencing is the differencing attack of issue 11 (defect 2): for
+// every published figure F of a window (released rows, roll-ups and
+// margins) and every one or two figures G1, G2 nested in it on disjoint
+// rows, a reader subtracts their subject counts, events and sums. The
+// people that remain, P(F) minus P(G1) and P(G2), recounted from the ground
+// truth, must not be a group 0 < n < k whose size the subtraction reveals;
+// the events and sums of the rows that remain must cover 0 or at least k
+// people.
+func (c *checker) checkDifferencing(t *testing.T, w ClosedWindow, rowSubjects map[int]map[uint64]bool) {
+	t.Helper()
+	idx := map[uint64]int{} // subject -> bit
+	for _, subj := range rowSubjects {
+		for s := range subj {
+			if _, ok := idx[s]; !ok {
+				idx[s] = len(idx)
+			}
+		}
+	}
+	var rowIdx []int // row bit -> index in w.Rows
+	rowBit := map[int]int{}
+	for ri, r := range w.Rows {
+		if !r.Margin {
+			rowBit[ri] = len(rowIdx)
+			rowIdx = append(rowIdx, ri)
+		}
+	}
+	peopleOf := func(rows bitset) bitset {
+		p := newBitset(len(idx))
+		for b, ri := range rowIdx {
+			if rows.has(b) {
+				for s := range rowSubjects[ri] {
+					p.set(idx[s])
+				}
+			}
+		}
+		return p
+	}
+	type figure struct {
+		name     string
+		rows     bitset
+		subjects int64
+		people   bitset
+	}
+	var figs []figure
+	for ri, r := range w.Rows {
+		if r.Margin {
+			continue
+		}
+		rows := newBitset(len(rowIdx))
+		rows.set(rowBit[ri])
+		figs = append(figs, figure{fmt.Sprintf("row %v@%d", r.Values, r.Level), rows, r.Subjects, peopleOf(rows)})
+	}
+	for _, m := range w.Rows {
+		if !m.Margin {
+			continue
+		}
+		rows := newBitset(len(rowIdx))
+		for b, ri := range rowIdx {
+			r := w.Rows[ri]
+			if m.MarginDim < 0 || (min(r.Level, c.dims[m.MarginDim].Gen.Levels()-1) == m.Level && r.Values[m.MarginDim] == m.Values[m.MarginDim]) {
+				rows.set(b)
+			}
+		}
+		figs = append(figs, figure{fmt.Sprintf("margin %v@%d", m.Values, m.Level), rows, m.Subjects, peopleOf(rows)})
+	}
+	k := c.k
+	check := func(f figure, gs ...figure) {
+		rest, restRows := f.people.clone(), f.rows.clone()
+		sub := int64(0)
+		for _, g := range gs {
+			sub += g.subjects
+			rest.andNot(g.people)
+			restRows.andNot(g.rows)
+		}
+		if n := rest.count(); n > 0 && n < k && f.subjects-sub == int64(n) {
+			var names []string
+			for _, g := range gs {
+				names = append(names, g.name)
+			}
+			t.Fatalf("window %d: %s minus %v isolates %d < k=%d people", w.Start, f.name, names, n, k)
+		}
+		if n := peopleOf(restRows).count(); n > 0 && n < k {
+			t.Fatalf("window %d: the events and sums left by subtracting from %s cover %d < k people", w.Start, f.name, n)
+		}
+	}
+	for i, f := range figs {
+		for j, g := range figs {
+			if i == j || !g.rows.strictlyIn(f.rows) {
+				continue
+			}
+			check(f, g)
+			for h := j + 1; h < len(figs); h++ {
+				if g2 := figs[h]; h != i && g2.rows.strictlyIn(f.rows) && g.rows.disjoint(g2.rows) {
+					check(f, g, g2)
+				}
+			}
+		}
+	}
+}
+
+// bitset is a small fixed-size set of bits.
+type bitset []uint64
+
+func newBitset(n int) bitset    { return make(bitset, (n+63)/64) }
+func (b bitset) set(i int)      { b[i/64] |= 1 << (i % 64) }
+func (b bitset) has(i int) bool { return b[i/64]&(1<<(i%64)) != 0 }
+func (b bitset) clone() bitset  { return append(bitset(nil), b...) }
+func (b bitset) andNot(o bitset) {
+	for i := range b {
+		b[i] &^= o[i]
+	}
+}
+func (b bitset) count() int {
+	n := 0
+	for _, w := range b {
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+func (b bitset) disjoint(o bitset) bool {
+	for i := range b {
+		if b[i]&o[i] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// strictlyIn reports whether b is a proper subset of o.
+func (b bitset) strictlyIn(o bitset) bool {
+	eq := true
+	for i := range b {
+		if b[i]&^o[i] != 0 {
+			return false
+		}
+		eq = eq && b[i] == o[i]
+	}
+	return !eq
 }
