@@ -155,6 +155,9 @@ type Aggregator struct {
 	lateMs int64
 	dp     *dpPlan
 	acct   *dp.Accountant
+	// scaled are the DP mechanisms of windows whose subjects come from
+	// several identity domains, by domain count (see closeWindow).
+	scaled map[int]*dpPlan
 
 	wm      int64 // max event time seen (or later Advance/Flush), noWatermark if none
 	nextRef int64 // last Ref seen + 1

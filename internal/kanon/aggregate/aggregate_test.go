@@ -473,3 +473,32 @@ func TestRestoreRejectsMismatch(t *testing.T) {
 		t.Fatal("replay after Advance accepted")
 	}
 }
+
+// TestDPScalesWithIdentityDomains is issue 11, defect 6: contribution
+// bounds apply per pseudonym, and a person has one pseudonym per key while
+// a key is rotated, so a window with subjects of D domains gets the noise
+// and the selection threshold of D times the bounds; one with a single
+// domain keeps the configured ones.
+func TestDPScalesWithIdentityDomains(t *testing.T) {
+	dpc := &DPConfig{Epsilon: 1, Delta: 1e-6, MaxCellsPerSubject: 2, MaxEventsPerCell: 3, MaxAmount: 50, AmountUnit: 0.1, Source: dp.NewSeededSource(1)}
+	a := mustNew(t, Config{K: 5, Window: time.Second, Dims: testDims, DP: dpc})
+	one, err := a.dpFor(1)
+	if err != nil || one != a.dp {
+		t.Fatalf("one domain must use the configured mechanisms: %v", err)
+	}
+	two, err := a.dpFor(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(two.subj.Alpha() > one.subj.Alpha() && two.ev.Alpha() > one.ev.Alpha() && two.threshold > one.threshold) {
+		t.Fatalf("two domains: alpha %v/%v, threshold %d; one domain: %v/%v, %d",
+			two.subj.Alpha(), two.ev.Alpha(), two.threshold, one.subj.Alpha(), one.ev.Alpha(), one.threshold)
+	}
+	if two.l0 != 2*one.l0 || two.linf != one.linf {
+		t.Fatalf("two domains: bounds %d/%d, want %d/%d", two.l0, two.linf, 2*one.l0, one.linf)
+	}
+	w := &window{subjects: map[uint64]subjCells{1: {}, 2: {}, 1<<48 | 1: {}}}
+	if n := windowDomains(w); n != 2 {
+		t.Fatalf("windowDomains = %d, want 2", n)
+	}
+}

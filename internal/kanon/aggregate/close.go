@@ -138,6 +138,18 @@ func (a *Aggregator) closeWindow(w *window, emit EmitFunc) error {
 	}
 	slices.SortFunc(pending, func(x, y *cell) int { return compareVals(x.vals, y.vals) })
 
+	// One person may appear under one pseudonym per identity domain (a key
+	// rotation), and contribution bounding counts pseudonyms: with D
+	// domains in the window a person contributes up to D times the bounds.
+	// The noise and the selection threshold of such a window are those of
+	// D times the bounds, so a rotated person's loss stays epsilon.
+	noise := a.dp
+	if a.dp != nil {
+		var err error
+		if noise, err = a.dpFor(windowDomains(w)); err != nil {
+			return err
+		}
+	}
 	k := int64(a.cfg.K)
 	var rel []released
 	for level := 0; level < a.levels && len(pending) > 0; level++ {
@@ -148,13 +160,13 @@ func (a *Aggregator) closeWindow(w *window, emit EmitFunc) error {
 			ok := n >= k
 			if ok && a.dp != nil {
 				row.Noisy = true
-				row.Subjects = a.dp.subj.Noise(n)
-				ok = row.Subjects >= a.dp.threshold
+				row.Subjects = noise.subj.Noise(n)
+				ok = row.Subjects >= noise.threshold
 				if ok {
-					row.Events = a.dp.ev.Noise(g.events)
+					row.Events = noise.ev.Noise(g.events)
 					row.Sum = 0
-					if a.dp.sum != nil {
-						row.Sum = float64(a.dp.sum.Noise(g.qsum)) * a.dp.unit
+					if noise.sum != nil {
+						row.Sum = float64(noise.sum.Noise(g.qsum)) * a.dp.unit
 					}
 				}
 			}
@@ -195,6 +207,41 @@ func (a *Aggregator) closeWindow(w *window, emit EmitFunc) error {
 		emit(ClosedWindow{Start: w.start, End: w.end, Rows: rows})
 	}
 	return nil
+}
+
+// windowDomains returns the number of identity domains among a DP
+// window's subjects (1 for an empty window).
+func windowDomains(w *window) int {
+	seen := map[uint64]bool{}
+	for s := range w.subjects {
+		seen[s>>(64-DomainBits)] = true
+	}
+	return max(1, len(seen))
+}
+
+// dpFor returns the DP mechanisms for a window with d identity domains:
+// the configured ones for d = 1, otherwise ones whose sensitivities and
+// selection threshold are those of d times the contribution bounds
+// (bounding itself still applies per pseudonym).
+func (a *Aggregator) dpFor(d int) (*dpPlan, error) {
+	if d <= 1 {
+		return a.dp, nil
+	}
+	if p, ok := a.scaled[d]; ok {
+		return p, nil
+	}
+	c := *a.cfg.DP
+	c.MaxCellsPerSubject = a.dp.l0 * d
+	c.MaxEventsPerCell = a.dp.linf
+	p, err := newDPPlan(&c, a.levels)
+	if err != nil {
+		return nil, fmt.Errorf("aggregate: DP for %d identity domains: %w", d, err)
+	}
+	if a.scaled == nil {
+		a.scaled = map[int]*dpPlan{}
+	}
+	a.scaled[d] = p
+	return p, nil
 }
 
 // marginAcc accumulates one margin row.
