@@ -99,6 +99,10 @@ type Config struct {
 	KanonDPMaxCells      int           `env:"KANON_DP_MAX_CELLS_PER_SUBJECT" envDefault:"4"`
 	KanonDPMaxEventsCell int           `env:"KANON_DP_MAX_EVENTS_PER_CELL" envDefault:"5"`
 	KanonDPMaxAmount     float64       `env:"KANON_DP_MAX_AMOUNT" envDefault:"1000"`
+	// KanonDPPeriodEpsilon caps the DP budget per subject per
+	// KanonDPPeriod (0: no cap); windows past it are refused.
+	KanonDPPeriodEpsilon float64       `env:"KANON_DP_PERIOD_EPSILON" envDefault:"0"`
+	KanonDPPeriod        time.Duration `env:"KANON_DP_PERIOD" envDefault:"720h"`
 
 	// Record-level k-anonymisation (pipeline run castle).
 	CastleGroup    string        `env:"CASTLE_GROUP" envDefault:"privacy-pipeline-kanon-records"`

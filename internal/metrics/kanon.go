@@ -36,6 +36,9 @@ type Kanon struct {
 	// time plus the allowed skew: they joined their window but could not
 	// move the watermark (one outlier never closes windows early).
 	WatermarkCapped *prometheus.CounterVec
+	// WindowsRefused counts aggregate windows not released because the DP
+	// period budget was spent.
+	WindowsRefused *prometheus.CounterVec
 }
 
 // NewKanon creates and registers the k-anonymity metrics.
@@ -64,7 +67,9 @@ func NewKanon(reg prometheus.Registerer) *Kanon {
 			Help: "Checkpoints that could not be used (configuration changed, or corrupt): the partition's state started afresh."}, []string{"processor"}),
 		WatermarkCapped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_watermark_capped_total",
 			Help: "Events stamped later than their record's log time plus PIPELINE_KANON_WATERMARK_SKEW: added to their window, but not allowed to move the watermark."}, []string{"output"}),
+		WindowsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_windows_refused_total",
+			Help: "Aggregate windows not released because the differential privacy budget of the period (PIPELINE_KANON_DP_PERIOD_EPSILON) was spent."}, []string{"output"}),
 	}
-	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores, m.StateResets, m.WatermarkCapped)
+	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores, m.StateResets, m.WatermarkCapped, m.WindowsRefused)
 	return m
 }

@@ -57,7 +57,8 @@ func BuildAggregates(cfg config.Config, spec *kanonspec.Spec, m *metrics.Kanon, 
 	var dp *aggregate.DPConfig
 	if cfg.KanonDPEpsilon > 0 {
 		dp = &aggregate.DPConfig{Epsilon: cfg.KanonDPEpsilon, Delta: cfg.KanonDPDelta,
-			MaxCellsPerSubject: cfg.KanonDPMaxCells, MaxEventsPerCell: cfg.KanonDPMaxEventsCell, MaxAmount: cfg.KanonDPMaxAmount}
+			MaxCellsPerSubject: cfg.KanonDPMaxCells, MaxEventsPerCell: cfg.KanonDPMaxEventsCell, MaxAmount: cfg.KanonDPMaxAmount,
+			PeriodEpsilon: cfg.KanonDPPeriodEpsilon, Period: cfg.KanonDPPeriod}
 	}
 	p, err := aggregates.New(aggregates.Config{Aggregates: spec.Aggregates, Spec: spec, K: cfg.KanonK,
 		Window: cfg.KanonWindow, AllowedLateness: cfg.KanonAllowedLateness, Rollup: cfg.KanonRollup, IdleClose: cfg.KanonIdleClose, WatermarkSkew: cfg.KanonWatermarkSkew, DP: dp,

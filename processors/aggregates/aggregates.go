@@ -409,6 +409,7 @@ func addDelta(c *counts, cur, last aggregate.Stats) {
 	d.CellsSuppressed += cur.CellsSuppressed - last.CellsSuppressed
 	d.EventsSuppressedFinal += cur.EventsSuppressedFinal - last.EventsSuppressedFinal
 	d.EpsilonSpent += cur.EpsilonSpent - last.EpsilonSpent
+	d.WindowsRefused += cur.WindowsRefused - last.WindowsRefused
 	var rel, lastRel int64
 	for _, n := range cur.RowsReleased {
 		rel += n
@@ -568,6 +569,7 @@ func (w *Worker) flushMetrics() {
 		m.Rows.WithLabelValues(out, "suppressed").Add(float64(d.CellsSuppressed))
 		m.SuppressedEvents.WithLabelValues(out).Add(float64(d.EventsSuppressedFinal))
 		m.EpsilonSpent.WithLabelValues(out).Add(d.EpsilonSpent)
+		m.WindowsRefused.WithLabelValues(out).Add(float64(d.WindowsRefused))
 		if c.minSubjects > 0 {
 			m.MinSubjects.WithLabelValues(out).Set(float64(c.minSubjects))
 		}

@@ -158,6 +158,8 @@ type Aggregator struct {
 	// scaled are the DP mechanisms of windows whose subjects come from
 	// several identity domains, by domain count (see closeWindow).
 	scaled map[int]*dpPlan
+	// ledger lists the released windows of the last period (period budget).
+	ledger []LedgerEntry
 
 	wm      int64 // max event time seen (or later Advance/Flush), noWatermark if none
 	nextRef int64 // last Ref seen + 1

@@ -502,3 +502,79 @@ func TestDPScalesWithIdentityDomains(t *testing.T) {
 		t.Fatalf("windowDomains = %d, want 2", n)
 	}
 }
+
+// TestPeriodBudgetRefusesOnceSpent is issue 11, defect 7: with a budget of
+// 3 epsilon per period of 10 windows and 1 epsilon per window, a subject
+// present in every window may lose at most 3 epsilon in any 10 windows:
+// windows beyond that are refused (nothing published, counted), the ledger
+// survives a checkpoint and restore, and the budget comes back as the
+// period slides.
+func TestPeriodBudgetRefusesOnceSpent(t *testing.T) {
+	dpc := &DPConfig{Epsilon: 1, Delta: 1e-6, PeriodEpsilon: 3, Period: 10 * time.Second, Source: dp.NewSeededSource(3)}
+	cfg := Config{K: 2, Window: time.Second, Dims: []Dim{{Name: "city", Gen: truncGen{1}}}, DP: dpc}
+	var evs []Event
+	for w := range 25 { // 25 windows, the same 40 people in each
+		for s := range 40 {
+			evs = append(evs, Event{Time: int64(w)*1000 + int64(s), Subject: uint64(s), Dims: []string{"HN"}, Ref: int64(len(evs))})
+		}
+	}
+	released := map[int64]bool{}
+	emit := func(cw ClosedWindow) {
+		if len(cw.Rows) > 0 {
+			released[cw.Start] = true
+		}
+	}
+	a := mustNew(t, cfg)
+	half := len(evs) / 2
+	for _, e := range evs[:half] {
+		if _, err := a.Add(e, emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Restart mid-stream: the ledger is in the checkpoint.
+	st, err := UnmarshalState(MarshalState(a.Checkpoint()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := mustNew(t, cfg)
+	if err := b.Restore(st); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs[:half] {
+		if e.Ref >= st.NextRef {
+			break
+		}
+		if _, err := b.Replay(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range evs[half:] {
+		if _, err := b.Add(e, emit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Flush(emit); err != nil {
+		t.Fatal(err)
+	}
+	for start := int64(-9000); start <= 25000; start += 1000 {
+		n := 0
+		for w := start; w < start+10000; w += 1000 {
+			if released[w] {
+				n++
+			}
+		}
+		if n > 3 {
+			t.Fatalf("%d windows released in the 10 s from %d: a subject in all of them spent %d epsilon > 3", n, start, n)
+		}
+	}
+	stats := b.Stats()
+	if len(released) == 0 || stats.WindowsRefused == 0 || int64(len(released))+stats.WindowsRefused != 25 {
+		t.Fatalf("%d windows released, %d refused, want 25 in all with some of each", len(released), stats.WindowsRefused)
+	}
+	if stats.EpsilonSpent > float64(len(released))+1e-9 {
+		t.Fatalf("epsilon %v charged for %d released windows", stats.EpsilonSpent, len(released))
+	}
+	if !released[0] || !released[10000] {
+		t.Fatalf("the budget did not come back as the period slid: released %v", released)
+	}
+}

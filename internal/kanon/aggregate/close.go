@@ -127,9 +127,15 @@ func (a *Aggregator) regroup(cells []*cell, level int) []*group {
 
 // closeWindow computes and emits the rows of w and updates the stats.
 func (a *Aggregator) closeWindow(w *window, emit EmitFunc) error {
+	if a.dp != nil && a.dp.periodEps > 0 && !a.periodAllows(w.start) {
+		return a.refuseWindow(w, emit)
+	}
 	if a.dp != nil {
 		if err := a.chargeWindow(); err != nil {
 			return err
+		}
+		if a.dp.periodEps > 0 {
+			a.ledger = append(a.ledger, LedgerEntry{Start: w.start, Epsilon: a.dp.perWindow.Epsilon})
 		}
 	}
 	pending := make([]*cell, 0, len(w.cells))
@@ -205,6 +211,43 @@ func (a *Aggregator) closeWindow(w *window, emit EmitFunc) error {
 	}
 	if emit != nil {
 		emit(ClosedWindow{Start: w.start, End: w.end, Rows: rows})
+	}
+	return nil
+}
+
+// periodAllows reports whether releasing the window that starts at start
+// keeps the period budget: the windows released in the Period before it
+// (by event time, so replays and restarts decide alike) plus its own
+// epsilon stay within DPConfig.PeriodEpsilon. It prunes ledger entries
+// older than the period.
+func (a *Aggregator) periodAllows(start int64) bool {
+	from := start - a.dp.periodMs
+	keep := a.ledger[:0]
+	spent := 0.0
+	for _, e := range a.ledger {
+		if e.Start > from {
+			keep = append(keep, e)
+			spent += e.Epsilon
+		}
+	}
+	clear(a.ledger[len(keep):])
+	a.ledger = keep
+	return spent+a.dp.perWindow.Epsilon <= a.dp.periodEps*(1+1e-9)
+}
+
+// refuseWindow closes a window without releasing anything: the period
+// budget is spent. Its cells and events count as suppressed, and the
+// window as refused; nothing is charged.
+func (a *Aggregator) refuseWindow(w *window, emit EmitFunc) error {
+	for _, c := range w.cells {
+		a.stats.CellsSuppressed++
+		a.stats.EventsSuppressedL0 += c.events
+		a.stats.EventsSuppressedFinal += c.events
+	}
+	a.stats.WindowsClosed++
+	a.stats.WindowsRefused++
+	if emit != nil {
+		emit(ClosedWindow{Start: w.start, End: w.end})
 	}
 	return nil
 }

@@ -66,6 +66,17 @@ type DPConfig struct {
 	// Source supplies the randomness; nil means crypto/rand. Inject a
 	// deterministic source only in tests.
 	Source dp.Source
+	// PeriodEpsilon caps the budget a subject may spend in any Period of
+	// event time (a lifetime budget per period): a subject present in
+	// every window of a period spends the sum of their epsilons, so once
+	// the windows already released in the Period before a window (kept in
+	// a ledger in the checkpointed state) and the window's own epsilon
+	// exceed it, the window is refused: none of its rows is published, and
+	// it is counted (Stats.WindowsRefused). 0 disables the cap.
+	PeriodEpsilon float64
+	// Period is the span of the budget (default 30 days when
+	// PeriodEpsilon > 0).
+	Period time.Duration
 }
 
 // Config configures an [Aggregator].
@@ -96,6 +107,8 @@ type dpPlan struct {
 	threshold     int64
 	subj, ev, sum *dp.Geometric
 	perWindow     dp.Budget
+	periodEps     float64 // 0: no period budget
+	periodMs      int64
 }
 
 // normalize validates cfg and fills in defaults. levels is the number of
@@ -160,6 +173,18 @@ func newDPPlan(c *DPConfig, levels int) (*dpPlan, error) {
 		return nil, errors.New("aggregate: DP delta must be in (0, 1)")
 	}
 	p.perWindow = dp.Budget{Epsilon: c.Epsilon, Delta: c.Delta}
+	if c.PeriodEpsilon < 0 || math.IsNaN(c.PeriodEpsilon) || math.IsInf(c.PeriodEpsilon, 0) || c.Period < 0 {
+		return nil, errors.New("aggregate: DP period budget must be >= 0 and finite, and the period not negative")
+	}
+	if c.PeriodEpsilon > 0 {
+		if c.PeriodEpsilon < c.Epsilon {
+			return nil, errors.New("aggregate: DP period budget is smaller than one window's: no window could ever be released")
+		}
+		p.periodEps, p.periodMs = c.PeriodEpsilon, c.Period.Milliseconds()
+		if p.periodMs == 0 {
+			p.periodMs = (30 * 24 * time.Hour).Milliseconds()
+		}
+	}
 	p.measures = 2
 	if p.maxAmount > 0 {
 		p.measures = 3

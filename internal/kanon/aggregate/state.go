@@ -39,6 +39,18 @@ type Stats struct {
 	// EpsilonSpent and DeltaSpent sum the DP budget of closed windows:
 	// the worst-case loss of a subject present in all of them.
 	EpsilonSpent, DeltaSpent float64
+	// WindowsRefused counts windows not released because the period
+	// budget (DPConfig.PeriodEpsilon) was spent; their events are counted
+	// in EventsSuppressedFinal.
+	WindowsRefused int64
+}
+
+// LedgerEntry is one released window in the period-budget ledger.
+type LedgerEntry struct {
+	// Start is the window start (unix ms).
+	Start int64
+	// Epsilon is what the window spent per subject.
+	Epsilon float64
 }
 
 // clone returns a deep copy of s.
@@ -72,6 +84,9 @@ type State struct {
 	Open []OpenWindow
 	// Stats are the cumulative stats.
 	Stats Stats
+	// Ledger lists the released windows of the last period, by start,
+	// when a period budget is set (DPConfig.PeriodEpsilon).
+	Ledger []LedgerEntry
 }
 
 // ReplayFrom returns the smallest FirstRef of the open windows; ok is
@@ -94,6 +109,7 @@ func (a *Aggregator) Checkpoint() State {
 		Watermark: a.wm,
 		NextRef:   a.nextRef,
 		Stats:     a.stats.clone(),
+		Ledger:    slices.Clone(a.ledger),
 	}
 	for _, w := range a.open {
 		s.Open = append(s.Open, OpenWindow{Start: w.start, FirstRef: w.firstRef})
@@ -150,12 +166,18 @@ func (a *Aggregator) Restore(s State) error {
 		}
 	}
 	if a.acct != nil {
-		if err := a.acct.Restore(s.Stats.WindowsClosed, dp.Budget{Epsilon: s.Stats.EpsilonSpent, Delta: s.Stats.DeltaSpent}); err != nil {
+		if err := a.acct.Restore(s.Stats.WindowsClosed-s.Stats.WindowsRefused, dp.Budget{Epsilon: s.Stats.EpsilonSpent, Delta: s.Stats.DeltaSpent}); err != nil {
 			return fmt.Errorf("aggregate: %w", err)
+		}
+	}
+	for i, e := range s.Ledger {
+		if !(e.Epsilon >= 0) || math.IsInf(e.Epsilon, 0) || (i > 0 && e.Start <= s.Ledger[i-1].Start) {
+			return errors.New("aggregate: state has an invalid budget ledger")
 		}
 	}
 	a.wm, a.nextRef = s.Watermark, s.NextRef
 	a.stats = s.Stats.clone()
+	a.ledger = slices.Clone(s.Ledger)
 	if n := a.levels - len(a.stats.RowsReleased); n > 0 {
 		a.stats.RowsReleased = append(a.stats.RowsReleased, make([]int64, n)...)
 	}
@@ -198,7 +220,7 @@ func (s *State) validate() error {
 	}
 	st := &s.Stats
 	for _, v := range []int64{st.EventsAccepted, st.EventsLate, st.EventsBounded, st.WindowsClosed,
-		st.MarginRows, st.CellsSuppressed, st.EventsSuppressedL0, st.EventsSuppressedFinal, st.MinReleasedSubjects} {
+		st.MarginRows, st.CellsSuppressed, st.EventsSuppressedL0, st.EventsSuppressedFinal, st.MinReleasedSubjects, st.WindowsRefused} {
 		if v < 0 {
 			return errors.New("aggregate: state has a negative counter")
 		}
@@ -220,15 +242,20 @@ func (s *State) validate() error {
 }
 
 const (
-	stateMagic      = "KAG1"
+	stateMagic      = "KAG2"
+	stateMagicV1    = "KAG1" // before the period budget: no refused count, no ledger
+	maxLedger       = 1 << 20
 	maxStateLevels  = 1 << 16
 	maxStateWindows = 1 << 20
 )
 
-// MarshalState encodes s in a compact binary form: the magic "KAG1", then
+// MarshalState encodes s in a compact binary form: the magic "KAG2", then
 // varints (window ms, K, watermark, next ref, open-window count, each
-// start and first ref, the stats counters, the per-level row counts) and
-// the two budgets as little-endian float64 bits.
+// start and first ref, the stats counters, the per-level row counts), the
+// two budgets as little-endian float64 bits, the refused-window count and
+// the period-budget ledger (count, then start varint and epsilon bits per
+// entry). UnmarshalState also reads "KAG1" states, which end after the
+// budgets.
 func MarshalState(s State) []byte {
 	b := make([]byte, 0, 64+16*len(s.Open)+4*len(s.Stats.RowsReleased))
 	b = append(b, stateMagic...)
@@ -252,6 +279,12 @@ func MarshalState(s State) []byte {
 	}
 	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(st.EpsilonSpent))
 	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(st.DeltaSpent))
+	b = binary.AppendVarint(b, st.WindowsRefused)
+	b = binary.AppendUvarint(b, uint64(len(s.Ledger)))
+	for _, e := range s.Ledger {
+		b = binary.AppendVarint(b, e.Start)
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(e.Epsilon))
+	}
 	return b
 }
 
@@ -307,9 +340,10 @@ func (r *stateReader) float() float64 {
 // UnmarshalState decodes a state encoded by [MarshalState]. It rejects
 // truncated, trailing, malformed or inconsistent input with an error.
 func UnmarshalState(b []byte) (State, error) {
-	if len(b) < len(stateMagic) || string(b[:len(stateMagic)]) != stateMagic {
+	if len(b) < len(stateMagic) || (string(b[:len(stateMagic)]) != stateMagic && string(b[:len(stateMagicV1)]) != stateMagicV1) {
 		return State{}, errors.New("aggregate: not an aggregator state")
 	}
+	v1 := string(b[:len(stateMagicV1)]) == stateMagicV1
 	r := &stateReader{b: b[len(stateMagic):]}
 	var s State
 	s.WindowMs = r.varint()
@@ -335,6 +369,15 @@ func UnmarshalState(b []byte) (State, error) {
 	}
 	st.EpsilonSpent = r.float()
 	st.DeltaSpent = r.float()
+	if !v1 {
+		st.WindowsRefused = r.varint()
+		if n := r.count(maxLedger, 9); n > 0 {
+			s.Ledger = make([]LedgerEntry, n)
+			for i := range s.Ledger {
+				s.Ledger[i] = LedgerEntry{Start: r.varint(), Epsilon: r.float()}
+			}
+		}
+	}
 	if r.err != nil {
 		return State{}, fmt.Errorf("aggregate: decoding state: %w", r.err)
 	}
