@@ -12,6 +12,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/internal/purpose"
 )
 
@@ -85,31 +86,6 @@ func TestApplyRepairsACorruptRecord(t *testing.T) {
 	}
 }
 
-// randomChanges returns n changes of one subject, with few distinct
-// timestamps (so many ties), a mix of choices and subject-level changes,
-// jurisdictions (unknown: not given) and GPC values.
-func randomChanges(rng *rand.Rand, sub string, n int, t0 time.Time) []consentlog.Change {
-	out := make([]consentlog.Change, n)
-	for i := range out {
-		c := consentlog.Change{SubjectID: sub, Jurisdiction: consent.Jurisdiction(rng.IntN(6)), GPC: consent.GPCValue(rng.IntN(3)),
-			Source: consentlog.WebForm, PolicyVersion: "v", Timestamp: t0.Add(time.Duration(rng.IntN(5)) * time.Millisecond),
-			ReceiptID: consentlog.NewReceiptID()}
-		if rng.IntN(3) == 0 {
-			c.Purpose = consentlog.SubjectLevel
-			if c.Jurisdiction == consent.Unknown && !c.GPC.Given() {
-				c.GPC = consent.GPCOff
-			}
-		} else {
-			c.Purpose, c.State = purpose.All[rng.IntN(purpose.Count)], consent.State(1+rng.IntN(3))
-		}
-		if c.GPC == consent.GPCOn && rng.IntN(2) == 0 {
-			c.Source = consentlog.GPCSignal
-		}
-		out[i] = c
-	}
-	return out
-}
-
 // TestLuaScriptAgreesWithGoRecord applies random sequences of changes
 // through the Lua script (miniredis runs Lua 5.1, as Redis does) and
 // through consentlog.Change.ApplyTo: every change is applied or not alike,
@@ -128,7 +104,7 @@ func TestLuaScriptAgreesWithGoRecord(t *testing.T) {
 	v1Starts := []string{"", "1|ccpa|1|1772323200002|g:1772323200001|-:0|d:1772323200002|-:0|-:0", "1|unknown|0|0|-:0|-:0|-:0|-:0|-:0",
 		"1|gdpr|0|1772323200003|w:1772323200003|g:1772323200000|-:0|-:0|g:1772323200001"}
 	for round := 0; round < 30; round++ {
-		changes := randomChanges(rng, "sub", 1+rng.IntN(20), t0)
+		changes := pipelinetest.RandomConsentChanges(rng, "sub", 1+rng.IntN(20), t0)
 		start := v1Starts[round%len(v1Starts)]
 		var want consent.Record
 		if start != "" {

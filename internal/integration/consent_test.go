@@ -20,6 +20,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/consentsync"
 	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
+	"github.com/privacy-pipeline/pipeline/internal/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/synth"
@@ -243,31 +244,6 @@ func TestInvalidationReachesTwoProcessors(t *testing.T) {
 	}
 }
 
-// randomConsentChanges returns n changes of one subject with few distinct
-// timestamps (many ties): choices and subject-level changes, jurisdictions
-// (unknown: not given) and GPC values.
-func randomConsentChanges(rng *rand.Rand, sub string, n int, t0 time.Time) []consentlog.Change {
-	out := make([]consentlog.Change, n)
-	for i := range out {
-		c := consentlog.Change{SubjectID: sub, Jurisdiction: consent.Jurisdiction(rng.IntN(6)), GPC: consent.GPCValue(rng.IntN(3)),
-			Source: consentlog.WebForm, PolicyVersion: "it", Timestamp: t0.Add(time.Duration(rng.IntN(5)) * time.Millisecond),
-			ReceiptID: consentlog.NewReceiptID()}
-		if rng.IntN(3) == 0 {
-			c.Purpose = consentlog.SubjectLevel
-			if c.Jurisdiction == consent.Unknown && !c.GPC.Given() {
-				c.GPC = consent.GPCOn
-			}
-		} else {
-			c.Purpose, c.State = purpose.All[rng.IntN(purpose.Count)], consent.State(1+rng.IntN(3))
-		}
-		if c.GPC == consent.GPCOn && rng.IntN(2) == 0 {
-			c.Source = consentlog.GPCSignal
-		}
-		out[i] = c
-	}
-	return out
-}
-
 // TestConsentLuaScriptAgreesWithGoOnRealRedis applies random sequences of
 // changes (choices, jurisdictions, GPC on and off, many timestamp ties)
 // through consent-sync's Lua script on the real redis-server and through
@@ -299,7 +275,7 @@ func TestConsentLuaScriptAgreesWithGoOnRealRedis(t *testing.T) {
 	}
 	for round := 0; round < 150; round++ {
 		sub := fmt.Sprintf("lua-%d", round)
-		changes := randomConsentChanges(rng, sub, 1+rng.IntN(30), t0)
+		changes := pipelinetest.RandomConsentChanges(rng, sub, 1+rng.IntN(30), t0)
 		start := starts[round%len(starts)]
 		var first consent.Record
 		for order := 0; order < 4; order++ {
@@ -335,7 +311,8 @@ func TestConsentLuaScriptAgreesWithGoOnRealRedis(t *testing.T) {
 				}
 			}
 			raw, got := read(sub)
-			if got != want || raw != string(consent.AppendEncoded(nil, &want)) {
+			// A start that no change touched stays as it was (possibly v1).
+			if got != want || (raw != string(consent.AppendEncoded(nil, &want)) && raw != start) {
 				t.Fatalf("round %d order %d: redis holds %q\n got %+v\nwant %+v", round, order, raw, got, want)
 			}
 			if order == 0 {
