@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/config"
 	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
+	"github.com/privacy-pipeline/pipeline/internal/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/runner"
@@ -70,24 +70,6 @@ func servicesCmd(t testing.TB, args ...string) {
 	}
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]byte(nil), s.b.Bytes()...)
-}
-
 // rig is one isolated pipeline on the shared services: its own topics,
 // consumer group and Redis key prefix.
 type rig struct {
@@ -98,7 +80,7 @@ type rig struct {
 	adm     *kadm.Client
 	pp      *wiring.Privacy
 	reg     *prometheus.Registry
-	logs    *syncBuffer
+	logs    *pipelinetest.SyncBuffer
 	enc     *producer.Encoder
 	keys    *pseudonym.Keyring
 	topo    topology.Topology
@@ -138,7 +120,7 @@ func newRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{t: t, cfg: cfg, rdb: rdb, cl: cl, adm: kadm.NewClient(cl), logs: &syncBuffer{}, keys: keys}
+	r := &rig{t: t, cfg: cfg, rdb: rdb, cl: cl, adm: kadm.NewClient(cl), logs: &pipelinetest.SyncBuffer{}, keys: keys}
 	names := topology.DefaultNames()
 	names.Raw, names.CleanTemplate, names.Quarantine = cfg.RawTopic, cfg.CleanTopicTemplate, cfg.QuarantineTopic
 	names.Consent, names.Requests, names.Erasures, names.Audit = id+".consent", id+".requests", id+".erasures", id+".audit"

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http/httptest"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,3 +115,27 @@ func MetricsText(t testing.TB, g prometheus.Gatherer) string {
 	}
 	return string(b)
 }
+
+// SyncBuffer is a goroutine-safe log sink for tests: processors and
+// runners log from several goroutines.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// Bytes returns a copy of what was written.
+func (s *SyncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.b.Bytes()...)
+}
+
+// String returns what was written.
+func (s *SyncBuffer) String() string { return string(s.Bytes()) }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
+	"github.com/privacy-pipeline/pipeline/internal/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/processors"
 )
 
@@ -41,23 +41,6 @@ func (f *flaky) Process(_ context.Context, in []processors.Record, out *processo
 		out.Add(i, "out", r.Key, v)
 	}
 	return nil
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestRepeatingAbortsAreSurfaced is defect 3 of issue 10: a batch that
@@ -89,7 +72,7 @@ func TestRepeatingAbortsAreSurfaced(t *testing.T) {
 			tc.set(f, true)
 			reg := prometheus.NewRegistry()
 			m := NewMetrics(reg)
-			logs := &lockedBuf{}
+			logs := &pipelinetest.SyncBuffer{}
 			r, err := New(Config{Brokers: brokers, Group: "g", Input: "in", Workers: 1, AbortAlertAfter: 3, Metrics: m,
 				Log: slog.New(slog.NewJSONHandler(logs, nil))}, f)
 			if err != nil {
