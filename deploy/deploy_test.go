@@ -53,6 +53,8 @@ func knownMetrics(t *testing.T) map[string]bool {
 	k.EpsilonSpent.WithLabelValues("o")
 	k.Restores.WithLabelValues("p")
 	k.StateResets.WithLabelValues("p")
+	k.WatermarkCapped.WithLabelValues("o")
+	k.WindowsRefused.WithLabelValues("o")
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
