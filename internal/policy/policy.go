@@ -47,6 +47,9 @@ const (
 	ToPrefix   = "prefix"   // string -> first Length alphanumerics (postal codes)
 	ToGeoCell  = "geo_cell" // {lat,lon} -> geohash of Precision characters
 	ToIPPrefix = "ip_prefix"
+	// ToTemplate: URL -> scheme://host/path template (id-like and
+	// account-scoped segments replaced by ":id", query and fragment dropped).
+	ToTemplate = "template"
 )
 
 // Mask kinds (Rule.Mask).
@@ -242,12 +245,12 @@ func generalizedKind(f schemas.Field, r Rule) (schemas.Kind, error) {
 			return 0, errors.New("generalize to geo_cell needs 1 <= precision <= 6 (6 is about 1.2 km x 0.6 km)")
 		}
 		return schemas.String, nil
-	case ToIPPrefix:
+	case ToIPPrefix, ToTemplate:
 		if f.Kind == schemas.String {
 			return schemas.String, nil
 		}
 	default:
-		return 0, fmt.Errorf("unknown generalisation %q (want age_band, year, month, day, hour, prefix, geo_cell, ip_prefix)", r.To)
+		return 0, fmt.Errorf("unknown generalisation %q (want age_band, year, month, day, hour, prefix, geo_cell, ip_prefix, template)", r.To)
 	}
 	return 0, bad
 }

@@ -583,6 +583,8 @@ func (w *Worker) generalize(dst []byte, f *policy.OutField, v *eventcodec.Value,
 		w.tmp, ok = fieldaction.AppendGeoCell(w.tmp[:0], v.F, v.F2, r.Precision)
 	case policy.ToIPPrefix:
 		w.tmp, ok = fieldaction.AppendIPPrefix(w.tmp[:0], v.Str)
+	case policy.ToTemplate:
+		w.tmp, ok = fieldaction.AppendURLTemplate(w.tmp[:0], v.Str)
 	default:
 		ok = false
 	}

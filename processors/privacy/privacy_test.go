@@ -195,10 +195,12 @@ func TestCanaryNoLeak(t *testing.T) {
 	// The explicit exceptions of the checked-in policy, asserted by name so a
 	// policy change that starts keeping a field is a visible test change.
 	want := map[purpose.Purpose][]string{
-		purpose.Analytics:         {"address.city", "address.country", "user_agent", "gender", "page_url"},
-		purpose.Personalization:   {"name", "address.city", "address.country", "gender", "page_url"},
+		// page_url is templated (id-like segments replaced) except for
+		// ai_training, whose CASTLE input still keeps it (issue 11, item 3).
+		purpose.Analytics:         {"address.city", "address.country", "user_agent", "gender"},
+		purpose.Personalization:   {"name", "address.city", "address.country", "gender"},
 		purpose.AITraining:        {"address.country", "gender", "page_url"},
-		purpose.Marketing:         {"name", "email", "address.city", "address.country", "page_url"},
+		purpose.Marketing:         {"name", "email", "address.city", "address.country"},
 		purpose.ThirdPartySharing: {"address.country", "gender"},
 	}
 	for p, fields := range want {
@@ -276,6 +278,7 @@ func TestFieldActionsInCleanRecords(t *testing.T) {
 	const subject = "subject-actions"
 	h.grantAll(t, subject, consent.GDPR)
 	ev, _ := pipelinetest.CanaryEvent(4, subject, h.now)
+	ev.PageURL = "https://Shop.Example.com/account/jane-doe/orders/88231?utm=mail#x"
 	out := h.process(t, h.record(t, ev))
 	byPurpose := map[purpose.Purpose]map[string]any{}
 	for _, o := range out.Outputs {
@@ -315,6 +318,16 @@ func TestFieldActionsInCleanRecords(t *testing.T) {
 	hourTs, _ := byPurpose[purpose.AITraining]["event_time_hour"].(map[string]any)["long.timestamp-millis"].(time.Time)
 	if !hourTs.Equal(ev.EventTime.Truncate(time.Hour)) {
 		t.Errorf("event_time_hour %v want %v", hourTs, ev.EventTime.Truncate(time.Hour))
+	}
+	// URLs are templated where the policy says so (issue 11, item 3): the
+	// account name, the order number, the query and the fragment are gone.
+	for _, p := range []purpose.Purpose{purpose.Analytics, purpose.Personalization, purpose.Marketing} {
+		if got := str(p, "page_url_template"); got != "https://shop.example.com/account/:id/orders/:id" {
+			t.Errorf("%s: page_url_template %q", p, got)
+		}
+		if _, ok := byPurpose[p]["page_url"]; ok {
+			t.Errorf("%s carries the verbatim page_url", p)
+		}
 	}
 	if _, ok := byPurpose[purpose.Analytics]["email"]; ok {
 		t.Error("analytics carries email")
