@@ -3,7 +3,6 @@ package consentapi
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -21,6 +20,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/consentsync"
 	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
+	"github.com/privacy-pipeline/pipeline/internal/pipelinetest"
 )
 
 type env struct {
@@ -51,20 +51,8 @@ func newEnv(t *testing.T) *env {
 }
 
 func (e *env) do(t *testing.T, method, path, ctype, body string, header ...string) (int, string) {
-	req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	t.Helper()
+	return pipelinetest.Request(t, method, e.srv.URL+path, ctype, body, header...)
 }
 
 func (e *env) written(t *testing.T) []consentlog.Change {

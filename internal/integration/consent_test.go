@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"math/rand/v2"
 	"net/http"
@@ -46,6 +45,24 @@ func (r *rig) publishConsent(ctx context.Context, changes ...consentlog.Change) 
 	if err := kafkaio.ProduceAll(ctx, cl, recs); err != nil {
 		r.t.Fatal(err)
 	}
+}
+
+// startAPI serves the consent API on the rig's consent topic and store
+// until the test ends.
+func (r *rig) startAPI() *httptest.Server {
+	r.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.KafkaBrokers...), kgo.RecordPartitioner(consentlog.Partitioner()))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(cl.Close)
+	api, err := consentapi.New(consentapi.Config{Producer: cl, Topic: r.consentTopic(), Store: r.pp.Store})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.Handler())
+	r.t.Cleanup(srv.Close)
+	return srv
 }
 
 // startSync runs a consent sync for the rig until the test ends.
@@ -341,33 +358,10 @@ func TestConsentLuaScriptAgreesWithGoOnRealRedis(t *testing.T) {
 func TestConsentProfilesThroughAPIImportAndSync(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.KafkaBrokers...), kgo.RecordPartitioner(consentlog.Partitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	api, err := consentapi.New(consentapi.Config{Producer: cl, Topic: r.consentTopic(), Store: r.pp.Store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api.Handler())
-	defer srv.Close()
+	srv := r.startAPI()
 	do := func(method, path, ctype, body string, header ...string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-		if ctype != "" {
-			req.Header.Set("Content-Type", ctype)
-		}
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return pipelinetest.Request(t, method, srv.URL+path, ctype, body, header...)
 	}
 	s := r.startSync(true)
 	waitUntil(t, "sync ready", 30*time.Second, s.Ready)

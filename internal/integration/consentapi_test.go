@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,9 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/privacy-pipeline/pipeline/internal/consentapi"
 	"github.com/privacy-pipeline/pipeline/internal/consentlog"
 )
 
@@ -22,17 +18,7 @@ import (
 // good input reaches the consent topic.
 func TestConsentAPIAndCLIOnRealServices(t *testing.T) {
 	r := newRig(t)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.KafkaBrokers...), kgo.RecordPartitioner(consentlog.Partitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	api, err := consentapi.New(consentapi.Config{Producer: cl, Topic: r.consentTopic(), Store: r.pp.Store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api.Handler())
-	defer srv.Close()
+	srv := r.startAPI()
 
 	for _, bad := range []struct{ path, body string }{
 		{"/v1/subjects/c1/consents/telepathy", `{"state":"granted","source":"web_form","policy_version":"v"}`},
