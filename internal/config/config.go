@@ -113,6 +113,9 @@ type Config struct {
 	CastleL        int           `env:"CASTLE_L" envDefault:"1"`
 	CastleMaxReuse int           `env:"CASTLE_MAX_REUSE" envDefault:"1000"`
 	CastleMaxDelay time.Duration `env:"CASTLE_MAX_DELAY" envDefault:"1h"`
+	// CastleSeed, when not 0, makes CASTLE's random choice among reusable
+	// clusters reproducible (verification runs only; see anonymize.Config).
+	CastleSeed uint64 `env:"CASTLE_SEED" envDefault:"0"`
 }
 
 // Load reads the environment.

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/privacy-pipeline/pipeline/internal/kanon/hierarchy"
@@ -73,9 +74,24 @@ type Records struct {
 	QuasiIdentifiers []QuasiIdentifier `json:"quasi_identifiers"`
 	// Sensitive is the attribute l-diversity counts (when l > 1).
 	Sensitive string `json:"sensitive"`
-	// Keep lists the non-identifying fields copied as they are.
-	Keep []string `json:"keep"`
+	// Keep lists the non-identifying fields copied as they are, each
+	// with its finite domain.
+	Keep []Kept `json:"keep"`
 }
+
+// Kept is a field of the record-level stream copied as it is. A string
+// field names its Domain, a file hierarchy whose leaves are the values it
+// may carry (at most MaxKeptDomain); a value outside the domain is
+// published as null. A kept value is the same for many records, so it
+// cannot link a released record back to one clean record (SPEC 3.6).
+type Kept struct {
+	Field  string `json:"field"`
+	Domain string `json:"domain,omitempty"`
+}
+
+// MaxKeptDomain bounds the number of values a kept field's domain may hold:
+// a kept field of higher cardinality would single records out.
+const MaxKeptDomain = 64
 
 // QuasiIdentifier is one generalised attribute of the record-level stream:
 // categorical (Hierarchy) or numeric.
@@ -134,6 +150,7 @@ type CleanField struct {
 	Type           string // string, long, double, int, boolean, float
 	Logical        string // e.g. timestamp-millis
 	Classification string
+	Action         string // the policy action that derived it, e.g. keep or pseudonymize
 }
 
 // CleanFields returns the fields of a purpose's checked-in clean schema.
@@ -147,6 +164,7 @@ func CleanFields(purpose string) ([]CleanField, error) {
 			Name           string            `json:"name"`
 			Type           []json.RawMessage `json:"type"`
 			Classification string            `json:"classification"`
+			Action         string            `json:"action"`
 		} `json:"fields"`
 	}
 	if err := json.Unmarshal(b, &rec); err != nil {
@@ -154,7 +172,7 @@ func CleanFields(purpose string) ([]CleanField, error) {
 	}
 	out := make([]CleanField, 0, len(rec.Fields))
 	for _, f := range rec.Fields {
-		cf := CleanField{Name: f.Name, Classification: f.Classification}
+		cf := CleanField{Name: f.Name, Classification: f.Classification, Action: f.Action}
 		if len(f.Type) == 2 {
 			var prim string
 			if json.Unmarshal(f.Type[1], &prim) == nil {
@@ -314,21 +332,58 @@ func (s *Spec) validate() error {
 				add("%s: sensitive field %q is not in the %s clean schema", where, r.Sensitive, r.Purpose)
 			}
 		}
+		kept := map[string]bool{}
 		for _, k := range r.Keep {
-			f, ok := fs[k]
+			f, ok := fs[k.Field]
+			w := where + " kept field " + strconv.Quote(k.Field)
 			switch {
 			case !ok:
-				add("%s: kept field %q is not in the %s clean schema", where, k, r.Purpose)
-			case qis[k]:
-				add("%s: kept field %q is a quasi-identifier", where, k)
+				add("%s: not in the %s clean schema", w, r.Purpose)
+			case qis[k.Field] || kept[k.Field]:
+				add("%s: repeated or a quasi-identifier", w)
 			case f.Classification != "behavioural" && f.Classification != "technical":
 				// Identifiers, quasi-identifiers, sensitive fields and free
 				// text would defeat the generalisation.
-				add("%s: kept field %q is %s; only behavioural and technical fields may be kept", where, k, f.Classification)
+				add("%s: is %s; only behavioural and technical fields may be kept", w, f.Classification)
+			case f.Action == "pseudonymize":
+				add("%s: a pseudonym is unique per subject (high cardinality); it can never be kept", w)
+			case f.Logical != "" || slices.Contains([]string{"long", "int", "double", "float"}, f.Type):
+				add("%s: an exact %s links a record back to the clean topic; declare it a numeric quasi-identifier (published as a range)", w, f.Type)
+			case f.Type == "boolean":
+				if k.Domain != "" {
+					add("%s: a boolean needs no domain", w)
+				}
+			case f.Type != "string":
+				add("%s: type %s cannot be kept", w, f.Type)
+			case k.Domain == "":
+				add("%s: a kept string needs a finite domain (a file hierarchy of its values), or it may be free-form or high-cardinality", w)
+			default:
+				s.checkDomain(w, k.Domain, add)
 			}
+			kept[k.Field] = true
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkDomain checks that a kept field's domain is a file hierarchy of at
+// most MaxKeptDomain values.
+func (s *Spec) checkDomain(where, name string, add func(string, ...any)) {
+	h, ok := s.Hierarchies[name]
+	switch {
+	case !ok:
+		add("%s: unknown domain %q", where, name)
+	case h.File == "":
+		add("%s: domain %q must be a file hierarchy listing the values", where, name)
+	default:
+		t, err := s.Build(name)
+		switch {
+		case err != nil:
+			// Reported for the hierarchy itself.
+		case t.TotalLeaves() > MaxKeptDomain:
+			add("%s: domain %q has %d values, more than %d: high cardinality", where, name, t.TotalLeaves(), MaxKeptDomain)
+		}
+	}
 }
 
 func reservedAggField(name string) bool {
@@ -436,22 +491,25 @@ func (r Records) KanonSchemaJSON() ([]byte, error) {
 			if f.Logical != "" {
 				t = map[string]any{"type": f.Type, "logicalType": f.Logical}
 			}
+			null := ""
+			if f.Logical == "" {
+				null = " (a record without one counts as " + strconv.FormatFloat(q.Numeric.Min, 'g', -1, 64) + ")"
+			}
 			rec.Fields = append(rec.Fields,
-				avroField{Name: q.Field + "_min", Type: t, Doc: "Lower bound of the cluster's range of " + q.Field + "."},
-				avroField{Name: q.Field + "_max", Type: t, Doc: "Upper bound of the cluster's range of " + q.Field + "."})
+				avroField{Name: q.Field + "_min", Type: t, Doc: "Lower bound of the cluster's range of " + q.Field + null + "."},
+				avroField{Name: q.Field + "_max", Type: t, Doc: "Upper bound of the cluster's range of " + q.Field + null + "."})
 			continue
 		}
 		rec.Fields = append(rec.Fields, avroField{Name: q.Field, Type: "string",
 			Doc: q.Field + " generalised to the lowest common ancestor of the cluster in hierarchy " + q.Hierarchy + "."})
 	}
 	for _, k := range r.Keep {
-		f := byName[k]
-		var t any = f.Type
-		if f.Logical != "" {
-			t = map[string]any{"type": f.Type, "logicalType": f.Logical}
+		f := byName[k.Field]
+		doc := "Copied from the clean topic (" + f.Classification + ")."
+		if k.Domain != "" {
+			doc = "Copied from the clean topic (" + f.Classification + ") when it is one of the values of domain " + k.Domain + " (schemas/kanon.json); null otherwise."
 		}
-		rec.Fields = append(rec.Fields, avroField{Name: k, Type: []any{"null", t}, Default: json.RawMessage("null"),
-			Doc: "Copied from the clean topic (" + f.Classification + ")."})
+		rec.Fields = append(rec.Fields, avroField{Name: k.Field, Type: []any{"null", f.Type}, Default: json.RawMessage("null"), Doc: doc})
 	}
 	return render(rec), nil
 }

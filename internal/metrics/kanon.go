@@ -39,6 +39,9 @@ type Kanon struct {
 	// WindowsRefused counts aggregate windows not released because the DP
 	// period budget was spent.
 	WindowsRefused *prometheus.CounterVec
+	// KeptOutsideDomain counts kept values of record-level outputs that
+	// were not in their field's declared domain and were published as null.
+	KeptOutsideDomain *prometheus.CounterVec
 }
 
 // NewKanon creates and registers the k-anonymity metrics.
@@ -69,7 +72,9 @@ func NewKanon(reg prometheus.Registerer) *Kanon {
 			Help: "Events stamped later than their record's log time plus PIPELINE_KANON_WATERMARK_SKEW: added to their window, but not allowed to move the watermark."}, []string{"output"}),
 		WindowsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_windows_refused_total",
 			Help: "Aggregate windows not released because the differential privacy budget of the period (PIPELINE_KANON_DP_PERIOD_EPSILON) was spent."}, []string{"output"}),
+		KeptOutsideDomain: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_kept_outside_domain_total",
+			Help: "Kept values of a record-level output outside their field's declared domain (schemas/kanon.json), published as null."}, []string{"output", "field"}),
 	}
-	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores, m.StateResets, m.WatermarkCapped, m.WindowsRefused)
+	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores, m.StateResets, m.WatermarkCapped, m.WindowsRefused, m.KeptOutsideDomain)
 	return m
 }

@@ -78,8 +78,11 @@ func BuildAnonymize(cfg config.Config, spec *kanonspec.Spec, m *metrics.Kanon, l
 	if spec.Records == nil {
 		return nil, fmt.Errorf("wiring: %s declares no record-level stream", spec.Version)
 	}
+	if cfg.CastleSeed != 0 && log != nil {
+		log.Warn("PIPELINE_CASTLE_SEED is set: cluster reuse is predictable; use it for verification runs only", "processor", anonymize.Name)
+	}
 	p, err := anonymize.New(anonymize.Config{Records: *spec.Records, Spec: spec, K: cfg.CastleK, Delta: cfg.CastleDelta,
-		Beta: cfg.CastleBeta, Mu: cfg.CastleMu, L: cfg.CastleL, MaxReuse: cfg.CastleMaxReuse, MaxDelay: cfg.CastleMaxDelay,
+		Beta: cfg.CastleBeta, Mu: cfg.CastleMu, L: cfg.CastleL, MaxReuse: cfg.CastleMaxReuse, MaxDelay: cfg.CastleMaxDelay, Seed: cfg.CastleSeed,
 		Topic: spec.Records.TopicFrom(cfg.KanonTopicTemplate), StateTopic: stateTopic(cfg, topology.KanonRecords), Metrics: m, Log: log})
 	if err != nil {
 		return nil, err

@@ -5,8 +5,10 @@
 // delta records, using CASTLE (package internal/kanon/castle). Outliers are
 // suppressed and counted. Numeric quasi-identifiers become [min, max]
 // ranges, categorical ones the lowest common ancestor in their hierarchy;
-// identifiers, pseudonyms and free text are never copied (schemas/kanon.json
-// lists what is kept).
+// identifiers, pseudonyms and free text are never copied. The kept fields
+// (schemas/kanon.json) are copied only when their value is in the field's
+// declared finite domain, so no kept value singles a record out; others are
+// published as null and counted.
 //
 // The data path, top to bottom in Worker.Process:
 //
@@ -67,6 +69,12 @@ type Config struct {
 	// decided (released or suppressed) as if delta had been reached, at the
 	// end of a batch or on a tick of an idle partition. 0: only delta.
 	MaxDelay time.Duration
+	// Seed, when not 0, makes the random choice among reusable published
+	// clusters reproducible: each partition's and identity domain's CASTLE
+	// is seeded from it, so a run equals an Offline run over the same input.
+	// For verification only: 0 (a random seed per CASTLE) in production,
+	// since a known seed lets a reader predict which cluster a record joins.
+	Seed uint64
 	// Topic is the output topic; empty: the default clean.<purpose>.kanon.
 	Topic string
 	// StateTopic holds the checkpoints.
@@ -102,15 +110,18 @@ type qi struct {
 	// scale converts a numeric value to CASTLE's unit (hours for a
 	// timestamp, so ranges and domains stay small numbers).
 	scale float64
-	width float64
-	float bool // a float or double field (Value.F), else Value.Num
-	h     hierarchy.Hierarchy
+	// min and width are the initial domain in CASTLE's unit (a timestamp's
+	// starts at 0, the time base); a null value counts as min.
+	min, width float64
+	float      bool // a float or double field (Value.F), else Value.Num
+	h          hierarchy.Hierarchy
 }
 
 type keptField struct {
-	name string
-	idx  int
-	typ  cleancodec.Type
+	name   string
+	idx    int
+	typ    cleancodec.Type
+	domain hierarchy.Hierarchy // nil for a boolean
 }
 
 const msPerHour = 3600 * 1000
@@ -141,7 +152,7 @@ func New(cfg Config) (*Processor, error) {
 			return nil, fmt.Errorf("anonymize: quasi-identifier %s is not in the clean schema", q.Field)
 		}
 		if q.Numeric != nil {
-			c.numeric, c.scale, c.width = true, 1, q.Numeric.Width()
+			c.numeric, c.scale, c.min, c.width = true, 1, q.Numeric.Min, q.Numeric.Width()
 			c.float = fields[c.idx].Type == cleancodec.TypeDouble || fields[c.idx].Type == cleancodec.TypeFloat
 			if fields[c.idx].Type == cleancodec.TypeTimestampMillis {
 				c.scale, c.width = 1.0/msPerHour, q.Numeric.Width()/msPerHour
@@ -156,11 +167,21 @@ func New(cfg Config) (*Processor, error) {
 		p.qis = append(p.qis, c)
 	}
 	for _, k := range cfg.Records.Keep {
-		i := dec.Field(k)
+		i := dec.Field(k.Field)
 		if i < 0 {
-			return nil, fmt.Errorf("anonymize: kept field %s is not in the clean schema", k)
+			return nil, fmt.Errorf("anonymize: kept field %s is not in the clean schema", k.Field)
 		}
-		p.keep = append(p.keep, keptField{name: k, idx: i, typ: fields[i].Type})
+		kf := keptField{name: k.Field, idx: i, typ: fields[i].Type}
+		switch {
+		case k.Domain != "":
+			if kf.domain, err = cfg.Spec.Build(k.Domain); err != nil {
+				return nil, fmt.Errorf("anonymize: kept field %s: %w", k.Field, err)
+			}
+		case kf.typ != cleancodec.TypeBoolean:
+			// kanonspec rejects this; a hand-built spec must not bypass it.
+			return nil, fmt.Errorf("anonymize: kept field %s has no finite domain", k.Field)
+		}
+		p.keep = append(p.keep, kf)
 	}
 	if _, err := castle.New(p.castleConfig(1)); err != nil {
 		return nil, fmt.Errorf("anonymize: %w", err)
@@ -185,7 +206,7 @@ func (p *Processor) castleConfig(seed uint64) castle.Config {
 	for _, q := range p.qis {
 		if q.numeric {
 			// The domain starts one width wide and extends with the data.
-			c.QIs = append(c.QIs, castle.QI{Name: q.field, Kind: castle.Numeric, Min: 0, Max: q.width})
+			c.QIs = append(c.QIs, castle.QI{Name: q.field, Kind: castle.Numeric, Min: q.min, Max: q.min + q.width})
 			continue
 		}
 		c.QIs = append(c.QIs, castle.QI{Name: q.field, Kind: castle.Categorical, Hierarchy: q.h})
@@ -215,6 +236,7 @@ type held struct {
 // state is one partition's CASTLE per identity domain (pseudonym key; see
 // domains.go) and its held records.
 type state struct {
+	partition int32
 	// ids numbers the pseudonym key ids of this partition exactly (part
 	// of the checkpoint); domains holds one CASTLE per numbered domain.
 	ids       subject.Domains
@@ -231,6 +253,7 @@ func (p *Processor) NewWorker() processors.Worker {
 	w.shards = shard.New(p.store, w.load)
 	w.tuple.Num = make([]float64, p.numQIs)
 	w.tuple.Cat = make([]hierarchy.Node, p.catQIs)
+	w.outside = make([]int64, len(p.keep))
 	return w
 }
 
@@ -248,6 +271,10 @@ type Worker struct {
 	now    time.Time
 	delays []float64
 	bad    struct{ undecodable, incomplete int64 }
+	// outside counts, per kept field, values outside its domain.
+	outside []int64
+	// trace receives every released record with its input (Offline).
+	trace func(partition int32, offset int64, value []byte)
 }
 
 // timeBase offsets timestamps so numeric values stay small: hours since
@@ -280,7 +307,7 @@ func (w *Worker) toTuple(st *state, r processors.Record) (ok, bad bool) {
 	for _, q := range w.p.qis {
 		v := w.rec.Values[q.idx]
 		if q.numeric {
-			x := 0.0
+			x := q.min
 			switch {
 			case !v.Present:
 			case q.float:
@@ -307,29 +334,29 @@ func (w *Worker) toTuple(st *state, r processors.Record) (ok, bad bool) {
 }
 
 // keptValues encodes the kept fields of the decoded record (nullable
-// unions, in schema order).
-func (w *Worker) keptValues(dst []byte) []byte {
-	for _, k := range w.p.keep {
+// unions, in schema order): a string outside its field's domain is null,
+// and counted in w.outside when count is set (not on a replay).
+func (w *Worker) keptValues(dst []byte, count bool) []byte {
+	for i, k := range w.p.keep {
 		v := w.rec.Values[k.idx]
 		if !v.Present {
 			dst = avroenc.AppendNull(dst)
 			continue
 		}
-		dst = avroenc.AppendNonNull(dst)
-		switch k.typ {
-		case cleancodec.TypeString, cleancodec.TypeBytes:
+		if k.domain != nil {
+			if _, ok := k.domain.Lookup(string(v.Bytes)); !ok {
+				if count {
+					w.outside[i]++
+				}
+				dst = avroenc.AppendNull(dst)
+				continue
+			}
+			dst = avroenc.AppendNonNull(dst)
 			dst = avroenc.AppendBytes(dst, v.Bytes)
-		case cleancodec.TypeDouble:
-			dst = avroenc.AppendDouble(dst, v.F)
-		case cleancodec.TypeFloat:
-			dst = avroenc.AppendFloat(dst, float32(v.F))
-		case cleancodec.TypeInt:
-			dst = avroenc.AppendInt(dst, int32(v.Num))
-		case cleancodec.TypeBoolean:
-			dst = avroenc.AppendBool(dst, v.Num != 0)
-		default:
-			dst = avroenc.AppendLong(dst, v.Num)
+			continue
 		}
+		dst = avroenc.AppendNonNull(dst)
+		dst = avroenc.AppendBool(dst, v.Num != 0) // New admits only booleans without a domain
 	}
 	return dst
 }
@@ -337,7 +364,7 @@ func (w *Worker) keptValues(dst []byte) []byte {
 // load restores a partition's CASTLE from its checkpoint and a replay of
 // the held records.
 func (w *Worker) load(_ context.Context, partition int32, cp processors.Checkpoint, ok bool, replay func(func(processors.Record) error) error) (state, error) {
-	st := state{held: map[int64]held{}}
+	st := state{partition: partition, held: map[int64]held{}}
 	if !ok {
 		return st, nil
 	}
@@ -364,7 +391,7 @@ func (w *Worker) load(_ context.Context, partition int32, cp processors.Checkpoi
 		t := w.tuple
 		t.Num, t.Cat = append([]float64(nil), t.Num...), append([]hierarchy.Node(nil), t.Cat...)
 		tuples[r.Offset] = t
-		st.held[r.Offset] = held{kept: w.keptValues(nil), arrived: r.Timestamp}
+		st.held[r.Offset] = held{kept: w.keptValues(nil, false), arrived: r.Timestamp}
 		return nil
 	})
 	if err != nil {
@@ -380,7 +407,7 @@ func (w *Worker) load(_ context.Context, partition int32, cp processors.Checkpoi
 		if m := w.p.cfg.Metrics; m != nil {
 			m.StateResets.WithLabelValues(Name).Inc()
 		}
-		return state{held: map[int64]held{}}, nil
+		return state{partition: partition, held: map[int64]held{}}, nil
 	}
 	// Keep only what CASTLE still holds.
 	keepRefs := map[int64]bool{}
@@ -407,7 +434,7 @@ func (w *Worker) restore(st *state, b []byte, tuples map[int64]castle.Tuple) err
 		return t, ok
 	}
 	for _, d := range doms {
-		c, err := castle.New(w.p.castleConfig(newSeed()))
+		c, err := castle.New(w.p.castleConfig(w.p.seed(st.partition, d.dom)))
 		if err != nil {
 			return err
 		}
@@ -420,11 +447,20 @@ func (w *Worker) restore(st *state, b []byte, tuples map[int64]castle.Tuple) err
 	return nil
 }
 
-// newSeed returns a random seed for a new CASTLE (its random reuse choice).
-func newSeed() uint64 {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return binary.LittleEndian.Uint64(b[:])
+// seed returns the seed of a new CASTLE (its random reuse choice): random,
+// or derived from Config.Seed, the partition and the identity domain.
+func (p *Processor) seed(partition int32, dom uint16) uint64 {
+	if p.cfg.Seed == 0 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		return binary.LittleEndian.Uint64(b[:])
+	}
+	x := p.cfg.Seed ^ uint64(uint32(partition))<<16 ^ uint64(dom)
+	// splitmix64 finaliser: distinct inputs, well-spread seeds.
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 // Process implements processors.Worker.
@@ -448,7 +484,7 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 			}
 			continue
 		}
-		st.held[r.Offset] = held{kept: w.keptValues(nil), arrived: r.Timestamp}
+		st.held[r.Offset] = held{kept: w.keptValues(nil, true), arrived: r.Timestamp}
 		w.st, w.input, w.now = st, i, r.Timestamp
 		c, err := w.castleFor(st, subject.Domain(w.tuple.Subject))
 		if err != nil {
@@ -558,6 +594,9 @@ func (w *Worker) emit(o castle.Output) {
 	}
 	b = append(b, h.kept...)
 	w.val = b
+	if w.trace != nil {
+		w.trace(w.st.partition, o.Ref, b)
+	}
 	w.out.Add(w.input, w.p.topic, id, b,
 		processors.Header{Key: HeaderSchema, Value: w.p.schemaHdr},
 		processors.Header{Key: HeaderK, Value: w.p.kHdr})
@@ -585,8 +624,14 @@ func (w *Worker) Done(committed bool) {
 			}
 			m.Events.WithLabelValues(w.p.topic, "undecodable").Add(float64(w.bad.undecodable))
 			m.Events.WithLabelValues(w.p.topic, "incomplete").Add(float64(w.bad.incomplete))
+			for i, n := range w.outside {
+				if n > 0 {
+					m.KeptOutsideDomain.WithLabelValues(w.p.topic, w.p.keep[i].name).Add(float64(n))
+				}
+			}
 		}
 	}
+	clear(w.outside)
 	w.delays = w.delays[:0]
 	w.bad.undecodable, w.bad.incomplete = 0, 0
 	w.shards.Done(committed)

@@ -32,7 +32,7 @@ func (w *Worker) castleFor(st *state, dom uint16) (*castle.Castle, error) {
 			return d.c, nil
 		}
 	}
-	c, err := castle.New(w.p.castleConfig(newSeed()))
+	c, err := castle.New(w.p.castleConfig(w.p.seed(st.partition, dom)))
 	if err != nil {
 		return nil, err
 	}

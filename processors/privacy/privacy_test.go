@@ -195,11 +195,11 @@ func TestCanaryNoLeak(t *testing.T) {
 	// The explicit exceptions of the checked-in policy, asserted by name so a
 	// policy change that starts keeping a field is a visible test change.
 	want := map[purpose.Purpose][]string{
-		// page_url is templated (id-like segments replaced) except for
-		// ai_training, whose CASTLE input still keeps it (issue 11, item 3).
+		// page_url is templated (id-like segments replaced) wherever a
+		// purpose has it.
 		purpose.Analytics:         {"address.city", "address.country", "user_agent", "gender"},
 		purpose.Personalization:   {"name", "address.city", "address.country", "gender"},
-		purpose.AITraining:        {"address.country", "gender", "page_url"},
+		purpose.AITraining:        {"address.country", "gender"},
 		purpose.Marketing:         {"name", "email", "address.city", "address.country"},
 		purpose.ThirdPartySharing: {"address.country", "gender"},
 	}
