@@ -38,8 +38,8 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stdout, "%-22s expected %7d published %7d missing %d duplicated %d wrongly published %d\n", p, r.Expected, r.Published, r.Missing, r.Duplicated, r.WronglyPublished)
 		}
 		if k := res.Kanon; k != nil {
-			fmt.Fprintf(stdout, "k-anonymity: %d aggregate rows (offline run %d; missing %d, duplicated %d, different %d); %d of %d records anonymised in %d groups (duplicated %d, foreign %d); under k: %d\n",
-				k.Rows, k.Expected, k.Missing, k.Duplicated, k.Different, k.Records, k.Input, k.Groups, k.RecordsDuplicated, k.RecordsForeign, k.UnderK)
+			fmt.Fprintf(stdout, "k-anonymity: %d aggregate rows (offline run %d; missing %d, duplicated %d, different %d); %d of %d records anonymised in %d groups (offline run %d; extra %d, missing %d; linked to one clean record %d); under k: %d\n",
+				k.Rows, k.Expected, k.Missing, k.Duplicated, k.Different, k.Records, k.Input, k.Groups, k.RecordsExpected, k.RecordsExtra, k.RecordsMissing, k.LinkedUnique, k.UnderK)
 		}
 	}
 	if !res.OK() {
