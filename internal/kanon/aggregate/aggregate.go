@@ -149,10 +149,26 @@ const noWatermark = math.MinInt64
 // Aggregator aggregates the events of one shard. It is not safe for
 // concurrent use.
 type Aggregator struct {
+	closer
+	lateMs int64
+
+	wm      int64 // max event time seen (or later Advance/Flush), noWatermark if none
+	nextRef int64 // last Ref seen + 1
+	open    []*window
+	last    *window
+	keyBuf  []byte
+
+	fresh    bool // nothing added, advanced or restored yet
+	replayOK bool // restored and nothing added since
+}
+
+// closer releases closed windows: suppression below K, roll-up, margins
+// and DP. [Aggregator] (one shard) and [Merger] (the partial windows of
+// every shard) share it, so both release by exactly the same rules.
+type closer struct {
 	cfg    Config
 	levels int
 	winMs  int64
-	lateMs int64
 	dp     *dpPlan
 	acct   *dp.Accountant
 	// scaled are the DP mechanisms of windows whose subjects come from
@@ -161,46 +177,50 @@ type Aggregator struct {
 	// ledger lists the released windows of the last period (period budget).
 	ledger []LedgerEntry
 
-	wm      int64 // max event time seen (or later Advance/Flush), noWatermark if none
-	nextRef int64 // last Ref seen + 1
-	open    []*window
-	last    *window
-	keyBuf  []byte
 	scratch map[uint64]struct{}
 	domains map[uint64]int64 // distinct subjects per identity domain (scratch)
 	stats   Stats
+}
 
-	fresh    bool // nothing added, advanced or restored yet
-	replayOK bool // restored and nothing added since
+// newCloser validates cfg and builds the closing machinery.
+func newCloser(cfg Config) (closer, error) {
+	cfg, levels, err := cfg.normalize()
+	if err != nil {
+		return closer{}, err
+	}
+	c := closer{
+		cfg:     cfg,
+		levels:  levels,
+		winMs:   cfg.Window.Milliseconds(),
+		scratch: make(map[uint64]struct{}),
+		domains: make(map[uint64]int64),
+	}
+	c.stats.RowsReleased = make([]int64, levels)
+	if cfg.DP != nil {
+		if c.dp, err = newDPPlan(cfg.DP, levels); err != nil {
+			return closer{}, err
+		}
+		if c.acct, err = dp.NewAccountant(c.dp.perWindow); err != nil {
+			return closer{}, fmt.Errorf("aggregate: %w", err)
+		}
+	}
+	return c, nil
 }
 
 // New returns an aggregator for cfg.
 func New(cfg Config) (*Aggregator, error) {
-	cfg, levels, err := cfg.normalize()
+	c, err := newCloser(cfg)
 	if err != nil {
 		return nil, err
 	}
 	a := &Aggregator{
-		cfg:     cfg,
-		levels:  levels,
-		winMs:   cfg.Window.Milliseconds(),
-		lateMs:  cfg.AllowedLateness.Milliseconds(),
-		wm:      noWatermark,
-		scratch: make(map[uint64]struct{}),
-		domains: make(map[uint64]int64),
-		fresh:   true,
+		closer: c,
+		lateMs: c.cfg.AllowedLateness.Milliseconds(),
+		wm:     noWatermark,
+		fresh:  true,
 	}
-	if cfg.AllowedLateness%time.Millisecond != 0 {
+	if c.cfg.AllowedLateness%time.Millisecond != 0 {
 		a.lateMs++ // round up: keep windows open at least as long as asked
-	}
-	a.stats.RowsReleased = make([]int64, levels)
-	if cfg.DP != nil {
-		if a.dp, err = newDPPlan(cfg.DP, levels); err != nil {
-			return nil, err
-		}
-		if a.acct, err = dp.NewAccountant(a.dp.perWindow); err != nil {
-			return nil, fmt.Errorf("aggregate: %w", err)
-		}
 	}
 	return a, nil
 }
