@@ -39,6 +39,13 @@ type Kanon struct {
 	// WindowsRefused counts aggregate windows not released because the DP
 	// period budget was spent.
 	WindowsRefused *prometheus.CounterVec
+	// MergePartials counts the records of the partials topic the merge
+	// stage read, by outcome (cells, progress, late, undecodable,
+	// invalid, unknown).
+	MergePartials *prometheus.CounterVec
+	// MergePending is the number of windows the merge stage holds until
+	// every input partition has passed them.
+	MergePending *prometheus.GaugeVec
 }
 
 // NewKanon creates and registers the k-anonymity metrics.
@@ -69,7 +76,12 @@ func NewKanon(reg prometheus.Registerer) *Kanon {
 			Help: "Events stamped later than their record's log time plus PIPELINE_KANON_WATERMARK_SKEW: added to their window, but not allowed to move the watermark."}, []string{"output"}),
 		WindowsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_windows_refused_total",
 			Help: "Aggregate windows not released because the differential privacy budget of the period (PIPELINE_KANON_DP_PERIOD_EPSILON) was spent."}, []string{"output"}),
+		MergePartials: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_merge_partials_total",
+			Help: "Partials-topic records read by the aggregates' merge stage, by outcome (cells, progress, late, undecodable, invalid, unknown)."}, []string{"outcome"}),
+		MergePending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "kanon_merge_pending_windows",
+			Help: "Aggregate windows the merge stage holds until every input partition has passed them."}, []string{"output"}),
 	}
-	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores, m.StateResets, m.WatermarkCapped, m.WindowsRefused)
+	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores, m.StateResets, m.WatermarkCapped, m.WindowsRefused,
+		m.MergePartials, m.MergePending)
 	return m
 }
