@@ -178,4 +178,3 @@ func FuzzProcess(f *testing.F) {
 		}
 	})
 }
-
