@@ -559,9 +559,13 @@ func (w *Worker) emitPartial(cw aggregate.ClosedWindow) {
 				continue
 			}
 			w.doms[d] = true
-			if id, ok := w.st.domains.KeyOf(d); ok {
-				w.keyIDs = append(w.keyIDs, partial.KeyID{Domain: d, ID: id})
+			id, ok := w.st.domains.KeyOf(d)
+			if !ok {
+				// A domain number reserved by an older checkpoint has no key
+				// id: a name of its own, unique to this partition.
+				id = "\x00partition-" + strconv.Itoa(int(w.part)) + "-domain-" + strconv.Itoa(int(d))
 			}
+			w.keyIDs = append(w.keyIDs, partial.KeyID{Domain: d, ID: id})
 		}
 	}
 	key := []byte(pl.spec.Name)
