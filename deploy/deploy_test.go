@@ -55,6 +55,8 @@ func knownMetrics(t *testing.T) map[string]bool {
 	k.StateResets.WithLabelValues("p")
 	k.WatermarkCapped.WithLabelValues("o")
 	k.WindowsRefused.WithLabelValues("o")
+	k.MergePartials.WithLabelValues("cells")
+	k.MergePending.WithLabelValues("o")
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

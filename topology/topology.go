@@ -72,9 +72,20 @@ func (n Names) State(processor string) string {
 
 // Names of the k-anonymity processors.
 const (
+	// KanonAggregates is the aggregates' first stage (windows per input
+	// partition, publishing partial windows).
 	KanonAggregates = "kanon-aggregates"
-	KanonRecords    = "kanon-records"
+	// KanonMerge is the aggregates' second stage (merges the partials of
+	// every input partition and publishes the rows).
+	KanonMerge   = "kanon-merge"
+	KanonRecords = "kanon-records"
+	// KanonPartials names the internal topic between the aggregates' two
+	// stages, through the state template (privacy.state.kanon-partials).
+	KanonPartials = "kanon-partials"
 )
+
+// Partials returns the internal topic between the aggregates' two stages.
+func (n Names) Partials() string { return n.State(KanonPartials) }
 
 // DefaultNames are the SPEC section 2 names.
 func DefaultNames() Names {
@@ -204,8 +215,12 @@ func kanonTopics(n Names, o Options, add func(Topic)) {
 			Configs: map[string]string{"cleanup.policy": "compact", "segment.ms": ms(time.Hour)}})
 	}
 	if len(n.Kanon.Aggregates) > 0 {
+		add(Topic{Name: n.Partials(), Partitions: o.Partitions, Key: "aggregate name", Restricted: true,
+			Holds:   "partial windows of " + KanonAggregates + " for " + KanonMerge + ": per input partition and closed window the level-0 cells with their distinct subject ids, and each partition's progress; kept until the merge has released them",
+			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(7 * 24 * time.Hour)}})
+		state(KanonMerge, n.Partials())
 		for _, a := range n.Kanon.Aggregates {
-			add(Topic{Name: a.TopicFrom(n.AggTemplate), Partitions: o.Partitions, Key: "window start, level, dimension values and input partition",
+			add(Topic{Name: a.TopicFrom(n.AggTemplate), Partitions: o.Partitions, Key: "window start, level and dimension values (one row for all input partitions)",
 				Holds:   "k-anonymous aggregate rows (>= k distinct subjects each; Avro, schemas/" + schemas.AggregateSchemaFile(a.Purpose, a.Name) + ")",
 				Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
 		}
@@ -230,8 +245,11 @@ func kanonProcessors(n Names) []Processor {
 			outs = append(outs, a.TopicFrom(n.AggTemplate))
 		}
 		ps = append(ps, Processor{Name: KanonAggregates, Group: "privacy-pipeline-" + KanonAggregates,
-			Inputs: []string{n.cleanOf(n.Kanon.Aggregates[0].Purpose)}, Outputs: append(outs, n.State(KanonAggregates)),
-			Doc: "k-anonymous aggregates over tumbling event-time windows: >= k distinct subjects per row, roll-up, margins from released rows, optional DP noise"})
+			Inputs: []string{n.cleanOf(n.Kanon.Aggregates[0].Purpose)}, Outputs: []string{n.Partials(), n.State(KanonAggregates)},
+			Doc: "k-anonymous aggregates, stage 1: tumbling event-time windows per input partition, DP contribution bounding; publishes each closed window's partial contributions and the partition's progress"},
+			Processor{Name: KanonMerge, Group: "privacy-pipeline-" + KanonMerge,
+				Inputs: []string{n.Partials()}, Outputs: append(outs, n.State(KanonMerge)),
+				Doc: "k-anonymous aggregates, stage 2: merges every input partition's partials; a window is released once all have passed it: >= k distinct subjects per row, roll-up, margins from released rows, optional DP noise"})
 	}
 	if r := n.Kanon.Records; r != nil {
 		ps = append(ps, Processor{Name: KanonRecords, Group: "privacy-pipeline-" + KanonRecords,

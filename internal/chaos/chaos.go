@@ -211,6 +211,7 @@ func (r *run) setup(ctx context.Context) error {
 	cfg.GroupID, cfg.ConsentKeyPrefix = r.id+".privacy", r.id+":consent:"
 	cfg.StateTopicTemplate, cfg.AggTopicTemplate, cfg.KanonTopicTemplate = r.id+".state.{processor}", r.id+".agg.{purpose}.{name}", r.id+".kanon.{purpose}"
 	cfg.KanonAggregatesGroup, cfg.CastleGroup = r.id+".kanon", r.id+".kanon-records"
+	cfg.KanonMergeGroup = r.id + ".kanon-merge"
 	r.cfg = cfg
 	if r.dir, err = os.MkdirTemp("", r.id); err != nil {
 		return err

@@ -17,7 +17,6 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/wiring"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/anonymize"
-	"github.com/privacy-pipeline/pipeline/processors/shard"
 )
 
 // The k-anonymity parameters of the chaos run. Windows stay open during
@@ -79,6 +78,7 @@ func (r *run) kanonEnv() []string {
 		"PIPELINE_STATE_TOPIC_TEMPLATE=" + r.cfg.StateTopicTemplate, "PIPELINE_AGG_TOPIC_TEMPLATE=" + r.cfg.AggTopicTemplate,
 		"PIPELINE_KANON_TOPIC_TEMPLATE=" + r.cfg.KanonTopicTemplate,
 		"PIPELINE_KANON_AGGREGATES_GROUP=" + r.cfg.KanonAggregatesGroup, "PIPELINE_CASTLE_GROUP=" + r.cfg.CastleGroup,
+		"PIPELINE_KANON_MERGE_GROUP=" + r.cfg.KanonMergeGroup,
 		"PIPELINE_KANON_K=" + strconv.Itoa(chaosK), "PIPELINE_KANON_WINDOW=" + chaosWindow.String(),
 		"PIPELINE_KANON_ALLOWED_LATENESS=" + chaosLateness.String(), "PIPELINE_KANON_IDLE_CLOSE=0s",
 		"PIPELINE_CASTLE_K=" + strconv.Itoa(chaosCastleK), "PIPELINE_CASTLE_DELTA=" + strconv.Itoa(chaosDelta),
@@ -260,22 +260,26 @@ func (r *run) verifyKanon(ctx context.Context) (*KanonResult, error) {
 	return res, nil
 }
 
-// offlineAggregates runs the aggregates processor over the clean input, as
-// read back, partition by partition, without restarts, and closes every
-// window.
+// offlineAggregates runs both aggregates stages (first per partition,
+// then the merge) over the clean input, as read back, without restarts,
+// and closes every window on every partition.
 func (r *run) offlineAggregates(ctx context.Context, input string) (map[string]string, error) {
 	recs, err := kafkaio.ReadAll(ctx, r.cfg.KafkaBrokers, input)
 	if err != nil {
 		return nil, err
 	}
-	byPart := map[int32][]processors.Record{}
+	in := make([]processors.Record, 0, len(recs))
 	for _, rec := range recs {
 		pr := processors.Record{Topic: rec.Topic, Partition: rec.Partition,
 			Offset: rec.Offset, Key: rec.Key, Value: rec.Value, Timestamp: rec.Timestamp}
 		for _, h := range rec.Headers {
 			pr.Headers = append(pr.Headers, processors.Header{Key: h.Key, Value: h.Value})
 		}
-		byPart[rec.Partition] = append(byPart[rec.Partition], pr)
+		in = append(in, pr)
+	}
+	td, err := r.adm.ListTopics(ctx, input)
+	if err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
 	}
 	cfg := r.cfg
 	cfg.KanonK, cfg.KanonWindow, cfg.KanonAllowedLateness, cfg.KanonIdleClose = chaosK, chaosWindow, chaosLateness, time.Millisecond
@@ -283,31 +287,7 @@ func (r *run) offlineAggregates(ctx context.Context, input string) (map[string]s
 	if err != nil {
 		return nil, err
 	}
-	a, err := wiring.BuildAggregates(cfg, spec, nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	a.Processor.UseStore(shard.EmptyStore{})
-	out := map[string]string{}
-	w := a.Processor.NewWorker()
-	for _, in := range byPart {
-		var b processors.Batch
-		if err := w.Process(ctx, in, &b); err != nil {
-			return nil, err
-		}
-		for _, o := range b.Outputs {
-			out[string(o.Key)] = string(o.Value)
-		}
-		w.Done(true)
-	}
 	// The final replica closes every window (they all ended hours ago);
 	// a tick a day ahead does the same here.
-	var b processors.Batch
-	if err := w.(processors.Ticker).Tick(ctx, time.Now().Add(24*time.Hour), nil, &b); err != nil {
-		return nil, err
-	}
-	for _, o := range b.Outputs {
-		out[string(o.Key)] = string(o.Value)
-	}
-	return out, nil
+	return wiring.OfflineAggregates(ctx, cfg, spec, in, int32(len(td[input].Partitions)), time.Now().Add(24*time.Hour))
 }

@@ -103,6 +103,17 @@ type Config struct {
 	// KanonDPPeriod (0: no cap); windows past it are refused.
 	KanonDPPeriodEpsilon float64       `env:"KANON_DP_PERIOD_EPSILON" envDefault:"0"`
 	KanonDPPeriod        time.Duration `env:"KANON_DP_PERIOD" envDefault:"720h"`
+	// KanonMergeGroup is the consumer group of the aggregates' merge stage
+	// (it reads the partials topic, privacy.state.kanon-partials by the
+	// state template).
+	KanonMergeGroup string `env:"KANON_MERGE_GROUP" envDefault:"privacy-pipeline-kanon-merge"`
+	// KanonInputPartitions is the number of partitions of the aggregates'
+	// clean input, which the merge stage waits for; 0: 'pipeline run
+	// kanon' reads it from the broker at start.
+	KanonInputPartitions int `env:"KANON_INPUT_PARTITIONS" envDefault:"0"`
+	// KanonPartialMaxBytes bounds one record of the partials topic (a
+	// window's cells are split over as many as needed).
+	KanonPartialMaxBytes int `env:"KANON_PARTIAL_MAX_BYTES" envDefault:"262144"`
 
 	// Record-level k-anonymisation (pipeline run castle).
 	CastleGroup    string        `env:"CASTLE_GROUP" envDefault:"privacy-pipeline-kanon-records"`
@@ -149,6 +160,9 @@ func (c Config) Validate() error {
 	}
 	if c.KanonDPEpsilon < 0 || (c.KanonDPEpsilon > 0 && (c.KanonDPDelta <= 0 || c.KanonDPDelta >= 1 || c.KanonDPMaxCells < 1 || c.KanonDPMaxEventsCell < 1 || c.KanonDPMaxAmount < 0)) {
 		return fmt.Errorf("config: differential privacy needs PIPELINE_KANON_DP_EPSILON > 0, 0 < PIPELINE_KANON_DP_DELTA < 1 and positive contribution bounds")
+	}
+	if c.KanonInputPartitions < 0 || c.KanonPartialMaxBytes < 1024 || c.KanonPartialMaxBytes > 1_000_000 {
+		return fmt.Errorf("config: PIPELINE_KANON_INPUT_PARTITIONS must not be negative and PIPELINE_KANON_PARTIAL_MAX_BYTES between 1024 and 1000000")
 	}
 	if c.CastleDelta < c.CastleK || c.CastleBeta < 1 || c.CastleMu < 1 || c.CastleL < 1 || c.CastleMaxReuse < 0 || c.CastleMaxDelay < 0 {
 		return fmt.Errorf("config: CASTLE needs PIPELINE_CASTLE_DELTA >= PIPELINE_CASTLE_K, and positive BETA, MU and L")

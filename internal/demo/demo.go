@@ -91,7 +91,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		cleanTopics = append(cleanTopics, cfg.CleanTopic(p))
 	}
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1),
-		kfake.SeedTopics(4, append(append([]string{cfg.RawTopic, cfg.QuarantineTopic}, cleanTopics...), kanonTopics(cfg)...)...))
+		kfake.SeedTopics(demoPartitions, append(append([]string{cfg.RawTopic, cfg.QuarantineTopic}, cleanTopics...), kanonTopics(cfg)...)...))
 	if err != nil {
 		return Result{}, fmt.Errorf("demo: kfake: %w", err)
 	}

@@ -57,7 +57,7 @@ func kanonTopics(cfg config.Config) []string {
 		out = append(out, a.TopicFrom(cfg.AggTopicTemplate))
 	}
 	out = append(out, n.Kanon.Records.TopicFrom(cfg.KanonTopicTemplate))
-	return append(out, n.State(topology.KanonAggregates), n.State(topology.KanonRecords))
+	return append(out, n.State(topology.KanonAggregates), n.State(topology.KanonRecords), n.Partials(), n.State(topology.KanonMerge))
 }
 
 // runKanon runs both k-anonymity processors over the clean topics the
@@ -72,9 +72,14 @@ func runKanon(ctx context.Context, cfg config.Config, log *slog.Logger, inAnalyt
 	}
 	cfg.KanonWindow, cfg.KanonAllowedLateness, cfg.KanonIdleClose = 10*time.Minute, time.Hour, time.Minute
 	cfg.CastleDelta = 200
+	cfg.KanonInputPartitions = demoPartitions
 	reg := prometheus.NewRegistry()
 	m := metrics.NewKanon(reg)
 	agg, err := wiring.BuildAggregates(cfg, spec, m, log)
+	if err != nil {
+		return KanonResult{}, err
+	}
+	merge, err := wiring.BuildKanonMerge(cfg, spec, m, log)
 	if err != nil {
 		return KanonResult{}, err
 	}
@@ -98,9 +103,15 @@ func runKanon(ctx context.Context, cfg config.Config, log *slog.Logger, inAnalyt
 	if err != nil {
 		return KanonResult{}, err
 	}
+	_, stopMerge, err := start(merge.Processor, merge.Group, merge.Input)
+	if err != nil {
+		stopAgg()
+		return KanonResult{}, err
+	}
 	anonRn, stopAnon, err := start(anon.Processor, anon.Group, anon.Input)
 	if err != nil {
 		stopAgg()
+		stopMerge()
 		return KanonResult{}, err
 	}
 	waitErr := waitFor(ctx, aggRn, inAnalytics, 5*time.Minute)
@@ -124,8 +135,8 @@ func runKanon(ctx context.Context, cfg config.Config, log *slog.Logger, inAnalyt
 		last = n
 		time.Sleep(300 * time.Millisecond)
 	}
-	errA, errB := stopAgg(), stopAnon()
-	for _, err := range []error{waitErr, errA, errB} {
+	errA, errM, errB := stopAgg(), stopMerge(), stopAnon()
+	for _, err := range []error{waitErr, errA, errM, errB} {
 		if err != nil {
 			return KanonResult{}, err
 		}
@@ -191,3 +202,7 @@ func printKanon(w io.Writer, r KanonResult) {
 	fmt.Fprintf(w, "  %d records released in new clusters, %d into reused clusters, %d outliers suppressed, %d still held (the last delta per partition); average information loss %.3f\n",
 		r.Released, r.Reused, r.Suppressed, r.Held, r.InfoLoss)
 }
+
+// demoPartitions is the partition count of every topic of the in-process
+// cluster (the aggregates' merge stage waits for each input partition).
+const demoPartitions = 4

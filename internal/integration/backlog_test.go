@@ -33,7 +33,14 @@ func TestKanonCatchesUpAfterDowntime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.cfg.KanonInputPartitions = parts
 	analytics := r.cfg.CleanTopic(purpose.Analytics)
+	// The merge stage runs throughout; the first stage goes down.
+	merge, err := wiring.BuildKanonMerge(r.cfg, spec, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopMerge := r.kreplica(merge.Processor, merge.Group, merge.Input, prometheus.NewRegistry())
 	start := time.Now().Truncate(time.Hour) // one window, open until a minute past the hour
 	evs := kstream(17, 8000, 300, parts, start, time.Millisecond*time.Duration(max(1, time.Since(start).Milliseconds())), 0)
 	replica := func(clock func() time.Time, reg prometheus.Registerer) func() {
@@ -73,6 +80,8 @@ func TestKanonCatchesUpAfterDowntime(t *testing.T) {
 	want := offlineAggregates(t, r, spec, analytics)
 	waitUntil(t, "the successor publishes the window", time.Minute, func() bool { return len(r.read(aggTopic)) >= len(want) })
 	stopB()
+	r.waitMerged(spec, time.Minute)
+	stopMerge()
 	for name, reg := range map[string]*prometheus.Registry{"first": regA, "successor": regB} {
 		snap, _ := metrics.Snapshot(reg)
 		if late := snap["pipeline_kanon_events_total{outcome=late,output="+aggTopic+"}"]; late != 0 {

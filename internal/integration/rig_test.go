@@ -105,6 +105,7 @@ func newRig(t testing.TB) *rig {
 	cfg.AggTopicTemplate = id + ".agg.{purpose}.{name}"
 	cfg.KanonTopicTemplate = id + ".kanon.{purpose}"
 	cfg.KanonAggregatesGroup, cfg.CastleGroup = id+".kanon-aggregates", id+".kanon-records"
+	cfg.KanonMergeGroup = id + ".kanon-merge"
 	ropts, err := wiring.RedisOptions(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,13 @@ type Kanon struct {
 	// KeptOutsideDomain counts kept values of record-level outputs that
 	// were not in their field's declared domain and were published as null.
 	KeptOutsideDomain *prometheus.CounterVec
+	// MergePartials counts the records of the partials topic the merge
+	// stage read, by outcome (cells, progress, late, undecodable,
+	// invalid, unknown).
+	MergePartials *prometheus.CounterVec
+	// MergePending is the number of windows the merge stage holds until
+	// every input partition has passed them.
+	MergePending *prometheus.GaugeVec
 }
 
 // NewKanon creates and registers the k-anonymity metrics.
@@ -72,9 +79,14 @@ func NewKanon(reg prometheus.Registerer) *Kanon {
 			Help: "Events stamped later than their record's log time plus PIPELINE_KANON_WATERMARK_SKEW: added to their window, but not allowed to move the watermark."}, []string{"output"}),
 		WindowsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_windows_refused_total",
 			Help: "Aggregate windows not released because the differential privacy budget of the period (PIPELINE_KANON_DP_PERIOD_EPSILON) was spent."}, []string{"output"}),
+		MergePartials: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_merge_partials_total",
+			Help: "Partials-topic records read by the aggregates' merge stage, by outcome (cells, progress, late, undecodable, invalid, unknown)."}, []string{"outcome"}),
+		MergePending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "kanon_merge_pending_windows",
+			Help: "Aggregate windows the merge stage holds until every input partition has passed them."}, []string{"output"}),
 		KeptOutsideDomain: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_kept_outside_domain_total",
 			Help: "Kept values of a record-level output outside their field's declared domain (schemas/kanon.json), published as null."}, []string{"output", "field"}),
 	}
-	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores, m.StateResets, m.WatermarkCapped, m.WindowsRefused, m.KeptOutsideDomain)
+	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores, m.StateResets, m.WatermarkCapped, m.WindowsRefused,
+		m.MergePartials, m.MergePending, m.KeptOutsideDomain)
 	return m
 }

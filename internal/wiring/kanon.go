@@ -1,17 +1,25 @@
 package wiring
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/internal/config"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/aggregate"
 	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/aggregates"
 	"github.com/privacy-pipeline/pipeline/processors/anonymize"
+	"github.com/privacy-pipeline/pipeline/processors/kanonmerge"
 	"github.com/privacy-pipeline/pipeline/topology"
 )
 
@@ -48,11 +56,11 @@ func stateTopic(cfg config.Config, processor string) string {
 	return n.State(processor)
 }
 
-// BuildAggregates assembles the k-anonymous aggregates processor. m may be
-// shared with BuildAnonymize (register it once with metrics.NewKanon).
-func BuildAggregates(cfg config.Config, spec *kanonspec.Spec, m *metrics.Kanon, log *slog.Logger) (*Stateful[*aggregates.Processor], error) {
+// aggregatesConfig is the aggregates' configuration, shared by both
+// stages.
+func aggregatesConfig(cfg config.Config, spec *kanonspec.Spec, m *metrics.Kanon, log *slog.Logger) (aggregates.Config, error) {
 	if len(spec.Aggregates) == 0 {
-		return nil, fmt.Errorf("wiring: %s declares no aggregate", spec.Version)
+		return aggregates.Config{}, fmt.Errorf("wiring: %s declares no aggregate", spec.Version)
 	}
 	var dp *aggregate.DPConfig
 	if cfg.KanonDPEpsilon > 0 {
@@ -60,9 +68,30 @@ func BuildAggregates(cfg config.Config, spec *kanonspec.Spec, m *metrics.Kanon, 
 			MaxCellsPerSubject: cfg.KanonDPMaxCells, MaxEventsPerCell: cfg.KanonDPMaxEventsCell, MaxAmount: cfg.KanonDPMaxAmount,
 			PeriodEpsilon: cfg.KanonDPPeriodEpsilon, Period: cfg.KanonDPPeriod}
 	}
-	p, err := aggregates.New(aggregates.Config{Aggregates: spec.Aggregates, Spec: spec, K: cfg.KanonK,
+	return aggregates.Config{Aggregates: spec.Aggregates, Spec: spec, K: cfg.KanonK,
 		Window: cfg.KanonWindow, AllowedLateness: cfg.KanonAllowedLateness, Rollup: cfg.KanonRollup, IdleClose: cfg.KanonIdleClose, WatermarkSkew: cfg.KanonWatermarkSkew, DP: dp,
-		TopicTemplate: cfg.AggTopicTemplate, StateTopic: stateTopic(cfg, topology.KanonAggregates), Metrics: m, Log: log})
+		TopicTemplate: cfg.AggTopicTemplate, StateTopic: stateTopic(cfg, topology.KanonAggregates),
+		PartialsTopic: PartialsTopic(cfg), Partitions: int32(cfg.KanonInputPartitions), PartialMaxBytes: cfg.KanonPartialMaxBytes,
+		Metrics: m, Log: log}, nil
+}
+
+// PartialsTopic returns the internal topic between the aggregates' two
+// stages.
+func PartialsTopic(cfg config.Config) string {
+	return topology.Names{StateTemplate: cfg.StateTopicTemplate}.Partials()
+}
+
+// BuildAggregates assembles the k-anonymous aggregates' first stage: it
+// publishes partial windows to PartialsTopic (BuildKanonMerge releases
+// them). cfg.KanonInputPartitions should be the input's partition count
+// (InputPartitions). m may be shared with BuildAnonymize and
+// BuildKanonMerge (register it once with metrics.NewKanon).
+func BuildAggregates(cfg config.Config, spec *kanonspec.Spec, m *metrics.Kanon, log *slog.Logger) (*Stateful[*aggregates.Processor], error) {
+	ac, err := aggregatesConfig(cfg, spec, m, log)
+	if err != nil {
+		return nil, err
+	}
+	p, err := aggregates.New(ac)
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +100,72 @@ func BuildAggregates(cfg config.Config, spec *kanonspec.Spec, m *metrics.Kanon, 
 		return nil, err
 	}
 	return &Stateful[*aggregates.Processor]{Processor: p, Input: in, Group: cfg.KanonAggregatesGroup}, nil
+}
+
+// BuildKanonMerge assembles the aggregates' merge stage: it reads
+// PartialsTopic and publishes the rows to agg.<purpose>.<name>.
+func BuildKanonMerge(cfg config.Config, spec *kanonspec.Spec, m *metrics.Kanon, log *slog.Logger) (*Stateful[*kanonmerge.Processor], error) {
+	ac, err := aggregatesConfig(cfg, spec, nil, log)
+	if err != nil {
+		return nil, err
+	}
+	p, err := kanonmerge.New(kanonmerge.Config{Release: ac, StateTopic: stateTopic(cfg, topology.KanonMerge), Metrics: m, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	return &Stateful[*kanonmerge.Processor]{Processor: p, Input: PartialsTopic(cfg), Group: cfg.KanonMergeGroup}, nil
+}
+
+// InputPartitions returns the partition count of the aggregates' clean
+// input topic, read from the broker.
+func InputPartitions(ctx context.Context, cfg config.Config, spec *kanonspec.Spec) (int, error) {
+	if len(spec.Aggregates) == 0 {
+		return 0, fmt.Errorf("wiring: %s declares no aggregate", spec.Version)
+	}
+	in, err := cleanInput(cfg, spec.Aggregates[0].Purpose)
+	if err != nil {
+		return 0, err
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...))
+	if err != nil {
+		return 0, fmt.Errorf("wiring: kafka client: %w", err)
+	}
+	defer cl.Close()
+	td, err := kadm.NewClient(cl).ListTopics(ctx, in)
+	if err != nil {
+		return 0, fmt.Errorf("wiring: list %s: %w", in, err)
+	}
+	t, ok := td[in]
+	if !ok || t.Err != nil {
+		return 0, fmt.Errorf("wiring: topic %s: %w", in, errors.Join(t.Err, errors.New("not found (run 'pipeline topology apply')")))
+	}
+	return len(t.Partitions), nil
+}
+
+// OfflineAggregates runs both aggregates stages over a bounded clean input
+// without Kafka or restarts (kanonmerge.RunOffline), closing every window
+// at now on all partitions in [0, partitions), and returns the rows by key
+// (the reference of the integration and chaos tests). cfg.KanonIdleClose
+// must be positive.
+func OfflineAggregates(ctx context.Context, cfg config.Config, spec *kanonspec.Spec, in []processors.Record, partitions int32, now time.Time) (map[string]string, error) {
+	cfg.KanonInputPartitions = int(partitions)
+	first, err := BuildAggregates(cfg, spec, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	merge, err := BuildKanonMerge(cfg, spec, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	rows, _, err := kanonmerge.RunOffline(ctx, first.Processor, merge.Processor, in, partitions, now)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(rows))
+	for _, o := range rows {
+		out[string(o.Key)] = string(o.Value)
+	}
+	return out, nil
 }
 
 // BuildAnonymize assembles the record-level k-anonymisation processor.

@@ -15,9 +15,21 @@
 // Window state lives per input partition (a subject's events all share one
 // partition, since clean topics are keyed by pseudonym) and survives
 // restarts and rebalances through checkpoints written in the batch's
-// transaction plus a replay of the open windows' input. Rows of one window
-// and cell can therefore come from several partitions, each with at least k
-// distinct subjects of its own; a reader sums them.
+// transaction plus a replay of the open windows' input.
+//
+// With Config.PartialsTopic set (what internal/wiring always does), the
+// processor is the first of two stages: a closing window is not released
+// but published to the partials topic as its level-0 contributions
+// (internal/kanon/partial: per cell the events, sums and distinct subject
+// ids, after DP contribution bounding, which needs all of a subject's
+// events and so belongs here), followed by the partition's progress (every
+// window before a bound is closed here, also for partitions without an
+// event in it; idle partitions report on ticks). processors/kanonmerge
+// releases each window once every input partition has passed it, so a
+// cell split over partitions is released when it reaches k in total.
+// Without it, each partition releases its own rows (keys end in "#p<n>"),
+// each with at least k distinct subjects of its own: the per-partition
+// baseline the merge is measured against.
 //
 // It implements processors.Stateful and never imports a Kafka client.
 package aggregates
@@ -28,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"time"
 
@@ -36,6 +49,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/avroenc"
 	"github.com/privacy-pipeline/pipeline/internal/cleancodec"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/aggregate"
+	"github.com/privacy-pipeline/pipeline/internal/kanon/partial"
 	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/processors"
@@ -83,6 +97,17 @@ type Config struct {
 	TopicTemplate string
 	// StateTopic holds the checkpoints.
 	StateTopic string
+	// PartialsTopic, when set, receives the closed windows' partial
+	// contributions and the partitions' progress instead of rows (the
+	// first of two stages; see the package documentation).
+	PartialsTopic string
+	// Partitions is the number of input partitions, carried by progress
+	// records so the merge stage knows whom to wait for; a partition at
+	// or beyond it reports partition+1 (partitions were added).
+	Partitions int32
+	// PartialMaxBytes bounds one partials record (default 256 KiB, within
+	// the producer's and the topic's limits).
+	PartialMaxBytes int
 	// Metrics may be nil.
 	Metrics *metrics.Kanon
 	// Log may be nil.
@@ -93,14 +118,16 @@ type Config struct {
 type Processor struct {
 	cfg     Config
 	dec     *cleancodec.Decoder
-	plans   []*plan
+	plans   []*Plan
 	store   processors.StateStore
 	timeIdx int
 	subjIdx int
 }
 
-// plan is one aggregate's compiled configuration.
-type plan struct {
+// Plan is one aggregate's compiled configuration: its release rules
+// (aggregate.Config), output topic and row encoding. processors/kanonmerge
+// releases with the same plans.
+type Plan struct {
 	spec        kanonspec.Aggregate
 	topic       string
 	aggCfg      aggregate.Config
@@ -110,6 +137,7 @@ type plan struct {
 	schemaHdr   []byte
 	kHdr        []byte
 	epsilon     float64
+	k           int
 }
 
 // New validates the configuration and compiles the plans.
@@ -126,6 +154,12 @@ func New(cfg Config) (*Processor, error) {
 	if cfg.TopicTemplate == "" {
 		cfg.TopicTemplate = kanonspec.DefaultAggregateTopicTemplate
 	}
+	if cfg.PartialMaxBytes <= 0 {
+		cfg.PartialMaxBytes = DefaultPartialMaxBytes
+	}
+	if cfg.PartialMaxBytes < 1024 || cfg.PartialMaxBytes > runnerMaxRecordBytes {
+		return nil, fmt.Errorf("aggregates: partial record limit must be between 1 KiB and %d bytes", runnerMaxRecordBytes)
+	}
 	pur := cfg.Aggregates[0].Purpose
 	dec, err := cleancodec.NewForPurpose(pur)
 	if err != nil {
@@ -138,11 +172,12 @@ func New(cfg Config) (*Processor, error) {
 		if a.Purpose != pur || dec.Field(a.Time) != p.timeIdx || dec.Field(a.Subject) != p.subjIdx {
 			return nil, fmt.Errorf("aggregates: %s: every aggregate must share the purpose, time and subject fields", a.Name)
 		}
-		pl := &plan{spec: a, topic: a.TopicFrom(cfg.TopicTemplate), amountIdx: -1}
+		pl := &Plan{spec: a, topic: a.TopicFrom(cfg.TopicTemplate), amountIdx: -1}
 		if a.Amount != "" {
 			pl.amountIdx = dec.Field(a.Amount)
 		}
-		ac := aggregate.Config{K: cfg.K, Window: cfg.Window, AllowedLateness: cfg.AllowedLateness, Rollup: cfg.Rollup, DP: cfg.DP}
+		ac := aggregate.Config{K: cfg.K, Window: cfg.Window, AllowedLateness: cfg.AllowedLateness, Rollup: cfg.Rollup, DP: cfg.DP,
+			Partials: cfg.PartialsTopic != ""}
 		for _, d := range a.Dimensions {
 			h, err := cfg.Spec.Build(d.Hierarchy)
 			if err != nil {
@@ -162,6 +197,7 @@ func New(cfg Config) (*Processor, error) {
 		pl.fingerprint = codec.Rabin
 		pl.schemaHdr = []byte("privacy.agg." + a.Purpose + "." + a.Name + ".AggregateRow@" + strconv.FormatUint(codec.Rabin, 16))
 		pl.kHdr = strconv.AppendInt(nil, int64(cfg.K), 10)
+		pl.k = cfg.K
 		if cfg.DP != nil {
 			pl.epsilon = cfg.DP.Epsilon
 		}
@@ -179,8 +215,19 @@ func (p *Processor) StateTopic() string { return p.cfg.StateTopic }
 // UseStore implements processors.Stateful.
 func (p *Processor) UseStore(s processors.StateStore) { p.store = s }
 
-// Topics returns the output topics.
+// DefaultPartialMaxBytes is the default bound of one partials record.
+const DefaultPartialMaxBytes = 256 << 10
+
+// runnerMaxRecordBytes is internal/runner.MaxRecordBytes (not imported:
+// processors never import the runner).
+const runnerMaxRecordBytes = 1_000_012
+
+// Topics returns the output topics: the partials topic in two-stage mode,
+// else the aggregate topics.
 func (p *Processor) Topics() []string {
+	if p.cfg.PartialsTopic != "" {
+		return []string{p.cfg.PartialsTopic}
+	}
 	out := make([]string, len(p.plans))
 	for i, pl := range p.plans {
 		out[i] = pl.topic
@@ -198,6 +245,10 @@ type state struct {
 	aggs      []*aggregate.Aggregator
 	committed []aggregate.Stats
 	current   []aggregate.Stats
+	// reported is each aggregator's progress last published (two-stage
+	// mode; not checkpointed: a restored partition publishes it again,
+	// which the merge stage ignores).
+	reported []int64
 }
 
 // NewWorker implements processors.Processor.
@@ -228,7 +279,11 @@ type Worker struct {
 	input   int
 	part    int32
 	out     *processors.Batch
-	plan    *plan
+	plan    *Plan
+	st      *state
+	err     error // of an emit during Add or Advance
+	keyIDs  []partial.KeyID
+	doms    map[uint16]bool
 }
 
 // load restores a partition's aggregators from its checkpoint.
@@ -270,7 +325,11 @@ func (w *Worker) load(ctx context.Context, partition int32, cp processors.Checkp
 // fresh returns empty aggregators.
 func (w *Worker) fresh() (state, error) {
 	n := len(w.p.plans)
-	st := state{aggs: make([]*aggregate.Aggregator, n), committed: make([]aggregate.Stats, n), current: make([]aggregate.Stats, n)}
+	st := state{aggs: make([]*aggregate.Aggregator, n), committed: make([]aggregate.Stats, n), current: make([]aggregate.Stats, n),
+		reported: make([]int64, n)}
+	for i := range st.reported {
+		st.reported[i] = math.MinInt64
+	}
 	for i, pl := range w.p.plans {
 		a, err := aggregate.New(pl.aggCfg)
 		if err != nil {
@@ -341,7 +400,7 @@ func (w *Worker) str(b []byte) string {
 // Unknown is the dimension value of a null field.
 const Unknown = "unknown"
 
-func (w *Worker) fillDims(pl *plan, ev *aggregate.Event) {
+func (w *Worker) fillDims(pl *Plan, ev *aggregate.Event) {
 	ev.Dims = ev.Dims[:0]
 	for _, i := range pl.dimIdx {
 		v := w.rec.Values[i]
@@ -368,7 +427,7 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 		if err != nil {
 			return err
 		}
-		w.input, w.part = i, r.Partition
+		w.input, w.part, w.st = i, r.Partition, st
 		if ok, bad := w.event(st, r, &ev); !ok {
 			// Counted, never silent: the privacy processor only publishes
 			// valid records, so these mean a foreign producer.
@@ -392,10 +451,20 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 			if _, err := a.Add(ev, w.emit); err != nil {
 				return fmt.Errorf("aggregates: %s: %w", pl.spec.Name, err)
 			}
+			if err := w.takeErr(); err != nil {
+				return err
+			}
 		}
 	}
 	w.shards.Touched(w.checkpoint)
 	return nil
+}
+
+// takeErr returns and clears the error of the last emits.
+func (w *Worker) takeErr() error {
+	err := w.err
+	w.err = nil
+	return err
 }
 
 // addDelta adds the stats gained since the last commit to c.
@@ -448,6 +517,63 @@ func (w *Worker) checkpoint(partition int32, next int64, st *state) {
 	buf = st.domains.AppendEncode(buf)
 	w.val = buf
 	w.out.AddCheckpoint(processors.Checkpoint{Partition: partition, Next: next, ReplayFrom: from, State: buf})
+	if w.p.cfg.PartialsTopic != "" {
+		w.progress(partition, st)
+	}
+}
+
+// partitions returns the input partition count a record of partition
+// reports.
+func (w *Worker) partitions(partition int32) int32 { return max(w.p.cfg.Partitions, partition+1) }
+
+// progress publishes, after the batch's partials, how far each aggregator
+// of the partition has closed its windows, when that moved.
+func (w *Worker) progress(partition int32, st *state) {
+	for j, a := range st.aggs {
+		cb := a.ClosedBefore()
+		if cb <= st.reported[j] {
+			continue
+		}
+		st.reported[j] = cb
+		pl := w.p.plans[j]
+		w.val = partial.AppendProgress(w.val[:0], pl.spec.Name, partition, w.partitions(partition), cb)
+		w.out.Add(w.input, w.p.cfg.PartialsTopic, []byte(pl.spec.Name), w.val)
+	}
+}
+
+// emitPartial publishes a closed window's contributions (two-stage mode),
+// with the key ids of the identity domains its subjects use, keyed by the
+// aggregate so that all of one aggregate's partials land on one partition
+// of the partials topic, in order.
+func (w *Worker) emitPartial(cw aggregate.ClosedWindow) {
+	pl := w.plan
+	if w.doms == nil {
+		w.doms = map[uint16]bool{}
+	}
+	clear(w.doms)
+	w.keyIDs = w.keyIDs[:0]
+	for _, c := range cw.Cells {
+		for _, s := range c.Subjects {
+			d := subject.Domain(s)
+			if w.doms[d] {
+				continue
+			}
+			w.doms[d] = true
+			id, ok := w.st.domains.KeyOf(d)
+			if !ok {
+				// A domain number reserved by an older checkpoint has no key
+				// id: a name of its own, unique to this partition.
+				id = "\x00partition-" + strconv.Itoa(int(w.part)) + "-domain-" + strconv.Itoa(int(d))
+			}
+			w.keyIDs = append(w.keyIDs, partial.KeyID{Domain: d, ID: id})
+		}
+	}
+	key := []byte(pl.spec.Name)
+	err := partial.EncodeCells(pl.spec.Name, w.part, w.partitions(w.part), cw.Start, w.keyIDs, cw.Cells, w.p.cfg.PartialMaxBytes,
+		func(b []byte) { w.out.Add(w.input, w.p.cfg.PartialsTopic, key, b) })
+	if err != nil && w.err == nil {
+		w.err = fmt.Errorf("aggregates: %s: %w", pl.spec.Name, err)
+	}
 }
 
 // domainsMarker introduces the identity-domain table after the
@@ -483,20 +609,42 @@ func splitState(b []byte, n int) ([][]byte, subject.Domains, error) {
 	return parts, doms, nil
 }
 
-// emit encodes a closed window's rows.
+// emit encodes a closed window's rows, or its partials in two-stage mode.
 func (w *Worker) emit(cw aggregate.ClosedWindow) {
+	if w.p.cfg.PartialsTopic != "" {
+		w.emitPartial(cw)
+		return
+	}
 	pl := w.plan
 	for _, row := range cw.Rows {
-		w.encode(pl, cw, row)
-		w.out.Add(w.input, pl.topic, w.key, w.val,
-			processors.Header{Key: HeaderSchema, Value: pl.schemaHdr},
-			processors.Header{Key: HeaderK, Value: pl.kHdr})
+		w.key, w.val = pl.AppendRow(w.key[:0], w.val[:0], cw, row, w.part)
+		w.out.Add(w.input, pl.topic, w.key, w.val, pl.Headers()...)
 	}
 }
 
-// encode writes a row's key and Avro value into w.key and w.val.
-func (w *Worker) encode(pl *plan, cw aggregate.ClosedWindow, row aggregate.Row) {
-	k := w.key[:0]
+// Plans returns the compiled aggregates, in declaration order.
+func (p *Processor) Plans() []*Plan { return p.plans }
+
+// Name returns the aggregate's name (kanon.json).
+func (pl *Plan) Name() string { return pl.spec.Name }
+
+// Topic returns the aggregate's output topic.
+func (pl *Plan) Topic() string { return pl.topic }
+
+// AggregateConfig returns the aggregate's release rules.
+func (pl *Plan) AggregateConfig() aggregate.Config { return pl.aggCfg }
+
+// Headers returns the headers of the aggregate's rows.
+func (pl *Plan) Headers() []processors.Header {
+	return []processors.Header{{Key: HeaderSchema, Value: pl.schemaHdr}, {Key: HeaderK, Value: pl.kHdr}}
+}
+
+// AppendRow appends a row's key to key and its Avro single-object value to
+// val. The key is "<window start>/<level>[/margin[:<dimension>]]/<values
+// joined by />", plus "#p<partition>" when partition >= 0 (per-partition
+// rows, which a reader must sum; merged rows have none).
+func (pl *Plan) AppendRow(key, val []byte, cw aggregate.ClosedWindow, row aggregate.Row, partition int32) ([]byte, []byte) {
+	k := key
 	k = strconv.AppendInt(k, cw.Start, 10)
 	k = append(k, '/')
 	k = strconv.AppendInt(k, int64(row.Level), 10)
@@ -513,12 +661,13 @@ func (w *Worker) encode(pl *plan, cw aggregate.ClosedWindow, row aggregate.Row) 
 		k = append(k, '/')
 		k = append(k, v...)
 	}
-	// Each input partition (shard) publishes its own rows; the shard makes
-	// the key unique.
-	k = append(k, "#p"...)
-	k = strconv.AppendInt(k, int64(w.part), 10)
-	w.key = k
-	b := avroenc.AppendSingleObjectHeader(w.val[:0], pl.fingerprint)
+	if partition >= 0 {
+		// Each input partition (shard) publishes its own rows; the shard
+		// makes the key unique.
+		k = append(k, "#p"...)
+		k = strconv.AppendInt(k, int64(partition), 10)
+	}
+	b := avroenc.AppendSingleObjectHeader(val, pl.fingerprint)
 	b = avroenc.AppendLong(b, cw.Start)
 	b = avroenc.AppendLong(b, cw.End)
 	b = avroenc.AppendInt(b, int32(row.Level))
@@ -531,9 +680,9 @@ func (w *Worker) encode(pl *plan, cw aggregate.ClosedWindow, row aggregate.Row) 
 	b = avroenc.AppendLong(b, row.Subjects)
 	b = avroenc.AppendDouble(b, row.Sum)
 	b = avroenc.AppendBool(b, row.Noisy)
-	b = avroenc.AppendInt(b, int32(w.p.cfg.K))
+	b = avroenc.AppendInt(b, int32(pl.k))
 	b = avroenc.AppendDouble(b, pl.epsilon)
-	w.val = b
+	return k, b
 }
 
 // Done implements processors.Worker: metrics count committed batches only.
@@ -584,7 +733,13 @@ func (w *Worker) Tick(ctx context.Context, now time.Time, partitions []int32, ou
 		return nil
 	}
 	for _, p := range partitions {
-		if err := w.shards.Ensure(ctx, p); err != nil {
+		ensure := w.shards.Ensure
+		if w.p.cfg.PartialsTopic != "" {
+			// The merge stage waits for every input partition: an idle one
+			// without any state yet must still report its progress.
+			ensure = w.shards.Open
+		}
+		if err := ensure(ctx, p); err != nil {
 			return err
 		}
 	}
@@ -594,14 +749,18 @@ func (w *Worker) Tick(ctx context.Context, now time.Time, partitions []int32, ou
 	w.out, w.input = out, 0
 	wm := now.Add(-w.p.cfg.IdleClose).UnixMilli()
 	err := w.shards.Each(func(partition int32, st *state) error {
-		w.part = partition
+		w.part, w.st = partition, st
 		for j, a := range st.aggs {
 			w.plan = w.p.plans[j]
 			before := a.Stats().WindowsClosed
 			if err := a.Advance(wm, w.emit); err != nil {
 				return fmt.Errorf("aggregates: %s: %w", w.plan.spec.Name, err)
 			}
-			if a.Stats().WindowsClosed != before {
+			if err := w.takeErr(); err != nil {
+				return err
+			}
+			moved := w.p.cfg.PartialsTopic != "" && a.ClosedBefore() > st.reported[j]
+			if a.Stats().WindowsClosed != before || moved {
 				w.shards.Touch(partition)
 			}
 		}

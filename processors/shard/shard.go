@@ -117,6 +117,27 @@ func (s *Shards[S]) Ensure(ctx context.Context, partition int32) error {
 	return nil
 }
 
+// Open is Ensure for time-driven work that must act on a partition even
+// before its first record (an idle, empty input partition reporting its
+// progress): a partition without a checkpoint gets a fresh state, as if
+// its first record were at offset 0, which the next checkpoint records.
+func (s *Shards[S]) Open(ctx context.Context, partition int32) error {
+	if err := s.Ensure(ctx, partition); err != nil {
+		return err
+	}
+	if _, ok := s.shards[partition]; ok {
+		return nil
+	}
+	st, err := s.load(ctx, partition, processors.Checkpoint{Partition: partition}, false,
+		func(func(processors.Record) error) error { return nil })
+	if err != nil {
+		return fmt.Errorf("shard %d: fresh state: %w", partition, err)
+	}
+	delete(s.none, partition)
+	s.shards[partition] = &entry[S]{state: st}
+	return nil
+}
+
 // Touched calls fn for every shard the current batch touched, with the
 // offset after its last record (the checkpoint's Next).
 func (s *Shards[S]) Touched(fn func(partition int32, next int64, state *S)) {

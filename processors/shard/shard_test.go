@@ -111,3 +111,32 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("touched %d shards", n)
 	}
 }
+
+// TestOpenCreatesAFreshShard: Open gives a partition without a checkpoint
+// a fresh state (Ensure leaves it unloaded), restores one with a
+// checkpoint, and the fresh state's checkpoint position is 0.
+func TestOpenCreatesAFreshShard(t *testing.T) {
+	ctx := context.Background()
+	st := &store{cps: map[int32]processors.Checkpoint{2: {Partition: 2, Next: 5, ReplayFrom: 5, State: []byte("abc")}}}
+	s := New(st, loader)
+	if err := s.Ensure(ctx, 1); err != nil || s.Len() != 0 {
+		t.Fatalf("Ensure loaded a partition without a checkpoint: %v", err)
+	}
+	if err := s.Open(ctx, 1); err != nil || s.Len() != 1 {
+		t.Fatalf("Open: %v, %d shards", err, s.Len())
+	}
+	if err := s.Open(ctx, 2); err != nil || s.Len() != 2 {
+		t.Fatalf("Open with a checkpoint: %v", err)
+	}
+	s.Touch(1)
+	s.Touch(2)
+	got := map[int32][2]int64{}
+	s.Touched(func(p int32, next int64, v *int64) { got[p] = [2]int64{next, *v} })
+	if got[1] != [2]int64{0, 0} || got[2] != [2]int64{5, 3} {
+		t.Fatalf("touched %v", got)
+	}
+	// A record after the fresh state continues it.
+	if v, err := s.Get(ctx, processors.Record{Partition: 1, Offset: 0}); err != nil || *v != 0 {
+		t.Fatalf("Get after Open: %v", err)
+	}
+}

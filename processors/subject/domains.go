@@ -78,6 +78,21 @@ func withReserved(m map[uint16]bool, dom uint16) map[uint16]bool {
 	return m
 }
 
+// KeyOf returns the key id numbered dom; ok is false for a number the
+// table does not give (domain 0, the records without a key id, has the
+// empty key id and ok true).
+func (d *Domains) KeyOf(dom uint16) (keyID string, ok bool) {
+	if dom == 0 {
+		return "", true
+	}
+	for i, n := range d.doms {
+		if n == dom {
+			return d.keys[i], true
+		}
+	}
+	return "", false
+}
+
 // Len returns the number of numbered key ids.
 func (d *Domains) Len() int { return len(d.keys) }
 

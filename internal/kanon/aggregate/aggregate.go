@@ -100,12 +100,33 @@ type Row struct {
 }
 
 // ClosedWindow is the output of one closed window: released rows, by
-// level then values, followed by the margins.
+// level then values, followed by the margins; or, with [Config].Partials,
+// the window's level-0 contributions.
 type ClosedWindow struct {
 	// Start and End bound the window [Start, End) in unix ms.
 	Start, End int64
 	// Rows are the released rows and margins.
 	Rows []Row
+	// Cells are the level-0 contributions, sorted by values, when the
+	// aggregator publishes partial windows (Config.Partials); Rows is then
+	// empty.
+	Cells []PartialCell
+}
+
+// PartialCell is one shard's contribution to a level-0 cell of a window:
+// what a [Merger] needs to release the cell exactly once over all shards.
+type PartialCell struct {
+	// Values are the level-0 dimension values in config order.
+	Values []string
+	// Events is the number of events (after DP contribution bounding).
+	Events int64
+	// Sum is the sum of amounts (without DP).
+	Sum float64
+	// QSum is the sum of clamped amounts in AmountUnit units (with DP).
+	QSum int64
+	// Subjects are the distinct subject ids of the cell, strictly
+	// increasing (identity domain in the top DomainBits bits).
+	Subjects []uint64
 }
 
 // EmitFunc receives each closed window, in window order. It may keep the
@@ -119,6 +140,7 @@ type cell struct {
 	sum    float64 // without DP
 	qsum   int64   // with DP: clamped amounts in units
 	subj   map[uint64]uint32
+	parts  []shardSum // Merger: sums by shard until the window closes
 }
 
 // subjCells lists the cells a subject counts in within a window (DP).
@@ -149,10 +171,26 @@ const noWatermark = math.MinInt64
 // Aggregator aggregates the events of one shard. It is not safe for
 // concurrent use.
 type Aggregator struct {
+	closer
+	lateMs int64
+
+	wm      int64 // max event time seen (or later Advance/Flush), noWatermark if none
+	nextRef int64 // last Ref seen + 1
+	open    []*window
+	last    *window
+	keyBuf  []byte
+
+	fresh    bool // nothing added, advanced or restored yet
+	replayOK bool // restored and nothing added since
+}
+
+// closer releases closed windows: suppression below K, roll-up, margins
+// and DP. [Aggregator] (one shard) and [Merger] (the partial windows of
+// every shard) share it, so both release by exactly the same rules.
+type closer struct {
 	cfg    Config
 	levels int
 	winMs  int64
-	lateMs int64
 	dp     *dpPlan
 	acct   *dp.Accountant
 	// scaled are the DP mechanisms of windows whose subjects come from
@@ -161,46 +199,50 @@ type Aggregator struct {
 	// ledger lists the released windows of the last period (period budget).
 	ledger []LedgerEntry
 
-	wm      int64 // max event time seen (or later Advance/Flush), noWatermark if none
-	nextRef int64 // last Ref seen + 1
-	open    []*window
-	last    *window
-	keyBuf  []byte
 	scratch map[uint64]struct{}
 	domains map[uint64]int64 // distinct subjects per identity domain (scratch)
 	stats   Stats
+}
 
-	fresh    bool // nothing added, advanced or restored yet
-	replayOK bool // restored and nothing added since
+// newCloser validates cfg and builds the closing machinery.
+func newCloser(cfg Config) (closer, error) {
+	cfg, levels, err := cfg.normalize()
+	if err != nil {
+		return closer{}, err
+	}
+	c := closer{
+		cfg:     cfg,
+		levels:  levels,
+		winMs:   cfg.Window.Milliseconds(),
+		scratch: make(map[uint64]struct{}),
+		domains: make(map[uint64]int64),
+	}
+	c.stats.RowsReleased = make([]int64, levels)
+	if cfg.DP != nil {
+		if c.dp, err = newDPPlan(cfg.DP, levels); err != nil {
+			return closer{}, err
+		}
+		if c.acct, err = dp.NewAccountant(c.dp.perWindow); err != nil {
+			return closer{}, fmt.Errorf("aggregate: %w", err)
+		}
+	}
+	return c, nil
 }
 
 // New returns an aggregator for cfg.
 func New(cfg Config) (*Aggregator, error) {
-	cfg, levels, err := cfg.normalize()
+	c, err := newCloser(cfg)
 	if err != nil {
 		return nil, err
 	}
 	a := &Aggregator{
-		cfg:     cfg,
-		levels:  levels,
-		winMs:   cfg.Window.Milliseconds(),
-		lateMs:  cfg.AllowedLateness.Milliseconds(),
-		wm:      noWatermark,
-		scratch: make(map[uint64]struct{}),
-		domains: make(map[uint64]int64),
-		fresh:   true,
+		closer: c,
+		lateMs: c.cfg.AllowedLateness.Milliseconds(),
+		wm:     noWatermark,
+		fresh:  true,
 	}
-	if cfg.AllowedLateness%time.Millisecond != 0 {
+	if c.cfg.AllowedLateness%time.Millisecond != 0 {
 		a.lateMs++ // round up: keep windows open at least as long as asked
-	}
-	a.stats.RowsReleased = make([]int64, levels)
-	if cfg.DP != nil {
-		if a.dp, err = newDPPlan(cfg.DP, levels); err != nil {
-			return nil, err
-		}
-		if a.acct, err = dp.NewAccountant(a.dp.perWindow); err != nil {
-			return nil, fmt.Errorf("aggregate: %w", err)
-		}
 	}
 	return a, nil
 }
@@ -401,7 +443,9 @@ func (a *Aggregator) Flush(emit EmitFunc) error {
 func (a *Aggregator) closeUpTo(emit EmitFunc) error {
 	for len(a.open) > 0 && a.closed(a.open[0].start) {
 		w := a.open[0]
-		if err := a.closeWindow(w, emit); err != nil {
+		if a.cfg.Partials {
+			a.emitPartial(w, emit)
+		} else if err := a.closeWindow(w, emit); err != nil {
 			return err
 		}
 		a.open[0] = nil
@@ -414,4 +458,39 @@ func (a *Aggregator) closeUpTo(emit EmitFunc) error {
 		a.open = nil
 	}
 	return nil
+}
+
+// emitPartial hands a closing window's level-0 contributions to emit
+// (Config.Partials) instead of releasing it.
+func (a *Aggregator) emitPartial(w *window, emit EmitFunc) {
+	cells := make([]PartialCell, 0, len(w.cells))
+	for _, c := range w.cells {
+		subj := make([]uint64, 0, len(c.subj))
+		for s := range c.subj {
+			subj = append(subj, s)
+		}
+		slices.Sort(subj)
+		cells = append(cells, PartialCell{Values: c.vals, Events: c.events, Sum: c.sum, QSum: c.qsum, Subjects: subj})
+	}
+	slices.SortFunc(cells, func(x, y PartialCell) int { return compareVals(x.Values, y.Values) })
+	a.stats.WindowsClosed++
+	if emit != nil {
+		emit(ClosedWindow{Start: w.start, End: w.end, Cells: cells})
+	}
+}
+
+// ClosedBefore returns the progress of the shard: every window that starts
+// before it is closed (emitted, or never opened and now never accepted:
+// its events would be late), so a [Merger] may close it once every shard
+// has passed it. It is math.MinInt64 before the first event or Advance.
+func (a *Aggregator) ClosedBefore() int64 {
+	if a.wm == noWatermark {
+		return math.MinInt64
+	}
+	// Window s is closed iff s + win + late <= wm.
+	b := a.windowStart(a.wm-a.winMs-a.lateMs) + a.winMs
+	if len(a.open) > 0 && a.open[0].start < b {
+		b = a.open[0].start // restored past its lateness, closes at the next Add or Advance
+	}
+	return b
 }

@@ -497,7 +497,7 @@ func TestDPScalesWithIdentityDomains(t *testing.T) {
 	if two.l0 != 2*one.l0 || two.linf != one.linf {
 		t.Fatalf("two domains: bounds %d/%d, want %d/%d", two.l0, two.linf, 2*one.l0, one.linf)
 	}
-	w := &window{subjects: map[uint64]subjCells{1: {}, 2: {}, 1<<48 | 1: {}}}
+	w := &window{cells: map[string]*cell{"a": {subj: map[uint64]uint32{1: 1, 2: 1}}, "b": {subj: map[uint64]uint32{1<<48 | 1: 1}}}}
 	if n := windowDomains(w); n != 2 {
 		t.Fatalf("windowDomains = %d, want 2", n)
 	}

@@ -31,7 +31,7 @@ func compareVals(x, y []string) int { return slices.Compare(x, y) }
 // number of distinct subjects within one identity domain (the top
 // DomainBits bits of Event.Subject), a lower bound of the number of people
 // when one person may appear in two domains.
-func (a *Aggregator) distinct(members []*cell) int64 {
+func (a *closer) distinct(members []*cell) int64 {
 	if len(members) == 1 {
 		return largestDomain(a.domains, members[0].subj)
 	}
@@ -74,7 +74,7 @@ func largestDomain[V any](counts map[uint64]int64, set map[uint64]V) int64 {
 
 // chargeWindow charges the window's DP queries: every measure at every
 // level (delta with the subject counts, which drive selection).
-func (a *Aggregator) chargeWindow() error {
+func (a *closer) chargeWindow() error {
 	for range a.levels {
 		for m := range a.dp.measures {
 			c := dp.Budget{Epsilon: a.dp.share.Epsilon}
@@ -90,7 +90,7 @@ func (a *Aggregator) chargeWindow() error {
 }
 
 // regroup groups the cells at lattice level level, sorted by values.
-func (a *Aggregator) regroup(cells []*cell, level int) []*group {
+func (a *closer) regroup(cells []*cell, level int) []*group {
 	if level == 0 {
 		gs := make([]*group, len(cells))
 		for i, c := range cells {
@@ -126,7 +126,7 @@ func (a *Aggregator) regroup(cells []*cell, level int) []*group {
 }
 
 // closeWindow computes and emits the rows of w and updates the stats.
-func (a *Aggregator) closeWindow(w *window, emit EmitFunc) error {
+func (a *closer) closeWindow(w *window, emit EmitFunc) error {
 	if a.dp != nil && a.dp.periodEps > 0 && !a.periodAllows(w.start) {
 		return a.refuseWindow(w, emit)
 	}
@@ -220,7 +220,7 @@ func (a *Aggregator) closeWindow(w *window, emit EmitFunc) error {
 // (by event time, so replays and restarts decide alike) plus its own
 // epsilon stay within DPConfig.PeriodEpsilon. It prunes ledger entries
 // older than the period.
-func (a *Aggregator) periodAllows(start int64) bool {
+func (a *closer) periodAllows(start int64) bool {
 	from := start - a.dp.periodMs
 	keep := a.ledger[:0]
 	spent := 0.0
@@ -238,7 +238,7 @@ func (a *Aggregator) periodAllows(start int64) bool {
 // refuseWindow closes a window without releasing anything: the period
 // budget is spent. Its cells and events count as suppressed, and the
 // window as refused; nothing is charged.
-func (a *Aggregator) refuseWindow(w *window, emit EmitFunc) error {
+func (a *closer) refuseWindow(w *window, emit EmitFunc) error {
 	for _, c := range w.cells {
 		a.stats.CellsSuppressed++
 		a.stats.EventsSuppressedL0 += c.events
@@ -252,12 +252,15 @@ func (a *Aggregator) refuseWindow(w *window, emit EmitFunc) error {
 	return nil
 }
 
-// windowDomains returns the number of identity domains among a DP
-// window's subjects (1 for an empty window).
+// windowDomains returns the number of identity domains among a window's
+// subjects (1 for an empty window). Every subject of a window is in one of
+// its cells (contribution bounding admits a subject with its first cell).
 func windowDomains(w *window) int {
 	seen := map[uint64]bool{}
-	for s := range w.subjects {
-		seen[s>>(64-DomainBits)] = true
+	for _, c := range w.cells {
+		for s := range c.subj {
+			seen[s>>(64-DomainBits)] = true
+		}
 	}
 	return max(1, len(seen))
 }
@@ -266,7 +269,7 @@ func windowDomains(w *window) int {
 // the configured ones for d = 1, otherwise ones whose sensitivities and
 // selection threshold are those of d times the contribution bounds
 // (bounding itself still applies per pseudonym).
-func (a *Aggregator) dpFor(d int) (*dpPlan, error) {
+func (a *closer) dpFor(d int) (*dpPlan, error) {
 	if d <= 1 {
 		return a.dp, nil
 	}
@@ -307,7 +310,7 @@ func (m *marginAcc) add(r *released) {
 
 // appendMargins appends the margins of the released rows rel: the grand
 // total, then per dimension one row per value as it appears in rel.
-func (a *Aggregator) appendMargins(rows []Row, rel []released) []Row {
+func (a *closer) appendMargins(rows []Row, rel []released) []Row {
 	noisy := a.dp != nil
 	star := func() []string {
 		v := make([]string, len(a.cfg.Dims))

@@ -95,6 +95,12 @@ type Config struct {
 	Rollup bool
 	// DP, when not nil, turns on differential privacy.
 	DP *DPConfig
+	// Partials makes an [Aggregator] the first stage of a two-stage
+	// release: a closing window is not released but handed to the
+	// EmitFunc as its level-0 contributions ([ClosedWindow].Cells), after
+	// contribution bounding, for a [Merger] that sees every shard to
+	// release. A [Merger] ignores it.
+	Partials bool
 }
 
 // dpPlan is a validated DPConfig with its derived parameters.

@@ -1,6 +1,6 @@
 // Package aggregate computes k-anonymous aggregates over tumbling
 // event-time windows for one input shard (one Kafka partition, on which all
-// events of a subject arrive), with optional roll-up of suppressed cells
+// events of a subject arrive), or merged over every shard ([Merger]), with optional roll-up of suppressed cells
 // and optional discrete differential privacy (package
 // internal/kanon/dp).
 //
@@ -103,6 +103,26 @@
 // checkpoint position): Replay re-adds only events of the snapshot's open
 // windows, never emits and never counts lateness. Afterwards the restored
 // instance behaves exactly like the original.
+//
+// # Two stages: partials and the merge
+//
+// With [Config].Partials an Aggregator releases nothing: a closing window
+// is handed to the EmitFunc as its level-0 contributions
+// ([ClosedWindow].Cells: per cell events, sums and the sorted distinct
+// subject ids, after contribution bounding), and [Aggregator.ClosedBefore]
+// reports how far the shard has closed its windows (also those it never
+// had an event in). A [Merger] adds the partials of every shard
+// ([Merger.Add]), learns each shard's progress and the shard count
+// ([Merger.Progress]), and closes a window once every shard has passed
+// it, with the same close as above (the code is shared: both embed one
+// closer) over the union of the contributions: events and sums add (sums
+// in shard order, so arrival order never changes a figure), subjects
+// unite, distinct subjects are counted in the largest identity domain.
+// The release equals one aggregator's over all events
+// (TestMergeEqualsOneShardOverEverything). DP noise, the budget and the
+// period ledger are the Merger's, charged once per merged window. A
+// Merger checkpoints like an Aggregator ([MergeState], replay from the
+// first partial of its pending windows).
 //
 // An Aggregator is not safe for concurrent use: use one per partition.
 package aggregate

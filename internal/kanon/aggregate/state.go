@@ -166,7 +166,7 @@ func (a *Aggregator) Restore(s State) error {
 		}
 	}
 	if a.acct != nil {
-		if err := a.acct.Restore(s.Stats.WindowsClosed-s.Stats.WindowsRefused, dp.Budget{Epsilon: s.Stats.EpsilonSpent, Delta: s.Stats.DeltaSpent}); err != nil {
+		if err := a.acct.Restore(s.Stats.WindowsClosed-s.Stats.WindowsRefused, budgetOf(s.Stats)); err != nil {
 			return fmt.Errorf("aggregate: %w", err)
 		}
 	}
@@ -268,7 +268,11 @@ func MarshalState(s State) []byte {
 		b = binary.AppendVarint(b, w.Start)
 		b = binary.AppendVarint(b, w.FirstRef)
 	}
-	st := &s.Stats
+	return appendStatsLedger(b, &s.Stats, s.Ledger)
+}
+
+// appendStatsLedger appends the stats and the ledger as MarshalState does.
+func appendStatsLedger(b []byte, st *Stats, ledger []LedgerEntry) []byte {
 	for _, v := range []int64{st.EventsAccepted, st.EventsLate, st.EventsBounded, st.WindowsClosed,
 		st.MarginRows, st.CellsSuppressed, st.EventsSuppressedL0, st.EventsSuppressedFinal, st.MinReleasedSubjects} {
 		b = binary.AppendVarint(b, v)
@@ -280,13 +284,46 @@ func MarshalState(s State) []byte {
 	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(st.EpsilonSpent))
 	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(st.DeltaSpent))
 	b = binary.AppendVarint(b, st.WindowsRefused)
-	b = binary.AppendUvarint(b, uint64(len(s.Ledger)))
-	for _, e := range s.Ledger {
+	b = binary.AppendUvarint(b, uint64(len(ledger)))
+	for _, e := range ledger {
 		b = binary.AppendVarint(b, e.Start)
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(e.Epsilon))
 	}
 	return b
 }
+
+// readStatsLedger reads what appendStatsLedger wrote.
+func readStatsLedger(r *stateReader, st *Stats) []LedgerEntry {
+	readStatsV1(r, st)
+	st.WindowsRefused = r.varint()
+	var ledger []LedgerEntry
+	if n := r.count(maxLedger, 9); n > 0 {
+		ledger = make([]LedgerEntry, n)
+		for i := range ledger {
+			ledger[i] = LedgerEntry{Start: r.varint(), Epsilon: r.float()}
+		}
+	}
+	return ledger
+}
+
+// readStatsV1 reads the stats up to the budgets.
+func readStatsV1(r *stateReader, st *Stats) {
+	for _, p := range []*int64{&st.EventsAccepted, &st.EventsLate, &st.EventsBounded, &st.WindowsClosed,
+		&st.MarginRows, &st.CellsSuppressed, &st.EventsSuppressedL0, &st.EventsSuppressedFinal, &st.MinReleasedSubjects} {
+		*p = r.varint()
+	}
+	if n := r.count(maxStateLevels, 1); n > 0 {
+		st.RowsReleased = make([]int64, n)
+		for i := range st.RowsReleased {
+			st.RowsReleased[i] = r.varint()
+		}
+	}
+	st.EpsilonSpent = r.float()
+	st.DeltaSpent = r.float()
+}
+
+// budgetOf returns the budget spent according to the stats.
+func budgetOf(st Stats) dp.Budget { return dp.Budget{Epsilon: st.EpsilonSpent, Delta: st.DeltaSpent} }
 
 // stateReader decodes varints, remembering the first error.
 type stateReader struct {
@@ -356,27 +393,10 @@ func UnmarshalState(b []byte) (State, error) {
 			s.Open[i] = OpenWindow{Start: r.varint(), FirstRef: r.varint()}
 		}
 	}
-	st := &s.Stats
-	for _, p := range []*int64{&st.EventsAccepted, &st.EventsLate, &st.EventsBounded, &st.WindowsClosed,
-		&st.MarginRows, &st.CellsSuppressed, &st.EventsSuppressedL0, &st.EventsSuppressedFinal, &st.MinReleasedSubjects} {
-		*p = r.varint()
-	}
-	if n := r.count(maxStateLevels, 1); n > 0 {
-		st.RowsReleased = make([]int64, n)
-		for i := range st.RowsReleased {
-			st.RowsReleased[i] = r.varint()
-		}
-	}
-	st.EpsilonSpent = r.float()
-	st.DeltaSpent = r.float()
-	if !v1 {
-		st.WindowsRefused = r.varint()
-		if n := r.count(maxLedger, 9); n > 0 {
-			s.Ledger = make([]LedgerEntry, n)
-			for i := range s.Ledger {
-				s.Ledger[i] = LedgerEntry{Start: r.varint(), Epsilon: r.float()}
-			}
-		}
+	if v1 {
+		readStatsV1(r, &s.Stats)
+	} else {
+		s.Ledger = readStatsLedger(r, &s.Stats)
 	}
 	if r.err != nil {
 		return State{}, fmt.Errorf("aggregate: decoding state: %w", r.err)

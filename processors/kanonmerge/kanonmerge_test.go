@@ -1,0 +1,436 @@
+package kanonmerge
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/linkedin/goavro/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/privacy-pipeline/pipeline/internal/kanon/partial"
+	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
+	"github.com/privacy-pipeline/pipeline/internal/metrics"
+	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/processors/aggregates"
+	"github.com/privacy-pipeline/pipeline/processors/subject"
+	"github.com/privacy-pipeline/pipeline/schemas"
+)
+
+// ev is one clean analytics event of the ground truth.
+type ev struct {
+	pseudonym, keyID string
+	partition        int32
+	at               time.Time
+	age, country     string
+	gender, etype    string
+}
+
+var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+
+func records(t testing.TB, evs []ev) []processors.Record {
+	t.Helper()
+	sch, err := schemas.CleanSchemaJSON("analytics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := goavro.NewCodec(string(sch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := map[int32]int64{}
+	out := make([]processors.Record, len(evs))
+	for i, e := range evs {
+		b, err := codec.SingleFromNative(nil, map[string]any{
+			"subject_id_pseudonym": goavro.Union("string", e.pseudonym),
+			"event_time":           goavro.Union("long.timestamp-millis", e.at),
+			"birth_date_age_band":  goavro.Union("string", e.age),
+			"address_country":      goavro.Union("string", e.country),
+			"gender":               goavro.Union("string", e.gender),
+			"event_type":           goavro.Union("string", e.etype),
+			"order_amount":         goavro.Union("double", float64(i%50)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hs []processors.Header
+		if e.keyID != "" {
+			hs = []processors.Header{{Key: subject.HeaderKeyID, Value: []byte(e.keyID)}}
+		}
+		out[i] = processors.Record{Topic: "clean", Partition: e.partition, Offset: next[e.partition], Value: b, Headers: hs, Timestamp: e.at}
+		next[e.partition]++
+	}
+	return out
+}
+
+func release(k int, partials bool, partitions int32) aggregates.Config {
+	spec, err := kanonspec.Default()
+	if err != nil {
+		panic(err)
+	}
+	c := aggregates.Config{Aggregates: spec.Aggregates, Spec: spec, K: k, Window: time.Minute, AllowedLateness: 10 * time.Second,
+		Rollup: true, IdleClose: time.Millisecond, StateTopic: "state.first", Partitions: partitions}
+	if partials {
+		c.PartialsTopic = "partials"
+	}
+	return c
+}
+
+func stages(t testing.TB, k int, partitions int32, m *metrics.Kanon) (*aggregates.Processor, *Processor) {
+	t.Helper()
+	rel := release(k, true, partitions)
+	first, err := aggregates.New(rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merge, err := New(Config{Release: rel, StateTopic: "state.merge", Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return first, merge
+}
+
+func offline(t testing.TB, k int, partitions int32, evs []ev) (rows, partials []processors.Output) {
+	t.Helper()
+	first, merge := stages(t, k, partitions, nil)
+	rows, partials, err := RunOffline(context.Background(), first, merge, records(t, evs), partitions, t0.Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows, partials
+}
+
+// perPartition runs the old single-stage processor: each partition
+// releases its own rows.
+func perPartition(t testing.TB, k int, evs []ev) []processors.Output {
+	t.Helper()
+	p, err := aggregates.New(release(k, false, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.UseStore(emptyStore{})
+	w := p.NewWorker()
+	var out []processors.Output
+	recs := records(t, evs)
+	byPart := map[int32][]processors.Record{}
+	for _, r := range recs {
+		byPart[r.Partition] = append(byPart[r.Partition], r)
+	}
+	for _, in := range byPart {
+		var b processors.Batch
+		if err := w.Process(context.Background(), in, &b); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b.Outputs...)
+		w.Done(true)
+	}
+	var b processors.Batch
+	if err := w.(processors.Ticker).Tick(context.Background(), t0.Add(24*time.Hour), nil, &b); err != nil {
+		t.Fatal(err)
+	}
+	return append(out, b.Outputs...)
+}
+
+type emptyStore struct{}
+
+func (emptyStore) Latest(context.Context, int32) (processors.Checkpoint, bool, error) {
+	return processors.Checkpoint{}, false, nil
+}
+func (emptyStore) Replay(context.Context, int32, int64, int64, func(processors.Record) error) error {
+	return nil
+}
+
+// row decodes a row's subjects with the published schema.
+func subjectsOf(t testing.TB, o processors.Output) int64 {
+	t.Helper()
+	spec, _ := kanonspec.Default()
+	codec, err := goavro.NewCodec(string(spec.Aggregates[0].AggregateSchemaJSON()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _, err := codec.NativeFromSingle(o.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.(map[string]any)["subjects"].(int64)
+}
+
+const cellKey = "/0/25-34/DE/female/purchase"
+
+func oneCell(people []int, keyID string) []ev {
+	var evs []ev
+	s := 0
+	for p, n := range people {
+		for range n {
+			evs = append(evs, ev{pseudonym: fmt.Sprintf("ps-%d", s), keyID: keyID, partition: int32(p), at: t0.Add(time.Duration(s) * time.Second),
+				age: "25-34", country: "DE", gender: "female", etype: "purchase"})
+			s++
+		}
+	}
+	return evs
+}
+
+func level0(rows []processors.Output, suffix string) []processors.Output {
+	var out []processors.Output
+	for _, o := range rows {
+		if strings.Contains(string(o.Key), suffix) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// TestSplitCellIsReleasedOnce: 4 + 4 + 3 people of one cell on three
+// partitions at k = 11: per partition nothing is released, merged the
+// cell is released once, with 11 subjects and no partition in its key.
+func TestSplitCellIsReleasedOnce(t *testing.T) {
+	evs := oneCell([]int{4, 4, 3}, "k1")
+	if got := perPartition(t, 11, evs); len(got) != 0 {
+		t.Fatalf("per partition released %d rows", len(got))
+	}
+	rows, _ := offline(t, 11, 3, evs)
+	cell := level0(rows, cellKey)
+	if len(cell) != 1 {
+		t.Fatalf("the cell was released %d times (rows %d)", len(cell), len(rows))
+	}
+	if k := string(cell[0].Key); strings.Contains(k, "#p") || !strings.HasSuffix(k, cellKey) {
+		t.Fatalf("row key %q", k)
+	}
+	if n := subjectsOf(t, cell[0]); n != 11 {
+		t.Fatalf("released with %d subjects", n)
+	}
+	for _, o := range rows {
+		if o.Topic != "agg.analytics.events_by_segment" {
+			t.Fatalf("row on %s", o.Topic)
+		}
+	}
+}
+
+// TestTwoKeyIDsCountOnce: people under two pseudonym keys, whose two
+// pseudonyms live on different partitions, count once: 8 of them stay
+// suppressed at k = 11 (16 pseudonyms), 11 are released with 11 subjects.
+func TestTwoKeyIDsCountOnce(t *testing.T) {
+	for _, tc := range []struct {
+		people int
+		want   int
+	}{{8, 0}, {11, 1}} {
+		var evs []ev
+		for i := range tc.people {
+			for j, key := range []string{"analytics-2026-07-28", "analytics-2027-06-26"} {
+				evs = append(evs, ev{pseudonym: fmt.Sprintf("%s-person-%d", key, i), keyID: key, partition: int32((i + j) % 3),
+					at: t0.Add(time.Duration(i) * time.Second), age: "25-34", country: "DE", gender: "female", etype: "purchase"})
+			}
+		}
+		rows, _ := offline(t, 11, 3, evs)
+		cell := level0(rows, cellKey)
+		if len(cell) != tc.want {
+			t.Fatalf("%d people under two keys: %d rows for the cell, want %d", tc.people, len(cell), tc.want)
+		}
+		if tc.want == 1 {
+			if n := subjectsOf(t, cell[0]); n != 11 {
+				t.Fatalf("%d people counted as %d", tc.people, n)
+			}
+		}
+		if tc.want == 0 && len(rows) != 0 {
+			t.Fatalf("%d rows released from 8 people", len(rows))
+		}
+	}
+}
+
+// TestWaitsForEveryPartition: with four input partitions of which one
+// never has an event, nothing is released until that partition reports
+// (on an idle tick); a partition that never reports blocks its windows.
+func TestWaitsForEveryPartition(t *testing.T) {
+	evs := oneCell([]int{4, 4, 3}, "")
+	rows, partials := offline(t, 11, 4, evs)
+	if len(level0(rows, cellKey)) != 1 {
+		t.Fatal("the idle, empty partition blocked the window")
+	}
+	var from3 []processors.Output
+	for _, o := range partials {
+		r, err := partial.Decode(o.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Partitions != 4 {
+			t.Fatalf("a record reports %d partitions", r.Partitions)
+		}
+		if r.Partition == 3 {
+			if r.Kind != partial.KindProgress {
+				t.Fatal("the empty partition published cells")
+			}
+			from3 = append(from3, o)
+		}
+	}
+	if len(from3) == 0 {
+		t.Fatal("the empty partition never reported")
+	}
+	// Without partition 3's progress nothing is released.
+	_, merge := stages(t, 11, 4, nil)
+	merge.UseStore(emptyStore{})
+	w := merge.NewWorker()
+	var b processors.Batch
+	var in []processors.Record
+	for i, o := range partials {
+		if !slices.ContainsFunc(from3, func(x processors.Output) bool { return string(x.Value) == string(o.Value) }) {
+			in = append(in, processors.Record{Partition: 0, Offset: int64(i), Value: o.Value})
+		}
+	}
+	if err := w.Process(context.Background(), in, &b); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Outputs) != 0 {
+		t.Fatalf("released %d rows before every partition reported", len(b.Outputs))
+	}
+}
+
+// TestUndecodablePartialsAreCountedAndSkipped: garbage on the partials
+// topic is counted and never stalls the merge.
+func TestUndecodablePartialsAreCountedAndSkipped(t *testing.T) {
+	_, partials := offline(t, 11, 3, oneCell([]int{4, 4, 3}, "k"))
+	reg := prometheus.NewRegistry()
+	m := metrics.NewKanon(reg)
+	_, merge := stages(t, 11, 3, m)
+	merge.UseStore(emptyStore{})
+	w := merge.NewWorker()
+	in := []processors.Record{{Offset: 0, Value: []byte("garbage")}, {Offset: 1, Value: partial.AppendProgress(nil, "no_such_aggregate", 0, 3, 0)}}
+	for i, o := range partials {
+		in = append(in, processors.Record{Offset: int64(i + 2), Value: o.Value})
+	}
+	var b processors.Batch
+	if err := w.Process(context.Background(), in, &b); err != nil {
+		t.Fatal(err)
+	}
+	w.Done(true)
+	if len(level0(b.Outputs, cellKey)) != 1 {
+		t.Fatal("the bad records stalled the merge")
+	}
+	snap, err := metrics.Snapshot(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap["pipeline_kanon_merge_partials_total{outcome=undecodable}"] != 1 || snap["pipeline_kanon_merge_partials_total{outcome=unknown}"] != 1 {
+		t.Fatalf("bad records not counted: %v", snap)
+	}
+	if snap["pipeline_kanon_merge_pending_windows{output=agg.analytics.events_by_segment}"] != 0 ||
+		snap["pipeline_kanon_rows_total{kind=released,output=agg.analytics.events_by_segment}"] == 0 {
+		t.Fatalf("metrics %v", snap)
+	}
+}
+
+// memStore is an in-memory processors.StateStore for the merge stage.
+type memStore struct {
+	input []processors.Record
+	cps   map[int32]processors.Checkpoint
+}
+
+func (m *memStore) Latest(_ context.Context, p int32) (processors.Checkpoint, bool, error) {
+	cp, ok := m.cps[p]
+	return cp, ok, nil
+}
+
+func (m *memStore) Replay(_ context.Context, _ int32, from, to int64, fn func(processors.Record) error) error {
+	for _, r := range m.input {
+		if r.Offset >= from && r.Offset < to {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func randomEvents(seed uint64, n, people int, partitions int32) []ev {
+	rng := rand.New(rand.NewPCG(seed, 3))
+	ages, countries := []string{"18-24", "25-34", "35-44", "65+"}, []string{"VN", "DE", "US", "FR", "SG"}
+	genders, etypes := []string{"female", "male", "non_binary"}, []string{"page_view", "search", "purchase", "login"}
+	evs := make([]ev, n)
+	for i := range evs {
+		s := rng.IntN(people)
+		ps := fmt.Sprintf("ps-%05d", s)
+		evs[i] = ev{pseudonym: ps, keyID: "k1", partition: int32(subject.Hash([]byte(ps)) % uint64(partitions)),
+			at:  t0.Add(time.Duration(i) * 300 * time.Millisecond),
+			age: ages[s%len(ages)], country: countries[(s/4)%len(countries)], gender: genders[s%3], etype: etypes[rng.IntN(len(etypes))]}
+	}
+	return evs
+}
+
+// TestRestoreMidWindowEqualsUninterrupted: the merge stage restored from
+// its last committed checkpoint (and a replay of its pending windows'
+// partials) at any batch boundary publishes exactly the rows of an
+// uninterrupted run; an aborted batch is redone the same way.
+func TestRestoreMidWindowEqualsUninterrupted(t *testing.T) {
+	evs := randomEvents(4, 4000, 300, 4)
+	want, partials := offline(t, 11, 4, evs)
+	if len(want) == 0 {
+		t.Fatal("nothing released")
+	}
+	recs := make([]processors.Record, len(partials))
+	for i, o := range partials {
+		recs[i] = processors.Record{Partition: 0, Offset: int64(i), Value: o.Value}
+	}
+	index := func(outs []processors.Output) map[string]string {
+		m := map[string]string{}
+		for _, o := range outs {
+			if _, dup := m[string(o.Key)]; dup {
+				t.Fatalf("row %s published twice", o.Key)
+			}
+			m[string(o.Key)] = string(o.Value)
+		}
+		return m
+	}
+	wantRows := index(want)
+	for _, batch := range []int{3, 17, 50} {
+		store := &memStore{input: recs, cps: map[int32]processors.Checkpoint{}}
+		reg := prometheus.NewRegistry()
+		_, merge := stages(t, 11, 4, metrics.NewKanon(reg))
+		merge.UseStore(store)
+		var got []processors.Output
+		w := merge.NewWorker()
+		for i, n := 0, 0; i < len(recs); i, n = i+batch, n+1 {
+			in := recs[i:min(i+batch, len(recs))]
+			if n%3 == 1 {
+				// A new owner (or a restart) restores from the checkpoint.
+				w = merge.NewWorker()
+			}
+			var b processors.Batch
+			if err := w.Process(context.Background(), in, &b); err != nil {
+				t.Fatal(err)
+			}
+			if n%5 == 2 {
+				// Aborted: discarded, and redone by a fresh worker.
+				w.Done(false)
+				w = merge.NewWorker()
+				b = processors.Batch{}
+				if err := w.Process(context.Background(), in, &b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, o := range b.Outputs {
+				o.Key, o.Value = slices.Clone(o.Key), slices.Clone(o.Value)
+				got = append(got, o)
+			}
+			for _, cp := range b.Checkpoints {
+				cp.State = slices.Clone(cp.State)
+				store.cps[cp.Partition] = cp
+			}
+			w.Done(true)
+		}
+		if snap, _ := metrics.Snapshot(reg); snap["pipeline_kanon_restores_total{processor=kanon-merge}"] == 0 {
+			t.Fatal("no restore from a checkpoint happened")
+		}
+		gotRows := index(got)
+		if len(gotRows) != len(wantRows) {
+			t.Fatalf("batch %d: %d rows, uninterrupted %d", batch, len(gotRows), len(wantRows))
+		}
+		for k, v := range wantRows {
+			if gotRows[k] != v {
+				t.Fatalf("batch %d: row %s differs", batch, k)
+			}
+		}
+	}
+}
