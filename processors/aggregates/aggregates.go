@@ -725,30 +725,31 @@ func (w *Worker) flushMetrics() {
 	}
 }
 
-// Tick implements processors.Ticker: it closes, on every partition this
-// worker owns (restoring those it has not loaded yet), the windows that the
-// wall clock has passed by IdleClose.
+// Tick implements processors.Ticker: it closes, on the partitions the
+// runner names (idle and caught up; restoring those it has not loaded
+// yet), the windows that the wall clock has passed by IdleClose. Other
+// loaded partitions are left alone: a lagging partition's backlog closes on
+// its own event time, never by the wall clock (SPEC 3.6).
 func (w *Worker) Tick(ctx context.Context, now time.Time, partitions []int32, out *processors.Batch) error {
 	if w.p.cfg.IdleClose <= 0 {
 		return nil
 	}
-	for _, p := range partitions {
+	w.out, w.input = out, 0
+	wm := now.Add(-w.p.cfg.IdleClose).UnixMilli()
+	for _, partition := range partitions {
 		ensure := w.shards.Ensure
 		if w.p.cfg.PartialsTopic != "" {
 			// The merge stage waits for every input partition: an idle one
 			// without any state yet must still report its progress.
 			ensure = w.shards.Open
 		}
-		if err := ensure(ctx, p); err != nil {
+		if err := ensure(ctx, partition); err != nil {
 			return err
 		}
-	}
-	if w.shards.Len() == 0 {
-		return nil
-	}
-	w.out, w.input = out, 0
-	wm := now.Add(-w.p.cfg.IdleClose).UnixMilli()
-	err := w.shards.Each(func(partition int32, st *state) error {
+		st, ok := w.shards.Lookup(partition)
+		if !ok {
+			continue
+		}
 		w.part, w.st = partition, st
 		for j, a := range st.aggs {
 			w.plan = w.p.plans[j]
@@ -764,10 +765,6 @@ func (w *Worker) Tick(ctx context.Context, now time.Time, partitions []int32, ou
 				w.shards.Touch(partition)
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	w.shards.Touched(w.checkpoint)
 	return nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -567,5 +568,62 @@ func keyRotationCase(t *testing.T, pair [2]string, people int) {
 	store = &memStore{input: map[int32][]processors.Record{0: recs}, cps: map[int32]processors.Checkpoint{}}
 	if rows := run(t, newProc(t, 11, store).NewWorker(), store, recs, 100, aggCodec(t)); len(rows) == 0 {
 		t.Fatal("control: without key ids the pseudonyms should have been released")
+	}
+}
+
+// TestTickLeavesLaggingPartitionsOpen (attack: a lagging partition's
+// backlog made late by the wall clock): two partitions are loaded, the
+// runner's tick names only the idle one; the other's windows stay open and
+// nothing of it is published.
+func TestTickLeavesLaggingPartitionsOpen(t *testing.T) {
+	const k = 5
+	start := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	evs := synth(3, 400, 100, start)
+	recs := records(encodeAll(t, evs))
+	var in []processors.Record
+	for i, r := range recs {
+		r.Partition = int32(i % 2)
+		r.Offset = int64(i / 2)
+		in = append(in, r)
+	}
+	store := &memStore{input: map[int32][]processors.Record{}, cps: map[int32]processors.Checkpoint{}}
+	p := newProc(t, k, store)
+	p.cfg.IdleClose = time.Minute
+	w := p.NewWorker()
+	var b processors.Batch
+	if err := w.Process(context.Background(), in, &b); err != nil {
+		t.Fatal(err)
+	}
+	w.Done(true)
+	b.Reset()
+	later := time.UnixMilli(evs[len(evs)-1].time).Add(24 * time.Hour)
+	if err := w.(processors.Ticker).Tick(context.Background(), later, []int32{0}, &b); err != nil {
+		t.Fatal(err)
+	}
+	p0 := 0
+	for _, o := range b.Outputs {
+		if strings.HasSuffix(string(o.Key), "#p1") {
+			t.Fatalf("the tick closed a window of partition 1, which it did not name: %s", o.Key)
+		}
+		if strings.HasSuffix(string(o.Key), "#p0") {
+			p0++
+		}
+	}
+	for _, cp := range b.Checkpoints {
+		if cp.Partition == 1 {
+			t.Fatal("the tick checkpointed partition 1")
+		}
+	}
+	if p0 == 0 {
+		t.Fatal("the tick did not close the named partition's windows")
+	}
+	st, ok := w.(*Worker).shards.Lookup(1)
+	if !ok {
+		t.Fatal("partition 1 not loaded")
+	}
+	for _, a := range st.aggs {
+		if _, open := a.ReplayFrom(); !open {
+			t.Fatal("partition 1's windows were closed by the tick")
+		}
 	}
 }

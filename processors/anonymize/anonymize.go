@@ -520,26 +520,23 @@ func (w *Worker) expire(st *state, now time.Time) bool {
 	return n > 0
 }
 
-// Tick implements processors.Ticker: on every partition this worker owns
-// (restoring those it has not loaded yet), records held longer than
-// MaxDelay are decided even though no record arrives.
+// Tick implements processors.Ticker: on the partitions the runner names
+// (idle and caught up; restoring those it has not loaded yet), records held
+// longer than MaxDelay are decided even though no record arrives.
 func (w *Worker) Tick(ctx context.Context, now time.Time, partitions []int32, out *processors.Batch) error {
 	if w.p.cfg.MaxDelay <= 0 {
 		return nil
 	}
+	w.out, w.input = out, 0
+	// Only the partitions the runner names (idle, caught up): a lagging
+	// partition's held records wait for its own input.
 	for _, p := range partitions {
 		if err := w.shards.Ensure(ctx, p); err != nil {
 			return err
 		}
-	}
-	w.out, w.input = out, 0
-	if err := w.shards.Each(func(partition int32, st *state) error {
-		if w.expire(st, now) {
-			w.shards.Touch(partition)
+		if st, ok := w.shards.Lookup(p); ok && w.expire(st, now) {
+			w.shards.Touch(p)
 		}
-		return nil
-	}); err != nil {
-		return err
 	}
 	w.shards.Touched(w.checkpoint)
 	return nil

@@ -177,6 +177,15 @@ func (s *Shards[S]) Forget(partition int32) {
 // Len returns the number of loaded shards.
 func (s *Shards[S]) Len() int { return len(s.shards) }
 
+// Lookup returns the loaded shard of a partition, if any.
+func (s *Shards[S]) Lookup(partition int32) (*S, bool) {
+	e, ok := s.shards[partition]
+	if !ok {
+		return nil, false
+	}
+	return &e.state, true
+}
+
 // Each calls fn for every loaded shard. It does not mark them touched: call
 // Touch for those whose state fn changed.
 func (s *Shards[S]) Each(fn func(partition int32, state *S) error) error {
