@@ -109,8 +109,11 @@ func Apply(ctx context.Context, adm *kadm.Client, t Topology) (Report, error) {
 		d := details[name]
 		changed := false
 		parts := int32(len(d.Partitions))
-		switch {
-		case parts < tp.Partitions:
+		grow, drift := partitionChange(tp, parts)
+		if drift != "" {
+			rep.Drift = append(rep.Drift, Change{name, drift})
+		}
+		if grow {
 			resp, err := adm.UpdatePartitions(ctx, int(tp.Partitions), name)
 			if err == nil {
 				for _, r := range resp {
@@ -122,8 +125,6 @@ func Apply(ctx context.Context, adm *kadm.Client, t Topology) (Report, error) {
 			}
 			rep.Changed = append(rep.Changed, Change{name, fmt.Sprintf("partitions %d -> %d", parts, tp.Partitions)})
 			changed = true
-		case parts > tp.Partitions:
-			rep.Drift = append(rep.Drift, Change{name, fmt.Sprintf("has %d partitions, declared %d (Kafka cannot remove partitions)", parts, tp.Partitions)})
 		}
 		if rf := replication(d); rf != 0 && rf != tp.Replication {
 			rep.Drift = append(rep.Drift, Change{name, fmt.Sprintf("replication factor %d, declared %d", rf, tp.Replication)})
@@ -232,4 +233,21 @@ func MaxMessageBytes(ctx context.Context, adm *kadm.Client, topics ...string) (m
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// partitionChange decides what Apply does about an existing topic with
+// have partitions: grow it to the declared count, or report a drift it
+// cannot fix (fewer wanted: Kafka cannot remove partitions; or a topic
+// with FixedPartitions, which is never changed).
+func partitionChange(tp Topic, have int32) (grow bool, drift string) {
+	switch {
+	case have == tp.Partitions:
+		return false, ""
+	case tp.FixedPartitions:
+		return false, fmt.Sprintf("has %d partitions, declared %d; never changed (its keys must not move to another partition)", have, tp.Partitions)
+	case have < tp.Partitions:
+		return true, ""
+	default:
+		return false, fmt.Sprintf("has %d partitions, declared %d (Kafka cannot remove partitions)", have, tp.Partitions)
+	}
 }

@@ -31,6 +31,9 @@ type Topic struct {
 	Holds string
 	// Restricted topics are not for analytics consumers (raw, quarantine).
 	Restricted bool
+	// FixedPartitions: Apply never changes the partition count (a topic
+	// whose keys must stay on the partition they were first written to).
+	FixedPartitions bool
 }
 
 // Processor is one stream processor and its topics.
@@ -215,7 +218,12 @@ func kanonTopics(n Names, o Options, add func(Topic)) {
 			Configs: map[string]string{"cleanup.policy": "compact", "segment.ms": ms(time.Hour)}})
 	}
 	if len(n.Kanon.Aggregates) > 0 {
-		add(Topic{Name: n.Partials(), Partitions: o.Partitions, Key: "aggregate name", Restricted: true,
+		// One partition, whatever PIPELINE_PARTITIONS says, and never more:
+		// the merge keeps an aggregate's pending windows and DP period
+		// ledger in the state of the partials partition its key lands on;
+		// more partitions would move the key to a fresh state (old windows
+		// never complete, new ones release subsets, the budget restarts).
+		add(Topic{Name: n.Partials(), Partitions: 1, FixedPartitions: true, Key: "aggregate name", Restricted: true,
 			Holds:   "partial windows of " + KanonAggregates + " for " + KanonMerge + ": per input partition and closed window the level-0 cells with their distinct subject ids, and each partition's progress; kept until the merge has released them",
 			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(7 * 24 * time.Hour)}})
 		state(KanonMerge, n.Partials())

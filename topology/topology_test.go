@@ -36,3 +36,36 @@ func TestValidateRejects(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestPartialsTopicHasOneFixedPartition (attack: growing
+// PIPELINE_PARTITIONS moves an aggregate's key to another partials
+// partition, where the merge starts a fresh state: old windows never
+// complete, new ones release subsets, the DP ledger restarts): the
+// partials topic has one partition whatever the option says, and Apply
+// never adds partitions to it.
+func TestPartialsTopicHasOneFixedPartition(t *testing.T) {
+	for _, parts := range []int32{0, 1, 12, 48} {
+		n := DefaultNames()
+		top := Default(n, Options{Partitions: parts})
+		tp, ok := top.Topic(n.Partials())
+		if !ok {
+			t.Fatal("no partials topic")
+		}
+		if tp.Partitions != 1 || !tp.FixedPartitions {
+			t.Fatalf("partitions option %d: partials topic %+v", parts, tp)
+		}
+		for _, have := range []int32{1, 3} {
+			grow, drift := partitionChange(tp, have)
+			if grow {
+				t.Fatalf("apply would change the partials topic's %d partitions", have)
+			}
+			if (have != 1) != (drift != "") {
+				t.Fatalf("have %d: drift %q", have, drift)
+			}
+		}
+	}
+	// Other topics still grow.
+	if grow, _ := partitionChange(Topic{Partitions: 12}, 6); !grow {
+		t.Fatal("an ordinary topic no longer grows")
+	}
+}
