@@ -111,6 +111,12 @@ type Config struct {
 	// clean input, which the merge stage waits for; 0: 'pipeline run
 	// kanon' reads it from the broker at start.
 	KanonInputPartitions int `env:"KANON_INPUT_PARTITIONS" envDefault:"0"`
+	// KanonMergeDiscardState lets the merge stage start a partials
+	// partition afresh when its checkpoint cannot be read, forgetting its
+	// release horizon and DP ledger; false: it stops on that partition
+	// (an error, a log line, pipeline_kanon_state_unreadable_total) until
+	// an operator decides.
+	KanonMergeDiscardState bool `env:"KANON_MERGE_DISCARD_STATE" envDefault:"false"`
 	// KanonPartialMaxBytes bounds one record of the partials topic (a
 	// window's cells are split over as many as needed).
 	KanonPartialMaxBytes int `env:"KANON_PARTIAL_MAX_BYTES" envDefault:"262144"`

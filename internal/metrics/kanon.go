@@ -32,6 +32,10 @@ type Kanon struct {
 	// StateResets counts checkpoints that could not be used (configuration
 	// changed or corrupt), after which a partition started afresh.
 	StateResets *prometheus.CounterVec
+	// StateUnreadable counts checkpoints that could not be read at all
+	// (the merge stage then stops on that partition until an operator
+	// decides, unless told to start afresh).
+	StateUnreadable *prometheus.CounterVec
 	// WatermarkCapped counts events stamped later than their record's log
 	// time plus the allowed skew: they joined their window but could not
 	// move the watermark (one outlier never closes windows early).
@@ -75,18 +79,20 @@ func NewKanon(reg prometheus.Registerer) *Kanon {
 			Help: "Partition states rebuilt from a checkpoint and a replay of the input."}, []string{"processor"}),
 		StateResets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_state_resets_total",
 			Help: "Checkpoints that could not be used (configuration changed, or corrupt): the partition's state started afresh."}, []string{"processor"}),
+		StateUnreadable: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_state_unreadable_total",
+			Help: "Checkpoints that could not be read (corrupt): the merge stage does not process the partition (each attempt counts) unless PIPELINE_KANON_MERGE_DISCARD_STATE is set."}, []string{"processor"}),
 		WatermarkCapped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_watermark_capped_total",
 			Help: "Events stamped later than their record's log time plus PIPELINE_KANON_WATERMARK_SKEW: added to their window, but not allowed to move the watermark."}, []string{"output"}),
 		WindowsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_windows_refused_total",
 			Help: "Aggregate windows not released because the differential privacy budget of the period (PIPELINE_KANON_DP_PERIOD_EPSILON) was spent."}, []string{"output"}),
 		MergePartials: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_merge_partials_total",
-			Help: "Partials-topic records read by the aggregates' merge stage, by outcome (cells, progress, late, undecodable, invalid, unknown)."}, []string{"outcome"}),
+			Help: "Partials-topic records read by the aggregates' merge stage, by outcome (cells, progress, late, undecodable, invalid, unknown, refused)."}, []string{"outcome"}),
 		MergePending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "kanon_merge_pending_windows",
 			Help: "Aggregate windows the merge stage holds until every input partition has passed them."}, []string{"output"}),
 		KeptOutsideDomain: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_kept_outside_domain_total",
 			Help: "Kept values of a record-level output outside their field's declared domain (schemas/kanon.json), published as null."}, []string{"output", "field"}),
 	}
-	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores, m.StateResets, m.WatermarkCapped, m.WindowsRefused,
+	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores, m.StateResets, m.StateUnreadable, m.WatermarkCapped, m.WindowsRefused,
 		m.MergePartials, m.MergePending, m.KeptOutsideDomain)
 	return m
 }

@@ -103,13 +103,25 @@ func BuildAggregates(cfg config.Config, spec *kanonspec.Spec, m *metrics.Kanon, 
 }
 
 // BuildKanonMerge assembles the aggregates' merge stage: it reads
-// PartialsTopic and publishes the rows to agg.<purpose>.<name>.
+// PartialsTopic and publishes the rows to agg.<purpose>.<name>. It waits
+// for the real partition count of the first stage's input, read from the
+// broker (InputPartitions) on its first batch and again when a record
+// names a partition beyond it; never PIPELINE_KANON_INPUT_PARTITIONS or a
+// count a record claims.
 func BuildKanonMerge(cfg config.Config, spec *kanonspec.Spec, m *metrics.Kanon, log *slog.Logger) (*Stateful[*kanonmerge.Processor], error) {
+	return buildKanonMerge(cfg, spec, m, log, func(ctx context.Context) (int32, error) {
+		n, err := InputPartitions(ctx, cfg, spec)
+		return int32(n), err
+	})
+}
+
+func buildKanonMerge(cfg config.Config, spec *kanonspec.Spec, m *metrics.Kanon, log *slog.Logger, partitions func(context.Context) (int32, error)) (*Stateful[*kanonmerge.Processor], error) {
 	ac, err := aggregatesConfig(cfg, spec, nil, log)
 	if err != nil {
 		return nil, err
 	}
-	p, err := kanonmerge.New(kanonmerge.Config{Release: ac, StateTopic: stateTopic(cfg, topology.KanonMerge), Metrics: m, Log: log})
+	p, err := kanonmerge.New(kanonmerge.Config{Release: ac, StateTopic: stateTopic(cfg, topology.KanonMerge), InputPartitions: partitions,
+		DiscardUnreadableState: cfg.KanonMergeDiscardState, Metrics: m, Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +165,7 @@ func OfflineAggregates(ctx context.Context, cfg config.Config, spec *kanonspec.S
 	if err != nil {
 		return nil, err
 	}
-	merge, err := BuildKanonMerge(cfg, spec, nil, nil)
+	merge, err := buildKanonMerge(cfg, spec, nil, nil, func(context.Context) (int32, error) { return partitions, nil })
 	if err != nil {
 		return nil, err
 	}

@@ -101,9 +101,10 @@ type Config struct {
 	// contributions and the partitions' progress instead of rows (the
 	// first of two stages; see the package documentation).
 	PartialsTopic string
-	// Partitions is the number of input partitions, carried by progress
-	// records so the merge stage knows whom to wait for; a partition at
-	// or beyond it reports partition+1 (partitions were added).
+	// Partitions is the number of input partitions (at least 1 with a
+	// PartialsTopic), carried by progress records; a partition at or
+	// beyond it reports partition+1 (partitions were added). The merge
+	// stage waits for the count it reads from the broker.
 	Partitions int32
 	// PartialMaxBytes bounds one partials record (default 256 KiB, within
 	// the producer's and the topic's limits).
@@ -159,6 +160,12 @@ func New(cfg Config) (*Processor, error) {
 	}
 	if cfg.PartialMaxBytes < 1024 || cfg.PartialMaxBytes > runnerMaxRecordBytes {
 		return nil, fmt.Errorf("aggregates: partial record limit must be between 1 KiB and %d bytes", runnerMaxRecordBytes)
+	}
+	if cfg.PartialsTopic != "" && cfg.Partitions < 1 {
+		// Progress records carry the count; without it a partition would
+		// report partition+1 and the merge could release before the others
+		// have passed the window.
+		return nil, errors.New("aggregates: two-stage mode needs the input partition count (Partitions >= 1)")
 	}
 	pur := cfg.Aggregates[0].Purpose
 	dec, err := cleancodec.NewForPurpose(pur)

@@ -20,14 +20,24 @@
 //	Merger.Progress -> closed windows -> encode rows -> emit -> checkpoint
 //
 // All partials of one aggregate are keyed by its name and so land, in
-// order, on one partition of the partials topic: its windows and its DP
-// period ledger live in one state. A progress record follows the partials
-// it covers in the same transaction, so when every input partition has
-// passed a window its partials have all been read. The number of input
-// partitions comes from the progress records (the largest count any
-// reports, at least partition+1): when input partitions are added, windows
-// wait for the new ones too, which report on their first record or idle
-// tick.
+// order, on the one partition of the partials topic (topology declares it
+// with exactly one, never more): its windows and its DP period ledger live
+// in one state. A progress record follows the partials it covers in the
+// same transaction, so when every input partition has passed a window its
+// partials have all been read. The number of input partitions is the
+// input topic's real count (Config.InputPartitions, read from the broker
+// at start and again when a record names a partition beyond it), never a
+// count a record claims: when input partitions are added, windows wait for
+// the new ones too, which report on their first record or idle tick.
+//
+// Bad input gets a counted outcome and changes nothing: a record naming a
+// partition the input does not have, claiming more partitions than it has,
+// a window or progress bound beyond the allowed future skew of the wall
+// clock, a subject of an identity domain its key-id table does not name,
+// or more key ids than a record may carry is invalid; a window beyond
+// aggregate.MaxPending pending windows, or key ids beyond the domain
+// table's bound, is refused. Key ids enter the checkpointed domain table
+// only from accepted records.
 //
 // It implements processors.Stateful and never imports a Kafka client.
 package kanonmerge
@@ -38,7 +48,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
+	"sync/atomic"
+	"time"
 
 	"github.com/privacy-pipeline/pipeline/internal/kanon/aggregate"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/partial"
@@ -59,14 +72,20 @@ const (
 	OutcomeProgress    = "progress"    // a partition's progress
 	OutcomeLate        = "late"        // cells of a window already released
 	OutcomeUndecodable = "undecodable" // not a partials record
-	OutcomeInvalid     = "invalid"     // decodes, but its cells do not fit the aggregate
+	OutcomeInvalid     = "invalid"     // decodes, but does not fit the aggregate or the input (see the package doc)
 	OutcomeUnknown     = "unknown"     // names an aggregate not declared
+	OutcomeRefused     = "refused"     // valid, but beyond the bound of pending windows or key ids
 )
 
-// Outcomes lists the outcomes.
-func Outcomes() []string {
-	return []string{OutcomeCells, OutcomeProgress, OutcomeLate, OutcomeUndecodable, OutcomeInvalid, OutcomeUnknown}
-}
+// Bounds of the merge state, so its checkpoint stays far below the state
+// topic's record limit.
+const (
+	// MaxKeyIDsPerRecord bounds the key-id table of one partials record.
+	MaxKeyIDsPerRecord = 64
+	// MaxDomains bounds the identity-domain table of the merge state
+	// (pseudonym key ids over all input partitions and rotations).
+	MaxDomains = 1024
+)
 
 // Config configures the processor.
 type Config struct {
@@ -76,6 +95,18 @@ type Config struct {
 	Release aggregates.Config
 	// StateTopic holds this processor's checkpoints.
 	StateTopic string
+	// InputPartitions returns the real partition count of the first
+	// stage's input topic (internal/wiring reads it from the broker). It
+	// is called on the first batch and again, at most once a batch, when
+	// a record names a partition or a count beyond the known one.
+	InputPartitions func(ctx context.Context) (int32, error)
+	// Now is the wall clock (nil: time.Now), which bounds how far in the
+	// future a window or a progress bound may be.
+	Now func() time.Time
+	// DiscardUnreadableState starts a partials partition afresh when its
+	// checkpoint cannot be read, forgetting its release horizon, instead
+	// of failing (the default: an operator decides; see the README).
+	DiscardUnreadableState bool
 	// Metrics may be nil.
 	Metrics *metrics.Kanon
 	// Log may be nil.
@@ -88,12 +119,20 @@ type Processor struct {
 	plans  []*aggregates.Plan
 	byName map[string]int
 	store  processors.StateStore
+	known  atomic.Int32 // the input's partition count; 0 before the first read
+	skewMs int64        // the future skew allowed past the wall clock
 }
 
 // New validates the configuration.
 func New(cfg Config) (*Processor, error) {
 	if cfg.StateTopic == "" {
 		return nil, errors.New("kanonmerge: no state topic")
+	}
+	if cfg.InputPartitions == nil {
+		return nil, errors.New("kanonmerge: no source of the input partition count")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -105,6 +144,19 @@ func New(cfg Config) (*Processor, error) {
 		return nil, fmt.Errorf("kanonmerge: %w", err)
 	}
 	p := &Processor{cfg: cfg, plans: a.Plans(), byName: map[string]int{}}
+	// A first-stage window closes at most WatermarkSkew past the log time
+	// of a record (and the log time is the producer's clock): a window or
+	// a bound beyond now plus that, a window and the lateness (and a
+	// minute for clocks) is not of this input. Without a watermark bound
+	// (negative skew), a day.
+	skew := rel.WatermarkSkew
+	switch {
+	case skew == 0:
+		skew = time.Minute
+	case skew < 0:
+		skew = 24 * time.Hour
+	}
+	p.skewMs = (skew + rel.Window + rel.AllowedLateness + time.Minute).Milliseconds()
 	for i, pl := range p.plans {
 		p.byName[pl.Name()] = i
 	}
@@ -158,11 +210,14 @@ type Worker struct {
 	val     []byte
 	cells   []aggregate.PartialCell
 	remap   map[uint16]uint16
+	used    map[uint16]bool
+	// refreshed: the input partition count was read in this batch.
+	refreshed bool
 }
 
 // NewWorker implements processors.Processor.
 func (p *Processor) NewWorker() processors.Worker {
-	w := &Worker{p: p, remap: map[uint16]uint16{}}
+	w := &Worker{p: p, remap: map[uint16]uint16{}, used: map[uint16]bool{}}
 	w.shards = shard.New(p.store, w.load)
 	w.resetCounts()
 	return w
@@ -202,7 +257,19 @@ func (w *Worker) load(ctx context.Context, partition int32, cp processors.Checkp
 		m.Restores.WithLabelValues(Name).Inc()
 	}
 	if err := w.restore(&st, cp); err != nil {
-		w.p.cfg.Log.Warn("checkpoint unusable; the partition's pending windows start afresh",
+		if m := w.p.cfg.Metrics; m != nil {
+			m.StateUnreadable.WithLabelValues(Name).Inc()
+		}
+		if !w.p.cfg.DiscardUnreadableState {
+			// Starting afresh would forget the release horizon: a late
+			// partial could then re-release a released window (two
+			// releases of one cell differ by a few people) and the DP
+			// period budget would restart. An operator decides.
+			w.p.cfg.Log.Error("checkpoint unreadable; not processing the partials partition (set PIPELINE_KANON_MERGE_DISCARD_STATE=true to start it afresh, forgetting what was released)",
+				"processor", Name, "partition", partition, "err", err)
+			return st, fmt.Errorf("kanonmerge: partition %d: checkpoint unreadable: %w", partition, err)
+		}
+		w.p.cfg.Log.Warn("checkpoint unreadable; the partition starts afresh, forgetting its release horizon (PIPELINE_KANON_MERGE_DISCARD_STATE)",
 			"processor", Name, "partition", partition, "err", err)
 		if m := w.p.cfg.Metrics; m != nil {
 			m.StateResets.WithLabelValues(Name).Inc()
@@ -218,9 +285,15 @@ func (w *Worker) load(ctx context.Context, partition int32, cp processors.Checkp
 		if !ok || st.mergers[i] == nil {
 			return nil
 		}
-		// Invalid cells were skipped (and counted) the first time too.
+		// Only what was accepted the first time: invalid and refused
+		// records were skipped (and counted) then, late ones are not in a
+		// pending window.
+		m := st.mergers[i]
+		if w.validCells(&st, m, &rec, math.MaxInt64) != "" || m.Late(rec.Start) {
+			return nil
+		}
 		if cells, err := w.renumber(&st, &rec); err == nil {
-			_, _ = st.mergers[i].Replay(rec.Partition, rec.Start, cells, r.Offset)
+			_, _ = m.Replay(rec.Partition, rec.Start, cells, r.Offset)
 		}
 		return nil
 	})
@@ -276,7 +349,23 @@ func (w *Worker) restore(st *state, cp processors.Checkpoint) error {
 		if err != nil {
 			return err
 		}
-		if err := m.Restore(s); err != nil {
+		if err := m.Restore(s); errors.Is(err, aggregate.ErrOtherConfig) {
+			// K, the window or the levels changed: the pending windows
+			// start afresh, but the release horizon and the DP ledger
+			// stay, so nothing released is ever released again.
+			st.mergers[i] = nil
+			if m, err = w.merger(st, i); err != nil {
+				return err
+			}
+			if err := m.RestoreHorizon(s); err != nil {
+				return fmt.Errorf("kanonmerge: %s: %w", name, err)
+			}
+			w.p.cfg.Log.Warn("checkpoint of another configuration (k, window or roll-up changed): pending windows dropped, release horizon and DP ledger kept",
+				"processor", Name, "aggregate", string(name))
+			if m := w.p.cfg.Metrics; m != nil {
+				m.StateResets.WithLabelValues(Name).Inc()
+			}
+		} else if err != nil {
 			return fmt.Errorf("kanonmerge: %s: %w", name, err)
 		}
 		st.committed[i] = m.Stats()
@@ -295,13 +384,66 @@ func cut(b []byte, limit int) (field, rest []byte, ok bool) {
 	return b[k : k+int(n)], b[k+int(n):], true
 }
 
+// validCells checks a cells record against the merger and the input
+// without changing anything; it returns the outcome of a record that is
+// not accepted ("" for one that may be added). limit bounds the window
+// start.
+func (w *Worker) validCells(st *state, m *aggregate.Merger, rec *partial.Record, limit int64) string {
+	if rec.Start > limit || len(rec.KeyIDs) > MaxKeyIDsPerRecord {
+		return OutcomeInvalid
+	}
+	if err := m.Check(rec.Partition, rec.Start, rec.Cells); err != nil {
+		if errors.Is(err, aggregate.ErrRefused) {
+			return OutcomeRefused
+		}
+		return OutcomeInvalid
+	}
+	// Every subject's identity domain must be named by the record.
+	clear(w.remap)
+	for _, k := range rec.KeyIDs {
+		if len(k.ID) > subject.MaxKeyIDLen {
+			return OutcomeInvalid
+		}
+		w.remap[k.Domain] = 0
+	}
+	clear(w.used)
+	for _, c := range rec.Cells {
+		for _, s := range c.Subjects {
+			d := subject.Domain(s)
+			if _, ok := w.remap[d]; !ok {
+				return OutcomeInvalid
+			}
+			w.used[d] = true
+		}
+	}
+	if m.Late(rec.Start) {
+		return ""
+	}
+	// The key ids the record would add to the table, which is bounded.
+	n := 0
+	for _, k := range rec.KeyIDs {
+		if _, ok := st.domains.Lookup(k.ID); !ok && w.used[k.Domain] {
+			n++
+		}
+	}
+	if st.domains.Len()+n > MaxDomains {
+		return OutcomeRefused
+	}
+	return ""
+}
+
 // renumber rewrites the cells' subject ids from the publishing
 // partition's identity domains to this state's, by key id, so one key id
 // has one domain whatever the partition and a person under two key ids
-// still counts once. The cells are w.cells, valid until the next call.
+// still counts once; only the key ids its subjects use are numbered. Call
+// it only for a record validCells accepted (it uses w.used). The cells are
+// w.cells, valid until the next call.
 func (w *Worker) renumber(st *state, rec *partial.Record) ([]aggregate.PartialCell, error) {
 	clear(w.remap)
 	for _, k := range rec.KeyIDs {
+		if !w.used[k.Domain] {
+			continue
+		}
 		d, err := st.domains.Of([]byte(k.ID))
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errInvalid, err)
@@ -314,7 +456,7 @@ func (w *Worker) renumber(st *state, rec *partial.Record) ([]aggregate.PartialCe
 		ids := c.Subjects
 		changed := false
 		for _, s := range ids {
-			if d := subject.Domain(s); w.remap[d] != d {
+			if d, ok := w.remap[subject.Domain(s)]; !ok || d != subject.Domain(s) {
 				changed = true
 				break
 			}
@@ -337,9 +479,31 @@ func (w *Worker) renumber(st *state, rec *partial.Record) ([]aggregate.PartialCe
 	return w.cells, nil
 }
 
+// partitions returns the input's partition count, reading it when it is
+// not known yet or, once a batch, when rec names a partition or count
+// beyond it (partitions were added, or the record is forged).
+func (w *Worker) partitions(ctx context.Context, rec *partial.Record) (int32, error) {
+	known := w.p.known.Load()
+	if known > 0 && (rec.Partition < known && rec.Partitions <= known || w.refreshed) {
+		return known, nil
+	}
+	n, err := w.p.cfg.InputPartitions(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("kanonmerge: input partition count: %w", err)
+	}
+	if n < 1 || n > aggregate.MaxShards {
+		return 0, fmt.Errorf("kanonmerge: input partition count %d out of range", n)
+	}
+	w.refreshed = true
+	w.p.known.Store(n)
+	return n, nil
+}
+
 // Process implements processors.Worker.
 func (w *Worker) Process(ctx context.Context, in []processors.Record, out *processors.Batch) error {
 	w.out = out
+	w.refreshed = false
+	limit := satAdd(w.p.cfg.Now().UnixMilli(), w.p.skewMs)
 	for i, r := range in {
 		st, err := w.shards.Get(ctx, r)
 		if err != nil {
@@ -357,24 +521,47 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 			w.pending.outcomes[OutcomeUnknown]++
 			continue
 		}
+		known, err := w.partitions(ctx, &rec)
+		if err != nil {
+			return err
+		}
+		if rec.Partition >= known || rec.Partitions > known {
+			w.pending.outcomes[OutcomeInvalid]++
+			continue
+		}
 		m, err := w.merger(st, j)
 		if err != nil {
 			return err
 		}
+		if err := m.SetShards(known); err != nil {
+			return err
+		}
 		w.plan = w.p.plans[j]
 		if rec.Kind == partial.KindProgress {
+			if rec.ClosedBefore > limit {
+				w.pending.outcomes[OutcomeInvalid]++
+				continue
+			}
 			w.pending.outcomes[OutcomeProgress]++
-			if err := m.Progress(rec.Partition, rec.Partitions, rec.ClosedBefore, r.Offset, w.emit); err != nil {
+			if err := m.Progress(rec.Partition, rec.ClosedBefore, r.Offset, w.emit); err != nil {
 				return fmt.Errorf("kanonmerge: %s: %w", rec.Aggregate, err)
 			}
 			continue
 		}
-		cells, err := w.renumber(st, &rec)
-		if err != nil {
-			w.pending.outcomes[OutcomeInvalid]++
+		if o := w.validCells(st, m, &rec, limit); o != "" {
+			w.pending.outcomes[o]++
 			continue
 		}
+		cells := rec.Cells
+		if !m.Late(rec.Start) {
+			if cells, err = w.renumber(st, &rec); err != nil {
+				w.pending.outcomes[OutcomeInvalid]++
+				continue
+			}
+		}
 		switch o, err := m.Add(rec.Partition, rec.Start, cells, r.Offset); {
+		case errors.Is(err, aggregate.ErrRefused):
+			w.pending.outcomes[OutcomeRefused]++
 		case err != nil:
 			w.pending.outcomes[OutcomeInvalid]++
 		case o == aggregate.Late:
@@ -385,6 +572,13 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 	}
 	w.shards.Touched(w.checkpoint)
 	return nil
+}
+
+func satAdd(x, y int64) int64 {
+	if y > 0 && x > math.MaxInt64-y {
+		return math.MaxInt64
+	}
+	return x + y
 }
 
 // emit encodes a released window's rows.

@@ -87,7 +87,8 @@ func stages(t testing.TB, k int, partitions int32, m *metrics.Kanon) (*aggregate
 	if err != nil {
 		t.Fatal(err)
 	}
-	merge, err := New(Config{Release: rel, StateTopic: "state.merge", Metrics: m})
+	merge, err := New(Config{Release: rel, StateTopic: "state.merge", Metrics: m,
+		InputPartitions: func(context.Context) (int32, error) { return partitions, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,11 @@ func perPartition(t testing.TB, k int, evs []ev) []processors.Output {
 		w.Done(true)
 	}
 	var b processors.Batch
-	if err := w.(processors.Ticker).Tick(context.Background(), t0.Add(24*time.Hour), nil, &b); err != nil {
+	var parts []int32
+	for p := range byPart {
+		parts = append(parts, p)
+	}
+	if err := w.(processors.Ticker).Tick(context.Background(), t0.Add(24*time.Hour), parts, &b); err != nil {
 		t.Fatal(err)
 	}
 	return append(out, b.Outputs...)

@@ -66,6 +66,16 @@ func (d *Domains) Of(keyID []byte) (uint16, error) {
 	return n, nil
 }
 
+// Lookup returns the domain of a key id without numbering it; ok is false
+// for a key id the table has not numbered (an empty key id is domain 0).
+func (d *Domains) Lookup(keyID string) (dom uint16, ok bool) {
+	if keyID == "" {
+		return 0, true
+	}
+	dom, ok = d.byKey[keyID]
+	return dom, ok
+}
+
 // Reserve keeps a domain number from being given to a key id: a number
 // already used by state restored from an older checkpoint format.
 func (d *Domains) Reserve(dom uint16) { d.reserved = withReserved(d.reserved, dom) }

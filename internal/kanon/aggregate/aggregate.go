@@ -277,13 +277,7 @@ func (a *Aggregator) check(e *Event) error {
 }
 
 // windowStart returns the start of the window holding t.
-func (a *Aggregator) windowStart(t int64) int64 {
-	s := t / a.winMs * a.winMs
-	if s > t {
-		s -= a.winMs
-	}
-	return s
-}
+func (a *Aggregator) windowStart(t int64) int64 { return windowStartOf(t, a.winMs) }
 
 // closed reports whether the window starting at start is closed.
 func (a *Aggregator) closed(start int64) bool {

@@ -130,7 +130,20 @@ func (a *closer) closeWindow(w *window, emit EmitFunc) error {
 	if a.dp != nil && a.dp.periodEps > 0 && !a.periodAllows(w.start) {
 		return a.refuseWindow(w, emit)
 	}
+	noise := a.dp
 	if a.dp != nil {
+		// One person may appear under one pseudonym per identity domain (a
+		// key rotation), and contribution bounding counts pseudonyms: with
+		// D domains in the window a person contributes up to D times the
+		// bounds. The noise and the selection threshold of such a window
+		// are those of D times the bounds, so a rotated person's loss stays
+		// epsilon. A window whose D scales the bounds past what DP allows
+		// is refused (counted in WindowsRefused, nothing released), never a
+		// stall: retrying it would fail the same way.
+		var err error
+		if noise, err = a.dpFor(windowDomains(w)); err != nil {
+			return a.refuseWindow(w, emit)
+		}
 		if err := a.chargeWindow(); err != nil {
 			return err
 		}
@@ -144,18 +157,6 @@ func (a *closer) closeWindow(w *window, emit EmitFunc) error {
 	}
 	slices.SortFunc(pending, func(x, y *cell) int { return compareVals(x.vals, y.vals) })
 
-	// One person may appear under one pseudonym per identity domain (a key
-	// rotation), and contribution bounding counts pseudonyms: with D
-	// domains in the window a person contributes up to D times the bounds.
-	// The noise and the selection threshold of such a window are those of
-	// D times the bounds, so a rotated person's loss stays epsilon.
-	noise := a.dp
-	if a.dp != nil {
-		var err error
-		if noise, err = a.dpFor(windowDomains(w)); err != nil {
-			return err
-		}
-	}
 	k := int64(a.cfg.K)
 	var rel []released
 	for level := 0; level < a.levels && len(pending) > 0; level++ {

@@ -11,6 +11,21 @@ import (
 // MaxShards bounds the number of shards a [Merger] merges.
 const MaxShards = 1 << 16
 
+// MaxPending bounds the windows a [Merger] holds pending: a partial that
+// would open one more is refused ([ErrRefused]), so forged or runaway
+// input cannot grow the state (and its checkpoint) without bound. At one
+// window a minute it is almost three days of a lagging shard.
+const MaxPending = 1 << 12
+
+// ErrRefused is returned by [Merger.Check] and [Merger.Add] for a valid
+// partial that would open a window beyond [MaxPending].
+var ErrRefused = errors.New("aggregate: too many pending windows")
+
+// ErrOtherConfig is wrapped by [Merger.Restore] for a well-formed state of
+// another configuration (window size, K, levels): [Merger.RestoreHorizon]
+// still applies it.
+var ErrOtherConfig = errors.New("aggregate: merge state belongs to another configuration")
+
 // shardSum is one shard's sum of amounts in a merged cell.
 type shardSum struct {
 	shard int32
@@ -34,7 +49,7 @@ type shardSum struct {
 // A Merger is not safe for concurrent use.
 type Merger struct {
 	closer
-	progress []int64 // ClosedBefore per shard; math.MinInt64 before its first report
+	progress []int64 // ClosedBefore per shard ([Merger.SetShards]); math.MinInt64 before its first report
 	through  int64   // every window that starts before it is closed
 	nextRef  int64
 	pending  []*window // by start
@@ -42,29 +57,47 @@ type Merger struct {
 	fresh, replayOK bool
 }
 
-// NewMerger returns a merger for cfg (Partials is ignored).
+// NewMerger returns a merger for cfg (Partials is ignored). It waits for
+// one shard until [Merger.SetShards] says more.
 func NewMerger(cfg Config) (*Merger, error) {
 	cfg.Partials = false
 	c, err := newCloser(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Merger{closer: c, through: math.MinInt64, fresh: true}, nil
+	return &Merger{closer: c, through: math.MinInt64, fresh: true, progress: []int64{math.MinInt64}}, nil
 }
 
 // Pending returns the number of windows waiting for a shard's progress.
 func (m *Merger) Pending() int { return len(m.pending) }
 
-// Shards returns the number of shards the merger waits for.
-func (m *Merger) Shards() int { return len(m.progress) }
+// SetShards sets the number of shards the merger waits for: the input's
+// real partition count, which the caller knows (never a count the input
+// claims). Shards added wait from their first report on; shards beyond n
+// (a count that was too high) are forgotten. It closes nothing: the next
+// [Merger.Progress] does.
+func (m *Merger) SetShards(n int32) error {
+	if n < 1 || n > MaxShards {
+		return fmt.Errorf("aggregate: %d shards out of range", n)
+	}
+	for len(m.progress) < int(n) {
+		m.progress = append(m.progress, math.MinInt64)
+	}
+	m.progress = m.progress[:n]
+	return nil
+}
 
-// ClosedBefore returns the bound below which every window is closed.
-func (m *Merger) ClosedBefore() int64 { return m.through }
+// Late reports whether a partial of the window at start would be late: the
+// merger has already released every window before its horizon.
+func (m *Merger) Late(start int64) bool { return start < m.through }
 
-// checkPartial validates a partial window without changing anything.
-func (m *Merger) checkPartial(shard int32, start int64, cells []PartialCell) error {
-	if shard < 0 || shard >= MaxShards {
-		return fmt.Errorf("aggregate: shard %d out of range", shard)
+// Check validates a partial window without changing anything: the shard
+// must be one the merger waits for, the window aligned, the cells well
+// formed; a partial that would open a window beyond [MaxPending] returns
+// [ErrRefused].
+func (m *Merger) Check(shard int32, start int64, cells []PartialCell) error {
+	if shard < 0 || int(shard) >= len(m.progress) {
+		return fmt.Errorf("aggregate: shard %d of %d out of range", shard, len(m.progress))
 	}
 	if start < minTime || start > maxTime || windowStartOf(start, m.winMs) != start {
 		return errors.New("aggregate: partial window is not aligned to the window size")
@@ -83,6 +116,9 @@ func (m *Merger) checkPartial(shard int32, start int64, cells []PartialCell) err
 			}
 		}
 	}
+	if start >= m.through && m.find(start) == nil && len(m.pending) >= MaxPending {
+		return ErrRefused
+	}
 	return nil
 }
 
@@ -99,9 +135,10 @@ func windowStartOf(t, winMs int64) int64 {
 // [ClosedWindow].Cells, possibly split over several calls) at input
 // position ref, which must increase along the input. A partial of a
 // window the merger already closed is Late: counted in Stats.EventsLate
-// and dropped. Invalid input returns an error and changes nothing.
+// and dropped. Input that [Merger.Check] rejects returns its error
+// (invalid, or [ErrRefused]) and changes nothing.
 func (m *Merger) Add(shard int32, start int64, cells []PartialCell, ref int64) (Outcome, error) {
-	if err := m.checkPartial(shard, start, cells); err != nil {
+	if err := m.Check(shard, start, cells); err != nil {
 		return 0, err
 	}
 	m.fresh, m.replayOK = false, false
@@ -132,9 +169,6 @@ func (m *Merger) Replay(shard int32, start int64, cells []PartialCell, ref int64
 	if !m.replayOK {
 		return false, errors.New("aggregate: replay is only allowed after Restore and before new input")
 	}
-	if err := m.checkPartial(shard, start, cells); err != nil {
-		return false, err
-	}
 	if ref >= m.nextRef {
 		return false, errors.New("aggregate: replayed partial is at or past the checkpoint position")
 	}
@@ -142,38 +176,42 @@ func (m *Merger) Replay(shard int32, start int64, cells []PartialCell, ref int64
 	if w == nil || ref < w.firstRef {
 		return false, nil
 	}
+	if err := m.Check(shard, start, cells); err != nil {
+		return false, err
+	}
 	m.addTo(w, shard, cells)
 	return true, nil
 }
 
-// Progress records that shard has closed every window before
-// closedBefore ([Aggregator.ClosedBefore]) and that there are at least
-// shards shards, at input position ref; it then closes, in order, every
-// pending window that all shards have passed and emits its rows. Progress
-// never goes back: an older report changes nothing.
-func (m *Merger) Progress(shard, shards int32, closedBefore, ref int64, emit EmitFunc) error {
-	if shard < 0 || shard >= MaxShards || shards < 0 || shards > MaxShards {
-		return fmt.Errorf("aggregate: shard %d of %d out of range", shard, shards)
+// Progress records that shard (one of those [Merger.SetShards] set) has
+// closed every window before closedBefore ([Aggregator.ClosedBefore]), at
+// input position ref; it then closes, in order, every pending window that
+// all shards have passed and emits its rows. Progress never goes back: an
+// older report changes nothing. A shard out of range returns an error and
+// changes nothing.
+func (m *Merger) Progress(shard int32, closedBefore, ref int64, emit EmitFunc) error {
+	if shard < 0 || int(shard) >= len(m.progress) {
+		return fmt.Errorf("aggregate: shard %d of %d out of range", shard, len(m.progress))
 	}
 	m.fresh, m.replayOK = false, false
 	m.nextRef = max(m.nextRef, ref+1)
-	for n := max(int(shards), int(shard)+1); len(m.progress) < n; {
-		m.progress = append(m.progress, math.MinInt64)
-	}
 	m.progress[shard] = max(m.progress[shard], closedBefore)
 	t := slices.Min(m.progress)
 	if t <= m.through {
 		return nil
 	}
-	for len(m.pending) > 0 && m.pending[0].start < t {
-		w := m.pending[0]
+	n := 0
+	for n < len(m.pending) && m.pending[n].start < t {
+		w := m.pending[n]
 		finishSums(w)
 		if err := m.closeWindow(w, emit); err != nil {
+			m.pending = m.pending[n:]
 			return err
 		}
-		m.pending[0] = nil
-		m.pending = m.pending[1:]
+		m.pending[n] = nil
+		n++
 	}
+	m.pending = m.pending[n:]
 	if len(m.pending) == 0 {
 		m.pending = nil
 	}
@@ -245,7 +283,7 @@ func (m *Merger) addTo(w *window, shard int32, cells []PartialCell) {
 			}
 		}
 		for _, s := range pc.Subjects {
-			c.subj[s] = 1
+			c.subj[s] = 1 // a set here: the merge does no contribution bounding
 		}
 	}
 }
@@ -270,52 +308,47 @@ type MergeState struct {
 	Ledger []LedgerEntry
 }
 
-// ReplayFrom returns the smallest FirstRef of the pending windows; ok is
-// false when none is pending.
-func (s *MergeState) ReplayFrom() (int64, bool) {
-	st := State{Open: s.Pending}
-	return st.ReplayFrom()
-}
-
 // Checkpoint returns a snapshot of the merger.
 func (m *Merger) Checkpoint() MergeState {
 	s := MergeState{WindowMs: m.winMs, K: int64(m.cfg.K), NextRef: m.nextRef, Through: m.through,
 		Progress: slices.Clone(m.progress), Stats: m.stats.clone(), Ledger: slices.Clone(m.ledger)}
-	for _, w := range m.pending {
-		s.Pending = append(s.Pending, OpenWindow{Start: w.start, FirstRef: w.firstRef})
+	if len(m.pending) > 0 {
+		s.Pending = m.openWindows()
 	}
 	return s
 }
 
-// ReplayFrom returns the replay start of the merger's current state.
+// ReplayFrom returns the replay start of the merger's current state: the
+// smallest first ref of its pending windows; ok is false when none is
+// pending (see [State.ReplayFrom]).
 func (m *Merger) ReplayFrom() (int64, bool) {
-	if len(m.pending) == 0 {
-		return 0, false
-	}
-	ref := m.pending[0].firstRef
+	s := State{Open: m.openWindows()}
+	return s.ReplayFrom()
+}
+
+func (m *Merger) openWindows() []OpenWindow {
+	out := make([]OpenWindow, 0, len(m.pending))
 	for _, w := range m.pending {
-		ref = min(ref, w.firstRef)
+		out = append(out, OpenWindow{Start: w.start, FirstRef: w.firstRef})
 	}
-	return ref, true
+	return out
 }
 
 // Stats returns a copy of the cumulative stats.
 func (m *Merger) Stats() Stats { return m.stats.clone() }
 
 // Restore loads s into a new merger; refill its pending windows with
-// [Merger.Replay].
+// [Merger.Replay]. A well-formed state of another configuration returns an
+// error wrapping [ErrOtherConfig] and changes nothing.
 func (m *Merger) Restore(s MergeState) error {
 	if !m.fresh {
 		return errors.New("aggregate: restore needs a new merger")
 	}
-	if s.WindowMs != m.winMs || s.K != int64(m.cfg.K) {
-		return errors.New("aggregate: merge state belongs to another configuration")
-	}
 	if err := s.validate(); err != nil {
 		return err
 	}
-	if len(s.Stats.RowsReleased) > m.levels {
-		return errors.New("aggregate: merge state has more levels than the configuration")
+	if s.WindowMs != m.winMs || s.K != int64(m.cfg.K) || len(s.Stats.RowsReleased) > m.levels {
+		return ErrOtherConfig
 	}
 	for i, w := range s.Pending {
 		if w.Start < minTime || w.Start > maxTime || windowStartOf(w.Start, m.winMs) != w.Start {
@@ -331,7 +364,9 @@ func (m *Merger) Restore(s MergeState) error {
 		}
 	}
 	m.nextRef, m.through = s.NextRef, s.Through
-	m.progress = slices.Clone(s.Progress)
+	if len(s.Progress) > 0 {
+		m.progress = slices.Clone(s.Progress)
+	}
 	m.stats = s.Stats.clone()
 	m.ledger = slices.Clone(s.Ledger)
 	if n := m.levels - len(m.stats.RowsReleased); n > 0 {
@@ -342,6 +377,44 @@ func (m *Merger) Restore(s MergeState) error {
 		m.openPending(w.Start, w.FirstRef)
 	}
 	m.fresh, m.replayOK = false, true
+	return nil
+}
+
+// RestoreHorizon loads into a new merger what must survive a change of
+// configuration (window size, K, levels) from a state that [Merger.Restore]
+// refused with [ErrOtherConfig]: the release horizon (no window that starts
+// before it is ever released again, so a late partial cannot re-release a
+// cell under a new configuration) and the DP period ledger with its spent
+// budget. The pending windows, the shards' progress and the counters start
+// afresh: their partials are dropped (counted late when they come again).
+func (m *Merger) RestoreHorizon(s MergeState) error {
+	if !m.fresh {
+		return errors.New("aggregate: restore needs a new merger")
+	}
+	if err := s.validate(); err != nil {
+		return err
+	}
+	if m.acct != nil {
+		if err := m.acct.Restore(s.Stats.WindowsClosed-s.Stats.WindowsRefused, budgetOf(s.Stats)); err != nil {
+			return fmt.Errorf("aggregate: %w", err)
+		}
+	}
+	// Every released window of the old configuration started before
+	// s.Through: a new window that starts before it would hold some of
+	// their events again. The horizon is the first new window start at or
+	// after it.
+	through := s.Through
+	if through > minTime {
+		through = min(through, maxTime)
+		if st := windowStartOf(through, m.winMs); st != through {
+			through = st + m.winMs
+		}
+	}
+	m.nextRef, m.through = s.NextRef, through
+	m.ledger = slices.Clone(s.Ledger)
+	m.stats = Stats{EpsilonSpent: s.Stats.EpsilonSpent, DeltaSpent: s.Stats.DeltaSpent,
+		WindowsClosed: s.Stats.WindowsClosed, WindowsRefused: s.Stats.WindowsRefused, RowsReleased: make([]int64, m.levels)}
+	m.fresh, m.replayOK = false, false
 	return nil
 }
 

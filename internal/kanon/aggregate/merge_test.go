@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -41,6 +42,9 @@ func newPipe(t testing.TB, cfg Config, shards int) *pipe {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := m.SetShards(int32(shards)); err != nil {
+		t.Fatal(err)
+	}
 	p.m = m
 	return p
 }
@@ -64,7 +68,7 @@ func (p *pipe) partial(shard int32) EmitFunc {
 func (p *pipe) progress(shard int32) {
 	b := p.shards[shard].ClosedBefore()
 	p.log = append(p.log, logged{ref: p.ref, shard: shard, progress: true, before: b})
-	if err := p.m.Progress(shard, int32(len(p.shards)), b, p.ref, p.emit); err != nil {
+	if err := p.m.Progress(shard, b, p.ref, p.emit); err != nil {
 		p.t.Fatal(err)
 	}
 	p.ref++
@@ -176,8 +180,8 @@ func TestMergeWaitsForEveryShard(t *testing.T) {
 	// Shards 0 and 1 move past window 0; shard 2 has said nothing.
 	p.add(Event{Time: 5000, Subject: 1, Dims: []string{"HN1", "20"}}, 0)
 	p.add(Event{Time: 5000, Subject: 2, Dims: []string{"HN1", "20"}}, 1)
-	if len(p.out) != 0 || p.m.Pending() != 1 || p.m.Shards() != 3 {
-		t.Fatalf("closed %d windows with a silent shard (pending %d, shards %d)", len(p.out), p.m.Pending(), p.m.Shards())
+	if len(p.out) != 0 || p.m.Pending() != 1 || len(p.m.Checkpoint().Progress) != 3 {
+		t.Fatalf("closed %d windows with a silent shard (pending %d, shards %d)", len(p.out), p.m.Pending(), len(p.m.Checkpoint().Progress))
 	}
 	// The idle, empty shard 2 reports by the clock.
 	if err := p.shards[2].Advance(3000, p.partial(2)); err != nil {
@@ -202,17 +206,20 @@ func TestMergeWaitsForEveryShard(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := p.m.SetShards(4); err != nil {
+		t.Fatal(err)
+	}
 	for s := range int32(3) {
 		b := p.shards[s].ClosedBefore()
-		if err := p.m.Progress(s, 4, b, p.ref, p.emit); err != nil {
+		if err := p.m.Progress(s, b, p.ref, p.emit); err != nil {
 			t.Fatal(err)
 		}
 		p.ref++
 	}
-	if p.m.Shards() != 4 || p.m.Pending() != 1 {
-		t.Fatalf("shards %d, pending %d: closed a window before the new shard reported", p.m.Shards(), p.m.Pending())
+	if len(p.m.Checkpoint().Progress) != 4 || p.m.Pending() != 1 {
+		t.Fatalf("shards %d, pending %d: closed a window before the new shard reported", len(p.m.Checkpoint().Progress), p.m.Pending())
 	}
-	if err := p.m.Progress(3, 4, 9000, p.ref, p.emit); err != nil {
+	if err := p.m.Progress(3, 9000, p.ref, p.emit); err != nil {
 		t.Fatal(err)
 	}
 	if p.m.Pending() != 0 || len(p.out) != 2 || p.out[1].Start != 5000 {
@@ -292,12 +299,13 @@ func TestMergeRestoreMidWindowEqualsUninterrupted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		_ = m.SetShards(4)
 		var got []ClosedWindow
 		emit := func(w ClosedWindow) { got = append(got, w) }
 		feed := func(m *Merger, l logged) {
 			var err error
 			if l.progress {
-				err = m.Progress(l.shard, 4, l.before, l.ref, emit)
+				err = m.Progress(l.shard, l.before, l.ref, emit)
 			} else {
 				_, err = m.Add(l.shard, l.start, l.cells, l.ref)
 			}
@@ -320,7 +328,7 @@ func TestMergeRestoreMidWindowEqualsUninterrupted(t *testing.T) {
 		if err := r.Restore(s); err != nil {
 			t.Fatal(err)
 		}
-		from, ok := s.ReplayFrom()
+		from, ok := r.ReplayFrom()
 		if !ok {
 			from = s.NextRef
 		}
@@ -410,8 +418,9 @@ func TestMergeRejectsInvalidPartials(t *testing.T) {
 
 func FuzzUnmarshalMergeState(f *testing.F) {
 	m, _ := NewMerger(mergeCfg(nil))
+	_ = m.SetShards(2)
 	m.Add(1, 0, []PartialCell{{Values: []string{"HN1", "20"}, Events: 1, Subjects: []uint64{1}}}, 3)
-	m.Progress(0, 2, 0, 4, nil)
+	m.Progress(0, 0, 4, nil)
 	f.Add(MarshalMergeState(m.Checkpoint()))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := UnmarshalMergeState(b)
@@ -424,4 +433,135 @@ func FuzzUnmarshalMergeState(f *testing.F) {
 			t.Fatalf("round trip: %v", err)
 		}
 	})
+}
+
+func mergeCell(subjects ...uint64) []PartialCell {
+	return []PartialCell{{Values: []string{"HN1", "20"}, Events: int64(len(subjects)), Subjects: subjects}}
+}
+
+// TestMergeRefusesWindowsBeyondThePendingBound (attack: far-future or
+// runaway aligned windows grow the state without bound): a partial that
+// would open a window beyond MaxPending is refused, changes nothing, and
+// the windows already pending still merge and release.
+func TestMergeRefusesWindowsBeyondThePendingBound(t *testing.T) {
+	m, err := NewMerger(Config{K: 1, Window: time.Second, Dims: testDims})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := int64(0)
+	for i := range int64(MaxPending) {
+		if _, err := m.Add(0, i*1000, mergeCell(1), ref); err != nil {
+			t.Fatal(err)
+		}
+		ref++
+	}
+	if _, err := m.Add(0, MaxPending*1000, mergeCell(1), ref); !errors.Is(err, ErrRefused) {
+		t.Fatalf("window beyond the bound: %v", err)
+	}
+	if m.Pending() != MaxPending {
+		t.Fatalf("pending %d", m.Pending())
+	}
+	// A pending window still takes partials.
+	if o, err := m.Add(0, 0, mergeCell(2), ref); err != nil || o != Accepted {
+		t.Fatalf("partial of a pending window: %v %v", o, err)
+	}
+	var out []ClosedWindow
+	if err := m.Progress(0, 5000, ref+1, func(w ClosedWindow) { out = append(out, w) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 5 || m.Pending() != MaxPending-5 {
+		t.Fatalf("released %d windows, %d pending", len(out), m.Pending())
+	}
+}
+
+// TestMergeRejectsProgressOfUnknownShards (attack: a forged progress
+// record naming partition 65534 grows the progress table and stalls every
+// window): a shard beyond SetShards' count is an error and changes
+// nothing; a count that was too high is undone by SetShards.
+func TestMergeRejectsProgressOfUnknownShards(t *testing.T) {
+	m, _ := NewMerger(Config{K: 1, Window: time.Second, Dims: testDims})
+	if err := m.SetShards(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Progress(MaxShards-2, 0, 0, nil); err == nil {
+		t.Fatal("accepted progress of shard 65534")
+	}
+	if _, err := m.Add(5, 0, mergeCell(1), 0); err == nil {
+		t.Fatal("accepted a partial of shard 5")
+	}
+	if n := len(m.Checkpoint().Progress); n != 2 {
+		t.Fatalf("%d shards after forged records", n)
+	}
+	_ = m.SetShards(3)
+	if _, err := m.Add(0, 0, mergeCell(1), 1); err != nil {
+		t.Fatal(err)
+	}
+	_ = m.SetShards(2) // the third was a mistake
+	var out []ClosedWindow
+	for s := range int32(2) {
+		if err := m.Progress(s, 1000, int64(2+s), func(w ClosedWindow) { out = append(out, w) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(out) != 1 {
+		t.Fatalf("released %d windows after the count was lowered", len(out))
+	}
+}
+
+// TestMergeHorizonSurvivesAConfigChange (attack: a reset by a K or window
+// change lets a late partial reopen and re-release an already released
+// window, and restarts the DP period budget): the horizon and the ledger
+// survive; a partial of a window before the horizon is late.
+func TestMergeHorizonSurvivesAConfigChange(t *testing.T) {
+	dpc := &DPConfig{Epsilon: 1, Delta: 1e-5, PeriodEpsilon: 10, Period: time.Hour}
+	m, _ := NewMerger(Config{K: 1, Window: time.Second, Dims: testDims, DP: dpc})
+	for i := range int64(3) {
+		if _, err := m.Add(0, i*1000, mergeCell(1, 2, 3), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Progress(0, 2000, 3, func(ClosedWindow) {}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := UnmarshalMergeState(MarshalMergeState(m.Checkpoint()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// K and the window change.
+	r, _ := NewMerger(Config{K: 2, Window: 3 * time.Second, Dims: testDims, DP: dpc})
+	if err := r.Restore(s); !errors.Is(err, ErrOtherConfig) {
+		t.Fatalf("restore of another configuration: %v", err)
+	}
+	r, _ = NewMerger(Config{K: 2, Window: 3 * time.Second, Dims: testDims, DP: dpc})
+	if err := r.RestoreHorizon(s); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := r.Add(0, 0, mergeCell(1, 2, 3, 4), 10); err != nil || o != Late {
+		t.Fatalf("a partial of the released window 0 under the new configuration: %v %v", o, err)
+	}
+	cp := r.Checkpoint()
+	if len(cp.Ledger) != len(s.Ledger) || len(cp.Ledger) == 0 || cp.Stats.EpsilonSpent != s.Stats.EpsilonSpent {
+		t.Fatalf("ledger %v, spent %v: want %v, %v", cp.Ledger, cp.Stats.EpsilonSpent, s.Ledger, s.Stats.EpsilonSpent)
+	}
+	if o, err := r.Add(0, 3000, mergeCell(1, 2), 11); err != nil || o != Accepted {
+		t.Fatalf("a window after the horizon: %v %v", o, err)
+	}
+}
+
+// TestMergeRefusesAWindowWhoseDPCannotScale: a window with so many
+// identity domains that the scaled DP bounds are out of range is refused
+// (counted), not an error that stalls the merge forever.
+func TestMergeRefusesAWindowWhoseDPCannotScale(t *testing.T) {
+	m, _ := NewMerger(Config{K: 1, Window: time.Second, Dims: testDims,
+		DP: &DPConfig{Epsilon: 1, Delta: 1e-5, MaxCellsPerSubject: 1 << 19}})
+	if _, err := m.Add(0, 0, mergeCell(1, 1<<48|1, 2<<48|1), 0); err != nil {
+		t.Fatal(err)
+	}
+	var out []ClosedWindow
+	if err := m.Progress(0, 1000, 1, func(w ClosedWindow) { out = append(out, w) }); err != nil {
+		t.Fatalf("progress failed: %v", err)
+	}
+	if st := m.Stats(); st.WindowsRefused != 1 || len(out) != 1 || len(out[0].Rows) != 0 || m.Pending() != 0 {
+		t.Fatalf("stats %+v, out %+v", st, out)
+	}
 }
