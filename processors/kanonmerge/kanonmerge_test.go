@@ -3,6 +3,7 @@ package kanonmerge
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/linkedin/goavro/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/privacy-pipeline/pipeline/internal/kanon/aggregate"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/partial"
 	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
@@ -437,5 +439,319 @@ func TestRestoreMidWindowEqualsUninterrupted(t *testing.T) {
 				t.Fatalf("batch %d: row %s differs", batch, k)
 			}
 		}
+	}
+}
+
+// feed runs one merge batch over values at offsets from base and returns
+// the outputs and the metric snapshot.
+func feed(t *testing.T, merge *Processor, vals [][]byte) ([]processors.Output, *Worker) {
+	t.Helper()
+	merge.UseStore(emptyStore{})
+	w := merge.NewWorker().(*Worker)
+	var in []processors.Record
+	for i, v := range vals {
+		in = append(in, processors.Record{Offset: int64(i), Value: v})
+	}
+	var b processors.Batch
+	if err := w.Process(context.Background(), in, &b); err != nil {
+		t.Fatal(err)
+	}
+	return b.Outputs, w
+}
+
+func outcomes(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	snap, err := metrics.Snapshot(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for k, v := range snap {
+		if o, ok := strings.CutPrefix(k, "pipeline_kanon_merge_partials_total{outcome="); ok {
+			out[strings.TrimSuffix(o, "}")] = v
+		}
+	}
+	return out
+}
+
+// partition0Last returns the partials with partition 0's records last, so
+// that a forged progress of partition 0 would close the window before its
+// cells arrive.
+func partition0Last(t *testing.T, partials []processors.Output) (vals [][]byte, name string) {
+	var last [][]byte
+	for _, o := range partials {
+		r, err := partial.Decode(o.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name = r.Aggregate
+		if r.Partition == 0 {
+			last = append(last, o.Value)
+		} else {
+			vals = append(vals, o.Value)
+		}
+	}
+	return append(vals, last...), name
+}
+
+// TestForgedPartitionsAndBoundsAreInvalid (attack: one forged progress
+// record naming partition 65534 stalls the aggregate forever; a forged
+// ClosedBefore = MaxInt64 for a real partition stops the wait for it; a
+// record claiming more partitions than the input has): each is counted
+// invalid and changes nothing, and the cell is still released once with
+// all 11 people.
+func TestForgedPartitionsAndBoundsAreInvalid(t *testing.T) {
+	_, partials := offline(t, 11, 3, oneCell([]int{4, 4, 3}, "k"))
+	vals, name := partition0Last(t, partials)
+	forged := [][]byte{
+		partial.AppendProgress(nil, name, partial.MaxPartitions-2, partial.MaxPartitions-1, 0),
+		partial.AppendProgress(nil, name, 0, 3, math.MaxInt64),
+		partial.AppendProgress(nil, name, 1, 10, 0),
+		partial.AppendProgress(nil, name, 2, 3, t0.Add(365*24*time.Hour).UnixMilli()),
+	}
+	reg := prometheus.NewRegistry()
+	calls := 0
+	rel := release(11, true, 3)
+	merge, err := New(Config{Release: rel, StateTopic: "state.merge", Metrics: metrics.NewKanon(reg), Now: func() time.Time { return t0.Add(24 * time.Hour) },
+		InputPartitions: func(context.Context) (int32, error) { calls++; return 3, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, w := feed(t, merge, append(forged, vals...))
+	w.Done(true)
+	if got := level0(out, cellKey); len(got) != 1 || subjectsOf(t, got[0]) != 11 {
+		t.Fatalf("the forged records changed the release: %d rows", len(got))
+	}
+	if o := outcomes(t, reg); o["invalid"] != float64(len(forged)) {
+		t.Fatalf("outcomes %v, want %d invalid", o, len(forged))
+	}
+	if calls > 2 {
+		t.Fatalf("the partition count was read %d times in one batch", calls)
+	}
+	st, _ := w.shards.Lookup(0)
+	for _, m := range st.mergers {
+		if m != nil && len(m.Checkpoint().Progress) != 3 {
+			t.Fatalf("the merge waits for %d partitions", len(m.Checkpoint().Progress))
+		}
+	}
+}
+
+// TestPartitionsAddedAreReadFromTheInput: a record of a partition beyond
+// the known count makes the merge read the count again; once the input
+// has it, the record is accepted and windows wait for it.
+func TestPartitionsAddedAreReadFromTheInput(t *testing.T) {
+	_, partials := offline(t, 11, 3, oneCell([]int{4, 4, 3}, "k"))
+	_, name := partition0Last(t, partials)
+	real := int32(3)
+	merge, err := New(Config{Release: release(11, true, 3), StateTopic: "state.merge",
+		InputPartitions: func(context.Context) (int32, error) { return real, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, w := feed(t, merge, [][]byte{partial.AppendProgress(nil, name, 0, 3, 0)})
+	w.Done(true)
+	real = 4
+	_, w = feed(t, merge, [][]byte{partial.AppendProgress(nil, name, 3, 4, 0)})
+	if w.pending.outcomes[OutcomeInvalid] != 0 || w.pending.outcomes[OutcomeProgress] != 1 || merge.known.Load() != 4 {
+		t.Fatalf("outcomes %v, known %d", w.pending.outcomes, merge.known.Load())
+	}
+}
+
+// cellsRecord encodes one cells record by hand.
+func cellsRecord(t *testing.T, name string, partition, partitions int32, start int64, keyIDs []partial.KeyID, cells []aggregate.PartialCell) []byte {
+	t.Helper()
+	var out []byte
+	if err := partial.EncodeCells(name, partition, partitions, start, keyIDs, cells, 1<<20, func(b []byte) { out = slices.Clone(b) }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestKeyIDFloodIsRejected (attack: a record of many key ids, then counted
+// invalid, still bloated the checkpointed domain table past the state
+// topic's record limit and filled it): key ids of rejected records, and
+// those no subject uses, never enter the table; a record with too many is
+// invalid; the table is bounded with a counted refusal; the aggregate
+// keeps releasing.
+func TestKeyIDFloodIsRejected(t *testing.T) {
+	_, partials := offline(t, 11, 3, oneCell([]int{4, 4, 3}, "k"))
+	vals, name := partition0Last(t, partials)
+	start := t0.Truncate(time.Minute).UnixMilli()
+	flood := make([]partial.KeyID, 5000)
+	for i := range flood {
+		flood[i] = partial.KeyID{Domain: uint16(i + 1), ID: fmt.Sprintf("key-%d", i)}
+	}
+	var forged [][]byte
+	// Invalid cells (one dimension value), with the flood.
+	forged = append(forged, cellsRecord(t, name, 0, 3, start, flood, []aggregate.PartialCell{{Values: []string{"x"}, Events: 1, Subjects: []uint64{1<<48 | 1}}}))
+	// Valid cells, but more key ids than a record may carry.
+	good := []aggregate.PartialCell{{Values: []string{"25-34", "DE", "female", "purchase"}, Events: 1, Subjects: []uint64{1<<48 | 1}}}
+	forged = append(forged, cellsRecord(t, name, 1, 3, start, flood[:MaxKeyIDsPerRecord+1], good))
+	// Valid, with unused key ids: only the used one is numbered.
+	forged = append(forged, cellsRecord(t, name, 1, 3, start, flood[:MaxKeyIDsPerRecord], good))
+	reg := prometheus.NewRegistry()
+	_, merge := stages(t, 11, 3, metrics.NewKanon(reg))
+	out, w := feed(t, merge, append(forged, vals...))
+	if got := level0(out, cellKey); len(got) != 1 {
+		t.Fatalf("the flood changed the release: %d rows", len(got))
+	}
+	if w.pending.outcomes[OutcomeInvalid] != 2 {
+		t.Fatalf("outcomes %v", w.pending.outcomes)
+	}
+	st, _ := w.shards.Lookup(0)
+	if n := st.domains.Len(); n != 2 { // "k" and the one used key id
+		t.Fatalf("the domain table has %d key ids", n)
+	}
+	var b processors.Batch
+	w.Done(true)
+	// Fill the table: every record adds 64 used key ids, until refused.
+	var fill [][]byte
+	for r := range MaxDomains/MaxKeyIDsPerRecord + 2 {
+		ids := make([]partial.KeyID, MaxKeyIDsPerRecord)
+		var subj []uint64
+		for i := range ids {
+			ids[i] = partial.KeyID{Domain: uint16(i + 1), ID: fmt.Sprintf("fill-%d-%d", r, i)}
+			subj = append(subj, uint64(i+1)<<48|1)
+		}
+		fill = append(fill, cellsRecord(t, name, 1, 3, start+int64(r+48*60)*60_000, ids,
+			[]aggregate.PartialCell{{Values: []string{"25-34", "DE", "female", "purchase"}, Events: 1, Subjects: subj}}))
+	}
+	in := make([]processors.Record, len(fill))
+	for i, v := range fill {
+		in[i] = processors.Record{Offset: int64(100 + i), Value: v}
+	}
+	if err := w.Process(context.Background(), in, &b); err != nil {
+		t.Fatal(err)
+	}
+	if w.pending.outcomes[OutcomeRefused] == 0 {
+		t.Fatalf("a full table was not refused: %v", w.pending.outcomes)
+	}
+	if n := st.domains.Len(); n > MaxDomains {
+		t.Fatalf("the domain table has %d key ids", n)
+	}
+	if n := len(b.Checkpoints[0].State); n > 512<<10 {
+		t.Fatalf("checkpoint of %d bytes", n)
+	}
+}
+
+// TestUnnamedDomainIsInvalid (attack: a subject of domain 0 that the
+// record's key-id table does not name passed unchecked): such a record is
+// invalid and adds nothing.
+func TestUnnamedDomainIsInvalid(t *testing.T) {
+	_, partials := offline(t, 11, 3, oneCell([]int{4, 4, 3}, "k"))
+	vals, name := partition0Last(t, partials)
+	start := t0.Truncate(time.Minute).UnixMilli()
+	forged := cellsRecord(t, name, 1, 3, start, nil,
+		[]aggregate.PartialCell{{Values: []string{"25-34", "DE", "female", "purchase"}, Events: 5, Subjects: []uint64{1, 2, 3, 4, 5}}})
+	_, merge := stages(t, 11, 3, nil)
+	out, w := feed(t, merge, append([][]byte{forged}, vals...))
+	if w.pending.outcomes[OutcomeInvalid] != 1 {
+		t.Fatalf("outcomes %v", w.pending.outcomes)
+	}
+	if got := level0(out, cellKey); len(got) != 1 || subjectsOf(t, got[0]) != 11 {
+		t.Fatal("the unnamed subjects were counted")
+	}
+}
+
+// TestFarFutureWindowIsInvalid (attack: a forged aligned window far in
+// the future holds the replay start back forever and grows the state):
+// it is counted invalid and opens nothing.
+func TestFarFutureWindowIsInvalid(t *testing.T) {
+	_, partials := offline(t, 11, 3, oneCell([]int{4, 4, 3}, "k"))
+	vals, name := partition0Last(t, partials)
+	future := time.Now().Add(30 * 24 * time.Hour).Truncate(time.Minute).UnixMilli()
+	forged := cellsRecord(t, name, 1, 3, future, []partial.KeyID{{Domain: 0}},
+		[]aggregate.PartialCell{{Values: []string{"25-34", "DE", "female", "purchase"}, Events: 1, Subjects: []uint64{1}}})
+	_, merge := stages(t, 11, 3, nil)
+	_, w := feed(t, merge, append([][]byte{forged}, vals...))
+	if w.pending.outcomes[OutcomeInvalid] != 1 {
+		t.Fatalf("outcomes %v", w.pending.outcomes)
+	}
+	st, _ := w.shards.Lookup(0)
+	for _, m := range st.mergers {
+		if m != nil && m.Pending() != 0 {
+			t.Fatalf("%d windows pending", m.Pending())
+		}
+	}
+}
+
+// runMerge processes recs in one batch on merge with store and commits.
+func runMerge(t *testing.T, merge *Processor, store *memStore, recs []processors.Record) ([]processors.Output, error) {
+	t.Helper()
+	merge.UseStore(store)
+	w := merge.NewWorker()
+	var b processors.Batch
+	if err := w.Process(context.Background(), recs, &b); err != nil {
+		w.Done(false)
+		return nil, err
+	}
+	for _, cp := range b.Checkpoints {
+		cp.State = slices.Clone(cp.State)
+		store.cps[cp.Partition] = cp
+	}
+	w.Done(true)
+	return b.Outputs, nil
+}
+
+// TestConfigChangeKeepsTheReleaseHorizon (attack: after a reset by a K or
+// window change a late partial reopened an already released window and
+// released it again under the same keys, and the DP budget restarted):
+// the horizon survives, the partial is late, nothing is released twice.
+func TestConfigChangeKeepsTheReleaseHorizon(t *testing.T) {
+	_, partials := offline(t, 11, 3, oneCell([]int{4, 4, 3}, "k"))
+	var recs []processors.Record
+	for i, o := range partials {
+		recs = append(recs, processors.Record{Offset: int64(i), Value: o.Value})
+	}
+	store := &memStore{input: recs, cps: map[int32]processors.Checkpoint{}}
+	_, merge := stages(t, 11, 3, nil)
+	out, err := runMerge(t, merge, store, recs)
+	if err != nil || len(level0(out, cellKey)) != 1 {
+		t.Fatalf("first release: %v, %d rows", err, len(out))
+	}
+	// k changes; the same partials come again (a first stage that started
+	// afresh).
+	reg := prometheus.NewRegistry()
+	_, merge2 := stages(t, 5, 3, metrics.NewKanon(reg))
+	var again []processors.Record
+	for i, r := range recs {
+		r.Offset = int64(len(recs) + i)
+		again = append(again, r)
+	}
+	store.input = append(store.input, again...)
+	out, err = runMerge(t, merge2, store, again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 0 {
+		t.Fatalf("a released window was released again after the config change: %d rows", len(out))
+	}
+	if o := outcomes(t, reg); o["late"] == 0 {
+		t.Fatalf("outcomes %v", o)
+	}
+}
+
+// TestUnreadableCheckpointStopsLoudly: a corrupt checkpoint, whose
+// horizon cannot be read, does not silently start afresh: the batch fails
+// (nothing commits) and it is counted, unless the operator says discard.
+func TestUnreadableCheckpointStopsLoudly(t *testing.T) {
+	_, partials := offline(t, 11, 3, oneCell([]int{4, 4, 3}, "k"))
+	var recs []processors.Record
+	for i, o := range partials {
+		recs = append(recs, processors.Record{Offset: int64(i), Value: o.Value})
+	}
+	store := &memStore{input: recs, cps: map[int32]processors.Checkpoint{0: {Partition: 0, Next: 0, State: []byte("KMP1garbage")}}}
+	reg := prometheus.NewRegistry()
+	_, merge := stages(t, 11, 3, metrics.NewKanon(reg))
+	if _, err := runMerge(t, merge, store, recs); err == nil {
+		t.Fatal("an unreadable checkpoint was silently replaced")
+	}
+	if snap, _ := metrics.Snapshot(reg); snap["pipeline_kanon_state_unreadable_total{processor=kanon-merge}"] != 1 {
+		t.Fatalf("not counted: %v", snap)
+	}
+	merge.cfg.DiscardUnreadableState = true
+	out, err := runMerge(t, merge, store, recs)
+	if err != nil || len(level0(out, cellKey)) != 1 {
+		t.Fatalf("with discard: %v, %d rows", err, len(out))
 	}
 }
