@@ -158,8 +158,8 @@ func New(cfg Config) (*Processor, error) {
 	if cfg.PartialMaxBytes <= 0 {
 		cfg.PartialMaxBytes = DefaultPartialMaxBytes
 	}
-	if cfg.PartialMaxBytes < 1024 || cfg.PartialMaxBytes > runnerMaxRecordBytes {
-		return nil, fmt.Errorf("aggregates: partial record limit must be between 1 KiB and %d bytes", runnerMaxRecordBytes)
+	if cfg.PartialMaxBytes < 1024 || cfg.PartialMaxBytes > MaxPartialMaxBytes {
+		return nil, fmt.Errorf("aggregates: partial record limit must be between 1 KiB and %d bytes", MaxPartialMaxBytes)
 	}
 	if cfg.PartialsTopic != "" && cfg.Partitions < 1 {
 		// Progress records carry the count; without it a partition would
@@ -225,9 +225,12 @@ func (p *Processor) UseStore(s processors.StateStore) { p.store = s }
 // DefaultPartialMaxBytes is the default bound of one partials record.
 const DefaultPartialMaxBytes = 256 << 10
 
-// runnerMaxRecordBytes is internal/runner.MaxRecordBytes (not imported:
-// processors never import the runner).
-const runnerMaxRecordBytes = 1_000_012
+// MaxPartialMaxBytes bounds Config.PartialMaxBytes (and
+// PIPELINE_KANON_PARTIAL_MAX_BYTES, which internal/config checks alike): a
+// record's value, leaving room for its key and the batch overhead below
+// internal/runner.MaxRecordBytes (1,000,012, not imported: processors never
+// import the runner) and the topic's default max.message.bytes.
+const MaxPartialMaxBytes = 1_000_000
 
 // Topics returns the output topics: the partials topic in two-stage mode,
 // else the aggregate topics.
@@ -270,6 +273,7 @@ func (p *Processor) NewWorker() processors.Worker {
 type counts struct {
 	undecodable, incomplete int64
 	capped                  int64 // events whose watermark move was capped
+	oversized               int64 // events of cells too large for a partials record
 	delta                   aggregate.Stats
 	minSubjects             int64
 }
@@ -576,11 +580,30 @@ func (w *Worker) emitPartial(cw aggregate.ClosedWindow) {
 		}
 	}
 	key := []byte(pl.spec.Name)
-	err := partial.EncodeCells(pl.spec.Name, w.part, w.partitions(w.part), cw.Start, w.keyIDs, cw.Cells, w.p.cfg.PartialMaxBytes,
+	skipped, err := partial.EncodeCells(pl.spec.Name, w.part, w.partitions(w.part), cw.Start, w.keyIDs, cw.Cells, w.p.cfg.PartialMaxBytes,
 		func(b []byte) { w.out.Add(w.input, w.p.cfg.PartialsTopic, key, b) })
-	if err != nil && w.err == nil {
-		w.err = fmt.Errorf("aggregates: %s: %w", pl.spec.Name, err)
+	// What does not fit in a partials record is dropped and counted
+	// (oversized), never retried: the same window would fail again. Its
+	// people are then counted nowhere, so no row has fewer than k.
+	c := &w.pending[w.planIndex(pl)]
+	if err != nil {
+		for i := range cw.Cells {
+			c.oversized += cw.Cells[i].Events
+		}
+		return
 	}
+	for _, i := range skipped {
+		c.oversized += cw.Cells[i].Events
+	}
+}
+
+func (w *Worker) planIndex(pl *Plan) int {
+	for i, p := range w.p.plans {
+		if p == pl {
+			return i
+		}
+	}
+	return 0
 }
 
 // domainsMarker introduces the identity-domain table after the
@@ -717,6 +740,9 @@ func (w *Worker) flushMetrics() {
 		m.Events.WithLabelValues(out, "bounded").Add(float64(d.EventsBounded))
 		m.Events.WithLabelValues(out, "undecodable").Add(float64(c.undecodable))
 		m.Events.WithLabelValues(out, "incomplete").Add(float64(c.incomplete))
+		if c.oversized > 0 {
+			m.Events.WithLabelValues(out, "oversized").Add(float64(c.oversized))
+		}
 		m.WatermarkCapped.WithLabelValues(out).Add(float64(c.capped))
 		if len(d.RowsReleased) > 0 {
 			m.Rows.WithLabelValues(out, "released").Add(float64(d.RowsReleased[0]))

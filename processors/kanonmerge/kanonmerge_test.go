@@ -561,7 +561,7 @@ func TestPartitionsAddedAreReadFromTheInput(t *testing.T) {
 func cellsRecord(t *testing.T, name string, partition, partitions int32, start int64, keyIDs []partial.KeyID, cells []aggregate.PartialCell) []byte {
 	t.Helper()
 	var out []byte
-	if err := partial.EncodeCells(name, partition, partitions, start, keyIDs, cells, 1<<20, func(b []byte) { out = slices.Clone(b) }); err != nil {
+	if _, err := partial.EncodeCells(name, partition, partitions, start, keyIDs, cells, 1<<20, func(b []byte) { out = slices.Clone(b) }); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -753,5 +753,43 @@ func TestUnreadableCheckpointStopsLoudly(t *testing.T) {
 	out, err := runMerge(t, merge, store, recs)
 	if err != nil || len(level0(out, cellKey)) != 1 {
 		t.Fatalf("with discard: %v, %d rows", err, len(out))
+	}
+}
+
+// TestOversizedCellIsCountedNotAStall (attack: one cell whose values do
+// not fit in a partials record failed the first stage's batch forever):
+// the cell is dropped and counted oversized, the other cells still reach
+// the merge.
+func TestOversizedCellIsCountedNotAStall(t *testing.T) {
+	evs := oneCell([]int{4, 4, 3}, "k")
+	for i := range 12 {
+		evs = append(evs, ev{pseudonym: fmt.Sprintf("long-%d", i), partition: 0, at: t0.Add(time.Second),
+			age: "25-34", country: "DE", gender: "female", etype: strings.Repeat("x", 1500)})
+	}
+	reg := prometheus.NewRegistry()
+	rel := release(11, true, 3)
+	rel.PartialMaxBytes = 1024
+	rel.Metrics = metrics.NewKanon(reg)
+	first, err := aggregates.New(rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, merge := stages(t, 11, 3, nil)
+	rows, _, err := RunOffline(context.Background(), first, merge, records(t, evs), 3, t0.Add(24*time.Hour))
+	if err != nil {
+		t.Fatalf("the oversized cell stalled the first stage: %v", err)
+	}
+	if len(level0(rows, cellKey)) != 1 {
+		t.Fatal("the other cells were lost")
+	}
+	snap, _ := metrics.Snapshot(reg)
+	var n float64
+	for k, v := range snap {
+		if strings.HasPrefix(k, "pipeline_kanon_events_total{") && strings.Contains(k, "outcome=oversized") {
+			n += v
+		}
+	}
+	if n == 0 {
+		t.Fatalf("the oversized cell was not counted: %v", snap)
 	}
 }

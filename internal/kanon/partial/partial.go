@@ -115,9 +115,12 @@ func cellSize(c *aggregate.PartialCell) int {
 // EncodeCells encodes the cells of one window as one or more records of at
 // most maxBytes each (a cell whose subjects do not fit is split over
 // records; the first part carries its events and sums) and calls emit with
-// each; the slice is reused after emit returns. maxBytes must leave room
-// for the header, the key-id table and one cell without subjects.
-func EncodeCells(aggregateName string, partition, partitions int32, start int64, keyIDs []KeyID, cells []aggregate.PartialCell, maxBytes int, emit func([]byte)) error {
+// each; the slice is reused after emit returns. A cell that does not fit
+// even without its subjects (its dimension values are too long) is not
+// encoded: skipped lists their indexes, for the caller to count. When
+// maxBytes cannot hold the header and key-id table at all, nothing is
+// encoded and err says so.
+func EncodeCells(aggregateName string, partition, partitions int32, start int64, keyIDs []KeyID, cells []aggregate.PartialCell, maxBytes int, emit func([]byte)) (skipped []int, err error) {
 	r := Record{Kind: KindCells, Aggregate: aggregateName, Partition: partition, Partitions: partitions}
 	head := r.appendHeader(nil)
 	head = binary.AppendVarint(head, start)
@@ -142,10 +145,14 @@ func EncodeCells(aggregateName string, partition, partitions int32, start int64,
 		chunk = chunk[:0]
 		size = len(head) + binary.MaxVarintLen64
 	}
-	for _, c := range cells {
+	if len(head)+2*binary.MaxVarintLen64+cellSize(&aggregate.PartialCell{})+binary.MaxVarintLen64 > maxBytes {
+		return nil, fmt.Errorf("partial: the header and key-id table do not fit in %d bytes", maxBytes)
+	}
+	for i, c := range cells {
 		base := cellSize(&c)
 		if len(head)+2*binary.MaxVarintLen64+base+binary.MaxVarintLen64 > maxBytes {
-			return fmt.Errorf("partial: a cell does not fit in %d bytes", maxBytes)
+			skipped = append(skipped, i)
+			continue
 		}
 		for first := true; first || len(c.Subjects) > 0; first = false {
 			if size+base+binary.MaxVarintLen64 > maxBytes {
@@ -163,7 +170,7 @@ func EncodeCells(aggregateName string, partition, partitions int32, start int64,
 		}
 	}
 	flush()
-	return nil
+	return skipped, nil
 }
 
 func appendCell(b []byte, c *aggregate.PartialCell) []byte {
@@ -253,8 +260,11 @@ func (r *reader) str() string {
 
 // Decode decodes a record. It never panics; any truncated, trailing,
 // oversized or inconsistent input (subject ids not strictly increasing,
-// negative events, a non-finite sum, a partition outside the partition
-// count) returns an error wrapping ErrMalformed.
+// negative events, a non-finite sum, a partition at or beyond a non-zero
+// partition count the record itself claims, a partition or count beyond
+// MaxPartitions) returns an error wrapping ErrMalformed. It cannot know the
+// input's real partition count: the merge stage checks the partition and
+// the count against it.
 func Decode(b []byte) (Record, error) {
 	var rec Record
 	if len(b) < len(magic)+1 || string(b[:len(magic)]) != magic {

@@ -22,7 +22,7 @@ func cells(n int) []aggregate.PartialCell {
 func TestRoundTrip(t *testing.T) {
 	keys := []KeyID{{Domain: 0}, {Domain: 1, ID: "analytics-2026-07"}}
 	var got []Record
-	if err := EncodeCells("events_by_segment", 3, 12, 60000, keys, cells(10), 1<<20, func(b []byte) {
+	if _, err := EncodeCells("events_by_segment", 3, 12, 60000, keys, cells(10), 1<<20, func(b []byte) {
 		r, err := Decode(b)
 		if err != nil {
 			t.Fatal(err)
@@ -49,7 +49,7 @@ func TestSplitsLargeCells(t *testing.T) {
 	var events int64
 	var sum float64
 	records := 0
-	if err := EncodeCells("a", 0, 1, 0, nil, in, 4096, func(b []byte) {
+	if _, err := EncodeCells("a", 0, 1, 0, nil, in, 4096, func(b []byte) {
 		if len(b) > 4096 {
 			t.Fatalf("record of %d bytes", len(b))
 		}
@@ -71,8 +71,27 @@ func TestSplitsLargeCells(t *testing.T) {
 	if records < 5 || !reflect.DeepEqual(subj, in[1].Subjects) || events != 5000 || sum != -1 {
 		t.Fatalf("%d records, %d subjects, %d events, sum %v", records, len(subj), events, sum)
 	}
-	if err := EncodeCells("a", 0, 1, 0, nil, in, 40, func([]byte) {}); err == nil {
+	if _, err := EncodeCells("a", 0, 1, 0, nil, in, 40, func([]byte) {}); err == nil {
 		t.Fatal("a limit below one cell was accepted")
+	}
+}
+
+// TestOversizedCellIsSkipped (attack: one cell with dimension values
+// longer than a record made the first stage fail the same batch forever):
+// the cell is skipped and reported, the others are encoded.
+func TestOversizedCellIsSkipped(t *testing.T) {
+	in := cells(3)
+	in[1].Values = []string{string(make([]byte, 3000)), "x"}
+	var got []aggregate.PartialCell
+	skipped, err := EncodeCells("a", 0, 1, 0, nil, in, 2048, func(b []byte) {
+		r, err := Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r.Cells...)
+	})
+	if err != nil || !reflect.DeepEqual(skipped, []int{1}) || len(got) != 1 {
+		t.Fatalf("skipped %v, err %v, %d cells encoded", skipped, err, len(got))
 	}
 }
 
@@ -109,7 +128,7 @@ func FuzzDecode(f *testing.F) {
 		if r.Kind == KindProgress {
 			again = AppendProgress(nil, r.Aggregate, r.Partition, r.Partitions, r.ClosedBefore)
 		} else {
-			if err := EncodeCells(r.Aggregate, r.Partition, r.Partitions, r.Start, r.KeyIDs, r.Cells, 1<<30, func(b []byte) { again = append([]byte(nil), b...) }); err != nil {
+			if _, err := EncodeCells(r.Aggregate, r.Partition, r.Partitions, r.Start, r.KeyIDs, r.Cells, 1<<30, func(b []byte) { again = append([]byte(nil), b...) }); err != nil {
 				t.Fatal(err)
 			}
 			if len(r.Cells) == 0 {
