@@ -52,6 +52,7 @@ func knownMetrics(t *testing.T) map[string]bool {
 	k.Delay.WithLabelValues("o")
 	k.EpsilonSpent.WithLabelValues("o")
 	k.Restores.WithLabelValues("p")
+	k.StateUnreadable.WithLabelValues("p")
 	k.StateResets.WithLabelValues("p")
 	k.WatermarkCapped.WithLabelValues("o")
 	k.WindowsRefused.WithLabelValues("o")

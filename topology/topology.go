@@ -218,7 +218,7 @@ func kanonTopics(n Names, o Options, add func(Topic)) {
 			Configs: map[string]string{"cleanup.policy": "compact", "segment.ms": ms(time.Hour)}})
 	}
 	if len(n.Kanon.Aggregates) > 0 {
-		// One partition, whatever PIPELINE_PARTITIONS says, and never more:
+		// One partition, whatever Options.Partitions says, and never more:
 		// the merge keeps an aggregate's pending windows and DP period
 		// ledger in the state of the partials partition its key lands on;
 		// more partitions would move the key to a fresh state (old windows

@@ -38,7 +38,7 @@ func TestValidateRejects(t *testing.T) {
 }
 
 // TestPartialsTopicHasOneFixedPartition (attack: growing
-// PIPELINE_PARTITIONS moves an aggregate's key to another partials
+// the topology's partition count moves an aggregate's key to another partials
 // partition, where the merge starts a fresh state: old windows never
 // complete, new ones release subsets, the DP ledger restarts): the
 // partials topic has one partition whatever the option says, and Apply
