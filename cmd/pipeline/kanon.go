@@ -74,8 +74,9 @@ func cmdRunKanon(ctx context.Context, which string, stderr io.Writer) error {
 // -> partials) and kanon-merge (partials -> rows). They are one feature
 // with one configuration; running them together keeps every deployment,
 // the chaos test and the demo whole, and a replica scales stage 1 while
-// stage 2 (one partition per aggregate) runs on whichever replica owns
-// it. Their runner metrics carry a processor label; /readyz needs stage
+// stage 2 (the partials topic's one partition) runs on whichever replica
+// owns it; stage 2 reads the input's real partition count from the
+// broker itself. Their runner metrics carry a processor label; /readyz needs stage
 // 1 ready and stage 2 connected and not failing to commit.
 func runAggregates(ctx context.Context, cfg config.Config, spec *kanonspec.Spec, reg *prometheus.Registry, m *metrics.Kanon, log *slog.Logger) error {
 	if cfg.KanonInputPartitions == 0 {
