@@ -88,6 +88,8 @@ func runKanon(ctx context.Context, cfg config.Config, log *slog.Logger, inAnalyt
 		return KanonResult{}, err
 	}
 	clock := func() time.Time { return time.Now().Add(3 * time.Hour) }
+	// The merge bounds progress by its own clock: the same one.
+	merge.Processor.UseClock(clock)
 	start := func(p processors.Processor, group, input string) (*runner.Runner, func() error, error) {
 		rn, err := runner.New(runner.Config{Brokers: cfg.KafkaBrokers, Group: group, Input: input, Log: log,
 			TransactionalID: "demo-" + p.Name(), TickInterval: 200 * time.Millisecond, IdleAfter: 400 * time.Millisecond, Clock: clock}, p)

@@ -35,11 +35,15 @@ func TestKanonCatchesUpAfterDowntime(t *testing.T) {
 	}
 	r.cfg.KanonInputPartitions = parts
 	analytics := r.cfg.CleanTopic(purpose.Analytics)
-	// The merge stage runs throughout; the first stage goes down.
+	// The merge stage runs throughout; the first stage goes down. The
+	// downtime is simulated by the successor's clock two hours on; the
+	// merge, which bounds progress by its own clock plus a skew, lives in
+	// that time from the start (the first replica's bounds are earlier).
 	merge, err := wiring.BuildKanonMerge(r.cfg, spec, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	merge.Processor.UseClock(func() time.Time { return time.Now().Add(2 * time.Hour) })
 	stopMerge := r.kreplica(merge.Processor, merge.Group, merge.Input, prometheus.NewRegistry())
 	start := time.Now().Truncate(time.Hour) // one window, open until a minute past the hour
 	evs := kstream(17, 8000, 300, parts, start, time.Millisecond*time.Duration(max(1, time.Since(start).Milliseconds())), 0)

@@ -163,6 +163,11 @@ func New(cfg Config) (*Processor, error) {
 	return p, nil
 }
 
+// UseClock replaces the wall clock (Config.Now), for runs that simulate
+// time (the offline reference, tests that stand for a downtime with a
+// clock set ahead). Call it before NewWorker.
+func (p *Processor) UseClock(now func() time.Time) { p.cfg.Now = now }
+
 // Name implements processors.Processor.
 func (p *Processor) Name() string { return Name }
 

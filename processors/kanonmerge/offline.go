@@ -16,13 +16,15 @@ import (
 // two-stage mode) processes each input partition's records in order, a
 // tick at now closes every window (on all partitions in [0, partitions),
 // with or without records; first needs an IdleClose), and merge processes
-// the partials in the order they were published. It returns the merge
-// stage's outputs (the rows) and the partials.
+// the partials in the order they were published, with now as its wall
+// clock (merge.UseClock). It returns the merge stage's
+// outputs (the rows) and the partials.
 func RunOffline(ctx context.Context, first *aggregates.Processor, merge *Processor, in []processors.Record, partitions int32, now time.Time) (rows, partials []processors.Output, err error) {
 	topics := first.Topics()
 	if len(topics) != 1 {
 		return nil, nil, fmt.Errorf("kanonmerge: the first stage is not in two-stage mode")
 	}
+	merge.UseClock(func() time.Time { return now })
 	first.UseStore(shard.EmptyStore{})
 	merge.UseStore(shard.EmptyStore{})
 	byPart := map[int32][]processors.Record{}
