@@ -546,3 +546,52 @@ func TestKeptValueOutsideItsDomainIsNull(t *testing.T) {
 		t.Errorf("counted %v values outside the domain, the input has %d; %d published as null", got, outside, nulls)
 	}
 }
+
+// TestTickLeavesLaggingPartitionsHeld (attack: a tick decided, by the wall
+// clock, the held records of a lagging partition the runner did not name):
+// of two loaded partitions only the named one is acted on.
+func TestTickLeavesLaggingPartitionsHeld(t *testing.T) {
+	evs := synth(8, 40, 40)
+	recs := encodeAll(t, evs)
+	base := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	for i := range recs {
+		recs[i].Timestamp = base.Add(time.Duration(i) * time.Second)
+		recs[i].Partition = int32(i % 2)
+		recs[i].Offset = int64(i / 2)
+	}
+	store := &memStore{input: recs, cps: map[int32]processors.Checkpoint{}}
+	p := newProc(t, 5, 2000, store)
+	p.cfg.MaxDelay = 5 * time.Minute
+	w := p.NewWorker().(*Worker)
+	var b processors.Batch
+	if err := w.Process(context.Background(), recs, &b); err != nil {
+		t.Fatal(err)
+	}
+	w.Done(true)
+	held1 := func() int {
+		st, ok := w.shards.Lookup(1)
+		if !ok {
+			t.Fatal("partition 1 not loaded")
+		}
+		return len(st.heldRefs())
+	}
+	before := held1()
+	if before == 0 {
+		t.Fatal("nothing held on partition 1")
+	}
+	b.Reset()
+	if err := w.Tick(context.Background(), recs[len(recs)-1].Timestamp.Add(time.Hour), []int32{0}, &b); err != nil {
+		t.Fatal(err)
+	}
+	for _, cp := range b.Checkpoints {
+		if cp.Partition == 1 {
+			t.Fatal("the tick checkpointed partition 1")
+		}
+	}
+	if got := held1(); got != before {
+		t.Fatalf("the tick decided %d held records of partition 1, which it did not name", before-got)
+	}
+	if st, _ := w.shards.Lookup(0); len(st.heldRefs()) != 0 {
+		t.Fatal("the named partition's held records were not decided")
+	}
+}
