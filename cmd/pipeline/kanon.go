@@ -79,14 +79,19 @@ func cmdRunKanon(ctx context.Context, which string, stderr io.Writer) error {
 // broker itself. Their runner metrics carry a processor label; /readyz needs stage
 // 1 ready and stage 2 connected and not failing to commit.
 func runAggregates(ctx context.Context, cfg config.Config, spec *kanonspec.Spec, reg *prometheus.Registry, m *metrics.Kanon, log *slog.Logger) error {
-	if cfg.KanonInputPartitions == 0 {
-		lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		n, err := wiring.InputPartitions(lctx, cfg, spec)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("run kanon: input partitions (or set PIPELINE_KANON_INPUT_PARTITIONS): %w", err)
-		}
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	n, err := wiring.InputPartitions(lctx, cfg, spec)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("run kanon: input partitions: %w", err)
+	}
+	switch {
+	case cfg.KanonInputPartitions == 0:
 		cfg.KanonInputPartitions = n
+	case cfg.KanonInputPartitions > n:
+		// The merge stage waits for the real count and counts records
+		// claiming more as invalid: they would all be lost.
+		return fmt.Errorf("run kanon: PIPELINE_KANON_INPUT_PARTITIONS=%d, but the input has %d partitions", cfg.KanonInputPartitions, n)
 	}
 	first, err := wiring.BuildAggregates(cfg, spec, m, log)
 	if err != nil {

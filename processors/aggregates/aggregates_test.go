@@ -627,3 +627,25 @@ func TestTickLeavesLaggingPartitionsOpen(t *testing.T) {
 		}
 	}
 }
+
+// TestTwoStageModeNeedsThePartitionCount (attack: with Partitions = 0 a
+// partition reports partition+1 and the merge may release a window before
+// the higher partitions have passed it): New refuses it.
+func TestTwoStageModeNeedsThePartitionCount(t *testing.T) {
+	spec, err := kanonspec.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Aggregates: spec.Aggregates, Spec: spec, K: 5, Window: time.Minute, StateTopic: "state", PartialsTopic: "partials"}
+	if _, err := New(cfg); err == nil {
+		t.Fatal("two-stage mode accepted Partitions = 0")
+	}
+	cfg.Partitions = 3
+	if _, err := New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.PartialsTopic, cfg.Partitions = "", 0
+	if _, err := New(cfg); err != nil {
+		t.Fatalf("the per-partition mode needs no count: %v", err)
+	}
+}
