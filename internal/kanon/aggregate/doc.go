@@ -111,10 +111,12 @@
 // ([ClosedWindow].Cells: per cell events, sums and the sorted distinct
 // subject ids, after contribution bounding), and [Aggregator.ClosedBefore]
 // reports how far the shard has closed its windows (also those it never
-// had an event in). A [Merger] adds the partials of every shard
-// ([Merger.Add]), learns each shard's progress and the shard count
-// ([Merger.Progress]), and closes a window once every shard has passed
-// it, with the same close as above (the code is shared: both embed one
+// had an event in). A [Merger] is told the shard count by its caller
+// ([Merger.SetShards]: the input's real partition count, never one the
+// input claims), adds the partials of every shard ([Merger.Add], after
+// [Merger.Check]; at most [MaxPending] pending windows, beyond which a
+// partial is refused), learns each shard's progress ([Merger.Progress]),
+// and closes a window once every shard has passed it, with the same close as above (the code is shared: both embed one
 // closer) over the union of the contributions: events and sums add (sums
 // in shard order, so arrival order never changes a figure), subjects
 // unite, distinct subjects are counted in the largest identity domain.
@@ -122,7 +124,11 @@
 // (TestMergeEqualsOneShardOverEverything). DP noise, the budget and the
 // period ledger are the Merger's, charged once per merged window. A
 // Merger checkpoints like an Aggregator ([MergeState], replay from the
-// first partial of its pending windows).
+// first partial of its pending windows); a state of another configuration
+// still gives its release horizon and DP ledger ([Merger.RestoreHorizon]),
+// so no window before the horizon is ever released twice. A window whose
+// DP bounds cannot be scaled to its identity domains is refused (counted
+// in WindowsRefused), never an error that would stop the close.
 //
 // An Aggregator is not safe for concurrent use: use one per partition.
 package aggregate
