@@ -16,7 +16,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/synth"
-	"github.com/privacy-pipeline/pipeline/processors/privacy"
+	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/producer"
 	"github.com/privacy-pipeline/pipeline/topology"
 )
@@ -224,7 +224,7 @@ func TestConsentChangeTakesEffect(t *testing.T) {
 		for _, rec := range r.read(r.cfg.CleanTopic(p)) {
 			counts[p.String()]++
 			for _, h := range rec.Headers {
-				if h.Key == privacy.HeaderConsentBasis && string(h.Value) != "granted" {
+				if h.Key == processors.HeaderConsentBasis && string(h.Value) != "granted" {
 					t.Errorf("%s published on basis %s", p, h.Value)
 				}
 			}

@@ -60,12 +60,6 @@ import (
 // Name is the processor's name.
 const Name = "kanon-aggregates"
 
-// Header keys of aggregate rows.
-const (
-	HeaderSchema = "pp-schema"
-	HeaderK      = "pp-k"
-)
-
 // Config configures the processor.
 type Config struct {
 	// Aggregates are the declared aggregates; they all read one purpose.
@@ -666,7 +660,7 @@ func (pl *Plan) AggregateConfig() aggregate.Config { return pl.aggCfg }
 
 // Headers returns the headers of the aggregate's rows.
 func (pl *Plan) Headers() []processors.Header {
-	return []processors.Header{{Key: HeaderSchema, Value: pl.schemaHdr}, {Key: HeaderK, Value: pl.kHdr}}
+	return []processors.Header{{Key: processors.HeaderSchema, Value: pl.schemaHdr}, {Key: processors.HeaderK, Value: pl.kHdr}}
 }
 
 // AppendRow appends a row's key to key and its Avro single-object value to

@@ -16,7 +16,6 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/shard"
-	"github.com/privacy-pipeline/pipeline/processors/subject"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
 
@@ -544,7 +543,7 @@ func keyRotationCase(t *testing.T, pair [2]string, people int) {
 	keys = append(keys, pair[1])
 	recs := records(encodeAll(t, evs))
 	for i := range recs {
-		recs[i].Headers = []processors.Header{{Key: subject.HeaderKeyID, Value: []byte(keys[i])}}
+		recs[i].Headers = []processors.Header{{Key: processors.HeaderKeyID, Value: []byte(keys[i])}}
 	}
 	store := &memStore{input: map[int32][]processors.Record{0: recs}, cps: map[int32]processors.Checkpoint{}}
 	if rows := run(t, newProc(t, 11, store).NewWorker(), store, recs, 100, aggCodec(t)); len(rows) != 0 {

@@ -51,12 +51,6 @@ import (
 // Name is the processor's name.
 const Name = "kanon-records"
 
-// Header keys of anonymised records.
-const (
-	HeaderSchema = "pp-schema"
-	HeaderK      = "pp-k"
-)
-
 // Config configures the processor.
 type Config struct {
 	// Records is the declared record-level stream.
@@ -595,8 +589,8 @@ func (w *Worker) emit(o castle.Output) {
 		w.trace(w.st.partition, o.Ref, b)
 	}
 	w.out.Add(w.input, w.p.topic, id, b,
-		processors.Header{Key: HeaderSchema, Value: w.p.schemaHdr},
-		processors.Header{Key: HeaderK, Value: w.p.kHdr})
+		processors.Header{Key: processors.HeaderSchema, Value: w.p.schemaHdr},
+		processors.Header{Key: processors.HeaderK, Value: w.p.kHdr})
 }
 
 // Done implements processors.Worker: metrics count committed batches only.

@@ -61,7 +61,7 @@ func records(t testing.TB, evs []ev) []processors.Record {
 		}
 		var hs []processors.Header
 		if e.keyID != "" {
-			hs = []processors.Header{{Key: subject.HeaderKeyID, Value: []byte(e.keyID)}}
+			hs = []processors.Header{{Key: processors.HeaderKeyID, Value: []byte(e.keyID)}}
 		}
 		out[i] = processors.Record{Topic: "clean", Partition: e.partition, Offset: next[e.partition], Value: b, Headers: hs, Timestamp: e.at}
 		next[e.partition]++

@@ -43,15 +43,9 @@ import (
 // Name is the processor's name.
 const Name = "privacy"
 
-// Provenance and quarantine header keys.
+// Quarantine header keys (the clean records' provenance headers are
+// named in package processors).
 const (
-	HeaderPolicyVersion  = "pp-policy-version"
-	HeaderConsentVersion = "pp-consent-version"
-	HeaderConsentBasis   = "pp-consent-basis"
-	HeaderKeyID          = "pp-key-id"
-	HeaderSchema         = "pp-schema"
-	HeaderProcessor      = "pp-processor"
-
 	HeaderQuarantineReason = "pp-quarantine-reason"
 	HeaderSourceTopic      = "pp-source-topic"
 	HeaderSourcePartition  = "pp-source-partition"
@@ -355,7 +349,7 @@ func (w *Worker) quarantine(i int, r *processors.Record, reason eventcodec.Reaso
 		{Key: HeaderSourcePartition, Value: w.tmp[:part]},
 		{Key: HeaderSourceOffset, Value: w.tmp[part:off]},
 		{Key: HeaderSourceSize, Value: w.tmp[off:]},
-		{Key: HeaderProcessor, Value: processorName},
+		{Key: processors.HeaderProcessor, Value: processorName},
 		{Key: HeaderQuarantineForm, Value: formBytes},
 	}
 	value := r.Value
@@ -458,11 +452,11 @@ func (w *Worker) emitClean(i int, ev *eventcodec.Event, lk *consent.Lookup, in *
 		// Provenance: the consent state the decision was made on.
 		w.tmp = strconv.AppendInt(w.tmp[:0], lk.Record.Version, 10)
 		hs := [...]processors.Header{
-			{Key: HeaderPolicyVersion, Value: pl.policyVer},
-			{Key: HeaderConsentVersion, Value: w.tmp},
-			{Key: HeaderConsentBasis, Value: basisBytes[d.Reason]},
-			{Key: HeaderKeyID, Value: pl.keyID},
-			{Key: HeaderSchema, Value: pl.schemaHdr},
+			{Key: processors.HeaderPolicyVersion, Value: pl.policyVer},
+			{Key: processors.HeaderConsentVersion, Value: w.tmp},
+			{Key: processors.HeaderConsentBasis, Value: basisBytes[d.Reason]},
+			{Key: processors.HeaderKeyID, Value: pl.keyID},
+			{Key: processors.HeaderSchema, Value: pl.schemaHdr},
 		}
 		if lim := w.limits.Clean[pl.purpose]; lim > 0 && RecordSize(w.key, w.val, hs[:]) > lim {
 			clear(out.Outputs[first:]) // withdraw what this event already emitted

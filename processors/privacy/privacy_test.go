@@ -254,9 +254,9 @@ func TestCleanRecordsMatchSchemaAndProvenance(t *testing.T) {
 		for _, hd := range o.Headers {
 			hdr[hd.Key] = string(hd.Value)
 		}
-		if hdr[privacy.HeaderPolicyVersion] != h.pp.Policy.Version || hdr[privacy.HeaderKeyID] != key.ID ||
-			hdr[privacy.HeaderConsentBasis] != "granted" || hdr[privacy.HeaderConsentVersion] == "" ||
-			!strings.HasPrefix(hdr[privacy.HeaderSchema], policy.CleanRecordName(p)+"@") {
+		if hdr[processors.HeaderPolicyVersion] != h.pp.Policy.Version || hdr[processors.HeaderKeyID] != key.ID ||
+			hdr[processors.HeaderConsentBasis] != "granted" || hdr[processors.HeaderConsentVersion] == "" ||
+			!strings.HasPrefix(hdr[processors.HeaderSchema], policy.CleanRecordName(p)+"@") {
 			t.Errorf("%s: provenance headers %v", p, hdr)
 		}
 	}
@@ -395,7 +395,7 @@ func TestConsentOutcomes(t *testing.T) {
 				rec := decodeClean(t, p, o.Value)
 				basis := ""
 				for _, hd := range o.Headers {
-					if hd.Key == privacy.HeaderConsentBasis {
+					if hd.Key == processors.HeaderConsentBasis {
 						basis = string(hd.Value)
 					}
 				}
@@ -406,7 +406,7 @@ func TestConsentOutcomes(t *testing.T) {
 					}
 				}
 				for _, hd := range o.Headers {
-					if hd.Key == privacy.HeaderConsentBasis && string(hd.Value) != "default_allowed" && c.jur == "ccpa" && c.subject != "gdpr-mixed" {
+					if hd.Key == processors.HeaderConsentBasis && string(hd.Value) != "default_allowed" && c.jur == "ccpa" && c.subject != "gdpr-mixed" {
 						t.Errorf("basis %s", hd.Value)
 					}
 				}

@@ -5,23 +5,23 @@
 // domain (the largest, for aggregate rows; one CASTLE per domain, for
 // clusters) never counts a person twice.
 //
-// It imports only processors.
+// It imports processors and internal/kanon/aggregate (for the identity bit
+// layout it feeds).
 package subject
 
-import "github.com/privacy-pipeline/pipeline/processors"
+import (
+	"github.com/privacy-pipeline/pipeline/internal/kanon/aggregate"
+	"github.com/privacy-pipeline/pipeline/processors"
+)
 
-// DomainBits is the number of top bits of an ID that name its domain; it
-// equals internal/kanon/aggregate.DomainBits.
-const DomainBits = 16
-
-// HeaderKeyID is the clean records' header that names the key of their
-// pseudonyms (set by the privacy processor).
-const HeaderKeyID = "pp-key-id"
+// DomainBits is the number of top bits of an ID that name its domain: the
+// layout internal/kanon/aggregate counts people by.
+const DomainBits = aggregate.DomainBits
 
 // KeyID returns the pseudonym key id of a clean record, or nil.
 func KeyID(headers []processors.Header) []byte {
 	for _, h := range headers {
-		if h.Key == HeaderKeyID {
+		if h.Key == processors.HeaderKeyID {
 			return h.Value
 		}
 	}

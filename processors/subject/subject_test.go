@@ -21,7 +21,7 @@ func TestIDCarriesTheDomain(t *testing.T) {
 	if a == ID(1, []byte("q")) {
 		t.Error("two pseudonyms share an id")
 	}
-	hs := []processors.Header{{Key: "x", Value: []byte("1")}, {Key: HeaderKeyID, Value: []byte("k1")}}
+	hs := []processors.Header{{Key: "x", Value: []byte("1")}, {Key: processors.HeaderKeyID, Value: []byte("k1")}}
 	if string(KeyID(hs)) != "k1" || KeyID(nil) != nil {
 		t.Error("KeyID")
 	}
