@@ -23,6 +23,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/config"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/internal/runner"
+	"github.com/privacy-pipeline/pipeline/processors/privacy"
 )
 
 func knownEnv() map[string]bool {
@@ -39,7 +40,7 @@ func knownEnv() map[string]bool {
 func knownMetrics(t *testing.T) map[string]bool {
 	reg := prometheus.NewRegistry()
 	runner.NewMetrics(reg)
-	m := metrics.NewPrivacy(reg)
+	m := privacy.NewMetrics(reg)
 	// Touch every vector so it is gathered.
 	m.EventsIn.Add(0)
 	k := metrics.NewKanon(reg)

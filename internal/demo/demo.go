@@ -31,13 +31,13 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/config"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
-	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/internal/policy"
 	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/runner"
 	"github.com/privacy-pipeline/pipeline/internal/synth"
 	"github.com/privacy-pipeline/pipeline/internal/wiring"
+	"github.com/privacy-pipeline/pipeline/processors/privacy"
 	"github.com/privacy-pipeline/pipeline/producer"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
@@ -55,7 +55,7 @@ type Options struct {
 // Result is the accounting of a run; its JSON form is the last line of
 // 'pipeline demo --json'. Check verifies the accounting identity.
 type Result struct {
-	metrics.Tally
+	privacy.Tally
 	// Kanon is the k-anonymity stage (aggregates and CASTLE).
 	Kanon    KanonResult `json:"kanon"`
 	ElapsedS float64     `json:"elapsed_s"`
@@ -316,7 +316,7 @@ func waitFor(ctx context.Context, rn *runner.Runner, n int, timeout time.Duratio
 }
 
 func result(g prometheus.Gatherer) (Result, error) {
-	t, err := metrics.ReadTally(g)
+	t, err := privacy.ReadTally(g)
 	return Result{Tally: t}, err
 }
 

@@ -14,7 +14,6 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
-	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/internal/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/runner"
 	"github.com/privacy-pipeline/pipeline/internal/synth"
@@ -157,7 +156,7 @@ func TestBadInputNeverStallsOnRealKafka(t *testing.T) {
 	}
 	_ = rm
 	// Every offset accounted for.
-	tally, err := metrics.ReadTally(r.reg)
+	tally, err := privacy.ReadTally(r.reg)
 	if err != nil {
 		t.Fatal(err)
 	}

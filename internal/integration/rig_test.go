@@ -26,6 +26,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/runner"
 	"github.com/privacy-pipeline/pipeline/internal/wiring"
+	"github.com/privacy-pipeline/pipeline/processors/privacy"
 	"github.com/privacy-pipeline/pipeline/producer"
 	"github.com/privacy-pipeline/pipeline/topology"
 )
@@ -262,7 +263,7 @@ func (r *rig) snapshot() map[string]float64 {
 // the topics hold exactly what the metrics say was published.
 func (r *rig) checkAccounting(wantIn int) map[string]int {
 	r.t.Helper()
-	tally, err := metrics.ReadTally(r.reg)
+	tally, err := privacy.ReadTally(r.reg)
 	if err != nil {
 		r.t.Fatal(err)
 	}

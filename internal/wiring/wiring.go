@@ -21,7 +21,6 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/config"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/eventcodec"
-	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/internal/policy"
 	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/purpose"
@@ -38,7 +37,7 @@ type Privacy struct {
 	Decoder   *eventcodec.Decoder
 	Cache     *consent.Cache
 	Store     *consent.RedisStore
-	Metrics   *metrics.Privacy
+	Metrics   *privacy.Metrics
 	Topics    privacy.Topics
 }
 
@@ -147,7 +146,7 @@ func BuildPrivacy(cfg config.Config, deps Deps) (*Privacy, error) {
 	store := consent.NewRedisStore(deps.Redis, consent.WithKeyPrefix(cfg.ConsentKeyPrefix),
 		consent.WithRequireLoaded(cfg.ConsentRequireLoaded))
 	cache := consent.NewCache(store, consent.WithTTL(cfg.ConsentCacheTTL), consent.WithMaxEntries(cfg.ConsentCacheSize))
-	m := metrics.NewPrivacy(deps.Registry)
+	m := privacy.NewMetrics(deps.Registry)
 	topics := Topics(cfg)
 	proc, err := privacy.New(privacy.Config{
 		Raw: raw, Policy: pol, Keys: keys, Decoder: dec, Consent: cache, Metrics: m, Topics: topics, Log: deps.Log,

@@ -137,7 +137,7 @@ func TestCleanRecordBiggerThanItsTopicQuarantinesTheEvent(t *testing.T) {
 	if quarantined != 1 || clean != purpose.Count {
 		t.Fatalf("%d quarantined, %d clean; want 1 and %d", quarantined, clean, purpose.Count)
 	}
-	tally, err := metrics.ReadTally(h.reg)
+	tally, err := privacy.ReadTally(h.reg)
 	if err != nil {
 		t.Fatal(err)
 	}

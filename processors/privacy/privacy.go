@@ -31,7 +31,6 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/eventcodec"
 	"github.com/privacy-pipeline/pipeline/internal/fieldaction"
-	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/internal/policy"
 	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/purpose"
@@ -114,7 +113,7 @@ type Config struct {
 	Keys    *pseudonym.Keyring
 	Decoder *eventcodec.Decoder
 	Consent *consent.Cache
-	Metrics *metrics.Privacy
+	Metrics *Metrics
 	Topics  Topics
 	Log     *slog.Logger
 	// BackoffMin and BackoffMax bound the retry delay while the consent
@@ -240,7 +239,7 @@ type Worker struct {
 	val, key []byte
 	tmp      []byte
 	tmp2     []byte
-	counts   metrics.Counts
+	counts   Counts
 	gen      uint64 // cache invalidation generation before this batch's lookup
 	limits   Limits // the output limits for this batch
 }
@@ -253,7 +252,7 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 	p := w.p
 	n := len(in)
 	w.grow(n)
-	w.counts = metrics.Counts{} // the tally of this batch only, recorded by Done
+	w.counts = Counts{} // the tally of this batch only, recorded by Done
 	w.limits = *p.limits.Load()
 
 	// 1. Decode and validate; quarantine what fails.
@@ -315,7 +314,7 @@ func (w *Worker) Done(committed bool) {
 	if committed {
 		w.p.cfg.Metrics.Flush(&w.counts)
 	}
-	w.counts = metrics.Counts{}
+	w.counts = Counts{}
 }
 
 func (w *Worker) grow(n int) {

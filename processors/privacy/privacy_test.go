@@ -544,7 +544,7 @@ func TestAccountingIdentity(t *testing.T) {
 		recs = append(recs, processors.Record{Value: b})
 	}
 	out := h.process(t, recs...)
-	tally, err := metrics.ReadTally(h.reg)
+	tally, err := privacy.ReadTally(h.reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -599,7 +599,7 @@ func TestAbortedBatchIsNotCounted(t *testing.T) {
 		}
 		w.Done(committed)
 	}
-	tally, _ := metrics.ReadTally(h.reg)
+	tally, _ := privacy.ReadTally(h.reg)
 	if tally.EventsIn != 1 {
 		t.Fatalf("events_in %d after two aborts and one commit, want 1", tally.EventsIn)
 	}

@@ -1,0 +1,113 @@
+package archtest
+
+import (
+	"bytes"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/privacy-pipeline/pipeline/"
+
+// adapters are the client libraries a package links when it talks to
+// Kafka, Redis or HTTP.
+var adapters = []string{"github.com/twmb/franz-go/", "github.com/redis/go-redis/", "net/http"}
+
+// rigs are the test rigs and in-process fakes.
+var rigs = []string{module + "internal/demo", module + "internal/chaos", module + "internal/withdrawal",
+	module + "internal/synth", module + "internal/pipelinetest", "github.com/twmb/franz-go/pkg/kfake", "github.com/alicebob/miniredis/"}
+
+// goList runs go list over the module's packages with a template.
+func goList(t *testing.T, args ...string) []string {
+	t.Helper()
+	out, err := exec.Command("go", append([]string{"list"}, args...)...).Output()
+	if err != nil {
+		t.Fatalf("go list %v: %v", args, err)
+	}
+	return strings.Fields(string(bytes.TrimSpace(out)))
+}
+
+// deps returns the packages pkg links (transitively), its own included.
+func deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	return goList(t, "-deps", pkg)
+}
+
+func matches(path string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if path == p || strings.HasPrefix(path, p) && (strings.HasSuffix(p, "/") || strings.HasPrefix(path[len(p):], "/")) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestProcessorsLinkNoClient: a processor turns records into records; the
+// runner owns Kafka and wiring owns Redis. The privacy processor is the one
+// known exception until consent is split from its Redis store (issue 12,
+// point 3); the test fails once the exception is no longer needed.
+func TestProcessorsLinkNoClient(t *testing.T) {
+	exceptions := map[string]bool{module + "processors/privacy": true}
+	for _, pkg := range goList(t, "../../processors/...") {
+		var bad []string
+		for _, d := range deps(t, pkg) {
+			if matches(d, adapters[:2]) {
+				bad = append(bad, d)
+			}
+		}
+		switch {
+		case len(bad) > 0 && !exceptions[pkg]:
+			t.Errorf("%s links %v", pkg, bad[:min(len(bad), 3)])
+		case len(bad) == 0 && exceptions[pkg]:
+			t.Errorf("%s no longer links a client: remove its exception", pkg)
+		}
+	}
+}
+
+// TestAlgorithmsLinkNoAdapter: codecs, field actions, policy and the
+// k-anonymity algorithms are pure computation.
+func TestAlgorithmsLinkNoAdapter(t *testing.T) {
+	algorithms := []string{"kanon/...", "kanonspec", "fieldaction", "redact", "pseudonym", "policy", "purpose", "avroenc", "cleancodec", "eventcodec"}
+	var pkgs []string
+	for _, a := range algorithms {
+		pkgs = append(pkgs, goList(t, "../"+a)...)
+	}
+	pkgs = append(pkgs, goList(t, "../../schemas")...)
+	for _, pkg := range pkgs {
+		for _, d := range deps(t, pkg) {
+			if matches(d, adapters) {
+				t.Errorf("%s links %s", pkg, d)
+				break
+			}
+		}
+	}
+}
+
+// TestOnlyCommandsImportTheRigs: the demo, chaos, benches, synthetic data
+// and test helpers (and kfake, miniredis) are imported only by commands,
+// by each other and by tests, never by a package that production code
+// links.
+func TestOnlyCommandsImportTheRigs(t *testing.T) {
+	for _, line := range goList(t, "-f", "{{.ImportPath}}|{{join .Imports \",\"}}", "../../...") {
+		pkg, imports, _ := strings.Cut(line, "|")
+		if strings.HasPrefix(pkg, module+"cmd/") || matches(pkg, rigs) {
+			continue
+		}
+		for _, imp := range strings.Split(imports, ",") {
+			if matches(imp, rigs) {
+				t.Errorf("%s imports the test rig %s", pkg, imp)
+			}
+		}
+	}
+}
+
+// TestNothingImportsCommands: commands sit at the top.
+func TestNothingImportsCommands(t *testing.T) {
+	for _, line := range goList(t, "-f", "{{.ImportPath}}|{{join .Imports \",\"}}", "../../...") {
+		pkg, imports, _ := strings.Cut(line, "|")
+		if slices.ContainsFunc(strings.Split(imports, ","), func(s string) bool { return strings.HasPrefix(s, module+"cmd/") }) {
+			t.Errorf("%s imports a command", pkg)
+		}
+	}
+}
