@@ -66,6 +66,13 @@ type Names struct {
 	AggTemplate, KanonTemplate string
 	// Kanon declares the k-anonymity outputs (nil: none).
 	Kanon *kanonspec.Spec
+	// Groups are the processors' consumer groups.
+	Groups Groups
+}
+
+// Groups names the consumer group of each processor.
+type Groups struct {
+	Privacy, ConsentSync, KanonAggregates, KanonMerge, KanonRecords string
 }
 
 // State returns the checkpoint topic of a stateful processor.
@@ -98,6 +105,9 @@ func DefaultNames() Names {
 		CleanTemplate: "clean.{purpose}.customer-events", StateTemplate: "privacy.state.{processor}",
 		AggTemplate: kanonspec.DefaultAggregateTopicTemplate, KanonTemplate: kanonspec.DefaultKanonTopicTemplate,
 		Kanon: defaultKanon(),
+		Groups: Groups{Privacy: "privacy-pipeline-privacy", ConsentSync: "privacy-pipeline-consent-sync",
+			KanonAggregates: "privacy-pipeline-" + KanonAggregates, KanonMerge: "privacy-pipeline-" + KanonMerge,
+			KanonRecords: "privacy-pipeline-" + KanonRecords},
 	}
 }
 
@@ -192,14 +202,14 @@ func Default(n Names, o Options) Topology {
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(14 * 24 * time.Hour)}})
 	kanonTopics(n, o, add)
 	t.Processors = []Processor{{
-		Name: "privacy", Group: "privacy-pipeline-privacy",
+		Name: "privacy", Group: n.Groups.Privacy,
 		Inputs: []string{n.Raw}, Outputs: append(cleans, n.Quarantine), Stores: []string{"redis consent cache"},
 		Doc: "decode, consent join, field policy per purpose, encode, publish (exactly once)",
 	}, {
 		Name: "consent-api", Outputs: []string{n.Consent}, Stores: []string{"redis consent cache"},
 		Doc: "HTTP API: set, withdraw, read, history, bulk import",
 	}, {
-		Name: "consent-sync", Group: "privacy-pipeline-consent-sync",
+		Name: "consent-sync", Group: n.Groups.ConsentSync,
 		Inputs: []string{n.Consent}, Stores: []string{"redis consent cache"},
 		Doc: "materialise consent into Redis, in order per subject and purpose; invalidate processors' caches; rebuild",
 	}}
@@ -252,15 +262,15 @@ func kanonProcessors(n Names) []Processor {
 		for _, a := range n.Kanon.Aggregates {
 			outs = append(outs, a.TopicFrom(n.AggTemplate))
 		}
-		ps = append(ps, Processor{Name: KanonAggregates, Group: "privacy-pipeline-" + KanonAggregates,
+		ps = append(ps, Processor{Name: KanonAggregates, Group: n.Groups.KanonAggregates,
 			Inputs: []string{n.cleanOf(n.Kanon.Aggregates[0].Purpose)}, Outputs: []string{n.Partials(), n.State(KanonAggregates)},
 			Doc: "k-anonymous aggregates, stage 1: tumbling event-time windows per input partition, DP contribution bounding; publishes each closed window's partial contributions and the partition's progress"},
-			Processor{Name: KanonMerge, Group: "privacy-pipeline-" + KanonMerge,
+			Processor{Name: KanonMerge, Group: n.Groups.KanonMerge,
 				Inputs: []string{n.Partials()}, Outputs: append(outs, n.State(KanonMerge)),
 				Doc: "k-anonymous aggregates, stage 2: merges every input partition's partials; a window is released once all have passed it: >= k distinct subjects per row, roll-up, margins from released rows, optional DP noise"})
 	}
 	if r := n.Kanon.Records; r != nil {
-		ps = append(ps, Processor{Name: KanonRecords, Group: "privacy-pipeline-" + KanonRecords,
+		ps = append(ps, Processor{Name: KanonRecords, Group: n.Groups.KanonRecords,
 			Inputs: []string{n.cleanOf(r.Purpose)}, Outputs: []string{r.TopicFrom(n.KanonTemplate), n.State(KanonRecords)},
 			Doc: "record-level k-anonymisation (CASTLE): clusters of >= k distinct subjects within delay delta, outliers suppressed"})
 	}

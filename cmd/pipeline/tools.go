@@ -24,15 +24,10 @@ import (
 )
 
 func declared(cfg config.Config, partitions, replication int) (topology.Topology, error) {
-	n := topology.DefaultNames()
-	n.Raw, n.Quarantine, n.CleanTemplate = cfg.RawTopic, cfg.QuarantineTopic, cfg.CleanTopicTemplate
-	n.Consent = cfg.ConsentTopic
-	n.StateTemplate, n.AggTemplate, n.KanonTemplate = cfg.StateTopicTemplate, cfg.AggTopicTemplate, cfg.KanonTopicTemplate
-	spec, err := wiring.LoadKanonSpec(cfg)
+	n, err := wiring.Names(cfg)
 	if err != nil {
 		return topology.Topology{}, err
 	}
-	n.Kanon = spec
 	return topology.Default(n, topology.Options{Partitions: int32(partitions), Replication: int16(replication)}), nil
 }
 

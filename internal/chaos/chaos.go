@@ -234,10 +234,11 @@ func (r *run) setup(ctx context.Context) error {
 		return err
 	}
 	r.adm = kadm.NewClient(r.cl)
-	names := topology.DefaultNames()
-	names.Raw, names.CleanTemplate, names.Quarantine = cfg.RawTopic, cfg.CleanTopicTemplate, cfg.QuarantineTopic
+	names, err := wiring.Names(cfg)
+	if err != nil {
+		return err
+	}
 	names.Consent, names.Requests, names.Erasures, names.Audit = r.id+".consent", r.id+".requests", r.id+".erasures", r.id+".audit"
-	names.StateTemplate, names.AggTemplate, names.KanonTemplate = cfg.StateTopicTemplate, cfg.AggTopicTemplate, cfg.KanonTopicTemplate
 	r.topo = topology.Default(names, topology.Options{Partitions: int32(r.opt.Partitions), Replication: 1})
 	if _, err := topology.Apply(ctx, r.adm, r.topo); err != nil {
 		return err

@@ -36,6 +36,24 @@ func LoadKanonSpec(cfg config.Config) (*kanonspec.Spec, error) {
 	return kanonspec.Parse(b)
 }
 
+// Names maps the configuration to the topology's names: the one place the
+// PIPELINE_*_TOPIC*, PIPELINE_*_GROUP and kanon spec settings become topic
+// and group names (topology describe and apply, the tools, the demo and
+// the test rigs all start from it).
+func Names(cfg config.Config) (topology.Names, error) {
+	n := topology.DefaultNames()
+	n.Raw, n.Consent, n.Quarantine, n.CleanTemplate = cfg.RawTopic, cfg.ConsentTopic, cfg.QuarantineTopic, cfg.CleanTopicTemplate
+	n.StateTemplate, n.AggTemplate, n.KanonTemplate = cfg.StateTopicTemplate, cfg.AggTopicTemplate, cfg.KanonTopicTemplate
+	n.Groups = topology.Groups{Privacy: cfg.GroupID, ConsentSync: cfg.ConsentSyncGroup,
+		KanonAggregates: cfg.KanonAggregatesGroup, KanonMerge: cfg.KanonMergeGroup, KanonRecords: cfg.CastleGroup}
+	spec, err := LoadKanonSpec(cfg)
+	if err != nil {
+		return n, err
+	}
+	n.Kanon = spec
+	return n, nil
+}
+
 // Stateful is an assembled stateful processor with its input topic.
 type Stateful[P any] struct {
 	Processor P

@@ -126,8 +126,10 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	}
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
-	names := topology.DefaultNames()
-	names.Raw, names.CleanTemplate, names.Quarantine, names.Consent = cfg.RawTopic, cfg.CleanTopicTemplate, cfg.QuarantineTopic, cfg.ConsentTopic
+	names, err := wiring.Names(cfg)
+	if err != nil {
+		return Result{}, err
+	}
 	names.Requests, names.Erasures, names.Audit = id+".requests", id+".erasures", id+".audit"
 	topo := topology.Default(names, topology.Options{Partitions: 6, Replication: 1})
 	if _, err := topology.Apply(ctx, adm, topo); err != nil {
