@@ -61,8 +61,11 @@ type Config struct {
 	Log *slog.Logger
 	// Metrics, when set, receives transaction and assignment metrics.
 	Metrics *Metrics
-	// ExtraOpts are appended to the kgo options (tests, tuning).
+	// ExtraOpts are appended to the session's kgo options (tests, tuning).
 	ExtraOpts []kgo.Opt
+	// ConnOpts are the connection options (TLS, SASL, client identity)
+	// every client of the runner uses: the session and the state store.
+	ConnOpts []kgo.Opt
 	// OnCommit, when set, is called after each committed transaction with
 	// its outputs (valid only during the call) and the commit time: the
 	// moment they became visible to read_committed consumers. For
@@ -186,7 +189,7 @@ func New(cfg Config, proc processors.Processor) (*Runner, error) {
 	}
 	r := &Runner{cfg: cfg, proc: proc}
 	if sp, ok := proc.(processors.Stateful); ok {
-		r.store = statestore.New(cfg.Brokers, cfg.Input, sp.StateTopic())
+		r.store = statestore.New(cfg.Brokers, cfg.Input, sp.StateTopic(), statestore.WithClientOpts(cfg.ConnOpts...))
 		sp.UseStore(r.store)
 	}
 	return r, nil
@@ -270,6 +273,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	workers := make([]processors.Worker, r.cfg.Workers)
 	for i := range workers {
 		workers[i] = r.proc.NewWorker()
+	}
+	if r.store != nil {
+		defer r.store.Close()
 	}
 	backoff := 100 * time.Millisecond
 	for {
@@ -384,7 +390,7 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 			r.setAssigned(max(0, r.assigned.Load()-countPartitions(m)))
 		}),
 	}
-	opts = append(opts, r.cfg.ExtraOpts...)
+	opts = append(append(opts, r.cfg.ConnOpts...), r.cfg.ExtraOpts...)
 	if r.store != nil {
 		if err := r.store.CheckPartitions(ctx); err != nil {
 			return err

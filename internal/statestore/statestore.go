@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -25,13 +26,24 @@ import (
 // Store is a processors.StateStore backed by a state topic.
 type Store struct {
 	brokers    []string
+	conn       []kgo.Opt
 	input      string
 	topic      string
 	stableWait time.Duration
+
+	mu    sync.Mutex
+	admin *kgo.Client // long-lived, for metadata and offsets; nil until used
 }
 
 // Option configures a Store.
 type Option func(*Store)
+
+// WithClientOpts adds connection options (TLS, SASL, client id, ...) to
+// every client the store creates, so a secured cluster reaches restores as
+// it reaches the session.
+func WithClientOpts(opts ...kgo.Opt) Option {
+	return func(s *Store) { s.conn = append(s.conn, opts...) }
+}
 
 // WithStableWait bounds how long Latest waits for an open transaction on the
 // state partition (a previous owner's) to end (default 1 minute).
@@ -45,6 +57,41 @@ func New(brokers []string, input, stateTopic string, opts ...Option) *Store {
 		o(s)
 	}
 	return s
+}
+
+// client returns a client with the store's connection options and extra.
+func (s *Store) client(extra ...kgo.Opt) (*kgo.Client, error) {
+	opts := append([]kgo.Opt{kgo.SeedBrokers(s.brokers...)}, s.conn...)
+	cl, err := kgo.NewClient(append(opts, extra...)...)
+	if err != nil {
+		return nil, fmt.Errorf("statestore: client: %w", err)
+	}
+	return cl, nil
+}
+
+// adm returns the store's long-lived admin client, creating it on first use.
+func (s *Store) adm() (*kadm.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.admin == nil {
+		cl, err := s.client()
+		if err != nil {
+			return nil, err
+		}
+		s.admin = cl
+	}
+	return kadm.NewClient(s.admin), nil
+}
+
+// Close releases the store's long-lived client; the store opens a new one
+// if it is used again.
+func (s *Store) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.admin != nil {
+		s.admin.Close()
+		s.admin = nil
+	}
 }
 
 // Topic returns the state topic.
@@ -94,12 +141,11 @@ func Decode(partition int32, b []byte) (processors.Checkpoint, error) {
 // partitions as the input topic, so every input partition owns one state
 // partition and restores never wait on another replica's transactions.
 func (s *Store) CheckPartitions(ctx context.Context) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...))
+	adm, err := s.adm()
 	if err != nil {
-		return fmt.Errorf("statestore: client: %w", err)
+		return err
 	}
-	defer cl.Close()
-	td, err := kadm.NewClient(cl).ListTopics(ctx, s.input, s.topic)
+	td, err := adm.ListTopics(ctx, s.input, s.topic)
 	if err != nil {
 		return fmt.Errorf("statestore: list topics: %w", err)
 	}
@@ -120,12 +166,10 @@ func (s *Store) CheckPartitions(ctx context.Context) error {
 // first waits until no transaction is open on the state partition, so a
 // previous owner's last checkpoint is either visible or aborted.
 func (s *Store) Latest(ctx context.Context, partition int32) (processors.Checkpoint, bool, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.brokers...))
+	adm, err := s.adm()
 	if err != nil {
-		return processors.Checkpoint{}, false, fmt.Errorf("statestore: client: %w", err)
+		return processors.Checkpoint{}, false, err
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
 	start, end, err := s.stableRange(ctx, adm, partition)
 	if err != nil || end <= start {
 		return processors.Checkpoint{}, false, err
@@ -135,7 +179,7 @@ func (s *Store) Latest(ctx context.Context, partition int32) (processors.Checkpo
 	for step := int64(16); ; step *= 8 {
 		from := max(start, end-step)
 		var last *kgo.Record
-		err := readRange(ctx, s.brokers, s.topic, partition, from, end, func(r *kgo.Record) error {
+		err := s.readRange(ctx, s.topic, partition, from, end, func(r *kgo.Record) error {
 			if string(r.Key) == string(key) {
 				last = r
 			}
@@ -206,7 +250,7 @@ func (s *Store) Replay(ctx context.Context, partition int32, from, to int64, fn 
 	if from >= to {
 		return nil
 	}
-	return readRange(ctx, s.brokers, s.input, partition, from, to, func(r *kgo.Record) error {
+	return s.readRange(ctx, s.input, partition, from, to, func(r *kgo.Record) error {
 		rec := processors.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset,
 			Key: r.Key, Value: r.Value, Timestamp: r.Timestamp}
 		for _, h := range r.Headers {
@@ -219,12 +263,12 @@ func (s *Store) Replay(ctx context.Context, partition int32, from, to int64, fn 
 // readRange calls fn for the committed data records of one partition in
 // [from, to). It stops at the first record (data or transaction marker) at
 // offset to-1 or later; the caller guarantees one exists.
-func readRange(ctx context.Context, brokers []string, topic string, partition int32, from, to int64, fn func(*kgo.Record) error) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
+func (s *Store) readRange(ctx context.Context, topic string, partition int32, from, to int64, fn func(*kgo.Record) error) error {
+	cl, err := s.client(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(from)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(), kgo.FetchMaxBytes(64<<20))
 	if err != nil {
-		return fmt.Errorf("statestore: client: %w", err)
+		return err
 	}
 	defer cl.Close()
 	idle := time.Now()
