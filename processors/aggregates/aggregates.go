@@ -738,17 +738,25 @@ func (w *Worker) flushMetrics() {
 			m.Events.WithLabelValues(out, "oversized").Add(float64(c.oversized))
 		}
 		m.WatermarkCapped.WithLabelValues(out).Add(float64(c.capped))
-		if len(d.RowsReleased) > 0 {
-			m.Rows.WithLabelValues(out, "released").Add(float64(d.RowsReleased[0]))
-		}
-		m.Rows.WithLabelValues(out, "margin").Add(float64(d.MarginRows))
-		m.Rows.WithLabelValues(out, "suppressed").Add(float64(d.CellsSuppressed))
-		m.SuppressedEvents.WithLabelValues(out).Add(float64(d.EventsSuppressedFinal))
-		m.EpsilonSpent.WithLabelValues(out).Add(d.EpsilonSpent)
-		m.WindowsRefused.WithLabelValues(out).Add(float64(d.WindowsRefused))
-		if c.minSubjects > 0 {
-			m.MinSubjects.WithLabelValues(out).Set(float64(c.minSubjects))
-		}
+		AddReleaseMetrics(m, out, d, c.minSubjects)
+	}
+}
+
+// AddReleaseMetrics records what closing windows released into an
+// aggregate topic (rows, margins, suppressed cells and events, DP budget,
+// refused windows, smallest released row): the same figures whichever
+// stage closes the windows. minSubjects 0 leaves the gauge alone.
+func AddReleaseMetrics(m *metrics.Kanon, out string, d aggregate.Stats, minSubjects int64) {
+	if len(d.RowsReleased) > 0 {
+		m.Rows.WithLabelValues(out, "released").Add(float64(d.RowsReleased[0]))
+	}
+	m.Rows.WithLabelValues(out, "margin").Add(float64(d.MarginRows))
+	m.Rows.WithLabelValues(out, "suppressed").Add(float64(d.CellsSuppressed))
+	m.SuppressedEvents.WithLabelValues(out).Add(float64(d.EventsSuppressedFinal))
+	m.EpsilonSpent.WithLabelValues(out).Add(d.EpsilonSpent)
+	m.WindowsRefused.WithLabelValues(out).Add(float64(d.WindowsRefused))
+	if minSubjects > 0 {
+		m.MinSubjects.WithLabelValues(out).Set(float64(minSubjects))
 	}
 }
 

@@ -671,18 +671,7 @@ func (w *Worker) flushMetrics() {
 		m.MergePartials.WithLabelValues(o).Add(float64(n))
 	}
 	for i, d := range w.pending.delta {
-		out := w.p.plans[i].Topic()
-		if len(d.RowsReleased) > 0 {
-			m.Rows.WithLabelValues(out, "released").Add(float64(d.RowsReleased[0]))
-		}
-		m.Rows.WithLabelValues(out, "margin").Add(float64(d.MarginRows))
-		m.Rows.WithLabelValues(out, "suppressed").Add(float64(d.CellsSuppressed))
-		m.SuppressedEvents.WithLabelValues(out).Add(float64(d.EventsSuppressedFinal))
-		m.EpsilonSpent.WithLabelValues(out).Add(d.EpsilonSpent)
-		m.WindowsRefused.WithLabelValues(out).Add(float64(d.WindowsRefused))
-		if w.pending.min[i] > 0 {
-			m.MinSubjects.WithLabelValues(out).Set(float64(w.pending.min[i]))
-		}
+		aggregates.AddReleaseMetrics(m, w.p.plans[i].Topic(), d, w.pending.min[i])
 	}
 	// All of an aggregate's partials are on one partition: the merger
 	// that moved holds all of its pending windows.

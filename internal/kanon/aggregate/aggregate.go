@@ -304,15 +304,7 @@ func (a *Aggregator) openWindow(start, firstRef int64) *window {
 	if a.dp != nil {
 		w.subjects = make(map[uint64]subjCells)
 	}
-	i, _ := slices.BinarySearchFunc(a.open, start, func(w *window, s int64) int {
-		switch {
-		case w.start < s:
-			return -1
-		case w.start > s:
-			return 1
-		}
-		return 0
-	})
+	i, _ := slices.BinarySearchFunc(a.open, start, cmpStart)
 	a.open = slices.Insert(a.open, i, w)
 	a.last = w
 	return w

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -240,15 +241,8 @@ func (m *Merger) find(start int64) *window {
 	return m.pending[i]
 }
 
-func cmpStart(w *window, s int64) int {
-	switch {
-	case w.start < s:
-		return -1
-	case w.start > s:
-		return 1
-	}
-	return 0
-}
+// cmpStart orders windows by start, for binary searches.
+func cmpStart(w *window, s int64) int { return cmp.Compare(w.start, s) }
 
 func (m *Merger) openPending(start, firstRef int64) *window {
 	w := &window{start: start, end: start + m.winMs, firstRef: firstRef, cells: make(map[string]*cell)}
