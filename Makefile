@@ -25,8 +25,8 @@ services-down:
 	scripts/services down
 
 bench: ## per-event cost of the privacy and k-anonymity paths, with same-run baselines
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./processors/privacy/ ./internal/redact/ ./internal/eventcodec/ ./internal/pseudonym/
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./processors/aggregates/ ./processors/anonymize/ ./internal/kanon/aggregate/ ./internal/kanon/castle/ ./internal/cleancodec/
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./processors/privacy/ ./internal/fields/redact/ ./internal/codec/eventcodec/ ./internal/fields/pseudonym/
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./processors/kanonagg/ ./processors/kanonrec/ ./internal/kanon/aggregate/ ./internal/kanon/castle/ ./internal/codec/cleancodec/
 
 fuzz: ## a short run of every fuzz target (FUZZTIME=30s by default)
 	scripts/fuzz $${FUZZTIME:-30s}

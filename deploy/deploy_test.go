@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"io"
 	"os"
 	"reflect"
@@ -20,9 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/privacy-pipeline/pipeline/internal/config"
-	"github.com/privacy-pipeline/pipeline/internal/metrics"
-	"github.com/privacy-pipeline/pipeline/internal/runner"
+	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
 	"github.com/privacy-pipeline/pipeline/processors/privacy"
 )
 
@@ -43,7 +43,7 @@ func knownMetrics(t *testing.T) map[string]bool {
 	m := privacy.NewMetrics(reg)
 	// Touch every vector so it is gathered.
 	m.EventsIn.Add(0)
-	k := metrics.NewKanon(reg)
+	k := kanonmetrics.New(reg)
 	k.Events.WithLabelValues("o", "accepted")
 	k.Rows.WithLabelValues("o", "released")
 	k.SuppressedEvents.WithLabelValues("o")

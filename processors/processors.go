@@ -1,6 +1,6 @@
 // Package processors defines the tiny interface every stream processor
 // implements, and the Kafka-independent record types it works on. Processors
-// never import a Kafka client: the runner (internal/runner) moves records
+// never import a Kafka client: the runner (internal/stream/runner) moves records
 // between Kafka and a processor, so a processor is a pure batch function that
 // is easy to test and to reason about.
 //

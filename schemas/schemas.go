@@ -12,7 +12,7 @@
 //     fails when one is stale);
 //   - kanon.json: the k-anonymity outputs (aggregates and the record-level
 //     CASTLE stream), their quasi-identifiers and hierarchies (see package
-//     internal/kanonspec), with hierarchies/*.csv;
+//     internal/kanon/kanonspec), with hierarchies/*.csv;
 //   - agg/<purpose>.<name>.avsc and clean/<purpose>.kanon.avsc: the schemas
 //     of those outputs, derived from kanon.json and the clean schemas.
 //

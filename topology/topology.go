@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
 

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/privacy-pipeline/pipeline/internal/withdrawal"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/withdrawal"
 )
 
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/privacy-pipeline/pipeline/internal/chaos"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/chaos"
 )
 
 func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) error {

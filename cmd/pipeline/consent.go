@@ -12,13 +12,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/privacy-pipeline/pipeline/internal/config"
+	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
-	"github.com/privacy-pipeline/pipeline/internal/consentapi"
-	"github.com/privacy-pipeline/pipeline/internal/consentlog"
-	"github.com/privacy-pipeline/pipeline/internal/consentsync"
-	"github.com/privacy-pipeline/pipeline/internal/opsserver"
-	"github.com/privacy-pipeline/pipeline/internal/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentapi"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
+	"github.com/privacy-pipeline/pipeline/internal/stream/opsserver"
 )
 
 func consentStore(cfg config.Config) (*consent.RedisStore, func(), error) {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/privacy-pipeline/pipeline/internal/demo"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/demo"
 )
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {

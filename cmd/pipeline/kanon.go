@@ -4,18 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"io"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/privacy-pipeline/pipeline/internal/config"
-	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
-	"github.com/privacy-pipeline/pipeline/internal/metrics"
-	"github.com/privacy-pipeline/pipeline/internal/opsserver"
-	"github.com/privacy-pipeline/pipeline/internal/runner"
-	"github.com/privacy-pipeline/pipeline/internal/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
+	"github.com/privacy-pipeline/pipeline/internal/stream/opsserver"
+	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
 	"github.com/privacy-pipeline/pipeline/processors"
 )
 
@@ -33,7 +33,7 @@ func cmdRunKanon(ctx context.Context, which string, stderr io.Writer) error {
 		return err
 	}
 	reg := newRegistry()
-	m := metrics.NewKanon(reg)
+	m := kanonmetrics.New(reg)
 	var proc processors.Processor
 	var input, group string
 	switch which {
@@ -78,7 +78,7 @@ func cmdRunKanon(ctx context.Context, which string, stderr io.Writer) error {
 // owns it; stage 2 reads the input's real partition count from the
 // broker itself. Their runner metrics carry a processor label; /readyz needs stage
 // 1 ready and stage 2 connected and not failing to commit.
-func runAggregates(ctx context.Context, cfg config.Config, spec *kanonspec.Spec, reg *prometheus.Registry, m *metrics.Kanon, log *slog.Logger) error {
+func runAggregates(ctx context.Context, cfg config.Config, spec *kanonspec.Spec, reg *prometheus.Registry, m *kanonmetrics.Metrics, log *slog.Logger) error {
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	n, err := wiring.InputPartitions(lctx, cfg, spec)
 	cancel()

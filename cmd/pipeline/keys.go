@@ -10,8 +10,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 )
 
 // cmdKeys writes a new pseudonym keyring file: one random 256-bit key per

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/privacy-pipeline/pipeline/internal/demo"
-	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/demo"
 )
 
 func runCmd(t *testing.T, args ...string) (string, error) {

@@ -10,10 +10,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/privacy-pipeline/pipeline/internal/config"
-	"github.com/privacy-pipeline/pipeline/internal/opsserver"
-	"github.com/privacy-pipeline/pipeline/internal/runner"
-	"github.com/privacy-pipeline/pipeline/internal/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/stream/opsserver"
+	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
 )
 
 func cmdRunPrivacy(ctx context.Context, stderr io.Writer) error {

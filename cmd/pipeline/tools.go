@@ -14,11 +14,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/privacy-pipeline/pipeline/internal/config"
-	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
-	"github.com/privacy-pipeline/pipeline/internal/policy"
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
-	"github.com/privacy-pipeline/pipeline/internal/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
 	"github.com/privacy-pipeline/pipeline/schemas"
 	"github.com/privacy-pipeline/pipeline/topology"
 )

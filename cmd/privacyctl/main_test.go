@@ -22,7 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/privacy-pipeline/pipeline/internal/consent"
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 )
 
 // The contract's values, written out independently of validate.go.

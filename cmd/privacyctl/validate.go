@@ -12,7 +12,7 @@ import (
 
 // The values the consent API accepts. privacyctl uses only the standard
 // library, so they are spelled out here; tests check them against
-// internal/purpose, internal/consent and docs/openapi.yaml.
+// internal/fields/purpose, internal/consent and docs/openapi.yaml.
 var (
 	// purposes are the processing purposes, in canonical order.
 	purposes = []string{"analytics", "personalization", "ai_training", "marketing", "third_party_sharing"}

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 )
 
 // The Redis value of one subject is a compact, versioned text record.
@@ -23,7 +23,7 @@ import (
 //	1|<jurisdiction>|<gpc 0|1>|<version ms>|<state>:<ms>|...
 //
 // Text keeps it readable with redis-cli; a fixed layout keeps parsing
-// allocation-free. The Lua script of internal/consentsync writes the same
+// allocation-free. The Lua script of internal/consent/consentsync writes the same
 // format with the same merge rules as the Record methods below; a test
 // checks that they agree.
 

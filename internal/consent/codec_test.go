@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 )
 
 func TestCodecV2RoundTripWithSlotTimes(t *testing.T) {

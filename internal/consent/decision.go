@@ -10,7 +10,7 @@ package consent
 import (
 	"fmt"
 
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 )
 
 // Jurisdiction is the privacy regime that decides the default when a subject

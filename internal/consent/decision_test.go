@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 )
 
 func rec(j Jurisdiction, gpc bool, states map[purpose.Purpose]State) *Record {

@@ -8,7 +8,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 )
 
 func TestRedisStoreOneRoundTrip(t *testing.T) {

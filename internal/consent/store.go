@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 )
 
 // Lookup is the answer for one subject.

@@ -2,17 +2,18 @@ package integration
 
 import (
 	"context"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
+	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
-	"github.com/privacy-pipeline/pipeline/internal/runner"
-	"github.com/privacy-pipeline/pipeline/internal/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
 )
 
 // TestKanonCatchesUpAfterDowntime is issue 11, defect 5 on the real
@@ -48,7 +49,7 @@ func TestKanonCatchesUpAfterDowntime(t *testing.T) {
 	start := time.Now().Truncate(time.Hour) // one window, open until a minute past the hour
 	evs := kstream(17, 8000, 300, parts, start, time.Millisecond*time.Duration(max(1, time.Since(start).Milliseconds())), 0)
 	replica := func(clock func() time.Time, reg prometheus.Registerer) func() {
-		a, err := wiring.BuildAggregates(r.cfg, spec, metrics.NewKanon(reg), slog.New(slog.NewJSONHandler(r.logs, nil)))
+		a, err := wiring.BuildAggregates(r.cfg, spec, kanonmetrics.New(reg), slog.New(slog.NewJSONHandler(r.logs, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}

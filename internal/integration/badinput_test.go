@@ -11,15 +11,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/examples/producer"
+	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
-	"github.com/privacy-pipeline/pipeline/internal/consentlog"
-	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
-	"github.com/privacy-pipeline/pipeline/internal/runner"
-	"github.com/privacy-pipeline/pipeline/internal/synth"
-	"github.com/privacy-pipeline/pipeline/internal/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
+	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 	"github.com/privacy-pipeline/pipeline/processors/privacy"
-	"github.com/privacy-pipeline/pipeline/producer"
 )
 
 // startObserved runs a privacy replica the way 'pipeline run privacy' does

@@ -14,17 +14,17 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/examples/producer"
+	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
-	"github.com/privacy-pipeline/pipeline/internal/consentapi"
-	"github.com/privacy-pipeline/pipeline/internal/consentlog"
-	"github.com/privacy-pipeline/pipeline/internal/consentsync"
-	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
-	"github.com/privacy-pipeline/pipeline/internal/pipelinetest"
-	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
-	"github.com/privacy-pipeline/pipeline/internal/synth"
-	"github.com/privacy-pipeline/pipeline/internal/wiring"
-	"github.com/privacy-pipeline/pipeline/producer"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentapi"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
+	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 )
 
 func (r *rig) consentTopic() string { return r.topo.Topics[1].Name }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/privacy-pipeline/pipeline/internal/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 )
 
 // TestConsentAPIAndCLIOnRealServices runs the consent API on the real broker

@@ -10,14 +10,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/examples/producer"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
-	"github.com/privacy-pipeline/pipeline/internal/pipelinetest"
-	"github.com/privacy-pipeline/pipeline/internal/policy"
-	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
-	"github.com/privacy-pipeline/pipeline/internal/synth"
+	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
+	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 	"github.com/privacy-pipeline/pipeline/processors"
-	"github.com/privacy-pipeline/pipeline/producer"
 	"github.com/privacy-pipeline/pipeline/topology"
 )
 

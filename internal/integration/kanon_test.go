@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -17,15 +18,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/privacy-pipeline/pipeline/internal/kafkaio"
-	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
+	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
-	"github.com/privacy-pipeline/pipeline/internal/pipelinetest"
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
-	"github.com/privacy-pipeline/pipeline/internal/runner"
-	"github.com/privacy-pipeline/pipeline/internal/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
+	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/processors"
-	"github.com/privacy-pipeline/pipeline/processors/anonymize"
+	"github.com/privacy-pipeline/pipeline/processors/kanonrec"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
 
@@ -192,7 +193,7 @@ func TestKanonOnRealKafka(t *testing.T) {
 	aggRecs, recRecs := kencode(t, analytics, "analytics", aggEvents), kencode(t, aiTraining, "ai_training", recEvents)
 
 	reg := prometheus.NewRegistry()
-	km := metrics.NewKanon(reg)
+	km := kanonmetrics.New(reg)
 	log := slog.New(slog.NewJSONHandler(r.logs, nil))
 	// Each replica is its own process in production: build the processors
 	// per replica (they hold per-replica state through their workers).
@@ -402,7 +403,7 @@ func offlineAggregates(t *testing.T, r *rig, spec *kanonspec.Spec, input string)
 
 // kanonAggregates runs one replica of both aggregates stages until the
 // returned stop.
-func (r *rig) kanonAggregates(spec *kanonspec.Spec, km *metrics.Kanon, log *slog.Logger) func() {
+func (r *rig) kanonAggregates(spec *kanonspec.Spec, km *kanonmetrics.Metrics, log *slog.Logger) func() {
 	r.t.Helper()
 	a, err := wiring.BuildAggregates(r.cfg, spec, km, log)
 	if err != nil {
@@ -459,7 +460,7 @@ func (r *rig) waitMerged(spec *kanonspec.Spec, timeout time.Duration) {
 	}
 }
 
-// checkAnonymised audits the record-level output (anonymize.AuditRun)
+// checkAnonymised audits the record-level output (kanonrec.AuditRun)
 // against an uninterrupted Offline run over the clean input as read back,
 // run with the same seed: the same records, none twice, none foreign
 // (exactly once); every cluster a reader can tell apart holds at least k
@@ -481,7 +482,7 @@ func checkAnonymised(t *testing.T, r *rig, spec *kanonspec.Spec, k int, recs []*
 	if err != nil {
 		t.Fatal(err)
 	}
-	audit, err := anonymize.AuditRun(context.Background(), ref.Processor, in, published)
+	audit, err := kanonrec.AuditRun(context.Background(), ref.Processor, in, published)
 	if err != nil {
 		t.Fatal(err)
 	}

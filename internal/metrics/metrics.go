@@ -3,11 +3,10 @@
 // carry only bounded, non-personal values: purposes, reason codes, processor
 // names. Never a subject id, a field value or a key.
 //
-// Each processor owns its metrics (processors/privacy has the privacy
-// processor's, internal/runner the runner's); this package holds the
-// k-anonymity processors' (Kanon) and reads a registry back (Snapshot). It
-// imports prometheus/client_golang only, so the k-anonymity processors link
-// neither go-redis nor the consent package.
+// Each processor owns its metrics (processors/privacy the privacy
+// processor's, processors/kit/kanonmetrics the k-anonymity processors',
+// internal/stream/runner the runner's); this package only reads a registry
+// back (Snapshot). It imports prometheus/client_golang only.
 package metrics
 
 import (

@@ -1,5 +1,5 @@
 // Package kanonmerge is the second stage of the k-anonymous aggregates
-// (SPEC 3.6): it reads the partials topic that processors/aggregates
+// (SPEC 3.6): it reads the partials topic that processors/kanonagg
 // writes in two-stage mode, merges every input partition's level-0
 // contributions of a window (events and sums add, distinct subjects unite,
 // per identity domain), and once every input partition has reported that
@@ -7,7 +7,7 @@
 // internal/kanon/aggregate (k distinct people counted in the largest
 // identity domain, roll-up of suppressed cells, margins from released
 // rows, optional DP with the period budget) and publishes the rows to
-// agg.<purpose>.<name>, in the row format of processors/aggregates without
+// agg.<purpose>.<name>, in the row format of processors/kanonagg without
 // the per-partition key suffix: one row per cell and window, for all
 // partitions together.
 //
@@ -47,6 +47,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"log/slog"
 	"math"
 	"slices"
@@ -55,11 +56,10 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/kanon/aggregate"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/partial"
-	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/processors"
-	"github.com/privacy-pipeline/pipeline/processors/aggregates"
-	"github.com/privacy-pipeline/pipeline/processors/shard"
-	"github.com/privacy-pipeline/pipeline/processors/subject"
+	"github.com/privacy-pipeline/pipeline/processors/kanonagg"
+	"github.com/privacy-pipeline/pipeline/processors/kit/shard"
+	"github.com/privacy-pipeline/pipeline/processors/kit/subject"
 )
 
 // Name is the processor's name.
@@ -92,11 +92,11 @@ type Config struct {
 	// Release is the aggregates' configuration, the same as the first
 	// stage's: the declared aggregates, k, window, roll-up, DP and output
 	// topics (its StateTopic and PartialsTopic are the first stage's).
-	Release aggregates.Config
+	Release kanonagg.Config
 	// StateTopic holds this processor's checkpoints.
 	StateTopic string
 	// InputPartitions returns the real partition count of the first
-	// stage's input topic (internal/wiring reads it from the broker). It
+	// stage's input topic (internal/app/wiring reads it from the broker). It
 	// is called on the first batch and again, at most once a batch, when
 	// a record names a partition or a count beyond the known one.
 	InputPartitions func(ctx context.Context) (int32, error)
@@ -108,7 +108,7 @@ type Config struct {
 	// of failing (the default: an operator decides; see the README).
 	DiscardUnreadableState bool
 	// Metrics may be nil.
-	Metrics *metrics.Kanon
+	Metrics *kanonmetrics.Metrics
 	// Log may be nil.
 	Log *slog.Logger
 }
@@ -116,7 +116,7 @@ type Config struct {
 // Processor is the merge processor.
 type Processor struct {
 	cfg    Config
-	plans  []*aggregates.Plan
+	plans  []*kanonagg.Plan
 	byName map[string]int
 	store  processors.StateStore
 	known  atomic.Int32 // the input's partition count; 0 before the first read
@@ -139,7 +139,7 @@ func New(cfg Config) (*Processor, error) {
 	}
 	rel := cfg.Release
 	rel.PartialsTopic, rel.Metrics = "", nil
-	a, err := aggregates.New(rel)
+	a, err := kanonagg.New(rel)
 	if err != nil {
 		return nil, fmt.Errorf("kanonmerge: %w", err)
 	}
@@ -210,7 +210,7 @@ type Worker struct {
 	pending counts
 	out     *processors.Batch
 	input   int
-	plan    *aggregates.Plan
+	plan    *kanonagg.Plan
 	key     []byte
 	val     []byte
 	cells   []aggregate.PartialCell
@@ -671,7 +671,7 @@ func (w *Worker) flushMetrics() {
 		m.MergePartials.WithLabelValues(o).Add(float64(n))
 	}
 	for i, d := range w.pending.delta {
-		aggregates.AddReleaseMetrics(m, w.p.plans[i].Topic(), d, w.pending.min[i])
+		kanonagg.AddReleaseMetrics(m, w.p.plans[i].Topic(), d, w.pending.min[i])
 	}
 	// All of an aggregate's partials are on one partition: the merger
 	// that moved holds all of its pending windows.

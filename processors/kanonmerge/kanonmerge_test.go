@@ -3,6 +3,7 @@ package kanonmerge
 import (
 	"context"
 	"fmt"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -14,12 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/privacy-pipeline/pipeline/internal/kanon/aggregate"
+	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/partial"
-	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/processors"
-	"github.com/privacy-pipeline/pipeline/processors/aggregates"
-	"github.com/privacy-pipeline/pipeline/processors/subject"
+	"github.com/privacy-pipeline/pipeline/processors/kanonagg"
+	"github.com/privacy-pipeline/pipeline/processors/kit/subject"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
 
@@ -69,12 +70,12 @@ func records(t testing.TB, evs []ev) []processors.Record {
 	return out
 }
 
-func release(k int, partials bool, partitions int32) aggregates.Config {
+func release(k int, partials bool, partitions int32) kanonagg.Config {
 	spec, err := kanonspec.Default()
 	if err != nil {
 		panic(err)
 	}
-	c := aggregates.Config{Aggregates: spec.Aggregates, Spec: spec, K: k, Window: time.Minute, AllowedLateness: 10 * time.Second,
+	c := kanonagg.Config{Aggregates: spec.Aggregates, Spec: spec, K: k, Window: time.Minute, AllowedLateness: 10 * time.Second,
 		Rollup: true, IdleClose: time.Millisecond, StateTopic: "state.first", Partitions: partitions}
 	if partials {
 		c.PartialsTopic = "partials"
@@ -82,10 +83,10 @@ func release(k int, partials bool, partitions int32) aggregates.Config {
 	return c
 }
 
-func stages(t testing.TB, k int, partitions int32, m *metrics.Kanon) (*aggregates.Processor, *Processor) {
+func stages(t testing.TB, k int, partitions int32, m *kanonmetrics.Metrics) (*kanonagg.Processor, *Processor) {
 	t.Helper()
 	rel := release(k, true, partitions)
-	first, err := aggregates.New(rel)
+	first, err := kanonagg.New(rel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +112,7 @@ func offline(t testing.TB, k int, partitions int32, evs []ev) (rows, partials []
 // releases its own rows.
 func perPartition(t testing.TB, k int, evs []ev) []processors.Output {
 	t.Helper()
-	p, err := aggregates.New(release(k, false, 0))
+	p, err := kanonagg.New(release(k, false, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +301,7 @@ func TestWaitsForEveryPartition(t *testing.T) {
 func TestUndecodablePartialsAreCountedAndSkipped(t *testing.T) {
 	_, partials := offline(t, 11, 3, oneCell([]int{4, 4, 3}, "k"))
 	reg := prometheus.NewRegistry()
-	m := metrics.NewKanon(reg)
+	m := kanonmetrics.New(reg)
 	_, merge := stages(t, 11, 3, m)
 	merge.UseStore(emptyStore{})
 	w := merge.NewWorker()
@@ -394,7 +395,7 @@ func TestRestoreMidWindowEqualsUninterrupted(t *testing.T) {
 	for _, batch := range []int{3, 17, 50} {
 		store := &memStore{input: recs, cps: map[int32]processors.Checkpoint{}}
 		reg := prometheus.NewRegistry()
-		_, merge := stages(t, 11, 4, metrics.NewKanon(reg))
+		_, merge := stages(t, 11, 4, kanonmetrics.New(reg))
 		merge.UseStore(store)
 		var got []processors.Output
 		w := merge.NewWorker()
@@ -512,7 +513,7 @@ func TestForgedPartitionsAndBoundsAreInvalid(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	calls := 0
 	rel := release(11, true, 3)
-	merge, err := New(Config{Release: rel, StateTopic: "state.merge", Metrics: metrics.NewKanon(reg), Now: func() time.Time { return t0.Add(24 * time.Hour) },
+	merge, err := New(Config{Release: rel, StateTopic: "state.merge", Metrics: kanonmetrics.New(reg), Now: func() time.Time { return t0.Add(24 * time.Hour) },
 		InputPartitions: func(context.Context) (int32, error) { calls++; return 3, nil }})
 	if err != nil {
 		t.Fatal(err)
@@ -590,7 +591,7 @@ func TestKeyIDFloodIsRejected(t *testing.T) {
 	// Valid, with unused key ids: only the used one is numbered.
 	forged = append(forged, cellsRecord(t, name, 1, 3, start, flood[:MaxKeyIDsPerRecord], good))
 	reg := prometheus.NewRegistry()
-	_, merge := stages(t, 11, 3, metrics.NewKanon(reg))
+	_, merge := stages(t, 11, 3, kanonmetrics.New(reg))
 	out, w := feed(t, merge, append(forged, vals...))
 	if got := level0(out, cellKey); len(got) != 1 {
 		t.Fatalf("the flood changed the release: %d rows", len(got))
@@ -712,7 +713,7 @@ func TestConfigChangeKeepsTheReleaseHorizon(t *testing.T) {
 	// k changes; the same partials come again (a first stage that started
 	// afresh).
 	reg := prometheus.NewRegistry()
-	_, merge2 := stages(t, 5, 3, metrics.NewKanon(reg))
+	_, merge2 := stages(t, 5, 3, kanonmetrics.New(reg))
 	var again []processors.Record
 	for i, r := range recs {
 		r.Offset = int64(len(recs) + i)
@@ -742,7 +743,7 @@ func TestUnreadableCheckpointStopsLoudly(t *testing.T) {
 	}
 	store := &memStore{input: recs, cps: map[int32]processors.Checkpoint{0: {Partition: 0, Next: 0, State: []byte("KMP1garbage")}}}
 	reg := prometheus.NewRegistry()
-	_, merge := stages(t, 11, 3, metrics.NewKanon(reg))
+	_, merge := stages(t, 11, 3, kanonmetrics.New(reg))
 	if _, err := runMerge(t, merge, store, recs); err == nil {
 		t.Fatal("an unreadable checkpoint was silently replaced")
 	}
@@ -769,8 +770,8 @@ func TestOversizedCellIsCountedNotAStall(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	rel := release(11, true, 3)
 	rel.PartialMaxBytes = 1024
-	rel.Metrics = metrics.NewKanon(reg)
-	first, err := aggregates.New(rel)
+	rel.Metrics = kanonmetrics.New(reg)
+	first, err := kanonagg.New(rel)
 	if err != nil {
 		t.Fatal(err)
 	}

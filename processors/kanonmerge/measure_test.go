@@ -11,9 +11,9 @@ import (
 
 	"github.com/linkedin/goavro/v2"
 
-	"github.com/privacy-pipeline/pipeline/internal/kanonspec"
+	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
 	"github.com/privacy-pipeline/pipeline/processors"
-	"github.com/privacy-pipeline/pipeline/processors/subject"
+	"github.com/privacy-pipeline/pipeline/processors/kit/subject"
 )
 
 // measureEvents is a 12-partition stream: people with a fixed, skewed

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/privacy-pipeline/pipeline/processors"
-	"github.com/privacy-pipeline/pipeline/processors/aggregates"
-	"github.com/privacy-pipeline/pipeline/processors/shard"
+	"github.com/privacy-pipeline/pipeline/processors/kanonagg"
+	"github.com/privacy-pipeline/pipeline/processors/kit/shard"
 )
 
 // RunOffline runs both stages over a bounded input without Kafka and
@@ -19,7 +19,7 @@ import (
 // the partials in the order they were published, with now as its wall
 // clock (merge.UseClock). It returns the merge stage's
 // outputs (the rows) and the partials.
-func RunOffline(ctx context.Context, first *aggregates.Processor, merge *Processor, in []processors.Record, partitions int32, now time.Time) (rows, partials []processors.Output, err error) {
+func RunOffline(ctx context.Context, first *kanonagg.Processor, merge *Processor, in []processors.Record, partitions int32, now time.Time) (rows, partials []processors.Output, err error) {
 	topics := first.Topics()
 	if len(topics) != 1 {
 		return nil, nil, fmt.Errorf("kanonmerge: the first stage is not in two-stage mode")

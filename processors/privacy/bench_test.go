@@ -11,14 +11,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/privacy-pipeline/pipeline/internal/config"
+	"github.com/privacy-pipeline/pipeline/examples/producer"
+	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
-	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
-	"github.com/privacy-pipeline/pipeline/internal/synth"
-	"github.com/privacy-pipeline/pipeline/internal/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 	"github.com/privacy-pipeline/pipeline/processors"
-	"github.com/privacy-pipeline/pipeline/producer"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
 

@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
-	"github.com/privacy-pipeline/pipeline/internal/synth"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/privacy"
 )

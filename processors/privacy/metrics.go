@@ -6,10 +6,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/privacy-pipeline/pipeline/internal/codec/eventcodec"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
-	"github.com/privacy-pipeline/pipeline/internal/eventcodec"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
 )
 
 // namespace prefixes every metric name.

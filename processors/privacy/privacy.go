@@ -27,14 +27,14 @@ import (
 
 	"github.com/linkedin/goavro/v2"
 
-	"github.com/privacy-pipeline/pipeline/internal/avroenc"
+	"github.com/privacy-pipeline/pipeline/internal/codec/avroenc"
+	"github.com/privacy-pipeline/pipeline/internal/codec/eventcodec"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
-	"github.com/privacy-pipeline/pipeline/internal/eventcodec"
-	"github.com/privacy-pipeline/pipeline/internal/fieldaction"
-	"github.com/privacy-pipeline/pipeline/internal/policy"
-	"github.com/privacy-pipeline/pipeline/internal/pseudonym"
-	"github.com/privacy-pipeline/pipeline/internal/purpose"
-	"github.com/privacy-pipeline/pipeline/internal/redact"
+	"github.com/privacy-pipeline/pipeline/internal/fields/fieldaction"
+	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
+	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/fields/redact"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )

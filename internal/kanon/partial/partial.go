@@ -1,5 +1,5 @@
 // Package partial is the wire format of the k-anonymity partials topic,
-// between the two stages of the aggregates: processors/aggregates (one
+// between the two stages of the aggregates: processors/kanonagg (one
 // state per input partition) publishes, for every window it closes, its
 // level-0 contributions (cells with their events, sums and distinct subject
 // ids) and, as it moves on, its progress (every window before a bound is

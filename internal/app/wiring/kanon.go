@@ -1,0 +1,220 @@
+package wiring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/kanon/aggregate"
+	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
+	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/processors/kanonagg"
+	"github.com/privacy-pipeline/pipeline/processors/kanonmerge"
+	"github.com/privacy-pipeline/pipeline/processors/kanonrec"
+	"github.com/privacy-pipeline/pipeline/topology"
+)
+
+// LoadKanonSpec reads the configured k-anonymity specification, or the
+// checked-in schemas/kanon.json.
+func LoadKanonSpec(cfg config.Config) (*kanonspec.Spec, error) {
+	if cfg.KanonSpecFile == "" {
+		return kanonspec.Default()
+	}
+	b, err := os.ReadFile(cfg.KanonSpecFile)
+	if err != nil {
+		return nil, fmt.Errorf("wiring: kanon spec: %w", err)
+	}
+	return kanonspec.Parse(b)
+}
+
+// Names maps the configuration to the topology's names: the one place the
+// PIPELINE_*_TOPIC*, PIPELINE_*_GROUP and kanon spec settings become topic
+// and group names (topology describe and apply, the tools, the demo and
+// the test rigs all start from it).
+func Names(cfg config.Config) (topology.Names, error) {
+	n := topology.DefaultNames()
+	n.Raw, n.Consent, n.Quarantine, n.CleanTemplate = cfg.RawTopic, cfg.ConsentTopic, cfg.QuarantineTopic, cfg.CleanTopicTemplate
+	n.StateTemplate, n.AggTemplate, n.KanonTemplate = cfg.StateTopicTemplate, cfg.AggTopicTemplate, cfg.KanonTopicTemplate
+	n.Groups = topology.Groups{Privacy: cfg.GroupID, ConsentSync: cfg.ConsentSyncGroup,
+		KanonAggregates: cfg.KanonAggregatesGroup, KanonMerge: cfg.KanonMergeGroup, KanonRecords: cfg.CastleGroup}
+	spec, err := LoadKanonSpec(cfg)
+	if err != nil {
+		return n, err
+	}
+	n.Kanon = spec
+	return n, nil
+}
+
+// Stateful is an assembled stateful processor with its input topic.
+type Stateful[P any] struct {
+	Processor P
+	Input     string
+	Group     string
+}
+
+func cleanInput(cfg config.Config, purposeName string) (string, error) {
+	p, err := purpose.Parse(purposeName)
+	if err != nil {
+		return "", err
+	}
+	return cfg.CleanTopic(p), nil
+}
+
+func stateTopic(cfg config.Config, processor string) string {
+	n := topology.Names{StateTemplate: cfg.StateTopicTemplate}
+	return n.State(processor)
+}
+
+// aggregatesConfig is the aggregates' configuration, shared by both
+// stages.
+func aggregatesConfig(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger) (kanonagg.Config, error) {
+	if len(spec.Aggregates) == 0 {
+		return kanonagg.Config{}, fmt.Errorf("wiring: %s declares no aggregate", spec.Version)
+	}
+	var dp *aggregate.DPConfig
+	if cfg.KanonDPEpsilon > 0 {
+		dp = &aggregate.DPConfig{Epsilon: cfg.KanonDPEpsilon, Delta: cfg.KanonDPDelta,
+			MaxCellsPerSubject: cfg.KanonDPMaxCells, MaxEventsPerCell: cfg.KanonDPMaxEventsCell, MaxAmount: cfg.KanonDPMaxAmount,
+			PeriodEpsilon: cfg.KanonDPPeriodEpsilon, Period: cfg.KanonDPPeriod}
+	}
+	return kanonagg.Config{Aggregates: spec.Aggregates, Spec: spec, K: cfg.KanonK,
+		Window: cfg.KanonWindow, AllowedLateness: cfg.KanonAllowedLateness, Rollup: cfg.KanonRollup, IdleClose: cfg.KanonIdleClose, WatermarkSkew: cfg.KanonWatermarkSkew, DP: dp,
+		TopicTemplate: cfg.AggTopicTemplate, StateTopic: stateTopic(cfg, topology.KanonAggregates),
+		PartialsTopic: PartialsTopic(cfg), Partitions: int32(cfg.KanonInputPartitions), PartialMaxBytes: cfg.KanonPartialMaxBytes,
+		Metrics: m, Log: log}, nil
+}
+
+// PartialsTopic returns the internal topic between the aggregates' two
+// stages.
+func PartialsTopic(cfg config.Config) string {
+	return topology.Names{StateTemplate: cfg.StateTopicTemplate}.Partials()
+}
+
+// BuildAggregates assembles the k-anonymous aggregates' first stage: it
+// publishes partial windows to PartialsTopic (BuildKanonMerge releases
+// them). cfg.KanonInputPartitions should be the input's partition count
+// (InputPartitions). m may be shared with BuildAnonymize and
+// BuildKanonMerge (register it once with metrics.NewKanon).
+func BuildAggregates(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger) (*Stateful[*kanonagg.Processor], error) {
+	ac, err := aggregatesConfig(cfg, spec, m, log)
+	if err != nil {
+		return nil, err
+	}
+	p, err := kanonagg.New(ac)
+	if err != nil {
+		return nil, err
+	}
+	in, err := cleanInput(cfg, spec.Aggregates[0].Purpose)
+	if err != nil {
+		return nil, err
+	}
+	return &Stateful[*kanonagg.Processor]{Processor: p, Input: in, Group: cfg.KanonAggregatesGroup}, nil
+}
+
+// BuildKanonMerge assembles the aggregates' merge stage: it reads
+// PartialsTopic and publishes the rows to agg.<purpose>.<name>. It waits
+// for the real partition count of the first stage's input, read from the
+// broker (InputPartitions) on its first batch and again when a record
+// names a partition beyond it; never PIPELINE_KANON_INPUT_PARTITIONS or a
+// count a record claims.
+func BuildKanonMerge(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger) (*Stateful[*kanonmerge.Processor], error) {
+	return buildKanonMerge(cfg, spec, m, log, func(ctx context.Context) (int32, error) {
+		n, err := InputPartitions(ctx, cfg, spec)
+		return int32(n), err
+	})
+}
+
+func buildKanonMerge(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger, partitions func(context.Context) (int32, error)) (*Stateful[*kanonmerge.Processor], error) {
+	ac, err := aggregatesConfig(cfg, spec, nil, log)
+	if err != nil {
+		return nil, err
+	}
+	p, err := kanonmerge.New(kanonmerge.Config{Release: ac, StateTopic: stateTopic(cfg, topology.KanonMerge), InputPartitions: partitions,
+		DiscardUnreadableState: cfg.KanonMergeDiscardState, Metrics: m, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	return &Stateful[*kanonmerge.Processor]{Processor: p, Input: PartialsTopic(cfg), Group: cfg.KanonMergeGroup}, nil
+}
+
+// InputPartitions returns the partition count of the aggregates' clean
+// input topic, read from the broker.
+func InputPartitions(ctx context.Context, cfg config.Config, spec *kanonspec.Spec) (int, error) {
+	if len(spec.Aggregates) == 0 {
+		return 0, fmt.Errorf("wiring: %s declares no aggregate", spec.Version)
+	}
+	in, err := cleanInput(cfg, spec.Aggregates[0].Purpose)
+	if err != nil {
+		return 0, err
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...))
+	if err != nil {
+		return 0, fmt.Errorf("wiring: kafka client: %w", err)
+	}
+	defer cl.Close()
+	td, err := kadm.NewClient(cl).ListTopics(ctx, in)
+	if err != nil {
+		return 0, fmt.Errorf("wiring: list %s: %w", in, err)
+	}
+	t, ok := td[in]
+	if !ok || t.Err != nil {
+		return 0, fmt.Errorf("wiring: topic %s: %w", in, errors.Join(t.Err, errors.New("not found (run 'pipeline topology apply')")))
+	}
+	return len(t.Partitions), nil
+}
+
+// OfflineAggregates runs both aggregates stages over a bounded clean input
+// without Kafka or restarts (kanonmerge.RunOffline), closing every window
+// at now on all partitions in [0, partitions), and returns the rows by key
+// (the reference of the integration and chaos tests). cfg.KanonIdleClose
+// must be positive.
+func OfflineAggregates(ctx context.Context, cfg config.Config, spec *kanonspec.Spec, in []processors.Record, partitions int32, now time.Time) (map[string]string, error) {
+	cfg.KanonInputPartitions = int(partitions)
+	first, err := BuildAggregates(cfg, spec, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	merge, err := buildKanonMerge(cfg, spec, nil, nil, func(context.Context) (int32, error) { return partitions, nil })
+	if err != nil {
+		return nil, err
+	}
+	rows, _, err := kanonmerge.RunOffline(ctx, first.Processor, merge.Processor, in, partitions, now)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(rows))
+	for _, o := range rows {
+		out[string(o.Key)] = string(o.Value)
+	}
+	return out, nil
+}
+
+// BuildAnonymize assembles the record-level k-anonymisation processor.
+func BuildAnonymize(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger) (*Stateful[*kanonrec.Processor], error) {
+	if spec.Records == nil {
+		return nil, fmt.Errorf("wiring: %s declares no record-level stream", spec.Version)
+	}
+	if cfg.CastleSeed != 0 && log != nil {
+		log.Warn("PIPELINE_CASTLE_SEED is set: cluster reuse is predictable; use it for verification runs only", "processor", kanonrec.Name)
+	}
+	p, err := kanonrec.New(kanonrec.Config{Records: *spec.Records, Spec: spec, K: cfg.CastleK, Delta: cfg.CastleDelta,
+		Beta: cfg.CastleBeta, Mu: cfg.CastleMu, L: cfg.CastleL, MaxReuse: cfg.CastleMaxReuse, MaxDelay: cfg.CastleMaxDelay, Seed: cfg.CastleSeed,
+		Topic: spec.Records.TopicFrom(cfg.KanonTopicTemplate), StateTopic: stateTopic(cfg, topology.KanonRecords), Metrics: m, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	in, err := cleanInput(cfg, spec.Records.Purpose)
+	if err != nil {
+		return nil, err
+	}
+	return &Stateful[*kanonrec.Processor]{Processor: p, Input: in, Group: cfg.CastleGroup}, nil
+}

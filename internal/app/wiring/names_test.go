@@ -1,0 +1,41 @@
+package wiring
+
+import (
+	"testing"
+
+	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/topology"
+)
+
+// TestNamesFollowTheConfiguration: the topology (and so topology describe
+// and apply) takes every topic and group name from the configuration, not
+// from its own defaults.
+func TestNamesFollowTheConfiguration(t *testing.T) {
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.GroupID, cfg.ConsentSyncGroup, cfg.KanonAggregatesGroup, cfg.KanonMergeGroup, cfg.CastleGroup = "g-privacy", "g-sync", "g-agg", "g-merge", "g-rec"
+	cfg.RawTopic, cfg.StateTopicTemplate = "raw.x", "st.{processor}"
+	n, err := Names(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo := topology.Default(n, topology.Options{Partitions: 3, Replication: 1})
+	want := map[string]string{"privacy": "g-privacy", "consent-sync": "g-sync", topology.KanonAggregates: "g-agg",
+		topology.KanonMerge: "g-merge", topology.KanonRecords: "g-rec"}
+	for _, p := range topo.Processors {
+		if want[p.Name] != p.Group {
+			t.Errorf("%s: group %q, want %q", p.Name, p.Group, want[p.Name])
+		}
+		delete(want, p.Name)
+	}
+	if len(want) != 0 {
+		t.Errorf("processors missing from the topology: %v", want)
+	}
+	for _, name := range []string{"raw.x", "st.kanon-merge", "st.kanon-partials"} {
+		if _, ok := topo.Topic(name); !ok {
+			t.Errorf("topic %s not declared", name)
+		}
+	}
+}

@@ -1,0 +1,179 @@
+// Package wiring assembles the privacy processor from configuration: raw
+// schema, policy, writer schemas, pseudonym keys, consent store and cache,
+// metrics. cmd/pipeline, the embedded demo and the integration tests all
+// build the processor through it, so they run the same thing.
+//
+// It imports the internal packages, go-redis and processors/privacy.
+package wiring
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/internal/codec/eventcodec"
+	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
+	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/processors/privacy"
+	"github.com/privacy-pipeline/pipeline/schemas"
+)
+
+// Privacy is an assembled privacy processor and what it was built from.
+type Privacy struct {
+	Processor *privacy.Processor
+	Raw       *schemas.EventSchema
+	Policy    *policy.Policy
+	Keys      *pseudonym.Keyring
+	Decoder   *eventcodec.Decoder
+	Cache     *consent.Cache
+	Store     *consent.RedisStore
+	Metrics   *privacy.Metrics
+	Topics    privacy.Topics
+}
+
+// Deps are the externally owned parts.
+type Deps struct {
+	Redis    redis.UniversalClient
+	Registry prometheus.Registerer
+	Log      *slog.Logger
+	// Keys, when set, is used instead of the configured keyring (the demo
+	// generates one).
+	Keys *pseudonym.Keyring
+}
+
+// LoadPolicy reads the configured policy file, or the checked-in one, and
+// validates it against the raw schema.
+func LoadPolicy(cfg config.Config) (*schemas.EventSchema, *policy.Policy, error) {
+	raw, err := schemas.RawEvent()
+	if err != nil {
+		return nil, nil, err
+	}
+	data := schemas.PolicyJSON()
+	if cfg.PolicyFile != "" {
+		if data, err = os.ReadFile(cfg.PolicyFile); err != nil {
+			return nil, nil, fmt.Errorf("policy file: %w", err)
+		}
+	}
+	p, err := policy.Load(data, raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	return raw, p, nil
+}
+
+// LoadKeys reads the pseudonym keyring from PIPELINE_PSEUDONYM_KEYS_FILE or
+// PIPELINE_PSEUDONYM_KEYS. Errors never contain key material.
+func LoadKeys(cfg config.Config) (*pseudonym.Keyring, error) {
+	switch {
+	case cfg.PseudonymKeysFile != "" && cfg.PseudonymKeys != "":
+		return nil, fmt.Errorf("set PIPELINE_PSEUDONYM_KEYS_FILE or PIPELINE_PSEUDONYM_KEYS, not both")
+	case cfg.PseudonymKeysFile != "":
+		return pseudonym.LoadKeyring(cfg.PseudonymKeysFile)
+	case cfg.PseudonymKeys != "":
+		k, err := pseudonym.ParseKeyring([]byte(cfg.PseudonymKeys))
+		if err != nil {
+			return nil, fmt.Errorf("PIPELINE_PSEUDONYM_KEYS: %w", err)
+		}
+		return k, nil
+	}
+	return nil, fmt.Errorf("no pseudonym keys: set PIPELINE_PSEUDONYM_KEYS_FILE (see README, 'Pseudonym keys')")
+}
+
+// RedisOptions returns go-redis options for the configured address and
+// password (read from the file when configured).
+func RedisOptions(cfg config.Config) (*redis.Options, error) {
+	pw := cfg.RedisPassword
+	if cfg.RedisPasswordFile != "" {
+		b, err := os.ReadFile(cfg.RedisPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis password file: %w", err)
+		}
+		pw = strings.TrimSpace(string(b))
+	}
+	// The processor retries with its own backoff (and reports itself paused),
+	// so the client fails fast instead of retrying dials for seconds.
+	return &redis.Options{Addr: cfg.RedisAddr, Password: pw, MaxRetries: -1, DialerRetries: 1,
+		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}, nil
+}
+
+// Topics returns the configured topic names.
+func Topics(cfg config.Config) privacy.Topics {
+	var t privacy.Topics
+	for _, p := range purpose.All {
+		t.Clean[p] = cfg.CleanTopic(p)
+	}
+	t.Quarantine = cfg.QuarantineTopic
+	return t
+}
+
+// BuildPrivacy assembles the privacy processor.
+func BuildPrivacy(cfg config.Config, deps Deps) (*Privacy, error) {
+	raw, pol, err := LoadPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	keys := deps.Keys
+	if keys == nil {
+		if keys, err = LoadKeys(cfg); err != nil {
+			return nil, err
+		}
+	}
+	dec, err := eventcodec.NewDecoder(raw, schemas.RawEventSchemaJSON(), eventcodec.WithLimits(eventcodec.Limits{
+		MaxRecordBytes: cfg.MaxRecordBytes, MaxFieldBytes: cfg.MaxFieldBytes,
+		MaxPast: cfg.MaxEventAge, MaxFuture: cfg.MaxEventFuture,
+	}))
+	if err != nil {
+		return nil, err
+	}
+	if cfg.WriterSchemasDir != "" {
+		if err := registerWriterSchemas(dec, cfg.WriterSchemasDir); err != nil {
+			return nil, err
+		}
+	}
+	if deps.Redis == nil || deps.Registry == nil {
+		return nil, fmt.Errorf("wiring: Redis and Registry are required")
+	}
+	store := consent.NewRedisStore(deps.Redis, consent.WithKeyPrefix(cfg.ConsentKeyPrefix),
+		consent.WithRequireLoaded(cfg.ConsentRequireLoaded))
+	cache := consent.NewCache(store, consent.WithTTL(cfg.ConsentCacheTTL), consent.WithMaxEntries(cfg.ConsentCacheSize))
+	m := privacy.NewMetrics(deps.Registry)
+	topics := Topics(cfg)
+	proc, err := privacy.New(privacy.Config{
+		Raw: raw, Policy: pol, Keys: keys, Decoder: dec, Consent: cache, Metrics: m, Topics: topics, Log: deps.Log,
+		Limits: DefaultLimits(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Privacy{Processor: proc, Raw: raw, Policy: pol, Keys: keys, Decoder: dec, Cache: cache, Store: store, Metrics: m, Topics: topics}, nil
+}
+
+// registerWriterSchemas registers every *.avsc in dir as a known writer
+// schema (producers' evolved schemas).
+func registerWriterSchemas(dec *eventcodec.Decoder, dir string) error {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.avsc"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("writer schema: %w", err)
+		}
+		if _, err := dec.Register(b); err != nil {
+			return fmt.Errorf("writer schema %s: %w", filepath.Base(p), err)
+		}
+	}
+	return nil
+}

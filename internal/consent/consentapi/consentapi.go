@@ -1,0 +1,419 @@
+// Package consentapi is the HTTP API to set, withdraw and read consent and
+// its history, to record a subject's jurisdiction and Global Privacy
+// Control signal (the profile), and to import consents in bulk
+// (docs/openapi.yaml). A change is accepted once it is durably in the
+// consent topic (the source of truth); consent-sync then materialises it
+// into Redis, where reads come from. Input is validated before anything is
+// written: an unknown purpose, state, jurisdiction or source, an empty or
+// oversized subject, a malformed body all get a 4xx with a clear message
+// that does not echo the subject, and nothing is written.
+//
+// A write on a subject's routes (set, withdraw, profile) that carries the
+// request header "Sec-GPC: 1" (a privacy center's browser sending the
+// Global Privacy Control signal) also records GPC on for the subject, as a
+// subject-level change with source gpc_signal.
+//
+// It imports consent, consentlog, consentsync (history entries), purpose and
+// franz-go's kgo (to produce).
+package consentapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+)
+
+// Limits on request bodies.
+const (
+	MaxBody       = 64 << 10
+	MaxImportBody = 64 << 20
+)
+
+// Config configures a Server.
+type Config struct {
+	// Producer writes to Topic (acks=all). It must use consentlog.Partitioner.
+	Producer *kgo.Client
+	Topic    string
+	Store    *consent.RedisStore
+	Log      *slog.Logger
+	Now      func() time.Time
+}
+
+// Server serves the consent API.
+type Server struct{ cfg Config }
+
+// New returns a server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Producer == nil || cfg.Topic == "" || cfg.Store == nil {
+		return nil, errors.New("consentapi: Producer, Topic and Store are required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Server{cfg: cfg}, nil
+}
+
+// Handler returns the API routes (add /metrics, /healthz, /readyz around it).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /v1/subjects/{subject}/consents/{purpose}", s.set)
+	mux.HandleFunc("POST /v1/subjects/{subject}/consents/{purpose}/withdraw", s.withdraw)
+	mux.HandleFunc("PUT /v1/subjects/{subject}/profile", s.profile)
+	mux.HandleFunc("GET /v1/subjects/{subject}/consents", s.get)
+	mux.HandleFunc("GET /v1/subjects/{subject}/consents/history", s.history)
+	mux.HandleFunc("POST /v1/consents/import", s.importBulk)
+	return mux
+}
+
+// Receipt is the answer to an accepted choice (set, withdraw).
+type Receipt struct {
+	ReceiptID  string `json:"receipt_id"`
+	SubjectID  string `json:"subject_id"`
+	Purpose    string `json:"purpose"`
+	State      string `json:"state"`
+	AcceptedAt string `json:"accepted_at"`
+	// GPC is the choice's GPC value, absent when it gave none.
+	GPC *bool `json:"gpc,omitempty"`
+	// GPCSignalReceiptID is the receipt of the GPC signal recorded because
+	// the request carried "Sec-GPC: 1"; absent otherwise.
+	GPCSignalReceiptID string `json:"gpc_signal_receipt_id,omitempty"`
+}
+
+// ProfileReceipt is the answer to an accepted profile change.
+type ProfileReceipt struct {
+	ReceiptID    string `json:"receipt_id"`
+	SubjectID    string `json:"subject_id"`
+	Jurisdiction string `json:"jurisdiction"`
+	// GPC is the change's GPC value, absent when it gave none.
+	GPC                *bool  `json:"gpc,omitempty"`
+	AcceptedAt         string `json:"accepted_at"`
+	GPCSignalReceiptID string `json:"gpc_signal_receipt_id,omitempty"`
+}
+
+// SecGPCHeader is the request header of the Global Privacy Control signal;
+// the value "1" means the subject's browser sends it.
+const SecGPCHeader = "Sec-GPC"
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func fail(w http.ResponseWriter, code int, msg string) { writeJSON(w, code, apiError{msg}) }
+
+// decodeBody decodes a JSON body strictly; an empty body is allowed when
+// optional.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBody))
+		return false
+	}
+	if optional && len(bytes.TrimSpace(body)) == 0 {
+		return true
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		fail(w, http.StatusBadRequest, "malformed JSON body: "+jsonProblem(err))
+		return false
+	}
+	if dec.More() {
+		fail(w, http.StatusBadRequest, "malformed JSON body: trailing data")
+		return false
+	}
+	return true
+}
+
+// jsonProblem describes a JSON error without echoing input values.
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("syntax error at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %q has the wrong type", te.Field)
+	}
+	msg := err.Error()
+	if len(msg) > 80 {
+		msg = msg[:80]
+	}
+	return msg
+}
+
+type setBody struct {
+	State         string `json:"state"`
+	Jurisdiction  string `json:"jurisdiction"`
+	Source        string `json:"source"`
+	PolicyVersion string `json:"policy_version"`
+	Timestamp     string `json:"timestamp"`
+	GPC           *bool  `json:"gpc"`
+}
+
+type profileBody struct {
+	Jurisdiction  string `json:"jurisdiction"`
+	GPC           *bool  `json:"gpc"`
+	Source        string `json:"source"`
+	PolicyVersion string `json:"policy_version"`
+	Timestamp     string `json:"timestamp"`
+}
+
+func gpcText(b *bool) consentlog.GPCText {
+	if b == nil {
+		return ""
+	}
+	return consentlog.GPCTextOf(consent.GPCOf(*b))
+}
+
+func gpcPtr(v consent.GPCValue) *bool {
+	if !v.Given() {
+		return nil
+	}
+	on := v == consent.GPCOn
+	return &on
+}
+
+func (s *Server) set(w http.ResponseWriter, r *http.Request) {
+	var b setBody
+	if !decodeBody(w, r, &b, false) {
+		return
+	}
+	s.accept(w, r, consentlog.Input{SubjectID: r.PathValue("subject"), Purpose: r.PathValue("purpose"), State: b.State,
+		Jurisdiction: b.Jurisdiction, Source: b.Source, PolicyVersion: b.PolicyVersion, Timestamp: b.Timestamp, GPC: gpcText(b.GPC)})
+}
+
+// profile records a subject-level change: the jurisdiction and/or the GPC
+// signal, no per-purpose choice.
+func (s *Server) profile(w http.ResponseWriter, r *http.Request) {
+	var b profileBody
+	if !decodeBody(w, r, &b, false) {
+		return
+	}
+	s.accept(w, r, consentlog.Input{SubjectID: r.PathValue("subject"), Jurisdiction: b.Jurisdiction, Source: b.Source,
+		PolicyVersion: b.PolicyVersion, Timestamp: b.Timestamp, GPC: gpcText(b.GPC)})
+}
+
+func (s *Server) withdraw(w http.ResponseWriter, r *http.Request) {
+	var b setBody
+	if !decodeBody(w, r, &b, true) {
+		return
+	}
+	if b.State != "" {
+		fail(w, http.StatusBadRequest, "withdraw takes no state")
+		return
+	}
+	if b.Source == "" {
+		b.Source = string(consentlog.WebForm)
+	}
+	if b.PolicyVersion == "" {
+		b.PolicyVersion = "withdrawal"
+	}
+	s.accept(w, r, consentlog.Input{SubjectID: r.PathValue("subject"), Purpose: r.PathValue("purpose"), State: "withdrawn",
+		Jurisdiction: b.Jurisdiction, Source: b.Source, PolicyVersion: b.PolicyVersion, Timestamp: b.Timestamp, GPC: gpcText(b.GPC)})
+}
+
+// secGPC reports whether the request carries "Sec-GPC: 1".
+func secGPC(r *http.Request) bool { return strings.TrimSpace(r.Header.Get(SecGPCHeader)) == "1" }
+
+// accept validates in, adds the GPC signal of a "Sec-GPC: 1" header,
+// writes both and answers with the receipt.
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, in consentlog.Input) {
+	now := s.cfg.Now()
+	c, err := in.Change(now)
+	if err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	changes := []consentlog.Change{c}
+	var signal consentlog.Change
+	if secGPC(r) {
+		if c.GPC == consent.GPCOff {
+			fail(w, http.StatusBadRequest, "gpc false contradicts the request header Sec-GPC: 1")
+			return
+		}
+		signal = consentlog.Change{SubjectID: c.SubjectID, Purpose: consentlog.SubjectLevel, GPC: consent.GPCOn,
+			Source: consentlog.GPCSignal, PolicyVersion: c.PolicyVersion, Timestamp: now.UTC().Truncate(time.Millisecond),
+			ReceiptID: consentlog.NewReceiptID()}
+		if err := signal.Validate(now); err != nil {
+			fail(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		changes = append(changes, signal)
+	}
+	if err := s.produce(r.Context(), changes); err != nil {
+		s.cfg.Log.Error("consent change not written", "err", err)
+		fail(w, http.StatusServiceUnavailable, "the consent log is unavailable; nothing was recorded, retry")
+		return
+	}
+	accepted := s.cfg.Now().UTC().Format(time.RFC3339Nano)
+	if c.IsSubjectLevel() {
+		writeJSON(w, http.StatusAccepted, ProfileReceipt{ReceiptID: c.ReceiptID, SubjectID: c.SubjectID, Jurisdiction: c.Jurisdiction.String(),
+			GPC: gpcPtr(c.GPC), AcceptedAt: accepted, GPCSignalReceiptID: signal.ReceiptID})
+		return
+	}
+	writeJSON(w, http.StatusAccepted, Receipt{ReceiptID: c.ReceiptID, SubjectID: c.SubjectID, Purpose: c.Purpose.String(),
+		State: c.State.String(), AcceptedAt: accepted, GPC: gpcPtr(c.GPC), GPCSignalReceiptID: signal.ReceiptID})
+}
+
+// produce writes changes to the consent topic (with their subject-level
+// companions, see consentlog.Records) and waits for every ack.
+func (s *Server) produce(ctx context.Context, changes []consentlog.Change) error {
+	recs, err := consentlog.Records(s.cfg.Topic, changes...)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("consentapi: produce %d records: %w", len(recs), err)
+	}
+	return nil
+}
+
+// State is the answer of GET .../consents. A subject with only a
+// subject-level record has every purpose unset.
+type State struct {
+	SubjectID    string `json:"subject_id"`
+	Jurisdiction string `json:"jurisdiction"`
+	// JurisdictionUpdatedAt is when the jurisdiction was recorded; empty
+	// when it never was (or for a record written before that was kept).
+	JurisdictionUpdatedAt string `json:"jurisdiction_updated_at"`
+	// GPC is true when a Global Privacy Control signal is recorded.
+	GPC bool `json:"gpc"`
+	// GPCUpdatedAt is when the GPC value (on or off) was recorded; empty
+	// when never.
+	GPCUpdatedAt string                  `json:"gpc_updated_at"`
+	Version      int64                   `json:"version"`
+	Purposes     map[string]PurposeState `json:"purposes"`
+}
+
+// PurposeState is one purpose's state.
+type PurposeState struct {
+	State     string `json:"state"`
+	UpdatedAt string `json:"updated_at"`
+}
+
+func (s *Server) subject(w http.ResponseWriter, r *http.Request) (string, bool) {
+	sub := r.PathValue("subject")
+	if err := consentlog.ValidateSubject(sub); err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return "", false
+	}
+	return sub, true
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+	sub, ok := s.subject(w, r)
+	if !ok {
+		return
+	}
+	out := make([]consent.Lookup, 1)
+	if err := s.cfg.Store.Lookup(r.Context(), []string{sub}, out); err != nil {
+		code := http.StatusServiceUnavailable
+		fail(w, code, "the consent store cannot answer right now (down or being rebuilt); retry")
+		return
+	}
+	l := out[0]
+	if !l.Found {
+		fail(w, http.StatusNotFound, "no consent recorded for this subject")
+		return
+	}
+	if l.Corrupt {
+		fail(w, http.StatusInternalServerError, "the stored consent record is unreadable; a rebuild restores it")
+		return
+	}
+	st := State{SubjectID: sub, Jurisdiction: l.Record.Jurisdiction.String(), JurisdictionUpdatedAt: consentsync.FormatMillis(l.Record.JurisdictionMs),
+		GPC: l.Record.GPC, GPCUpdatedAt: consentsync.FormatMillis(l.Record.GPCMs), Version: l.Record.Version, Purposes: map[string]PurposeState{}}
+	for _, p := range purpose.All {
+		ps := l.Record.Purposes[p]
+		st.Purposes[p.String()] = PurposeState{State: ps.State.String(), UpdatedAt: consentsync.FormatMillis(ps.UpdatedMs)}
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// History is the answer of GET .../consents/history.
+type History struct {
+	SubjectID string                     `json:"subject_id"`
+	Changes   []consentsync.HistoryEntry `json:"changes"`
+}
+
+func (s *Server) history(w http.ResponseWriter, r *http.Request) {
+	sub, ok := s.subject(w, r)
+	if !ok {
+		return
+	}
+	raw, err := s.cfg.Store.Client().LRange(r.Context(), s.cfg.Store.HistoryKey(sub), 0, -1).Result()
+	if err != nil {
+		fail(w, http.StatusServiceUnavailable, "the consent store cannot answer right now; retry")
+		return
+	}
+	h := History{SubjectID: sub, Changes: []consentsync.HistoryEntry{}}
+	for _, e := range raw {
+		var he consentsync.HistoryEntry
+		if json.Unmarshal([]byte(e), &he) == nil {
+			h.Changes = append(h.Changes, he)
+		}
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+// ImportResult is the answer of an import.
+type ImportResult struct {
+	Accepted int                    `json:"accepted"`
+	Rejected int                    `json:"rejected"`
+	Errors   []consentlog.LineError `json:"errors"`
+}
+
+func (s *Server) importBulk(w http.ResponseWriter, r *http.Request) {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	body := http.MaxBytesReader(w, r.Body, MaxImportBody)
+	var changes []consentlog.Change
+	var bad []consentlog.LineError
+	var err error
+	switch mt {
+	case "text/csv":
+		changes, bad, err = consentlog.ParseCSV(body, s.cfg.Now())
+	case "application/x-ndjson", "application/jsonl", "application/jsonlines":
+		changes, bad, err = consentlog.ParseJSONLines(body, s.cfg.Now())
+	default:
+		fail(w, http.StatusUnsupportedMediaType, "import takes text/csv or application/x-ndjson")
+		return
+	}
+	if err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	for i := 0; i < len(changes); i += 5000 {
+		if err := s.produce(r.Context(), changes[i:min(i+5000, len(changes))]); err != nil {
+			s.cfg.Log.Error("import interrupted", "err", err, "written", i)
+			fail(w, http.StatusServiceUnavailable, fmt.Sprintf("the consent log became unavailable after %d changes were recorded; retry the rest", i))
+			return
+		}
+	}
+	if bad == nil {
+		bad = []consentlog.LineError{}
+	}
+	writeJSON(w, http.StatusOK, ImportResult{Accepted: len(changes), Rejected: len(bad), Errors: bad})
+}

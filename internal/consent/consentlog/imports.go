@@ -1,0 +1,252 @@
+package consentlog
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+)
+
+// Input is a change as an API or import gives it, before validation. An
+// input with neither purpose nor state is a subject-level change (the
+// jurisdiction and/or the GPC value only).
+type Input struct {
+	SubjectID     string  `json:"subject_id"`
+	Purpose       string  `json:"purpose,omitempty"`
+	State         string  `json:"state,omitempty"`
+	Jurisdiction  string  `json:"jurisdiction"`
+	Source        string  `json:"source"`
+	PolicyVersion string  `json:"policy_version"`
+	Timestamp     string  `json:"timestamp"`
+	GPC           GPCText `json:"gpc,omitempty"`
+}
+
+// GPCText is the gpc field of an input as given: "" (not given), "true",
+// "false", "1" or "0" (true and false in any case). In JSON it is a
+// boolean (null means not given), or one of those strings; it is written
+// as a boolean, and omitted when not given.
+type GPCText string
+
+// UnmarshalJSON accepts true, false, 1, 0, null, or a string.
+func (g *GPCText) UnmarshalJSON(b []byte) error {
+	switch s := string(bytes.TrimSpace(b)); s {
+	case "true", "false", "1", "0":
+		*g = GPCText(s)
+		return nil
+	case "null":
+		*g = ""
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New("gpc must be true, false, 1, 0 or null")
+	}
+	*g = GPCText(s)
+	return nil
+}
+
+// MarshalJSON writes a valid value as a boolean (and anything else as a
+// string, which ParseGPC rejects).
+func (g GPCText) MarshalJSON() ([]byte, error) {
+	switch v, err := ParseGPC(string(g)); {
+	case err != nil || v == consent.GPCNotGiven:
+		return json.Marshal(string(g))
+	case v == consent.GPCOn:
+		return []byte("true"), nil
+	}
+	return []byte("false"), nil
+}
+
+// GPCTextOf returns the text of a GPC value: "", "true" or "false".
+func GPCTextOf(v consent.GPCValue) GPCText {
+	switch v {
+	case consent.GPCOn:
+		return "true"
+	case consent.GPCOff:
+		return "false"
+	}
+	return ""
+}
+
+// ParseGPC parses the text of a gpc field: "" is not given, "true" and "1"
+// on, "false" and "0" off (true and false in any case). The message does
+// not echo the value.
+func ParseGPC(s string) (consent.GPCValue, error) {
+	switch strings.ToLower(s) {
+	case "":
+		return consent.GPCNotGiven, nil
+	case "true", "1":
+		return consent.GPCOn, nil
+	case "false", "0":
+		return consent.GPCOff, nil
+	}
+	return consent.GPCNotGiven, invalid("gpc must be true, false, 1, 0 or empty")
+}
+
+// Change validates the input and returns the change with a new receipt id;
+// an empty timestamp means now, an empty jurisdiction unknown, an empty gpc
+// not given. Source gpc_signal implies gpc true (false is invalid). A
+// subject-level input (no purpose, no state) needs a jurisdiction other
+// than unknown, or a gpc value; its policy version defaults to
+// DefaultProfilePolicyVersion.
+func (in Input) Change(now time.Time) (Change, error) {
+	var c Change
+	var err error
+	c.SubjectID = in.SubjectID
+	if err := ValidateSubject(c.SubjectID); err != nil {
+		return c, err
+	}
+	if in.Purpose == "" && in.State == "" {
+		c.Purpose = SubjectLevel
+		if in.PolicyVersion == "" {
+			in.PolicyVersion = DefaultProfilePolicyVersion
+		}
+	} else {
+		if c.Purpose, err = purpose.Parse(in.Purpose); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		if c.State, err = consent.ParseState(in.State); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
+	if in.Jurisdiction == "" {
+		in.Jurisdiction = "unknown"
+	}
+	if c.Jurisdiction, err = consent.ParseJurisdiction(in.Jurisdiction); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if c.GPC, err = ParseGPC(string(in.GPC)); err != nil {
+		return c, err
+	}
+	if c.Source, err = ParseSource(in.Source); err != nil {
+		return c, err
+	}
+	if c.Source == GPCSignal && c.GPC == consent.GPCNotGiven {
+		c.GPC = consent.GPCOn
+	}
+	c.PolicyVersion = in.PolicyVersion
+	c.Timestamp = now
+	if in.Timestamp != "" {
+		if c.Timestamp, err = time.Parse(time.RFC3339Nano, in.Timestamp); err != nil {
+			return c, invalid("timestamp is not RFC 3339")
+		}
+	}
+	c.Timestamp = c.Timestamp.UTC().Truncate(time.Millisecond)
+	c.ReceiptID = NewReceiptID()
+	return c, c.Validate(now)
+}
+
+// LineError is one rejected line of an import.
+type LineError struct {
+	Line  int    `json:"line"`
+	Error string `json:"error"`
+}
+
+// MaxImportLines bounds one import.
+const MaxImportLines = 1_000_000
+
+var csvHeader = []string{"subject_id", "purpose", "state", "jurisdiction", "source", "policy_version", "timestamp"}
+
+// csvHeaderGPC is the header with the optional gpc column.
+var csvHeaderGPC = append(append([]string(nil), csvHeader...), "gpc")
+
+// ParseCSV parses an import in CSV with the header
+// subject_id,purpose,state,jurisdiction,source,policy_version,timestamp
+// and optionally a last column gpc. A row with empty purpose and state is a
+// subject-level change (jurisdiction and/or gpc). Line numbers count the
+// header as line 1.
+func ParseCSV(r io.Reader, now time.Time) ([]Change, []LineError, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	head, err := cr.Read()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: CSV header missing", ErrInvalid)
+	}
+	if len(head) > 0 {
+		head[0] = strings.TrimPrefix(head[0], "\ufeff")
+	}
+	cols := csvHeader
+	switch strings.Join(head, ",") {
+	case strings.Join(csvHeader, ","):
+	case strings.Join(csvHeaderGPC, ","):
+		cols = csvHeaderGPC
+	default:
+		return nil, nil, fmt.Errorf("%w: CSV header must be %s, optionally followed by ,gpc", ErrInvalid, strings.Join(csvHeader, ","))
+	}
+	var out []Change
+	var bad []LineError
+	for line := 2; ; line++ {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if line > MaxImportLines+1 {
+			return out, bad, fmt.Errorf("%w: more than %d lines", ErrInvalid, MaxImportLines)
+		}
+		if err != nil {
+			bad = append(bad, LineError{line, "not valid CSV"})
+			continue
+		}
+		if len(rec) != len(cols) {
+			bad = append(bad, LineError{line, fmt.Sprintf("want %d fields, got %d", len(cols), len(rec))})
+			continue
+		}
+		in := Input{SubjectID: rec[0], Purpose: rec[1], State: rec[2], Jurisdiction: rec[3], Source: rec[4], PolicyVersion: rec[5], Timestamp: rec[6]}
+		if len(rec) > 7 {
+			in.GPC = GPCText(rec[7])
+		}
+		c, err := in.Change(now)
+		if err != nil {
+			bad = append(bad, LineError{line, err.Error()})
+			continue
+		}
+		out = append(out, c)
+	}
+	return out, bad, nil
+}
+
+// ParseJSONLines parses an import of one JSON object per line, with the
+// fields of Input (gpc is optional; an object without purpose and state is
+// a subject-level change).
+func ParseJSONLines(r io.Reader, now time.Time) ([]Change, []LineError, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var out []Change
+	var bad []LineError
+	line := 0
+	for sc.Scan() {
+		line++
+		if line > MaxImportLines {
+			return out, bad, fmt.Errorf("%w: more than %d lines", ErrInvalid, MaxImportLines)
+		}
+		text := bytes.TrimSpace(sc.Bytes())
+		if len(text) == 0 {
+			continue
+		}
+		var in Input
+		dec := json.NewDecoder(bytes.NewReader(text))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&in); err != nil {
+			bad = append(bad, LineError{line, "not a JSON object with the consent fields"})
+			continue
+		}
+		c, err := in.Change(now)
+		if err != nil {
+			bad = append(bad, LineError{line, err.Error()})
+			continue
+		}
+		out = append(out, c)
+	}
+	if err := sc.Err(); err != nil {
+		return out, bad, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return out, bad, nil
+}

@@ -1,0 +1,820 @@
+// Package runner moves records between Kafka and a processor with exactly
+// once semantics: it consumes a topic in a consumer group (cooperative
+// sticky), splits each poll across workers by partition, and produces every
+// output and commits the consumed offsets in one Kafka transaction
+// (franz-go's GroupTransactSession). A replica killed at any moment, a
+// rebalance, or a broker restart aborts the open transaction; the records
+// are processed again from the last committed offsets and nothing is lost
+// or duplicated for read_committed consumers.
+//
+// This package and topology are the only ones that import franz-go for
+// processing (internal/stream/kafkaio and the producer hold small client helpers).
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/privacy-pipeline/pipeline/internal/stream/statestore"
+	"github.com/privacy-pipeline/pipeline/processors"
+)
+
+// Config configures a Runner.
+type Config struct {
+	// Brokers are the seed brokers.
+	Brokers []string
+	// Group is the consumer group id.
+	Group string
+	// Input is the topic to consume.
+	Input string
+	// Workers is the number of parallel workers (default GOMAXPROCS).
+	Workers int
+	// MaxPollRecords bounds one batch, that is one transaction (default 5000).
+	MaxPollRecords int
+	// ClientID names the client in broker logs.
+	ClientID string
+	// TransactionalID identifies this replica's transactions. Give each
+	// replica a stable, unique id (a pod or slot name): a restarted replica
+	// with the same id fences its predecessor and aborts its open
+	// transaction at once, instead of waiting for TransactionTimeout. Empty:
+	// group + hostname + a random suffix.
+	TransactionalID string
+	// TransactionTimeout bounds how long a dead replica's open transaction
+	// can block its partitions (default 10s).
+	TransactionTimeout time.Duration
+	// SessionTimeout is how long the group waits for a silent (killed)
+	// member before giving its partitions to others (default 10s).
+	SessionTimeout time.Duration
+	// Log receives operational messages (never record contents).
+	Log *slog.Logger
+	// Metrics, when set, receives transaction and assignment metrics.
+	Metrics *Metrics
+	// ExtraOpts are appended to the session's kgo options (tests, tuning).
+	ExtraOpts []kgo.Opt
+	// ConnOpts are the connection options (TLS, SASL, client identity)
+	// every client of the runner uses: the session and the state store.
+	ConnOpts []kgo.Opt
+	// OnCommit, when set, is called after each committed transaction with
+	// its outputs (valid only during the call) and the commit time: the
+	// moment they became visible to read_committed consumers. For
+	// measurements such as withdrawal latency.
+	OnCommit func(outputs []processors.Output, at time.Time)
+	// StopGrace bounds how long, after ctx ends, the in-flight batch may
+	// take to produce and commit (default 15s). A batch still waiting for a
+	// consent decision is aborted at once instead: nothing of it is
+	// visible, and the next owner of its partitions processes it again.
+	StopGrace time.Duration
+	// TickInterval is how often a worker that implements processors.Ticker
+	// is ticked when no record arrives (default 1s).
+	TickInterval time.Duration
+	// Clock tells ticks the time (default time.Now).
+	Clock func() time.Time
+	// IdleAfter is how long an owned input partition must go without a
+	// record (counted from its assignment) before a tick may act on it by
+	// the wall clock (default 10 × TickInterval). A tick acts only on
+	// partitions that are idle and caught up: their committed offset is at
+	// the end of the partition (read_committed; a transaction marker may
+	// follow the last record). A partition that stays idle but looks behind
+	// (its tail is an aborted transaction, which read_committed never
+	// delivers) is ticked after 6 × IdleAfter. So a new owner, or a replica
+	// back from downtime, reads its backlog before any window closes by
+	// the wall clock.
+	IdleAfter time.Duration
+	// AbortAlertAfter is how many transactions in a row may fail to commit
+	// for the same reason before the runner reports it: a warning log with
+	// the reason, Ready false (/readyz 503) and the consecutive-aborts
+	// gauge past the alert threshold, until a transaction commits again
+	// (default 5). Aborts are never retried silently forever.
+	AbortAlertAfter int
+}
+
+// MaxRecordBytes is the producer's limit on one record's key, value and
+// headers (kgo.ProducerBatchMaxBytes, kgo's default made explicit): a record
+// above it is refused by the client with MESSAGE_TOO_LARGE, whatever the
+// topic accepts. Processors keep their outputs below it and below the
+// topic's max.message.bytes (see processors/privacy.Limits).
+const MaxRecordBytes = 1_000_012
+
+// Abort reasons: bounded label values of pipeline_transaction_aborts_total.
+const (
+	AbortStaleConsent = "stale_consent" // a decision of the batch went stale before commit
+	AbortProcess      = "process_error" // a worker failed (e.g. the context ended while paused)
+	AbortProduce      = "produce_error" // an output was refused (e.g. MESSAGE_TOO_LARGE)
+	AbortGroup        = "group_changed" // the group rebalanced or the offsets could not be committed
+	AbortEnd          = "end_error"     // ending the transaction failed; the session restarts
+	AbortBegin        = "begin_error"   // beginning a transaction failed; the session restarts
+)
+
+// AbortReasons lists the abort reasons.
+func AbortReasons() []string {
+	return []string{AbortStaleConsent, AbortProcess, AbortProduce, AbortGroup, AbortEnd, AbortBegin}
+}
+
+// Runner runs one processor against Kafka.
+type Runner struct {
+	cfg      Config
+	proc     processors.Processor
+	running  atomic.Bool
+	assigned atomic.Int64
+	store    *statestore.Store // nil unless the processor is stateful
+
+	forgetMu  sync.Mutex
+	forget    []int32             // revoked partitions whose worker state must be dropped
+	owned     map[int32]bool      // input partitions assigned to this replica
+	lastSeen  map[int32]time.Time // when each owned partition was assigned or last delivered a record
+	batches   atomic.Uint64
+	committed atomic.Uint64
+	aborted   atomic.Uint64
+
+	streakMu     sync.Mutex
+	streak       int    // transactions in a row that did not commit
+	streakReason string // the reason of the last of them
+	streakErr    string // its error text (no record contents)
+	alerting     atomic.Bool
+}
+
+// New returns a runner.
+func New(cfg Config, proc processors.Processor) (*Runner, error) {
+	if len(cfg.Brokers) == 0 || cfg.Group == "" || cfg.Input == "" {
+		return nil, errors.New("runner: Brokers, Group and Input are required")
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.MaxPollRecords <= 0 {
+		cfg.MaxPollRecords = 5000
+	}
+	if cfg.ClientID == "" {
+		cfg.ClientID = "privacy-pipeline-" + proc.Name()
+	}
+	if cfg.TransactionalID == "" {
+		host, _ := os.Hostname()
+		cfg.TransactionalID = fmt.Sprintf("%s-%s-%08x", cfg.Group, host, rand.Uint32())
+	}
+	if cfg.TransactionTimeout <= 0 {
+		cfg.TransactionTimeout = 10 * time.Second
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 10 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.StopGrace <= 0 {
+		cfg.StopGrace = 15 * time.Second
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.IdleAfter <= 0 {
+		cfg.IdleAfter = 10 * cfg.TickInterval
+	}
+	if cfg.AbortAlertAfter <= 0 {
+		cfg.AbortAlertAfter = 5
+	}
+	r := &Runner{cfg: cfg, proc: proc}
+	if sp, ok := proc.(processors.Stateful); ok {
+		r.store = statestore.New(cfg.Brokers, cfg.Input, sp.StateTopic(), statestore.WithClientOpts(cfg.ConnOpts...))
+		sp.UseStore(r.store)
+	}
+	return r, nil
+}
+
+// Running reports whether the runner is connected and consuming.
+func (r *Runner) Running() bool { return r.running.Load() }
+
+// Assigned returns the number of partitions currently assigned.
+func (r *Runner) Assigned() int { return int(r.assigned.Load()) }
+
+// Ready reports whether the replica is connected, owns partitions, and is
+// not failing to commit the same batch over and over (see AbortAlertAfter).
+func (r *Runner) Ready() bool {
+	return r.running.Load() && r.assigned.Load() > 0 && !r.alerting.Load()
+}
+
+// AbortStreak returns how many transactions in a row did not commit, and
+// the reason of the last one.
+func (r *Runner) AbortStreak() (int, string) {
+	r.streakMu.Lock()
+	defer r.streakMu.Unlock()
+	return r.streak, r.streakReason
+}
+
+// noteCommit ends an abort streak.
+func (r *Runner) noteCommit() {
+	r.streakMu.Lock()
+	was, reason := r.streak, r.streakReason
+	r.streak, r.streakReason, r.streakErr = 0, "", ""
+	r.streakMu.Unlock()
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.ConsecutiveAborts.Set(0)
+	}
+	if r.alerting.Swap(false) {
+		r.cfg.Log.Warn("transactions commit again", "processor", r.proc.Name(), "aborted_in_a_row", was, "reason", reason)
+	}
+}
+
+// noteAbort counts a transaction that did not commit. A streak of the same
+// reason that reaches AbortAlertAfter is reported (warning, readiness,
+// gauge); the error text carries no record contents (processors' errors
+// name operations, not subjects; produce errors are Kafka error codes).
+func (r *Runner) noteAbort(reason string, err error) {
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.Aborts.WithLabelValues(reason).Inc()
+	}
+	r.streakMu.Lock()
+	if reason != r.streakReason {
+		r.streak = 0
+	}
+	r.streak++
+	r.streakReason = reason
+	if err != nil {
+		r.streakErr = err.Error()
+	}
+	n, msg := r.streak, r.streakErr
+	r.streakMu.Unlock()
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.ConsecutiveAborts.Set(float64(n))
+	}
+	if n >= r.cfg.AbortAlertAfter && (!r.alerting.Swap(true) || n%100 == 0) {
+		r.cfg.Log.Warn("transactions keep aborting for the same reason; not ready until one commits",
+			"processor", r.proc.Name(), "reason", reason, "aborted_in_a_row", n, "err", msg)
+	}
+}
+
+// Batches returns the number of committed transactions.
+func (r *Runner) Batches() uint64 { return r.batches.Load() }
+
+// Committed returns the number of input records whose outputs and offsets
+// were committed.
+func (r *Runner) Committed() uint64 { return r.committed.Load() }
+
+// Aborted returns the number of aborted transactions.
+func (r *Runner) Aborted() uint64 { return r.aborted.Load() }
+
+// Run consumes until ctx ends. A failed session restarts from the committed
+// offsets; Run returns only when ctx ends.
+func (r *Runner) Run(ctx context.Context) error {
+	workers := make([]processors.Worker, r.cfg.Workers)
+	for i := range workers {
+		workers[i] = r.proc.NewWorker()
+	}
+	if r.store != nil {
+		defer r.store.Close()
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		forgetAll(workers)
+		err := r.session(ctx, workers)
+		r.forgetMu.Lock()
+		clear(r.owned)
+		clear(r.lastSeen)
+		r.forgetMu.Unlock()
+		r.running.Store(false)
+		r.setAssigned(0)
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.cfg.Log.Warn("runner session ended; restarting from committed offsets", "processor", r.proc.Name(), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// forgetAll drops every stateful worker's state: a new session restores it
+// from the committed checkpoints.
+func forgetAll(workers []processors.Worker) {
+	for _, w := range workers {
+		if sw, ok := w.(processors.StatefulWorker); ok {
+			sw.Forget(processors.AllPartitions)
+		}
+	}
+}
+
+// noteRevoked remembers revoked partitions; their state is dropped before
+// the next batch.
+func (r *Runner) noteRevoked(m map[string][]int32) {
+	r.forgetMu.Lock()
+	r.forget = append(r.forget, m[r.cfg.Input]...)
+	for _, p := range m[r.cfg.Input] {
+		delete(r.owned, p)
+		delete(r.lastSeen, p)
+	}
+	r.forgetMu.Unlock()
+}
+
+func (r *Runner) forgetRevoked(workers []processors.Worker) {
+	r.forgetMu.Lock()
+	ps := r.forget
+	r.forget = nil
+	r.forgetMu.Unlock()
+	for _, p := range ps {
+		for _, w := range workers {
+			if sw, ok := w.(processors.StatefulWorker); ok {
+				sw.Forget(p)
+			}
+		}
+	}
+}
+
+func (r *Runner) setAssigned(n int64) {
+	r.assigned.Store(n)
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.Assigned.Set(float64(n))
+	}
+}
+
+func countPartitions(m map[string][]int32) int64 {
+	n := 0
+	for _, ps := range m {
+		n += len(ps)
+	}
+	return int64(n)
+}
+
+func (r *Runner) session(ctx context.Context, workers []processors.Worker) error {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(r.cfg.Brokers...),
+		kgo.ClientID(r.cfg.ClientID),
+		kgo.ConsumerGroup(r.cfg.Group),
+		kgo.ConsumeTopics(r.cfg.Input),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		kgo.RequireStableFetchOffsets(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.TransactionalID(r.cfg.TransactionalID),
+		kgo.TransactionTimeout(r.cfg.TransactionTimeout),
+		kgo.SessionTimeout(r.cfg.SessionTimeout),
+		kgo.HeartbeatInterval(max(r.cfg.SessionTimeout/5, 500*time.Millisecond)),
+		kgo.ProducerBatchCompression(kgo.SnappyCompression()),
+		kgo.ProducerBatchMaxBytes(MaxRecordBytes),
+		kgo.ProducerLinger(5 * time.Millisecond),
+		kgo.RecordPartitioner(r.partitioner()),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			r.forgetMu.Lock()
+			if r.owned == nil {
+				r.owned, r.lastSeen = map[int32]bool{}, map[int32]time.Time{}
+			}
+			for _, p := range m[r.cfg.Input] {
+				r.owned[p] = true
+				r.lastSeen[p] = time.Now()
+			}
+			r.forgetMu.Unlock()
+			r.setAssigned(r.assigned.Load() + countPartitions(m))
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			r.noteRevoked(m)
+			r.setAssigned(max(0, r.assigned.Load()-countPartitions(m)))
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			r.noteRevoked(m)
+			r.setAssigned(max(0, r.assigned.Load()-countPartitions(m)))
+		}),
+	}
+	opts = append(append(opts, r.cfg.ConnOpts...), r.cfg.ExtraOpts...)
+	if r.store != nil {
+		if err := r.store.CheckPartitions(ctx); err != nil {
+			return err
+		}
+	}
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return fmt.Errorf("runner: client: %w", err)
+	}
+	// Close leaves the group promptly, so the partitions move at once.
+	defer sess.Close()
+	r.running.Store(true)
+
+	// Producing and ending the transaction use wctx, which outlives ctx by
+	// StopGrace so that a stopping runner finishes the batch it holds.
+	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer wcancel()
+	stopGrace := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(r.cfg.StopGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			wcancel()
+		case <-wctx.Done():
+		}
+	})
+	defer stopGrace()
+
+	n := len(workers)
+	buckets := make([][]processors.Record, n)
+	hdrArena := make([][]processors.Header, n) // record headers, reused across polls
+	batches := make([]processors.Batch, n)
+	var kr []kgo.Record
+	var hdrs []kgo.RecordHeader
+	_, ticks := workers[0].(processors.Ticker)
+	lastTick := time.Now()
+	// pollMax shrinks after a batch went stale (a consent change landed
+	// between its decisions and its commit) and grows back after commits,
+	// so even under a storm of consent changes a batch small enough to
+	// commit is eventually taken: staleness can never livelock the runner.
+	pollMax := r.cfg.MaxPollRecords
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		pctx, pcancel := ctx, context.CancelFunc(func() {})
+		if ticks {
+			pctx, pcancel = context.WithTimeout(ctx, r.cfg.TickInterval)
+		}
+		fetches := sess.PollRecords(pctx, pollMax)
+		pcancel()
+		if fetches.IsClientClosed() {
+			return errors.New("runner: client closed")
+		}
+		if ticks && ctx.Err() == nil && time.Since(lastTick) >= r.cfg.TickInterval {
+			lastTick = time.Now()
+			if fetches.NumRecords() == 0 {
+				if err := r.tick(ctx, wctx, sess, workers, batches); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				r.cfg.Log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+			}
+		})
+		if fetches.NumRecords() == 0 {
+			continue
+		}
+		if err := sess.Begin(); err != nil {
+			r.noteAbort(AbortBegin, err)
+			return fmt.Errorf("runner: begin transaction: %w", err)
+		}
+		r.forgetRevoked(workers)
+		// Split by partition so each partition's order is kept by one worker.
+		for i := range buckets {
+			buckets[i] = buckets[i][:0]
+			clear(hdrArena[i]) // drop references to the previous poll's bytes
+			hdrArena[i] = hdrArena[i][:0]
+			batches[i].Reset()
+		}
+		if ticks {
+			seen := time.Now()
+			r.forgetMu.Lock()
+			fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+				if len(ftp.Records) > 0 && r.lastSeen != nil {
+					r.lastSeen[ftp.Partition] = seen
+				}
+			})
+			r.forgetMu.Unlock()
+		}
+		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+			b := int(ftp.Partition) % n
+			for _, rec := range ftp.Records {
+				r := toRecord(rec)
+				if len(rec.Headers) > 0 {
+					start := len(hdrArena[b])
+					for _, h := range rec.Headers {
+						hdrArena[b] = append(hdrArena[b], processors.Header{Key: h.Key, Value: h.Value})
+					}
+					r.Headers = hdrArena[b][start:len(hdrArena[b]):len(hdrArena[b])]
+				}
+				buckets[b] = append(buckets[b], r)
+			}
+		})
+		procErr := r.processAll(ctx, workers, buckets, batches)
+		// A decision that went stale while processing (a withdrawal arrived)
+		// is redone before anything is produced, which costs no abort.
+		for redo := 0; procErr == nil && redo < 3 && !allCurrent(workers, buckets); redo++ {
+			for i, w := range workers {
+				if len(buckets[i]) > 0 {
+					w.Done(false)
+					batches[i].Reset()
+				}
+			}
+			procErr = r.processAll(ctx, workers, buckets, batches)
+		}
+		var produceErr error
+		if procErr == nil {
+			kr, hdrs, produceErr = r.produceAll(wctx, sess, batches, kr, hdrs)
+		}
+		commit := procErr == nil && produceErr == nil
+		stale := false
+		if commit && !allCurrent(workers, buckets) {
+			// A decision went stale (e.g. a withdrawal) after the outputs
+			// were produced: abort and redo the batch, smaller.
+			commit, stale = false, true
+			pollMax = max(1, pollMax/4)
+			r.cfg.Log.Debug("batch outdated by a consent change; aborting to redo it", "processor", r.proc.Name())
+		}
+		committed, endErr := sess.End(wctx, kgo.TransactionEndTry(commit))
+		clear(kr) // drop references to batch memory
+		for i, w := range workers {
+			if len(buckets[i]) > 0 {
+				w.Done(committed && endErr == nil)
+			}
+		}
+		switch {
+		case endErr != nil:
+			r.countTxn("error")
+			r.noteAbort(AbortEnd, endErr)
+			return fmt.Errorf("runner: end transaction: %w", endErr)
+		case committed:
+			if r.cfg.OnCommit != nil {
+				at := time.Now()
+				for i := range batches {
+					r.cfg.OnCommit(batches[i].Outputs, at)
+				}
+			}
+			r.batches.Add(1)
+			r.committed.Add(uint64(fetches.NumRecords()))
+			r.countTxn("committed")
+			r.noteCommit()
+			pollMax = min(r.cfg.MaxPollRecords, pollMax*2)
+		default:
+			// Aborted (a rebalance, a processing or produce error): the
+			// session rewound to the committed offsets; the records are
+			// processed again by whoever owns their partitions.
+			r.aborted.Add(1)
+			r.countTxn("aborted")
+			switch {
+			case procErr != nil:
+				r.noteAbort(AbortProcess, procErr)
+			case produceErr != nil:
+				r.noteAbort(AbortProduce, produceErr)
+			case stale:
+				r.noteAbort(AbortStaleConsent, nil)
+			default:
+				r.noteAbort(AbortGroup, nil)
+			}
+			if procErr != nil || produceErr != nil {
+				r.cfg.Log.Info("transaction aborted", "processor", r.proc.Name(), "process_err", procErr, "produce_err", produceErr)
+			}
+		}
+		if produceErr != nil {
+			return produceErr // the producer may be in a failed state: new session
+		}
+	}
+}
+
+// tick runs the workers' Tick: time, not a record, may change their state
+// (idle windows close). What that publishes, with the checkpoints, goes out
+// in a transaction of its own; a tick that changes nothing costs none.
+func (r *Runner) tick(ctx, wctx context.Context, sess *kgo.GroupTransactSession, workers []processors.Worker, batches []processors.Batch) error {
+	r.forgetRevoked(workers)
+	for i := range batches {
+		batches[i].Reset()
+	}
+	now := r.cfg.Clock()
+	n := len(workers)
+	parts := make([][]int32, n)
+	for _, p := range r.idlePartitions(ctx, sess) {
+		parts[int(p)%n] = append(parts[int(p)%n], p)
+	}
+	var tickErr error
+	changed := false
+	for i, w := range workers {
+		if err := w.(processors.Ticker).Tick(ctx, now, parts[i], &batches[i]); err != nil {
+			tickErr = err
+			break
+		}
+		changed = changed || batches[i].Len() > 0 || len(batches[i].Checkpoints) > 0
+	}
+	if tickErr == nil && !changed {
+		for _, w := range workers {
+			w.Done(true)
+		}
+		return nil
+	}
+	if tickErr != nil {
+		for _, w := range workers {
+			w.Done(false)
+		}
+		r.cfg.Log.Info("tick failed", "processor", r.proc.Name(), "err", tickErr)
+		return nil
+	}
+	if err := sess.Begin(); err != nil {
+		for _, w := range workers {
+			w.Done(false)
+		}
+		return fmt.Errorf("runner: begin transaction: %w", err)
+	}
+	kr, _, produceErr := r.produceAll(wctx, sess, batches, nil, nil)
+	committed, endErr := sess.End(wctx, kgo.TransactionEndTry(produceErr == nil))
+	clear(kr)
+	for _, w := range workers {
+		w.Done(committed && endErr == nil)
+	}
+	switch {
+	case endErr != nil:
+		r.countTxn("error")
+		r.noteAbort(AbortEnd, endErr)
+		return fmt.Errorf("runner: end transaction: %w", endErr)
+	case committed:
+		r.countTxn("committed")
+		r.noteCommit()
+	default:
+		r.countTxn("aborted")
+		if produceErr != nil {
+			r.noteAbort(AbortProduce, produceErr)
+		} else {
+			r.noteAbort(AbortGroup, nil)
+		}
+		if produceErr != nil {
+			r.cfg.Log.Info("tick aborted", "processor", r.proc.Name(), "produce_err", produceErr)
+		}
+	}
+	return produceErr
+}
+
+// allCurrent reports whether every worker that processed records still
+// holds current decisions.
+func allCurrent(workers []processors.Worker, buckets [][]processors.Record) bool {
+	for i, w := range workers {
+		if len(buckets[i]) > 0 && !w.Current() {
+			return false
+		}
+	}
+	return true
+}
+
+// idlePartitions returns the owned input partitions a tick may act on:
+// idle for IdleAfter and caught up, or idle for 6 × IdleAfter whatever
+// their offsets say (see Config.IdleAfter).
+func (r *Runner) idlePartitions(ctx context.Context, sess *kgo.GroupTransactSession) []int32 {
+	now := time.Now()
+	idle := map[int32]time.Duration{}
+	r.forgetMu.Lock()
+	for p := range r.owned {
+		if d := now.Sub(r.lastSeen[p]); d >= r.cfg.IdleAfter {
+			idle[p] = d
+		}
+	}
+	r.forgetMu.Unlock()
+	if len(idle) == 0 {
+		return nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, max(r.cfg.TickInterval, 5*time.Second))
+	ends, err := kadm.NewClient(sess.Client()).ListCommittedOffsets(lctx, r.cfg.Input)
+	cancel()
+	committed := sess.Client().CommittedOffsets()[r.cfg.Input]
+	return eligible(idle, 6*r.cfg.IdleAfter, func(p int32) (int64, bool) {
+		if err != nil {
+			return 0, false
+		}
+		end, ok := ends.Lookup(r.cfg.Input, p)
+		if !ok || end.Err != nil {
+			return 0, false
+		}
+		at := int64(0)
+		if c, ok := committed[p]; ok {
+			at = c.Offset
+		}
+		return end.Offset - at, true
+	})
+}
+
+// eligible picks, of the idle partitions (with how long each has been
+// idle), those caught up - a lag of at most one offset, the marker that
+// follows a committed transaction - or idle for at least stuck whatever
+// their lag. lag reports false when the lag is unknown.
+func eligible(idle map[int32]time.Duration, stuck time.Duration, lag func(int32) (int64, bool)) []int32 {
+	var out []int32
+	for p, d := range idle {
+		if l, ok := lag(p); (ok && l <= 1) || d >= stuck {
+			out = append(out, p)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (r *Runner) countTxn(outcome string) {
+	if r.cfg.Metrics != nil {
+		r.cfg.Metrics.Transactions.WithLabelValues(outcome).Inc()
+	}
+}
+
+// produceAll produces every output of the batches in the open transaction
+// and waits for all acknowledgements.
+func (r *Runner) produceAll(ctx context.Context, sess *kgo.GroupTransactSession, batches []processors.Batch, kr []kgo.Record, hdrs []kgo.RecordHeader) ([]kgo.Record, []kgo.RecordHeader, error) {
+	total, nh := 0, 0
+	for i := range batches {
+		total += batches[i].Len() + len(batches[i].Checkpoints)
+		for _, o := range batches[i].Outputs {
+			nh += len(o.Headers)
+		}
+	}
+	if cap(kr) < total {
+		kr = make([]kgo.Record, total)
+	}
+	if cap(hdrs) < nh {
+		hdrs = make([]kgo.RecordHeader, nh)
+	}
+	kr, hdrs = kr[:total], hdrs[:nh]
+	var wg sync.WaitGroup
+	var produceErr atomic.Pointer[error]
+	k, h := 0, 0
+	wg.Add(total)
+	done := func(_ *kgo.Record, err error) {
+		if err != nil {
+			produceErr.CompareAndSwap(nil, &err)
+		}
+		wg.Done()
+	}
+	for i := range batches {
+		for _, o := range batches[i].Outputs {
+			hs := hdrs[h : h+len(o.Headers) : h+len(o.Headers)]
+			for j, oh := range o.Headers {
+				hs[j] = kgo.RecordHeader{Key: oh.Key, Value: oh.Value}
+			}
+			h += len(o.Headers)
+			kr[k] = kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: hs}
+			sess.Produce(ctx, &kr[k], done)
+			k++
+		}
+		for _, cp := range batches[i].Checkpoints {
+			kr[k] = kgo.Record{Topic: r.store.Topic(), Partition: cp.Partition,
+				Key: statestore.Key(cp.Partition), Value: statestore.AppendEncode(nil, cp)}
+			sess.Produce(ctx, &kr[k], done)
+			k++
+		}
+	}
+	wg.Wait()
+	if p := produceErr.Load(); p != nil {
+		return kr, hdrs, fmt.Errorf("runner: produce: %w", *p)
+	}
+	return kr, hdrs, nil
+}
+
+func (r *Runner) processAll(ctx context.Context, workers []processors.Worker, buckets [][]processors.Record, batches []processors.Batch) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(workers))
+	for i := range workers {
+		if len(buckets[i]) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs[i] = workers[i].Process(ctx, buckets[i], &batches[i])
+		}(i)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func toRecord(rec *kgo.Record) processors.Record {
+	return processors.Record{
+		Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,
+		Key: rec.Key, Value: rec.Value, Timestamp: rec.Timestamp,
+	}
+}
+
+// partitioner places checkpoints on the state partition of their input
+// partition and every other record by the sticky key partitioner.
+func (r *Runner) partitioner() kgo.Partitioner {
+	def := kgo.StickyKeyPartitioner(nil)
+	if r.store == nil {
+		return def
+	}
+	return statePartitioner{topic: r.store.Topic(), def: def}
+}
+
+type statePartitioner struct {
+	topic string
+	def   kgo.Partitioner
+}
+
+func (p statePartitioner) ForTopic(t string) kgo.TopicPartitioner {
+	if t == p.topic {
+		return manualPartitioner{}
+	}
+	return p.def.ForTopic(t)
+}
+
+type manualPartitioner struct{}
+
+func (manualPartitioner) RequiresConsistency(*kgo.Record) bool { return true }
+func (manualPartitioner) Partition(r *kgo.Record, n int) int {
+	if int(r.Partition) < n {
+		return int(r.Partition)
+	}
+	return int(r.Partition) % n // CheckPartitions prevents this
+}
