@@ -1,3 +1,5 @@
+//go:build !production
+
 package main
 
 import (
@@ -8,6 +10,8 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/testrig/demo"
 )
 
+// cmdDemo runs 'pipeline demo': the whole pipeline on in-process Kafka
+// (kfake) and Redis (miniredis), with synthetic events and consent.
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("demo")
 	events := fs.Int("events", 20000, "raw events to produce (malformed ones included)")

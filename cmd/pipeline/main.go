@@ -6,19 +6,21 @@
 //	pipeline run consent-api                              the consent HTTP API
 //	pipeline run kanon                                    k-anonymous aggregates (agg.<purpose>.<name>)
 //	pipeline run kanon-records                            record-level k-anonymisation (CASTLE, clean.<purpose>.kanon)
-//	pipeline eval kanon --data DIR [--k K] [--json]       both mechanisms offline on the UCI Adult data set
 //	pipeline topology describe|apply [--mermaid]          the declared topics and processors
 //	pipeline schemas generate|check [--dir schemas]       derived clean schemas
 //	pipeline policy validate [--file F]                   check a policy file
-//	pipeline chaos [--events N] [--json]                  the exactly-once chaos test against real services
 //	pipeline keys generate --out FILE                     a new pseudonym keyring (secrets only in the file)
 //
 // Configuration comes from PIPELINE_* environment variables (README).
+//
+// The deploy image builds it with -tags production, which leaves the demo
+// (and with it kfake, miniredis and the synthetic data) out of the binary.
+// The chaos test, the benchmarks and the offline evaluation are in a
+// separate binary, cmd/pipeline-dev.
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +29,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/privacy-pipeline/pipeline/internal/app/cli"
 )
 
 func main() {
@@ -48,16 +52,14 @@ func main() {
 const usage = `usage:
   pipeline demo [--events N] [--subjects N] [--json]
   pipeline run privacy | consent-sync [--rebuild] | consent-api | kanon | kanon-records
-  pipeline eval kanon --data DIR [--k K] [--delta D] [--beta B] [--json]   k-anonymity on the UCI Adult data set
   pipeline topology describe [--mermaid] | apply [--partitions N] [--replication N]
   pipeline schemas generate|check [--dir DIR]
   pipeline policy validate [--file FILE]
   pipeline keys generate --out FILE [--id SUFFIX] [--force | --keep-if-exists]
-  pipeline bench withdrawal [--rate N] [--withdrawals N] [--json]   withdrawal latency (real Kafka + Redis)
-  pipeline chaos [--events N] [--kills K] [--json]   exactly-once under failures (real Kafka + Redis)
   pipeline probe URL            exit 0 when URL answers 200 (container health checks)
 `
 
+// usageError makes main print the usage and exit 2.
 type usageError struct{ msg string }
 
 func (u usageError) Error() string { return u.msg }
@@ -84,8 +86,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return cmdRunKanon(ctx, args[1], stderr)
 		}
 		return usageError{"run needs privacy, consent-sync, consent-api, kanon or kanon-records"}
-	case "eval":
-		return cmdEval(args[1:], stdout)
 	case "topology":
 		return cmdTopology(ctx, args[1:], stdout)
 	case "schemas":
@@ -94,10 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdPolicy(args[1:], stdout)
 	case "keys":
 		return cmdKeys(args[1:], stdout)
-	case "bench":
-		return cmdBench(ctx, args[1:], stdout, stderr)
-	case "chaos":
-		return cmdChaos(ctx, args[1:], stdout, stderr)
+	case "eval", "bench", "chaos":
+		return usageError{fmt.Sprintf("%s moved to the development binary: go run ./cmd/pipeline-dev %s", args[0], args[0])}
 	case "probe":
 		return cmdProbe(ctx, args[1:])
 	case "help", "-h", "--help":
@@ -107,25 +105,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return usageError{fmt.Sprintf("unknown command %q", args[0])}
 }
 
-func newLogger(w io.Writer, level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
-}
+func newLogger(w io.Writer, level string) *slog.Logger { return cli.Logger(w, level) }
 
-func writeJSON(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "%s\n", b)
-	return err
-}
+func writeJSON(w io.Writer, v any) error { return cli.WriteJSON(w, v) }
 
-func newFlags(name string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	return fs
-}
+func newFlags(name string) *flag.FlagSet { return cli.Flags(name) }

@@ -131,16 +131,12 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-func TestEvalKanonUsage(t *testing.T) {
-	var out bytes.Buffer
-	for _, args := range [][]string{{"eval"}, {"eval", "kanon"}, {"eval", "kanon", "--data", "x", "--k", "1"}} {
-		err := run(context.Background(), args, &out, &out)
+func TestDevToolsMovedOut(t *testing.T) {
+	for _, c := range []string{"eval", "bench", "chaos"} {
+		_, err := runCmd(t, c)
 		var u usageError
-		if !errors.As(err, &u) {
-			t.Errorf("%v: want a usage error, got %v", args, err)
+		if !errors.As(err, &u) || !strings.Contains(err.Error(), "pipeline-dev") {
+			t.Errorf("%s: want a usage error naming pipeline-dev, got %v", c, err)
 		}
-	}
-	if err := run(context.Background(), []string{"eval", "kanon", "--data", t.TempDir()}, &out, &out); err == nil {
-		t.Error("an empty data directory was accepted")
 	}
 }

@@ -102,6 +102,20 @@ func TestOnlyCommandsImportTheRigs(t *testing.T) {
 	}
 }
 
+// TestProductionBinaryLinksNoRig: the deploy image builds cmd/pipeline with
+// -tags production; that binary (and privacyctl) links no test rig and no
+// in-process fake, and no dev tool (chaos, benches, the offline evaluation).
+func TestProductionBinaryLinksNoRig(t *testing.T) {
+	dev := append(slices.Clone(rigs), module+"internal/kanon/eval")
+	for _, cmd := range []string{"../../cmd/pipeline", "../../cmd/privacyctl"} {
+		for _, d := range goList(t, "-deps", "-tags", "production", cmd) {
+			if matches(d, dev) {
+				t.Errorf("%s (-tags production) links %s", cmd, d)
+			}
+		}
+	}
+}
+
 // TestNothingImportsCommands: commands sit at the top.
 func TestNothingImportsCommands(t *testing.T) {
 	for _, line := range goList(t, "-f", "{{.ImportPath}}|{{join .Imports \",\"}}", "../../...") {

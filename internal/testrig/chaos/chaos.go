@@ -47,7 +47,7 @@ type Options struct {
 	Subjects   int    // synthetic subjects (default 5000)
 	Kills      int    // SIGKILLs (default max(3, Events/40000))
 	Partitions int    // partitions of every topic (default 6)
-	Binary     string // the pipeline binary for replicas (default: this executable)
+	Binary     string // the pipeline binary the replicas run (required: the production build)
 	Services   string // scripts/services (default: ./scripts/services)
 	Seed       uint64
 	Log        io.Writer // progress (default: discard)
@@ -66,7 +66,7 @@ type PurposeResult struct {
 	WronglyPublished int `json:"wrongly_published"`
 }
 
-// Result is the outcome; its JSON form is the last line of 'pipeline chaos --json'.
+// Result is the outcome; its JSON form is the last line of 'pipeline-dev chaos --json'.
 type Result struct {
 	Events        int                      `json:"events"`
 	Kills         int                      `json:"kills"`
@@ -157,11 +157,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		opt.Timeout = 30 * time.Minute
 	}
 	if opt.Binary == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return Result{}, err
-		}
-		opt.Binary = exe
+		return Result{}, errors.New("chaos: Options.Binary (the pipeline binary the replicas run) is required")
 	}
 	if opt.Services == "" {
 		opt.Services = filepath.Join("scripts", "services")

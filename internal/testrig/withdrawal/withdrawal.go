@@ -56,7 +56,7 @@ type Options struct {
 }
 
 // Result is the measurement; its JSON form is the last line of
-// 'pipeline bench withdrawal --json'.
+// 'pipeline-dev bench withdrawal --json'.
 type Result struct {
 	RateEPS      float64 `json:"rate_eps"`
 	ProcessedEPS float64 `json:"processed_eps"`

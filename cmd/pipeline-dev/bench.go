@@ -8,6 +8,8 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/testrig/withdrawal"
 )
 
+// cmdBench runs 'pipeline-dev bench withdrawal': the withdrawal latency on
+// real services.
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "withdrawal" {
 		return usageError{"bench needs withdrawal"}

@@ -9,7 +9,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/kanon/eval"
 )
 
-// cmdEval runs 'pipeline eval kanon': both k-anonymity mechanisms offline
+// cmdEval runs 'pipeline-dev eval kanon': both k-anonymity mechanisms offline
 // on the UCI Adult data set.
 func cmdEval(args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "kanon" {

@@ -1,0 +1,73 @@
+// Command pipeline-dev holds the development tools that the production
+// binary does not ship: the exactly-once chaos test, the withdrawal-latency
+// benchmark and the offline k-anonymity evaluation.
+//
+//	pipeline-dev chaos [--events N] [--kills K] [--binary PATH] [--json]   exactly-once under failures (real Kafka + Redis)
+//	pipeline-dev bench withdrawal [--rate N] [--withdrawals N] [--json]     withdrawal latency (real Kafka + Redis)
+//	pipeline-dev eval kanon --data DIR [--k K] [--json]                     both mechanisms offline on the UCI Adult data set
+//
+// The chaos test runs its replicas from the production binary (--binary,
+// default: a pipeline built with -tags production for the run).
+// Configuration comes from PIPELINE_* environment variables (README).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/privacy-pipeline/pipeline/internal/app/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pipeline-dev:", err)
+		var u usageError
+		if errors.As(err, &u) {
+			fmt.Fprint(os.Stderr, usage)
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  pipeline-dev chaos [--events N] [--kills K] [--subjects N] [--partitions N] [--seed S] [--no-kanon] [--binary PATH] [--json]
+  pipeline-dev bench withdrawal [--rate N] [--withdrawals N] [--subjects N] [--json]
+  pipeline-dev eval kanon --data DIR [--k K] [--delta D] [--beta B] [--json]
+`
+
+// usageError makes main print the usage and exit 2.
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"no command"}
+	}
+	switch args[0] {
+	case "chaos":
+		return cmdChaos(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return cmdBench(ctx, args[1:], stdout, stderr)
+	case "eval":
+		return cmdEval(args[1:], stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}
+
+func writeJSON(w io.Writer, v any) error { return cli.WriteJSON(w, v) }
+
+func newFlags(name string) *flag.FlagSet { return cli.Flags(name) }
