@@ -97,11 +97,25 @@ const (
 // Partials returns the internal topic between the aggregates' two stages.
 func (n Names) Partials() string { return n.State(KanonPartials) }
 
-// DefaultNames are the SPEC section 2 names.
+// The SPEC section 2 names that a producer or a consumer outside the
+// pipeline may need as constants; DefaultNames holds them all.
+const (
+	// DefaultRawTopic is the raw input topic.
+	DefaultRawTopic = "raw.customer-events"
+	// DefaultQuarantineTopic receives what the privacy processor cannot read.
+	DefaultQuarantineTopic = "quarantine.customer-events"
+	// DefaultConsentTopic is the consent log.
+	DefaultConsentTopic = "privacy.consent"
+)
+
+// DefaultNames are the SPEC section 2 names: the one place the defaults
+// are written. internal/app/config documents the same values as the
+// PIPELINE_* defaults, and a test of internal/app/wiring checks that the
+// configuration's defaults map to exactly these names.
 func DefaultNames() Names {
 	return Names{
-		Raw: "raw.customer-events", Consent: "privacy.consent", Requests: "privacy.requests",
-		Erasures: "privacy.erasures", Audit: "privacy.audit", Quarantine: "quarantine.customer-events",
+		Raw: DefaultRawTopic, Consent: DefaultConsentTopic, Requests: "privacy.requests",
+		Erasures: "privacy.erasures", Audit: "privacy.audit", Quarantine: DefaultQuarantineTopic,
 		CleanTemplate: "clean.{purpose}.customer-events", StateTemplate: "privacy.state.{processor}",
 		AggTemplate: kanonspec.DefaultAggregateTopicTemplate, KanonTemplate: kanonspec.DefaultKanonTopicTemplate,
 		Kanon: defaultKanon(),

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/privacy-pipeline/pipeline/topology"
 	"strings"
 	"time"
 
@@ -19,8 +20,8 @@ import (
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
 
-// DefaultTopic is the raw topic.
-const DefaultTopic = "raw.customer-events"
+// DefaultTopic is the raw topic (SPEC section 2; the topology owns the name).
+const DefaultTopic = topology.DefaultRawTopic
 
 // Address is a postal address; empty strings are encoded as null.
 type Address struct {

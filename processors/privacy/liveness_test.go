@@ -3,6 +3,7 @@ package privacy_test
 import (
 	"bytes"
 	"context"
+	"github.com/privacy-pipeline/pipeline/topology"
 	"strings"
 	"testing"
 
@@ -122,7 +123,7 @@ func TestCleanRecordBiggerThanItsTopicQuarantinesTheEvent(t *testing.T) {
 	out := h.process(t, h.record(t, ev), h.record(t, small))
 	var clean, quarantined int
 	for _, o := range out.Outputs {
-		if o.Topic == privacy.DefaultTopics().Quarantine {
+		if o.Topic == topology.DefaultNames().Quarantine {
 			quarantined++
 			if o.Input != 0 {
 				t.Fatalf("the small event was quarantined")

@@ -96,14 +96,14 @@ type Topics struct {
 	Quarantine string
 }
 
-// DefaultTopics returns the SPEC section 2 topic names.
-func DefaultTopics() Topics {
-	var t Topics
-	for _, p := range purpose.All {
-		t.Clean[p] = "clean." + p.String() + ".customer-events"
+// complete reports whether every output is named.
+func (t Topics) complete() bool {
+	for _, c := range t.Clean {
+		if c == "" {
+			return false
+		}
 	}
-	t.Quarantine = "quarantine.customer-events"
-	return t
+	return t.Quarantine != ""
 }
 
 // Config holds the processor's dependencies.
@@ -163,8 +163,8 @@ func New(cfg Config) (*Processor, error) {
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = 5 * time.Second
 	}
-	if cfg.Topics.Quarantine == "" {
-		cfg.Topics = DefaultTopics()
+	if !cfg.Topics.complete() {
+		return nil, errors.New("privacy: Config.Topics must name every purpose's clean topic and the quarantine (the topology names them)")
 	}
 	p := &Processor{cfg: cfg,
 		subjectIdx: cfg.Raw.Index("subject_id"), jurIdx: cfg.Raw.Index("jurisdiction"),

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/privacy-pipeline/pipeline/topology"
 	"log/slog"
 	"strings"
 	"testing"
@@ -99,7 +100,7 @@ func (h *harness) metricsText(t testing.TB) string { return pipelinetest.Metrics
 
 func topicPurpose(topic string) (purpose.Purpose, bool) {
 	for _, p := range purpose.All {
-		if topic == privacy.DefaultTopics().Clean[p] {
+		if topic == topology.DefaultNames().Clean(p) {
 			return p, true
 		}
 	}

@@ -39,3 +39,22 @@ func TestNamesFollowTheConfiguration(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultsAreTheTopologys: the configuration's defaults (documented as
+// the PIPELINE_* defaults) map to exactly topology.DefaultNames, the one
+// place the SPEC names are written.
+func TestDefaultsAreTheTopologys(t *testing.T) {
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Names(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := topology.DefaultNames()
+	got.Kanon, want.Kanon = nil, nil
+	if got != want {
+		t.Errorf("configured defaults %+v\nare not the topology's %+v", got, want)
+	}
+}
