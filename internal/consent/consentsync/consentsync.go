@@ -211,8 +211,11 @@ type Syncer struct {
 
 // New returns a syncer.
 func New(cfg Config) (*Syncer, error) {
-	if len(cfg.Kafka.Brokers) == 0 || cfg.Topic == "" || cfg.Group == "" || cfg.Store == nil {
-		return nil, errors.New("consentsync: Kafka.Brokers, Topic, Group and Store are required")
+	if cfg.Topic == "" || cfg.Group == "" || cfg.Store == nil {
+		return nil, errors.New("consentsync: Kafka, Topic, Group and Store are required")
+	}
+	if err := cfg.Kafka.Validate(); err != nil {
+		return nil, fmt.Errorf("consentsync: %w", err)
 	}
 	if cfg.HistoryCap <= 0 {
 		cfg.HistoryCap = 1000

@@ -4,7 +4,8 @@
 // options built from them. Every production client, whether the runner's
 // session, a state store, a sync, a tool or a test rig, is built from one
 // Config, so a setting added here reaches all of them; internal/archtest
-// fails if code outside this package sets kgo.SeedBrokers itself.
+// fails if non-test code outside this package calls kgo.SeedBrokers or
+// kgo.NewClient itself.
 //
 // It imports franz-go (kgo, kadm).
 package kafkaconn
