@@ -12,7 +12,6 @@ import (
 	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"io"
 	"os"
-	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -28,11 +27,8 @@ import (
 
 func knownEnv() map[string]bool {
 	out := map[string]bool{}
-	t := reflect.TypeOf(config.Config{})
-	for i := 0; i < t.NumField(); i++ {
-		if tag := t.Field(i).Tag.Get("env"); tag != "" {
-			out["PIPELINE_"+tag] = true
-		}
+	for _, v := range config.EnvVars() {
+		out[v] = true
 	}
 	return out
 }

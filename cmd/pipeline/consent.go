@@ -63,7 +63,7 @@ func cmdRunConsentSync(ctx context.Context, args []string, stderr io.Writer) err
 	}
 	defer closeRedis()
 	reg := newRegistry()
-	s, err := consentsync.New(consentsync.Config{Brokers: cfg.KafkaBrokers, Topic: cfg.ConsentTopic, Group: cfg.ConsentSyncGroup,
+	s, err := consentsync.New(consentsync.Config{Kafka: cfg.Kafka, Topic: cfg.ConsentTopic, Group: cfg.ConsentSyncGroup,
 		Store: store, HistoryCap: cfg.ConsentHistoryCap, Log: log, Metrics: consentsync.NewMetrics(reg)})
 	if err != nil {
 		return err
@@ -80,7 +80,7 @@ func cmdRunConsentAPI(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	defer closeRedis()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...), kgo.RecordPartitioner(consentlog.Partitioner()),
+	cl, err := cfg.Kafka.NewClient(kgo.RecordPartitioner(consentlog.Partitioner()),
 		kgo.ProducerLinger(0))
 	if err != nil {
 		return err

@@ -46,7 +46,7 @@ func cmdRunKanon(ctx context.Context, which string, stderr io.Writer) error {
 		}
 		proc, input, group = a.Processor, a.Input, a.Group
 	}
-	rn, err := runner.New(runner.Config{Brokers: cfg.KafkaBrokers, Group: group, Input: input,
+	rn, err := runner.New(runner.Config{Conn: cfg.Kafka, Group: group, Input: input,
 		Workers: cfg.Workers, MaxPollRecords: cfg.MaxPollRecords, Log: log, Metrics: runner.NewMetrics(reg),
 		TransactionalID: cfg.TransactionalID, TransactionTimeout: cfg.TransactionTimeout,
 		SessionTimeout: cfg.SessionTimeout, AbortAlertAfter: cfg.AbortAlertAfter, IdleAfter: cfg.TickIdleAfter}, proc)
@@ -107,7 +107,7 @@ func runAggregates(ctx context.Context, cfg config.Config, spec *kanonspec.Spec,
 			tid += suffix
 		}
 		rm := runner.NewMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"processor": proc.Name()}, reg))
-		return runner.New(runner.Config{Brokers: cfg.KafkaBrokers, Group: group, Input: input,
+		return runner.New(runner.Config{Conn: cfg.Kafka, Group: group, Input: input,
 			Workers: cfg.Workers, MaxPollRecords: cfg.MaxPollRecords, Log: log, Metrics: rm,
 			TransactionalID: tid, TransactionTimeout: cfg.TransactionTimeout,
 			SessionTimeout: cfg.SessionTimeout, AbortAlertAfter: cfg.AbortAlertAfter, IdleAfter: cfg.TickIdleAfter}, proc)

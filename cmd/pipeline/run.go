@@ -7,8 +7,6 @@ import (
 	"io"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
@@ -33,7 +31,7 @@ func cmdRunPrivacy(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rn, err := runner.New(runner.Config{Brokers: cfg.KafkaBrokers, Group: cfg.GroupID, Input: cfg.RawTopic,
+	rn, err := runner.New(runner.Config{Conn: cfg.Kafka, Group: cfg.GroupID, Input: cfg.RawTopic,
 		Workers: cfg.Workers, MaxPollRecords: cfg.MaxPollRecords, Log: log, Metrics: runner.NewMetrics(reg),
 		TransactionalID: cfg.TransactionalID, TransactionTimeout: cfg.TransactionTimeout,
 		SessionTimeout: cfg.SessionTimeout, AbortAlertAfter: cfg.AbortAlertAfter}, pp.Processor)
@@ -43,12 +41,12 @@ func cmdRunPrivacy(ctx context.Context, stderr io.Writer) error {
 	// Output size limits from the real topics (max.message.bytes), so a
 	// record the quarantine topic cannot hold is quarantined as a reference
 	// before the transaction instead of failing it.
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...))
+	adm, err := cfg.Kafka.NewAdmin()
 	if err != nil {
 		return err
 	}
-	defer admCl.Close()
-	go wiring.FollowLimits(ctx, kadm.NewClient(admCl), pp, cfg.LimitsRefresh, log)
+	defer adm.Close()
+	go wiring.FollowLimits(ctx, adm, pp, cfg.LimitsRefresh, log)
 	httpAddr := cfg.OpsAddr("privacy")
 	// Ready: connected, owning partitions, and able to decide (consent store up).
 	ready := func() bool { return rn.Ready() && pp.Processor.Ready() }
@@ -56,7 +54,7 @@ func cmdRunPrivacy(ctx context.Context, stderr io.Writer) error {
 	go func() { errc <- opsserver.Serve(ctx, httpAddr, opsserver.Handler(reg, ready), nil) }()
 	go func() { errc <- rn.Run(ctx) }()
 	go wiring.FollowInvalidations(ctx, pp.Store, pp.Cache, log)
-	log.Info("privacy processor started", "brokers", cfg.KafkaBrokers, "group", cfg.GroupID,
+	log.Info("privacy processor started", "brokers", cfg.Kafka.Brokers, "group", cfg.GroupID,
 		"input", cfg.RawTopic, "http", httpAddr, "policy_version", pp.Policy.Version)
 	err = <-errc
 	if err != nil && !errors.Is(err, context.Canceled) {

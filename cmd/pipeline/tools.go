@@ -11,9 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
@@ -63,12 +60,12 @@ func cmdTopology(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "\n```mermaid\n%s```\n", t.Mermaid())
 		return nil
 	case "apply":
-		cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...))
+		adm, err := cfg.Kafka.NewAdmin()
 		if err != nil {
 			return err
 		}
-		defer cl.Close()
-		rep, err := topology.Apply(ctx, kadm.NewClient(cl), t)
+		defer adm.Close()
+		rep, err := topology.Apply(ctx, adm, t)
 		if err != nil {
 			return err
 		}

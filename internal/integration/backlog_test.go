@@ -53,7 +53,7 @@ func TestKanonCatchesUpAfterDowntime(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rn, err := runner.New(runner.Config{Brokers: r.cfg.KafkaBrokers, Group: r.cfg.KanonAggregatesGroup, Input: analytics,
+		rn, err := runner.New(runner.Config{Conn: r.cfg.Kafka, Group: r.cfg.KanonAggregatesGroup, Input: analytics,
 			MaxPollRecords: 500, TickInterval: 50 * time.Millisecond, IdleAfter: 500 * time.Millisecond, Clock: clock,
 			Log: slog.New(slog.NewJSONHandler(r.logs, nil))}, a.Processor)
 		if err != nil {

@@ -28,7 +28,7 @@ import (
 func (r *rig) startObserved(ctx context.Context) (*runner.Runner, *runner.Metrics, func()) {
 	r.t.Helper()
 	rm := runner.NewMetrics(r.reg)
-	rn, err := runner.New(runner.Config{Brokers: r.cfg.KafkaBrokers, Group: r.cfg.GroupID, Input: r.cfg.RawTopic,
+	rn, err := runner.New(runner.Config{Conn: r.cfg.Kafka, Group: r.cfg.GroupID, Input: r.cfg.RawTopic,
 		MaxPollRecords: 2000, Metrics: rm, AbortAlertAfter: 5, Log: slog.New(slog.NewJSONHandler(r.logs, nil))}, r.pp.Processor)
 	if err != nil {
 		r.t.Fatal(err)
@@ -71,7 +71,7 @@ func TestBadInputNeverStallsOnRealKafka(t *testing.T) {
 		return r.pp.Processor.OutputLimits().Quarantine == quarantineMax
 	})
 
-	manual, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.KafkaBrokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+	manual, err := r.cfg.Kafka.NewClient(kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerBatchCompression(kgo.ZstdCompression()), kgo.ProducerBatchMaxBytes(8<<20))
 	if err != nil {
 		t.Fatal(err)

@@ -33,7 +33,7 @@ func (r *rig) consentTopic() string { return r.topo.Topics[1].Name }
 // (consentlog.Records: with the subject-level companions).
 func (r *rig) publishConsent(ctx context.Context, changes ...consentlog.Change) {
 	r.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.KafkaBrokers...), kgo.RecordPartitioner(consentlog.Partitioner()))
+	cl, err := r.cfg.Kafka.NewClient(kgo.RecordPartitioner(consentlog.Partitioner()))
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func (r *rig) publishConsent(ctx context.Context, changes ...consentlog.Change) 
 // until the test ends.
 func (r *rig) startAPI() *httptest.Server {
 	r.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.KafkaBrokers...), kgo.RecordPartitioner(consentlog.Partitioner()))
+	cl, err := r.cfg.Kafka.NewClient(kgo.RecordPartitioner(consentlog.Partitioner()))
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func (r *rig) startAPI() *httptest.Server {
 
 // startSync runs a consent sync for the rig until the test ends.
 func (r *rig) startSync(rebuild bool) *consentsync.Syncer {
-	s, err := consentsync.New(consentsync.Config{Brokers: r.cfg.KafkaBrokers, Topic: r.consentTopic(), Group: r.cfg.GroupID + ".sync", Store: r.pp.Store})
+	s, err := consentsync.New(consentsync.Config{Kafka: r.cfg.Kafka, Topic: r.consentTopic(), Group: r.cfg.GroupID + ".sync", Store: r.pp.Store})
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func TestInvalidationReachesTwoProcessors(t *testing.T) {
 func TestConsentLuaScriptAgreesWithGoOnRealRedis(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
-	s, err := consentsync.New(consentsync.Config{Brokers: r.cfg.KafkaBrokers, Topic: r.consentTopic(), Group: r.cfg.GroupID + ".sync", Store: r.pp.Store})
+	s, err := consentsync.New(consentsync.Config{Kafka: r.cfg.Kafka, Topic: r.consentTopic(), Group: r.cfg.GroupID + ".sync", Store: r.pp.Store})
 	if err != nil {
 		t.Fatal(err)
 	}

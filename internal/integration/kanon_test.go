@@ -116,7 +116,7 @@ func kencode(t *testing.T, topic, pur string, evs []kevent) []*kgo.Record {
 // kproduce writes records to their explicit partitions.
 func (r *rig) kproduce(recs []*kgo.Record) {
 	r.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.cfg.KafkaBrokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl, err := r.cfg.Kafka.NewClient(kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func (r *rig) kproduce(recs []*kgo.Record) {
 func (r *rig) kreplica(proc processors.Processor, group, input string, reg prometheus.Registerer) func() {
 	debug := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r.t.Helper()
-	rn, err := runner.New(runner.Config{Brokers: r.cfg.KafkaBrokers, Group: group, Input: input, MaxPollRecords: 700,
+	rn, err := runner.New(runner.Config{Conn: r.cfg.Kafka, Group: group, Input: input, MaxPollRecords: 700,
 		IdleAfter: 2 * time.Second, Log: debug, Metrics: runner.NewMetrics(reg)}, proc)
 	if err != nil {
 		r.t.Fatal(err)

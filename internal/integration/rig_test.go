@@ -96,7 +96,7 @@ func newRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.KafkaBrokers, cfg.RedisAddr = brokers, raddr
+	cfg.Kafka.Brokers, cfg.RedisAddr = brokers, raddr
 	cfg.RawTopic = id + ".raw"
 	cfg.CleanTopicTemplate = id + ".clean.{purpose}"
 	cfg.QuarantineTopic = id + ".quarantine"
@@ -113,7 +113,7 @@ func newRig(t testing.TB) *rig {
 	}
 	rdb := redis.NewClient(ropts)
 	t.Cleanup(func() { rdb.Close() })
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := cfg.Kafka.NewClient()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func newRig(t testing.TB) *rig {
 
 // start runs a runner (a processor replica) until the returned stop is called.
 func (r *rig) start() (*runner.Runner, func()) {
-	rn, err := runner.New(runner.Config{Brokers: r.cfg.KafkaBrokers, Group: r.cfg.GroupID, Input: r.cfg.RawTopic,
+	rn, err := runner.New(runner.Config{Conn: r.cfg.Kafka, Group: r.cfg.GroupID, Input: r.cfg.RawTopic,
 		MaxPollRecords: 2000, Log: slog.New(slog.NewJSONHandler(r.logs, nil))}, r.pp.Processor)
 	if err != nil {
 		r.t.Fatal(err)
@@ -244,7 +244,7 @@ func (r *rig) read(topics ...string) []*kgo.Record {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	recs, err := kafkaio.ReadAll(ctx, r.cfg.KafkaBrokers, topics...)
+	recs, err := kafkaio.ReadAll(ctx, r.cfg.Kafka, topics...)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -4,7 +4,7 @@
 // are read from files or the environment and never printed: Config has no
 // String method that would show them, and Redacted returns a printable copy.
 //
-// It imports caarlos0/env and purpose.
+// It imports caarlos0/env, purpose and kafkaconn.
 package config
 
 import (
@@ -15,12 +15,16 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 )
 
 // Config is the whole configuration.
 type Config struct {
-	KafkaBrokers []string `env:"KAFKA_BROKERS" envDefault:"localhost:9092" envSeparator:","`
-	RedisAddr    string   `env:"REDIS_ADDR" envDefault:"localhost:6379"`
+	// Kafka is the connection to the cluster, PIPELINE_KAFKA_* (the seed
+	// brokers are PIPELINE_KAFKA_BROKERS); every Kafka client is built
+	// from it.
+	Kafka     kafkaconn.Config `envPrefix:"KAFKA_"`
+	RedisAddr string           `env:"REDIS_ADDR" envDefault:"localhost:6379"`
 	// RedisPassword is secret; prefer RedisPasswordFile.
 	RedisPassword     string `env:"REDIS_PASSWORD"`
 	RedisPasswordFile string `env:"REDIS_PASSWORD_FILE"`
@@ -135,17 +139,37 @@ type Config struct {
 	CastleSeed uint64 `env:"CASTLE_SEED" envDefault:"0"`
 }
 
+// envOptions are the options Load parses the environment with.
+func envOptions() env.Options { return env.Options{Prefix: "PIPELINE_"} }
+
 // Load reads the environment.
 func Load() (Config, error) {
 	var c Config
-	if err := env.ParseWithOptions(&c, env.Options{Prefix: "PIPELINE_"}); err != nil {
+	if err := env.ParseWithOptions(&c, envOptions()); err != nil {
 		return c, fmt.Errorf("config: %w", err)
 	}
 	return c, c.Validate()
 }
 
+// EnvVars returns the names of the environment variables Load reads,
+// nested settings (PIPELINE_KAFKA_*) included, in field order.
+func EnvVars() []string {
+	ps, err := env.GetFieldParamsWithOptions(&Config{}, envOptions())
+	if err != nil {
+		panic(fmt.Sprintf("config: the env tags of Config: %v", err)) // a programming error, caught by the tests
+	}
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Key
+	}
+	return out
+}
+
 // Validate checks values that env parsing cannot.
 func (c Config) Validate() error {
+	if err := c.Kafka.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 	if !strings.Contains(c.CleanTopicTemplate, "{purpose}") {
 		return fmt.Errorf("config: PIPELINE_CLEAN_TOPIC_TEMPLATE must contain {purpose}")
 	}

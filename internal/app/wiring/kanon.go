@@ -9,9 +9,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/aggregate"
@@ -156,12 +153,12 @@ func InputPartitions(ctx context.Context, cfg config.Config, spec *kanonspec.Spe
 	if err != nil {
 		return 0, err
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...))
+	adm, err := cfg.Kafka.NewAdmin()
 	if err != nil {
-		return 0, fmt.Errorf("wiring: kafka client: %w", err)
+		return 0, fmt.Errorf("wiring: %w", err)
 	}
-	defer cl.Close()
-	td, err := kadm.NewClient(cl).ListTopics(ctx, in)
+	defer adm.Close()
+	td, err := adm.ListTopics(ctx, in)
 	if err != nil {
 		return 0, fmt.Errorf("wiring: list %s: %w", in, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 )
@@ -56,7 +57,7 @@ func (e *env) do(t *testing.T, method, path, ctype, body string, header ...strin
 }
 
 func (e *env) written(t *testing.T) []consentlog.Change {
-	recs, err := kafkaio.ReadAll(context.Background(), e.brokers, "privacy.consent")
+	recs, err := kafkaio.ReadAll(context.Background(), kafkaconn.Config{Brokers: e.brokers}, "privacy.consent")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func TestSetWithdrawImportGetHistory(t *testing.T) {
 		t.Fatalf("wrote %d changes, want 5", len(w))
 	}
 	// Reads come from Redis, written by the sync.
-	s, _ := consentsync.New(consentsync.Config{Brokers: e.brokers, Topic: "privacy.consent", Group: "g", Store: e.store})
+	s, _ := consentsync.New(consentsync.Config{Kafka: kafkaconn.Config{Brokers: e.brokers}, Topic: "privacy.consent", Group: "g", Store: e.store})
 	if _, err := s.Apply(context.Background(), w, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +179,7 @@ func TestSetWithdrawImportGetHistory(t *testing.T) {
 // sync applies everything written so far to Redis and marks it loaded.
 func (e *env) sync(t *testing.T) {
 	t.Helper()
-	s, _ := consentsync.New(consentsync.Config{Brokers: e.brokers, Topic: "privacy.consent", Group: "g", Store: e.store})
+	s, _ := consentsync.New(consentsync.Config{Kafka: kafkaconn.Config{Brokers: e.brokers}, Topic: "privacy.consent", Group: "g", Store: e.store})
 	if _, err := s.Apply(context.Background(), e.written(t), nil); err != nil {
 		t.Fatal(err)
 	}

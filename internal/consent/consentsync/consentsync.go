@@ -15,7 +15,7 @@
 //     pause (fail closed) until it completes. Run rebuilds automatically
 //     whenever it finds the marker missing.
 //
-// It imports consent, consentlog, kafkaio and franz-go.
+// It imports consent, consentlog, kafkaconn, kafkaio and franz-go.
 package consentsync
 
 import (
@@ -34,6 +34,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 )
 
@@ -190,7 +191,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // Config configures a Syncer.
 type Config struct {
-	Brokers    []string
+	// Kafka is the connection the syncer's clients are built from.
+	Kafka      kafkaconn.Config
 	Topic      string
 	Group      string
 	Store      *consent.RedisStore
@@ -209,8 +211,11 @@ type Syncer struct {
 
 // New returns a syncer.
 func New(cfg Config) (*Syncer, error) {
-	if len(cfg.Brokers) == 0 || cfg.Topic == "" || cfg.Group == "" || cfg.Store == nil {
-		return nil, errors.New("consentsync: Brokers, Topic, Group and Store are required")
+	if cfg.Topic == "" || cfg.Group == "" || cfg.Store == nil {
+		return nil, errors.New("consentsync: Kafka, Topic, Group and Store are required")
+	}
+	if err := cfg.Kafka.Validate(); err != nil {
+		return nil, fmt.Errorf("consentsync: %w", err)
 	}
 	if cfg.HistoryCap <= 0 {
 		cfg.HistoryCap = 1000
@@ -352,7 +357,7 @@ func (s *Syncer) Rebuild(ctx context.Context) error {
 		applyErr = err
 		batch = batch[:0]
 	}
-	err = kafkaio.Scan(ctx, s.cfg.Brokers, func(r *kgo.Record) {
+	err = kafkaio.Scan(ctx, s.cfg.Kafka, func(r *kgo.Record) {
 		batch = append(batch, r)
 		if len(batch) == 2000 {
 			flush()
@@ -425,7 +430,7 @@ func (s *Syncer) Run(ctx context.Context, forceRebuild bool) error {
 var errNeedRebuild = errors.New("consent store lost its data")
 
 func (s *Syncer) follow(ctx context.Context, needRebuild func() bool) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.cfg.Brokers...), kgo.ConsumerGroup(s.cfg.Group), kgo.ConsumeTopics(s.cfg.Topic),
+	cl, err := s.cfg.Kafka.NewClient(kgo.ConsumerGroup(s.cfg.Group), kgo.ConsumeTopics(s.cfg.Topic),
 		kgo.DisableAutoCommit(), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.Balancers(kgo.CooperativeStickyBalancer()))
 	if err != nil {

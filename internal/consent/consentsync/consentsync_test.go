@@ -13,6 +13,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 )
 
@@ -26,7 +27,7 @@ func TestApplyKeepsNewestPerPurposeAndAnnounces(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 	store := consent.NewRedisStore(rdb)
-	s, err := New(Config{Brokers: []string{"unused:1"}, Topic: "t", Group: "g", Store: store})
+	s, err := New(Config{Kafka: kafkaconn.Config{Brokers: []string{"unused:1"}}, Topic: "t", Group: "g", Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func TestApplyRepairsACorruptRecord(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 	store := consent.NewRedisStore(rdb, consent.WithRequireLoaded(false))
-	s, _ := New(Config{Brokers: []string{"x:1"}, Topic: "t", Group: "g", Store: store})
+	s, _ := New(Config{Kafka: kafkaconn.Config{Brokers: []string{"x:1"}}, Topic: "t", Group: "g", Store: store})
 	mr.Set(store.Key("c9"), "garbage")
 	if n, err := s.Apply(context.Background(), []consentlog.Change{change("c9", purpose.AITraining, consent.Denied, time.Now())}, nil); n != 1 || err != nil {
 		t.Fatal(n, err)
@@ -97,7 +98,7 @@ func TestLuaScriptAgreesWithGoRecord(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 	store := consent.NewRedisStore(rdb, consent.WithRequireLoaded(false))
-	s, _ := New(Config{Brokers: []string{"x:1"}, Topic: "t", Group: "g", Store: store})
+	s, _ := New(Config{Kafka: kafkaconn.Config{Brokers: []string{"x:1"}}, Topic: "t", Group: "g", Store: store})
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(7, 11))
 	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
@@ -157,7 +158,7 @@ func TestSubjectLevelChangeCreatesTheRecord(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 	store := consent.NewRedisStore(rdb, consent.WithRequireLoaded(false))
-	s, _ := New(Config{Brokers: []string{"x:1"}, Topic: "t", Group: "g", Store: store})
+	s, _ := New(Config{Kafka: kafkaconn.Config{Brokers: []string{"x:1"}}, Topic: "t", Group: "g", Store: store})
 	ctx := context.Background()
 	at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
 	jur := consentlog.Change{SubjectID: "ca-1", Purpose: consentlog.SubjectLevel, Jurisdiction: consent.CCPA, Source: consentlog.Import,

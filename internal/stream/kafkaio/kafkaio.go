@@ -2,7 +2,7 @@
 // the tests: produce many records and wait, count records in topics, read a
 // topic to its end with read_committed.
 //
-// It imports franz-go (kgo, kadm).
+// It imports franz-go (kgo, kadm) and kafkaconn.
 package kafkaio
 
 import (
@@ -14,6 +14,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 )
 
 // ProduceAll produces records asynchronously and waits for every ack.
@@ -63,22 +65,22 @@ func EndOffsets(ctx context.Context, cl *kgo.Client, topics ...string) (map[stri
 
 // ReadAll reads every committed record of the topics, from the start to the
 // end offsets observed at call time, and returns them in per-partition order.
-func ReadAll(ctx context.Context, brokers []string, topics ...string) ([]*kgo.Record, error) {
+// Its clients are built from conn.
+func ReadAll(ctx context.Context, conn kafkaconn.Config, topics ...string) ([]*kgo.Record, error) {
 	var out []*kgo.Record
-	err := Scan(ctx, brokers, func(r *kgo.Record) { out = append(out, r) }, topics...)
+	err := Scan(ctx, conn, func(r *kgo.Record) { out = append(out, r) }, topics...)
 	return out, err
 }
 
 // Scan calls fn for every committed record of the topics (read_committed),
 // from the start to the end offsets observed at call time, without keeping
-// them.
-func Scan(ctx context.Context, brokers []string, fn func(*kgo.Record), topics ...string) error {
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+// them. Its clients are built from conn.
+func Scan(ctx context.Context, conn kafkaconn.Config, fn func(*kgo.Record), topics ...string) error {
+	adm, err := conn.NewAdmin()
 	if err != nil {
-		return err
+		return fmt.Errorf("kafkaio: %w", err)
 	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
+	defer adm.Close()
 	ends, err := adm.ListEndOffsets(ctx, topics...)
 	if err != nil {
 		return fmt.Errorf("kafkaio: list end offsets: %w", err)
@@ -105,11 +107,11 @@ func Scan(ctx context.Context, brokers []string, fn func(*kgo.Record), topics ..
 	// Control records (transaction markers) are kept so that a partition
 	// whose last offset is a commit marker is seen to reach its end; they
 	// are not returned.
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...),
+	cl, err := conn.NewClient(kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(), kgo.FetchMaxBytes(64<<20))
 	if err != nil {
-		return err
+		return fmt.Errorf("kafkaio: %w", err)
 	}
 	defer cl.Close()
 	idle := time.Now()

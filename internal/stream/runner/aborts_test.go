@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/processors"
@@ -73,7 +74,7 @@ func TestRepeatingAbortsAreSurfaced(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			m := NewMetrics(reg)
 			logs := &pipelinetest.SyncBuffer{}
-			r, err := New(Config{Brokers: brokers, Group: "g", Input: "in", Workers: 1, AbortAlertAfter: 3, Metrics: m,
+			r, err := New(Config{Conn: kafkaconn.Config{Brokers: brokers}, Group: "g", Input: "in", Workers: 1, AbortAlertAfter: 3, Metrics: m,
 				Log: slog.New(slog.NewJSONHandler(logs, nil))}, f)
 			if err != nil {
 				t.Fatal(err)

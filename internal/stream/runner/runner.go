@@ -27,14 +27,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/internal/stream/statestore"
 	"github.com/privacy-pipeline/pipeline/processors"
 )
 
 // Config configures a Runner.
 type Config struct {
-	// Brokers are the seed brokers.
-	Brokers []string
+	// Conn is the connection to the cluster (seed brokers, later TLS and
+	// SASL): every client of the runner is built from it, the session and
+	// the state store's.
+	Conn kafkaconn.Config
 	// Group is the consumer group id.
 	Group string
 	// Input is the topic to consume.
@@ -63,9 +66,6 @@ type Config struct {
 	Metrics *Metrics
 	// ExtraOpts are appended to the session's kgo options (tests, tuning).
 	ExtraOpts []kgo.Opt
-	// ConnOpts are the connection options (TLS, SASL, client identity)
-	// every client of the runner uses: the session and the state store.
-	ConnOpts []kgo.Opt
 	// OnCommit, when set, is called after each committed transaction with
 	// its outputs (valid only during the call) and the commit time: the
 	// moment they became visible to read_committed consumers. For
@@ -147,8 +147,11 @@ type Runner struct {
 
 // New returns a runner.
 func New(cfg Config, proc processors.Processor) (*Runner, error) {
-	if len(cfg.Brokers) == 0 || cfg.Group == "" || cfg.Input == "" {
-		return nil, errors.New("runner: Brokers, Group and Input are required")
+	if cfg.Group == "" || cfg.Input == "" {
+		return nil, errors.New("runner: Conn, Group and Input are required")
+	}
+	if err := cfg.Conn.Validate(); err != nil {
+		return nil, fmt.Errorf("runner: %w", err)
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
@@ -189,7 +192,7 @@ func New(cfg Config, proc processors.Processor) (*Runner, error) {
 	}
 	r := &Runner{cfg: cfg, proc: proc}
 	if sp, ok := proc.(processors.Stateful); ok {
-		r.store = statestore.New(cfg.Brokers, cfg.Input, sp.StateTopic(), statestore.WithClientOpts(cfg.ConnOpts...))
+		r.store = statestore.New(cfg.Conn, cfg.Input, sp.StateTopic())
 		sp.UseStore(r.store)
 	}
 	return r, nil
@@ -353,7 +356,6 @@ func countPartitions(m map[string][]int32) int64 {
 
 func (r *Runner) session(ctx context.Context, workers []processors.Worker) error {
 	opts := []kgo.Opt{
-		kgo.SeedBrokers(r.cfg.Brokers...),
 		kgo.ClientID(r.cfg.ClientID),
 		kgo.ConsumerGroup(r.cfg.Group),
 		kgo.ConsumeTopics(r.cfg.Input),
@@ -390,7 +392,7 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 			r.setAssigned(max(0, r.assigned.Load()-countPartitions(m)))
 		}),
 	}
-	opts = append(append(opts, r.cfg.ConnOpts...), r.cfg.ExtraOpts...)
+	opts = append(append(opts, r.cfg.Conn.Opts()...), r.cfg.ExtraOpts...)
 	if r.store != nil {
 		if err := r.store.CheckPartitions(ctx); err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/processors"
 )
@@ -49,7 +50,7 @@ func TestRunnerCommitsAfterOutputsAndResumes(t *testing.T) {
 	}
 	p := &echo{}
 	run := func(until func(*Runner) bool) *Runner {
-		r, err := New(Config{Brokers: brokers, Group: "g", Input: "in", MaxPollRecords: 100, Workers: 2}, p)
+		r, err := New(Config{Conn: kafkaconn.Config{Brokers: brokers}, Group: "g", Input: "in", MaxPollRecords: 100, Workers: 2}, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +77,7 @@ func TestRunnerCommitsAfterOutputsAndResumes(t *testing.T) {
 	if first.Committed()+second.Committed() != 1000 {
 		t.Fatalf("committed %d + %d, want 1000 exactly", first.Committed(), second.Committed())
 	}
-	got, err := kafkaio.ReadAll(context.Background(), brokers, "out")
+	got, err := kafkaio.ReadAll(context.Background(), kafkaconn.Config{Brokers: brokers}, "out")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,12 +8,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
+
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 )
 
 // TestConnectionOptionsReachTheStore: on a cluster that requires SASL, a
-// store without the credentials (an unauthenticated client, which is what
-// restores used before the runner passed its connection options on) cannot
-// even list topics, and the same store with them checks and reads.
+// store whose connection lacks the credentials (an unauthenticated client,
+// which is what restores used before the runner passed its connection on)
+// cannot even list topics, and the same store with them checks and reads.
 func TestConnectionOptionsReachTheStore(t *testing.T) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser("PLAIN", "pipeline", "s3cret"),
 		kfake.SeedTopics(2, "in", "state"))
@@ -25,7 +27,7 @@ func TestConnectionOptionsReachTheStore(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	anonymous := New(brokers, "in", "state", WithStableWait(time.Second))
+	anonymous := New(kafkaconn.Config{Brokers: brokers}, "in", "state", WithStableWait(time.Second))
 	defer anonymous.Close()
 	short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
 	defer cancelShort()
@@ -34,7 +36,7 @@ func TestConnectionOptionsReachTheStore(t *testing.T) {
 	}
 
 	auth := kgo.SASL(plain.Auth{User: "pipeline", Pass: "s3cret"}.AsMechanism())
-	s := New(brokers, "in", "state", WithStableWait(time.Second), WithClientOpts(auth))
+	s := New(kafkaconn.Config{Brokers: brokers, Extra: []kgo.Opt{auth}}, "in", "state", WithStableWait(time.Second))
 	defer s.Close()
 	if err := s.CheckPartitions(ctx); err != nil {
 		t.Fatalf("authenticated store: %v", err)

@@ -5,7 +5,7 @@
 // processors.Checkpoint). Restoring reads the last committed checkpoint and
 // replays the input records the state refers to, both with read_committed.
 //
-// It imports franz-go (kgo, kadm) and processors.
+// It imports franz-go (kgo, kadm), kafkaconn and processors.
 package statestore
 
 import (
@@ -20,13 +20,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/processors"
 )
 
 // Store is a processors.StateStore backed by a state topic.
 type Store struct {
-	brokers    []string
-	conn       []kgo.Opt
+	conn       kafkaconn.Config
 	input      string
 	topic      string
 	stableWait time.Duration
@@ -38,21 +38,15 @@ type Store struct {
 // Option configures a Store.
 type Option func(*Store)
 
-// WithClientOpts adds connection options (TLS, SASL, client id, ...) to
-// every client the store creates, so a secured cluster reaches restores as
-// it reaches the session.
-func WithClientOpts(opts ...kgo.Opt) Option {
-	return func(s *Store) { s.conn = append(s.conn, opts...) }
-}
-
 // WithStableWait bounds how long Latest waits for an open transaction on the
 // state partition (a previous owner's) to end (default 1 minute).
 func WithStableWait(d time.Duration) Option { return func(s *Store) { s.stableWait = d } }
 
 // New returns a store for the checkpoints of input topic input, kept in
-// stateTopic.
-func New(brokers []string, input, stateTopic string, opts ...Option) *Store {
-	s := &Store{brokers: brokers, input: input, topic: stateTopic, stableWait: time.Minute}
+// stateTopic. Every client the store opens is built from conn, so a secured
+// cluster reaches restores as it reaches the runner's session.
+func New(conn kafkaconn.Config, input, stateTopic string, opts ...Option) *Store {
+	s := &Store{conn: conn, input: input, topic: stateTopic, stableWait: time.Minute}
 	for _, o := range opts {
 		o(s)
 	}
@@ -61,8 +55,7 @@ func New(brokers []string, input, stateTopic string, opts ...Option) *Store {
 
 // client returns a client with the store's connection options and extra.
 func (s *Store) client(extra ...kgo.Opt) (*kgo.Client, error) {
-	opts := append([]kgo.Opt{kgo.SeedBrokers(s.brokers...)}, s.conn...)
-	cl, err := kgo.NewClient(append(opts, extra...)...)
+	cl, err := s.conn.NewClient(extra...)
 	if err != nil {
 		return nil, fmt.Errorf("statestore: client: %w", err)
 	}

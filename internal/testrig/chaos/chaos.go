@@ -225,7 +225,7 @@ func (r *run) setup(ctx context.Context) error {
 	}
 	r.rdb = redis.NewClient(ropts)
 	r.store = consent.NewRedisStore(r.rdb, consent.WithKeyPrefix(cfg.ConsentKeyPrefix))
-	if r.cl, err = kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...), kgo.ProducerBatchCompression(kgo.SnappyCompression()),
+	if r.cl, err = cfg.Kafka.NewClient(kgo.ProducerBatchCompression(kgo.SnappyCompression()),
 		kgo.ProducerLinger(10*time.Millisecond)); err != nil {
 		return err
 	}
@@ -573,7 +573,7 @@ func (r *run) verify(ctx context.Context, expected [purpose.Count]map[string]boo
 		}
 		seen := map[string]int{}
 		var decodeErr error
-		err = kafkaio.Scan(ctx, r.cfg.KafkaBrokers, func(rec *kgo.Record) {
+		err = kafkaio.Scan(ctx, r.cfg.Kafka, func(rec *kgo.Record) {
 			native, _, err := codec.NativeFromSingle(rec.Value)
 			if err != nil {
 				decodeErr = err
@@ -607,7 +607,7 @@ func (r *run) verify(ctx context.Context, expected [purpose.Count]map[string]boo
 		r.logf("verified %s: %+v", p, pr)
 	}
 	n := 0
-	if err := kafkaio.Scan(ctx, r.cfg.KafkaBrokers, func(*kgo.Record) { n++ }, r.cfg.QuarantineTopic); err != nil {
+	if err := kafkaio.Scan(ctx, r.cfg.Kafka, func(*kgo.Record) { n++ }, r.cfg.QuarantineTopic); err != nil {
 		return res, err
 	}
 	res.Quarantine = PurposeResult{Expected: expectedBad, Published: n}

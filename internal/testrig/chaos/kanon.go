@@ -106,7 +106,7 @@ func (r *run) kanonInputs() (analytics, ai string) {
 func (r *run) kanonCaughtUp(ctx context.Context) error {
 	analytics, ai := r.kanonInputs()
 	last := map[string]map[int32]int64{}
-	err := kafkaio.Scan(ctx, r.cfg.KafkaBrokers, func(rec *kgo.Record) {
+	err := kafkaio.Scan(ctx, r.cfg.Kafka, func(rec *kgo.Record) {
 		if last[rec.Topic] == nil {
 			last[rec.Topic] = map[int32]int64{}
 		}
@@ -195,7 +195,7 @@ func (r *run) verifyKanon(ctx context.Context) (*KanonResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = kafkaio.Scan(ctx, r.cfg.KafkaBrokers, func(rec *kgo.Record) {
+	err = kafkaio.Scan(ctx, r.cfg.Kafka, func(rec *kgo.Record) {
 		res.Rows++
 		if _, dup := got[string(rec.Key)]; dup {
 			res.Duplicated++
@@ -223,7 +223,7 @@ func (r *run) verifyKanon(ctx context.Context) (*KanonResult, error) {
 	}
 
 	// Records: audit against an uninterrupted offline run (same seed).
-	recs, err := kafkaio.ReadAll(ctx, r.cfg.KafkaBrokers, ai)
+	recs, err := kafkaio.ReadAll(ctx, r.cfg.Kafka, ai)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +236,7 @@ func (r *run) verifyKanon(ctx context.Context) (*KanonResult, error) {
 		in = append(in, pr)
 	}
 	res.Input = len(in)
-	out, err := kafkaio.ReadAll(ctx, r.cfg.KafkaBrokers, spec.Records.TopicFrom(r.cfg.KanonTopicTemplate))
+	out, err := kafkaio.ReadAll(ctx, r.cfg.Kafka, spec.Records.TopicFrom(r.cfg.KanonTopicTemplate))
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +264,7 @@ func (r *run) verifyKanon(ctx context.Context) (*KanonResult, error) {
 // then the merge) over the clean input, as read back, without restarts,
 // and closes every window on every partition.
 func (r *run) offlineAggregates(ctx context.Context, input string) (map[string]string, error) {
-	recs, err := kafkaio.ReadAll(ctx, r.cfg.KafkaBrokers, input)
+	recs, err := kafkaio.ReadAll(ctx, r.cfg.Kafka, input)
 	if err != nil {
 		return nil, err
 	}

@@ -96,7 +96,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		return Result{}, fmt.Errorf("demo: kfake: %w", err)
 	}
 	defer cluster.Close()
-	cfg.KafkaBrokers = cluster.ListenAddrs()
+	cfg.Kafka.Brokers = cluster.ListenAddrs()
 	mr, err := miniredis.Run()
 	if err != nil {
 		return Result{}, fmt.Errorf("demo: miniredis: %w", err)
@@ -136,7 +136,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		return Result{}, err
 	}
 
-	rn, err := runner.New(runner.Config{Brokers: cfg.KafkaBrokers, Group: cfg.GroupID, Input: cfg.RawTopic, Log: opt.Log,
+	rn, err := runner.New(runner.Config{Conn: cfg.Kafka, Group: cfg.GroupID, Input: cfg.RawTopic, Log: opt.Log,
 		MaxPollRecords: cfg.MaxPollRecords, TransactionalID: "demo-privacy"}, pp.Processor)
 	if err != nil {
 		return Result{}, err
@@ -162,7 +162,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	}
 	// Independent check: what the topics hold (read_committed) equals what
 	// was counted.
-	recs, err := kafkaio.ReadAll(ctx, cfg.KafkaBrokers, cleanTopics...)
+	recs, err := kafkaio.ReadAll(ctx, cfg.Kafka, cleanTopics...)
 	if err != nil {
 		return res, err
 	}
@@ -247,7 +247,7 @@ func produceEvents(ctx context.Context, cfg config.Config, opt Options, now time
 	if err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...), kgo.DefaultProduceTopic(cfg.RawTopic),
+	cl, err := cfg.Kafka.NewClient(kgo.DefaultProduceTopic(cfg.RawTopic),
 		kgo.ProducerBatchCompression(kgo.SnappyCompression()))
 	if err != nil {
 		return nil, err
@@ -358,7 +358,7 @@ func printSample(ctx context.Context, w io.Writer, cfg config.Config, pp *wiring
 	for _, p := range purpose.All {
 		key, _ := pp.Keys.Active(p.String())
 		pseud := string(pseudonym.New(key).Append(nil, "subject_id", raw.SubjectID))
-		recs, err := kafkaio.ReadAll(ctx, cfg.KafkaBrokers, cfg.CleanTopic(p))
+		recs, err := kafkaio.ReadAll(ctx, cfg.Kafka, cfg.CleanTopic(p))
 		if err != nil {
 			return err
 		}

@@ -92,7 +92,7 @@ func runKanon(ctx context.Context, cfg config.Config, log *slog.Logger, inAnalyt
 	// The merge bounds progress by its own clock: the same one.
 	merge.Processor.UseClock(clock)
 	start := func(p processors.Processor, group, input string) (*runner.Runner, func() error, error) {
-		rn, err := runner.New(runner.Config{Brokers: cfg.KafkaBrokers, Group: group, Input: input, Log: log,
+		rn, err := runner.New(runner.Config{Conn: cfg.Kafka, Group: group, Input: input, Log: log,
 			TransactionalID: "demo-" + p.Name(), TickInterval: 200 * time.Millisecond, IdleAfter: 400 * time.Millisecond, Clock: clock}, p)
 		if err != nil {
 			return nil, nil, err
@@ -162,7 +162,7 @@ func runKanon(ctx context.Context, cfg config.Config, log *slog.Logger, inAnalyt
 	res.Held = inAI - res.Released - res.Reused - res.Suppressed
 	// Read back: every published row covers at least k distinct subjects,
 	// and the topics hold what was counted.
-	rows, err := kafkaio.ReadAll(ctx, cfg.KafkaBrokers, aggTopic)
+	rows, err := kafkaio.ReadAll(ctx, cfg.Kafka, aggTopic)
 	if err != nil {
 		return res, err
 	}
@@ -187,7 +187,7 @@ func runKanon(ctx context.Context, cfg config.Config, log *slog.Logger, inAnalyt
 	if len(rows) > 0 && res.MinSubjects < int64(res.K) {
 		return res, fmt.Errorf("demo: a published row covers %d subjects, fewer than k=%d", res.MinSubjects, res.K)
 	}
-	recs, err := kafkaio.ReadAll(ctx, cfg.KafkaBrokers, recTopic)
+	recs, err := kafkaio.ReadAll(ctx, cfg.Kafka, recTopic)
 	if err != nil {
 		return res, err
 	}

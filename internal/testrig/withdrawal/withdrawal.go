@@ -120,7 +120,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	}
 	rdb := redis.NewClient(ropts)
 	defer rdb.Close()
-	admCl, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...))
+	admCl, err := cfg.Kafka.NewClient()
 	if err != nil {
 		return Result{}, err
 	}
@@ -159,7 +159,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 
 	// Consent: every subject granted every purpose, through the topic and the sync.
-	prodCl, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...), kgo.RecordPartitioner(consentlog.Partitioner()), kgo.ProducerLinger(0))
+	prodCl, err := cfg.Kafka.NewClient(kgo.RecordPartitioner(consentlog.Partitioner()), kgo.ProducerLinger(0))
 	if err != nil {
 		return Result{}, err
 	}
@@ -179,7 +179,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	if err := kafkaio.ProduceAll(ctx, prodCl, grants); err != nil {
 		return Result{}, err
 	}
-	syncer, err := consentsync.New(consentsync.Config{Brokers: cfg.KafkaBrokers, Topic: cfg.ConsentTopic, Group: id + ".sync", Store: pp.Store})
+	syncer, err := consentsync.New(consentsync.Config{Kafka: cfg.Kafka, Topic: cfg.ConsentTopic, Group: id + ".sync", Store: pp.Store})
 	if err != nil {
 		return Result{}, err
 	}
@@ -215,7 +215,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 			}
 		}
 	}
-	rn, err := runner.New(runner.Config{Brokers: cfg.KafkaBrokers, Group: cfg.GroupID, Input: cfg.RawTopic,
+	rn, err := runner.New(runner.Config{Conn: cfg.Kafka, Group: cfg.GroupID, Input: cfg.RawTopic,
 		MaxPollRecords: cfg.MaxPollRecords, Log: slog.New(slog.DiscardHandler), OnCommit: onCommit}, pp.Processor)
 	if err != nil {
 		return Result{}, err
@@ -255,7 +255,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	// shares the machine, so it can only see records later than they were
 	// committed).
 	lastSeen := map[sp][]time.Time{}
-	tail, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...), kgo.ConsumeTopics(cleanTopics...),
+	tail, err := cfg.Kafka.NewClient(kgo.ConsumeTopics(cleanTopics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(20*time.Millisecond))
 	if err != nil {
 		return Result{}, err
@@ -282,7 +282,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 
 	// Load: Rate events/s, a fifth of them for the sample subjects.
 	enc, _ := producer.NewEncoder()
-	loadCl, err := kgo.NewClient(kgo.SeedBrokers(cfg.KafkaBrokers...), kgo.ProducerLinger(5*time.Millisecond),
+	loadCl, err := cfg.Kafka.NewClient(kgo.ProducerLinger(5*time.Millisecond),
 		kgo.ProducerBatchCompression(kgo.SnappyCompression()), kgo.MaxBufferedRecords(200000))
 	if err != nil {
 		return Result{}, err
