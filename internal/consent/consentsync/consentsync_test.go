@@ -12,6 +12,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 )
@@ -25,13 +26,13 @@ func TestApplyKeepsNewestPerPurposeAndAnnounces(t *testing.T) {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
-	store := consent.NewRedisStore(rdb)
+	store := consentredis.NewRedisStore(rdb)
 	s, err := New(Config{Brokers: []string{"unused:1"}, Topic: "t", Group: "g", Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	sub := rdb.Subscribe(ctx, store.InvalidationChannel())
+	sub := store.SubscribeInvalidations(ctx)
 	defer sub.Close()
 	if _, err := sub.Receive(ctx); err != nil {
 		t.Fatal(err)
@@ -73,7 +74,7 @@ func TestApplyRepairsACorruptRecord(t *testing.T) {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
-	store := consent.NewRedisStore(rdb, consent.WithRequireLoaded(false))
+	store := consentredis.NewRedisStore(rdb, consentredis.WithRequireLoaded(false))
 	s, _ := New(Config{Brokers: []string{"x:1"}, Topic: "t", Group: "g", Store: store})
 	mr.Set(store.Key("c9"), "garbage")
 	if n, err := s.Apply(context.Background(), []consentlog.Change{change("c9", purpose.AITraining, consent.Denied, time.Now())}, nil); n != 1 || err != nil {
@@ -96,7 +97,7 @@ func TestLuaScriptAgreesWithGoRecord(t *testing.T) {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
-	store := consent.NewRedisStore(rdb, consent.WithRequireLoaded(false))
+	store := consentredis.NewRedisStore(rdb, consentredis.WithRequireLoaded(false))
 	s, _ := New(Config{Brokers: []string{"x:1"}, Topic: "t", Group: "g", Store: store})
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(7, 11))
@@ -156,7 +157,7 @@ func TestSubjectLevelChangeCreatesTheRecord(t *testing.T) {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
-	store := consent.NewRedisStore(rdb, consent.WithRequireLoaded(false))
+	store := consentredis.NewRedisStore(rdb, consentredis.WithRequireLoaded(false))
 	s, _ := New(Config{Brokers: []string{"x:1"}, Topic: "t", Group: "g", Store: store})
 	ctx := context.Background()
 	at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
