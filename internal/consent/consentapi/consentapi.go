@@ -13,8 +13,8 @@
 // Global Privacy Control signal) also records GPC on for the subject, as a
 // subject-level change with source gpc_signal.
 //
-// It imports consent, consentlog, consentredis (the store), consentsync
-// (FormatMillis), purpose and franz-go's kgo (to produce).
+// It imports consent, consentlog, consentredis (the store it reads),
+// consentsync (FormatMillis), purpose and franz-go's kgo (to produce).
 package consentapi
 
 import (
@@ -365,19 +365,12 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	raw, err := s.cfg.Store.Client().LRange(r.Context(), s.cfg.Store.HistoryKey(sub), 0, -1).Result()
+	changes, err := s.cfg.Store.History(r.Context(), sub)
 	if err != nil {
 		fail(w, http.StatusServiceUnavailable, "the consent store cannot answer right now; retry")
 		return
 	}
-	h := History{SubjectID: sub, Changes: []consent.HistoryEntry{}}
-	for _, e := range raw {
-		var he consent.HistoryEntry
-		if json.Unmarshal([]byte(e), &he) == nil {
-			h.Changes = append(h.Changes, he)
-		}
-	}
-	writeJSON(w, http.StatusOK, h)
+	writeJSON(w, http.StatusOK, History{SubjectID: sub, Changes: changes})
 }
 
 // ImportResult is the answer of an import.

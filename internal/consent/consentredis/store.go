@@ -2,6 +2,7 @@ package consentredis
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -72,6 +73,23 @@ func (s *RedisStore) Prefix() string { return s.prefix }
 // HistoryKey returns the key of a subject's change history (a list).
 func (s *RedisStore) HistoryKey(subject string) string {
 	return strings.TrimSuffix(s.prefix, ":") + "-history:" + subject
+}
+
+// History returns a subject's change history, newest first, as the consent
+// sync appended it; entries that do not parse are left out.
+func (s *RedisStore) History(ctx context.Context, subject string) ([]consent.HistoryEntry, error) {
+	raw, err := s.client.LRange(ctx, s.HistoryKey(subject), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("consent: redis LRANGE history: %w", err)
+	}
+	entries := make([]consent.HistoryEntry, 0, len(raw))
+	for _, e := range raw {
+		var he consent.HistoryEntry
+		if json.Unmarshal([]byte(e), &he) == nil {
+			entries = append(entries, he)
+		}
+	}
+	return entries, nil
 }
 
 // Client returns the Redis client.

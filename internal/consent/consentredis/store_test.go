@@ -94,3 +94,28 @@ func TestRedisStoreReadsBothVersions(t *testing.T) {
 		t.Fatalf("jurisdiction-only record: %+v", out[1])
 	}
 }
+
+func TestHistorySkipsUnreadableEntries(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	s := NewRedisStore(rdb)
+	ctx := context.Background()
+	if h, err := s.History(ctx, "nobody"); err != nil || h == nil || len(h) != 0 {
+		t.Fatalf("empty history: %#v %v (want an empty, non-nil list: the API writes [])", h, err)
+	}
+	if s.HistoryKey("s1") != "pp:consent-history:s1" {
+		t.Fatalf("history key %q", s.HistoryKey("s1"))
+	}
+	mr.Lpush(s.HistoryKey("s1"), `{"receipt_id":"r1","subject_id":"s1","jurisdiction":"ccpa","source":"gpc_signal","policy_version":"unspecified","timestamp":"t","gpc":true}`)
+	mr.Lpush(s.HistoryKey("s1"), `not json`)
+	mr.Lpush(s.HistoryKey("s1"), `{"receipt_id":"r2","subject_id":"s1","purpose":"marketing","state":"denied","jurisdiction":"gdpr","source":"web_form","policy_version":"v1","timestamp":"t"}`)
+	h, err := s.History(ctx, "s1")
+	if err != nil || len(h) != 2 || h[0].ReceiptID != "r2" || h[0].State != "denied" || h[1].GPC != "true" {
+		t.Fatalf("history %+v %v", h, err)
+	}
+	mr.Close()
+	if _, err := s.History(ctx, "s1"); err == nil {
+		t.Fatal("error swallowed")
+	}
+}
