@@ -2,6 +2,7 @@ package consentsync
 
 import (
 	"context"
+	"encoding/json"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -196,5 +197,33 @@ func TestSubjectLevelChangeCreatesTheRecord(t *testing.T) {
 	store.Lookup(ctx, []string{"ca-1"}, out)
 	if out[0].Record.GPC || out[0].Record.Jurisdiction != consent.CCPA {
 		t.Fatalf("%+v", out[0].Record)
+	}
+}
+
+// TestHistoryEntryKeepsItsJSON: the history entry, now consent's, reads and
+// writes the JSON it had when it embedded consentlog.Input.
+func TestHistoryEntryKeepsItsJSON(t *testing.T) {
+	type oldEntry struct {
+		ReceiptID string `json:"receipt_id"`
+		consentlog.Input
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)
+	choice := change("s1", purpose.Marketing, consent.Denied, at)
+	choice.GPC = consent.GPCOff
+	profile := consentlog.Change{SubjectID: "s2", Purpose: consentlog.SubjectLevel, Jurisdiction: consent.CCPA, GPC: consent.GPCOn,
+		Source: consentlog.GPCSignal, PolicyVersion: "unspecified", Timestamp: at, ReceiptID: "r2"}
+	for _, c := range []consentlog.Change{choice, profile, change("s3", purpose.Analytics, consent.Granted, at)} {
+		e := Entry(&c)
+		in := consentlog.Input{SubjectID: e.SubjectID, Purpose: e.Purpose, State: e.State, Jurisdiction: e.Jurisdiction,
+			Source: e.Source, PolicyVersion: e.PolicyVersion, Timestamp: e.Timestamp, GPC: e.GPC}
+		got, _ := json.Marshal(e)
+		want, _ := json.Marshal(oldEntry{ReceiptID: e.ReceiptID, Input: in})
+		if string(got) != string(want) {
+			t.Fatalf("entry JSON\n got %s\nwant %s", got, want)
+		}
+		var back consent.HistoryEntry
+		if err := json.Unmarshal(want, &back); err != nil || back != e {
+			t.Fatalf("entry read back as %+v (%v), want %+v", back, err, e)
+		}
 	}
 }
