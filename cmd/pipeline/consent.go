@@ -14,26 +14,26 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
-	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentapi"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
 	"github.com/privacy-pipeline/pipeline/internal/stream/opsserver"
 )
 
-func consentStore(cfg config.Config) (*consent.RedisStore, func(), error) {
+func consentStore(cfg config.Config) (*consentredis.RedisStore, func(), error) {
 	ropts, err := wiring.RedisOptions(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	rdb := redis.NewClient(ropts)
-	return consent.NewRedisStore(rdb, consent.WithKeyPrefix(cfg.ConsentKeyPrefix), consent.WithRequireLoaded(cfg.ConsentRequireLoaded)),
+	return consentredis.NewRedisStore(rdb, consentredis.WithKeyPrefix(cfg.ConsentKeyPrefix), consentredis.WithRequireLoaded(cfg.ConsentRequireLoaded)),
 		func() { rdb.Close() }, nil
 }
 
 // consentSetup loads the configuration, the logger and the consent store
 // shared by consent-sync and consent-api.
-func consentSetup(stderr io.Writer) (config.Config, *slog.Logger, *consent.RedisStore, func(), error) {
+func consentSetup(stderr io.Writer) (config.Config, *slog.Logger, *consentredis.RedisStore, func(), error) {
 	cfg, err := config.Load()
 	if err != nil {
 		return cfg, nil, nil, nil, err

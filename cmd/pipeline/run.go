@@ -10,6 +10,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/stream/opsserver"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
 )
@@ -53,7 +54,7 @@ func cmdRunPrivacy(ctx context.Context, stderr io.Writer) error {
 	errc := make(chan error, 2)
 	go func() { errc <- opsserver.Serve(ctx, httpAddr, opsserver.Handler(reg, ready), nil) }()
 	go func() { errc <- rn.Run(ctx) }()
-	go wiring.FollowInvalidations(ctx, pp.Store, pp.Cache, log)
+	go consentredis.FollowInvalidations(ctx, pp.Store, pp.Cache, log)
 	log.Info("privacy processor started", "brokers", cfg.Kafka.Brokers, "group", cfg.GroupID,
 		"input", cfg.RawTopic, "http", httpAddr, "policy_version", pp.Policy.Version)
 	err = <-errc

@@ -1,10 +1,12 @@
-// Package consent decides, per subject and purpose, whether an event may be
-// published (SPEC 3.2): explicit choices first, then the default of the
-// subject's jurisdiction, with Global Privacy Control and sensitive
-// categories handled fail-closed. It also holds the consent Store interface,
-// its Redis implementation (one round trip per batch) and a bounded TTL cache.
+// Package consent is the consent domain. It decides, per subject and
+// purpose, whether an event may be published (SPEC 3.2): explicit choices
+// first, then the default of the subject's jurisdiction, with Global
+// Privacy Control and sensitive categories handled fail-closed. It holds
+// the consent record and its merge rules, the decision, the stored
+// record's codec, the answer of a lookup and the history entry.
 //
-// It imports purpose and go-redis; it knows nothing of Kafka or the policy.
+// It imports purpose only; it knows nothing of Redis, Kafka or the policy.
+// The Redis store and the cache are in package consentredis.
 package consent
 
 import (

@@ -15,6 +15,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
@@ -34,7 +35,7 @@ func (r *rig) startObserved(ctx context.Context) (*runner.Runner, *runner.Metric
 		r.t.Fatal(err)
 	}
 	rctx, cancel := context.WithCancel(ctx)
-	go wiring.FollowInvalidations(rctx, r.pp.Store, r.pp.Cache, nil)
+	go consentredis.FollowInvalidations(rctx, r.pp.Store, r.pp.Cache, nil)
 	go wiring.FollowLimits(rctx, r.adm, r.pp, 200*time.Millisecond, nil)
 	done := make(chan struct{})
 	go func() { rn.Run(rctx); close(done) }()

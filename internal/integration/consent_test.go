@@ -19,6 +19,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentapi"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
@@ -228,7 +229,7 @@ func TestInvalidationReachesTwoProcessors(t *testing.T) {
 	waitUntil(t, "initial load", 30*time.Second, func() bool { return s.Ready() && s.Applied() == uint64(len(grants)) })
 	cfg := r.cfg
 	cfg.ConsentCacheTTL = time.Hour // only an invalidation can refresh an entry
-	var caches []*consent.Cache
+	var caches []*consentredis.Cache
 	for i := 0; i < 2; i++ {
 		pp, err := wiring.BuildPrivacy(cfg, wiring.Deps{Redis: r.rdb, Registry: newRegistry(), Keys: r.keys})
 		if err != nil {
@@ -236,13 +237,12 @@ func TestInvalidationReachesTwoProcessors(t *testing.T) {
 		}
 		cctx, cancel := context.WithCancel(ctx)
 		t.Cleanup(cancel)
-		go wiring.FollowInvalidations(cctx, pp.Store, pp.Cache, nil)
+		go consentredis.FollowInvalidations(cctx, pp.Store, pp.Cache, nil)
 		caches = append(caches, pp.Cache)
 	}
-	decide := func(c *consent.Cache) consent.Decision {
+	decide := func(c *consentredis.Cache) consent.Decision {
 		out := make([]consent.Lookup, 1)
-		var sc consent.LookupScratch
-		if _, err := c.Lookup(ctx, []string{"s-inv"}, out, &sc); err != nil {
+		if _, err := c.Lookup(ctx, []string{"s-inv"}, out); err != nil {
 			t.Fatal(err)
 		}
 		return out[0].Decide(consent.GDPR, false, purpose.Marketing)

@@ -11,7 +11,8 @@
 //	raw bytes -> decode+validate -> consent lookup -> per purpose: decide ->
 //	apply policy -> encode -> emit
 //
-// It implements processors.Processor and never imports a Kafka client.
+// It implements processors.Processor and never imports a Kafka or Redis
+// client: consent comes through the ConsentLookup interface.
 package privacy
 
 import (
@@ -106,13 +107,29 @@ func (t Topics) complete() bool {
 	return t.Quarantine != ""
 }
 
+// ConsentLookup is the consent the processor decides on: a batched lookup
+// (typically a cache in front of the consent store, consentredis.Cache)
+// with invalidation generations, so that a batch whose subjects' consent
+// changed after its lookup is redone instead of published. It is safe for
+// concurrent use.
+type ConsentLookup interface {
+	// Lookup fills out[i] for subjects[i] with at most one store round
+	// trip; on an error the caller must not decide.
+	Lookup(ctx context.Context, subjects []string, out []consent.Lookup) (consent.LookupStats, error)
+	// Generation returns the current invalidation generation.
+	Generation() uint64
+	// InvalidatedSince reports whether any of subjects was invalidated
+	// after generation g.
+	InvalidatedSince(g uint64, subjects []string) bool
+}
+
 // Config holds the processor's dependencies.
 type Config struct {
 	Raw     *schemas.EventSchema
 	Policy  *policy.Policy
 	Keys    *pseudonym.Keyring
 	Decoder *eventcodec.Decoder
-	Consent *consent.Cache
+	Consent ConsentLookup
 	Metrics *Metrics
 	Topics  Topics
 	Log     *slog.Logger
@@ -234,7 +251,6 @@ type Worker struct {
 	subjects []string
 	subjMap  map[string]int
 	lookups  []consent.Lookup
-	scratch  consent.LookupScratch
 	pseud    [purpose.Count]*pseudonym.Pseudonymizer
 	val, key []byte
 	tmp      []byte
@@ -398,7 +414,7 @@ func (w *Worker) lookupConsent(ctx context.Context) error {
 		}
 	}()
 	for {
-		st, err := p.cfg.Consent.Lookup(ctx, w.subjects, w.lookups, &w.scratch)
+		st, err := p.cfg.Consent.Lookup(ctx, w.subjects, w.lookups)
 		p.cfg.Metrics.ConsentCacheHits.Add(float64(st.Hits))
 		p.cfg.Metrics.ConsentCacheMisses.Add(float64(st.Misses))
 		if st.Misses > 0 {

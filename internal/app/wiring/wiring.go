@@ -20,7 +20,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/codec/eventcodec"
-	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
@@ -35,8 +35,8 @@ type Privacy struct {
 	Policy    *policy.Policy
 	Keys      *pseudonym.Keyring
 	Decoder   *eventcodec.Decoder
-	Cache     *consent.Cache
-	Store     *consent.RedisStore
+	Cache     *consentredis.Cache
+	Store     *consentredis.RedisStore
 	Metrics   *privacy.Metrics
 	Topics    privacy.Topics
 }
@@ -143,9 +143,9 @@ func BuildPrivacy(cfg config.Config, deps Deps) (*Privacy, error) {
 	if deps.Redis == nil || deps.Registry == nil {
 		return nil, fmt.Errorf("wiring: Redis and Registry are required")
 	}
-	store := consent.NewRedisStore(deps.Redis, consent.WithKeyPrefix(cfg.ConsentKeyPrefix),
-		consent.WithRequireLoaded(cfg.ConsentRequireLoaded))
-	cache := consent.NewCache(store, consent.WithTTL(cfg.ConsentCacheTTL), consent.WithMaxEntries(cfg.ConsentCacheSize))
+	store := consentredis.NewRedisStore(deps.Redis, consentredis.WithKeyPrefix(cfg.ConsentKeyPrefix),
+		consentredis.WithRequireLoaded(cfg.ConsentRequireLoaded))
+	cache := consentredis.NewCache(store, consentredis.WithTTL(cfg.ConsentCacheTTL), consentredis.WithMaxEntries(cfg.ConsentCacheSize))
 	m := privacy.NewMetrics(deps.Registry)
 	topics := Topics(cfg)
 	proc, err := privacy.New(privacy.Config{

@@ -13,8 +13,8 @@
 // Global Privacy Control signal) also records GPC on for the subject, as a
 // subject-level change with source gpc_signal.
 //
-// It imports consent, consentlog, consentsync (history entries), purpose and
-// franz-go's kgo (to produce).
+// It imports consent, consentlog, consentredis (the store it reads),
+// consentsync (FormatMillis), purpose and franz-go's kgo (to produce).
 package consentapi
 
 import (
@@ -34,6 +34,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 )
@@ -49,7 +50,7 @@ type Config struct {
 	// Producer writes to Topic (acks=all). It must use consentlog.Partitioner.
 	Producer *kgo.Client
 	Topic    string
-	Store    *consent.RedisStore
+	Store    *consentredis.RedisStore
 	Log      *slog.Logger
 	Now      func() time.Time
 }
@@ -355,8 +356,8 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 
 // History is the answer of GET .../consents/history.
 type History struct {
-	SubjectID string                     `json:"subject_id"`
-	Changes   []consentsync.HistoryEntry `json:"changes"`
+	SubjectID string                 `json:"subject_id"`
+	Changes   []consent.HistoryEntry `json:"changes"`
 }
 
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {
@@ -364,19 +365,12 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	raw, err := s.cfg.Store.Client().LRange(r.Context(), s.cfg.Store.HistoryKey(sub), 0, -1).Result()
+	changes, err := s.cfg.Store.History(r.Context(), sub)
 	if err != nil {
 		fail(w, http.StatusServiceUnavailable, "the consent store cannot answer right now; retry")
 		return
 	}
-	h := History{SubjectID: sub, Changes: []consentsync.HistoryEntry{}}
-	for _, e := range raw {
-		var he consentsync.HistoryEntry
-		if json.Unmarshal([]byte(e), &he) == nil {
-			h.Changes = append(h.Changes, he)
-		}
-	}
-	writeJSON(w, http.StatusOK, h)
+	writeJSON(w, http.StatusOK, History{SubjectID: sub, Changes: changes})
 }
 
 // ImportResult is the answer of an import.

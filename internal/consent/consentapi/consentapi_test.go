@@ -18,6 +18,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
@@ -27,7 +28,7 @@ import (
 type env struct {
 	srv     *httptest.Server
 	brokers []string
-	store   *consent.RedisStore
+	store   *consentredis.RedisStore
 }
 
 func newEnv(t *testing.T) *env {
@@ -41,7 +42,7 @@ func newEnv(t *testing.T) *env {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { rdb.Close() })
-	store := consent.NewRedisStore(rdb)
+	store := consentredis.NewRedisStore(rdb)
 	api, err := New(Config{Producer: cl, Topic: "privacy.consent", Store: store})
 	if err != nil {
 		t.Fatal(err)

@@ -29,64 +29,19 @@ type Input struct {
 	GPC           GPCText `json:"gpc,omitempty"`
 }
 
-// GPCText is the gpc field of an input as given: "" (not given), "true",
-// "false", "1" or "0" (true and false in any case). In JSON it is a
-// boolean (null means not given), or one of those strings; it is written
-// as a boolean, and omitted when not given.
-type GPCText string
-
-// UnmarshalJSON accepts true, false, 1, 0, null, or a string.
-func (g *GPCText) UnmarshalJSON(b []byte) error {
-	switch s := string(bytes.TrimSpace(b)); s {
-	case "true", "false", "1", "0":
-		*g = GPCText(s)
-		return nil
-	case "null":
-		*g = ""
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return errors.New("gpc must be true, false, 1, 0 or null")
-	}
-	*g = GPCText(s)
-	return nil
-}
-
-// MarshalJSON writes a valid value as a boolean (and anything else as a
-// string, which ParseGPC rejects).
-func (g GPCText) MarshalJSON() ([]byte, error) {
-	switch v, err := ParseGPC(string(g)); {
-	case err != nil || v == consent.GPCNotGiven:
-		return json.Marshal(string(g))
-	case v == consent.GPCOn:
-		return []byte("true"), nil
-	}
-	return []byte("false"), nil
-}
+// GPCText is the gpc field of an input as given (consent.GPCText: the
+// history entries of the consent store carry it too).
+type GPCText = consent.GPCText
 
 // GPCTextOf returns the text of a GPC value: "", "true" or "false".
-func GPCTextOf(v consent.GPCValue) GPCText {
-	switch v {
-	case consent.GPCOn:
-		return "true"
-	case consent.GPCOff:
-		return "false"
-	}
-	return ""
-}
+func GPCTextOf(v consent.GPCValue) GPCText { return consent.GPCTextOf(v) }
 
 // ParseGPC parses the text of a gpc field: "" is not given, "true" and "1"
 // on, "false" and "0" off (true and false in any case). The message does
 // not echo the value.
 func ParseGPC(s string) (consent.GPCValue, error) {
-	switch strings.ToLower(s) {
-	case "":
-		return consent.GPCNotGiven, nil
-	case "true", "1":
-		return consent.GPCOn, nil
-	case "false", "0":
-		return consent.GPCOff, nil
+	if v, ok := consent.GPCText(s).Value(); ok {
+		return v, nil
 	}
 	return consent.GPCNotGiven, invalid("gpc must be true, false, 1, 0 or empty")
 }

@@ -8,14 +8,16 @@
 //     an older change overwrite a newer one; a subject-level change alone
 //     creates the subject's record, so the subject is no longer unknown;
 //   - each applied change is appended to the subject's history list;
-//   - the changed subjects are published on the invalidation channel, and
-//     every privacy processor drops its cached entries for them;
+//   - the changed subjects are announced with consentredis's invalidation
+//     protocol, and every privacy processor drops its cached entries for
+//     them;
 //   - Rebuild restores Redis from the topic from scratch (after Redis lost
 //     its data); while it runs the loaded marker is absent, so processors
 //     pause (fail closed) until it completes. Run rebuilds automatically
 //     whenever it finds the marker missing.
 //
-// It imports consent, consentlog, kafkaconn, kafkaio and franz-go.
+// It imports consent, consentlog, consentredis, kafkaconn, kafkaio,
+// go-redis (for the script) and franz-go.
 package consentsync
 
 import (
@@ -34,6 +36,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 )
@@ -143,22 +146,15 @@ func scriptArgs(c *consentlog.Change) (slot int, code string, ms int64, jur, gpc
 	return slot, code, c.Timestamp.UnixMilli(), c.Jurisdiction.String(), gpc
 }
 
-// HistoryEntry is one change as kept in a subject's history list and
-// returned by the API. A subject-level change has no purpose and no state;
-// gpc is present only when the change gave it.
-type HistoryEntry struct {
-	ReceiptID string `json:"receipt_id"`
-	consentlog.Input
-}
-
-// Entry returns the history entry of a change.
-func Entry(c *consentlog.Change) HistoryEntry {
-	in := consentlog.Input{SubjectID: c.SubjectID, Jurisdiction: c.Jurisdiction.String(), Source: string(c.Source),
-		PolicyVersion: c.PolicyVersion, Timestamp: c.Timestamp.UTC().Format(time.RFC3339Nano), GPC: consentlog.GPCTextOf(c.GPC)}
+// Entry returns the history entry of a change, as the sync appends it to
+// the subject's history list.
+func Entry(c *consentlog.Change) consent.HistoryEntry {
+	e := consent.HistoryEntry{ReceiptID: c.ReceiptID, SubjectID: c.SubjectID, Jurisdiction: c.Jurisdiction.String(), Source: string(c.Source),
+		PolicyVersion: c.PolicyVersion, Timestamp: c.Timestamp.UTC().Format(time.RFC3339Nano), GPC: consent.GPCTextOf(c.GPC)}
 	if !c.IsSubjectLevel() {
-		in.Purpose, in.State = c.Purpose.String(), c.State.String()
+		e.Purpose, e.State = c.Purpose.String(), c.State.String()
 	}
-	return HistoryEntry{ReceiptID: c.ReceiptID, Input: in}
+	return e
 }
 
 // Metrics of the sync.
@@ -195,7 +191,7 @@ type Config struct {
 	Kafka      kafkaconn.Config
 	Topic      string
 	Group      string
-	Store      *consent.RedisStore
+	Store      *consentredis.RedisStore
 	HistoryCap int // entries kept per subject (default 1000)
 	Log        *slog.Logger
 	Metrics    *Metrics
@@ -292,7 +288,7 @@ func (s *Syncer) apply(ctx context.Context, changes []consentlog.Change, recordT
 	s.cfg.Metrics.Applied.Add(float64(applied))
 	s.applied.Add(uint64(applied))
 	if len(changed) > 0 {
-		if err := s.rdb.Publish(ctx, st.InvalidationChannel(), strings.Join(changed, "\n")).Err(); err != nil {
+		if err := st.PublishInvalidation(ctx, changed); err != nil {
 			return applied, fmt.Errorf("consentsync: publish invalidation: %w", err)
 		}
 	}
@@ -482,14 +478,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-time.After(d):
 		return true
 	}
-}
-
-// ParseInvalidation splits an invalidation message into subjects.
-func ParseInvalidation(payload string) []string {
-	if payload == "" {
-		return nil
-	}
-	return strings.Split(payload, "\n")
 }
 
 // FormatMillis formats unix ms as RFC 3339 (for API responses).

@@ -2,6 +2,7 @@ package consentsync
 
 import (
 	"context"
+	"encoding/json"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
@@ -26,13 +28,13 @@ func TestApplyKeepsNewestPerPurposeAndAnnounces(t *testing.T) {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
-	store := consent.NewRedisStore(rdb)
+	store := consentredis.NewRedisStore(rdb)
 	s, err := New(Config{Kafka: kafkaconn.Config{Brokers: []string{"unused:1"}}, Topic: "t", Group: "g", Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	sub := rdb.Subscribe(ctx, store.InvalidationChannel())
+	sub := store.SubscribeInvalidations(ctx)
 	defer sub.Close()
 	if _, err := sub.Receive(ctx); err != nil {
 		t.Fatal(err)
@@ -74,7 +76,7 @@ func TestApplyRepairsACorruptRecord(t *testing.T) {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
-	store := consent.NewRedisStore(rdb, consent.WithRequireLoaded(false))
+	store := consentredis.NewRedisStore(rdb, consentredis.WithRequireLoaded(false))
 	s, _ := New(Config{Kafka: kafkaconn.Config{Brokers: []string{"x:1"}}, Topic: "t", Group: "g", Store: store})
 	mr.Set(store.Key("c9"), "garbage")
 	if n, err := s.Apply(context.Background(), []consentlog.Change{change("c9", purpose.AITraining, consent.Denied, time.Now())}, nil); n != 1 || err != nil {
@@ -97,7 +99,7 @@ func TestLuaScriptAgreesWithGoRecord(t *testing.T) {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
-	store := consent.NewRedisStore(rdb, consent.WithRequireLoaded(false))
+	store := consentredis.NewRedisStore(rdb, consentredis.WithRequireLoaded(false))
 	s, _ := New(Config{Kafka: kafkaconn.Config{Brokers: []string{"x:1"}}, Topic: "t", Group: "g", Store: store})
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(7, 11))
@@ -157,7 +159,7 @@ func TestSubjectLevelChangeCreatesTheRecord(t *testing.T) {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
-	store := consent.NewRedisStore(rdb, consent.WithRequireLoaded(false))
+	store := consentredis.NewRedisStore(rdb, consentredis.WithRequireLoaded(false))
 	s, _ := New(Config{Kafka: kafkaconn.Config{Brokers: []string{"x:1"}}, Topic: "t", Group: "g", Store: store})
 	ctx := context.Background()
 	at := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
@@ -196,5 +198,33 @@ func TestSubjectLevelChangeCreatesTheRecord(t *testing.T) {
 	store.Lookup(ctx, []string{"ca-1"}, out)
 	if out[0].Record.GPC || out[0].Record.Jurisdiction != consent.CCPA {
 		t.Fatalf("%+v", out[0].Record)
+	}
+}
+
+// TestHistoryEntryKeepsItsJSON: the history entry, now consent's, reads and
+// writes the JSON it had when it embedded consentlog.Input.
+func TestHistoryEntryKeepsItsJSON(t *testing.T) {
+	type oldEntry struct {
+		ReceiptID string `json:"receipt_id"`
+		consentlog.Input
+	}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)
+	choice := change("s1", purpose.Marketing, consent.Denied, at)
+	choice.GPC = consent.GPCOff
+	profile := consentlog.Change{SubjectID: "s2", Purpose: consentlog.SubjectLevel, Jurisdiction: consent.CCPA, GPC: consent.GPCOn,
+		Source: consentlog.GPCSignal, PolicyVersion: "unspecified", Timestamp: at, ReceiptID: "r2"}
+	for _, c := range []consentlog.Change{choice, profile, change("s3", purpose.Analytics, consent.Granted, at)} {
+		e := Entry(&c)
+		in := consentlog.Input{SubjectID: e.SubjectID, Purpose: e.Purpose, State: e.State, Jurisdiction: e.Jurisdiction,
+			Source: e.Source, PolicyVersion: e.PolicyVersion, Timestamp: e.Timestamp, GPC: e.GPC}
+		got, _ := json.Marshal(e)
+		want, _ := json.Marshal(oldEntry{ReceiptID: e.ReceiptID, Input: in})
+		if string(got) != string(want) {
+			t.Fatalf("entry JSON\n got %s\nwant %s", got, want)
+		}
+		var back consent.HistoryEntry
+		if err := json.Unmarshal(want, &back); err != nil || back != e {
+			t.Fatalf("entry read back as %+v (%v), want %+v", back, err, e)
+		}
 	}
 }

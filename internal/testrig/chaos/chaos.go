@@ -33,6 +33,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
@@ -110,7 +111,7 @@ type run struct {
 	keysPath string
 	keys     *pseudonym.Keyring
 	rdb      *redis.Client
-	store    *consent.RedisStore
+	store    *consentredis.RedisStore
 	adm      *kadm.Client
 	cl       *kgo.Client
 	start    time.Time
@@ -224,7 +225,7 @@ func (r *run) setup(ctx context.Context) error {
 		return err
 	}
 	r.rdb = redis.NewClient(ropts)
-	r.store = consent.NewRedisStore(r.rdb, consent.WithKeyPrefix(cfg.ConsentKeyPrefix))
+	r.store = consentredis.NewRedisStore(r.rdb, consentredis.WithKeyPrefix(cfg.ConsentKeyPrefix))
 	if r.cl, err = cfg.Kafka.NewClient(kgo.ProducerBatchCompression(kgo.SnappyCompression()),
 		kgo.ProducerLinger(10*time.Millisecond)); err != nil {
 		return err

@@ -32,6 +32,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
@@ -202,7 +203,7 @@ func evolvedSchema() ([]byte, error) {
 	return json.Marshal(m)
 }
 
-func seedConsents(ctx context.Context, store *consent.RedisStore, n int, now time.Time) error {
+func seedConsents(ctx context.Context, store *consentredis.RedisStore, n int, now time.Time) error {
 	var subs []string
 	var recs []consent.Record
 	flush := func() error {

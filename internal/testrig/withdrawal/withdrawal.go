@@ -36,6 +36,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentapi"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
@@ -221,7 +222,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		return Result{}, err
 	}
 	goRun(func() { rn.Run(rctx) })
-	goRun(func() { wiring.FollowInvalidations(rctx, pp.Store, pp.Cache, nil) })
+	goRun(func() { consentredis.FollowInvalidations(rctx, pp.Store, pp.Cache, nil) })
 
 	// The consent API over real HTTP.
 	api, err := consentapi.New(consentapi.Config{Producer: prodCl, Topic: cfg.ConsentTopic, Store: pp.Store})
@@ -334,7 +335,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 
 	// Diagnostics: when consent-sync announces each sample subject.
 	announced := map[string][]time.Time{}
-	annSub := rdb.Subscribe(rctx, pp.Store.InvalidationChannel())
+	annSub := pp.Store.SubscribeInvalidations(rctx)
 	if _, err := annSub.Receive(rctx); err != nil {
 		return Result{}, err
 	}
@@ -348,7 +349,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 			}
 			now := time.Now()
 			mu.Lock()
-			for _, s := range strings.Split(m.Payload, "\n") {
+			for _, s := range consentredis.ParseInvalidation(m.Payload) {
 				announced[s] = append(announced[s], now)
 			}
 			mu.Unlock()

@@ -1,4 +1,4 @@
-package consent
+package consentredis
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 )
 
@@ -17,20 +18,20 @@ func TestRedisStoreOneRoundTrip(t *testing.T) {
 	defer rdb.Close()
 	s := NewRedisStore(rdb, WithKeyPrefix("t:"))
 	ctx := context.Background()
-	var r Record
-	r.Apply(purpose.Analytics, Granted, CCPA, 10)
-	if err := s.PutMany(ctx, []string{"a", "b"}, []Record{r, r}); err != nil {
+	var r consent.Record
+	r.Apply(purpose.Analytics, consent.Granted, consent.CCPA, 10)
+	if err := s.PutMany(ctx, []string{"a", "b"}, []consent.Record{r, r}); err != nil {
 		t.Fatal(err)
 	}
 	mr.Set("t:corrupt", "garbage")
-	out0 := make([]Lookup, 1)
+	out0 := make([]consent.Lookup, 1)
 	if err := s.Lookup(ctx, []string{"a"}, out0); !errors.Is(err, ErrNotLoaded) {
 		t.Fatalf("lookup before MarkLoaded: %v", err)
 	}
 	if err := s.MarkLoaded(ctx); err != nil {
 		t.Fatal(err)
 	}
-	out := make([]Lookup, 4)
+	out := make([]consent.Lookup, 4)
 	// Warm the connection (go-redis sends HELLO and CLIENT SETINFO on a new one).
 	if err := s.Lookup(ctx, []string{"a"}, out); err != nil {
 		t.Fatal(err)
@@ -54,7 +55,7 @@ func TestFlushedStoreIsNotLoaded(t *testing.T) {
 	s := NewRedisStore(rdb)
 	ctx := context.Background()
 	s.MarkLoaded(ctx)
-	out := make([]Lookup, 1)
+	out := make([]consent.Lookup, 1)
 	if err := s.Lookup(ctx, []string{"x"}, out); err != nil {
 		t.Fatal(err)
 	}
@@ -74,22 +75,47 @@ func TestRedisStoreReadsBothVersions(t *testing.T) {
 	s := NewRedisStore(rdb, WithRequireLoaded(false))
 	ctx := context.Background()
 	mr.Set(s.Key("old"), "1|ccpa|1|42|g:42|-:0|-:0|-:0|-:0")
-	var profile Record
-	profile.ApplyProfile(CCPA, GPCOn, 43)
+	var profile consent.Record
+	profile.ApplyProfile(consent.CCPA, consent.GPCOn, 43)
 	if err := s.Put(ctx, "new", &profile); err != nil {
 		t.Fatal(err)
 	}
 	if v, _ := mr.Get(s.Key("new")); v != "2|ccpa|43|1|43|43|-:0|-:0|-:0|-:0|-:0" {
 		t.Fatalf("stored %q", v)
 	}
-	out := make([]Lookup, 2)
+	out := make([]consent.Lookup, 2)
 	if err := s.Lookup(ctx, []string{"old", "new"}, out); err != nil {
 		t.Fatal(err)
 	}
-	if !out[0].Found || out[0].Corrupt || out[0].Record.Jurisdiction != CCPA || !out[0].Record.GPC || out[0].Record.Purposes[purpose.Analytics].State != Granted {
+	if !out[0].Found || out[0].Corrupt || out[0].Record.Jurisdiction != consent.CCPA || !out[0].Record.GPC || out[0].Record.Purposes[purpose.Analytics].State != consent.Granted {
 		t.Fatalf("v1 record: %+v", out[0])
 	}
 	if !out[1].Found || out[1].Record != profile {
 		t.Fatalf("jurisdiction-only record: %+v", out[1])
+	}
+}
+
+func TestHistorySkipsUnreadableEntries(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	s := NewRedisStore(rdb)
+	ctx := context.Background()
+	if h, err := s.History(ctx, "nobody"); err != nil || h == nil || len(h) != 0 {
+		t.Fatalf("empty history: %#v %v (want an empty, non-nil list: the API writes [])", h, err)
+	}
+	if s.HistoryKey("s1") != "pp:consent-history:s1" {
+		t.Fatalf("history key %q", s.HistoryKey("s1"))
+	}
+	mr.Lpush(s.HistoryKey("s1"), `{"receipt_id":"r1","subject_id":"s1","jurisdiction":"ccpa","source":"gpc_signal","policy_version":"unspecified","timestamp":"t","gpc":true}`)
+	mr.Lpush(s.HistoryKey("s1"), `not json`)
+	mr.Lpush(s.HistoryKey("s1"), `{"receipt_id":"r2","subject_id":"s1","purpose":"marketing","state":"denied","jurisdiction":"gdpr","source":"web_form","policy_version":"v1","timestamp":"t"}`)
+	h, err := s.History(ctx, "s1")
+	if err != nil || len(h) != 2 || h[0].ReceiptID != "r2" || h[0].State != "denied" || h[1].GPC != "true" {
+		t.Fatalf("history %+v %v", h, err)
+	}
+	mr.Close()
+	if _, err := s.History(ctx, "s1"); err == nil {
+		t.Fatal("error swallowed")
 	}
 }
