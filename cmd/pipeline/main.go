@@ -72,20 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
 	case "run":
-		if len(args) < 2 {
-			return usageError{"run needs privacy, consent-sync, consent-api, kanon or kanon-records"}
-		}
-		switch args[1] {
-		case "privacy":
-			return cmdRunPrivacy(ctx, stderr)
-		case "consent-sync":
-			return cmdRunConsentSync(ctx, args[2:], stderr)
-		case "consent-api":
-			return cmdRunConsentAPI(ctx, stderr)
-		case "kanon", "kanon-records":
-			return cmdRunKanon(ctx, args[1], stderr)
-		}
-		return usageError{"run needs privacy, consent-sync, consent-api, kanon or kanon-records"}
+		return cmdRun(ctx, args[1:], stderr)
 	case "topology":
 		return cmdTopology(ctx, args[1:], stdout)
 	case "schemas":

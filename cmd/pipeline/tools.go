@@ -87,7 +87,7 @@ func cmdSchemas(args []string, stdout io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
 	}
-	raw, pol, err := wiring.LoadPolicy(config.Config{PolicyFile: filepath.Join(*dir, "policy.json")})
+	raw, pol, err := wiring.LoadPolicy(config.Config{Privacy: config.Privacy{PolicyFile: filepath.Join(*dir, "policy.json")}})
 	if err != nil {
 		return err
 	}
@@ -155,7 +155,7 @@ func cmdPolicy(args []string, stdout io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
 	}
-	_, pol, err := wiring.LoadPolicy(config.Config{PolicyFile: *file})
+	_, pol, err := wiring.LoadPolicy(config.Config{Privacy: config.Privacy{PolicyFile: *file}})
 	if err != nil {
 		return errors.New("invalid policy:\n" + err.Error())
 	}

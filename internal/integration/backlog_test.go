@@ -29,12 +29,12 @@ import (
 func TestKanonCatchesUpAfterDowntime(t *testing.T) {
 	r := newRig(t)
 	const parts = 4
-	r.cfg.KanonK, r.cfg.KanonWindow, r.cfg.KanonAllowedLateness, r.cfg.KanonIdleClose = 11, time.Hour, 0, time.Minute
+	r.cfg.Kanon.K, r.cfg.Kanon.Window, r.cfg.Kanon.AllowedLateness, r.cfg.Kanon.IdleClose = 11, time.Hour, 0, time.Minute
 	spec, err := kanonspec.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.cfg.KanonInputPartitions = parts
+	r.cfg.Kanon.InputPartitions = parts
 	analytics := r.cfg.CleanTopic(purpose.Analytics)
 	// The merge stage runs throughout; the first stage goes down. The
 	// downtime is simulated by the successor's clock two hours on; the
@@ -53,7 +53,7 @@ func TestKanonCatchesUpAfterDowntime(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rn, err := runner.New(runner.Config{Conn: r.cfg.Kafka, Group: r.cfg.KanonAggregatesGroup, Input: analytics,
+		rn, err := runner.New(runner.Config{Conn: r.cfg.Kafka, Group: r.cfg.Names.KanonAggregatesGroup, Input: analytics,
 			MaxPollRecords: 500, TickInterval: 50 * time.Millisecond, IdleAfter: 500 * time.Millisecond, Clock: clock,
 			Log: slog.New(slog.NewJSONHandler(r.logs, nil))}, a.Processor)
 		if err != nil {
@@ -70,10 +70,10 @@ func TestKanonCatchesUpAfterDowntime(t *testing.T) {
 	r.kproduce(kencode(t, analytics, "analytics", evs[:half]))
 	regA := prometheus.NewRegistry()
 	stopA := replica(time.Now, regA)
-	r.waitGroup(r.cfg.KanonAggregatesGroup, analytics, 2*time.Minute)
+	r.waitGroup(r.cfg.Names.KanonAggregatesGroup, analytics, 2*time.Minute)
 	time.Sleep(time.Second) // some idle ticks too: they must close nothing
 	stopA()
-	aggTopic := spec.Aggregates[0].TopicFrom(r.cfg.AggTopicTemplate)
+	aggTopic := spec.Aggregates[0].TopicFrom(r.cfg.Names.AggTopicTemplate)
 	if n := len(r.read(aggTopic)); n != 0 {
 		t.Fatalf("%d rows published before the window could close", n)
 	}

@@ -29,7 +29,7 @@ import (
 func (r *rig) startObserved(ctx context.Context) (*runner.Runner, *runner.Metrics, func()) {
 	r.t.Helper()
 	rm := runner.NewMetrics(r.reg)
-	rn, err := runner.New(runner.Config{Conn: r.cfg.Kafka, Group: r.cfg.GroupID, Input: r.cfg.RawTopic,
+	rn, err := runner.New(runner.Config{Conn: r.cfg.Kafka, Group: r.cfg.Names.GroupID, Input: r.cfg.Names.RawTopic,
 		MaxPollRecords: 2000, Metrics: rm, AbortAlertAfter: 5, Log: slog.New(slog.NewJSONHandler(r.logs, nil))}, r.pp.Processor)
 	if err != nil {
 		r.t.Fatal(err)
@@ -61,7 +61,7 @@ func TestBadInputNeverStallsOnRealKafka(t *testing.T) {
 	// max.message.bytes decides, read by FollowLimits).
 	const quarantineMax = 512 << 10
 	if _, err := r.adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "max.message.bytes",
-		Value: kadm.StringPtr(fmt.Sprint(quarantineMax))}}, r.cfg.QuarantineTopic); err != nil {
+		Value: kadm.StringPtr(fmt.Sprint(quarantineMax))}}, r.cfg.Names.QuarantineTopic); err != nil {
 		t.Fatal(err)
 	}
 	r.grantAll(ctx, 50, now)
@@ -89,7 +89,7 @@ func TestBadInputNeverStallsOnRealKafka(t *testing.T) {
 	// 1. A poll of only bad records right after start: one per partition.
 	var onlyBad []*kgo.Record
 	for p := int32(0); p < 4; p++ {
-		onlyBad = append(onlyBad, &kgo.Record{Topic: r.cfg.RawTopic, Partition: p, Value: []byte("not avro at all")})
+		onlyBad = append(onlyBad, &kgo.Record{Topic: r.cfg.Names.RawTopic, Partition: p, Value: []byte("not avro at all")})
 	}
 	t0 := time.Now()
 	send(onlyBad...)
@@ -110,7 +110,7 @@ func TestBadInputNeverStallsOnRealKafka(t *testing.T) {
 			t.Fatal(err)
 		}
 		b[4] ^= 0x5a
-		unknownFP = append(unknownFP, &kgo.Record{Topic: r.cfg.RawTopic, Partition: int32(i % 4), Value: b})
+		unknownFP = append(unknownFP, &kgo.Record{Topic: r.cfg.Names.RawTopic, Partition: int32(i % 4), Value: b})
 	}
 	send(unknownFP...)
 
@@ -120,7 +120,7 @@ func TestBadInputNeverStallsOnRealKafka(t *testing.T) {
 	for i := 0; i < 14; i++ {
 		b, reason := synth.Malformed(i, enc, now)
 		wantQuarantine[reason]++
-		mixed = append(mixed, &kgo.Record{Topic: r.cfg.RawTopic, Partition: int32(i % 4), Value: b})
+		mixed = append(mixed, &kgo.Record{Topic: r.cfg.Names.RawTopic, Partition: int32(i % 4), Value: b})
 	}
 	big := gen.EventFor(999, 3)
 	big.Message = strings.Repeat("a long and very repetitive support message ", (2<<20)/43+1)
@@ -129,7 +129,7 @@ func TestBadInputNeverStallsOnRealKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantQuarantine["oversized"]++
-	mixed = append(mixed, &kgo.Record{Topic: r.cfg.RawTopic, Partition: 1, Value: bigVal})
+	mixed = append(mixed, &kgo.Record{Topic: r.cfg.Names.RawTopic, Partition: 1, Value: bigVal})
 	for i := 0; i < 2000; i++ {
 		ev := gen.Event(1000 + i)
 		ev.Jurisdiction, ev.GPC = "gdpr", false
@@ -137,7 +137,7 @@ func TestBadInputNeverStallsOnRealKafka(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mixed = append(mixed, &kgo.Record{Topic: r.cfg.RawTopic, Partition: int32(i % 4), Key: []byte(ev.SubjectID), Value: b})
+		mixed = append(mixed, &kgo.Record{Topic: r.cfg.Names.RawTopic, Partition: int32(i % 4), Key: []byte(ev.SubjectID), Value: b})
 	}
 	start := time.Now()
 	send(mixed...)
@@ -177,7 +177,7 @@ func TestBadInputNeverStallsOnRealKafka(t *testing.T) {
 	}
 	// The big record is a reference on the quarantine topic; the others keep their bytes.
 	refs := 0
-	for _, q := range r.read(r.cfg.QuarantineTopic) {
+	for _, q := range r.read(r.cfg.Names.QuarantineTopic) {
 		h := map[string]string{}
 		for _, hd := range q.Headers {
 			h[hd.Key] = string(hd.Value)
@@ -185,7 +185,7 @@ func TestBadInputNeverStallsOnRealKafka(t *testing.T) {
 		if h[privacy.HeaderQuarantineForm] == "reference" {
 			refs++
 			if len(q.Value) != 0 || h[privacy.HeaderSourceSize] != fmt.Sprint(len(bigVal)) || h[privacy.HeaderSourcePartition] != "1" ||
-				h[privacy.HeaderQuarantineReason] != "oversized" || h[privacy.HeaderSourceTopic] != r.cfg.RawTopic || h[privacy.HeaderSourceOffset] == "" {
+				h[privacy.HeaderQuarantineReason] != "oversized" || h[privacy.HeaderSourceTopic] != r.cfg.Names.RawTopic || h[privacy.HeaderSourceOffset] == "" {
 				t.Fatalf("reference record: %d bytes, headers %v", len(q.Value), h)
 			}
 		} else if len(q.Value) == 0 {

@@ -68,7 +68,7 @@ func (r *rig) startAPI() *httptest.Server {
 
 // startSync runs a consent sync for the rig until the test ends.
 func (r *rig) startSync(rebuild bool) *consentsync.Syncer {
-	s, err := consentsync.New(consentsync.Config{Kafka: r.cfg.Kafka, Topic: r.consentTopic(), Group: r.cfg.GroupID + ".sync", Store: r.pp.Store})
+	s, err := consentsync.New(consentsync.Config{Kafka: r.cfg.Kafka, Topic: r.consentTopic(), Group: r.cfg.Names.GroupID + ".sync", Store: r.pp.Store})
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestInvalidationReachesTwoProcessors(t *testing.T) {
 	s := r.startSync(true)
 	waitUntil(t, "initial load", 30*time.Second, func() bool { return s.Ready() && s.Applied() == uint64(len(grants)) })
 	cfg := r.cfg
-	cfg.ConsentCacheTTL = time.Hour // only an invalidation can refresh an entry
+	cfg.Consent.CacheTTL = time.Hour // only an invalidation can refresh an entry
 	var caches []*consentredis.Cache
 	for i := 0; i < 2; i++ {
 		pp, err := wiring.BuildPrivacy(cfg, wiring.Deps{Redis: r.rdb, Registry: newRegistry(), Keys: r.keys})
@@ -270,7 +270,7 @@ func TestInvalidationReachesTwoProcessors(t *testing.T) {
 func TestConsentLuaScriptAgreesWithGoOnRealRedis(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
-	s, err := consentsync.New(consentsync.Config{Kafka: r.cfg.Kafka, Topic: r.consentTopic(), Group: r.cfg.GroupID + ".sync", Store: r.pp.Store})
+	s, err := consentsync.New(consentsync.Config{Kafka: r.cfg.Kafka, Topic: r.consentTopic(), Group: r.cfg.Names.GroupID + ".sync", Store: r.pp.Store})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ func TestTopologyApplyIsIdempotent(t *testing.T) {
 		t.Fatalf("report does not say so: %s", rep)
 	}
 	// Drift it can fix (a config) and drift it cannot (more partitions).
-	raw := r.cfg.RawTopic
+	raw := r.cfg.Names.RawTopic
 	if _, err := r.adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "retention.ms", Value: kadm.StringPtr("1000")}}, raw); err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestCanaryAndAccounting(t *testing.T) {
 	for _, rec := range r.read(r.cleanTopics()...) {
 		scan(rec, true)
 	}
-	quarantined := r.read(r.cfg.QuarantineTopic)
+	quarantined := r.read(r.cfg.Names.QuarantineTopic)
 	if len(quarantined) != len(bad) {
 		t.Fatalf("quarantine holds %d records, %d were bad", len(quarantined), len(bad))
 	}
@@ -216,7 +216,7 @@ func TestConsentChangeTakesEffect(t *testing.T) {
 	if err := r.pp.Store.Put(ctx, sub, &rec); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(r.cfg.ConsentCacheTTL + 100*time.Millisecond)
+	time.Sleep(r.cfg.Consent.CacheTTL + 100*time.Millisecond)
 	r.produce(ctx, batch("after", 50))
 	r.waitCaughtUp(time.Minute)
 	counts := map[string]int{}

@@ -174,9 +174,9 @@ func (r *rig) waitGroup(group, topic string, timeout time.Duration) {
 func TestKanonOnRealKafka(t *testing.T) {
 	r := newRig(t)
 	const parts, kAgg, kRec = 4, 11, 10
-	r.cfg.KanonK, r.cfg.KanonWindow, r.cfg.KanonAllowedLateness = kAgg, time.Minute, 10*time.Second
-	r.cfg.KanonInputPartitions = parts
-	r.cfg.CastleK, r.cfg.CastleDelta, r.cfg.CastleSeed = kRec, 300, 7
+	r.cfg.Kanon.K, r.cfg.Kanon.Window, r.cfg.Kanon.AllowedLateness = kAgg, time.Minute, 10*time.Second
+	r.cfg.Kanon.InputPartitions = parts
+	r.cfg.Castle.K, r.cfg.Castle.Delta, r.cfg.Castle.Seed = kRec, 300, 7
 	spec, err := kanonspec.Default()
 	if err != nil {
 		t.Fatal(err)
@@ -219,27 +219,27 @@ func TestKanonOnRealKafka(t *testing.T) {
 	// Phase 1: one replica each.
 	stopAggA, stopRecA := replica("agg"), replica("rec")
 	r.kproduce(slices.Concat(third(aggRecs, 0), third(recRecs, 0)))
-	r.waitGroup(r.cfg.KanonAggregatesGroup, analytics, 2*time.Minute)
-	r.waitGroup(r.cfg.CastleGroup, aiTraining, 2*time.Minute)
+	r.waitGroup(r.cfg.Names.KanonAggregatesGroup, analytics, 2*time.Minute)
+	r.waitGroup(r.cfg.Names.CastleGroup, aiTraining, 2*time.Minute)
 	// Phase 2: scale out to two replicas (rebalance: partitions move and are
 	// restored from their checkpoints on the new owner).
 	stopAggB, stopRecB := replica("agg"), replica("rec")
 	r.kproduce(slices.Concat(third(aggRecs, 1), third(recRecs, 1)))
-	r.waitGroup(r.cfg.KanonAggregatesGroup, analytics, 2*time.Minute)
-	r.waitGroup(r.cfg.CastleGroup, aiTraining, 2*time.Minute)
+	r.waitGroup(r.cfg.Names.KanonAggregatesGroup, analytics, 2*time.Minute)
+	r.waitGroup(r.cfg.Names.CastleGroup, aiTraining, 2*time.Minute)
 	// Phase 3: the first replicas leave; the second ones restore their
 	// partitions.
 	stopAggA()
 	stopRecA()
 	r.kproduce(slices.Concat(third(aggRecs, 2), third(recRecs, 2)))
-	r.waitGroup(r.cfg.KanonAggregatesGroup, analytics, 2*time.Minute)
-	r.waitGroup(r.cfg.CastleGroup, aiTraining, 2*time.Minute)
+	r.waitGroup(r.cfg.Names.KanonAggregatesGroup, analytics, 2*time.Minute)
+	r.waitGroup(r.cfg.Names.CastleGroup, aiTraining, 2*time.Minute)
 	r.waitMerged(spec, 2*time.Minute)
 	stopAggB()
 	stopRecB()
 
-	aggTopic := spec.Aggregates[0].TopicFrom(r.cfg.AggTopicTemplate)
-	kanonTopic := spec.Records.TopicFrom(r.cfg.KanonTopicTemplate)
+	aggTopic := spec.Aggregates[0].TopicFrom(r.cfg.Names.AggTopicTemplate)
+	kanonTopic := spec.Records.TopicFrom(r.cfg.Names.KanonTopicTemplate)
 	rows := r.read(aggTopic)
 	anon := r.read(kanonTopic)
 	t.Logf("%d aggregate rows, %d anonymised records of %d", len(rows), len(anon), len(recEvents))
@@ -248,9 +248,9 @@ func TestKanonOnRealKafka(t *testing.T) {
 	}
 
 	// Canary: nothing sensitive in any output, checkpoint, log or metric.
-	states := r.read(r.cfg.StateTopicTemplate[:strings.Index(r.cfg.StateTopicTemplate, "{")]+"kanon-aggregates",
-		r.cfg.StateTopicTemplate[:strings.Index(r.cfg.StateTopicTemplate, "{")]+"kanon-records",
-		r.cfg.StateTopicTemplate[:strings.Index(r.cfg.StateTopicTemplate, "{")]+"kanon-merge", wiring.PartialsTopic(r.cfg))
+	states := r.read(r.cfg.Names.StateTopicTemplate[:strings.Index(r.cfg.Names.StateTopicTemplate, "{")]+"kanon-aggregates",
+		r.cfg.Names.StateTopicTemplate[:strings.Index(r.cfg.Names.StateTopicTemplate, "{")]+"kanon-records",
+		r.cfg.Names.StateTopicTemplate[:strings.Index(r.cfg.Names.StateTopicTemplate, "{")]+"kanon-merge", wiring.PartialsTopic(r.cfg))
 	if len(states) == 0 {
 		t.Fatal("no checkpoints written")
 	}
@@ -390,8 +390,8 @@ func offlineAggregates(t *testing.T, r *rig, spec *kanonspec.Spec, input string)
 		in = append(in, pr)
 	}
 	cfg := r.cfg
-	if cfg.KanonIdleClose <= 0 {
-		cfg.KanonIdleClose = time.Millisecond
+	if cfg.Kanon.IdleClose <= 0 {
+		cfg.Kanon.IdleClose = time.Millisecond
 	}
 	tp, _ := r.topo.Topic(input)
 	out, err := wiring.OfflineAggregates(context.Background(), cfg, spec, in, tp.Partitions, time.Now().Add(48*time.Hour))
@@ -424,7 +424,7 @@ func (r *rig) kanonAggregates(spec *kanonspec.Spec, km *kanonmetrics.Metrics, lo
 // stopped changing.
 func (r *rig) waitMerged(spec *kanonspec.Spec, timeout time.Duration) {
 	r.t.Helper()
-	partials, rows := wiring.PartialsTopic(r.cfg), spec.Aggregates[0].TopicFrom(r.cfg.AggTopicTemplate)
+	partials, rows := wiring.PartialsTopic(r.cfg), spec.Aggregates[0].TopicFrom(r.cfg.Names.AggTopicTemplate)
 	deadline := time.Now().Add(timeout)
 	var last int64 = -1
 	for stable := 0; stable < 3; {
@@ -434,7 +434,7 @@ func (r *rig) waitMerged(spec *kanonspec.Spec, timeout time.Duration) {
 		time.Sleep(300 * time.Millisecond)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		ends, err1 := r.adm.ListEndOffsets(ctx, partials, rows)
-		committed, err2 := r.adm.FetchOffsets(ctx, r.cfg.KanonMergeGroup)
+		committed, err2 := r.adm.FetchOffsets(ctx, r.cfg.Names.KanonMergeGroup)
 		cancel()
 		if err1 != nil || err2 != nil {
 			continue
@@ -498,8 +498,8 @@ func checkAnonymised(t *testing.T, r *rig, spec *kanonspec.Spec, k int, recs []*
 func TestIdlePartitionsCloseOnANewOwner(t *testing.T) {
 	r := newRig(t)
 	const parts = 4
-	r.cfg.KanonK, r.cfg.KanonWindow, r.cfg.KanonAllowedLateness, r.cfg.KanonIdleClose = 11, time.Minute, 10*time.Hour, 0
-	r.cfg.KanonInputPartitions = parts
+	r.cfg.Kanon.K, r.cfg.Kanon.Window, r.cfg.Kanon.AllowedLateness, r.cfg.Kanon.IdleClose = 11, time.Minute, 10*time.Hour, 0
+	r.cfg.Kanon.InputPartitions = parts
 	spec, err := kanonspec.Default()
 	if err != nil {
 		t.Fatal(err)
@@ -522,17 +522,17 @@ func TestIdlePartitionsCloseOnANewOwner(t *testing.T) {
 	}
 	// The first owner consumes everything; with a 10 h lateness and no idle
 	// close, no window closes.
-	stop := r.kreplica(build(), r.cfg.KanonAggregatesGroup, analytics, prometheus.NewRegistry())
-	r.waitGroup(r.cfg.KanonAggregatesGroup, analytics, 2*time.Minute)
+	stop := r.kreplica(build(), r.cfg.Names.KanonAggregatesGroup, analytics, prometheus.NewRegistry())
+	r.waitGroup(r.cfg.Names.KanonAggregatesGroup, analytics, 2*time.Minute)
 	stop()
-	aggTopic := spec.Aggregates[0].TopicFrom(r.cfg.AggTopicTemplate)
+	aggTopic := spec.Aggregates[0].TopicFrom(r.cfg.Names.AggTopicTemplate)
 	if n := len(r.read(aggTopic)); n != 0 {
 		t.Fatalf("%d rows published before any window could close", n)
 	}
 	// The new owner gets no record; its ticks restore the partitions and
 	// close every window by the wall clock.
-	r.cfg.KanonIdleClose, r.cfg.KanonAllowedLateness = time.Millisecond, 0
-	stop = r.kreplica(build(), r.cfg.KanonAggregatesGroup, analytics, prometheus.NewRegistry())
+	r.cfg.Kanon.IdleClose, r.cfg.Kanon.AllowedLateness = time.Millisecond, 0
+	stop = r.kreplica(build(), r.cfg.Names.KanonAggregatesGroup, analytics, prometheus.NewRegistry())
 	want := offlineAggregates(t, r, spec, analytics)
 	var rows []*kgo.Record
 	waitUntil(t, "the new owner publishes the idle windows", 20*time.Second, func() bool {

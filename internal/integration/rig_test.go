@@ -96,17 +96,17 @@ func newRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Kafka.Brokers, cfg.RedisAddr = brokers, raddr
-	cfg.RawTopic = id + ".raw"
-	cfg.CleanTopicTemplate = id + ".clean.{purpose}"
-	cfg.QuarantineTopic = id + ".quarantine"
-	cfg.GroupID = id + ".privacy"
-	cfg.ConsentKeyPrefix = id + ":consent:"
-	cfg.StateTopicTemplate = id + ".state.{processor}"
-	cfg.AggTopicTemplate = id + ".agg.{purpose}.{name}"
-	cfg.KanonTopicTemplate = id + ".kanon.{purpose}"
-	cfg.KanonAggregatesGroup, cfg.CastleGroup = id+".kanon-aggregates", id+".kanon-records"
-	cfg.KanonMergeGroup = id + ".kanon-merge"
+	cfg.Kafka.Brokers, cfg.Redis.Addr = brokers, raddr
+	cfg.Names.RawTopic = id + ".raw"
+	cfg.Names.CleanTopicTemplate = id + ".clean.{purpose}"
+	cfg.Names.QuarantineTopic = id + ".quarantine"
+	cfg.Names.GroupID = id + ".privacy"
+	cfg.Consent.KeyPrefix = id + ":consent:"
+	cfg.Names.StateTopicTemplate = id + ".state.{processor}"
+	cfg.Names.AggTopicTemplate = id + ".agg.{purpose}.{name}"
+	cfg.Names.KanonTopicTemplate = id + ".kanon.{purpose}"
+	cfg.Names.KanonAggregatesGroup, cfg.Names.CastleGroup = id+".kanon-aggregates", id+".kanon-records"
+	cfg.Names.KanonMergeGroup = id + ".kanon-merge"
 	ropts, err := wiring.RedisOptions(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -124,9 +124,9 @@ func newRig(t testing.TB) *rig {
 	}
 	r := &rig{t: t, cfg: cfg, rdb: rdb, cl: cl, adm: kadm.NewClient(cl), logs: &pipelinetest.SyncBuffer{}, keys: keys}
 	names := topology.DefaultNames()
-	names.Raw, names.CleanTemplate, names.Quarantine = cfg.RawTopic, cfg.CleanTopicTemplate, cfg.QuarantineTopic
+	names.Raw, names.CleanTemplate, names.Quarantine = cfg.Names.RawTopic, cfg.Names.CleanTopicTemplate, cfg.Names.QuarantineTopic
 	names.Consent, names.Requests, names.Erasures, names.Audit = id+".consent", id+".requests", id+".erasures", id+".audit"
-	names.StateTemplate, names.AggTemplate, names.KanonTemplate = cfg.StateTopicTemplate, cfg.AggTopicTemplate, cfg.KanonTopicTemplate
+	names.StateTemplate, names.AggTemplate, names.KanonTemplate = cfg.Names.StateTopicTemplate, cfg.Names.AggTopicTemplate, cfg.Names.KanonTopicTemplate
 	r.topo = topology.Default(names, topology.Options{Partitions: 4, Replication: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -157,7 +157,7 @@ func newRig(t testing.TB) *rig {
 
 // start runs a runner (a processor replica) until the returned stop is called.
 func (r *rig) start() (*runner.Runner, func()) {
-	rn, err := runner.New(runner.Config{Conn: r.cfg.Kafka, Group: r.cfg.GroupID, Input: r.cfg.RawTopic,
+	rn, err := runner.New(runner.Config{Conn: r.cfg.Kafka, Group: r.cfg.Names.GroupID, Input: r.cfg.Names.RawTopic,
 		MaxPollRecords: 2000, Log: slog.New(slog.NewJSONHandler(r.logs, nil))}, r.pp.Processor)
 	if err != nil {
 		r.t.Fatal(err)
@@ -176,14 +176,14 @@ func (r *rig) produce(ctx context.Context, evs []producer.Event, raw ...[]byte) 
 	r.t.Helper()
 	var recs []*kgo.Record
 	for i := range evs {
-		rec, err := r.enc.Record(r.cfg.RawTopic, &evs[i])
+		rec, err := r.enc.Record(r.cfg.Names.RawTopic, &evs[i])
 		if err != nil {
 			r.t.Fatal(err)
 		}
 		recs = append(recs, rec)
 	}
 	for _, b := range raw {
-		recs = append(recs, &kgo.Record{Topic: r.cfg.RawTopic, Value: b})
+		recs = append(recs, &kgo.Record{Topic: r.cfg.Names.RawTopic, Value: b})
 	}
 	if err := kafkaio.ProduceAll(ctx, r.cl, recs); err != nil {
 		r.t.Fatal(err)
@@ -192,7 +192,7 @@ func (r *rig) produce(ctx context.Context, evs []producer.Event, raw ...[]byte) 
 
 // caughtUp reports whether the group committed up to the raw topic's end.
 func (r *rig) caughtUp(ctx context.Context) (bool, error) {
-	return r.groupCaughtUp(ctx, r.cfg.GroupID, r.cfg.RawTopic)
+	return r.groupCaughtUp(ctx, r.cfg.Names.GroupID, r.cfg.Names.RawTopic)
 }
 
 // groupCaughtUp reports whether a group committed up to a topic's end.

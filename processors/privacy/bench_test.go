@@ -49,7 +49,7 @@ func BenchmarkProcess(b *testing.B) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 	cfg, _ := config.Load()
-	cfg.ConsentCacheTTL = time.Hour // measure the cached path
+	cfg.Consent.CacheTTL = time.Hour // measure the cached path
 	keys, _ := pseudonym.GenerateKeyring(purpose.Names(), "bench")
 	pp, err := wiring.BuildPrivacy(cfg, wiring.Deps{Redis: rdb, Registry: prometheus.NewRegistry(), Keys: keys, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {

@@ -1,14 +1,21 @@
 // Package config reads the pipeline's configuration from PIPELINE_*
-// environment variables (caarlos0/env). Every variable is documented in the
-// README with its default. Secrets (the pseudonym keys, the Redis password)
-// are read from files or the environment and never printed: Config has no
-// String method that would show them, and Redacted returns a printable copy.
+// environment variables (caarlos0/env), one nested struct per concern:
+// Ops, Names, Kafka (internal/stream/kafkaconn), Redis, Runner, Privacy,
+// Consent, Kanon, Castle. The variable names stay flat; each command loads
+// and validates only the sections it uses (Load), so a bad value of one
+// command's setting never stops another. Every variable is documented in
+// the README with its default. Secrets (the pseudonym keys, the Redis
+// password) are read from files or the environment and never printed:
+// Config has no String method that would show them, and Redacted returns a
+// printable copy.
 //
 // It imports caarlos0/env, purpose and kafkaconn.
 package config
 
 import (
+	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -18,31 +25,86 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 )
 
-// Config is the whole configuration.
+// Config is the whole configuration, one nested struct per concern. The
+// variable names are flat (PIPELINE_KANON_K, PIPELINE_CONSENT_CACHE_TTL):
+// a section either adds a prefix (envPrefix) or keeps its fields' own
+// names. A command loads and validates only the sections it uses (Load),
+// so a bad PIPELINE_CASTLE_* value cannot stop the consent API.
 type Config struct {
+	// Ops is what every command reads: log level and ops address.
+	Ops Ops
+	// Names are the topics and consumer groups (wiring.Names maps them to
+	// the topology, which owns the defaults).
+	Names Names
 	// Kafka is the connection to the cluster, PIPELINE_KAFKA_* (the seed
 	// brokers are PIPELINE_KAFKA_BROKERS); every Kafka client is built
 	// from it.
-	Kafka     kafkaconn.Config `envPrefix:"KAFKA_"`
-	RedisAddr string           `env:"REDIS_ADDR" envDefault:"localhost:6379"`
-	// RedisPassword is secret; prefer RedisPasswordFile.
-	RedisPassword     string `env:"REDIS_PASSWORD"`
-	RedisPasswordFile string `env:"REDIS_PASSWORD_FILE"`
+	Kafka kafkaconn.Config `envPrefix:"KAFKA_"`
+	// Redis is the consent store's connection, PIPELINE_REDIS_*.
+	Redis Redis `envPrefix:"REDIS_"`
+	// Runner tunes the exactly-once runner of every stream processor.
+	Runner Runner
+	// Privacy configures the privacy processor.
+	Privacy Privacy
+	// Consent configures the consent store, its cache, sync and API,
+	// PIPELINE_CONSENT_*.
+	Consent Consent `envPrefix:"CONSENT_"`
+	// Kanon configures the k-anonymous aggregates, PIPELINE_KANON_*.
+	Kanon Kanon `envPrefix:"KANON_"`
+	// Castle configures record-level k-anonymisation, PIPELINE_CASTLE_*.
+	Castle Castle `envPrefix:"CASTLE_"`
+}
 
-	RawTopic           string `env:"RAW_TOPIC" envDefault:"raw.customer-events"`
-	ConsentTopic       string `env:"CONSENT_TOPIC" envDefault:"privacy.consent"`
-	ConsentSyncGroup   string `env:"CONSENT_SYNC_GROUP" envDefault:"privacy-pipeline-consent-sync"`
-	ConsentAPIAddr     string `env:"CONSENT_API_ADDR" envDefault:":8080"`
-	ConsentHistoryCap  int    `env:"CONSENT_HISTORY_CAP" envDefault:"1000"`
-	CleanTopicTemplate string `env:"CLEAN_TOPIC_TEMPLATE" envDefault:"clean.{purpose}.customer-events"`
-	QuarantineTopic    string `env:"QUARANTINE_TOPIC" envDefault:"quarantine.customer-events"`
-	GroupID            string `env:"GROUP_ID" envDefault:"privacy-pipeline-privacy"`
-	Workers            int    `env:"WORKERS" envDefault:"0"`
-	MaxPollRecords     int    `env:"MAX_POLL_RECORDS" envDefault:"5000"`
+// Ops is read by every command.
+type Ops struct {
 	// HTTPAddr is where /metrics, /healthz and /readyz are served; empty:
-	// the command's own default port (DefaultHTTPAddr), so processes of
+	// the command's own default port (DefaultHTTPAddrs), so processes of
 	// different commands on one host do not collide.
 	HTTPAddr string `env:"HTTP_ADDR"`
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+}
+
+// Names are the topics and consumer groups. The defaults are the SPEC
+// section 2 names that topology.DefaultNames holds (a test of wiring keeps
+// the two equal).
+type Names struct {
+	RawTopic           string `env:"RAW_TOPIC" envDefault:"raw.customer-events"`
+	ConsentTopic       string `env:"CONSENT_TOPIC" envDefault:"privacy.consent"`
+	CleanTopicTemplate string `env:"CLEAN_TOPIC_TEMPLATE" envDefault:"clean.{purpose}.customer-events"`
+	QuarantineTopic    string `env:"QUARANTINE_TOPIC" envDefault:"quarantine.customer-events"`
+	// StateTopicTemplate names a stateful processor's checkpoint topic.
+	StateTopicTemplate string `env:"STATE_TOPIC_TEMPLATE" envDefault:"privacy.state.{processor}"`
+	// AggTopicTemplate names the aggregate topics, KanonTopicTemplate the
+	// record-level k-anonymous topic.
+	AggTopicTemplate   string `env:"AGG_TOPIC_TEMPLATE" envDefault:"agg.{purpose}.{name}"`
+	KanonTopicTemplate string `env:"KANON_TOPIC_TEMPLATE" envDefault:"clean.{purpose}.kanon"`
+	// KanonSpecFile replaces the checked-in schemas/kanon.json (which
+	// declares the k-anonymous outputs and their topics).
+	KanonSpecFile string `env:"KANON_SPEC_FILE"`
+
+	// GroupID is the privacy processor's consumer group.
+	GroupID          string `env:"GROUP_ID" envDefault:"privacy-pipeline-privacy"`
+	ConsentSyncGroup string `env:"CONSENT_SYNC_GROUP" envDefault:"privacy-pipeline-consent-sync"`
+	// KanonAggregatesGroup and KanonMergeGroup are the aggregates' two
+	// stages' groups (the merge stage reads the partials topic,
+	// privacy.state.kanon-partials by the state template).
+	KanonAggregatesGroup string `env:"KANON_AGGREGATES_GROUP" envDefault:"privacy-pipeline-kanon-aggregates"`
+	KanonMergeGroup      string `env:"KANON_MERGE_GROUP" envDefault:"privacy-pipeline-kanon-merge"`
+	CastleGroup          string `env:"CASTLE_GROUP" envDefault:"privacy-pipeline-kanon-records"`
+}
+
+// Redis is the consent store's connection.
+type Redis struct {
+	Addr string `env:"ADDR" envDefault:"localhost:6379"`
+	// Password is secret; prefer PasswordFile.
+	Password     string `env:"PASSWORD"`
+	PasswordFile string `env:"PASSWORD_FILE"`
+}
+
+// Runner tunes the exactly-once runner.
+type Runner struct {
+	Workers        int `env:"WORKERS" envDefault:"0"`
+	MaxPollRecords int `env:"MAX_POLL_RECORDS" envDefault:"5000"`
 	// AbortAlertAfter is how many transactions in a row may abort for the
 	// same reason before a replica warns and reports itself not ready.
 	AbortAlertAfter int `env:"ABORT_ALERT_AFTER" envDefault:"5"`
@@ -50,105 +112,178 @@ type Config struct {
 	// record, and be caught up, before time-driven work (idle window
 	// close, CASTLE's max delay) acts on it.
 	TickIdleAfter time.Duration `env:"TICK_IDLE_AFTER" envDefault:"10s"`
-	// LimitsRefresh is how often the privacy processor re-reads its output
-	// topics' max.message.bytes.
-	LimitsRefresh time.Duration `env:"LIMITS_REFRESH" envDefault:"1m"`
 	// TransactionalID identifies this replica's transactions; empty: group,
 	// hostname and a random suffix. Stable per replica (pod name) lets a
 	// restarted replica abort its predecessor's open transaction at once.
 	TransactionalID    string        `env:"TRANSACTIONAL_ID"`
 	TransactionTimeout time.Duration `env:"TRANSACTION_TIMEOUT" envDefault:"10s"`
 	SessionTimeout     time.Duration `env:"SESSION_TIMEOUT" envDefault:"10s"`
-	LogLevel           string        `env:"LOG_LEVEL" envDefault:"info"`
+}
 
+// Privacy configures the privacy processor.
+type Privacy struct {
 	// PseudonymKeysFile is a JSON keyring (see README); PseudonymKeys holds
 	// the same JSON inline. One of them is required by 'pipeline run'.
 	PseudonymKeysFile string `env:"PSEUDONYM_KEYS_FILE"`
 	PseudonymKeys     string `env:"PSEUDONYM_KEYS"`
+	PolicyFile        string `env:"POLICY_FILE"`
+	WriterSchemasDir  string `env:"WRITER_SCHEMAS_DIR"`
+	// LimitsRefresh is how often the privacy processor re-reads its output
+	// topics' max.message.bytes.
+	LimitsRefresh  time.Duration `env:"LIMITS_REFRESH" envDefault:"1m"`
+	MaxRecordBytes int           `env:"MAX_RECORD_BYTES" envDefault:"262144"`
+	MaxFieldBytes  int           `env:"MAX_FIELD_BYTES" envDefault:"16384"`
+	MaxEventAge    time.Duration `env:"MAX_EVENT_AGE" envDefault:"9600h"`
+	MaxEventFuture time.Duration `env:"MAX_EVENT_FUTURE" envDefault:"1h"`
+}
 
-	PolicyFile       string        `env:"POLICY_FILE"`
-	WriterSchemasDir string        `env:"WRITER_SCHEMAS_DIR"`
-	ConsentCacheTTL  time.Duration `env:"CONSENT_CACHE_TTL" envDefault:"250ms"`
-	ConsentCacheSize int           `env:"CONSENT_CACHE_SIZE" envDefault:"100000"`
-	ConsentKeyPrefix string        `env:"CONSENT_KEY_PREFIX" envDefault:"pp:consent:"`
-	// ConsentRequireLoaded makes lookups fail (pause) while the store's
-	// loaded marker is missing, e.g. after Redis restarted empty.
-	ConsentRequireLoaded bool          `env:"CONSENT_REQUIRE_LOADED" envDefault:"true"`
-	MaxRecordBytes       int           `env:"MAX_RECORD_BYTES" envDefault:"262144"`
-	MaxFieldBytes        int           `env:"MAX_FIELD_BYTES" envDefault:"16384"`
-	MaxEventAge          time.Duration `env:"MAX_EVENT_AGE" envDefault:"9600h"`
-	MaxEventFuture       time.Duration `env:"MAX_EVENT_FUTURE" envDefault:"1h"`
+// Consent configures the consent store (key layout, loaded marker), the
+// privacy processor's cache of it, the sync's history and the API.
+type Consent struct {
+	APIAddr    string        `env:"API_ADDR" envDefault:":8080"`
+	HistoryCap int           `env:"HISTORY_CAP" envDefault:"1000"`
+	CacheTTL   time.Duration `env:"CACHE_TTL" envDefault:"250ms"`
+	CacheSize  int           `env:"CACHE_SIZE" envDefault:"100000"`
+	KeyPrefix  string        `env:"KEY_PREFIX" envDefault:"pp:consent:"`
+	// RequireLoaded makes lookups fail (pause) while the store's loaded
+	// marker is missing, e.g. after Redis restarted empty.
+	RequireLoaded bool `env:"REQUIRE_LOADED" envDefault:"true"`
+}
 
-	// StateTopicTemplate names a stateful processor's checkpoint topic.
-	StateTopicTemplate string `env:"STATE_TOPIC_TEMPLATE" envDefault:"privacy.state.{processor}"`
-	// AggTopicTemplate names the aggregate topics, KanonTopicTemplate the
-	// record-level k-anonymous topic.
-	AggTopicTemplate   string `env:"AGG_TOPIC_TEMPLATE" envDefault:"agg.{purpose}.{name}"`
-	KanonTopicTemplate string `env:"KANON_TOPIC_TEMPLATE" envDefault:"clean.{purpose}.kanon"`
-	// KanonSpecFile replaces the checked-in schemas/kanon.json.
-	KanonSpecFile string `env:"KANON_SPEC_FILE"`
-
-	// k-anonymous aggregates (pipeline run kanon).
-	KanonAggregatesGroup string        `env:"KANON_AGGREGATES_GROUP" envDefault:"privacy-pipeline-kanon-aggregates"`
-	KanonK               int           `env:"KANON_K" envDefault:"11"`
-	KanonWindow          time.Duration `env:"KANON_WINDOW" envDefault:"1h"`
-	KanonAllowedLateness time.Duration `env:"KANON_ALLOWED_LATENESS" envDefault:"10m"`
-	KanonRollup          bool          `env:"KANON_ROLLUP" envDefault:"true"`
-	KanonIdleClose       time.Duration `env:"KANON_IDLE_CLOSE" envDefault:"5m"`
-	// KanonWatermarkSkew bounds an event's move of the watermark to its
+// Kanon configures the k-anonymous aggregates (pipeline run kanon).
+type Kanon struct {
+	K               int           `env:"K" envDefault:"11"`
+	Window          time.Duration `env:"WINDOW" envDefault:"1h"`
+	AllowedLateness time.Duration `env:"ALLOWED_LATENESS" envDefault:"10m"`
+	Rollup          bool          `env:"ROLLUP" envDefault:"true"`
+	IdleClose       time.Duration `env:"IDLE_CLOSE" envDefault:"5m"`
+	// WatermarkSkew bounds an event's move of the watermark to its
 	// record's log time plus this; negative: unbounded.
-	KanonWatermarkSkew   time.Duration `env:"KANON_WATERMARK_SKEW" envDefault:"1m"`
-	KanonDPEpsilon       float64       `env:"KANON_DP_EPSILON" envDefault:"0"`
-	KanonDPDelta         float64       `env:"KANON_DP_DELTA" envDefault:"1e-6"`
-	KanonDPMaxCells      int           `env:"KANON_DP_MAX_CELLS_PER_SUBJECT" envDefault:"4"`
-	KanonDPMaxEventsCell int           `env:"KANON_DP_MAX_EVENTS_PER_CELL" envDefault:"5"`
-	KanonDPMaxAmount     float64       `env:"KANON_DP_MAX_AMOUNT" envDefault:"1000"`
-	// KanonDPPeriodEpsilon caps the DP budget per subject per
-	// KanonDPPeriod (0: no cap); windows past it are refused.
-	KanonDPPeriodEpsilon float64       `env:"KANON_DP_PERIOD_EPSILON" envDefault:"0"`
-	KanonDPPeriod        time.Duration `env:"KANON_DP_PERIOD" envDefault:"720h"`
-	// KanonMergeGroup is the consumer group of the aggregates' merge stage
-	// (it reads the partials topic, privacy.state.kanon-partials by the
-	// state template).
-	KanonMergeGroup string `env:"KANON_MERGE_GROUP" envDefault:"privacy-pipeline-kanon-merge"`
-	// KanonInputPartitions is the number of partitions of the aggregates'
-	// clean input, which the merge stage waits for; 0: 'pipeline run
-	// kanon' reads it from the broker at start.
-	KanonInputPartitions int `env:"KANON_INPUT_PARTITIONS" envDefault:"0"`
-	// KanonMergeDiscardState lets the merge stage start a partials
-	// partition afresh when its checkpoint cannot be read, forgetting its
-	// release horizon and DP ledger; false: it stops on that partition
-	// (an error, a log line, pipeline_kanon_state_unreadable_total) until
-	// an operator decides.
-	KanonMergeDiscardState bool `env:"KANON_MERGE_DISCARD_STATE" envDefault:"false"`
-	// KanonPartialMaxBytes bounds one record of the partials topic (a
-	// window's cells are split over as many as needed).
-	KanonPartialMaxBytes int `env:"KANON_PARTIAL_MAX_BYTES" envDefault:"262144"`
+	WatermarkSkew   time.Duration `env:"WATERMARK_SKEW" envDefault:"1m"`
+	DPEpsilon       float64       `env:"DP_EPSILON" envDefault:"0"`
+	DPDelta         float64       `env:"DP_DELTA" envDefault:"1e-6"`
+	DPMaxCells      int           `env:"DP_MAX_CELLS_PER_SUBJECT" envDefault:"4"`
+	DPMaxEventsCell int           `env:"DP_MAX_EVENTS_PER_CELL" envDefault:"5"`
+	DPMaxAmount     float64       `env:"DP_MAX_AMOUNT" envDefault:"1000"`
+	// DPPeriodEpsilon caps the DP budget per subject per DPPeriod (0: no
+	// cap); windows past it are refused.
+	DPPeriodEpsilon float64       `env:"DP_PERIOD_EPSILON" envDefault:"0"`
+	DPPeriod        time.Duration `env:"DP_PERIOD" envDefault:"720h"`
+	// InputPartitions is the number of partitions of the aggregates' clean
+	// input, which the merge stage waits for; 0: 'pipeline run kanon'
+	// reads it from the broker at start.
+	InputPartitions int `env:"INPUT_PARTITIONS" envDefault:"0"`
+	// MergeDiscardState lets the merge stage start a partials partition
+	// afresh when its checkpoint cannot be read, forgetting its release
+	// horizon and DP ledger; false: it stops on that partition (an error,
+	// a log line, pipeline_kanon_state_unreadable_total) until an operator
+	// decides.
+	MergeDiscardState bool `env:"MERGE_DISCARD_STATE" envDefault:"false"`
+	// PartialMaxBytes bounds one record of the partials topic (a window's
+	// cells are split over as many as needed).
+	PartialMaxBytes int `env:"PARTIAL_MAX_BYTES" envDefault:"262144"`
+}
 
-	// Record-level k-anonymisation (pipeline run castle).
-	CastleGroup    string        `env:"CASTLE_GROUP" envDefault:"privacy-pipeline-kanon-records"`
-	CastleK        int           `env:"CASTLE_K" envDefault:"10"`
-	CastleDelta    int           `env:"CASTLE_DELTA" envDefault:"1000"`
-	CastleBeta     int           `env:"CASTLE_BETA" envDefault:"50"`
-	CastleMu       int           `env:"CASTLE_MU" envDefault:"100"`
-	CastleL        int           `env:"CASTLE_L" envDefault:"1"`
-	CastleMaxReuse int           `env:"CASTLE_MAX_REUSE" envDefault:"1000"`
-	CastleMaxDelay time.Duration `env:"CASTLE_MAX_DELAY" envDefault:"1h"`
-	// CastleSeed, when not 0, makes CASTLE's random choice among reusable
-	// clusters reproducible (verification runs only; see anonymize.Config).
-	CastleSeed uint64 `env:"CASTLE_SEED" envDefault:"0"`
+// Castle configures record-level k-anonymisation (pipeline run
+// kanon-records).
+type Castle struct {
+	K        int           `env:"K" envDefault:"10"`
+	Delta    int           `env:"DELTA" envDefault:"1000"`
+	Beta     int           `env:"BETA" envDefault:"50"`
+	Mu       int           `env:"MU" envDefault:"100"`
+	L        int           `env:"L" envDefault:"1"`
+	MaxReuse int           `env:"MAX_REUSE" envDefault:"1000"`
+	MaxDelay time.Duration `env:"MAX_DELAY" envDefault:"1h"`
+	// Seed, when not 0, makes CASTLE's random choice among reusable
+	// clusters reproducible (verification runs only; see kanonrec.Config).
+	Seed uint64 `env:"SEED" envDefault:"0"`
 }
 
 // envOptions are the options Load parses the environment with.
 func envOptions() env.Options { return env.Options{Prefix: "PIPELINE_"} }
 
-// Load reads the environment.
-func Load() (Config, error) {
-	var c Config
-	if err := env.ParseWithOptions(&c, envOptions()); err != nil {
-		return c, fmt.Errorf("config: %w", err)
+// Section names one concern of the configuration, for Load.
+type Section int
+
+// The sections a command can load. Ops and Names are always loaded.
+const (
+	SectionKafka Section = iota
+	SectionRedis
+	SectionRunner
+	SectionPrivacy
+	SectionConsent
+	SectionKanon
+	SectionCastle
+)
+
+// AllSections are every section (the demo and the tests load them all).
+var AllSections = []Section{SectionKafka, SectionRedis, SectionRunner, SectionPrivacy, SectionConsent, SectionKanon, SectionCastle}
+
+// Load reads the environment for the named sections (none: all of them)
+// and validates what it read. Every other section keeps its defaults, and
+// its variables are not even parsed, so a command fails only on its own
+// settings.
+func Load(sections ...Section) (Config, error) {
+	if len(sections) == 0 {
+		sections = AllSections
 	}
-	return c, c.Validate()
+	var c Config
+	// Defaults everywhere, from an empty environment.
+	if err := env.ParseWithOptions(&c, env.Options{Prefix: "PIPELINE_", Environment: map[string]string{}}); err != nil {
+		return c, fmt.Errorf("config: defaults: %w", err)
+	}
+	parse := func(v any, prefix string) error {
+		if err := env.ParseWithOptions(v, env.Options{Prefix: "PIPELINE_" + prefix}); err != nil {
+			return fmt.Errorf("config: %w", nameVariable(v, "PIPELINE_"+prefix, err))
+		}
+		return nil
+	}
+	if err := parse(&c.Ops, ""); err != nil {
+		return c, err
+	}
+	if err := parse(&c.Names, ""); err != nil {
+		return c, err
+	}
+	for _, sec := range sections {
+		var err error
+		switch sec {
+		case SectionKafka:
+			err = parse(&c.Kafka, "KAFKA_")
+		case SectionRedis:
+			err = parse(&c.Redis, "REDIS_")
+		case SectionRunner:
+			err = parse(&c.Runner, "")
+		case SectionPrivacy:
+			err = parse(&c.Privacy, "")
+		case SectionConsent:
+			err = parse(&c.Consent, "CONSENT_")
+		case SectionKanon:
+			err = parse(&c.Kanon, "KANON_")
+		case SectionCastle:
+			err = parse(&c.Castle, "CASTLE_")
+		default:
+			err = fmt.Errorf("config: unknown section %d", sec)
+		}
+		if err != nil {
+			return c, err
+		}
+	}
+	return c, c.Validate(sections...)
+}
+
+// nameVariable turns env's "parse error on field K" into the variable's
+// name (PIPELINE_CASTLE_K) for the section v read with prefix.
+func nameVariable(v any, prefix string, err error) error {
+	var pe env.ParseError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	f, ok := reflect.TypeOf(v).Elem().FieldByName(pe.Name)
+	if !ok {
+		return err
+	}
+	key, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+	return fmt.Errorf("%s%s: %w", prefix, key, pe.Err)
 }
 
 // EnvVars returns the names of the environment variables Load reads,
@@ -165,43 +300,112 @@ func EnvVars() []string {
 	return out
 }
 
-// Validate checks values that env parsing cannot.
-func (c Config) Validate() error {
-	if err := c.Kafka.Validate(); err != nil {
-		return fmt.Errorf("config: %w", err)
+// Validate checks, for the named sections (none: all) and always for
+// Names, the values that env parsing cannot.
+func (c Config) Validate(sections ...Section) error {
+	if len(sections) == 0 {
+		sections = AllSections
 	}
-	if !strings.Contains(c.CleanTopicTemplate, "{purpose}") {
+	if err := c.Names.Validate(); err != nil {
+		return err
+	}
+	for _, sec := range sections {
+		var err error
+		switch sec {
+		case SectionKafka:
+			if err = c.Kafka.Validate(); err != nil {
+				err = fmt.Errorf("config: %w", err)
+			}
+		case SectionRedis:
+			err = c.Redis.Validate()
+		case SectionRunner:
+			err = c.Runner.Validate()
+		case SectionPrivacy:
+			err = c.Privacy.Validate()
+		case SectionConsent:
+			err = c.Consent.Validate()
+		case SectionKanon:
+			err = c.Kanon.Validate()
+		case SectionCastle:
+			err = c.Castle.Validate()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Validate checks the name templates.
+func (n Names) Validate() error {
+	if !strings.Contains(n.CleanTopicTemplate, "{purpose}") {
 		return fmt.Errorf("config: PIPELINE_CLEAN_TOPIC_TEMPLATE must contain {purpose}")
 	}
-	if c.ConsentCacheTTL <= 0 || c.ConsentCacheSize <= 0 {
-		return fmt.Errorf("config: PIPELINE_CONSENT_CACHE_TTL and PIPELINE_CONSENT_CACHE_SIZE must be positive")
-	}
-	if !strings.Contains(c.StateTopicTemplate, "{processor}") {
+	if !strings.Contains(n.StateTopicTemplate, "{processor}") {
 		return fmt.Errorf("config: PIPELINE_STATE_TOPIC_TEMPLATE must contain {processor}")
 	}
-	if !strings.Contains(c.AggTopicTemplate, "{name}") || !strings.Contains(c.KanonTopicTemplate, "{purpose}") {
+	if !strings.Contains(n.AggTopicTemplate, "{name}") || !strings.Contains(n.KanonTopicTemplate, "{purpose}") {
 		return fmt.Errorf("config: PIPELINE_AGG_TOPIC_TEMPLATE must contain {name} and PIPELINE_KANON_TOPIC_TEMPLATE {purpose}")
 	}
-	if c.KanonK < 2 || c.CastleK < 2 {
-		return fmt.Errorf("config: PIPELINE_KANON_K and PIPELINE_CASTLE_K must be at least 2")
+	return nil
+}
+
+// Validate checks that the password comes from one place.
+func (r Redis) Validate() error {
+	if r.Password != "" && r.PasswordFile != "" {
+		return fmt.Errorf("config: set PIPELINE_REDIS_PASSWORD or PIPELINE_REDIS_PASSWORD_FILE, not both")
 	}
-	if c.KanonWindow <= 0 || c.KanonAllowedLateness < 0 {
+	return nil
+}
+
+// Validate checks the abort streak.
+func (r Runner) Validate() error {
+	if r.AbortAlertAfter < 1 {
+		return fmt.Errorf("config: PIPELINE_ABORT_ALERT_AFTER must be at least 1")
+	}
+	return nil
+}
+
+// Validate checks the limits' refresh.
+func (p Privacy) Validate() error {
+	if p.LimitsRefresh <= 0 {
+		return fmt.Errorf("config: PIPELINE_LIMITS_REFRESH must be positive")
+	}
+	return nil
+}
+
+// Validate checks the cache bounds.
+func (c Consent) Validate() error {
+	if c.CacheTTL <= 0 || c.CacheSize <= 0 {
+		return fmt.Errorf("config: PIPELINE_CONSENT_CACHE_TTL and PIPELINE_CONSENT_CACHE_SIZE must be positive")
+	}
+	return nil
+}
+
+// Validate checks k, the windows, differential privacy and the partials.
+func (k Kanon) Validate() error {
+	if k.K < 2 {
+		return fmt.Errorf("config: PIPELINE_KANON_K must be at least 2")
+	}
+	if k.Window <= 0 || k.AllowedLateness < 0 {
 		return fmt.Errorf("config: PIPELINE_KANON_WINDOW must be positive and PIPELINE_KANON_ALLOWED_LATENESS not negative")
 	}
-	if c.KanonDPEpsilon < 0 || (c.KanonDPEpsilon > 0 && (c.KanonDPDelta <= 0 || c.KanonDPDelta >= 1 || c.KanonDPMaxCells < 1 || c.KanonDPMaxEventsCell < 1 || c.KanonDPMaxAmount < 0)) {
+	if k.DPEpsilon < 0 || (k.DPEpsilon > 0 && (k.DPDelta <= 0 || k.DPDelta >= 1 || k.DPMaxCells < 1 || k.DPMaxEventsCell < 1 || k.DPMaxAmount < 0)) {
 		return fmt.Errorf("config: differential privacy needs PIPELINE_KANON_DP_EPSILON > 0, 0 < PIPELINE_KANON_DP_DELTA < 1 and positive contribution bounds")
 	}
-	if c.KanonInputPartitions < 0 || c.KanonPartialMaxBytes < 1024 || c.KanonPartialMaxBytes > 1_000_000 {
+	if k.InputPartitions < 0 || k.PartialMaxBytes < 1024 || k.PartialMaxBytes > 1_000_000 {
 		return fmt.Errorf("config: PIPELINE_KANON_INPUT_PARTITIONS must not be negative and PIPELINE_KANON_PARTIAL_MAX_BYTES between 1024 and 1000000")
 	}
-	if c.CastleDelta < c.CastleK || c.CastleBeta < 1 || c.CastleMu < 1 || c.CastleL < 1 || c.CastleMaxReuse < 0 || c.CastleMaxDelay < 0 {
+	return nil
+}
+
+// Validate checks CASTLE's parameters.
+func (c Castle) Validate() error {
+	if c.K < 2 {
+		return fmt.Errorf("config: PIPELINE_CASTLE_K must be at least 2")
+	}
+	if c.Delta < c.K || c.Beta < 1 || c.Mu < 1 || c.L < 1 || c.MaxReuse < 0 || c.MaxDelay < 0 {
 		return fmt.Errorf("config: CASTLE needs PIPELINE_CASTLE_DELTA >= PIPELINE_CASTLE_K, and positive BETA, MU and L")
-	}
-	if c.AbortAlertAfter < 1 || c.LimitsRefresh <= 0 {
-		return fmt.Errorf("config: PIPELINE_ABORT_ALERT_AFTER must be at least 1 and PIPELINE_LIMITS_REFRESH positive")
-	}
-	if c.RedisPassword != "" && c.RedisPasswordFile != "" {
-		return fmt.Errorf("config: set PIPELINE_REDIS_PASSWORD or PIPELINE_REDIS_PASSWORD_FILE, not both")
 	}
 	return nil
 }
@@ -219,8 +423,8 @@ var DefaultHTTPAddrs = map[string]string{
 // OpsAddr returns the address of a command's /metrics, /healthz and
 // /readyz: PIPELINE_HTTP_ADDR when set, else the command's default.
 func (c Config) OpsAddr(command string) string {
-	if c.HTTPAddr != "" {
-		return c.HTTPAddr
+	if c.Ops.HTTPAddr != "" {
+		return c.Ops.HTTPAddr
 	}
 	if a, ok := DefaultHTTPAddrs[command]; ok {
 		return a
@@ -230,16 +434,16 @@ func (c Config) OpsAddr(command string) string {
 
 // CleanTopic returns the clean topic of a purpose.
 func (c Config) CleanTopic(p purpose.Purpose) string {
-	return strings.ReplaceAll(c.CleanTopicTemplate, "{purpose}", p.String())
+	return strings.ReplaceAll(c.Names.CleanTopicTemplate, "{purpose}", p.String())
 }
 
 // Redacted returns a copy safe to print: secrets are replaced.
 func (c Config) Redacted() Config {
-	if c.RedisPassword != "" {
-		c.RedisPassword = "[redacted]"
+	if c.Redis.Password != "" {
+		c.Redis.Password = "[redacted]"
 	}
-	if c.PseudonymKeys != "" {
-		c.PseudonymKeys = "[redacted]"
+	if c.Privacy.PseudonymKeys != "" {
+		c.Privacy.PseudonymKeys = "[redacted]"
 	}
 	return c
 }

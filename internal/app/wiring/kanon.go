@@ -23,10 +23,10 @@ import (
 // LoadKanonSpec reads the configured k-anonymity specification, or the
 // checked-in schemas/kanon.json.
 func LoadKanonSpec(cfg config.Config) (*kanonspec.Spec, error) {
-	if cfg.KanonSpecFile == "" {
+	if cfg.Names.KanonSpecFile == "" {
 		return kanonspec.Default()
 	}
-	b, err := os.ReadFile(cfg.KanonSpecFile)
+	b, err := os.ReadFile(cfg.Names.KanonSpecFile)
 	if err != nil {
 		return nil, fmt.Errorf("wiring: kanon spec: %w", err)
 	}
@@ -39,10 +39,10 @@ func LoadKanonSpec(cfg config.Config) (*kanonspec.Spec, error) {
 // the test rigs all start from it).
 func Names(cfg config.Config) (topology.Names, error) {
 	n := topology.DefaultNames()
-	n.Raw, n.Consent, n.Quarantine, n.CleanTemplate = cfg.RawTopic, cfg.ConsentTopic, cfg.QuarantineTopic, cfg.CleanTopicTemplate
-	n.StateTemplate, n.AggTemplate, n.KanonTemplate = cfg.StateTopicTemplate, cfg.AggTopicTemplate, cfg.KanonTopicTemplate
-	n.Groups = topology.Groups{Privacy: cfg.GroupID, ConsentSync: cfg.ConsentSyncGroup,
-		KanonAggregates: cfg.KanonAggregatesGroup, KanonMerge: cfg.KanonMergeGroup, KanonRecords: cfg.CastleGroup}
+	n.Raw, n.Consent, n.Quarantine, n.CleanTemplate = cfg.Names.RawTopic, cfg.Names.ConsentTopic, cfg.Names.QuarantineTopic, cfg.Names.CleanTopicTemplate
+	n.StateTemplate, n.AggTemplate, n.KanonTemplate = cfg.Names.StateTopicTemplate, cfg.Names.AggTopicTemplate, cfg.Names.KanonTopicTemplate
+	n.Groups = topology.Groups{Privacy: cfg.Names.GroupID, ConsentSync: cfg.Names.ConsentSyncGroup,
+		KanonAggregates: cfg.Names.KanonAggregatesGroup, KanonMerge: cfg.Names.KanonMergeGroup, KanonRecords: cfg.Names.CastleGroup}
 	spec, err := LoadKanonSpec(cfg)
 	if err != nil {
 		return n, err
@@ -67,7 +67,7 @@ func cleanInput(cfg config.Config, purposeName string) (string, error) {
 }
 
 func stateTopic(cfg config.Config, processor string) string {
-	n := topology.Names{StateTemplate: cfg.StateTopicTemplate}
+	n := topology.Names{StateTemplate: cfg.Names.StateTopicTemplate}
 	return n.State(processor)
 }
 
@@ -78,27 +78,27 @@ func aggregatesConfig(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.M
 		return kanonagg.Config{}, fmt.Errorf("wiring: %s declares no aggregate", spec.Version)
 	}
 	var dp *aggregate.DPConfig
-	if cfg.KanonDPEpsilon > 0 {
-		dp = &aggregate.DPConfig{Epsilon: cfg.KanonDPEpsilon, Delta: cfg.KanonDPDelta,
-			MaxCellsPerSubject: cfg.KanonDPMaxCells, MaxEventsPerCell: cfg.KanonDPMaxEventsCell, MaxAmount: cfg.KanonDPMaxAmount,
-			PeriodEpsilon: cfg.KanonDPPeriodEpsilon, Period: cfg.KanonDPPeriod}
+	if cfg.Kanon.DPEpsilon > 0 {
+		dp = &aggregate.DPConfig{Epsilon: cfg.Kanon.DPEpsilon, Delta: cfg.Kanon.DPDelta,
+			MaxCellsPerSubject: cfg.Kanon.DPMaxCells, MaxEventsPerCell: cfg.Kanon.DPMaxEventsCell, MaxAmount: cfg.Kanon.DPMaxAmount,
+			PeriodEpsilon: cfg.Kanon.DPPeriodEpsilon, Period: cfg.Kanon.DPPeriod}
 	}
-	return kanonagg.Config{Aggregates: spec.Aggregates, Spec: spec, K: cfg.KanonK,
-		Window: cfg.KanonWindow, AllowedLateness: cfg.KanonAllowedLateness, Rollup: cfg.KanonRollup, IdleClose: cfg.KanonIdleClose, WatermarkSkew: cfg.KanonWatermarkSkew, DP: dp,
-		TopicTemplate: cfg.AggTopicTemplate, StateTopic: stateTopic(cfg, topology.KanonAggregates),
-		PartialsTopic: PartialsTopic(cfg), Partitions: int32(cfg.KanonInputPartitions), PartialMaxBytes: cfg.KanonPartialMaxBytes,
+	return kanonagg.Config{Aggregates: spec.Aggregates, Spec: spec, K: cfg.Kanon.K,
+		Window: cfg.Kanon.Window, AllowedLateness: cfg.Kanon.AllowedLateness, Rollup: cfg.Kanon.Rollup, IdleClose: cfg.Kanon.IdleClose, WatermarkSkew: cfg.Kanon.WatermarkSkew, DP: dp,
+		TopicTemplate: cfg.Names.AggTopicTemplate, StateTopic: stateTopic(cfg, topology.KanonAggregates),
+		PartialsTopic: PartialsTopic(cfg), Partitions: int32(cfg.Kanon.InputPartitions), PartialMaxBytes: cfg.Kanon.PartialMaxBytes,
 		Metrics: m, Log: log}, nil
 }
 
 // PartialsTopic returns the internal topic between the aggregates' two
 // stages.
 func PartialsTopic(cfg config.Config) string {
-	return topology.Names{StateTemplate: cfg.StateTopicTemplate}.Partials()
+	return topology.Names{StateTemplate: cfg.Names.StateTopicTemplate}.Partials()
 }
 
 // BuildAggregates assembles the k-anonymous aggregates' first stage: it
 // publishes partial windows to PartialsTopic (BuildKanonMerge releases
-// them). cfg.KanonInputPartitions should be the input's partition count
+// them). cfg.Kanon.InputPartitions should be the input's partition count
 // (InputPartitions). m may be shared with BuildAnonymize and
 // BuildKanonMerge (register it once with metrics.NewKanon).
 func BuildAggregates(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger) (*Stateful[*kanonagg.Processor], error) {
@@ -114,7 +114,7 @@ func BuildAggregates(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Me
 	if err != nil {
 		return nil, err
 	}
-	return &Stateful[*kanonagg.Processor]{Processor: p, Input: in, Group: cfg.KanonAggregatesGroup}, nil
+	return &Stateful[*kanonagg.Processor]{Processor: p, Input: in, Group: cfg.Names.KanonAggregatesGroup}, nil
 }
 
 // BuildKanonMerge assembles the aggregates' merge stage: it reads
@@ -136,11 +136,11 @@ func buildKanonMerge(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Me
 		return nil, err
 	}
 	p, err := kanonmerge.New(kanonmerge.Config{Release: ac, StateTopic: stateTopic(cfg, topology.KanonMerge), InputPartitions: partitions,
-		DiscardUnreadableState: cfg.KanonMergeDiscardState, Metrics: m, Log: log})
+		DiscardUnreadableState: cfg.Kanon.MergeDiscardState, Metrics: m, Log: log})
 	if err != nil {
 		return nil, err
 	}
-	return &Stateful[*kanonmerge.Processor]{Processor: p, Input: PartialsTopic(cfg), Group: cfg.KanonMergeGroup}, nil
+	return &Stateful[*kanonmerge.Processor]{Processor: p, Input: PartialsTopic(cfg), Group: cfg.Names.KanonMergeGroup}, nil
 }
 
 // InputPartitions returns the partition count of the aggregates' clean
@@ -172,10 +172,10 @@ func InputPartitions(ctx context.Context, cfg config.Config, spec *kanonspec.Spe
 // OfflineAggregates runs both aggregates stages over a bounded clean input
 // without Kafka or restarts (kanonmerge.RunOffline), closing every window
 // at now on all partitions in [0, partitions), and returns the rows by key
-// (the reference of the integration and chaos tests). cfg.KanonIdleClose
+// (the reference of the integration and chaos tests). cfg.Kanon.IdleClose
 // must be positive.
 func OfflineAggregates(ctx context.Context, cfg config.Config, spec *kanonspec.Spec, in []processors.Record, partitions int32, now time.Time) (map[string]string, error) {
-	cfg.KanonInputPartitions = int(partitions)
+	cfg.Kanon.InputPartitions = int(partitions)
 	first, err := BuildAggregates(cfg, spec, nil, nil)
 	if err != nil {
 		return nil, err
@@ -200,12 +200,12 @@ func BuildAnonymize(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Met
 	if spec.Records == nil {
 		return nil, fmt.Errorf("wiring: %s declares no record-level stream", spec.Version)
 	}
-	if cfg.CastleSeed != 0 && log != nil {
+	if cfg.Castle.Seed != 0 && log != nil {
 		log.Warn("PIPELINE_CASTLE_SEED is set: cluster reuse is predictable; use it for verification runs only", "processor", kanonrec.Name)
 	}
-	p, err := kanonrec.New(kanonrec.Config{Records: *spec.Records, Spec: spec, K: cfg.CastleK, Delta: cfg.CastleDelta,
-		Beta: cfg.CastleBeta, Mu: cfg.CastleMu, L: cfg.CastleL, MaxReuse: cfg.CastleMaxReuse, MaxDelay: cfg.CastleMaxDelay, Seed: cfg.CastleSeed,
-		Topic: spec.Records.TopicFrom(cfg.KanonTopicTemplate), StateTopic: stateTopic(cfg, topology.KanonRecords), Metrics: m, Log: log})
+	p, err := kanonrec.New(kanonrec.Config{Records: *spec.Records, Spec: spec, K: cfg.Castle.K, Delta: cfg.Castle.Delta,
+		Beta: cfg.Castle.Beta, Mu: cfg.Castle.Mu, L: cfg.Castle.L, MaxReuse: cfg.Castle.MaxReuse, MaxDelay: cfg.Castle.MaxDelay, Seed: cfg.Castle.Seed,
+		Topic: spec.Records.TopicFrom(cfg.Names.KanonTopicTemplate), StateTopic: stateTopic(cfg, topology.KanonRecords), Metrics: m, Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -213,5 +213,5 @@ func BuildAnonymize(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Met
 	if err != nil {
 		return nil, err
 	}
-	return &Stateful[*kanonrec.Processor]{Processor: p, Input: in, Group: cfg.CastleGroup}, nil
+	return &Stateful[*kanonrec.Processor]{Processor: p, Input: in, Group: cfg.Names.CastleGroup}, nil
 }

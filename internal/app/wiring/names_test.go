@@ -15,8 +15,8 @@ func TestNamesFollowTheConfiguration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.GroupID, cfg.ConsentSyncGroup, cfg.KanonAggregatesGroup, cfg.KanonMergeGroup, cfg.CastleGroup = "g-privacy", "g-sync", "g-agg", "g-merge", "g-rec"
-	cfg.RawTopic, cfg.StateTopicTemplate = "raw.x", "st.{processor}"
+	cfg.Names.GroupID, cfg.Names.ConsentSyncGroup, cfg.Names.KanonAggregatesGroup, cfg.Names.KanonMergeGroup, cfg.Names.CastleGroup = "g-privacy", "g-sync", "g-agg", "g-merge", "g-rec"
+	cfg.Names.RawTopic, cfg.Names.StateTopicTemplate = "raw.x", "st.{processor}"
 	n, err := Names(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -59,8 +59,8 @@ func LoadPolicy(cfg config.Config) (*schemas.EventSchema, *policy.Policy, error)
 		return nil, nil, err
 	}
 	data := schemas.PolicyJSON()
-	if cfg.PolicyFile != "" {
-		if data, err = os.ReadFile(cfg.PolicyFile); err != nil {
+	if cfg.Privacy.PolicyFile != "" {
+		if data, err = os.ReadFile(cfg.Privacy.PolicyFile); err != nil {
 			return nil, nil, fmt.Errorf("policy file: %w", err)
 		}
 	}
@@ -75,12 +75,12 @@ func LoadPolicy(cfg config.Config) (*schemas.EventSchema, *policy.Policy, error)
 // PIPELINE_PSEUDONYM_KEYS. Errors never contain key material.
 func LoadKeys(cfg config.Config) (*pseudonym.Keyring, error) {
 	switch {
-	case cfg.PseudonymKeysFile != "" && cfg.PseudonymKeys != "":
+	case cfg.Privacy.PseudonymKeysFile != "" && cfg.Privacy.PseudonymKeys != "":
 		return nil, fmt.Errorf("set PIPELINE_PSEUDONYM_KEYS_FILE or PIPELINE_PSEUDONYM_KEYS, not both")
-	case cfg.PseudonymKeysFile != "":
-		return pseudonym.LoadKeyring(cfg.PseudonymKeysFile)
-	case cfg.PseudonymKeys != "":
-		k, err := pseudonym.ParseKeyring([]byte(cfg.PseudonymKeys))
+	case cfg.Privacy.PseudonymKeysFile != "":
+		return pseudonym.LoadKeyring(cfg.Privacy.PseudonymKeysFile)
+	case cfg.Privacy.PseudonymKeys != "":
+		k, err := pseudonym.ParseKeyring([]byte(cfg.Privacy.PseudonymKeys))
 		if err != nil {
 			return nil, fmt.Errorf("PIPELINE_PSEUDONYM_KEYS: %w", err)
 		}
@@ -92,9 +92,9 @@ func LoadKeys(cfg config.Config) (*pseudonym.Keyring, error) {
 // RedisOptions returns go-redis options for the configured address and
 // password (read from the file when configured).
 func RedisOptions(cfg config.Config) (*redis.Options, error) {
-	pw := cfg.RedisPassword
-	if cfg.RedisPasswordFile != "" {
-		b, err := os.ReadFile(cfg.RedisPasswordFile)
+	pw := cfg.Redis.Password
+	if cfg.Redis.PasswordFile != "" {
+		b, err := os.ReadFile(cfg.Redis.PasswordFile)
 		if err != nil {
 			return nil, fmt.Errorf("redis password file: %w", err)
 		}
@@ -102,7 +102,7 @@ func RedisOptions(cfg config.Config) (*redis.Options, error) {
 	}
 	// The processor retries with its own backoff (and reports itself paused),
 	// so the client fails fast instead of retrying dials for seconds.
-	return &redis.Options{Addr: cfg.RedisAddr, Password: pw, MaxRetries: -1, DialerRetries: 1,
+	return &redis.Options{Addr: cfg.Redis.Addr, Password: pw, MaxRetries: -1, DialerRetries: 1,
 		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}, nil
 }
 
@@ -112,7 +112,7 @@ func Topics(cfg config.Config) privacy.Topics {
 	for _, p := range purpose.All {
 		t.Clean[p] = cfg.CleanTopic(p)
 	}
-	t.Quarantine = cfg.QuarantineTopic
+	t.Quarantine = cfg.Names.QuarantineTopic
 	return t
 }
 
@@ -129,23 +129,23 @@ func BuildPrivacy(cfg config.Config, deps Deps) (*Privacy, error) {
 		}
 	}
 	dec, err := eventcodec.NewDecoder(raw, schemas.RawEventSchemaJSON(), eventcodec.WithLimits(eventcodec.Limits{
-		MaxRecordBytes: cfg.MaxRecordBytes, MaxFieldBytes: cfg.MaxFieldBytes,
-		MaxPast: cfg.MaxEventAge, MaxFuture: cfg.MaxEventFuture,
+		MaxRecordBytes: cfg.Privacy.MaxRecordBytes, MaxFieldBytes: cfg.Privacy.MaxFieldBytes,
+		MaxPast: cfg.Privacy.MaxEventAge, MaxFuture: cfg.Privacy.MaxEventFuture,
 	}))
 	if err != nil {
 		return nil, err
 	}
-	if cfg.WriterSchemasDir != "" {
-		if err := registerWriterSchemas(dec, cfg.WriterSchemasDir); err != nil {
+	if cfg.Privacy.WriterSchemasDir != "" {
+		if err := registerWriterSchemas(dec, cfg.Privacy.WriterSchemasDir); err != nil {
 			return nil, err
 		}
 	}
 	if deps.Redis == nil || deps.Registry == nil {
 		return nil, fmt.Errorf("wiring: Redis and Registry are required")
 	}
-	store := consentredis.NewRedisStore(deps.Redis, consentredis.WithKeyPrefix(cfg.ConsentKeyPrefix),
-		consentredis.WithRequireLoaded(cfg.ConsentRequireLoaded))
-	cache := consentredis.NewCache(store, consentredis.WithTTL(cfg.ConsentCacheTTL), consentredis.WithMaxEntries(cfg.ConsentCacheSize))
+	store := consentredis.NewRedisStore(deps.Redis, consentredis.WithKeyPrefix(cfg.Consent.KeyPrefix),
+		consentredis.WithRequireLoaded(cfg.Consent.RequireLoaded))
+	cache := consentredis.NewCache(store, consentredis.WithTTL(cfg.Consent.CacheTTL), consentredis.WithMaxEntries(cfg.Consent.CacheSize))
 	m := privacy.NewMetrics(deps.Registry)
 	topics := Topics(cfg)
 	proc, err := privacy.New(privacy.Config{

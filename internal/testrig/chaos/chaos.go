@@ -204,11 +204,11 @@ func (r *run) setup(ctx context.Context) error {
 		return err
 	}
 	r.id = fmt.Sprintf("chaos-%08x", rand.Uint32())
-	cfg.RawTopic, cfg.CleanTopicTemplate, cfg.QuarantineTopic = r.id+".raw", r.id+".clean.{purpose}", r.id+".quarantine"
-	cfg.GroupID, cfg.ConsentKeyPrefix = r.id+".privacy", r.id+":consent:"
-	cfg.StateTopicTemplate, cfg.AggTopicTemplate, cfg.KanonTopicTemplate = r.id+".state.{processor}", r.id+".agg.{purpose}.{name}", r.id+".kanon.{purpose}"
-	cfg.KanonAggregatesGroup, cfg.CastleGroup = r.id+".kanon", r.id+".kanon-records"
-	cfg.KanonMergeGroup = r.id + ".kanon-merge"
+	cfg.Names.RawTopic, cfg.Names.CleanTopicTemplate, cfg.Names.QuarantineTopic = r.id+".raw", r.id+".clean.{purpose}", r.id+".quarantine"
+	cfg.Names.GroupID, cfg.Consent.KeyPrefix = r.id+".privacy", r.id+":consent:"
+	cfg.Names.StateTopicTemplate, cfg.Names.AggTopicTemplate, cfg.Names.KanonTopicTemplate = r.id+".state.{processor}", r.id+".agg.{purpose}.{name}", r.id+".kanon.{purpose}"
+	cfg.Names.KanonAggregatesGroup, cfg.Names.CastleGroup = r.id+".kanon", r.id+".kanon-records"
+	cfg.Names.KanonMergeGroup = r.id + ".kanon-merge"
 	r.cfg = cfg
 	if r.dir, err = os.MkdirTemp("", r.id); err != nil {
 		return err
@@ -225,7 +225,7 @@ func (r *run) setup(ctx context.Context) error {
 		return err
 	}
 	r.rdb = redis.NewClient(ropts)
-	r.store = consentredis.NewRedisStore(r.rdb, consentredis.WithKeyPrefix(cfg.ConsentKeyPrefix))
+	r.store = consentredis.NewRedisStore(r.rdb, consentredis.WithKeyPrefix(cfg.Consent.KeyPrefix))
 	if r.cl, err = cfg.Kafka.NewClient(kgo.ProducerBatchCompression(kgo.SnappyCompression()),
 		kgo.ProducerLinger(10*time.Millisecond)); err != nil {
 		return err
@@ -314,12 +314,12 @@ func (r *run) produce(ctx context.Context) ([purpose.Count]map[string]bool, int,
 	for i := 0; i < r.opt.Events; i++ {
 		if i%(r.opt.Events/bad) == 0 && i/(r.opt.Events/bad) < bad {
 			b, _ := synth.Malformed(i/(r.opt.Events/bad), enc, r.start)
-			batch = append(batch, &kgo.Record{Topic: r.cfg.RawTopic, Key: []byte("bad"), Value: b})
+			batch = append(batch, &kgo.Record{Topic: r.cfg.Names.RawTopic, Key: []byte("bad"), Value: b})
 		} else {
 			ev := gen.Event(i)
 			ev.EventID = fmt.Sprintf("evt-%s-%d", r.id, i)
 			ev.PageURL = fmt.Sprintf("https://shop.example.com/e/%d", i)
-			rec, err := enc.Record(r.cfg.RawTopic, &ev)
+			rec, err := enc.Record(r.cfg.Names.RawTopic, &ev)
 			if err != nil {
 				return expected, 0, err
 			}
@@ -379,9 +379,9 @@ func (r *run) startProc(key int, extraEnv ...string) error {
 	cmd := exec.Command(r.opt.Binary, args...)
 	env := os.Environ()
 	env = append(env,
-		"PIPELINE_RAW_TOPIC="+r.cfg.RawTopic, "PIPELINE_CLEAN_TOPIC_TEMPLATE="+r.cfg.CleanTopicTemplate,
-		"PIPELINE_QUARANTINE_TOPIC="+r.cfg.QuarantineTopic, "PIPELINE_GROUP_ID="+r.cfg.GroupID,
-		"PIPELINE_CONSENT_KEY_PREFIX="+r.cfg.ConsentKeyPrefix, "PIPELINE_PSEUDONYM_KEYS_FILE="+r.keysPath,
+		"PIPELINE_RAW_TOPIC="+r.cfg.Names.RawTopic, "PIPELINE_CLEAN_TOPIC_TEMPLATE="+r.cfg.Names.CleanTopicTemplate,
+		"PIPELINE_QUARANTINE_TOPIC="+r.cfg.Names.QuarantineTopic, "PIPELINE_GROUP_ID="+r.cfg.Names.GroupID,
+		"PIPELINE_CONSENT_KEY_PREFIX="+r.cfg.Consent.KeyPrefix, "PIPELINE_PSEUDONYM_KEYS_FILE="+r.keysPath,
 		"PIPELINE_HTTP_ADDR=127.0.0.1:0", "PIPELINE_LOG_LEVEL=warn",
 		fmt.Sprintf("PIPELINE_TRANSACTIONAL_ID=%s-%s-slot-%d", r.id, args[1], slot),
 		"PIPELINE_MAX_POLL_RECORDS=2000", "PIPELINE_WORKERS=1")
@@ -441,13 +441,13 @@ func (r *run) liveSlots() []int {
 
 // committed returns how many raw records the group has committed.
 func (r *run) committed(ctx context.Context) (int64, error) {
-	offs, err := r.adm.FetchOffsets(ctx, r.cfg.GroupID)
+	offs, err := r.adm.FetchOffsets(ctx, r.cfg.Names.GroupID)
 	if err != nil {
 		return 0, err
 	}
 	var n int64
 	offs.Each(func(o kadm.OffsetResponse) {
-		if o.Topic == r.cfg.RawTopic && o.Err == nil && o.At > 0 {
+		if o.Topic == r.cfg.Names.RawTopic && o.Err == nil && o.At > 0 {
 			n += o.At
 		}
 	})
@@ -608,7 +608,7 @@ func (r *run) verify(ctx context.Context, expected [purpose.Count]map[string]boo
 		r.logf("verified %s: %+v", p, pr)
 	}
 	n := 0
-	if err := kafkaio.Scan(ctx, r.cfg.Kafka, func(*kgo.Record) { n++ }, r.cfg.QuarantineTopic); err != nil {
+	if err := kafkaio.Scan(ctx, r.cfg.Kafka, func(*kgo.Record) { n++ }, r.cfg.Names.QuarantineTopic); err != nil {
 		return res, err
 	}
 	res.Quarantine = PurposeResult{Expected: expectedBad, Published: n}

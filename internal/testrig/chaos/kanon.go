@@ -75,10 +75,10 @@ func (r *run) kanonEnv() []string {
 		return nil
 	}
 	return []string{
-		"PIPELINE_STATE_TOPIC_TEMPLATE=" + r.cfg.StateTopicTemplate, "PIPELINE_AGG_TOPIC_TEMPLATE=" + r.cfg.AggTopicTemplate,
-		"PIPELINE_KANON_TOPIC_TEMPLATE=" + r.cfg.KanonTopicTemplate,
-		"PIPELINE_KANON_AGGREGATES_GROUP=" + r.cfg.KanonAggregatesGroup, "PIPELINE_CASTLE_GROUP=" + r.cfg.CastleGroup,
-		"PIPELINE_KANON_MERGE_GROUP=" + r.cfg.KanonMergeGroup,
+		"PIPELINE_STATE_TOPIC_TEMPLATE=" + r.cfg.Names.StateTopicTemplate, "PIPELINE_AGG_TOPIC_TEMPLATE=" + r.cfg.Names.AggTopicTemplate,
+		"PIPELINE_KANON_TOPIC_TEMPLATE=" + r.cfg.Names.KanonTopicTemplate,
+		"PIPELINE_KANON_AGGREGATES_GROUP=" + r.cfg.Names.KanonAggregatesGroup, "PIPELINE_CASTLE_GROUP=" + r.cfg.Names.CastleGroup,
+		"PIPELINE_KANON_MERGE_GROUP=" + r.cfg.Names.KanonMergeGroup,
 		"PIPELINE_KANON_K=" + strconv.Itoa(chaosK), "PIPELINE_KANON_WINDOW=" + chaosWindow.String(),
 		"PIPELINE_KANON_ALLOWED_LATENESS=" + chaosLateness.String(), "PIPELINE_KANON_IDLE_CLOSE=0s",
 		"PIPELINE_CASTLE_K=" + strconv.Itoa(chaosCastleK), "PIPELINE_CASTLE_DELTA=" + strconv.Itoa(chaosDelta),
@@ -115,7 +115,7 @@ func (r *run) kanonCaughtUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, g := range []struct{ group, topic string }{{r.cfg.KanonAggregatesGroup, analytics}, {r.cfg.CastleGroup, ai}} {
+	for _, g := range []struct{ group, topic string }{{r.cfg.Names.KanonAggregatesGroup, analytics}, {r.cfg.Names.CastleGroup, ai}} {
 		for {
 			if err := ctx.Err(); err != nil {
 				return fmt.Errorf("chaos: %s did not catch up: %w", g.group, err)
@@ -177,7 +177,7 @@ func (r *run) verifyKanon(ctx context.Context) (*KanonResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	aggTopic := spec.Aggregates[0].TopicFrom(r.cfg.AggTopicTemplate)
+	aggTopic := spec.Aggregates[0].TopicFrom(r.cfg.Names.AggTopicTemplate)
 	if err := r.flushWindows(ctx, aggTopic); err != nil {
 		return nil, err
 	}
@@ -236,7 +236,7 @@ func (r *run) verifyKanon(ctx context.Context) (*KanonResult, error) {
 		in = append(in, pr)
 	}
 	res.Input = len(in)
-	out, err := kafkaio.ReadAll(ctx, r.cfg.Kafka, spec.Records.TopicFrom(r.cfg.KanonTopicTemplate))
+	out, err := kafkaio.ReadAll(ctx, r.cfg.Kafka, spec.Records.TopicFrom(r.cfg.Names.KanonTopicTemplate))
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +245,7 @@ func (r *run) verifyKanon(ctx context.Context) (*KanonResult, error) {
 		published[i] = rec.Value
 	}
 	cfg := r.cfg
-	cfg.CastleK, cfg.CastleDelta, cfg.CastleSeed = chaosCastleK, chaosDelta, chaosCastleSeed
+	cfg.Castle.K, cfg.Castle.Delta, cfg.Castle.Seed = chaosCastleK, chaosDelta, chaosCastleSeed
 	a, err := wiring.BuildAnonymize(cfg, spec, nil, nil)
 	if err != nil {
 		return nil, err
@@ -282,7 +282,7 @@ func (r *run) offlineAggregates(ctx context.Context, input string) (map[string]s
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
 	cfg := r.cfg
-	cfg.KanonK, cfg.KanonWindow, cfg.KanonAllowedLateness, cfg.KanonIdleClose = chaosK, chaosWindow, chaosLateness, time.Millisecond
+	cfg.Kanon.K, cfg.Kanon.Window, cfg.Kanon.AllowedLateness, cfg.Kanon.IdleClose = chaosK, chaosWindow, chaosLateness, time.Millisecond
 	spec, err := kanonspec.Default()
 	if err != nil {
 		return nil, err

@@ -92,7 +92,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		cleanTopics = append(cleanTopics, cfg.CleanTopic(p))
 	}
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1),
-		kfake.SeedTopics(demoPartitions, append(append([]string{cfg.RawTopic, cfg.QuarantineTopic}, cleanTopics...), kanonTopics(cfg)...)...))
+		kfake.SeedTopics(demoPartitions, append(append([]string{cfg.Names.RawTopic, cfg.Names.QuarantineTopic}, cleanTopics...), kanonTopics(cfg)...)...))
 	if err != nil {
 		return Result{}, fmt.Errorf("demo: kfake: %w", err)
 	}
@@ -137,8 +137,8 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		return Result{}, err
 	}
 
-	rn, err := runner.New(runner.Config{Conn: cfg.Kafka, Group: cfg.GroupID, Input: cfg.RawTopic, Log: opt.Log,
-		MaxPollRecords: cfg.MaxPollRecords, TransactionalID: "demo-privacy"}, pp.Processor)
+	rn, err := runner.New(runner.Config{Conn: cfg.Kafka, Group: cfg.Names.GroupID, Input: cfg.Names.RawTopic, Log: opt.Log,
+		MaxPollRecords: cfg.Runner.MaxPollRecords, TransactionalID: "demo-privacy"}, pp.Processor)
 	if err != nil {
 		return Result{}, err
 	}
@@ -248,7 +248,7 @@ func produceEvents(ctx context.Context, cfg config.Config, opt Options, now time
 	if err != nil {
 		return nil, err
 	}
-	cl, err := cfg.Kafka.NewClient(kgo.DefaultProduceTopic(cfg.RawTopic),
+	cl, err := cfg.Kafka.NewClient(kgo.DefaultProduceTopic(cfg.Names.RawTopic),
 		kgo.ProducerBatchCompression(kgo.SnappyCompression()))
 	if err != nil {
 		return nil, err
@@ -267,14 +267,14 @@ func produceEvents(ctx context.Context, cfg config.Config, opt Options, now time
 	sample.CardNumber = "4111 1111 1111 1111"
 	amt := 129.90
 	sample.OrderAmount, sample.Currency = &amt, "USD"
-	rec, err := enc.Record(cfg.RawTopic, &sample)
+	rec, err := enc.Record(cfg.Names.RawTopic, &sample)
 	if err != nil {
 		return nil, err
 	}
 	recs = append(recs, rec)
 	for i := 0; i < malformed; i++ {
 		b, _ := synth.Malformed(i, enc, now)
-		recs = append(recs, &kgo.Record{Topic: cfg.RawTopic, Key: []byte(fmt.Sprintf("bad-%d", i)), Value: b})
+		recs = append(recs, &kgo.Record{Topic: cfg.Names.RawTopic, Key: []byte(fmt.Sprintf("bad-%d", i)), Value: b})
 	}
 	for i := len(recs); i < opt.Events; i++ {
 		ev := gen.Event(i)
@@ -285,8 +285,8 @@ func produceEvents(ctx context.Context, cfg config.Config, opt Options, now time
 			if err != nil {
 				return nil, err
 			}
-			r = &kgo.Record{Topic: cfg.RawTopic, Key: []byte(ev.SubjectID), Value: v}
-		} else if r, err = enc.Record(cfg.RawTopic, &ev); err != nil {
+			r = &kgo.Record{Topic: cfg.Names.RawTopic, Key: []byte(ev.SubjectID), Value: v}
+		} else if r, err = enc.Record(cfg.Names.RawTopic, &ev); err != nil {
 			return nil, err
 		}
 		recs = append(recs, r)
@@ -340,7 +340,7 @@ func printSummary(w io.Writer, r Result, cfg config.Config) {
 		qs = append(qs, fmt.Sprintf("%s=%d", reason, n))
 	}
 	sort.Strings(qs)
-	fmt.Fprintf(w, "\nquarantined to %s: %s\n", cfg.QuarantineTopic, strings.Join(qs, " "))
+	fmt.Fprintf(w, "\nquarantined to %s: %s\n", cfg.Names.QuarantineTopic, strings.Join(qs, " "))
 	var gs []string
 	for _, p := range purpose.Names() {
 		for src, n := range r.GPCApplied[p] {
@@ -355,7 +355,7 @@ func printSummary(w io.Writer, r Result, cfg config.Config) {
 // read back from the clean topics.
 func printSample(ctx context.Context, w io.Writer, cfg config.Config, pp *wiring.Privacy, raw *producer.Event) error {
 	rawJSON, _ := json.MarshalIndent(raw.Native(nil), "", "  ")
-	fmt.Fprintf(w, "\none raw event (synthetic data) from %s:\n%s\n", cfg.RawTopic, rawJSON)
+	fmt.Fprintf(w, "\none raw event (synthetic data) from %s:\n%s\n", cfg.Names.RawTopic, rawJSON)
 	for _, p := range purpose.All {
 		key, _ := pp.Keys.Active(p.String())
 		pseud := string(pseudonym.New(key).Append(nil, "subject_id", raw.SubjectID))

@@ -52,12 +52,12 @@ type KanonResult struct {
 // cluster.
 func kanonTopics(cfg config.Config) []string {
 	n := topology.DefaultNames()
-	n.StateTemplate = cfg.StateTopicTemplate
+	n.StateTemplate = cfg.Names.StateTopicTemplate
 	var out []string
 	for _, a := range n.Kanon.Aggregates {
-		out = append(out, a.TopicFrom(cfg.AggTopicTemplate))
+		out = append(out, a.TopicFrom(cfg.Names.AggTopicTemplate))
 	}
-	out = append(out, n.Kanon.Records.TopicFrom(cfg.KanonTopicTemplate))
+	out = append(out, n.Kanon.Records.TopicFrom(cfg.Names.KanonTopicTemplate))
 	return append(out, n.State(topology.KanonAggregates), n.State(topology.KanonRecords), n.Partials(), n.State(topology.KanonMerge))
 }
 
@@ -71,9 +71,9 @@ func runKanon(ctx context.Context, cfg config.Config, log *slog.Logger, inAnalyt
 	if err != nil {
 		return KanonResult{}, err
 	}
-	cfg.KanonWindow, cfg.KanonAllowedLateness, cfg.KanonIdleClose = 10*time.Minute, time.Hour, time.Minute
-	cfg.CastleDelta = 200
-	cfg.KanonInputPartitions = demoPartitions
+	cfg.Kanon.Window, cfg.Kanon.AllowedLateness, cfg.Kanon.IdleClose = 10*time.Minute, time.Hour, time.Minute
+	cfg.Castle.Delta = 200
+	cfg.Kanon.InputPartitions = demoPartitions
 	reg := prometheus.NewRegistry()
 	m := kanonmetrics.New(reg)
 	agg, err := wiring.BuildAggregates(cfg, spec, m, log)
@@ -122,7 +122,7 @@ func runKanon(ctx context.Context, cfg config.Config, log *slog.Logger, inAnalyt
 		waitErr = waitFor(ctx, anonRn, inAI, 5*time.Minute)
 	}
 	// Let ticks close the idle windows: wait until the rows stop changing.
-	aggTopic := spec.Aggregates[0].TopicFrom(cfg.AggTopicTemplate)
+	aggTopic := spec.Aggregates[0].TopicFrom(cfg.Names.AggTopicTemplate)
 	for last, stable := -1, 0; waitErr == nil && stable < 3; {
 		snap, err := metrics.Snapshot(reg)
 		if err != nil {
@@ -148,8 +148,8 @@ func runKanon(ctx context.Context, cfg config.Config, log *slog.Logger, inAnalyt
 	if err != nil {
 		return KanonResult{}, err
 	}
-	recTopic := spec.Records.TopicFrom(cfg.KanonTopicTemplate)
-	res := KanonResult{AggregateTopic: aggTopic, K: cfg.KanonK, RecordTopic: recTopic, CastleK: cfg.CastleK, Delta: cfg.CastleDelta,
+	recTopic := spec.Records.TopicFrom(cfg.Names.KanonTopicTemplate)
+	res := KanonResult{AggregateTopic: aggTopic, K: cfg.Kanon.K, RecordTopic: recTopic, CastleK: cfg.Castle.K, Delta: cfg.Castle.Delta,
 		RowsReleased:     int(snap["pipeline_kanon_rows_total{kind=released,output="+aggTopic+"}"]),
 		Margins:          int(snap["pipeline_kanon_rows_total{kind=margin,output="+aggTopic+"}"]),
 		CellsSuppressed:  int(snap["pipeline_kanon_rows_total{kind=suppressed,output="+aggTopic+"}"]),

@@ -111,9 +111,9 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		return Result{}, err
 	}
 	id := fmt.Sprintf("wbench-%08x", rand.Uint32())
-	cfg.RawTopic, cfg.CleanTopicTemplate, cfg.QuarantineTopic = id+".raw", id+".clean.{purpose}", id+".quarantine"
-	cfg.ConsentTopic, cfg.GroupID, cfg.ConsentKeyPrefix = id+".consent", id+".privacy", id+":consent:"
-	cfg.MaxPollRecords = 1000
+	cfg.Names.RawTopic, cfg.Names.CleanTopicTemplate, cfg.Names.QuarantineTopic = id+".raw", id+".clean.{purpose}", id+".quarantine"
+	cfg.Names.ConsentTopic, cfg.Names.GroupID, cfg.Consent.KeyPrefix = id+".consent", id+".privacy", id+":consent:"
+	cfg.Runner.MaxPollRecords = 1000
 
 	ropts, err := wiring.RedisOptions(cfg)
 	if err != nil {
@@ -174,13 +174,13 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 			if err != nil {
 				return Result{}, err
 			}
-			grants = append(grants, &kgo.Record{Topic: cfg.ConsentTopic, Key: consentlog.Key(c.SubjectID, p), Value: v})
+			grants = append(grants, &kgo.Record{Topic: cfg.Names.ConsentTopic, Key: consentlog.Key(c.SubjectID, p), Value: v})
 		}
 	}
 	if err := kafkaio.ProduceAll(ctx, prodCl, grants); err != nil {
 		return Result{}, err
 	}
-	syncer, err := consentsync.New(consentsync.Config{Kafka: cfg.Kafka, Topic: cfg.ConsentTopic, Group: id + ".sync", Store: pp.Store})
+	syncer, err := consentsync.New(consentsync.Config{Kafka: cfg.Kafka, Topic: cfg.Names.ConsentTopic, Group: id + ".sync", Store: pp.Store})
 	if err != nil {
 		return Result{}, err
 	}
@@ -191,7 +191,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	logf("consent loaded for %d subjects through %s and consent-sync", opt.Subjects, cfg.ConsentTopic)
+	logf("consent loaded for %d subjects through %s and consent-sync", opt.Subjects, cfg.Names.ConsentTopic)
 
 	// The privacy processor, following invalidations. Its commit hook gives
 	// the exact moment each clean record became visible.
@@ -216,8 +216,8 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 			}
 		}
 	}
-	rn, err := runner.New(runner.Config{Conn: cfg.Kafka, Group: cfg.GroupID, Input: cfg.RawTopic,
-		MaxPollRecords: cfg.MaxPollRecords, Log: slog.New(slog.DiscardHandler), OnCommit: onCommit}, pp.Processor)
+	rn, err := runner.New(runner.Config{Conn: cfg.Kafka, Group: cfg.Names.GroupID, Input: cfg.Names.RawTopic,
+		MaxPollRecords: cfg.Runner.MaxPollRecords, Log: slog.New(slog.DiscardHandler), OnCommit: onCommit}, pp.Processor)
 	if err != nil {
 		return Result{}, err
 	}
@@ -225,7 +225,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	goRun(func() { consentredis.FollowInvalidations(rctx, pp.Store, pp.Cache, nil) })
 
 	// The consent API over real HTTP.
-	api, err := consentapi.New(consentapi.Config{Producer: prodCl, Topic: cfg.ConsentTopic, Store: pp.Store})
+	api, err := consentapi.New(consentapi.Config{Producer: prodCl, Topic: cfg.Names.ConsentTopic, Store: pp.Store})
 	if err != nil {
 		return Result{}, err
 	}
@@ -318,7 +318,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 				ev := gen.EventFor(seq, s)
 				ev.Jurisdiction, ev.GPC = "gdpr", false
 				seq++
-				rec, err := enc.Record(cfg.RawTopic, &ev)
+				rec, err := enc.Record(cfg.Names.RawTopic, &ev)
 				if err != nil {
 					continue
 				}
