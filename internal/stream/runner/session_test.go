@@ -597,3 +597,88 @@ func TestTransactRevokedPartitionMidBatchAbortsAndItsStateIsDropped(t *testing.T
 		t.Fatalf("%d outputs visible, want %d", got, want)
 	}
 }
+
+// ticker is a probe whose Tick publishes one output of value (to "out")
+// whatever the partitions.
+type ticker struct {
+	probe
+	value atomic.Pointer[[]byte]
+}
+
+func (k *ticker) NewWorker() processors.Worker { return k }
+
+func (k *ticker) Tick(_ context.Context, _ time.Time, _ []int32, out *processors.Batch) error {
+	if v := k.value.Load(); v != nil {
+		out.Add(0, "out", nil, *v)
+	}
+	return nil
+}
+
+// TestTickTransactionsShareTheEndOfABatch: a tick that publishes goes out
+// in a transaction of its own through the same end as a batch - counted
+// by outcome, the workers told - but it is not a batch of records
+// (Batches and Aborted do not count it); a tick whose output the topic
+// refuses aborts, is logged as "tick aborted", and restarts the session.
+func TestTickTransactionsShareTheEndOfABatch(t *testing.T) {
+	brokers := cluster(t, 1, 0)
+	k := &ticker{}
+	logs := &pipelinetest.SyncBuffer{}
+	r, m := newRunner(t, brokers, k, logs, nil)
+	l := openLoop(t, r)
+	if !l.ticks {
+		t.Fatal("a Ticker's loop does not tick")
+	}
+	waitFor(t, 60*time.Second, func() bool { return r.Assigned() == 1 })
+
+	// A tick that changes nothing costs no transaction.
+	if err := l.tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v := value(m.Transactions.WithLabelValues("committed")); v != 0 {
+		t.Fatalf("an empty tick committed %v transactions", v)
+	}
+
+	v := []byte("window closed")
+	k.value.Store(&v)
+	if err := l.tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := committedOutputs(t, brokers); !slices.Equal(got, []string{"window closed"}) {
+		t.Fatalf("committed outputs %v", got)
+	}
+	if v := value(m.Transactions.WithLabelValues("committed")); v != 1 || r.Batches() != 0 {
+		t.Fatalf("transactions{committed} %v, batches %d; want 1 and 0", v, r.Batches())
+	}
+	if d := k.dones(); !slices.Equal(d, []bool{true, true}) {
+		t.Fatalf("worker told %v, want [true true]", d)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	limit := "10000"
+	if _, err := kadm.NewClient(cl).AlterTopicConfigs(context.Background(),
+		[]kadm.AlterConfig{{Name: "max.message.bytes", Value: &limit}}, "out"); err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 50_000)
+	rand.Read(big)
+	k.value.Store(&big)
+	if err := l.tick(context.Background()); !errors.Is(err, kerr.MessageTooLarge) {
+		t.Fatalf("tick: %v, want MESSAGE_TOO_LARGE", err)
+	}
+	if n, reason := r.AbortStreak(); n != 1 || reason != AbortProduce || r.Aborted() != 0 {
+		t.Fatalf("abort streak %d %q, aborted %d; want 1 %q 0", n, reason, r.Aborted(), AbortProduce)
+	}
+	if v := value(m.Transactions.WithLabelValues("aborted")); v != 1 {
+		t.Fatalf("transactions{aborted} = %v", v)
+	}
+	if !strings.Contains(logs.String(), "tick aborted") || strings.Contains(logs.String(), "transaction aborted") {
+		t.Fatalf("want the abort logged as a tick's:\n%s", logs.String())
+	}
+	if d := k.dones(); len(d) != 3 || d[2] {
+		t.Fatalf("worker told %v, want false last", d)
+	}
+}
