@@ -299,6 +299,10 @@ func (r *reader) take(n int64) []byte {
 	return s
 }
 
+// decode reads the value of n from the input: records and unions walk
+// their children; a scalar, an array or a map is read and checked, then
+// stored (marked present in its raw slot, or counted as unclassified).
+// After a failure (r.reason set) it reads nothing more.
 func (r *reader) decode(n *node) {
 	if r.reason != OK {
 		return
@@ -307,6 +311,68 @@ func (r *reader) decode(n *node) {
 	switch n.op {
 	case opNull:
 		return
+	case opRecord:
+		for _, ch := range n.children {
+			r.decode(ch)
+		}
+		return
+	case opUnion:
+		// The branch index, then the branch. Read here rather than by a
+		// call of its own: most fields are nullable unions.
+		i := r.long()
+		if r.reason != OK {
+			return
+		}
+		if i < 0 || i >= int64(len(n.children)) {
+			r.fail(MalformedAvro)
+			return
+		}
+		br := n.children[i]
+		if n.unclassified && br.op != opNull {
+			r.ev.Unclassified++ // a non-null branch the raw schema does not declare
+		}
+		r.decode(br)
+		return
+	case opArray, opMap:
+		r.blocks(n) // then stored like a scalar: a whole array may be a field
+	case opBoolean, opInt, opLong:
+		r.integer(n, &v)
+	case opFloat, opDouble:
+		r.float(n, &v)
+	case opBytes, opString:
+		// Read here rather than by a call of its own: strings are most
+		// of an event. One that maps to a raw field must fit
+		// MaxFieldBytes and be valid UTF-8; Str aliases the input.
+		s := r.take(r.long())
+		if r.reason != OK || n.slot < 0 {
+			break
+		}
+		if len(s) > r.d.limits.MaxFieldBytes {
+			r.fail(Oversized)
+		} else if !utf8.Valid(s) {
+			r.fail(InvalidUTF8)
+		} else if len(s) > 0 {
+			v.Str = unsafe.String(&s[0], len(s))
+		}
+	case opGeo:
+		r.geo(n, &v)
+	case opEnum:
+		if i := r.long(); i < 0 || i >= int64(n.size) {
+			r.fail(MalformedAvro)
+		}
+	case opFixed:
+		r.take(int64(n.size))
+	}
+	if r.reason != OK {
+		return
+	}
+	r.store(n, &v)
+}
+
+// integer reads a boolean (one byte, 0 or 1), an int (a zig-zag varint
+// within 32 bits) or a long into v.Num.
+func (r *reader) integer(n *node, v *Value) {
+	switch n.op {
 	case opBoolean:
 		b := r.take(1)
 		if b == nil {
@@ -324,9 +390,15 @@ func (r *reader) decode(n *node) {
 			return
 		}
 		v.Num = x
-	case opLong:
+	default:
 		v.Num = r.long()
-	case opFloat:
+	}
+}
+
+// float reads a float or a double into v.F. A float must be finite; so
+// must a double that maps to a raw field.
+func (r *reader) float(n *node, v *Value) {
+	if n.op == opFloat {
 		b := r.take(4)
 		if b == nil {
 			return
@@ -334,110 +406,73 @@ func (r *reader) decode(n *node) {
 		v.F = float64(math.Float32frombits(binary.LittleEndian.Uint32(b)))
 		if math.IsNaN(v.F) || math.IsInf(v.F, 0) {
 			r.fail(InvalidValue)
-			return
-		}
-	case opDouble:
-		b := r.take(8)
-		if b == nil {
-			return
-		}
-		v.F = math.Float64frombits(binary.LittleEndian.Uint64(b))
-		if n.slot >= 0 && (math.IsNaN(v.F) || math.IsInf(v.F, 0)) {
-			r.fail(InvalidValue)
-			return
-		}
-	case opBytes, opString:
-		s := r.take(r.long())
-		if r.reason != OK {
-			return
-		}
-		if n.slot >= 0 {
-			if len(s) > r.d.limits.MaxFieldBytes {
-				r.fail(Oversized)
-				return
-			}
-			if !utf8.Valid(s) {
-				r.fail(InvalidUTF8)
-				return
-			}
-			if len(s) > 0 {
-				v.Str = unsafe.String(&s[0], len(s))
-			}
-		}
-	case opRecord:
-		for _, ch := range n.children {
-			r.decode(ch)
 		}
 		return
-	case opGeo:
-		b := r.take(16)
-		if b == nil {
+	}
+	b := r.take(8)
+	if b == nil {
+		return
+	}
+	v.F = math.Float64frombits(binary.LittleEndian.Uint64(b))
+	if n.slot >= 0 && (math.IsNaN(v.F) || math.IsInf(v.F, 0)) {
+		r.fail(InvalidValue)
+	}
+}
+
+// geo reads a {lat, lon} record (two doubles, in the writer's order) into
+// v.F (latitude) and v.F2 (longitude); both must be in range.
+func (r *reader) geo(n *node, v *Value) {
+	b := r.take(16)
+	if b == nil {
+		return
+	}
+	a := math.Float64frombits(binary.LittleEndian.Uint64(b))
+	c := math.Float64frombits(binary.LittleEndian.Uint64(b[8:]))
+	if !n.latFirst {
+		a, c = c, a
+	}
+	if !(a >= -90 && a <= 90) || !(c >= -180 && c <= 180) {
+		r.fail(InvalidValue)
+		return
+	}
+	v.F, v.F2 = a, c
+}
+
+// blocks reads the blocks of an array or a map (a map item is a key, then
+// the value) until the empty block that ends it. The item count, summed
+// over blocks, is bounded by r.budget so zero-size items cannot make a
+// short record cost unbounded work.
+func (r *reader) blocks(n *node) {
+	for {
+		count := r.long()
+		if r.reason != OK || count == 0 {
 			return
 		}
-		a := math.Float64frombits(binary.LittleEndian.Uint64(b))
-		c := math.Float64frombits(binary.LittleEndian.Uint64(b[8:]))
-		if !n.latFirst {
-			a, c = c, a
+		if count < 0 {
+			count = -count
+			r.long() // block size in bytes
 		}
-		if !(a >= -90 && a <= 90) || !(c >= -180 && c <= 180) {
-			r.fail(InvalidValue)
-			return
-		}
-		v.F, v.F2 = a, c
-	case opEnum:
-		if i := r.long(); i < 0 || i >= int64(n.size) {
+		if count > int64(r.budget) {
 			r.fail(MalformedAvro)
 			return
 		}
-	case opFixed:
-		if r.take(int64(n.size)) == nil && n.size > 0 {
-			return
-		}
-	case opArray, opMap:
-		for {
-			count := r.long()
-			if r.reason != OK || count == 0 {
-				break
+		r.budget -= int(count)
+		for i := int64(0); i < count && r.reason == OK; i++ {
+			if n.op == opMap {
+				r.take(r.long())
 			}
-			if count < 0 {
-				count = -count
-				r.long() // block size in bytes
-			}
-			if count > int64(r.budget) {
-				r.fail(MalformedAvro)
-				return
-			}
-			r.budget -= int(count)
-			for i := int64(0); i < count && r.reason == OK; i++ {
-				if n.op == opMap {
-					r.take(r.long())
-				}
-				r.decode(n.items)
-			}
+			r.decode(n.items)
 		}
-	case opUnion:
-		i := r.long()
-		if r.reason != OK {
-			return
-		}
-		if i < 0 || i >= int64(len(n.children)) {
-			r.fail(MalformedAvro)
-			return
-		}
-		br := n.children[i]
-		if n.unclassified && br.op != opNull {
-			r.ev.Unclassified++
-		}
-		r.decode(br)
-		return
 	}
-	if r.reason != OK {
-		return
-	}
+}
+
+// store puts a leaf's value in its raw slot, or counts an unclassified
+// leaf.
+func (r *reader) store(n *node, v *Value) {
 	switch {
 	case n.slot >= 0:
 		v.Present = true
-		r.ev.Values[n.slot] = v
+		r.ev.Values[n.slot] = *v
 	case n.unclassified:
 		r.ev.Unclassified++
 	}

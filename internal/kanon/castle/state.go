@@ -201,26 +201,64 @@ func (c *Castle) Restore(state []byte, lookup func(ref int64) (Tuple, bool)) err
 	return nil
 }
 
+// restore reads the snapshot into c, step by step in the order
+// MarshalState writes it. On error c is left part restored: Restore
+// resets it.
 func (c *Castle) restore(state []byte, lookup func(ref int64) (Tuple, bool)) error {
+	r, err := c.openState(state)
+	if err != nil {
+		return err
+	}
+	c.reset()
+	c.readCounters(r)
+	st := c.readStats(r)
+	c.readTau(r)
+	c.readOmega(r)
+	held, err := c.readOpen(r, lookup)
+	if err != nil {
+		return err
+	}
+	if r.err != nil {
+		return r.err
+	}
+	if held != st.In-st.Released-st.Suppressed {
+		return fmt.Errorf("%w: %d held tuples, stats say %d", ErrState, held, st.In-st.Released-st.Suppressed)
+	}
+	if len(r.b) != 0 {
+		return fmt.Errorf("%w: %d trailing bytes", ErrState, len(r.b))
+	}
+	return nil
+}
+
+// openState checks the snapshot's frame - length, magic, version,
+// checksum - and that it was taken under c's configuration, and returns a
+// reader of what follows the configuration fingerprint (whose err is set
+// if the snapshot ends within it).
+func (c *Castle) openState(state []byte) (*reader, error) {
 	if len(state) < len(stateMagic)+1+4 {
-		return fmt.Errorf("%w: %d bytes is too short", ErrState, len(state))
+		return nil, fmt.Errorf("%w: %d bytes is too short", ErrState, len(state))
 	}
 	body, sum := state[:len(state)-4], binary.BigEndian.Uint32(state[len(state)-4:])
 	if string(body[:4]) != stateMagic {
-		return fmt.Errorf("%w: bad magic", ErrState)
+		return nil, fmt.Errorf("%w: bad magic", ErrState)
 	}
 	if body[4] != stateVersion {
-		return fmt.Errorf("%w: unsupported version %d (this build reads version %d only; version 1 snapshots predate Config.Split and cannot be restored)", ErrState, body[4], stateVersion)
+		return nil, fmt.Errorf("%w: unsupported version %d (this build reads version %d only; version 1 snapshots predate Config.Split and cannot be restored)", ErrState, body[4], stateVersion)
 	}
 	if crc32.Checksum(body, crcTable) != sum {
-		return fmt.Errorf("%w: checksum mismatch", ErrState)
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrState)
 	}
 	r := &reader{b: body[5:]}
 	fp := c.appendFingerprint(nil)
 	if got := r.bytes("config fingerprint", len(fp)); r.err == nil && string(got) != string(fp) {
-		return fmt.Errorf("%w: taken under a different configuration (K, Delta, Beta, Mu, L, MaxReuse, Split, QIs)", ErrState)
+		return nil, fmt.Errorf("%w: taken under a different configuration (K, Delta, Beta, Mu, L, MaxReuse, Split, QIs)", ErrState)
 	}
-	c.reset()
+	return r, nil
+}
+
+// readCounters reads the position counter, the cluster-id counter, the
+// PRNG state and the numeric domains.
+func (c *Castle) readCounters(r *reader) {
 	n := r.uvarint("position")
 	if n > math.MaxInt64/2 {
 		r.fail("position %d out of range", n)
@@ -244,6 +282,11 @@ func (c *Castle) restore(state []byte, lookup func(ref int64) (Tuple, bool)) err
 		}
 		c.invW[i] = 1 / (c.dmax[i] - c.dmin[i])
 	}
+}
+
+// readStats reads the stats, which must agree with the position counter
+// and Delta, and returns them (also set in c).
+func (c *Castle) readStats(r *reader) Stats {
 	var st Stats
 	for _, p := range []*int64{&st.In, &st.Released, &st.Suppressed, &st.Reused, &st.ClustersPublished, &st.MaxDelay} {
 		v := r.uvarint("stats")
@@ -257,6 +300,12 @@ func (c *Castle) restore(state []byte, lookup func(ref int64) (Tuple, bool)) err
 		r.fail("inconsistent stats")
 	}
 	c.stats = st
+	return st
+}
+
+// readTau reads the tau history (at most Mu values, oldest first) and
+// replays it, which rebuilds the ring and tau exactly.
+func (c *Castle) readTau(r *reader) {
 	tn := r.count("tau history length", uint64(c.cfg.Mu), 8)
 	for i := range tn {
 		c.tauH[i] = r.float("tau history")
@@ -264,50 +313,64 @@ func (c *Castle) restore(state []byte, lookup func(ref int64) (Tuple, bool)) err
 	if r.err == nil && tn > 0 {
 		c.tauN = 0
 		c.tauP = 0
-		// Replay to rebuild the ring and tau exactly.
 		vals := append([]float64(nil), c.tauH[:tn]...)
 		for _, v := range vals {
 			c.pushTau(v)
 		}
 	}
+}
+
+// readOmega reads the reusable published clusters (at most MaxReuse).
+func (c *Castle) readOmega(r *reader) {
 	no := r.count("reusable clusters", uint64(c.cfg.MaxReuse), 1+8+16*c.nNum+2*c.nCat)
 	for range no {
 		if r.err != nil {
 			break
 		}
-		id := r.uvarint("cluster id")
-		if r.err == nil && (id == 0 || id >= c.nextID) {
-			r.fail("cluster id %d out of range", id)
-		}
-		g := &Generalization{Lo: make([]float64, c.nNum), Hi: make([]float64, c.nNum), Cat: make([]hierarchy.Node, c.nCat)}
-		g.InfoLoss = r.float("info loss")
-		for i := range c.nNum {
-			g.Lo[i] = r.float("range lo")
-			g.Hi[i] = r.float("range hi")
-			if r.err == nil && g.Lo[i] > g.Hi[i] {
-				r.fail("range [%v,%v]", g.Lo[i], g.Hi[i])
-			}
-		}
-		for j := range c.nCat {
-			lv := r.uvarint("level")
-			label := string(r.bytes("label", r.count("label length", 1<<16, 1)))
-			if r.err != nil {
-				break
-			}
-			node, ok := c.hier[j].NodeAt(label, int(min(lv, 1<<20)))
-			if !ok {
-				r.fail("categorical QI %d: no node %q at level %d", j, label, lv)
-				break
-			}
-			g.Cat[j] = node
-		}
-		c.omega = append(c.omega, published{id: id, gen: g})
+		c.omega = append(c.omega, c.readPublished(r))
 	}
+}
+
+// readPublished reads one published cluster: its id, information loss,
+// numeric ranges, and categorical nodes by level and label (looked up in
+// c's hierarchies, which may number nodes differently).
+func (c *Castle) readPublished(r *reader) published {
+	id := r.uvarint("cluster id")
+	if r.err == nil && (id == 0 || id >= c.nextID) {
+		r.fail("cluster id %d out of range", id)
+	}
+	g := &Generalization{Lo: make([]float64, c.nNum), Hi: make([]float64, c.nNum), Cat: make([]hierarchy.Node, c.nCat)}
+	g.InfoLoss = r.float("info loss")
+	for i := range c.nNum {
+		g.Lo[i] = r.float("range lo")
+		g.Hi[i] = r.float("range hi")
+		if r.err == nil && g.Lo[i] > g.Hi[i] {
+			r.fail("range [%v,%v]", g.Lo[i], g.Hi[i])
+		}
+	}
+	for j := range c.nCat {
+		lv := r.uvarint("level")
+		label := string(r.bytes("label", r.count("label length", 1<<16, 1)))
+		if r.err != nil {
+			break
+		}
+		node, ok := c.hier[j].NodeAt(label, int(min(lv, 1<<20)))
+		if !ok {
+			r.fail("categorical QI %d: no node %q at level %d", j, label, lv)
+			break
+		}
+		g.Cat[j] = node
+	}
+	return published{id: id, gen: g}
+}
+
+// readOpen reads the open clusters (at most Beta) with their held tuples,
+// and returns how many tuples are held. A snapshot error is left in r.err;
+// a failed lookup is returned.
+func (c *Castle) readOpen(r *reader, lookup func(ref int64) (Tuple, bool)) (held int64, err error) {
 	low := max(0, c.n-int64(c.cfg.Delta))
 	maxHeld := c.n - low
 	ncl := r.count("open clusters", uint64(c.cfg.Beta), 3)
-	var t Tuple
-	var held int64
 	for range ncl {
 		if r.err != nil {
 			break
@@ -324,53 +387,65 @@ func (c *Castle) restore(state []byte, lookup func(ref int64) (Tuple, bool)) err
 		c.nextID--
 		cl.id = id
 		c.open = append(c.open, cl)
-		for range nm {
-			p := int64(r.uvarint("position"))
-			ref := r.varint("ref")
-			subj := r.uvarint("subject")
-			if r.err != nil {
-				break
-			}
-			if p < low || p >= c.n {
-				r.fail("held position %d outside [%d,%d)", p, low, c.n)
-				break
-			}
-			if held++; held > maxHeld {
-				r.fail("too many held tuples")
-				break
-			}
-			if c.held(p) != nil {
-				r.fail("position %d held twice", p)
-				break
-			}
-			var ok bool
-			t, ok = lookup(ref)
-			if !ok {
-				return fmt.Errorf("castle: restore: held tuple ref %d (position %d) not found by lookup", ref, p)
-			}
-			if t.Ref != ref || t.Subject != subj {
-				return fmt.Errorf("castle: restore: lookup(%d) returned ref %d subject %d, snapshot has subject %d", ref, t.Ref, t.Subject, subj)
-			}
-			if err := c.checkTuple(&t); err != nil {
-				return fmt.Errorf("castle: restore: %w", err)
-			}
-			for i, v := range t.Num {
-				if v < c.dmin[i] || v > c.dmax[i] {
-					return fmt.Errorf("castle: restore: ref %d: value %v outside the snapshot's domain", ref, v)
-				}
-			}
-			c.store(p, &t)
-			c.addMember(cl, p)
+		if err := c.readMembers(r, cl, nm, low, &held, lookup); err != nil {
+			return held, err
 		}
 	}
-	if r.err != nil {
-		return r.err
-	}
-	if held != st.In-st.Released-st.Suppressed {
-		return fmt.Errorf("%w: %d held tuples, stats say %d", ErrState, held, st.In-st.Released-st.Suppressed)
-	}
-	if len(r.b) != 0 {
-		return fmt.Errorf("%w: %d trailing bytes", ErrState, len(r.b))
+	return held, nil
+}
+
+// readMembers reads the nm held tuples of an open cluster (position, ref,
+// subject), each at a position still within Delta and held once, fetches
+// each tuple's data by ref, and adds it to cl; held counts them all.
+func (c *Castle) readMembers(r *reader, cl *cluster, nm int, low int64, held *int64, lookup func(ref int64) (Tuple, bool)) error {
+	maxHeld := c.n - low
+	for range nm {
+		p := int64(r.uvarint("position"))
+		ref := r.varint("ref")
+		subj := r.uvarint("subject")
+		if r.err != nil {
+			return nil
+		}
+		if p < low || p >= c.n {
+			r.fail("held position %d outside [%d,%d)", p, low, c.n)
+			return nil
+		}
+		if *held++; *held > maxHeld {
+			r.fail("too many held tuples")
+			return nil
+		}
+		if c.held(p) != nil {
+			r.fail("position %d held twice", p)
+			return nil
+		}
+		t, err := c.lookupHeld(p, ref, subj, lookup)
+		if err != nil {
+			return err
+		}
+		c.store(p, &t)
+		c.addMember(cl, p)
 	}
 	return nil
+}
+
+// lookupHeld fetches the held tuple at position p by ref and checks it
+// against the snapshot (ref, subject), the configuration and the restored
+// numeric domains.
+func (c *Castle) lookupHeld(p, ref int64, subj uint64, lookup func(ref int64) (Tuple, bool)) (Tuple, error) {
+	t, ok := lookup(ref)
+	if !ok {
+		return t, fmt.Errorf("castle: restore: held tuple ref %d (position %d) not found by lookup", ref, p)
+	}
+	if t.Ref != ref || t.Subject != subj {
+		return t, fmt.Errorf("castle: restore: lookup(%d) returned ref %d subject %d, snapshot has subject %d", ref, t.Ref, t.Subject, subj)
+	}
+	if err := c.checkTuple(&t); err != nil {
+		return t, fmt.Errorf("castle: restore: %w", err)
+	}
+	for i, v := range t.Num {
+		if v < c.dmin[i] || v > c.dmax[i] {
+			return t, fmt.Errorf("castle: restore: ref %d: value %v outside the snapshot's domain", ref, v)
+		}
+	}
+	return t, nil
 }

@@ -325,6 +325,8 @@ func (r *Runner) noteRevoked(m map[string][]int32) {
 	r.forgetMu.Unlock()
 }
 
+// forgetRevoked drops the state of the partitions revoked since the last
+// batch from every stateful worker.
 func (r *Runner) forgetRevoked(workers []processors.Worker) {
 	r.forgetMu.Lock()
 	ps := r.forget
@@ -339,6 +341,7 @@ func (r *Runner) forgetRevoked(workers []processors.Worker) {
 	}
 }
 
+// setAssigned sets the number of assigned partitions and its gauge.
 func (r *Runner) setAssigned(n int64) {
 	r.assigned.Store(n)
 	if r.cfg.Metrics != nil {
@@ -346,6 +349,7 @@ func (r *Runner) setAssigned(n int64) {
 	}
 }
 
+// countPartitions counts the partitions of an assignment callback.
 func countPartitions(m map[string][]int32) int64 {
 	n := 0
 	for _, ps := range m {
@@ -354,7 +358,55 @@ func countPartitions(m map[string][]int32) int64 {
 	return int64(n)
 }
 
+// session runs one transactional session until it fails or ctx ends: it
+// joins the group, then polls, and either ticks the workers or processes
+// the poll in one transaction.
 func (r *Runner) session(ctx context.Context, workers []processors.Worker) error {
+	opts := r.sessionOpts()
+	if r.store != nil {
+		if err := r.store.CheckPartitions(ctx); err != nil {
+			return err
+		}
+	}
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return fmt.Errorf("runner: client: %w", err)
+	}
+	// Close leaves the group promptly, so the partitions move at once.
+	defer sess.Close()
+	r.running.Store(true)
+
+	wctx, stop := graceContext(ctx, r.cfg.StopGrace)
+	defer stop()
+	l := r.newLoop(sess, wctx, workers)
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fetches, err := l.poll(ctx)
+		if err != nil {
+			return err
+		}
+		if l.tickDue(ctx, fetches) {
+			if err := l.tick(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		r.logFetchErrors(fetches)
+		if fetches.NumRecords() == 0 {
+			continue
+		}
+		if err := l.transact(ctx, fetches); err != nil {
+			return err
+		}
+	}
+}
+
+// sessionOpts are the options of the session's client: a cooperative
+// sticky group member that reads committed records and produces in
+// transactions, with the assignment callbacks that track owned partitions.
+func (r *Runner) sessionOpts() []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.ClientID(r.cfg.ClientID),
 		kgo.ConsumerGroup(r.cfg.Group),
@@ -372,15 +424,7 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		kgo.ProducerLinger(5 * time.Millisecond),
 		kgo.RecordPartitioner(r.partitioner()),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
-			r.forgetMu.Lock()
-			if r.owned == nil {
-				r.owned, r.lastSeen = map[int32]bool{}, map[int32]time.Time{}
-			}
-			for _, p := range m[r.cfg.Input] {
-				r.owned[p] = true
-				r.lastSeen[p] = time.Now()
-			}
-			r.forgetMu.Unlock()
+			r.noteAssigned(m)
 			r.setAssigned(r.assigned.Load() + countPartitions(m))
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
@@ -392,26 +436,30 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 			r.setAssigned(max(0, r.assigned.Load()-countPartitions(m)))
 		}),
 	}
-	opts = append(append(opts, r.cfg.Conn.Opts()...), r.cfg.ExtraOpts...)
-	if r.store != nil {
-		if err := r.store.CheckPartitions(ctx); err != nil {
-			return err
-		}
-	}
-	sess, err := kgo.NewGroupTransactSession(opts...)
-	if err != nil {
-		return fmt.Errorf("runner: client: %w", err)
-	}
-	// Close leaves the group promptly, so the partitions move at once.
-	defer sess.Close()
-	r.running.Store(true)
+	return append(append(opts, r.cfg.Conn.Opts()...), r.cfg.ExtraOpts...)
+}
 
-	// Producing and ending the transaction use wctx, which outlives ctx by
-	// StopGrace so that a stopping runner finishes the batch it holds.
+// noteAssigned remembers newly assigned input partitions as owned, and as
+// seen now: their idle time counts from the assignment.
+func (r *Runner) noteAssigned(m map[string][]int32) {
+	r.forgetMu.Lock()
+	defer r.forgetMu.Unlock()
+	if r.owned == nil {
+		r.owned, r.lastSeen = map[int32]bool{}, map[int32]time.Time{}
+	}
+	for _, p := range m[r.cfg.Input] {
+		r.owned[p] = true
+		r.lastSeen[p] = time.Now()
+	}
+}
+
+// graceContext returns the context that producing and ending transactions
+// use: it outlives ctx by grace, so that a stopping runner finishes the
+// batch it holds. stop releases it.
+func graceContext(ctx context.Context, grace time.Duration) (wctx context.Context, stop func()) {
 	wctx, wcancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer wcancel()
 	stopGrace := context.AfterFunc(ctx, func() {
-		t := time.NewTimer(r.cfg.StopGrace)
+		t := time.NewTimer(grace)
 		defer t.Stop()
 		select {
 		case <-t.C:
@@ -419,230 +467,325 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		case <-wctx.Done():
 		}
 	})
-	defer stopGrace()
+	return wctx, func() {
+		stopGrace()
+		wcancel()
+	}
+}
 
-	n := len(workers)
-	buckets := make([][]processors.Record, n)
-	hdrArena := make([][]processors.Header, n) // record headers, reused across polls
-	batches := make([]processors.Batch, n)
-	var kr []kgo.Record
-	var hdrs []kgo.RecordHeader
-	_, ticks := workers[0].(processors.Ticker)
-	lastTick := time.Now()
+// loop is one session's processing state: its client, the workers, and
+// the buffers reused from poll to poll.
+type loop struct {
+	r        *Runner
+	sess     *kgo.GroupTransactSession
+	wctx     context.Context // produces and ends transactions (see graceContext)
+	workers  []processors.Worker
+	buckets  [][]processors.Record // each worker's records of the current batch
+	hdrArena [][]processors.Header // record headers, reused across polls
+	batches  []processors.Batch    // each worker's outputs of the current transaction
+	kr       []kgo.Record          // the records produced, reused across transactions
+	hdrs     []kgo.RecordHeader
+	ticks    bool // the workers implement processors.Ticker
+	lastTick time.Time
 	// pollMax shrinks after a batch went stale (a consent change landed
 	// between its decisions and its commit) and grows back after commits,
 	// so even under a storm of consent changes a batch small enough to
 	// commit is eventually taken: staleness can never livelock the runner.
-	pollMax := r.cfg.MaxPollRecords
-	for {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		pctx, pcancel := ctx, context.CancelFunc(func() {})
-		if ticks {
-			pctx, pcancel = context.WithTimeout(ctx, r.cfg.TickInterval)
-		}
-		fetches := sess.PollRecords(pctx, pollMax)
-		pcancel()
-		if fetches.IsClientClosed() {
-			return errors.New("runner: client closed")
-		}
-		if ticks && ctx.Err() == nil && time.Since(lastTick) >= r.cfg.TickInterval {
-			lastTick = time.Now()
-			if fetches.NumRecords() == 0 {
-				if err := r.tick(ctx, wctx, sess, workers, batches); err != nil {
-					return err
-				}
-				continue
-			}
-		}
-		fetches.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-				r.cfg.Log.Warn("fetch error", "topic", t, "partition", p, "err", err)
-			}
-		})
-		if fetches.NumRecords() == 0 {
-			continue
-		}
-		if err := sess.Begin(); err != nil {
-			r.noteAbort(AbortBegin, err)
-			return fmt.Errorf("runner: begin transaction: %w", err)
-		}
-		r.forgetRevoked(workers)
-		// Split by partition so each partition's order is kept by one worker.
-		for i := range buckets {
-			buckets[i] = buckets[i][:0]
-			clear(hdrArena[i]) // drop references to the previous poll's bytes
-			hdrArena[i] = hdrArena[i][:0]
-			batches[i].Reset()
-		}
-		if ticks {
-			seen := time.Now()
-			r.forgetMu.Lock()
-			fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
-				if len(ftp.Records) > 0 && r.lastSeen != nil {
-					r.lastSeen[ftp.Partition] = seen
-				}
-			})
-			r.forgetMu.Unlock()
-		}
-		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
-			b := int(ftp.Partition) % n
-			for _, rec := range ftp.Records {
-				r := toRecord(rec)
-				if len(rec.Headers) > 0 {
-					start := len(hdrArena[b])
-					for _, h := range rec.Headers {
-						hdrArena[b] = append(hdrArena[b], processors.Header{Key: h.Key, Value: h.Value})
-					}
-					r.Headers = hdrArena[b][start:len(hdrArena[b]):len(hdrArena[b])]
-				}
-				buckets[b] = append(buckets[b], r)
-			}
-		})
-		procErr := r.processAll(ctx, workers, buckets, batches)
-		// A decision that went stale while processing (a withdrawal arrived)
-		// is redone before anything is produced, which costs no abort.
-		for redo := 0; procErr == nil && redo < 3 && !allCurrent(workers, buckets); redo++ {
-			for i, w := range workers {
-				if len(buckets[i]) > 0 {
-					w.Done(false)
-					batches[i].Reset()
-				}
-			}
-			procErr = r.processAll(ctx, workers, buckets, batches)
-		}
-		var produceErr error
-		if procErr == nil {
-			kr, hdrs, produceErr = r.produceAll(wctx, sess, batches, kr, hdrs)
-		}
-		commit := procErr == nil && produceErr == nil
-		stale := false
-		if commit && !allCurrent(workers, buckets) {
-			// A decision went stale (e.g. a withdrawal) after the outputs
-			// were produced: abort and redo the batch, smaller.
-			commit, stale = false, true
-			pollMax = max(1, pollMax/4)
-			r.cfg.Log.Debug("batch outdated by a consent change; aborting to redo it", "processor", r.proc.Name())
-		}
-		committed, endErr := sess.End(wctx, kgo.TransactionEndTry(commit))
-		clear(kr) // drop references to batch memory
-		for i, w := range workers {
-			if len(buckets[i]) > 0 {
-				w.Done(committed && endErr == nil)
-			}
-		}
-		switch {
-		case endErr != nil:
-			r.countTxn("error")
-			r.noteAbort(AbortEnd, endErr)
-			return fmt.Errorf("runner: end transaction: %w", endErr)
-		case committed:
-			if r.cfg.OnCommit != nil {
-				at := time.Now()
-				for i := range batches {
-					r.cfg.OnCommit(batches[i].Outputs, at)
-				}
-			}
-			r.batches.Add(1)
-			r.committed.Add(uint64(fetches.NumRecords()))
-			r.countTxn("committed")
-			r.noteCommit()
-			pollMax = min(r.cfg.MaxPollRecords, pollMax*2)
-		default:
-			// Aborted (a rebalance, a processing or produce error): the
-			// session rewound to the committed offsets; the records are
-			// processed again by whoever owns their partitions.
-			r.aborted.Add(1)
-			r.countTxn("aborted")
-			switch {
-			case procErr != nil:
-				r.noteAbort(AbortProcess, procErr)
-			case produceErr != nil:
-				r.noteAbort(AbortProduce, produceErr)
-			case stale:
-				r.noteAbort(AbortStaleConsent, nil)
-			default:
-				r.noteAbort(AbortGroup, nil)
-			}
-			if procErr != nil || produceErr != nil {
-				r.cfg.Log.Info("transaction aborted", "processor", r.proc.Name(), "process_err", procErr, "produce_err", produceErr)
-			}
-		}
-		if produceErr != nil {
-			return produceErr // the producer may be in a failed state: new session
-		}
+	pollMax int
+}
+
+// newLoop returns the processing state of a session that has just begun.
+func (r *Runner) newLoop(sess *kgo.GroupTransactSession, wctx context.Context, workers []processors.Worker) *loop {
+	n := len(workers)
+	_, ticks := workers[0].(processors.Ticker)
+	return &loop{
+		r: r, sess: sess, wctx: wctx, workers: workers,
+		buckets:  make([][]processors.Record, n),
+		hdrArena: make([][]processors.Header, n),
+		batches:  make([]processors.Batch, n),
+		ticks:    ticks,
+		lastTick: time.Now(),
+		pollMax:  r.cfg.MaxPollRecords,
 	}
 }
 
-// tick runs the workers' Tick: time, not a record, may change their state
-// (idle windows close). What that publishes, with the checkpoints, goes out
-// in a transaction of its own; a tick that changes nothing costs none.
-func (r *Runner) tick(ctx, wctx context.Context, sess *kgo.GroupTransactSession, workers []processors.Worker, batches []processors.Batch) error {
-	r.forgetRevoked(workers)
-	for i := range batches {
-		batches[i].Reset()
+// poll fetches up to pollMax records. When the workers tick it waits at
+// most TickInterval, so that ticks run while no record arrives; the
+// fetches may then be empty. A closed client is an error: the session
+// cannot go on.
+func (l *loop) poll(ctx context.Context) (kgo.Fetches, error) {
+	pctx, pcancel := ctx, context.CancelFunc(func() {})
+	if l.ticks {
+		pctx, pcancel = context.WithTimeout(ctx, l.r.cfg.TickInterval)
 	}
-	now := r.cfg.Clock()
-	n := len(workers)
-	parts := make([][]int32, n)
-	for _, p := range r.idlePartitions(ctx, sess) {
-		parts[int(p)%n] = append(parts[int(p)%n], p)
+	fetches := l.sess.PollRecords(pctx, l.pollMax)
+	pcancel()
+	if fetches.IsClientClosed() {
+		return fetches, errors.New("runner: client closed")
 	}
-	var tickErr error
-	changed := false
-	for i, w := range workers {
-		if err := w.(processors.Ticker).Tick(ctx, now, parts[i], &batches[i]); err != nil {
-			tickErr = err
-			break
+	return fetches, nil
+}
+
+// tickDue reports whether to tick instead of processing the poll: the
+// workers tick, TickInterval has passed since the last tick, and the poll
+// brought no record. Once the interval has passed it starts again, even
+// when records came (they are processed, and the tick waits its turn).
+func (l *loop) tickDue(ctx context.Context, fetches kgo.Fetches) bool {
+	if !l.ticks || ctx.Err() != nil || time.Since(l.lastTick) < l.r.cfg.TickInterval {
+		return false
+	}
+	l.lastTick = time.Now()
+	return fetches.NumRecords() == 0
+}
+
+// logFetchErrors logs the poll's fetch errors but those of an ended poll
+// context (the tick timeout, a stop). The client retries on its own.
+func (r *Runner) logFetchErrors(fetches kgo.Fetches) {
+	fetches.EachError(func(t string, p int32, err error) {
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			r.cfg.Log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 		}
-		changed = changed || batches[i].Len() > 0 || len(batches[i].Checkpoints) > 0
-	}
-	if tickErr == nil && !changed {
-		for _, w := range workers {
-			w.Done(true)
-		}
-		return nil
-	}
-	if tickErr != nil {
-		for _, w := range workers {
-			w.Done(false)
-		}
-		r.cfg.Log.Info("tick failed", "processor", r.proc.Name(), "err", tickErr)
-		return nil
-	}
-	if err := sess.Begin(); err != nil {
-		for _, w := range workers {
-			w.Done(false)
-		}
+	})
+}
+
+// transact processes one poll's records and, in one transaction, produces
+// every output and commits the consumed offsets; anything failing aborts
+// it, and the records are processed again from the committed offsets. It
+// returns an error when the session must restart.
+func (l *loop) transact(ctx context.Context, fetches kgo.Fetches) error {
+	r := l.r
+	if err := l.sess.Begin(); err != nil {
+		r.noteAbort(AbortBegin, err)
 		return fmt.Errorf("runner: begin transaction: %w", err)
 	}
-	kr, _, produceErr := r.produceAll(wctx, sess, batches, nil, nil)
-	committed, endErr := sess.End(wctx, kgo.TransactionEndTry(produceErr == nil))
-	clear(kr)
-	for _, w := range workers {
-		w.Done(committed && endErr == nil)
+	r.forgetRevoked(l.workers)
+	split(fetches, l.buckets, l.hdrArena, l.batches)
+	if l.ticks {
+		r.markSeen(fetches)
+	}
+	procErr := l.process(ctx)
+	var produceErr error
+	if procErr == nil {
+		l.kr, l.hdrs, produceErr = r.produceAll(l.wctx, l.sess, l.batches, l.kr, l.hdrs)
+	}
+	stale := false
+	if procErr == nil && produceErr == nil && !allCurrent(l.workers, l.buckets) {
+		// A decision went stale (e.g. a withdrawal) after the outputs
+		// were produced: abort and redo the batch, smaller.
+		stale = true
+		l.pollMax = max(1, l.pollMax/4)
+		r.cfg.Log.Debug("batch outdated by a consent change; aborting to redo it", "processor", r.proc.Name())
+	}
+	committed, err := l.end(txnEnd{took: l.buckets, records: fetches.NumRecords(), procErr: procErr, produceErr: produceErr, stale: stale})
+	if err != nil {
+		return err
+	}
+	if committed {
+		l.pollMax = min(r.cfg.MaxPollRecords, l.pollMax*2)
+	}
+	return produceErr // the producer may be in a failed state: new session
+}
+
+// split resets the per-worker buffers and deals one poll's records to the
+// workers by partition (partition p to worker p mod len(buckets)), so each
+// partition's order is kept by one worker. Headers are copied into the
+// worker's arena, which is reused from poll to poll.
+func split(fetches kgo.Fetches, buckets [][]processors.Record, hdrArena [][]processors.Header, batches []processors.Batch) {
+	for i := range buckets {
+		buckets[i] = buckets[i][:0]
+		clear(hdrArena[i]) // drop references to the previous poll's bytes
+		hdrArena[i] = hdrArena[i][:0]
+		batches[i].Reset()
+	}
+	n := len(buckets)
+	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+		b := int(ftp.Partition) % n
+		for _, rec := range ftp.Records {
+			r := toRecord(rec)
+			if len(rec.Headers) > 0 {
+				start := len(hdrArena[b])
+				for _, h := range rec.Headers {
+					hdrArena[b] = append(hdrArena[b], processors.Header{Key: h.Key, Value: h.Value})
+				}
+				r.Headers = hdrArena[b][start:len(hdrArena[b]):len(hdrArena[b])]
+			}
+			buckets[b] = append(buckets[b], r)
+		}
+	})
+}
+
+// markSeen notes that the partitions that delivered records are active
+// now: a tick leaves them alone for IdleAfter.
+func (r *Runner) markSeen(fetches kgo.Fetches) {
+	seen := time.Now()
+	r.forgetMu.Lock()
+	defer r.forgetMu.Unlock()
+	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+		if len(ftp.Records) > 0 && r.lastSeen != nil {
+			r.lastSeen[ftp.Partition] = seen
+		}
+	})
+}
+
+// process runs each worker on its records. A decision that went stale
+// while processing (a withdrawal arrived) is redone, up to three times,
+// before anything is produced, which costs no abort.
+func (l *loop) process(ctx context.Context) error {
+	err := l.r.processAll(ctx, l.workers, l.buckets, l.batches)
+	for redo := 0; err == nil && redo < 3 && !allCurrent(l.workers, l.buckets); redo++ {
+		for i, w := range l.workers {
+			if len(l.buckets[i]) > 0 {
+				w.Done(false)
+				l.batches[i].Reset()
+			}
+		}
+		err = l.r.processAll(ctx, l.workers, l.buckets, l.batches)
+	}
+	return err
+}
+
+// txnEnd is what ending a transaction needs to know about it.
+type txnEnd struct {
+	// tick marks a tick's transaction: every worker took part, and it is
+	// not a batch of records (not counted in Batches, Committed or
+	// Aborted, not reported to OnCommit).
+	tick bool
+	// took holds each worker's records of a batch: the workers with none
+	// took no part and are not told the outcome.
+	took [][]processors.Record
+	// records is the number of input records the batch consumed.
+	records int
+	// procErr and produceErr are the processing and produce failures;
+	// stale marks a decision that went stale after producing. Any of them
+	// aborts the transaction.
+	procErr, produceErr error
+	stale               bool
+}
+
+// end ends the open transaction, the one path shared by batches and
+// ticks: it commits when nothing failed (the outputs and the consumed
+// offsets become visible together) and aborts otherwise, tells the workers
+// that took part which, then counts and reports the outcome. It returns
+// whether the transaction committed, and an error when ending it failed
+// (the session must restart).
+func (l *loop) end(t txnEnd) (bool, error) {
+	r := l.r
+	commit := t.procErr == nil && t.produceErr == nil && !t.stale
+	committed, endErr := l.sess.End(l.wctx, kgo.TransactionEndTry(commit))
+	clear(l.kr) // drop references to batch memory
+	for i, w := range l.workers {
+		if t.tick || len(t.took[i]) > 0 {
+			w.Done(committed && endErr == nil)
+		}
 	}
 	switch {
 	case endErr != nil:
 		r.countTxn("error")
 		r.noteAbort(AbortEnd, endErr)
-		return fmt.Errorf("runner: end transaction: %w", endErr)
+		return false, fmt.Errorf("runner: end transaction: %w", endErr)
 	case committed:
+		if !t.tick {
+			r.noteBatch(l.batches, t.records)
+		}
 		r.countTxn("committed")
 		r.noteCommit()
+		return true, nil
+	}
+	// Aborted (a rebalance, a processing or produce error): the session
+	// rewound to the committed offsets; the records are processed again
+	// by whoever owns their partitions.
+	if !t.tick {
+		r.aborted.Add(1)
+	}
+	r.countTxn("aborted")
+	switch {
+	case t.procErr != nil:
+		r.noteAbort(AbortProcess, t.procErr)
+	case t.produceErr != nil:
+		r.noteAbort(AbortProduce, t.produceErr)
+	case t.stale:
+		r.noteAbort(AbortStaleConsent, nil)
 	default:
-		r.countTxn("aborted")
-		if produceErr != nil {
-			r.noteAbort(AbortProduce, produceErr)
-		} else {
-			r.noteAbort(AbortGroup, nil)
-		}
-		if produceErr != nil {
-			r.cfg.Log.Info("tick aborted", "processor", r.proc.Name(), "produce_err", produceErr)
+		r.noteAbort(AbortGroup, nil)
+	}
+	switch {
+	case t.tick && t.produceErr != nil:
+		r.cfg.Log.Info("tick aborted", "processor", r.proc.Name(), "produce_err", t.produceErr)
+	case !t.tick && (t.procErr != nil || t.produceErr != nil):
+		r.cfg.Log.Info("transaction aborted", "processor", r.proc.Name(), "process_err", t.procErr, "produce_err", t.produceErr)
+	}
+	return false, nil
+}
+
+// noteBatch counts a committed batch of records and reports its outputs
+// to OnCommit.
+func (r *Runner) noteBatch(batches []processors.Batch, records int) {
+	if r.cfg.OnCommit != nil {
+		at := time.Now()
+		for i := range batches {
+			r.cfg.OnCommit(batches[i].Outputs, at)
 		}
 	}
+	r.batches.Add(1)
+	r.committed.Add(uint64(records))
+}
+
+// tick runs the workers' Tick: time, not a record, may change their state
+// (idle windows close). What that publishes, with the checkpoints, goes out
+// in a transaction of its own; a tick that changes nothing costs none, and
+// a tick that fails is dropped (logged; the next one tries again).
+func (l *loop) tick(ctx context.Context) error {
+	r := l.r
+	r.forgetRevoked(l.workers)
+	for i := range l.batches {
+		l.batches[i].Reset()
+	}
+	changed, err := l.tickWorkers(ctx)
+	switch {
+	case err != nil:
+		l.doneAll(false)
+		r.cfg.Log.Info("tick failed", "processor", r.proc.Name(), "err", err)
+		return nil
+	case !changed:
+		l.doneAll(true)
+		return nil
+	}
+	if err := l.sess.Begin(); err != nil {
+		l.doneAll(false)
+		return fmt.Errorf("runner: begin transaction: %w", err)
+	}
+	var produceErr error
+	l.kr, l.hdrs, produceErr = r.produceAll(l.wctx, l.sess, l.batches, l.kr, l.hdrs)
+	if _, err := l.end(txnEnd{tick: true, produceErr: produceErr}); err != nil {
+		return err
+	}
 	return produceErr
+}
+
+// tickWorkers ticks each worker with the time and the idle, caught-up
+// partitions it owns (see idlePartitions), stopping at the first error.
+// It reports whether any worker produced an output or a checkpoint.
+func (l *loop) tickWorkers(ctx context.Context) (changed bool, err error) {
+	now := l.r.cfg.Clock()
+	n := len(l.workers)
+	parts := make([][]int32, n)
+	for _, p := range l.r.idlePartitions(ctx, l.sess) {
+		parts[int(p)%n] = append(parts[int(p)%n], p)
+	}
+	for i, w := range l.workers {
+		if err := w.(processors.Ticker).Tick(ctx, now, parts[i], &l.batches[i]); err != nil {
+			return false, err
+		}
+		changed = changed || l.batches[i].Len() > 0 || len(l.batches[i].Checkpoints) > 0
+	}
+	return changed, nil
+}
+
+// doneAll tells every worker whether its state since the last Done stands.
+func (l *loop) doneAll(kept bool) {
+	for _, w := range l.workers {
+		w.Done(kept)
+	}
 }
 
 // allCurrent reports whether every worker that processed records still
@@ -707,6 +850,7 @@ func eligible(idle map[int32]time.Duration, stuck time.Duration, lag func(int32)
 	return out
 }
 
+// countTxn counts an ended transaction by outcome.
 func (r *Runner) countTxn(outcome string) {
 	if r.cfg.Metrics != nil {
 		r.cfg.Metrics.Transactions.WithLabelValues(outcome).Inc()
@@ -765,6 +909,8 @@ func (r *Runner) produceAll(ctx context.Context, sess *kgo.GroupTransactSession,
 	return kr, hdrs, nil
 }
 
+// processAll runs the workers that have records in parallel, each on its
+// own records into its own batch, and joins their errors.
 func (r *Runner) processAll(ctx context.Context, workers []processors.Worker, buckets [][]processors.Record, batches []processors.Batch) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(workers))
@@ -782,6 +928,7 @@ func (r *Runner) processAll(ctx context.Context, workers []processors.Worker, bu
 	return errors.Join(errs...)
 }
 
+// toRecord converts a fetched record (headers aside: see split).
 func toRecord(rec *kgo.Record) processors.Record {
 	return processors.Record{
 		Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -36,7 +37,6 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentapi"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
-	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
@@ -76,14 +76,96 @@ type Result struct {
 	SyncP99Ms float64 `json:"sync_p99_ms"`
 }
 
+// withdrawalRec is one withdrawal: the pair withdrawn and when the API
+// accepted it.
 type withdrawalRec struct {
 	subject  string
 	purpose  purpose.Purpose
 	accepted time.Time
 }
 
+// subjectPurpose is one (subject, purpose) pair of the sample.
+type subjectPurpose struct {
+	s string
+	p purpose.Purpose
+}
+
+// bench is one measurement: its configuration, the running components,
+// and what the observers record (under mu).
+type bench struct {
+	opt   Options
+	start time.Time
+	id    string // prefixes every topic, group and key of the run
+	cfg   config.Config
+
+	rdb     *redis.Client
+	adm     *kadm.Client
+	keys    *pseudonym.Keyring
+	pp      *wiring.Privacy
+	prodCl  *kgo.Client // consent grants and the API's changes
+	rn      *runner.Runner
+	srv     *httptest.Server
+	rng     *rand.Rand
+	sample  []int    // the subjects that withdraw
+	cleanup []func() // run in reverse order when Run returns
+
+	rctx     context.Context // the components; stopAll ends it
+	stopAll  context.CancelFunc
+	stopTail context.CancelFunc // ends the tailing consumer
+	wg       sync.WaitGroup
+
+	// the load
+	loadCl    *kgo.Client
+	stopLoad  context.CancelFunc
+	loadDone  chan struct{}
+	loadStart time.Time
+	loadEnd   time.Time // set when the load stops (read after loadDone)
+	produced  int
+	acked     atomic.Int64
+
+	mu            sync.Mutex
+	lastCommitted map[subjectPurpose][]time.Time // commit times of the sample's clean records
+	lastSeen      map[subjectPurpose][]time.Time // when the tailing consumer saw them
+	announced     map[string][]time.Time         // when consent-sync announced each subject
+	bySubject     map[purpose.Purpose]map[string]string
+	topicPurpose  map[string]purpose.Purpose
+	published     int // clean records seen by the tailing consumer
+}
+
 // Run measures.
 func Run(ctx context.Context, opt Options) (Result, error) {
+	opt = opt.withDefaults()
+	if os.Getenv("PIPELINE_KAFKA_BROKERS") == "" || os.Getenv("PIPELINE_REDIS_ADDR") == "" {
+		return Result{}, errors.New(`bench withdrawal: needs a real Kafka and Redis: eval "$(scripts/services up)" first`)
+	}
+	b := &bench{opt: opt, start: time.Now(), lastCommitted: map[subjectPurpose][]time.Time{},
+		lastSeen: map[subjectPurpose][]time.Time{}, announced: map[string][]time.Time{}, topicPurpose: map[string]purpose.Purpose{}}
+	defer func() {
+		for i := len(b.cleanup) - 1; i >= 0; i-- {
+			b.cleanup[i]()
+		}
+	}()
+	steps := []func(context.Context) error{
+		b.setup, b.loadConsent, b.startPrivacy, b.startAPI, b.pickSample, b.startTail, b.startLoad, b.startAnnouncements,
+	}
+	for _, step := range steps {
+		if err := step(ctx); err != nil {
+			return Result{}, err
+		}
+	}
+	ws, err := b.withdraw(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := b.endLoad(ctx); err != nil {
+		return Result{}, err
+	}
+	processedIn := b.drain(ctx)
+	return b.result(ws, processedIn), nil
+}
+
+// withDefaults fills the zero fields of the options.
+func (opt Options) withDefaults() Options {
 	if opt.Rate <= 0 {
 		opt.Rate = 20000
 	}
@@ -99,317 +181,381 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	if opt.Log == nil {
 		opt.Log = io.Discard
 	}
-	if os.Getenv("PIPELINE_KAFKA_BROKERS") == "" || os.Getenv("PIPELINE_REDIS_ADDR") == "" {
-		return Result{}, errors.New(`bench withdrawal: needs a real Kafka and Redis: eval "$(scripts/services up)" first`)
-	}
-	start := time.Now()
-	logf := func(format string, args ...any) {
-		fmt.Fprintf(opt.Log, "withdrawal %6.1fs: %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
-	}
+	return opt
+}
+
+// logf logs a progress line with the time since the start.
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.opt.Log, "withdrawal %6.1fs: %s\n", time.Since(b.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// goRun runs f in a goroutine that ends before the results are read.
+func (b *bench) goRun(f func()) {
+	b.wg.Add(1)
+	go func() { defer b.wg.Done(); f() }()
+}
+
+// setup loads the configuration with names of the run's own, connects to
+// Redis and Kafka, creates the topics (deleted at the end) and builds the
+// privacy processor.
+func (b *bench) setup(ctx context.Context) error {
 	cfg, err := config.Load()
 	if err != nil {
-		return Result{}, err
+		return err
 	}
 	id := fmt.Sprintf("wbench-%08x", rand.Uint32())
 	cfg.Names.RawTopic, cfg.Names.CleanTopicTemplate, cfg.Names.QuarantineTopic = id+".raw", id+".clean.{purpose}", id+".quarantine"
 	cfg.Names.ConsentTopic, cfg.Names.GroupID, cfg.Consent.KeyPrefix = id+".consent", id+".privacy", id+":consent:"
 	cfg.Runner.MaxPollRecords = 1000
+	b.id, b.cfg = id, cfg
 
 	ropts, err := wiring.RedisOptions(cfg)
 	if err != nil {
-		return Result{}, err
+		return err
 	}
-	rdb := redis.NewClient(ropts)
-	defer rdb.Close()
+	b.rdb = redis.NewClient(ropts)
+	b.cleanup = append(b.cleanup, func() { b.rdb.Close() })
 	admCl, err := cfg.Kafka.NewClient()
 	if err != nil {
-		return Result{}, err
+		return err
 	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
-	names, err := wiring.Names(cfg)
+	b.cleanup = append(b.cleanup, admCl.Close)
+	b.adm = kadm.NewClient(admCl)
+	if err := b.createTopics(ctx); err != nil {
+		return err
+	}
+	if b.keys, err = pseudonym.GenerateKeyring(purpose.Names(), "bench"); err != nil {
+		return err
+	}
+	if b.pp, err = wiring.BuildPrivacy(cfg, wiring.Deps{Redis: b.rdb, Registry: prometheus.NewRegistry(), Keys: b.keys}); err != nil {
+		return err
+	}
+	b.rctx, b.stopAll = context.WithCancel(ctx)
+	b.cleanup = append(b.cleanup, b.stopAll)
+	return nil
+}
+
+// createTopics creates the run's topology and registers its deletion.
+func (b *bench) createTopics(ctx context.Context) error {
+	names, err := wiring.Names(b.cfg)
 	if err != nil {
-		return Result{}, err
+		return err
 	}
-	names.Requests, names.Erasures, names.Audit = id+".requests", id+".erasures", id+".audit"
+	names.Requests, names.Erasures, names.Audit = b.id+".requests", b.id+".erasures", b.id+".audit"
 	topo := topology.Default(names, topology.Options{Partitions: 6, Replication: 1})
-	if _, err := topology.Apply(ctx, adm, topo); err != nil {
-		return Result{}, err
+	if _, err := topology.Apply(ctx, b.adm, topo); err != nil {
+		return err
 	}
-	defer func() {
+	b.cleanup = append(b.cleanup, func() {
 		var ts []string
 		for _, t := range topo.Topics {
 			ts = append(ts, t.Name)
 		}
 		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		adm.DeleteTopics(dctx, ts...)
-	}()
+		b.adm.DeleteTopics(dctx, ts...)
+	})
+	return nil
+}
 
-	keys, err := pseudonym.GenerateKeyring(purpose.Names(), "bench")
+// loadConsent grants every subject every purpose through the consent
+// topic and consent-sync, and waits until the sync has applied them all.
+func (b *bench) loadConsent(ctx context.Context) error {
+	prodCl, err := b.cfg.Kafka.NewClient(kgo.RecordPartitioner(consentlog.Partitioner()), kgo.ProducerLinger(0))
 	if err != nil {
-		return Result{}, err
+		return err
 	}
-	pp, err := wiring.BuildPrivacy(cfg, wiring.Deps{Redis: rdb, Registry: prometheus.NewRegistry(), Keys: keys})
-	if err != nil {
-		return Result{}, err
-	}
-	rctx, stopAll := context.WithCancel(ctx)
-	defer stopAll()
-	var wg sync.WaitGroup
-	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
-
-	// Consent: every subject granted every purpose, through the topic and the sync.
-	prodCl, err := cfg.Kafka.NewClient(kgo.RecordPartitioner(consentlog.Partitioner()), kgo.ProducerLinger(0))
-	if err != nil {
-		return Result{}, err
-	}
-	defer prodCl.Close()
+	b.prodCl = prodCl
+	b.cleanup = append(b.cleanup, prodCl.Close)
 	var grants []*kgo.Record
-	for i := 0; i < opt.Subjects; i++ {
+	for i := 0; i < b.opt.Subjects; i++ {
 		for _, p := range purpose.All {
 			c := consentlog.Change{SubjectID: synth.SubjectID(i), Purpose: p, State: consent.Granted, Jurisdiction: consent.GDPR,
-				Source: consentlog.Import, PolicyVersion: "bench", Timestamp: start.Add(-time.Hour).Truncate(time.Millisecond), ReceiptID: consentlog.NewReceiptID()}
+				Source: consentlog.Import, PolicyVersion: "bench", Timestamp: b.start.Add(-time.Hour).Truncate(time.Millisecond), ReceiptID: consentlog.NewReceiptID()}
 			v, err := consentlog.Encode(&c)
 			if err != nil {
-				return Result{}, err
+				return err
 			}
-			grants = append(grants, &kgo.Record{Topic: cfg.Names.ConsentTopic, Key: consentlog.Key(c.SubjectID, p), Value: v})
+			grants = append(grants, &kgo.Record{Topic: b.cfg.Names.ConsentTopic, Key: consentlog.Key(c.SubjectID, p), Value: v})
 		}
 	}
 	if err := kafkaio.ProduceAll(ctx, prodCl, grants); err != nil {
-		return Result{}, err
+		return err
 	}
-	syncer, err := consentsync.New(consentsync.Config{Kafka: cfg.Kafka, Topic: cfg.Names.ConsentTopic, Group: id + ".sync", Store: pp.Store})
+	syncer, err := consentsync.New(consentsync.Config{Kafka: b.cfg.Kafka, Topic: b.cfg.Names.ConsentTopic, Group: b.id + ".sync", Store: b.pp.Store})
 	if err != nil {
-		return Result{}, err
+		return err
 	}
-	goRun(func() { syncer.Run(rctx, true) })
+	b.goRun(func() { syncer.Run(b.rctx, true) })
 	for !syncer.Ready() || syncer.Applied() < uint64(len(grants)) {
 		if ctx.Err() != nil {
-			return Result{}, ctx.Err()
+			return ctx.Err()
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	logf("consent loaded for %d subjects through %s and consent-sync", opt.Subjects, cfg.Names.ConsentTopic)
+	b.logf("consent loaded for %d subjects through %s and consent-sync", b.opt.Subjects, b.cfg.Names.ConsentTopic)
+	return nil
+}
 
-	// The privacy processor, following invalidations. Its commit hook gives
-	// the exact moment each clean record became visible.
-	type sp struct {
-		s string
-		p purpose.Purpose
+// startPrivacy runs the privacy processor, following invalidations. Its
+// commit hook gives the exact moment each clean record became visible.
+func (b *bench) startPrivacy(context.Context) error {
+	rn, err := runner.New(runner.Config{Conn: b.cfg.Kafka, Group: b.cfg.Names.GroupID, Input: b.cfg.Names.RawTopic,
+		MaxPollRecords: b.cfg.Runner.MaxPollRecords, Log: slog.New(slog.DiscardHandler), OnCommit: b.onCommit}, b.pp.Processor)
+	if err != nil {
+		return err
 	}
-	var mu sync.Mutex
-	lastCommitted := map[sp][]time.Time{}
-	var bySubject map[purpose.Purpose]map[string]string
-	topicPurpose := map[string]purpose.Purpose{}
-	onCommit := func(outs []processors.Output, at time.Time) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, o := range outs {
-			p, ok := topicPurpose[o.Topic]
-			if !ok {
-				continue
-			}
-			if s, ok := bySubject[p][string(o.Key)]; ok {
-				lastCommitted[sp{s, p}] = append(lastCommitted[sp{s, p}], at)
-			}
+	b.rn = rn
+	b.goRun(func() { rn.Run(b.rctx) })
+	b.goRun(func() { consentredis.FollowInvalidations(b.rctx, b.pp.Store, b.pp.Cache, nil) })
+	return nil
+}
+
+// onCommit records the commit time of each clean record of a sample
+// subject.
+func (b *bench) onCommit(outs []processors.Output, at time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, o := range outs {
+		p, ok := b.topicPurpose[o.Topic]
+		if !ok {
+			continue
+		}
+		if s, ok := b.bySubject[p][string(o.Key)]; ok {
+			b.lastCommitted[subjectPurpose{s, p}] = append(b.lastCommitted[subjectPurpose{s, p}], at)
 		}
 	}
-	rn, err := runner.New(runner.Config{Conn: cfg.Kafka, Group: cfg.Names.GroupID, Input: cfg.Names.RawTopic,
-		MaxPollRecords: cfg.Runner.MaxPollRecords, Log: slog.New(slog.DiscardHandler), OnCommit: onCommit}, pp.Processor)
-	if err != nil {
-		return Result{}, err
-	}
-	goRun(func() { rn.Run(rctx) })
-	goRun(func() { consentredis.FollowInvalidations(rctx, pp.Store, pp.Cache, nil) })
+}
 
-	// The consent API over real HTTP.
-	api, err := consentapi.New(consentapi.Config{Producer: prodCl, Topic: cfg.Names.ConsentTopic, Store: pp.Store})
+// startAPI serves the consent API over real HTTP.
+func (b *bench) startAPI(context.Context) error {
+	api, err := consentapi.New(consentapi.Config{Producer: b.prodCl, Topic: b.cfg.Names.ConsentTopic, Store: b.pp.Store})
 	if err != nil {
-		return Result{}, err
+		return err
 	}
-	srv := httptest.NewServer(api.Handler())
-	defer srv.Close()
+	b.srv = httptest.NewServer(api.Handler())
+	b.cleanup = append(b.cleanup, b.srv.Close)
+	return nil
+}
 
-	// Sample subjects, their pseudonyms per purpose.
-	rng := rand.New(rand.NewPCG(1, 2))
-	sample := rng.Perm(opt.Subjects)[:opt.Withdrawals]
-	mu.Lock()
-	bySubject = map[purpose.Purpose]map[string]string{}
+// pickSample chooses the subjects that withdraw and maps their pseudonyms
+// per purpose, and the clean topics to their purposes, for the observers.
+func (b *bench) pickSample(context.Context) error {
+	b.rng = rand.New(rand.NewPCG(1, 2))
+	b.sample = b.rng.Perm(b.opt.Subjects)[:b.opt.Withdrawals]
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.bySubject = map[purpose.Purpose]map[string]string{}
 	for _, p := range purpose.All {
-		k, _ := keys.Active(p.String())
+		k, _ := b.keys.Active(p.String())
 		ps := pseudonym.New(k)
-		bySubject[p] = map[string]string{}
-		for _, s := range sample {
-			bySubject[p][string(ps.Append(nil, "subject_id", synth.SubjectID(s)))] = synth.SubjectID(s)
+		b.bySubject[p] = map[string]string{}
+		for _, s := range b.sample {
+			b.bySubject[p][string(ps.Append(nil, "subject_id", synth.SubjectID(s)))] = synth.SubjectID(s)
 		}
 	}
+	for _, p := range purpose.All {
+		b.topicPurpose[b.cfg.CleanTopic(p)] = p
+	}
+	return nil
+}
+
+// startTail is the cross-check: a read_committed consumer tailing the
+// clean topics (it shares the machine, so it can only see records later
+// than they were committed).
+func (b *bench) startTail(ctx context.Context) error {
 	var cleanTopics []string
 	for _, p := range purpose.All {
-		topicPurpose[cfg.CleanTopic(p)] = p
-		cleanTopics = append(cleanTopics, cfg.CleanTopic(p))
+		cleanTopics = append(cleanTopics, b.cfg.CleanTopic(p))
 	}
-	mu.Unlock()
-
-	// Cross-check: a read_committed consumer tailing the clean topics (it
-	// shares the machine, so it can only see records later than they were
-	// committed).
-	lastSeen := map[sp][]time.Time{}
-	tail, err := cfg.Kafka.NewClient(kgo.ConsumeTopics(cleanTopics...),
+	tail, err := b.cfg.Kafka.NewClient(kgo.ConsumeTopics(cleanTopics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(20*time.Millisecond))
 	if err != nil {
-		return Result{}, err
+		return err
 	}
-	defer tail.Close()
+	b.cleanup = append(b.cleanup, tail.Close)
 	tctx, stopTail := context.WithCancel(ctx)
-	defer stopTail()
-	var published int
-	goRun(func() {
+	b.stopTail = stopTail
+	b.cleanup = append(b.cleanup, stopTail)
+	b.goRun(func() {
 		for tctx.Err() == nil {
 			fs := tail.PollFetches(tctx)
 			now := time.Now()
-			mu.Lock()
+			b.mu.Lock()
 			fs.EachRecord(func(r *kgo.Record) {
-				published++
-				p := topicPurpose[r.Topic]
-				if s, ok := bySubject[p][string(r.Key)]; ok {
-					lastSeen[sp{s, p}] = append(lastSeen[sp{s, p}], now)
+				b.published++
+				p := b.topicPurpose[r.Topic]
+				if s, ok := b.bySubject[p][string(r.Key)]; ok {
+					b.lastSeen[subjectPurpose{s, p}] = append(b.lastSeen[subjectPurpose{s, p}], now)
 				}
 			})
-			mu.Unlock()
+			b.mu.Unlock()
 		}
 	})
+	return nil
+}
 
-	// Load: Rate events/s, a fifth of them for the sample subjects.
-	enc, _ := producer.NewEncoder()
-	loadCl, err := cfg.Kafka.NewClient(kgo.ProducerLinger(5*time.Millisecond),
+// startLoad starts the load: Rate raw events per second, a fifth of them
+// for the sample subjects, until endLoad.
+func (b *bench) startLoad(ctx context.Context) error {
+	loadCl, err := b.cfg.Kafka.NewClient(kgo.ProducerLinger(5*time.Millisecond),
 		kgo.ProducerBatchCompression(kgo.SnappyCompression()), kgo.MaxBufferedRecords(200000))
 	if err != nil {
-		return Result{}, err
+		return err
 	}
-	defer loadCl.Close()
+	b.loadCl = loadCl
+	b.cleanup = append(b.cleanup, loadCl.Close)
 	lctx, stopLoad := context.WithCancel(ctx)
-	defer stopLoad()
-	var produced int
-	var acked atomic.Int64
-	loadStart := time.Now()
-	var loadEnd time.Time
-	loadDone := make(chan struct{})
-	go func() {
-		defer close(loadDone)
-		gen := synth.New(3, opt.Subjects, time.Now())
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		lr := rand.New(rand.NewPCG(3, 4))
-		for seq := 0; ; {
-			select {
-			case <-lctx.Done():
-				loadEnd = time.Now()
-				return
-			case <-tick.C:
-			}
-			due := int(time.Since(loadStart).Seconds()*float64(opt.Rate)) - produced
-			for i := 0; i < due; i++ {
-				s := lr.IntN(opt.Subjects)
-				if lr.IntN(5) == 0 {
-					s = sample[lr.IntN(len(sample))]
-				}
-				ev := gen.EventFor(seq, s)
-				ev.Jurisdiction, ev.GPC = "gdpr", false
-				seq++
-				rec, err := enc.Record(cfg.Names.RawTopic, &ev)
-				if err != nil {
-					continue
-				}
-				// ctx, not lctx: stopping the load must not fail buffered records.
-				loadCl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-					if err == nil {
-						acked.Add(1)
-					}
-				})
-				produced++
-			}
-		}
-	}()
+	b.stopLoad = stopLoad
+	b.cleanup = append(b.cleanup, stopLoad)
+	b.loadStart = time.Now()
+	b.loadDone = make(chan struct{})
+	go b.produceLoad(ctx, lctx)
+	return nil
+}
 
-	// Diagnostics: when consent-sync announces each sample subject.
-	announced := map[string][]time.Time{}
-	annSub := pp.Store.SubscribeInvalidations(rctx)
-	if _, err := annSub.Receive(rctx); err != nil {
-		return Result{}, err
+// produceLoad produces, every 10ms, the events due since the load began,
+// until lctx ends. Records are produced with ctx, not lctx: stopping the
+// load must not fail buffered records.
+func (b *bench) produceLoad(ctx, lctx context.Context) {
+	defer close(b.loadDone)
+	enc, _ := producer.NewEncoder()
+	gen := synth.New(3, b.opt.Subjects, time.Now())
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	lr := rand.New(rand.NewPCG(3, 4))
+	for seq := 0; ; {
+		select {
+		case <-lctx.Done():
+			b.loadEnd = time.Now()
+			return
+		case <-tick.C:
+		}
+		due := int(time.Since(b.loadStart).Seconds()*float64(b.opt.Rate)) - b.produced
+		for i := 0; i < due; i++ {
+			s := lr.IntN(b.opt.Subjects)
+			if lr.IntN(5) == 0 {
+				s = b.sample[lr.IntN(len(b.sample))]
+			}
+			ev := gen.EventFor(seq, s)
+			ev.Jurisdiction, ev.GPC = "gdpr", false
+			seq++
+			rec, err := enc.Record(b.cfg.Names.RawTopic, &ev)
+			if err != nil {
+				continue
+			}
+			b.loadCl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+				if err == nil {
+					b.acked.Add(1)
+				}
+			})
+			b.produced++
+		}
 	}
-	stopAnn := context.AfterFunc(rctx, func() { annSub.Close() })
-	defer stopAnn()
-	goRun(func() {
+}
+
+// startAnnouncements records, for the diagnostics, when consent-sync
+// announces each subject on the invalidation channel.
+func (b *bench) startAnnouncements(context.Context) error {
+	annSub := b.pp.Store.SubscribeInvalidations(b.rctx)
+	if _, err := annSub.Receive(b.rctx); err != nil {
+		return err
+	}
+	stopAnn := context.AfterFunc(b.rctx, func() { annSub.Close() })
+	b.cleanup = append(b.cleanup, func() { stopAnn() })
+	b.goRun(func() {
 		for {
-			m, err := annSub.ReceiveMessage(rctx)
+			m, err := annSub.ReceiveMessage(b.rctx)
 			if err != nil {
 				return
 			}
 			now := time.Now()
-			mu.Lock()
+			b.mu.Lock()
 			for _, s := range consentredis.ParseInvalidation(m.Payload) {
-				announced[s] = append(announced[s], now)
+				b.announced[s] = append(b.announced[s], now)
 			}
-			mu.Unlock()
+			b.mu.Unlock()
 		}
 	})
+	return nil
+}
 
-	// Withdraw through the API, one sample subject at a time.
+// withdraw withdraws, through the API and under load, one (subject,
+// purpose) pair of the sample at a time, and returns when each was
+// accepted.
+func (b *bench) withdraw(ctx context.Context) ([]withdrawalRec, error) {
 	time.Sleep(3 * time.Second)
-	logf("load running at %d events/s; withdrawing %d (subject, purpose) pairs through the API", opt.Rate, opt.Withdrawals)
+	b.logf("load running at %d events/s; withdrawing %d (subject, purpose) pairs through the API", b.opt.Rate, b.opt.Withdrawals)
 	var ws []withdrawalRec
-	for i, s := range sample {
+	for i, s := range b.sample {
 		p := purpose.All[i%purpose.Count]
 		sub := synth.SubjectID(s)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/v1/subjects/"+url.PathEscape(sub)+"/consents/"+p.String()+"/withdraw",
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, b.srv.URL+"/v1/subjects/"+url.PathEscape(sub)+"/consents/"+p.String()+"/withdraw",
 			strings.NewReader(`{"source":"web_form","jurisdiction":"gdpr"}`))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return Result{}, err
+			return nil, err
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusAccepted {
-			return Result{}, fmt.Errorf("bench withdrawal: API answered %s", resp.Status)
+			return nil, fmt.Errorf("bench withdrawal: API answered %s", resp.Status)
 		}
 		ws = append(ws, withdrawalRec{sub, p, time.Now()})
-		time.Sleep(time.Duration(100+rng.IntN(150)) * time.Millisecond)
+		time.Sleep(time.Duration(100+b.rng.IntN(150)) * time.Millisecond)
 	}
-	time.Sleep(3 * time.Second) // keep the load on after the last withdrawal
-	stopLoad()
-	<-loadDone
-	if err := loadCl.Flush(ctx); err != nil {
-		return Result{}, err
+	return ws, nil
+}
+
+// endLoad keeps the load on for 3s after the last withdrawal, then stops
+// it and checks that every raw event was written.
+func (b *bench) endLoad(ctx context.Context) error {
+	time.Sleep(3 * time.Second)
+	b.stopLoad()
+	<-b.loadDone
+	if err := b.loadCl.Flush(ctx); err != nil {
+		return err
 	}
-	if int(acked.Load()) != produced {
-		return Result{}, fmt.Errorf("bench withdrawal: %d of %d raw events were not written", produced-int(acked.Load()), produced)
+	if int(b.acked.Load()) != b.produced {
+		return fmt.Errorf("bench withdrawal: %d of %d raw events were not written", b.produced-int(b.acked.Load()), b.produced)
 	}
-	logf("load stopped: %d events in %.1fs; waiting for the processor to drain", produced, loadEnd.Sub(loadStart).Seconds())
+	b.logf("load stopped: %d events in %.1fs; waiting for the processor to drain", b.produced, b.loadEnd.Sub(b.loadStart).Seconds())
+	return nil
+}
+
+// drain waits (at most 2 minutes) for the processor to commit every raw
+// event, then stops every component, and returns how long processing
+// took from the start of the load.
+func (b *bench) drain(ctx context.Context) time.Duration {
 	lastLog := time.Now()
-	for rn.Committed() < uint64(produced) && ctx.Err() == nil && time.Since(loadEnd) < 2*time.Minute {
+	for b.rn.Committed() < uint64(b.produced) && ctx.Err() == nil && time.Since(b.loadEnd) < 2*time.Minute {
 		time.Sleep(50 * time.Millisecond)
 		if time.Since(lastLog) > 5*time.Second {
-			logf("draining: %d of %d committed, %d aborted transactions", rn.Committed(), produced, rn.Aborted())
+			b.logf("draining: %d of %d committed, %d aborted transactions", b.rn.Committed(), b.produced, b.rn.Aborted())
 			lastLog = time.Now()
 		}
 	}
-	processedIn := time.Since(loadStart)
+	processedIn := time.Since(b.loadStart)
 	time.Sleep(time.Second)
-	stopTail()
-	stopAll()
-	wg.Wait()
+	b.stopTail()
+	b.stopAll()
+	b.wg.Wait()
+	return processedIn
+}
 
-	// Latency per withdrawal: last publication after acceptance.
+// result computes the latencies per withdrawal - to the last commit, and
+// to the last record seen by the tail, after its acceptance - and to its
+// announcement by consent-sync.
+func (b *bench) result(ws []withdrawalRec, processedIn time.Duration) Result {
+	opt := b.opt
 	res := Result{Withdrawals: len(ws), BoundMs: float64(opt.Bound.Milliseconds()),
-		RateEPS:      float64(produced) / loadEnd.Sub(loadStart).Seconds(),
-		ProcessedEPS: float64(rn.Committed()) / processedIn.Seconds()}
-	mu.Lock()
-	lat := latencies(ws, func(w withdrawalRec) []time.Time { return lastCommitted[sp{w.subject, w.purpose}] })
-	seenLat := latencies(ws, func(w withdrawalRec) []time.Time { return lastSeen[sp{w.subject, w.purpose}] })
+		RateEPS:      float64(b.produced) / b.loadEnd.Sub(b.loadStart).Seconds(),
+		ProcessedEPS: float64(b.rn.Committed()) / processedIn.Seconds()}
+	b.mu.Lock()
+	lat := latencies(ws, func(w withdrawalRec) []time.Time { return b.lastCommitted[subjectPurpose{w.subject, w.purpose}] })
+	seenLat := latencies(ws, func(w withdrawalRec) []time.Time { return b.lastSeen[subjectPurpose{w.subject, w.purpose}] })
 	syncLat := make([]float64, 0, len(ws))
 	for _, w := range ws {
-		for _, t := range announced[w.subject] {
+		for _, t := range b.announced[w.subject] {
 			if d := t.Sub(w.accepted); d > 0 {
 				syncLat = append(syncLat, float64(d.Microseconds())/1000)
 				break
@@ -418,7 +564,8 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	}
 	sort.Float64s(syncLat)
 	res.SyncP50Ms, res.SyncP99Ms = quantile(syncLat, 0.5), quantile(syncLat, 0.99)
-	mu.Unlock()
+	published := b.published
+	b.mu.Unlock()
 	for _, ms := range lat {
 		if ms > float64(opt.Bound.Milliseconds()) {
 			res.Violations++
@@ -426,9 +573,9 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	}
 	res.P50Ms, res.P99Ms, res.MaxMs = quantile(lat, 0.50), quantile(lat, 0.99), quantile(lat, 1)
 	res.SeenP99Ms = quantile(seenLat, 0.99)
-	logf("processed %d events (%d clean records seen); withdrawal latency (to commit) p50 %.0f ms, p99 %.0f ms, max %.0f ms, %d over %v; as seen by a tailing consumer p99 %.0f ms",
-		rn.Committed(), published, res.P50Ms, res.P99Ms, res.MaxMs, res.Violations, opt.Bound, res.SeenP99Ms)
-	return res, nil
+	b.logf("processed %d events (%d clean records seen); withdrawal latency (to commit) p50 %.0f ms, p99 %.0f ms, max %.0f ms, %d over %v; as seen by a tailing consumer p99 %.0f ms",
+		b.rn.Committed(), published, res.P50Ms, res.P99Ms, res.MaxMs, res.Violations, opt.Bound, res.SeenP99Ms)
+	return res
 }
 
 // latencies returns, per withdrawal, the time in ms from its acceptance to
@@ -448,6 +595,7 @@ func latencies(ws []withdrawalRec, times func(withdrawalRec) []time.Time) []floa
 	return lat
 }
 
+// quantile returns the f-quantile of sorted values (0 if there are none).
 func quantile(sorted []float64, f float64) float64 {
 	if len(sorted) == 0 {
 		return 0
