@@ -53,9 +53,9 @@ func TestKanonCatchesUpAfterDowntime(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rn, err := runner.New(runner.Config{Conn: r.cfg.Kafka, Group: r.cfg.Names.KanonAggregatesGroup, Input: analytics,
-			MaxPollRecords: 500, TickInterval: 50 * time.Millisecond, IdleAfter: 500 * time.Millisecond, Clock: clock,
-			Log: slog.New(slog.NewJSONHandler(r.logs, nil))}, a.Processor)
+		rc := wiring.RunnerConfig(r.cfg, r.cfg.Names.KanonAggregatesGroup, analytics, slog.New(slog.NewJSONHandler(r.logs, nil)))
+		rc.MaxPollRecords, rc.TickInterval, rc.IdleAfter, rc.Clock = 500, 50*time.Millisecond, 500*time.Millisecond, clock
+		rn, err := runner.New(rc, a.Processor)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -29,8 +29,9 @@ import (
 func (r *rig) startObserved(ctx context.Context) (*runner.Runner, *runner.Metrics, func()) {
 	r.t.Helper()
 	rm := runner.NewMetrics(r.reg)
-	rn, err := runner.New(runner.Config{Conn: r.cfg.Kafka, Group: r.cfg.Names.GroupID, Input: r.cfg.Names.RawTopic,
-		MaxPollRecords: 2000, Metrics: rm, AbortAlertAfter: 5, Log: slog.New(slog.NewJSONHandler(r.logs, nil))}, r.pp.Processor)
+	rc := wiring.RunnerConfig(r.cfg, r.cfg.Names.GroupID, r.cfg.Names.RawTopic, slog.New(slog.NewJSONHandler(r.logs, nil)))
+	rc.MaxPollRecords, rc.Metrics, rc.AbortAlertAfter = 2000, rm, 5
+	rn, err := runner.New(rc, r.pp.Processor)
 	if err != nil {
 		r.t.Fatal(err)
 	}

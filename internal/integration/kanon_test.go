@@ -132,8 +132,9 @@ func (r *rig) kproduce(recs []*kgo.Record) {
 func (r *rig) kreplica(proc processors.Processor, group, input string, reg prometheus.Registerer) func() {
 	debug := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r.t.Helper()
-	rn, err := runner.New(runner.Config{Conn: r.cfg.Kafka, Group: group, Input: input, MaxPollRecords: 700,
-		IdleAfter: 2 * time.Second, Log: debug, Metrics: runner.NewMetrics(reg)}, proc)
+	rc := wiring.RunnerConfig(r.cfg, group, input, debug)
+	rc.MaxPollRecords, rc.IdleAfter, rc.Metrics = 700, 2*time.Second, runner.NewMetrics(reg)
+	rn, err := runner.New(rc, proc)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -157,8 +157,9 @@ func newRig(t testing.TB) *rig {
 
 // start runs a runner (a processor replica) until the returned stop is called.
 func (r *rig) start() (*runner.Runner, func()) {
-	rn, err := runner.New(runner.Config{Conn: r.cfg.Kafka, Group: r.cfg.Names.GroupID, Input: r.cfg.Names.RawTopic,
-		MaxPollRecords: 2000, Log: slog.New(slog.NewJSONHandler(r.logs, nil))}, r.pp.Processor)
+	rc := wiring.RunnerConfig(r.cfg, r.cfg.Names.GroupID, r.cfg.Names.RawTopic, slog.New(slog.NewJSONHandler(r.logs, nil)))
+	rc.MaxPollRecords = 2000
+	rn, err := runner.New(rc, r.pp.Processor)
 	if err != nil {
 		r.t.Fatal(err)
 	}

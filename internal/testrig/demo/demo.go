@@ -137,8 +137,9 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		return Result{}, err
 	}
 
-	rn, err := runner.New(runner.Config{Conn: cfg.Kafka, Group: cfg.Names.GroupID, Input: cfg.Names.RawTopic, Log: opt.Log,
-		MaxPollRecords: cfg.Runner.MaxPollRecords, TransactionalID: "demo-privacy"}, pp.Processor)
+	rc := wiring.RunnerConfig(cfg, cfg.Names.GroupID, cfg.Names.RawTopic, opt.Log)
+	rc.TransactionalID = "demo-privacy"
+	rn, err := runner.New(rc, pp.Processor)
 	if err != nil {
 		return Result{}, err
 	}

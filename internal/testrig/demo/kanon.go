@@ -92,8 +92,9 @@ func runKanon(ctx context.Context, cfg config.Config, log *slog.Logger, inAnalyt
 	// The merge bounds progress by its own clock: the same one.
 	merge.Processor.UseClock(clock)
 	start := func(p processors.Processor, group, input string) (*runner.Runner, func() error, error) {
-		rn, err := runner.New(runner.Config{Conn: cfg.Kafka, Group: group, Input: input, Log: log,
-			TransactionalID: "demo-" + p.Name(), TickInterval: 200 * time.Millisecond, IdleAfter: 400 * time.Millisecond, Clock: clock}, p)
+		rc := wiring.RunnerConfig(cfg, group, input, log)
+		rc.TransactionalID, rc.TickInterval, rc.IdleAfter, rc.Clock = "demo-"+p.Name(), 200*time.Millisecond, 400*time.Millisecond, clock
+		rn, err := runner.New(rc, p)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -300,8 +300,9 @@ func (b *bench) loadConsent(ctx context.Context) error {
 // startPrivacy runs the privacy processor, following invalidations. Its
 // commit hook gives the exact moment each clean record became visible.
 func (b *bench) startPrivacy(context.Context) error {
-	rn, err := runner.New(runner.Config{Conn: b.cfg.Kafka, Group: b.cfg.Names.GroupID, Input: b.cfg.Names.RawTopic,
-		MaxPollRecords: b.cfg.Runner.MaxPollRecords, Log: slog.New(slog.DiscardHandler), OnCommit: b.onCommit}, b.pp.Processor)
+	rc := wiring.RunnerConfig(b.cfg, b.cfg.Names.GroupID, b.cfg.Names.RawTopic, slog.New(slog.DiscardHandler))
+	rc.OnCommit = b.onCommit
+	rn, err := runner.New(rc, b.pp.Processor)
 	if err != nil {
 		return err
 	}
