@@ -17,26 +17,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/privacy-pipeline/pipeline/internal/app/cli"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pipeline-dev:", err)
-		var u usageError
-		if errors.As(err, &u) {
-			fmt.Fprint(os.Stderr, usage)
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
+	cli.Main("pipeline-dev", usage, run, func(err error) bool { var u usageError; return errors.As(err, &u) })
 }
 
 const usage = `usage:
