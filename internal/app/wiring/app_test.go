@@ -1,0 +1,168 @@
+package wiring
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/topology"
+)
+
+// testConfig points every section at an in-process cluster and Redis,
+// with the default names (topics created on the cluster).
+func testConfig(t *testing.T) config.Config {
+	t.Helper()
+	names := topology.DefaultNames()
+	topics := []string{names.Raw, names.Consent, names.Quarantine, names.Partials()}
+	for _, p := range purpose.All {
+		topics = append(topics, names.Clean(p))
+	}
+	for _, a := range names.Kanon.Aggregates {
+		topics = append(topics, a.TopicFrom(names.AggTemplate))
+	}
+	topics = append(topics, names.Kanon.Records.TopicFrom(names.KanonTemplate))
+	for _, p := range []string{topology.KanonAggregates, topology.KanonMerge, topology.KanonRecords} {
+		topics = append(topics, names.State(p))
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	mr := miniredis.RunT(t)
+	for _, k := range []string{"PIPELINE_KAFKA_BROKERS", "PIPELINE_REDIS_ADDR", "PIPELINE_HTTP_ADDR", "PIPELINE_CONSENT_API_ADDR"} {
+		t.Setenv(k, "")
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Kafka.Brokers = c.ListenAddrs()
+	cfg.Redis.Addr = mr.Addr()
+	cfg.Ops.HTTPAddr = "127.0.0.1:0"
+	cfg.Consent.APIAddr = "127.0.0.1:0"
+	cfg.Consent.RequireLoaded = false
+	kr, err := pseudonym.GenerateKeyring(purpose.Names(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Privacy.PseudonymKeysFile = filepath.Join(t.TempDir(), "keys.json")
+	if err := pseudonym.WriteKeyringFile(cfg.Privacy.PseudonymKeysFile, kr); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func status(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestEveryCommandStartsServesAndStops: each 'pipeline run' command,
+// assembled by NewApp, serves its endpoints, becomes ready on a working
+// cluster and Redis, and returns nil on SIGTERM (ctx) after its services
+// stopped. The deadlines are backstops, not timing assertions.
+func TestEveryCommandStartsServesAndStops(t *testing.T) {
+	for _, command := range Commands {
+		t.Run(command, func(t *testing.T) {
+			cfg := testConfig(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			bound := make(chan string, 1)
+			var logs strings.Builder
+			w := &syncWriter{b: &logs}
+			log := slog.New(slog.NewJSONHandler(w, nil))
+			app, err := NewApp(ctx, command, cfg, AppOptions{Log: log, Bound: bound})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- app.Run(ctx) }()
+			addr := <-bound
+			deadline := time.Now().Add(60 * time.Second)
+			for status("http://"+addr+"/readyz") != http.StatusOK {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s never became ready", command)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if status("http://"+addr+"/metrics") != http.StatusOK || status("http://"+addr+"/healthz") != http.StatusOK {
+				t.Fatal("the operational endpoints are not served")
+			}
+			if !app.Ready() {
+				t.Fatal("App.Ready disagrees with /readyz")
+			}
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("shutdown: %v", err)
+				}
+			case <-time.After(60 * time.Second):
+				t.Fatal("the command did not stop after SIGTERM")
+			}
+			if !strings.Contains(logs.String(), " started\"") || (command != CommandConsentSync && command != CommandConsentAPI && !strings.Contains(logs.String(), " stopped\"")) {
+				t.Errorf("start and stop lines missing: %s", logs.String())
+			}
+		})
+	}
+}
+
+// TestAssemblyErrorsCloseAndReport: an unknown command, or the privacy
+// processor without pseudonym keys, is refused at assembly with a clear
+// error (nothing starts half-built).
+func TestAssemblyErrorsCloseAndReport(t *testing.T) {
+	if _, err := NewApp(context.Background(), "frobnicate", config.Config{}, AppOptions{}); err == nil {
+		t.Fatal("an unknown command was assembled")
+	}
+	cfg := testConfig(t)
+	cfg.Privacy.PseudonymKeysFile = ""
+	if _, err := NewApp(context.Background(), CommandPrivacy, cfg, AppOptions{}); err == nil || !strings.Contains(err.Error(), "PIPELINE_PSEUDONYM_KEYS_FILE") {
+		t.Fatalf("privacy without keys: %v", err)
+	}
+}
+
+// TestSectionsOfEachCommand: a command validates only what it reads; the
+// consent API never loads the k-anonymity settings.
+func TestSectionsOfEachCommand(t *testing.T) {
+	for _, c := range Commands {
+		secs := Sections(c)
+		if len(secs) == 0 || len(secs) == len(config.AllSections) {
+			t.Errorf("%s loads %v", c, secs)
+		}
+	}
+	for _, s := range Sections(CommandConsentAPI) {
+		if s == config.SectionKanon || s == config.SectionCastle || s == config.SectionPrivacy {
+			t.Errorf("consent-api loads section %d", s)
+		}
+	}
+}
+
+// syncWriter serialises writes of several goroutines' log lines.
+type syncWriter struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
