@@ -50,6 +50,12 @@ func (c Config) Validate() error {
 			return fmt.Errorf("kafkaconn: seed broker %q (PIPELINE_KAFKA_BROKERS): %w", b, err)
 		}
 	}
+	// franz-go's own seed parsing has the last word (it does not dial).
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...))
+	if err != nil {
+		return fmt.Errorf("kafkaconn: seed brokers (PIPELINE_KAFKA_BROKERS): %w", err)
+	}
+	cl.Close()
 	return nil
 }
 

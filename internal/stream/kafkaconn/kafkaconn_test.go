@@ -124,3 +124,23 @@ func TestNewClientWrapsErrors(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// FuzzValidate: Validate never panics, and a broker list it accepts is
+// one franz-go accepts too (a client is built without dialing), so a
+// start-up check can never pass an address the clients then refuse.
+func FuzzValidate(f *testing.F) {
+	for _, s := range []string{"localhost:9092", "k1:9092,k2:19092", "[::1]:9092", "::1", "host", "a,,b", "h:0", "h:65536", ":9092", "h: 1", "["} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, list string) {
+		c := Config{Brokers: strings.Split(list, ",")}
+		if c.Validate() != nil {
+			return
+		}
+		cl, err := c.NewClient()
+		if err != nil {
+			t.Fatalf("Validate accepted %q, franz-go refused it: %v", list, err)
+		}
+		cl.Close()
+	})
+}
