@@ -35,7 +35,7 @@ func TestKanonCatchesUpAfterDowntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.cfg.Kanon.InputPartitions = parts
-	analytics := r.cfg.CleanTopic(purpose.Analytics)
+	analytics := wiring.CleanTopic(r.cfg, purpose.Analytics)
 	// The merge stage runs throughout; the first stage goes down. The
 	// downtime is simulated by the successor's clock two hours on; the
 	// merge, which bounds progress by its own clock plus a skew, lives in

@@ -246,7 +246,7 @@ func TestClaimedJurisdictionNeverLoosensOnRealKafka(t *testing.T) {
 		if p != purpose.Marketing && p != purpose.ThirdPartySharing {
 			want += 25 // subject-ccpa-gpc
 		}
-		if got := counts[r.cfg.CleanTopic(p)]; got != want {
+		if got := counts[wiring.CleanTopic(r.cfg, p)]; got != want {
 			t.Errorf("%s: %d clean records, want %d (only subjects whose stored record says ccpa)", p, got, want)
 		}
 	}

@@ -197,7 +197,7 @@ func TestFlushAllDuringRunRebuilds(t *testing.T) {
 			wantPub++
 		}
 	}
-	recs := r.read(r.cfg.CleanTopic(purpose.Analytics))
+	recs := r.read(wiring.CleanTopic(r.cfg, purpose.Analytics))
 	seen := map[string]bool{}
 	for _, rec := range recs {
 		if !granted[string(rec.Key)] {

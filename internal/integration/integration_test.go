@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"os"
 	"strings"
 	"testing"
@@ -138,10 +139,10 @@ func TestCanaryAndAccounting(t *testing.T) {
 
 	kept := map[string]map[string]bool{}
 	for _, p := range purpose.All {
-		kept[r.cfg.CleanTopic(p)] = map[string]bool{}
+		kept[wiring.CleanTopic(r.cfg, p)] = map[string]bool{}
 		for path, rule := range r.pp.Policy.Purposes[p.String()].Fields {
 			if rule.Action == policy.Keep {
-				kept[r.cfg.CleanTopic(p)][path] = true
+				kept[wiring.CleanTopic(r.cfg, p)][path] = true
 			}
 		}
 	}
@@ -221,7 +222,7 @@ func TestConsentChangeTakesEffect(t *testing.T) {
 	r.waitCaughtUp(time.Minute)
 	counts := map[string]int{}
 	for _, p := range purpose.All {
-		for _, rec := range r.read(r.cfg.CleanTopic(p)) {
+		for _, rec := range r.read(wiring.CleanTopic(r.cfg, p)) {
 			counts[p.String()]++
 			for _, h := range rec.Headers {
 				if h.Key == processors.HeaderConsentBasis && string(h.Value) != "granted" {
@@ -353,7 +354,7 @@ func TestProcessorRestartResumes(t *testing.T) {
 	key, _ := r.keys.Active(purpose.Analytics.String())
 	_ = pseudonym.New(key)
 	seen := map[string]int{}
-	for _, rec := range r.read(r.cfg.CleanTopic(purpose.Analytics)) {
+	for _, rec := range r.read(wiring.CleanTopic(r.cfg, purpose.Analytics)) {
 		seen[string(rec.Value[10:])]++
 	}
 	dups := 0
@@ -402,7 +403,7 @@ func TestScaleOutAndIn(t *testing.T) {
 	r.waitCaughtUp(2 * time.Minute)
 	stopA()
 	seen := map[string]int{}
-	for _, rec := range r.read(r.cfg.CleanTopic(purpose.Analytics)) {
+	for _, rec := range r.read(wiring.CleanTopic(r.cfg, purpose.Analytics)) {
 		seen[string(rec.Value)]++
 	}
 	if len(seen) != len(evs) {

@@ -182,7 +182,7 @@ func TestKanonOnRealKafka(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	analytics, aiTraining := r.cfg.CleanTopic(purpose.Analytics), r.cfg.CleanTopic(purpose.AITraining)
+	analytics, aiTraining := wiring.CleanTopic(r.cfg, purpose.Analytics), wiring.CleanTopic(r.cfg, purpose.AITraining)
 	start := time.Now().Add(-time.Hour).Truncate(time.Minute)
 	aggEvents := kstream(1, 12000, 600, parts, start, 8*time.Minute, 3000)
 	// One event per partition far later closes every window.
@@ -471,7 +471,7 @@ func (r *rig) waitMerged(spec *kanonspec.Spec, timeout time.Duration) {
 func checkAnonymised(t *testing.T, r *rig, spec *kanonspec.Spec, k int, recs []*kgo.Record) {
 	t.Helper()
 	var in []processors.Record
-	for _, rec := range r.read(r.cfg.CleanTopic(purpose.AITraining)) {
+	for _, rec := range r.read(wiring.CleanTopic(r.cfg, purpose.AITraining)) {
 		in = append(in, processors.Record{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,
 			Key: rec.Key, Value: rec.Value, Timestamp: rec.Timestamp})
 	}
@@ -511,7 +511,7 @@ func TestIdlePartitionsCloseOnANewOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopMerge := r.kreplica(merge.Processor, merge.Group, merge.Input, prometheus.NewRegistry())
-	analytics := r.cfg.CleanTopic(purpose.Analytics)
+	analytics := wiring.CleanTopic(r.cfg, purpose.Analytics)
 	start := time.Now().Add(-3 * time.Hour).Truncate(time.Minute)
 	r.kproduce(kencode(t, analytics, "analytics", kstream(5, 6000, 400, parts, start, 5*time.Minute, 0)))
 	build := func() processors.Processor {

@@ -236,7 +236,7 @@ func (r *rig) waitCaughtUp(timeout time.Duration) {
 func (r *rig) cleanTopics() []string {
 	var out []string
 	for _, p := range purpose.All {
-		out = append(out, r.cfg.CleanTopic(p))
+		out = append(out, wiring.CleanTopic(r.cfg, p))
 	}
 	return out
 }
@@ -279,7 +279,7 @@ func (r *rig) checkAccounting(wantIn int) map[string]int {
 		counts[rec.Topic]++
 	}
 	for _, p := range purpose.All {
-		if got, pub := counts[r.cfg.CleanTopic(p)], tally.Published[p.String()]; got != pub {
+		if got, pub := counts[wiring.CleanTopic(r.cfg, p)], tally.Published[p.String()]; got != pub {
 			r.t.Errorf("%s: topic holds %d records, metrics say %d published", p, got, pub)
 		}
 	}

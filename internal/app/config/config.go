@@ -9,7 +9,7 @@
 // Config has no String method that would show them, and Redacted returns a
 // printable copy.
 //
-// It imports caarlos0/env, purpose and kafkaconn.
+// It imports caarlos0/env and kafkaconn.
 package config
 
 import (
@@ -21,7 +21,6 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
-	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 )
 
@@ -430,11 +429,6 @@ func (c Config) OpsAddr(command string) string {
 		return a
 	}
 	return ":9464"
-}
-
-// CleanTopic returns the clean topic of a purpose.
-func (c Config) CleanTopic(p purpose.Purpose) string {
-	return strings.ReplaceAll(c.Names.CleanTopicTemplate, "{purpose}", p.String())
 }
 
 // Redacted returns a copy safe to print: secrets are replaced.

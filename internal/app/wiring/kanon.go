@@ -38,11 +38,7 @@ func LoadKanonSpec(cfg config.Config) (*kanonspec.Spec, error) {
 // and group names (topology describe and apply, the tools, the demo and
 // the test rigs all start from it).
 func Names(cfg config.Config) (topology.Names, error) {
-	n := topology.DefaultNames()
-	n.Raw, n.Consent, n.Quarantine, n.CleanTemplate = cfg.Names.RawTopic, cfg.Names.ConsentTopic, cfg.Names.QuarantineTopic, cfg.Names.CleanTopicTemplate
-	n.StateTemplate, n.AggTemplate, n.KanonTemplate = cfg.Names.StateTopicTemplate, cfg.Names.AggTopicTemplate, cfg.Names.KanonTopicTemplate
-	n.Groups = topology.Groups{Privacy: cfg.Names.GroupID, ConsentSync: cfg.Names.ConsentSyncGroup,
-		KanonAggregates: cfg.Names.KanonAggregatesGroup, KanonMerge: cfg.Names.KanonMergeGroup, KanonRecords: cfg.Names.CastleGroup}
+	n := names(cfg)
 	spec, err := LoadKanonSpec(cfg)
 	if err != nil {
 		return n, err
@@ -50,6 +46,23 @@ func Names(cfg config.Config) (topology.Names, error) {
 	n.Kanon = spec
 	return n, nil
 }
+
+// names is Names without the kanon spec (no file read): the topics and
+// groups only.
+func names(cfg config.Config) topology.Names {
+	n := topology.DefaultNames()
+	n.Kanon = nil
+	c := cfg.Names
+	n.Raw, n.Consent, n.Quarantine, n.CleanTemplate = c.RawTopic, c.ConsentTopic, c.QuarantineTopic, c.CleanTopicTemplate
+	n.StateTemplate, n.AggTemplate, n.KanonTemplate = c.StateTopicTemplate, c.AggTopicTemplate, c.KanonTopicTemplate
+	n.Groups = topology.Groups{Privacy: c.GroupID, ConsentSync: c.ConsentSyncGroup,
+		KanonAggregates: c.KanonAggregatesGroup, KanonMerge: c.KanonMergeGroup, KanonRecords: c.CastleGroup}
+	return n
+}
+
+// CleanTopic returns the configured clean topic of a purpose (the
+// topology's template expansion).
+func CleanTopic(cfg config.Config, p purpose.Purpose) string { return names(cfg).Clean(p) }
 
 // Stateful is an assembled stateful processor with its input topic.
 type Stateful[P any] struct {
@@ -63,13 +76,10 @@ func cleanInput(cfg config.Config, purposeName string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return cfg.CleanTopic(p), nil
+	return CleanTopic(cfg, p), nil
 }
 
-func stateTopic(cfg config.Config, processor string) string {
-	n := topology.Names{StateTemplate: cfg.Names.StateTopicTemplate}
-	return n.State(processor)
-}
+func stateTopic(cfg config.Config, processor string) string { return names(cfg).State(processor) }
 
 // aggregatesConfig is the aggregates' configuration, shared by both
 // stages.
@@ -93,7 +103,7 @@ func aggregatesConfig(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.M
 // PartialsTopic returns the internal topic between the aggregates' two
 // stages.
 func PartialsTopic(cfg config.Config) string {
-	return topology.Names{StateTemplate: cfg.Names.StateTopicTemplate}.Partials()
+	return names(cfg).Partials()
 }
 
 // BuildAggregates assembles the k-anonymous aggregates' first stage: it

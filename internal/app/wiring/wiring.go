@@ -110,9 +110,9 @@ func RedisOptions(cfg config.Config) (*redis.Options, error) {
 func Topics(cfg config.Config) privacy.Topics {
 	var t privacy.Topics
 	for _, p := range purpose.All {
-		t.Clean[p] = cfg.CleanTopic(p)
+		t.Clean[p] = CleanTopic(cfg, p)
 	}
-	t.Quarantine = cfg.Names.QuarantineTopic
+	t.Quarantine = names(cfg).Quarantine
 	return t
 }
 

@@ -582,7 +582,7 @@ func (r *run) verify(ctx context.Context, expected [purpose.Count]map[string]boo
 			}
 			id, _ := native.(map[string]any)["event_id_pseudonym"].(map[string]any)["string"].(string)
 			seen[id]++
-		}, r.cfg.CleanTopic(p))
+		}, wiring.CleanTopic(r.cfg, p))
 		if err != nil {
 			return res, err
 		}

@@ -98,7 +98,7 @@ func procName(key int) string {
 
 // kanonInputs are the clean topics the k-anonymity processors read.
 func (r *run) kanonInputs() (analytics, ai string) {
-	return r.cfg.CleanTopic(purpose.Analytics), r.cfg.CleanTopic(purpose.AITraining)
+	return wiring.CleanTopic(r.cfg, purpose.Analytics), wiring.CleanTopic(r.cfg, purpose.AITraining)
 }
 
 // kanonCaughtUp waits until both k-anonymity groups committed past the

@@ -89,7 +89,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	}
 	cleanTopics := make([]string, 0, purpose.Count)
 	for _, p := range purpose.All {
-		cleanTopics = append(cleanTopics, cfg.CleanTopic(p))
+		cleanTopics = append(cleanTopics, wiring.CleanTopic(cfg, p))
 	}
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1),
 		kfake.SeedTopics(demoPartitions, append(append([]string{cfg.Names.RawTopic, cfg.Names.QuarantineTopic}, cleanTopics...), kanonTopics(cfg)...)...))
@@ -173,8 +173,8 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		held[r.Topic]++
 	}
 	for _, p := range purpose.All {
-		if got := held[cfg.CleanTopic(p)]; got != res.Published[p.String()] {
-			return res, fmt.Errorf("demo: topic %s holds %d records, %d were counted as published", cfg.CleanTopic(p), got, res.Published[p.String()])
+		if got := held[wiring.CleanTopic(cfg, p)]; got != res.Published[p.String()] {
+			return res, fmt.Errorf("demo: topic %s holds %d records, %d were counted as published", wiring.CleanTopic(cfg, p), got, res.Published[p.String()])
 		}
 	}
 	printSummary(opt.Out, res, cfg)
@@ -360,7 +360,7 @@ func printSample(ctx context.Context, w io.Writer, cfg config.Config, pp *wiring
 	for _, p := range purpose.All {
 		key, _ := pp.Keys.Active(p.String())
 		pseud := string(pseudonym.New(key).Append(nil, "subject_id", raw.SubjectID))
-		recs, err := kafkaio.ReadAll(ctx, cfg.Kafka, cfg.CleanTopic(p))
+		recs, err := kafkaio.ReadAll(ctx, cfg.Kafka, wiring.CleanTopic(cfg, p))
 		if err != nil {
 			return err
 		}
@@ -386,12 +386,12 @@ func printSample(ctx context.Context, w io.Writer, cfg config.Config, pp *wiring
 			for _, h := range r.Headers {
 				hs = append(hs, h.Key+"="+string(h.Value))
 			}
-			fmt.Fprintf(w, "\nits clean form in %s (key %s; headers %s):\n%s\n", cfg.CleanTopic(p), r.Key, strings.Join(hs, " "), text)
+			fmt.Fprintf(w, "\nits clean form in %s (key %s; headers %s):\n%s\n", wiring.CleanTopic(cfg, p), r.Key, strings.Join(hs, " "), text)
 			found = true
 			break
 		}
 		if !found {
-			fmt.Fprintf(w, "\nnot published to %s\n", cfg.CleanTopic(p))
+			fmt.Fprintf(w, "\nnot published to %s\n", wiring.CleanTopic(cfg, p))
 		}
 	}
 	return nil

@@ -356,7 +356,7 @@ func (b *bench) pickSample(context.Context) error {
 		}
 	}
 	for _, p := range purpose.All {
-		b.topicPurpose[b.cfg.CleanTopic(p)] = p
+		b.topicPurpose[wiring.CleanTopic(b.cfg, p)] = p
 	}
 	return nil
 }
@@ -367,7 +367,7 @@ func (b *bench) pickSample(context.Context) error {
 func (b *bench) startTail(ctx context.Context) error {
 	var cleanTopics []string
 	for _, p := range purpose.All {
-		cleanTopics = append(cleanTopics, b.cfg.CleanTopic(p))
+		cleanTopics = append(cleanTopics, wiring.CleanTopic(b.cfg, p))
 	}
 	tail, err := b.cfg.Kafka.NewClient(kgo.ConsumeTopics(cleanTopics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(20*time.Millisecond))
