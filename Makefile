@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`.
 GO ?= go
 
-.PHONY: demo test unit integration stress services-up services-down bench fuzz schemas lint
+.PHONY: demo test unit integration stress services-up services-down bench bench-compare fuzz schemas lint
 
 demo: ## the zero-setup embedded demo (in-process Kafka and Redis)
 	$(GO) run ./cmd/pipeline demo
@@ -27,6 +27,9 @@ services-down:
 bench: ## per-event cost of the privacy and k-anonymity paths, with same-run baselines
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./processors/privacy/ ./internal/fields/redact/ ./internal/codec/eventcodec/ ./internal/fields/pseudonym/
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./processors/kanonagg/ ./processors/kanonrec/ ./internal/kanon/aggregate/ ./internal/kanon/castle/ ./internal/codec/cleancodec/
+
+bench-compare: ## the benchmarks of BASE=<revision> and of the work tree, interleaved in one run, through benchstat
+	scripts/bench-compare $(BASE)
 
 fuzz: ## a short run of every fuzz target (FUZZTIME=30s by default)
 	scripts/fuzz $${FUZZTIME:-30s}
