@@ -83,7 +83,12 @@ func TestRepeatingAbortsAreSurfaced(t *testing.T) {
 			done := make(chan struct{})
 			go func() { r.Run(ctx); close(done) }()
 			defer func() { cancel(); <-done }()
-			waitFor(t, 60*time.Second, func() bool { n, _ := r.AbortStreak(); return n >= 3 })
+			// The streak, the gauge and the warning are set one after the
+			// other: wait for all three (a busy CPU can run a check between).
+			waitFor(t, 60*time.Second, func() bool {
+				n, _ := r.AbortStreak()
+				return n >= 3 && value(m.ConsecutiveAborts) >= 3 && strings.Contains(logs.String(), "transactions keep aborting for the same reason")
+			})
 			n, reason := r.AbortStreak()
 			if reason != tc.reason {
 				t.Fatalf("streak of %d for %q, want %q", n, reason, tc.reason)
