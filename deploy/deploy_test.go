@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"io"
 	"os"
 	"regexp"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"github.com/privacy-pipeline/pipeline/processors/privacy"
 )
 

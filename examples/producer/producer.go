@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/privacy-pipeline/pipeline/topology"
 	"strings"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/schemas"
+	"github.com/privacy-pipeline/pipeline/topology"
 )
 
 // DefaultTopic is the raw topic (SPEC section 2; the topology owns the name).

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"log/slog"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 )
 
 // TestKanonCatchesUpAfterDowntime is issue 11, defect 5 on the real

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"os"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/examples/producer"
+	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"

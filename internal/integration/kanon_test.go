@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
@@ -27,6 +26,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/kanonrec"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
 

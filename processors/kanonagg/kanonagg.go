@@ -39,7 +39,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"log/slog"
 	"math"
 	"strconv"
@@ -53,6 +52,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/partial"
 	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"github.com/privacy-pipeline/pipeline/processors/kit/shard"
 	"github.com/privacy-pipeline/pipeline/processors/kit/subject"
 )

@@ -3,7 +3,6 @@ package kanonagg
 import (
 	"context"
 	"fmt"
-	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"github.com/privacy-pipeline/pipeline/processors/kit/shard"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )

@@ -2,7 +2,6 @@ package kanonagg
 
 import (
 	"fmt"
-	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 )
 
 // TestOneFutureEventDoesNotCloseWindows is issue 11, defect 4: in a stream

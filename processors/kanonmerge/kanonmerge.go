@@ -47,7 +47,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"log/slog"
 	"math"
 	"slices"
@@ -58,6 +57,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/kanon/partial"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/kanonagg"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"github.com/privacy-pipeline/pipeline/processors/kit/shard"
 	"github.com/privacy-pipeline/pipeline/processors/kit/subject"
 )

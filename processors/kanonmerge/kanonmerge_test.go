@@ -3,7 +3,6 @@ package kanonmerge
 import (
 	"context"
 	"fmt"
-	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -20,6 +19,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/kanonagg"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"github.com/privacy-pipeline/pipeline/processors/kit/subject"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )

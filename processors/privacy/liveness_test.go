@@ -3,7 +3,6 @@ package privacy_test
 import (
 	"bytes"
 	"context"
-	"github.com/privacy-pipeline/pipeline/topology"
 	"strings"
 	"testing"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/privacy"
+	"github.com/privacy-pipeline/pipeline/topology"
 )
 
 // TestPollOfOnlyBadRecordsIsCurrent is the livelock of issue 10 (defect 1):

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/privacy-pipeline/pipeline/topology"
 	"log/slog"
 	"strings"
 	"testing"
@@ -29,6 +28,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/privacy"
 	"github.com/privacy-pipeline/pipeline/schemas"
+	"github.com/privacy-pipeline/pipeline/topology"
 )
 
 type harness struct {

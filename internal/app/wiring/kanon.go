@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"log/slog"
 	"os"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/processors/kanonagg"
 	"github.com/privacy-pipeline/pipeline/processors/kanonmerge"
 	"github.com/privacy-pipeline/pipeline/processors/kanonrec"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"github.com/privacy-pipeline/pipeline/topology"
 )
 

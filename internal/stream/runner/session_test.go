@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"log/slog"
 	"slices"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/processors"

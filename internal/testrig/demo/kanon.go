@@ -3,7 +3,6 @@ package demo
 import (
 	"context"
 	"fmt"
-	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"io"
 	"log/slog"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
 	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"github.com/privacy-pipeline/pipeline/topology"
 )
 
