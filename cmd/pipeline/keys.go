@@ -14,11 +14,17 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 )
 
-// cmdKeys writes a new pseudonym keyring file: one random 256-bit key per
-// purpose. The secrets go only to the file (mode 0600), never to stdout.
+// cmdKeys writes a new pseudonym keyring file (generate: one random
+// 256-bit key per purpose; the secrets go only to the file, mode 0600,
+// never to stdout) or checks one (check: what the processor will load,
+// read as the user it runs as; it prints key ids and purposes, never a
+// secret).
 func cmdKeys(args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "check" {
+		return cmdKeysCheck(args[1:], stdout)
+	}
 	if len(args) == 0 || args[0] != "generate" {
-		return usageError{"keys needs generate"}
+		return usageError{"keys needs generate or check"}
 	}
 	fs_ := newFlags("keys")
 	out := fs_.String("out", "", "keyring file to write (required; never overwritten unless --force)")
@@ -56,6 +62,33 @@ func cmdKeys(args []string, stdout io.Writer) error {
 	}
 	n := len(purpose.Names())
 	fmt.Fprintf(stdout, "wrote a keyring with %d keys (ids *-%s) to %s (mode 0600)\n", n, *id, *out)
+	return nil
+}
+
+// cmdKeysCheck loads a keyring exactly as 'pipeline run privacy' does
+// (PIPELINE_PSEUDONYM_KEYS_FILE) and reports its purposes and active key
+// ids: an init container or an operator runs it as the processor's user to
+// prove that the mounted file is readable and valid.
+func cmdKeysCheck(args []string, stdout io.Writer) error {
+	fs_ := newFlags("keys check")
+	file := fs_.String("file", "", "keyring file to check (required)")
+	if err := fs_.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if *file == "" {
+		return usageError{"keys check needs --file FILE"}
+	}
+	kr, err := pseudonym.LoadKeyring(*file)
+	if err != nil {
+		return fmt.Errorf("keys check: %w", err)
+	}
+	for _, p := range kr.Purposes() {
+		k, ok := kr.Active(p)
+		if !ok {
+			return fmt.Errorf("keys check: purpose %s has no active key", p)
+		}
+		fmt.Fprintf(stdout, "%s active key %s\n", p, k.ID)
+	}
 	return nil
 }
 

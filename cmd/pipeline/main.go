@@ -40,7 +40,7 @@ const usage = `usage:
   pipeline topology describe [--mermaid] | apply [--partitions N] [--replication N]
   pipeline schemas generate|check [--dir DIR]
   pipeline policy validate [--file FILE]
-  pipeline keys generate --out FILE [--id SUFFIX] [--force | --keep-if-exists]
+  pipeline keys generate --out FILE [--id SUFFIX] [--force | --keep-if-exists] | check --file FILE
   pipeline probe URL            exit 0 when URL answers 200 (container health checks)
 `
 
