@@ -9,10 +9,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -20,9 +23,11 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
 	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"github.com/privacy-pipeline/pipeline/processors/privacy"
+	"github.com/privacy-pipeline/pipeline/topology"
 )
 
 func knownEnv() map[string]bool {
@@ -35,7 +40,8 @@ func knownEnv() map[string]bool {
 
 func knownMetrics(t *testing.T) map[string]bool {
 	reg := prometheus.NewRegistry()
-	runner.NewMetrics(reg)
+	rm := runner.NewMetrics(reg)
+	rm.Lag.WithLabelValues("t", "0")
 	m := privacy.NewMetrics(reg)
 	// Touch every vector so it is gathered.
 	m.EventsIn.Add(0)
@@ -253,4 +259,58 @@ func TestReadmeDocumentsEveryEnvVar(t *testing.T) {
 		}
 	}
 	checkEnvRefs(t, "README.md", string(b))
+}
+
+// TestAutoscalingFollowsTheTopology: each ScaledObject targets a declared
+// StatefulSet, reads the lag of that processor's own group and input topic
+// (the topology's names), and never scales past the partitions the
+// topology Job creates (replicas beyond them would only idle).
+func TestAutoscalingFollowsTheTopology(t *testing.T) {
+	names := topology.DefaultNames()
+	want := map[string][2]string{
+		"privacy":       {names.Groups.Privacy, names.Raw},
+		"kanon":         {names.Groups.KanonAggregates, names.Clean(purpose.Analytics)},
+		"kanon-records": {names.Groups.KanonRecords, names.Clean(purpose.AITraining)},
+	}
+	sets := map[string]bool{}
+	files, _ := filepath.Glob("k8s/*.yaml")
+	partitions := 0
+	for _, f := range files {
+		for _, d := range readYAMLDocs(t, f) {
+			meta, _ := d["metadata"].(map[string]any)
+			switch d["kind"] {
+			case "StatefulSet":
+				sets[fmt.Sprint(meta["name"])] = true
+			case "Job":
+				args := fmt.Sprint(d)
+				if m := regexp.MustCompile(`--partitions (\d+)`).FindStringSubmatch(args); m != nil {
+					partitions, _ = strconv.Atoi(m[1])
+				}
+			}
+		}
+	}
+	seen := 0
+	for _, d := range readYAMLDocs(t, "k8s/autoscaling.yaml") {
+		if d["kind"] != "ScaledObject" {
+			continue
+		}
+		seen++
+		spec := d["spec"].(map[string]any)
+		target := spec["scaleTargetRef"].(map[string]any)
+		name := fmt.Sprint(target["name"])
+		if target["kind"] != "StatefulSet" || !sets[name] {
+			t.Errorf("ScaledObject targets %v %s, not a declared StatefulSet", target["kind"], name)
+		}
+		if max, _ := spec["maxReplicaCount"].(int); max < 1 || max > partitions {
+			t.Errorf("%s scales to %v replicas; the topology creates %d partitions", name, spec["maxReplicaCount"], partitions)
+		}
+		trig := spec["triggers"].([]any)[0].(map[string]any)
+		md := trig["metadata"].(map[string]any)
+		if w := want[name]; trig["type"] != "kafka" || md["consumerGroup"] != w[0] || md["topic"] != w[1] || md["allowIdleConsumers"] != "false" {
+			t.Errorf("%s: trigger %v, want kafka on group %s, topic %s, no idle consumers", name, trig, w[0], w[1])
+		}
+	}
+	if seen != len(want) || partitions == 0 {
+		t.Fatalf("%d ScaledObjects (want %d), topology partitions %d", seen, len(want), partitions)
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -313,9 +314,34 @@ func forgetAll(workers []processors.Worker) {
 	}
 }
 
-// noteRevoked remembers revoked partitions; their state is dropped before
-// the next batch.
+// noteLag sets the lag gauge of every partition a poll fetched from: the
+// last stable offset (what read_committed can see) minus the offset after
+// the last record fetched.
+func (r *Runner) noteLag(fetches kgo.Fetches) {
+	if r.cfg.Metrics == nil {
+		return
+	}
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if p.Topic != r.cfg.Input || len(p.Records) == 0 {
+			return
+		}
+		end := p.LastStableOffset
+		if end <= 0 {
+			end = p.HighWatermark
+		}
+		lag := end - (p.Records[len(p.Records)-1].Offset + 1)
+		r.cfg.Metrics.Lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(lag, 0)))
+	})
+}
+
+// noteRevoked remembers partitions that moved away (their state is dropped
+// at the next batch) and removes their lag.
 func (r *Runner) noteRevoked(m map[string][]int32) {
+	if r.cfg.Metrics != nil {
+		for _, p := range m[r.cfg.Input] {
+			r.cfg.Metrics.Lag.DeleteLabelValues(r.cfg.Input, strconv.Itoa(int(p)))
+		}
+	}
 	r.forgetMu.Lock()
 	r.forget = append(r.forget, m[r.cfg.Input]...)
 	for _, p := range m[r.cfg.Input] {
@@ -387,6 +413,7 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 		if err != nil {
 			return err
 		}
+		l.r.noteLag(fetches)
 		if l.tickDue(ctx, fetches) {
 			if err := l.tick(ctx); err != nil {
 				return err

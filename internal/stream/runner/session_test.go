@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -682,4 +683,61 @@ func TestTickTransactionsShareTheEndOfABatch(t *testing.T) {
 	if d := k.dones(); len(d) != 3 || d[2] {
 		t.Fatalf("worker told %v, want false last", d)
 	}
+}
+
+// TestLagGaugeFollowsFetchesAndRevocations: the lag an autoscaler reads is
+// the last stable offset minus the next offset per fetched partition
+// (never negative, only the input topic), and a revoked partition's lag
+// disappears instead of freezing at its last value (which would keep a
+// scaler adding replicas).
+func TestLagGaugeFollowsFetchesAndRevocations(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	r := &Runner{cfg: Config{Input: "in", Metrics: NewMetrics(reg)}, owned: map[int32]bool{}, lastSeen: map[int32]time.Time{}}
+	fetch := func(p int32, hwm, lso, last int64, topic string) kgo.Fetches {
+		return kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: topic, Partitions: []kgo.FetchPartition{{Partition: p,
+			HighWatermark: hwm, LastStableOffset: lso, Records: []*kgo.Record{{Topic: topic, Partition: p, Offset: last}}}}}}}}
+	}
+	r.noteLag(fetch(0, 120, 100, 9, "in"))    // read_committed sees up to 100
+	r.noteLag(fetch(1, 50, 0, 49, "in"))      // no stable offset reported: the high watermark
+	r.noteLag(fetch(2, 10, 10, 20, "in"))     // a stale watermark: 0, never negative
+	r.noteLag(fetch(0, 500, 500, 0, "other")) // not the input
+	want := map[string]float64{"0": 90, "1": 0, "2": 0}
+	if got := lagValues(t, reg); !maps.Equal(got, want) {
+		t.Fatalf("lag %v, want %v", got, want)
+	}
+	r.noteRevoked(map[string][]int32{"in": {0}})
+	delete(want, "0")
+	if got := lagValues(t, reg); !maps.Equal(got, want) {
+		t.Fatalf("after revoking 0: lag %v, want %v", got, want)
+	}
+}
+
+func lagValues(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "pipeline_consumer_lag" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var topic, part string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "topic":
+					topic = l.GetValue()
+				case "partition":
+					part = l.GetValue()
+				}
+			}
+			if topic != "in" {
+				t.Fatalf("lag of topic %q", topic)
+			}
+			out[part] = m.GetGauge().GetValue()
+		}
+	}
+	return out
 }
