@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
 	"github.com/privacy-pipeline/pipeline/topology"
 	"log/slog"
 	"strings"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/linkedin/goavro/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -113,7 +113,7 @@ func decodeClean(t testing.TB, p purpose.Purpose, value []byte) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := goavro.NewCodec(string(js))
+	codec, err := avrosingle.NewCodec(string(js))
 	if err != nil {
 		t.Fatal(err)
 	}
