@@ -276,6 +276,9 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 	for i := range in {
 		st := p.cfg.Decoder.Decode(in[i].Value, &w.events[i])
 		w.status[i] = st
+		if w.events[i].LegacyFingerprint {
+			w.counts.Legacy++
+		}
 		if st != eventcodec.OK {
 			w.quarantine(i, &in[i], st, out)
 			continue
