@@ -25,7 +25,7 @@
 // written with version 1 still decode (Decode picks the schema by its
 // fingerprint).
 //
-// It imports consent, purpose, schemas, goavro and franz-go's kgo (for the
+// It imports consent, purpose, schemas, internal/codec/avrosingle, goavro and franz-go's kgo (for the
 // partitioner and the records).
 package consentlog
 
