@@ -23,10 +23,11 @@
 //
 // Version 2 of the schema made state optional and added gpc; records
 // written with version 1 still decode (Decode picks the schema by its
-// fingerprint).
+// fingerprint). Records are written with the Avro specification's
+// fingerprint; those written before, with goavro's legacy one, still decode.
 //
-// It imports consent, purpose, schemas, internal/codec/avrosingle, goavro and franz-go's kgo (for the
-// partitioner and the records).
+// It imports consent, purpose, schemas, internal/codec/avrosingle, goavro
+// and franz-go's kgo (for the partitioner and the records).
 package consentlog
 
 import (
