@@ -120,7 +120,8 @@ var scriptEnv = map[string]bool{"PIPELINE_CACHE_DIR": true, "PIPELINE_TEST_KAFKA
 	"PIPELINE_TEST_KAFKA_VERSION": true, "PIPELINE_KAFKA_HEAP": true, "PIPELINE_KAFKA_START_TIMEOUT": true,
 	"PIPELINE_TEST_REGISTRY_PORT": true, "PIPELINE_SCHEMA_REGISTRY_URL": true, "PIPELINE_RUN_DIR": true,
 	"PIPELINE_CONSENT_API_URL": true, // privacyctl's
-	"PIPELINE_ADULT_DIR":       true} // scripts/test's
+	"PIPELINE_ADULT_DIR":       true, // scripts/test's
+	"PIPELINE_PYTHON":          true} // the fastavro check's (scripts/pyenv)
 
 func checkEnvRefs(t *testing.T, where, text string) {
 	t.Helper()

@@ -3,7 +3,13 @@
 // with the project's raw schema (so the pipeline can identify the writer
 // schema by fingerprint), keyed by subject id.
 //
-// It imports schemas, goavro and franz-go's kgo (for Record and Publish).
+// The single-object header carries the writer schema's fingerprint as the
+// Avro specification defines it (internal/codec/avroschema), the one Java
+// Avro and fastavro compute; goavro's own SingleFromNative would write
+// goavro's, which differs for schemas with a logical type.
+//
+// It imports schemas, goavro, internal/codec/avrosingle and franz-go's kgo
+// (for Record and Publish).
 package producer
 
 import (
@@ -16,6 +22,7 @@ import (
 	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
 	"github.com/privacy-pipeline/pipeline/schemas"
 	"github.com/privacy-pipeline/pipeline/topology"
 )
@@ -58,7 +65,7 @@ type Event struct {
 }
 
 // Encoder encodes events with the raw schema. It is safe for concurrent use.
-type Encoder struct{ codec *goavro.Codec }
+type Encoder struct{ codec *avrosingle.Codec }
 
 // NewEncoder returns an encoder for the checked-in raw schema.
 func NewEncoder() (*Encoder, error) { return NewEncoderFor(schemas.RawEventSchemaJSON()) }
@@ -67,14 +74,15 @@ func NewEncoder() (*Encoder, error) { return NewEncoderFor(schemas.RawEventSchem
 // registered with the pipeline, or its records are quarantined as
 // unknown_schema).
 func NewEncoderFor(schemaJSON []byte) (*Encoder, error) {
-	c, err := goavro.NewCodec(string(schemaJSON))
+	c, err := avrosingle.NewCodec(string(schemaJSON))
 	if err != nil {
 		return nil, fmt.Errorf("producer: schema: %w", err)
 	}
 	return &Encoder{codec: c}, nil
 }
 
-// Fingerprint returns the writer schema's CRC-64-AVRO fingerprint.
+// Fingerprint returns the writer schema's CRC-64-AVRO fingerprint, the
+// specification's (avroschema.Fingerprint), as written in every record.
 func (e *Encoder) Fingerprint() uint64 { return e.codec.Rabin }
 
 // ErrInvalid is wrapped by validation errors.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
+
 	"github.com/linkedin/goavro/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -79,7 +81,7 @@ func kencode(t *testing.T, topic, pur string, evs []kevent) []*kgo.Record {
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := goavro.NewCodec(string(sch))
+	codec, err := avrosingle.NewCodec(string(sch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +319,7 @@ func TestKanonOnRealKafka(t *testing.T) {
 func checkAggregateRows(t *testing.T, spec *kanonspec.Spec, k int, evs []kevent, rows []*kgo.Record) {
 	t.Helper()
 	agg := spec.Aggregates[0]
-	codec, err := goavro.NewCodec(string(agg.AggregateSchemaJSON()))
+	codec, err := avrosingle.NewCodec(string(agg.AggregateSchemaJSON()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/linkedin/goavro/v2"
-
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
@@ -47,7 +46,7 @@ func BenchmarkBaselineGoavroDecode(b *testing.B) {
 	start := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	vals := encodeAll(b, synth(1, 20000, 2000, start))
 	sch, _ := schemas.CleanSchemaJSON("analytics")
-	codec, err := goavro.NewCodec(string(sch))
+	codec, err := avrosingle.NewCodec(string(sch))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -44,9 +44,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/linkedin/goavro/v2"
-
 	"github.com/privacy-pipeline/pipeline/internal/codec/avroenc"
+	"github.com/privacy-pipeline/pipeline/internal/codec/avroschema"
 	"github.com/privacy-pipeline/pipeline/internal/codec/cleancodec"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/aggregate"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
@@ -191,12 +190,12 @@ func New(cfg Config) (*Processor, error) {
 			return nil, fmt.Errorf("aggregates: %s: %w", a.Name, err)
 		}
 		pl.aggCfg = ac
-		codec, err := goavro.NewCodec(string(a.AggregateSchemaJSON()))
+		fp, err := avroschema.Fingerprint(a.AggregateSchemaJSON())
 		if err != nil {
 			return nil, fmt.Errorf("aggregates: %s schema: %w", a.Name, err)
 		}
-		pl.fingerprint = codec.Rabin
-		pl.schemaHdr = []byte("privacy.agg." + a.Purpose + "." + a.Name + ".AggregateRow@" + strconv.FormatUint(codec.Rabin, 16))
+		pl.fingerprint = fp
+		pl.schemaHdr = []byte("privacy.agg." + a.Purpose + "." + a.Name + ".AggregateRow@" + strconv.FormatUint(fp, 16))
 		pl.kHdr = strconv.AppendInt(nil, int64(cfg.K), 10)
 		pl.k = cfg.K
 		if cfg.DP != nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
+
 	"github.com/linkedin/goavro/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -60,7 +62,7 @@ func encodeAll(t testing.TB, evs []event) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := goavro.NewCodec(string(sch))
+	codec, err := avrosingle.NewCodec(string(sch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +131,7 @@ type output struct {
 
 // run feeds records in batches of size batch to a worker, committing each
 // batch (checkpoints saved, Done(true)), and returns the decoded rows.
-func run(t testing.TB, w processors.Worker, store *memStore, recs []processors.Record, batch int, codec *goavro.Codec) []output {
+func run(t testing.TB, w processors.Worker, store *memStore, recs []processors.Record, batch int, codec *avrosingle.Codec) []output {
 	t.Helper()
 	var out []output
 	var b processors.Batch
@@ -163,9 +165,9 @@ func records(vals [][]byte) []processors.Record {
 	return recs
 }
 
-func aggCodec(t testing.TB) *goavro.Codec {
+func aggCodec(t testing.TB) *avrosingle.Codec {
 	spec, _ := kanonspec.Default()
-	c, err := goavro.NewCodec(string(spec.Aggregates[0].AggregateSchemaJSON()))
+	c, err := avrosingle.NewCodec(string(spec.Aggregates[0].AggregateSchemaJSON()))
 	if err != nil {
 		t.Fatal(err)
 	}

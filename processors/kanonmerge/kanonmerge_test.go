@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
+
 	"github.com/linkedin/goavro/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -41,7 +43,7 @@ func records(t testing.TB, evs []ev) []processors.Record {
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := goavro.NewCodec(string(sch))
+	codec, err := avrosingle.NewCodec(string(sch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +158,7 @@ func (emptyStore) Replay(context.Context, int32, int64, int64, func(processors.R
 func subjectsOf(t testing.TB, o processors.Output) int64 {
 	t.Helper()
 	spec, _ := kanonspec.Default()
-	codec, err := goavro.NewCodec(string(spec.Aggregates[0].AggregateSchemaJSON()))
+	codec, err := avrosingle.NewCodec(string(spec.Aggregates[0].AggregateSchemaJSON()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/linkedin/goavro/v2"
-
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/kit/subject"
@@ -56,7 +55,7 @@ func rowKey(k []byte) string {
 func figures(t testing.TB, rows []processors.Output) map[string]string {
 	t.Helper()
 	spec, _ := kanonspec.Default()
-	codec, err := goavro.NewCodec(string(spec.Aggregates[0].AggregateSchemaJSON()))
+	codec, err := avrosingle.NewCodec(string(spec.Aggregates[0].AggregateSchemaJSON()))
 	if err != nil {
 		t.Fatal(err)
 	}

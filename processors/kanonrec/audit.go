@@ -5,8 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/linkedin/goavro/v2"
-
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
@@ -75,7 +74,7 @@ func AuditRun(ctx context.Context, p *Processor, input []processors.Record, publ
 	if err != nil {
 		return a, err
 	}
-	cleanCodec, err := goavro.NewCodec(string(cleanSchema))
+	cleanCodec, err := avrosingle.NewCodec(string(cleanSchema))
 	if err != nil {
 		return a, fmt.Errorf("anonymize: audit: %w", err)
 	}
@@ -83,7 +82,7 @@ func AuditRun(ctx context.Context, p *Processor, input []processors.Record, publ
 	if err != nil {
 		return a, err
 	}
-	outCodec, err := goavro.NewCodec(string(outSchema))
+	outCodec, err := avrosingle.NewCodec(string(outSchema))
 	if err != nil {
 		return a, fmt.Errorf("anonymize: audit: %w", err)
 	}

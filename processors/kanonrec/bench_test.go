@@ -4,8 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/linkedin/goavro/v2"
-
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
 	"github.com/privacy-pipeline/pipeline/processors"
 )
 
@@ -39,7 +38,7 @@ func BenchmarkProcess(b *testing.B) {
 func BenchmarkBaselineGoavroDecode(b *testing.B) {
 	recs := encodeAll(b, synth(1, 20000, 2000))
 	sch, _ := cleanSchema()
-	codec, err := goavro.NewCodec(sch)
+	codec, err := avrosingle.NewCodec(sch)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -35,9 +35,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/linkedin/goavro/v2"
-
 	"github.com/privacy-pipeline/pipeline/internal/codec/avroenc"
+	"github.com/privacy-pipeline/pipeline/internal/codec/avroschema"
 	"github.com/privacy-pipeline/pipeline/internal/codec/cleancodec"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/castle"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/hierarchy"
@@ -184,12 +183,12 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, err
 	}
-	codec, err := goavro.NewCodec(string(sch))
+	fp, err := avroschema.Fingerprint(sch)
 	if err != nil {
 		return nil, fmt.Errorf("anonymize: schema: %w", err)
 	}
-	p.fingerprint = codec.Rabin
-	p.schemaHdr = []byte("privacy.clean." + cfg.Records.Purpose + ".kanon.KAnonymousEvent@" + strconv.FormatUint(codec.Rabin, 16))
+	p.fingerprint = fp
+	p.schemaHdr = []byte("privacy.clean." + cfg.Records.Purpose + ".kanon.KAnonymousEvent@" + strconv.FormatUint(fp, 16))
 	p.kHdr = strconv.AppendInt(nil, int64(cfg.K), 10)
 	return p, nil
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
+
 	"github.com/linkedin/goavro/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -66,7 +68,7 @@ func encodeAll(t testing.TB, evs []event) []processors.Record {
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := goavro.NewCodec(sch)
+	codec, err := avrosingle.NewCodec(sch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,13 +141,13 @@ func newProc(t testing.TB, k, delta int, store processors.StateStore) *Processor
 	return p
 }
 
-func outCodec(t testing.TB) *goavro.Codec {
+func outCodec(t testing.TB) *avrosingle.Codec {
 	spec, _ := kanonspec.Default()
 	b, err := spec.Records.KanonSchemaJSON()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := goavro.NewCodec(string(b))
+	c, err := avrosingle.NewCodec(string(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +171,7 @@ func traced(w processors.Worker) *[]int64 {
 
 // decodeOutputs decodes a batch's outputs and pairs them with the lineage
 // reported while it was built.
-func decodeOutputs(t testing.TB, b *processors.Batch, offsets *[]int64, codec *goavro.Codec) []released {
+func decodeOutputs(t testing.TB, b *processors.Batch, offsets *[]int64, codec *avrosingle.Codec) []released {
 	t.Helper()
 	if len(*offsets) != len(b.Outputs) {
 		t.Fatalf("%d outputs, %d lineage entries", len(b.Outputs), len(*offsets))
@@ -190,7 +192,7 @@ func decodeOutputs(t testing.TB, b *processors.Batch, offsets *[]int64, codec *g
 }
 
 // run processes recs in committed batches and returns the decoded outputs.
-func run(t testing.TB, w processors.Worker, store *memStore, recs []processors.Record, batch int, codec *goavro.Codec) []released {
+func run(t testing.TB, w processors.Worker, store *memStore, recs []processors.Record, batch int, codec *avrosingle.Codec) []released {
 	t.Helper()
 	offsets := traced(w)
 	var out []released
@@ -517,7 +519,7 @@ func TestKeptValueOutsideItsDomainIsNull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := goavro.NewCodec(string(sch))
+	codec, err := avrosingle.NewCodec(string(sch))
 	if err != nil {
 		t.Fatal(err)
 	}

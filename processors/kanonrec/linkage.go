@@ -6,8 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/linkedin/goavro/v2"
-
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
 
@@ -47,7 +46,7 @@ func Linkage(p *Processor, released, clean [][]byte, extra func(i int, cl map[st
 	if err != nil {
 		return LinkageStats{}, err
 	}
-	outCodec, err := goavro.NewCodec(string(outSchema))
+	outCodec, err := avrosingle.NewCodec(string(outSchema))
 	if err != nil {
 		return LinkageStats{}, fmt.Errorf("anonymize: linkage: %w", err)
 	}
@@ -55,7 +54,7 @@ func Linkage(p *Processor, released, clean [][]byte, extra func(i int, cl map[st
 	if err != nil {
 		return LinkageStats{}, err
 	}
-	cleanCodec, err := goavro.NewCodec(string(cleanSchema))
+	cleanCodec, err := avrosingle.NewCodec(string(cleanSchema))
 	if err != nil {
 		return LinkageStats{}, fmt.Errorf("anonymize: linkage: %w", err)
 	}

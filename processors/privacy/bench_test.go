@@ -14,6 +14,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/examples/producer"
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
@@ -88,11 +89,11 @@ func BenchmarkProcess(b *testing.B) {
 // map and encode it with goavro (no consent, no field actions).
 func BenchmarkBaselineGoavroMaps(b *testing.B) {
 	in := benchInput(b)
-	rawCodec, _ := goavro.NewCodec(string(schemas.RawEventSchemaJSON()))
-	clean := make([]*goavro.Codec, 0, purpose.Count)
+	rawCodec, _ := avrosingle.NewCodec(string(schemas.RawEventSchemaJSON()))
+	clean := make([]*avrosingle.Codec, 0, purpose.Count)
 	for _, p := range purpose.All {
 		js, _ := schemas.CleanSchemaJSON(p.String())
-		c, err := goavro.NewCodec(string(js))
+		c, err := avrosingle.NewCodec(string(js))
 		if err != nil {
 			b.Fatal(err)
 		}

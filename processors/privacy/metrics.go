@@ -23,7 +23,11 @@ type Metrics struct {
 	Denied              [purpose.Count][]prometheus.Counter // indexed by consent.Reason
 	Quarantined         []prometheus.Counter                // indexed by eventcodec.Reason
 	UnclassifiedDropped prometheus.Counter
-	SensitiveDropped    [purpose.Count]prometheus.Counter
+	// LegacyFingerprint counts raw records whose writer schema was found by
+	// its legacy (goavro) fingerprint instead of the Avro specification's
+	// (see eventcodec): producers still to be upgraded.
+	LegacyFingerprint prometheus.Counter
+	SensitiveDropped  [purpose.Count]prometheus.Counter
 	// GPCApplied counts every denial decided by a Global Privacy Control
 	// signal, per purpose and where the signal came from (indexed by
 	// consent.GPCSource).
@@ -47,6 +51,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Raw events read by the privacy processor."}),
 		UnclassifiedDropped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "unclassified_fields_dropped_total",
 			Help: "Non-null fields of writer schemas that the classified raw schema does not declare; dropped (fail closed)."}),
+		LegacyFingerprint: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "legacy_fingerprint_total",
+			Help: "Raw records whose writer schema was recognised by its legacy goavro fingerprint, not the Avro specification's; decoded as usual. Producers still writing it should upgrade."}),
 		ConsentCacheHits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "consent_cache_hits_total",
 			Help: "Consent lookups answered by the local cache."}),
 		ConsentCacheMisses: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "consent_cache_misses_total",
@@ -93,7 +99,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range reasons {
 		m.Quarantined[r] = quarantined.WithLabelValues(r.String())
 	}
-	reg.MustRegister(m.EventsIn, m.UnclassifiedDropped, m.ConsentCacheHits, m.ConsentCacheMisses,
+	reg.MustRegister(m.EventsIn, m.UnclassifiedDropped, m.LegacyFingerprint, m.ConsentCacheHits, m.ConsentCacheMisses,
 		m.ConsentStoreErrors, m.ConsentLookup, m.BatchSeconds, m.BatchSize, m.Paused, m.QuarantinedAsReference,
 		published, denied, quarantined, sensitive, gpc)
 	return m
@@ -106,8 +112,10 @@ type Counts struct {
 	Denied       [purpose.Count][consent.ReasonUnreadable + 1]int
 	Quarantined  [16]int
 	Unclassified int
-	Sensitive    [purpose.Count]int
-	GPC          [purpose.Count][consent.GPCBoth + 1]int
+	// Legacy counts records decoded through a legacy writer fingerprint.
+	Legacy    int
+	Sensitive [purpose.Count]int
+	GPC       [purpose.Count][consent.GPCBoth + 1]int
 	// AsReference counts quarantined records published as a reference.
 	AsReference int
 }
@@ -116,6 +124,9 @@ type Counts struct {
 func (m *Metrics) Flush(c *Counts) {
 	m.EventsIn.Add(float64(c.EventsIn))
 	m.UnclassifiedDropped.Add(float64(c.Unclassified))
+	if c.Legacy > 0 {
+		m.LegacyFingerprint.Add(float64(c.Legacy))
+	}
 	for _, p := range purpose.All {
 		if n := c.Published[p]; n > 0 {
 			m.Published[p].Add(float64(n))
@@ -154,6 +165,9 @@ type Tally struct {
 	Denied              map[string]map[string]int `json:"denied"`
 	Quarantined         map[string]int            `json:"quarantined"`
 	UnclassifiedDropped int                       `json:"unclassified_dropped"`
+	// LegacyFingerprint counts inputs recognised by a legacy writer
+	// fingerprint (outside the accounting identity: they are decoded as usual).
+	LegacyFingerprint int `json:"legacy_fingerprint"`
 	// GPCApplied counts, per purpose and source, the denials a Global
 	// Privacy Control signal decided (a subset of Denied[p]["gpc_opt_out"]).
 	GPCApplied map[string]map[string]int `json:"gpc_applied"`
@@ -169,6 +183,7 @@ func ReadTally(g prometheus.Gatherer) (Tally, error) {
 		EventsIn: int(snap[namespace+"_events_in_total"]), Published: map[string]int{},
 		Denied: map[string]map[string]int{}, Quarantined: map[string]int{},
 		UnclassifiedDropped: int(snap[namespace+"_unclassified_fields_dropped_total"]),
+		LegacyFingerprint:   int(snap[namespace+"_legacy_fingerprint_total"]),
 		GPCApplied:          map[string]map[string]int{},
 	}
 	for _, p := range purpose.Names() {

@@ -26,9 +26,8 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/linkedin/goavro/v2"
-
 	"github.com/privacy-pipeline/pipeline/internal/codec/avroenc"
+	"github.com/privacy-pipeline/pipeline/internal/codec/avroschema"
 	"github.com/privacy-pipeline/pipeline/internal/codec/eventcodec"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/fields/fieldaction"
@@ -200,7 +199,7 @@ func New(cfg Config) (*Processor, error) {
 		if err != nil {
 			return nil, err
 		}
-		codec, err := goavro.NewCodec(string(policy.CleanSchemaJSON(pur, fields)))
+		fp, err := avroschema.Fingerprint(policy.CleanSchemaJSON(pur, fields))
 		if err != nil {
 			return nil, fmt.Errorf("privacy: clean schema of %s: %w", pur, err)
 		}
@@ -209,9 +208,9 @@ func New(cfg Config) (*Processor, error) {
 			return nil, fmt.Errorf("privacy: no active pseudonym key for purpose %s", pur)
 		}
 		p.plans[pur] = plan{
-			purpose: pur, topic: cfg.Topics.Clean[pur], fields: fields, fingerprint: codec.Rabin, key: key,
+			purpose: pur, topic: cfg.Topics.Clean[pur], fields: fields, fingerprint: fp, key: key,
 			policyVer: []byte(cfg.Policy.Version), keyID: []byte(key.ID),
-			schemaHdr: []byte(policy.CleanRecordName(pur) + "@" + strconv.FormatUint(codec.Rabin, 16)),
+			schemaHdr: []byte(policy.CleanRecordName(pur) + "@" + strconv.FormatUint(fp, 16)),
 		}
 	}
 	return p, nil
@@ -277,6 +276,9 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 	for i := range in {
 		st := p.cfg.Decoder.Decode(in[i].Value, &w.events[i])
 		w.status[i] = st
+		if w.events[i].LegacyFingerprint {
+			w.counts.Legacy++
+		}
 		if st != eventcodec.OK {
 			w.quarantine(i, &in[i], st, out)
 			continue

@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
+
 	"github.com/alicebob/miniredis/v2"
-	"github.com/linkedin/goavro/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -113,7 +114,7 @@ func decodeClean(t testing.TB, p purpose.Purpose, value []byte) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := goavro.NewCodec(string(js))
+	codec, err := avrosingle.NewCodec(string(js))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,8 @@
 //
 // Clean records are Avro single-object encoded, as processors/privacy writes
 // them with internal/codec/avroenc: the marker C3 01, the little-endian CRC-64-AVRO
-// (Rabin) fingerprint of the writer schema's Parsing Canonical Form, then the
+// (Rabin) fingerprint of the writer schema's Parsing Canonical Form (package
+// internal/codec/avroschema, the Avro specification's), then the
 // Avro binary body. A Decoder is built from one reader schema (normally
 // schemas.CleanSchemaJSON(purpose)) and knows any number of writer schemas by
 // fingerprint (the reader schema itself, and e.g. older versions of the same
@@ -27,7 +28,8 @@
 // ErrTrailingBytes); never a panic. String and bytes values alias the input
 // record (see Value).
 //
-// It imports only the standard library, package schemas and internal/codec/avroenc;
+// It imports only the standard library, package schemas,
+// internal/codec/avroenc and internal/codec/avroschema (the fingerprints);
 // goavro, the reference codec, is used by the tests alone.
 package cleancodec
 
@@ -197,7 +199,7 @@ func New(readerSchemaJSON []byte, writerSchemaJSON ...[]byte) (*Decoder, error) 
 	for i, f := range s.fields {
 		d.index[f.Name] = i
 	}
-	d.readFP = rabin(s.canonical)
+	d.readFP = s.fingerprint
 	d.readPln, err = d.compile(s)
 	if err != nil {
 		return nil, err // cannot happen: a schema resolves to itself
@@ -231,7 +233,7 @@ func (d *Decoder) Register(writerSchemaJSON []byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	fp := rabin(s.canonical)
+	fp := s.fingerprint
 	p, err := d.compile(s)
 	if err != nil {
 		return 0, err

@@ -1,6 +1,7 @@
 package cleancodec
 
 import (
+	"bytes"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -11,6 +12,7 @@ import (
 	"github.com/linkedin/goavro/v2"
 
 	"github.com/privacy-pipeline/pipeline/internal/codec/avroenc"
+	"github.com/privacy-pipeline/pipeline/internal/codec/avroschema"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
@@ -24,27 +26,36 @@ func newTestDecoder(t testing.TB, ts testSchema) *Decoder {
 	return d
 }
 
-// The fingerprint must be the one the pipeline's writers (goavro) put in
-// their records.
-func TestFingerprintMatchesGoavro(t *testing.T) {
+// The fingerprint is the Avro specification's (package avroschema), which
+// the pipeline's writers put in their records. goavro's differs only for
+// schemas with a logical type (goavro issue 174).
+func TestFingerprintIsTheSpecs(t *testing.T) {
+	logical := 0
 	for _, ts := range testSchemas(t) {
 		for _, s := range append([][]byte{ts.reader}, ts.writers...) {
-			c, err := goavro.NewCodec(string(s))
-			if err != nil {
-				t.Fatal(err)
-			}
 			fp, err := SchemaFingerprint(s)
 			if err != nil {
 				t.Fatalf("%s: %v", ts.name, err)
 			}
-			if fp != c.Rabin {
-				ps, _ := parseSchema(s)
-				t.Errorf("%s: fingerprint %016x, goavro %016x\n ours:   %s\n goavro: %s", ts.name, fp, c.Rabin, ps.canonical, c.CanonicalSchema())
+			if want := avroschema.MustFingerprint(s); fp != want {
+				t.Errorf("%s: fingerprint %016x, avroschema %016x", ts.name, fp, want)
+			}
+			c, err := goavro.NewCodec(string(s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Contains(s, []byte("logicalType")) {
+				logical++
+			} else if fp != c.Rabin {
+				t.Errorf("%s: no logical type, yet fingerprint %016x and goavro's %016x differ", ts.name, fp, c.Rabin)
 			}
 		}
 		if d := newTestDecoder(t, ts); d.Fingerprint() != mustFP(t, ts.reader) {
 			t.Errorf("%s: Decoder.Fingerprint differs from SchemaFingerprint", ts.name)
 		}
+	}
+	if logical == 0 {
+		t.Error("no test schema has a logical type: the case where goavro differs is not covered")
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/linkedin/goavro/v2"
 
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
@@ -110,10 +111,20 @@ func evolve(t testing.TB, reader []byte) []byte {
 	return b
 }
 
+// wrapCodec returns goavro's codec of a schema with the specification's
+// single-object fingerprint (the one the pipeline writes).
+func wrapCodec(schemaJSON []byte) (*avrosingle.Codec, error) {
+	c, err := goavro.NewCodecForStandardJSONFull(string(schemaJSON))
+	if err != nil {
+		return nil, err
+	}
+	return avrosingle.Wrap(c, schemaJSON)
+}
+
 // oracle decodes records with goavro.
 type oracle struct {
 	reader []Field
-	codecs map[uint64]*goavro.Codec
+	codecs map[uint64]*avrosingle.Codec
 }
 
 func newOracle(t testing.TB, ts testSchema) *oracle {
@@ -122,9 +133,9 @@ func newOracle(t testing.TB, ts testSchema) *oracle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &oracle{reader: rs.fields, codecs: map[uint64]*goavro.Codec{}}
+	o := &oracle{reader: rs.fields, codecs: map[uint64]*avrosingle.Codec{}}
 	for _, s := range append([][]byte{ts.reader}, ts.writers...) {
-		c, err := goavro.NewCodecForStandardJSONFull(string(s))
+		c, err := wrapCodec(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,13 +249,13 @@ func equalValues(fields []Field, got, want []Value) error {
 
 // encoder writes random records with goavro.
 type encoder struct {
-	codec  *goavro.Codec
+	codec  *avrosingle.Codec
 	fields []Field
 }
 
 func newEncoder(t testing.TB, schemaJSON []byte) *encoder {
 	t.Helper()
-	c, err := goavro.NewCodecForStandardJSONFull(string(schemaJSON))
+	c, err := wrapCodec(schemaJSON)
 	if err != nil {
 		t.Fatal(err)
 	}

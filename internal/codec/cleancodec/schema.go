@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/privacy-pipeline/pipeline/internal/codec/avroschema"
 )
 
 // Type is the value type of a clean field: the non-null branch of its
@@ -56,9 +58,9 @@ type schema struct {
 	fullName  string
 	shortName string
 	fields    []Field
-	// canonical is the Parsing Canonical Form as the pipeline's writers
-	// compute it (see canonicalForm).
-	canonical []byte
+	// fingerprint is the CRC-64-AVRO fingerprint of the schema's Parsing
+	// Canonical Form (package avroschema).
+	fingerprint uint64
 }
 
 // primitives maps the Avro primitive names this package supports to types.
@@ -68,8 +70,8 @@ var primitives = map[string]Type{
 }
 
 // reservedNames may not be a record's short name: Avro forbids primitive
-// names, and the fingerprint computation of the pipeline's writers (goavro)
-// would rewrite schema keywords equal to the record's short name.
+// names, and goavro (the reference codec of the tests and of the producer
+// library) mishandles schema keywords equal to the record's short name.
 var reservedNames = map[string]bool{
 	"null": true, "string": true, "bytes": true, "int": true, "long": true, "float": true,
 	"double": true, "boolean": true, "record": true, "enum": true, "array": true, "map": true,
@@ -125,12 +127,8 @@ func parseSchema(schemaJSON []byte) (*schema, error) {
 		return nil, fmt.Errorf("%w: record %s has no fields array", ErrUnsupportedSchema, s.fullName)
 	}
 	seen := make(map[string]bool, len(rawFields))
-	canon := make([]byte, 0, 64+48*len(rawFields))
-	canon = append(canon, `{"name":"`...)
-	canon = append(canon, s.fullName...)
-	canon = append(canon, `","type":"record","fields":[`...)
 	for i, raw := range rawFields {
-		f, fieldCanon, err := parseField(raw, s.shortName)
+		f, err := parseField(raw, s.shortName)
 		if err != nil {
 			return nil, fmt.Errorf("%w (field #%d of %s)", err, i, s.fullName)
 		}
@@ -139,82 +137,76 @@ func parseSchema(schemaJSON []byte) (*schema, error) {
 		}
 		seen[f.Name] = true
 		s.fields = append(s.fields, f)
-		if i > 0 {
-			canon = append(canon, ',')
-		}
-		canon = append(canon, fieldCanon...)
 	}
-	s.canonical = append(canon, "]}"...)
+	fp, err := avroschema.Fingerprint(schemaJSON)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnsupportedSchema, err)
+	}
+	s.fingerprint = fp
 	return s, nil
 }
 
-// parseField parses one field and returns its canonical form.
-func parseField(raw any, recordShortName string) (Field, string, error) {
+// parseField parses one field.
+func parseField(raw any, recordShortName string) (Field, error) {
 	fm, ok := raw.(map[string]any)
 	if !ok {
-		return Field{}, "", fmt.Errorf("%w: field is not an object", ErrUnsupportedSchema)
+		return Field{}, fmt.Errorf("%w: field is not an object", ErrUnsupportedSchema)
 	}
 	name, ok := fm["name"].(string)
 	if !ok || !validName(name) {
-		return Field{}, "", fmt.Errorf("%w: field name %v is not a valid Avro name", ErrUnsupportedSchema, fm["name"])
+		return Field{}, fmt.Errorf("%w: field name %v is not a valid Avro name", ErrUnsupportedSchema, fm["name"])
 	}
 	if name == recordShortName {
-		return Field{}, "", fmt.Errorf("%w: field %q has the record's name", ErrUnsupportedSchema, name)
+		return Field{}, fmt.Errorf("%w: field %q has the record's name", ErrUnsupportedSchema, name)
 	}
 	for _, k := range []string{"namespace", "fields", "symbols", "items", "values", "size"} {
 		if _, ok := fm[k]; ok {
-			return Field{}, "", fmt.Errorf("%w: field %q has attribute %q", ErrUnsupportedSchema, name, k)
+			return Field{}, fmt.Errorf("%w: field %q has attribute %q", ErrUnsupportedSchema, name, k)
 		}
 	}
 	u, ok := fm["type"].([]any)
 	if !ok || len(u) != 2 {
-		return Field{}, "", fmt.Errorf("%w: field %q: type must be a union [\"null\", T], got %s", ErrUnsupportedSchema, name, jsonText(fm["type"]))
+		return Field{}, fmt.Errorf("%w: field %q: type must be a union [\"null\", T], got %s", ErrUnsupportedSchema, name, jsonText(fm["type"]))
 	}
 	if n, _ := u[0].(string); n != "null" {
-		return Field{}, "", fmt.Errorf("%w: field %q: the union's first branch must be \"null\", got %s", ErrUnsupportedSchema, name, jsonText(u[0]))
+		return Field{}, fmt.Errorf("%w: field %q: the union's first branch must be \"null\", got %s", ErrUnsupportedSchema, name, jsonText(u[0]))
 	}
-	t, branchCanon, err := parseBranch(u[1])
+	t, err := parseBranch(u[1])
 	if err != nil {
-		return Field{}, "", fmt.Errorf("%w: field %q: %w", ErrUnsupportedSchema, name, err)
+		return Field{}, fmt.Errorf("%w: field %q: %w", ErrUnsupportedSchema, name, err)
 	}
-	return Field{Name: name, Type: t}, `{"name":"` + name + `","type":["null",` + branchCanon + `]}`, nil
+	return Field{Name: name, Type: t}, nil
 }
 
 // parseBranch parses the non-null branch of a field's union.
-func parseBranch(b any) (Type, string, error) {
+func parseBranch(b any) (Type, error) {
 	switch v := b.(type) {
 	case string:
 		t, ok := primitives[v]
 		if !ok {
-			return 0, "", fmt.Errorf("unsupported type %q (want string, long, double, int, boolean, float or bytes)", v)
+			return 0, fmt.Errorf("unsupported type %q (want string, long, double, int, boolean, float or bytes)", v)
 		}
-		return t, `"` + v + `"`, nil
+		return t, nil
 	case map[string]any:
 		tn, _ := v["type"].(string)
 		t, ok := primitives[tn]
 		if !ok {
-			return 0, "", fmt.Errorf("unsupported type %s", jsonText(v))
+			return 0, fmt.Errorf("unsupported type %s", jsonText(v))
 		}
 		for _, k := range []string{"name", "namespace", "fields", "symbols", "items", "values", "size"} {
 			if _, ok := v[k]; ok {
-				return 0, "", fmt.Errorf("primitive type %s has attribute %q", jsonText(v), k)
+				return 0, fmt.Errorf("primitive type %s has attribute %q", jsonText(v), k)
 			}
 		}
 		if lt, has := v["logicalType"]; has {
 			if lt != "timestamp-millis" || t != TypeLong {
-				return 0, "", fmt.Errorf("unsupported logical type %s (only timestamp-millis on long)", jsonText(v))
+				return 0, fmt.Errorf("unsupported logical type %s (only timestamp-millis on long)", jsonText(v))
 			}
 			t = TypeTimestampMillis
 		}
-		// The pipeline's writers fingerprint with goavro, which reduces a
-		// primitive object to its simple form only when "type" is its sole
-		// attribute, and otherwise keeps {"type":T}.
-		if len(v) == 1 {
-			return t, `"` + tn + `"`, nil
-		}
-		return t, `{"type":"` + tn + `"}`, nil
+		return t, nil
 	default:
-		return 0, "", fmt.Errorf("unsupported type %s", jsonText(b))
+		return 0, fmt.Errorf("unsupported type %s", jsonText(b))
 	}
 }
 
@@ -253,42 +245,16 @@ func jsonText(v any) string {
 	return string(b)
 }
 
-// rabinEmpty is the CRC-64-AVRO fingerprint of the empty input, and the
-// polynomial of the table.
-const rabinEmpty uint64 = 0xc15d213aa4d7a795
-
-var rabinTable = func() (t [256]uint64) {
-	for i := range t {
-		fp := uint64(i)
-		for range 8 {
-			fp = (fp >> 1) ^ (rabinEmpty & -(fp & 1))
-		}
-		t[i] = fp
-	}
-	return t
-}()
-
-// rabin returns the CRC-64-AVRO (Rabin) fingerprint of b.
-func rabin(b []byte) uint64 {
-	fp := rabinEmpty
-	for _, c := range b {
-		fp = (fp >> 8) ^ rabinTable[byte(fp)^c]
-	}
-	return fp
-}
-
 // SchemaFingerprint returns the single-object fingerprint of a clean schema:
-// the CRC-64-AVRO (Rabin) fingerprint of its Parsing Canonical Form, computed
-// as the pipeline's writers (processors/privacy, through goavro) compute it,
-// so it matches the bytes 2..9 of their records. One quirk is reproduced on
-// purpose: a primitive written as an object with attributes besides "type"
-// (e.g. {"type":"long","logicalType":"timestamp-millis"}) is canonicalised
-// to {"type":"long"}, not to "long". The schema must have the shape New
-// accepts.
+// the CRC-64-AVRO (Rabin) fingerprint of its Parsing Canonical Form, as the
+// Avro specification defines it (package avroschema; a logical type such as
+// timestamp-millis is not part of the canonical form). It equals bytes 2..9
+// of the records processors/privacy writes. The schema must have the shape
+// New accepts.
 func SchemaFingerprint(schemaJSON []byte) (uint64, error) {
 	s, err := parseSchema(schemaJSON)
 	if err != nil {
 		return 0, err
 	}
-	return rabin(s.canonical), nil
+	return s.fingerprint, nil
 }

@@ -1,16 +1,25 @@
 // Package eventcodec decodes and validates raw customer events. Records are
 // Avro single-object encoded (marker C3 01, then the CRC-64-AVRO fingerprint
-// of the writer schema), so producers can evolve their schema: every known
-// writer schema is registered by fingerprint, and its fields are mapped onto
+// of the writer schema's Parsing Canonical Form, as the Avro specification
+// defines it: package internal/codec/avroschema), so producers can evolve
+// their schema: every known writer schema is registered by fingerprint, and
+// its fields are mapped onto
 // the classified raw schema (the source of truth). A writer field that the
 // raw schema does not declare is unclassified: it is counted and never
 // reaches a clean topic.
+//
+// Records written before the pipeline used the specification's fingerprint
+// carry goavro's instead, which differs for schemas with a logical type
+// (goavro issue 174). Each registered schema is also known by that legacy
+// fingerprint, so nothing already produced is lost; such records are marked
+// (Event.LegacyFingerprint) for the caller to count.
 //
 // Decoding uses goavro; validation enforces SPEC section 6 (subject id,
 // sizes, UTF-8, timestamps). A record that fails gets a Reason, never a
 // panic.
 //
-// It imports schemas and goavro.
+// It imports schemas, internal/codec/avroschema and goavro (schema checks and
+// the legacy fingerprint).
 package eventcodec
 
 import (
@@ -22,6 +31,7 @@ import (
 
 	"github.com/linkedin/goavro/v2"
 
+	"github.com/privacy-pipeline/pipeline/internal/codec/avroschema"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
 
@@ -80,6 +90,11 @@ type Event struct {
 	Unclassified int
 	// Fingerprint identifies the writer schema.
 	Fingerprint uint64
+	// LegacyFingerprint is true when Fingerprint is the legacy (goavro)
+	// fingerprint of a registered writer schema rather than the
+	// specification's; set whenever the schema was found, whatever Decode
+	// then returns.
+	LegacyFingerprint bool
 }
 
 // Limits bound what a valid record may hold.
@@ -102,14 +117,20 @@ type Decoder struct {
 	now    func() time.Time
 
 	mu      sync.RWMutex
-	writers map[uint64]*writer
+	writers map[uint64]entry
 
 	subjectIdx, eventIDIdx, timeIdx int
 }
 
 type writer struct {
-	codec *goavro.Codec // the reference codec: fingerprint and schema checks
+	codec *goavro.Codec // the reference codec: schema checks and the legacy fingerprint
 	root  *node         // the compiled decoder
+}
+
+// entry is a writer schema under one of its fingerprints.
+type entry struct {
+	w      *writer
+	legacy bool // the key is goavro's fingerprint, not the specification's
 }
 
 // Option configures a Decoder.
@@ -124,7 +145,7 @@ func WithClock(now func() time.Time) Option { return func(d *Decoder) { d.now = 
 // NewDecoder returns a decoder that knows the raw schema itself as a writer
 // schema.
 func NewDecoder(raw *schemas.EventSchema, rawSchemaJSON []byte, opts ...Option) (*Decoder, error) {
-	d := &Decoder{raw: raw, limits: DefaultLimits, now: time.Now, writers: map[uint64]*writer{}}
+	d := &Decoder{raw: raw, limits: DefaultLimits, now: time.Now, writers: map[uint64]entry{}}
 	for _, o := range opts {
 		o(d)
 	}
@@ -155,7 +176,10 @@ func NewDecoder(raw *schemas.EventSchema, rawSchemaJSON []byte, opts ...Option) 
 	return d, nil
 }
 
-// Register adds a writer schema and returns its fingerprint. A writer field
+// Register adds a writer schema and returns its fingerprint (the Avro
+// specification's, avroschema.Fingerprint). The schema is also known by its
+// legacy goavro fingerprint when that differs, unless another registered
+// schema has it as its specification fingerprint. A writer field
 // that the raw schema declares must have the same kind; the required fields
 // subject_id, event_id, event_time and jurisdiction must be present.
 func (d *Decoder) Register(writerSchemaJSON []byte) (uint64, error) {
@@ -164,6 +188,10 @@ func (d *Decoder) Register(writerSchemaJSON []byte) (uint64, error) {
 		return 0, fmt.Errorf("eventcodec: writer schema: %w", err)
 	}
 	codec, err := goavro.NewCodec(string(writerSchemaJSON))
+	if err != nil {
+		return 0, fmt.Errorf("eventcodec: writer schema: %w", err)
+	}
+	fp, err := avroschema.Fingerprint(writerSchemaJSON)
 	if err != nil {
 		return 0, fmt.Errorf("eventcodec: writer schema: %w", err)
 	}
@@ -188,9 +216,14 @@ func (d *Decoder) Register(writerSchemaJSON []byte) (uint64, error) {
 		}
 	}
 	d.mu.Lock()
-	d.writers[codec.Rabin] = w
+	d.writers[fp] = entry{w: w}
+	if old := codec.Rabin; old != fp {
+		if e, taken := d.writers[old]; !taken || e.legacy {
+			d.writers[old] = entry{w: w, legacy: true}
+		}
+	}
 	d.mu.Unlock()
-	return codec.Rabin, nil
+	return fp, nil
 }
 
 // Fingerprint returns the single-object fingerprint of a record, if it has the marker.
@@ -211,6 +244,7 @@ func (d *Decoder) Decode(b []byte, ev *Event) (reason Reason) {
 	ev.Values = ev.Values[:n]
 	clear(ev.Values)
 	ev.Unclassified = 0
+	ev.LegacyFingerprint = false
 	if len(b) > d.limits.MaxRecordBytes {
 		return Oversized
 	}
@@ -220,11 +254,13 @@ func (d *Decoder) Decode(b []byte, ev *Event) (reason Reason) {
 	}
 	ev.Fingerprint = fp
 	d.mu.RLock()
-	w := d.writers[fp]
+	e := d.writers[fp]
 	d.mu.RUnlock()
+	w := e.w
 	if w == nil {
 		return UnknownSchema
 	}
+	ev.LegacyFingerprint = e.legacy
 	defer func() {
 		if recover() != nil { // defensive: a decoder bug must not crash the processor
 			reason = MalformedAvro

@@ -14,7 +14,7 @@ import (
 
 func (d *Decoder) goavroRejectsDuplicateMapKey(b []byte) bool {
 	fp, _ := Fingerprint(b)
-	_, _, err := d.writers[fp].codec.NativeFromBinary(b[10:])
+	_, _, err := d.writers[fp].w.codec.NativeFromBinary(b[10:])
 	return err != nil && strings.Contains(err.Error(), "duplicate key")
 }
 
@@ -30,7 +30,7 @@ func (d *Decoder) decodeWithGoavro(b []byte, ev *Event) Reason {
 	if !ok {
 		return NotAvro
 	}
-	w := d.writers[fp]
+	w := d.writers[fp].w
 	if w == nil {
 		return UnknownSchema
 	}

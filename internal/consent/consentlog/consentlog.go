@@ -23,10 +23,11 @@
 //
 // Version 2 of the schema made state optional and added gpc; records
 // written with version 1 still decode (Decode picks the schema by its
-// fingerprint).
+// fingerprint). Records are written with the Avro specification's
+// fingerprint; those written before, with goavro's legacy one, still decode.
 //
-// It imports consent, purpose, schemas, goavro and franz-go's kgo (for the
-// partitioner and the records).
+// It imports consent, purpose, schemas, internal/codec/avrosingle, goavro
+// and franz-go's kgo (for the partitioner and the records).
 package consentlog
 
 import (
@@ -44,6 +45,7 @@ import (
 	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/schemas"
@@ -311,8 +313,8 @@ func Records(topic string, changes ...Change) ([]*kgo.Record, error) {
 //go:embed consent_record.v1.avsc
 var schemaV1 string
 
-func mustCodec(schema, what string) *goavro.Codec {
-	c, err := goavro.NewCodec(schema)
+func mustCodec(schema, what string) *avrosingle.Codec {
+	c, err := avrosingle.NewCodec(schema)
 	if err != nil {
 		panic("consentlog: " + what + " is invalid: " + err.Error())
 	}
@@ -354,10 +356,12 @@ func Encode(c *Change) ([]byte, error) {
 // on even when its gpc field is null (and always in version 1, which had
 // no gpc field).
 func Decode(b []byte) (Change, error) {
-	native, rest, err := codec.NativeFromSingle(b)
+	// Either schema version, with the specification's fingerprint or the
+	// one goavro wrote before (the topic is compacted: old records stay).
+	native, rest, _, err := codec.NativeFromSingleOrLegacy(b)
 	v1 := false
 	if err != nil {
-		native, rest, err = codecV1.NativeFromSingle(b)
+		native, rest, _, err = codecV1.NativeFromSingleOrLegacy(b)
 		v1 = true
 	}
 	if err != nil || len(rest) != 0 {

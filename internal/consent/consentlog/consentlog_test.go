@@ -387,3 +387,36 @@ func FuzzParseImports(f *testing.F) {
 		}
 	})
 }
+
+// Records written before the pipeline used the specification's fingerprint
+// carry goavro's (different for this schema: timestamp has a logical type);
+// they stay readable, for both schema versions.
+func TestDecodeLegacyFingerprint(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)
+	if codec.Rabin == codec.LegacyRabin || codecV1.Rabin == codecV1.LegacyRabin {
+		t.Fatal("the consent schemas' legacy fingerprints should differ from the specification's")
+	}
+	v2, err := codec.Codec.SingleFromNative(nil, map[string]any{
+		"subject_id": "cust/9", "purpose": "analytics", "state": goavro.Union(stateUnion, "granted"), "jurisdiction": "gdpr",
+		"source": string(WebForm), "policy_version": "v1", "timestamp": at, "receipt_id": "r-1", "gpc": nil,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, err := codecV1.Codec.SingleFromNative(nil, map[string]any{
+		"subject_id": "cust/9", "purpose": "analytics", "state": "granted", "jurisdiction": "gdpr", "source": string(WebForm),
+		"policy_version": "v1", "timestamp": at, "receipt_id": "r-1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range [][]byte{v2, v1} {
+		got, err := Decode(b)
+		if err != nil {
+			t.Fatalf("legacy record %d: %v", i, err)
+		}
+		if got.SubjectID != "cust/9" || got.State != consent.Granted || !got.Timestamp.Equal(at) {
+			t.Fatalf("legacy record %d: %+v", i, got)
+		}
+	}
+}

@@ -24,7 +24,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/linkedin/goavro/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -32,6 +31,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/examples/producer"
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
@@ -568,7 +568,7 @@ func (r *run) verify(ctx context.Context, expected [purpose.Count]map[string]boo
 		if err != nil {
 			return res, err
 		}
-		codec, err := goavro.NewCodec(string(js))
+		codec, err := avrosingle.NewCodec(string(js))
 		if err != nil {
 			return res, err
 		}

@@ -7,11 +7,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/linkedin/goavro/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
@@ -191,7 +191,7 @@ func (r *run) verifyKanon(ctx context.Context) (*KanonResult, error) {
 	}
 	res.Expected = len(want)
 	got := map[string]string{}
-	codec, err := goavro.NewCodec(string(spec.Aggregates[0].AggregateSchemaJSON()))
+	codec, err := avrosingle.NewCodec(string(spec.Aggregates[0].AggregateSchemaJSON()))
 	if err != nil {
 		return nil, err
 	}

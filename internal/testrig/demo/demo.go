@@ -31,6 +31,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/examples/producer"
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
@@ -368,7 +369,7 @@ func printSample(ctx context.Context, w io.Writer, cfg config.Config, pp *wiring
 		if err != nil {
 			return err
 		}
-		codec, err := goavro.NewCodec(string(policy.CleanSchemaJSON(p, fields)))
+		codec, err := avrosingle.NewCodec(string(policy.CleanSchemaJSON(p, fields)))
 		if err != nil {
 			return err
 		}

@@ -7,7 +7,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/linkedin/goavro/v2"
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
@@ -167,7 +168,7 @@ func runKanon(ctx context.Context, cfg config.Config, log *slog.Logger, inAnalyt
 	if err != nil {
 		return res, err
 	}
-	codec, err := goavro.NewCodec(string(spec.Aggregates[0].AggregateSchemaJSON()))
+	codec, err := avrosingle.NewCodec(string(spec.Aggregates[0].AggregateSchemaJSON()))
 	if err != nil {
 		return res, err
 	}
