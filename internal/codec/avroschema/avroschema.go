@@ -218,7 +218,7 @@ func (w *writer) named(s map[string]any, kind, ns string, depth int) error {
 			full = space + "." + name
 		}
 	}
-	if !validFullName(full) {
+	if !ValidFullName(full) {
 		return invalid("%q is not a valid Avro name", full)
 	}
 	if short := full[strings.LastIndexByte(full, '.')+1:]; primitives[short] {
@@ -250,7 +250,7 @@ func (w *writer) named(s map[string]any, kind, ns string, depth int) error {
 				return invalid("record %q: field #%d is not an object", full, i)
 			}
 			fname, ok := fm["name"].(string)
-			if !ok || !validName(fname) {
+			if !ok || !ValidName(fname) {
 				return invalid("record %q: field #%d: %s is not a valid Avro name", full, i, jsonText(fm["name"]))
 			}
 			if seen[fname] {
@@ -282,7 +282,7 @@ func (w *writer) named(s map[string]any, kind, ns string, depth int) error {
 		seen := make(map[string]bool, len(symbols))
 		for i, sym := range symbols {
 			str, ok := sym.(string)
-			if !ok || !validName(str) {
+			if !ok || !ValidName(str) {
 				return invalid("enum %q: symbol %s is not a valid Avro name", full, jsonText(sym))
 			}
 			if seen[str] {
@@ -328,8 +328,8 @@ func fixedSize(v any) (int64, error) {
 	return n, nil
 }
 
-// validName reports whether s is an Avro name: [A-Za-z_][A-Za-z0-9_]*.
-func validName(s string) bool {
+// ValidName reports whether s is an Avro name: [A-Za-z_][A-Za-z0-9_]*.
+func ValidName(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -345,10 +345,11 @@ func validName(s string) bool {
 	return true
 }
 
-// validFullName reports whether s is a dot-separated sequence of Avro names.
-func validFullName(s string) bool {
+// ValidFullName reports whether s is a dot-separated sequence of Avro
+// names.
+func ValidFullName(s string) bool {
 	for part := range strings.SplitSeq(s, ".") {
-		if !validName(part) {
+		if !ValidName(part) {
 			return false
 		}
 	}

@@ -104,7 +104,7 @@ func parseSchema(schemaJSON []byte) (*schema, error) {
 		}
 	}
 	name, ok := rec["name"].(string)
-	if !ok || !validFullName(name) {
+	if !ok || !avroschema.ValidFullName(name) {
 		return nil, fmt.Errorf("%w: record name %v is not a valid Avro name", ErrUnsupportedSchema, rec["name"])
 	}
 	s := &schema{fullName: name, shortName: name}
@@ -112,7 +112,7 @@ func parseSchema(schemaJSON []byte) (*schema, error) {
 		s.shortName = name[i+1:]
 	} else if nsRaw, has := rec["namespace"]; has {
 		ns, ok := nsRaw.(string)
-		if !ok || (ns != "" && !validFullName(ns)) {
+		if !ok || (ns != "" && !avroschema.ValidFullName(ns)) {
 			return nil, fmt.Errorf("%w: record namespace %v is not a valid Avro namespace", ErrUnsupportedSchema, nsRaw)
 		}
 		if ns != "" {
@@ -153,7 +153,7 @@ func parseField(raw any, recordShortName string) (Field, error) {
 		return Field{}, fmt.Errorf("%w: field is not an object", ErrUnsupportedSchema)
 	}
 	name, ok := fm["name"].(string)
-	if !ok || !validName(name) {
+	if !ok || !avroschema.ValidName(name) {
 		return Field{}, fmt.Errorf("%w: field name %v is not a valid Avro name", ErrUnsupportedSchema, fm["name"])
 	}
 	if name == recordShortName {
@@ -208,33 +208,6 @@ func parseBranch(b any) (Type, error) {
 	default:
 		return 0, fmt.Errorf("unsupported type %s", jsonText(b))
 	}
-}
-
-// validName reports whether s is an Avro name: [A-Za-z_][A-Za-z0-9_]*.
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
-		case '0' <= c && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validFullName reports whether s is a dot-separated sequence of Avro names.
-func validFullName(s string) bool {
-	for part := range strings.SplitSeq(s, ".") {
-		if !validName(part) {
-			return false
-		}
-	}
-	return true
 }
 
 func jsonText(v any) string {
