@@ -54,6 +54,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"github.com/privacy-pipeline/pipeline/processors/kit/shard"
 	"github.com/privacy-pipeline/pipeline/processors/kit/subject"
+	"github.com/privacy-pipeline/pipeline/processors/kit/writers"
 )
 
 // Name is the processor's name.
@@ -106,12 +107,16 @@ type Config struct {
 	Metrics *kanonmetrics.Metrics
 	// Log may be nil.
 	Log *slog.Logger
+	// Schemas frames the aggregate rows and resolves the clean records'
+	// writer schema ids (zero: single-object encoding, no registry).
+	Schemas writers.Schemas
 }
 
 // Processor is the aggregates processor.
 type Processor struct {
 	cfg     Config
 	dec     *cleancodec.Decoder
+	writers *writers.Writers
 	plans   []*Plan
 	store   processors.StateStore
 	timeIdx int
@@ -122,16 +127,16 @@ type Processor struct {
 // (aggregate.Config), output topic and row encoding. processors/kanonmerge
 // releases with the same plans.
 type Plan struct {
-	spec        kanonspec.Aggregate
-	topic       string
-	aggCfg      aggregate.Config
-	dimIdx      []int
-	amountIdx   int
-	fingerprint uint64
-	schemaHdr   []byte
-	kHdr        []byte
-	epsilon     float64
-	k           int
+	spec      kanonspec.Aggregate
+	topic     string
+	aggCfg    aggregate.Config
+	dimIdx    []int
+	amountIdx int
+	frame     []byte // the rows' framing header (wireformat)
+	schemaHdr []byte
+	kHdr      []byte
+	epsilon   float64
+	k         int
 }
 
 // New validates the configuration and compiles the plans.
@@ -165,7 +170,7 @@ func New(cfg Config) (*Processor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("aggregates: %w", err)
 	}
-	p := &Processor{cfg: cfg, dec: dec}
+	p := &Processor{cfg: cfg, dec: dec, writers: cfg.Schemas.Writers(dec, cfg.Log)}
 	p.timeIdx = dec.Field(cfg.Aggregates[0].Time)
 	p.subjIdx = dec.Field(cfg.Aggregates[0].Subject)
 	for _, a := range cfg.Aggregates {
@@ -194,7 +199,11 @@ func New(cfg Config) (*Processor, error) {
 		if err != nil {
 			return nil, fmt.Errorf("aggregates: %s schema: %w", a.Name, err)
 		}
-		pl.fingerprint = fp
+		if cfg.PartialsTopic == "" { // this processor writes the rows (else kanonmerge does, with its own plans)
+			if pl.frame, err = cfg.Schemas.Frame(pl.topic, a.AggregateSchemaJSON()); err != nil {
+				return nil, fmt.Errorf("aggregates: %s schema: %w", a.Name, err)
+			}
+		}
 		pl.schemaHdr = []byte("privacy.agg." + a.Purpose + "." + a.Name + ".AggregateRow@" + strconv.FormatUint(fp, 16))
 		pl.kHdr = strconv.AppendInt(nil, int64(cfg.K), 10)
 		pl.k = cfg.K
@@ -312,6 +321,9 @@ func (w *Worker) load(ctx context.Context, partition int32, cp processors.Checkp
 	}
 	var ev aggregate.Event
 	err = replay(func(r processors.Record) error {
+		if err := w.p.writers.Prepare(ctx, []processors.Record{r}); err != nil {
+			return err
+		}
 		if ok, _ := w.event(&st, r, &ev); !ok {
 			return nil
 		}
@@ -425,6 +437,9 @@ func (w *Worker) fillDims(pl *Plan, ev *aggregate.Event) {
 // Process implements processors.Worker.
 func (w *Worker) Process(ctx context.Context, in []processors.Record, out *processors.Batch) error {
 	w.out = out
+	if err := w.p.writers.Prepare(ctx, in); err != nil {
+		return err
+	}
 	var ev aggregate.Event
 	for i, r := range in {
 		st, err := w.shards.Get(ctx, r)
@@ -690,7 +705,7 @@ func (pl *Plan) AppendRow(key, val []byte, cw aggregate.ClosedWindow, row aggreg
 		k = append(k, "#p"...)
 		k = strconv.AppendInt(k, int64(partition), 10)
 	}
-	b := avroenc.AppendSingleObjectHeader(val, pl.fingerprint)
+	b := append(val, pl.frame...)
 	b = avroenc.AppendLong(b, cw.Start)
 	b = avroenc.AppendLong(b, cw.End)
 	b = avroenc.AppendInt(b, int32(row.Level))

@@ -45,6 +45,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"github.com/privacy-pipeline/pipeline/processors/kit/shard"
 	"github.com/privacy-pipeline/pipeline/processors/kit/subject"
+	"github.com/privacy-pipeline/pipeline/processors/kit/writers"
 )
 
 // Name is the processor's name.
@@ -76,12 +77,17 @@ type Config struct {
 	Metrics *kanonmetrics.Metrics
 	// Log may be nil.
 	Log *slog.Logger
+	// Schemas frames the output records and resolves the clean records'
+	// writer schema ids (zero: single-object encoding, no registry).
+	Schemas writers.Schemas
 }
 
 // Processor is the record-level k-anonymisation processor.
 type Processor struct {
 	cfg         Config
 	dec         *cleancodec.Decoder
+	writers     *writers.Writers
+	frame       []byte // the output's framing header (wireformat)
 	store       processors.StateStore
 	topic       string
 	fingerprint uint64
@@ -188,6 +194,10 @@ func New(cfg Config) (*Processor, error) {
 		return nil, fmt.Errorf("anonymize: schema: %w", err)
 	}
 	p.fingerprint = fp
+	if p.frame, err = cfg.Schemas.Frame(cfg.Topic, sch); err != nil {
+		return nil, fmt.Errorf("anonymize: schema: %w", err)
+	}
+	p.writers = cfg.Schemas.Writers(dec, cfg.Log)
 	p.schemaHdr = []byte("privacy.clean." + cfg.Records.Purpose + ".kanon.KAnonymousEvent@" + strconv.FormatUint(fp, 16))
 	p.kHdr = strconv.AppendInt(nil, int64(cfg.K), 10)
 	return p, nil
@@ -356,7 +366,7 @@ func (w *Worker) keptValues(dst []byte, count bool) []byte {
 
 // load restores a partition's CASTLE from its checkpoint and a replay of
 // the held records.
-func (w *Worker) load(_ context.Context, partition int32, cp processors.Checkpoint, ok bool, replay func(func(processors.Record) error) error) (state, error) {
+func (w *Worker) load(ctx context.Context, partition int32, cp processors.Checkpoint, ok bool, replay func(func(processors.Record) error) error) (state, error) {
 	st := state{partition: partition, held: map[int64]held{}}
 	if !ok {
 		return st, nil
@@ -378,6 +388,9 @@ func (w *Worker) load(_ context.Context, partition int32, cp processors.Checkpoi
 	st.ids = ids
 	tuples := map[int64]castle.Tuple{}
 	err = replay(func(r processors.Record) error {
+		if err := w.p.writers.Prepare(ctx, []processors.Record{r}); err != nil {
+			return err
+		}
 		if ok, _ := w.toTuple(&st, r); !ok {
 			return nil
 		}
@@ -459,6 +472,9 @@ func (p *Processor) seed(partition int32, dom uint16) uint64 {
 // Process implements processors.Worker.
 func (w *Worker) Process(ctx context.Context, in []processors.Record, out *processors.Batch) error {
 	w.out = out
+	if err := w.p.writers.Prepare(ctx, in); err != nil {
+		return err
+	}
 	var latest time.Time
 	for i, r := range in {
 		st, err := w.shards.Get(ctx, r)
@@ -557,7 +573,7 @@ func (w *Worker) emit(o castle.Output) {
 		w.delays = append(w.delays, w.now.Sub(h.arrived).Seconds())
 	}
 	id := strconv.AppendUint(nil, o.ClusterID, 16)
-	b := avroenc.AppendSingleObjectHeader(w.val[:0], w.p.fingerprint)
+	b := append(w.val[:0], w.p.frame...)
 	b = avroenc.AppendBytes(b, id)
 	b = avroenc.AppendInt(b, int32(w.p.cfg.K))
 	b = avroenc.AppendDouble(b, o.Gen.InfoLoss)

@@ -11,8 +11,15 @@
 //	raw bytes -> decode+validate -> consent lookup -> per purpose: decide ->
 //	apply policy -> encode -> emit
 //
-// It implements processors.Processor and never imports a Kafka or Redis
-// client: consent comes through the ConsentLookup interface.
+// Records are framed (package wireformat) as Config.Framer says: the
+// Confluent wire format with a registry id by default in production, or
+// single-object encoding. Raw records in either framing are accepted; the
+// writer schema of a Confluent-framed record is looked up by id before its
+// batch is decoded (processors/kit/writers).
+//
+// It implements processors.Processor and never imports a Kafka, Redis or
+// schema registry client: consent comes through the ConsentLookup
+// interface, writer schemas through a wireformat.Resolver.
 package privacy
 
 import (
@@ -36,6 +43,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/fields/redact"
 	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/processors/kit/writers"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
 
@@ -137,14 +145,18 @@ type Config struct {
 	BackoffMin, BackoffMax time.Duration
 	// Limits are the output size limits at start; SetLimits updates them.
 	Limits Limits
+	// Schemas frames the clean records and resolves the raw records'
+	// writer schema ids (zero: single-object encoding, no registry).
+	Schemas writers.Schemas
 }
 
 // Processor is the privacy processor. Create it with New.
 type Processor struct {
-	cfg    Config
-	plans  [purpose.Count]plan
-	paused atomic.Int32
-	limits atomic.Pointer[Limits]
+	cfg     Config
+	plans   [purpose.Count]plan
+	writers *writers.Writers
+	paused  atomic.Int32
+	limits  atomic.Pointer[Limits]
 
 	subjectIdx, jurIdx, gpcIdx, timeIdx int
 	// knownIdx are the string direct identifiers of the raw schema; their
@@ -157,7 +169,8 @@ type plan struct {
 	purpose     purpose.Purpose
 	topic       string
 	fields      []policy.OutField
-	fingerprint uint64
+	fingerprint uint64 // of the clean schema (the provenance header names it)
+	frame       []byte // the framing header of every record (wireformat)
 	key         pseudonym.Key
 	policyVer   []byte
 	keyID       []byte
@@ -199,7 +212,12 @@ func New(cfg Config) (*Processor, error) {
 		if err != nil {
 			return nil, err
 		}
-		fp, err := avroschema.Fingerprint(policy.CleanSchemaJSON(pur, fields))
+		schema := policy.CleanSchemaJSON(pur, fields)
+		fp, err := avroschema.Fingerprint(schema)
+		if err != nil {
+			return nil, fmt.Errorf("privacy: clean schema of %s: %w", pur, err)
+		}
+		frame, err := cfg.Schemas.Frame(cfg.Topics.Clean[pur], schema)
 		if err != nil {
 			return nil, fmt.Errorf("privacy: clean schema of %s: %w", pur, err)
 		}
@@ -208,19 +226,22 @@ func New(cfg Config) (*Processor, error) {
 			return nil, fmt.Errorf("privacy: no active pseudonym key for purpose %s", pur)
 		}
 		p.plans[pur] = plan{
-			purpose: pur, topic: cfg.Topics.Clean[pur], fields: fields, fingerprint: fp, key: key,
+			purpose: pur, topic: cfg.Topics.Clean[pur], fields: fields, fingerprint: fp, frame: frame, key: key,
 			policyVer: []byte(cfg.Policy.Version), keyID: []byte(key.ID),
 			schemaHdr: []byte(policy.CleanRecordName(pur) + "@" + strconv.FormatUint(fp, 16)),
 		}
 	}
+	p.writers = writers.New(writers.Config{Resolver: cfg.Schemas.Registry, Decoder: cfg.Decoder, Metrics: cfg.Schemas.Metrics,
+		Log: cfg.Log, BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax})
 	return p, nil
 }
 
 // Name implements processors.Processor.
 func (p *Processor) Name() string { return Name }
 
-// Ready reports whether no worker is paused waiting for the consent store.
-func (p *Processor) Ready() bool { return p.paused.Load() == 0 }
+// Ready reports whether no worker is paused waiting for the consent store
+// or the schema registry.
+func (p *Processor) Ready() bool { return p.paused.Load() == 0 && !p.writers.Waiting() }
 
 // SetLimits replaces the output size limits (the topics' configuration
 // changed); safe to call while workers run.
@@ -229,8 +250,13 @@ func (p *Processor) SetLimits(l Limits) { p.limits.Store(&l) }
 // OutputLimits returns the output size limits in force.
 func (p *Processor) OutputLimits() Limits { return *p.limits.Load() }
 
-// CleanFingerprint returns the single-object fingerprint of a purpose's clean schema.
+// CleanFingerprint returns the fingerprint of a purpose's clean schema.
 func (p *Processor) CleanFingerprint(pur purpose.Purpose) uint64 { return p.plans[pur].fingerprint }
+
+// CleanFrame returns the framing header of a purpose's clean records.
+func (p *Processor) CleanFrame(pur purpose.Purpose) []byte {
+	return append([]byte(nil), p.plans[pur].frame...)
+}
 
 // NewWorker implements processors.Processor.
 func (p *Processor) NewWorker() processors.Worker {
@@ -270,7 +296,12 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 	w.counts = Counts{} // the tally of this batch only, recorded by Done
 	w.limits = *p.limits.Load()
 
-	// 1. Decode and validate; quarantine what fails.
+	// 1. Decode and validate; quarantine what fails. Writer schemas named
+	// by registry id are looked up first (waiting while the registry
+	// cannot answer).
+	if err := p.writers.Prepare(ctx, in); err != nil {
+		return err
+	}
 	clear(w.subjMap)
 	w.subjects = w.subjects[:0]
 	for i := range in {
@@ -513,7 +544,7 @@ var basisBytes = func() map[consent.Reason][]byte {
 func (w *Worker) encode(pl *plan, ev *eventcodec.Event, explicit bool) (sensitive int) {
 	ps := w.pseud[pl.purpose]
 	eventTime := ev.Values[w.p.timeIdx].Num
-	w.val = avroenc.AppendSingleObjectHeader(w.val[:0], pl.fingerprint)
+	w.val = append(w.val[:0], pl.frame...)
 	w.key = w.key[:0]
 	for fi := range pl.fields {
 		f := &pl.fields[fi]

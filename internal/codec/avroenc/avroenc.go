@@ -1,5 +1,6 @@
 // Package avroenc writes Avro binary encoding for the primitive types the
-// clean schemas use, plus the Avro single-object header. It lets the hot path
+// clean schemas use (the framing header before it is package wireformat's).
+// It lets the hot path
 // encode a compiled plan straight into a byte buffer, with no generic maps
 // and no allocations; tests check its output against goavro, the reference
 // codec.
@@ -11,16 +12,6 @@ import (
 	"encoding/binary"
 	"math"
 )
-
-// SingleObjectMagic is the two-byte marker of Avro single-object encoding.
-var SingleObjectMagic = [2]byte{0xC3, 0x01}
-
-// AppendSingleObjectHeader appends the marker and the little-endian
-// CRC-64-AVRO (Rabin) fingerprint of the writer schema.
-func AppendSingleObjectHeader(dst []byte, fingerprint uint64) []byte {
-	dst = append(dst, SingleObjectMagic[0], SingleObjectMagic[1])
-	return binary.LittleEndian.AppendUint64(dst, fingerprint)
-}
 
 // AppendLong appends a zig-zag varint long.
 func AppendLong(dst []byte, v int64) []byte {

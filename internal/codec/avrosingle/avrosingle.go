@@ -9,7 +9,7 @@
 // the consent log, test rigs and tests); the hot paths write with
 // internal/codec/avroenc and read with their compiled decoders.
 //
-// It imports goavro, internal/codec/avroschema and internal/codec/avroenc.
+// It imports goavro, internal/codec/avroschema and internal/codec/wireformat.
 package avrosingle
 
 import (
@@ -18,8 +18,8 @@ import (
 
 	"github.com/linkedin/goavro/v2"
 
-	"github.com/privacy-pipeline/pipeline/internal/codec/avroenc"
 	"github.com/privacy-pipeline/pipeline/internal/codec/avroschema"
+	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 )
 
 // Codec is a goavro codec whose single-object encoding carries the
@@ -62,7 +62,7 @@ func Wrap(c *goavro.Codec, schemaJSON []byte) (*Codec, error) {
 // marker C3 01, the little-endian specification fingerprint, then the Avro
 // binary encoding. On error buf is returned unchanged.
 func (c *Codec) SingleFromNative(buf []byte, datum any) ([]byte, error) {
-	out, err := c.BinaryFromNative(avroenc.AppendSingleObjectHeader(buf, c.Rabin), datum)
+	out, err := c.BinaryFromNative(wireformat.AppendSingleObject(buf, c.Rabin), datum)
 	if err != nil {
 		return buf, fmt.Errorf("avrosingle: %w", err)
 	}
@@ -86,7 +86,7 @@ func (c *Codec) NativeFromSingleOrLegacy(buf []byte) (native any, rest []byte, l
 }
 
 func (c *Codec) decode(buf []byte, acceptLegacy bool) (any, []byte, bool, error) {
-	if len(buf) < 10 || buf[0] != avroenc.SingleObjectMagic[0] || buf[1] != avroenc.SingleObjectMagic[1] {
+	if len(buf) < 10 || buf[0] != wireformat.SingleObjectMagic[0] || buf[1] != wireformat.SingleObjectMagic[1] {
 		return nil, buf, false, fmt.Errorf("avrosingle: %w", goavro.ErrNotSingleObjectEncoded("no single-object header"))
 	}
 	fp := binary.LittleEndian.Uint64(buf[2:10])
@@ -102,4 +102,29 @@ func (c *Codec) decode(buf []byte, acceptLegacy bool) (any, []byte, bool, error)
 		return nil, buf, false, fmt.Errorf("avrosingle: %w", err)
 	}
 	return native, rest, legacy, nil
+}
+
+// NativeFromFramed decodes a record in either framing (package wireformat):
+// single-object with this schema's fingerprint, or the Confluent wire
+// format with any registry id, whose schema the caller vouches is this
+// codec's (a rig or test reading a topic whose writer schema it knows; a
+// consumer that does not know it resolves the id in the registry). It
+// returns the datum and the header.
+func (c *Codec) NativeFromFramed(buf []byte) (any, wireformat.Header, error) {
+	h, ok := wireformat.Parse(buf)
+	if !ok {
+		return nil, h, fmt.Errorf("avrosingle: %w", goavro.ErrNotSingleObjectEncoded("neither a Confluent nor a single-object header"))
+	}
+	if h.Format == wireformat.SingleObject {
+		native, _, err := c.NativeFromSingle(buf)
+		return native, h, err
+	}
+	native, rest, err := c.NativeFromBinary(buf[h.Len():])
+	if err == nil && len(rest) > 0 {
+		err = fmt.Errorf("%d trailing bytes", len(rest))
+	}
+	if err != nil {
+		return nil, h, fmt.Errorf("avrosingle: %w", err)
+	}
+	return native, h, nil
 }

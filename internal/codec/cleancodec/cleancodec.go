@@ -2,14 +2,18 @@
 // (clean.<purpose>.customer-events) for downstream processors, such as the
 // k-anonymity processors.
 //
-// Clean records are Avro single-object encoded, as processors/privacy writes
-// them with internal/codec/avroenc: the marker C3 01, the little-endian CRC-64-AVRO
-// (Rabin) fingerprint of the writer schema's Parsing Canonical Form (package
-// internal/codec/avroschema, the Avro specification's), then the
-// Avro binary body. A Decoder is built from one reader schema (normally
+// Clean records are framed as processors/privacy writes them (package
+// wireformat): in the Confluent Schema Registry wire format (magic 0, the
+// writer schema's registry id), the default, or Avro single-object encoded
+// (the marker C3 01, the little-endian CRC-64-AVRO fingerprint of the writer
+// schema's Parsing Canonical Form, package internal/codec/avroschema), then
+// the Avro binary body. A Decoder is built from one reader schema (normally
 // schemas.CleanSchemaJSON(purpose)) and knows any number of writer schemas by
-// fingerprint (the reader schema itself, and e.g. older versions of the same
-// purpose's schema). Writer fields are mapped onto the reader's fields by name,
+// fingerprint (the reader schema itself, also under the legacy goavro
+// fingerprint that records written before the pipeline used the
+// specification's carry, and e.g. older versions of the same purpose's
+// schema) and by registry id (RegisterID; the caller resolves ids it does
+// not know before decoding, processors/kit/writers). Writer fields are mapped onto the reader's fields by name,
 // following Avro schema resolution: a reader field that the writer lacks is
 // not Present, an extra writer field is skipped, and the Avro promotions
 // (int to long, float or double; long to float or double; float to double;
@@ -23,14 +27,15 @@
 // Decoding is compiled, allocation-free and bounded: each field costs at most
 // a few bytes of varint and one length check, so hostile input costs time
 // linear in its length. Bad input returns a *DecodeError that wraps a
-// sentinel error (ErrNotSingleObject, ErrUnknownSchema, ErrTruncated,
+// sentinel error (ErrNotFramed, ErrUnknownSchema, ErrTruncated,
 // ErrBadLength, ErrBadVarint, ErrBadUnion, ErrBadValue, ErrInvalidUTF8 or
 // ErrTrailingBytes); never a panic. String and bytes values alias the input
 // record (see Value).
 //
-// It imports only the standard library, package schemas,
-// internal/codec/avroenc and internal/codec/avroschema (the fingerprints);
-// goavro, the reference codec, is used by the tests alone.
+// It imports the standard library, package schemas, internal/codec/wireformat,
+// internal/codec/avroschema (the fingerprints) and internal/codec/avrosingle
+// (the legacy fingerprint, computed by goavro when a Decoder is built; goavro
+// decodes nothing here: it is the tests' reference codec).
 package cleancodec
 
 import (
@@ -42,13 +47,10 @@ import (
 	"sync/atomic"
 	"unicode/utf8"
 
-	"github.com/privacy-pipeline/pipeline/internal/codec/avroenc"
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
+	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
-
-// HeaderLen is the length of the single-object header: the two-byte marker
-// and the eight-byte fingerprint.
-const HeaderLen = 10
 
 // Errors of schema construction. They are wrapped with details.
 var (
@@ -61,13 +63,14 @@ var (
 )
 
 // Errors of Decode, wrapped in a *DecodeError. Every one but
-// ErrNotSingleObject and ErrUnknownSchema also matches ErrMalformed with
+// ErrNotFramed and ErrUnknownSchema also matches ErrMalformed with
 // errors.Is.
 var (
-	// ErrNotSingleObject: the record does not start with the marker C3 01.
-	ErrNotSingleObject = errors.New("cleancodec: not an Avro single-object record (marker C3 01 missing)")
-	// ErrUnknownSchema: no registered writer schema has the record's fingerprint.
-	ErrUnknownSchema = errors.New("cleancodec: unknown writer schema fingerprint")
+	// ErrNotFramed: the record starts with neither framing's header.
+	ErrNotFramed = errors.New("cleancodec: not a framed Avro record (neither Confluent magic 0 and schema id nor single-object C3 01 and fingerprint)")
+	// ErrUnknownSchema: no registered writer schema has the record's
+	// fingerprint or registry id.
+	ErrUnknownSchema = errors.New("cleancodec: unknown writer schema")
 	// ErrMalformed matches every error about a record's header or body
 	// being malformed; it is never returned itself.
 	ErrMalformed = errors.New("cleancodec: malformed record")
@@ -91,12 +94,12 @@ var (
 // DecodeError describes why a record could not be decoded. Err is one of
 // the Decode sentinel errors.
 type DecodeError struct {
-	// Err is the sentinel error: ErrNotSingleObject, ErrUnknownSchema,
+	// Err is the sentinel error: ErrNotFramed, ErrUnknownSchema,
 	// ErrTruncated, ErrBadLength, ErrBadVarint, ErrBadUnion, ErrBadValue,
 	// ErrInvalidUTF8 or ErrTrailingBytes.
 	Err error
-	// Fingerprint is the record's writer fingerprint, when its header was read.
-	Fingerprint uint64
+	// Writer names the record's writer schema, when its header was read.
+	Writer wireformat.Header
 	// Field is the writer field being decoded, or "" for header and trailing errors.
 	Field string
 	// Offset is the byte offset in the record where the failing item starts.
@@ -107,9 +110,9 @@ type DecodeError struct {
 func (e *DecodeError) Error() string {
 	switch {
 	case e.Field != "":
-		return fmt.Sprintf("%v (field %q, offset %d, writer schema %016x)", e.Err, e.Field, e.Offset, e.Fingerprint)
+		return fmt.Sprintf("%v (field %q, offset %d, writer schema %s)", e.Err, e.Field, e.Offset, e.Writer)
 	case errors.Is(e.Err, ErrUnknownSchema):
-		return fmt.Sprintf("%v (%016x)", e.Err, e.Fingerprint)
+		return fmt.Sprintf("%v (%s)", e.Err, e.Writer)
 	default:
 		return fmt.Sprintf("%v (offset %d)", e.Err, e.Offset)
 	}
@@ -120,7 +123,7 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 
 // Is makes every malformed-record error match ErrMalformed.
 func (e *DecodeError) Is(target error) bool {
-	return target == ErrMalformed && e.Err != ErrNotSingleObject && e.Err != ErrUnknownSchema
+	return target == ErrMalformed && e.Err != ErrNotFramed && e.Err != ErrUnknownSchema
 }
 
 // Value is one decoded field value. Which of Bytes, Num and F holds it
@@ -157,8 +160,8 @@ func (v Value) Bool() bool { return v.Num != 0 }
 type Record struct {
 	// Values is indexed like the Decoder's Fields (use Decoder.Field).
 	Values []Value
-	// Fingerprint is the writer schema's fingerprint.
-	Fingerprint uint64
+	// Writer names the writer schema (its fingerprint or registry id).
+	Writer wireformat.Header
 }
 
 // Decoder decodes clean records into the fields of its reader schema. It is
@@ -170,8 +173,9 @@ type Decoder struct {
 	readFP  uint64
 	readPln *plan
 
-	mu      sync.Mutex // serialises Register
-	writers atomic.Pointer[map[uint64]*plan]
+	mu      sync.Mutex                       // serialises Register and RegisterID
+	writers atomic.Pointer[map[uint64]*plan] // by fingerprint
+	ids     atomic.Pointer[map[uint32]*plan] // by registry id
 }
 
 // plan decodes one writer schema's body into the reader's slots.
@@ -205,7 +209,12 @@ func New(readerSchemaJSON []byte, writerSchemaJSON ...[]byte) (*Decoder, error) 
 		return nil, err // cannot happen: a schema resolves to itself
 	}
 	m := map[uint64]*plan{d.readFP: d.readPln}
+	if legacy, err := avrosingle.NewCodec(string(readerSchemaJSON)); err == nil && legacy.LegacyRabin != d.readFP {
+		m[legacy.LegacyRabin] = d.readPln // records written before the specification's fingerprint
+	}
 	d.writers.Store(&m)
+	ids := map[uint32]*plan{}
+	d.ids.Store(&ids)
 	for i, w := range writerSchemaJSON {
 		if _, err := d.Register(w); err != nil {
 			return nil, fmt.Errorf("cleancodec: writer schema #%d: %w", i, err)
@@ -251,6 +260,39 @@ func (d *Decoder) Register(writerSchemaJSON []byte) (uint64, error) {
 	m[fp] = p
 	d.writers.Store(&m)
 	return fp, nil
+}
+
+// RegisterID adds a writer schema under its schema registry id, with the
+// checks of Register, and returns its fingerprint. Registering an id again
+// replaces nothing: the first schema stays (a registry never reuses an id).
+func (d *Decoder) RegisterID(id uint32, writerSchemaJSON []byte) (uint64, error) {
+	s, err := parseSchema(writerSchemaJSON)
+	if err != nil {
+		return 0, err
+	}
+	p, err := d.compile(s)
+	if err != nil {
+		return 0, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := *d.ids.Load()
+	if _, ok := old[id]; ok {
+		return s.fingerprint, nil
+	}
+	m := make(map[uint32]*plan, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[id] = p
+	d.ids.Store(&m)
+	return s.fingerprint, nil
+}
+
+// KnownID reports whether a writer schema is registered under this id.
+func (d *Decoder) KnownID(id uint32) bool {
+	_, ok := (*d.ids.Load())[id]
+	return ok
 }
 
 // compile resolves a writer schema against the reader's fields.
@@ -324,7 +366,7 @@ func (d *Decoder) Known(fingerprint uint64) bool {
 	return ok
 }
 
-// Decode decodes one single-object record b into r, reusing r.Values. It
+// Decode decodes one framed record b into r, reusing r.Values. It
 // does not allocate when r.Values has room for NumFields values (after the
 // first call), unless it fails. Bytes values alias b. On error, r holds no
 // Present value and the error is a *DecodeError.
@@ -335,34 +377,39 @@ func (d *Decoder) Decode(b []byte, r *Record) error {
 	}
 	r.Values = r.Values[:n]
 	clear(r.Values)
-	r.Fingerprint = 0
-	if len(b) < 2 || b[0] != avroenc.SingleObjectMagic[0] || b[1] != avroenc.SingleObjectMagic[1] {
-		return &DecodeError{Err: ErrNotSingleObject}
-	}
-	if len(b) < HeaderLen {
-		return &DecodeError{Err: ErrTruncated, Offset: len(b)}
-	}
-	fp := binary.LittleEndian.Uint64(b[2:HeaderLen])
-	p := d.readPln
-	if fp != d.readFP {
-		p = (*d.writers.Load())[fp]
-		if p == nil {
-			return &DecodeError{Err: ErrUnknownSchema, Fingerprint: fp}
+	r.Writer = wireformat.Header{}
+	h, ok := wireformat.Parse(b)
+	if !ok {
+		if (len(b) > 0 && b[0] == wireformat.ConfluentMagic) || (len(b) >= 2 && b[0] == wireformat.SingleObjectMagic[0] && b[1] == wireformat.SingleObjectMagic[1]) {
+			return &DecodeError{Err: ErrTruncated, Offset: len(b)}
 		}
+		return &DecodeError{Err: ErrNotFramed}
 	}
-	pos, i, err := p.decode(b, HeaderLen, r.Values)
+	var p *plan
+	switch {
+	case h.Format == wireformat.Confluent:
+		p = (*d.ids.Load())[h.ID]
+	case h.Fingerprint == d.readFP:
+		p = d.readPln
+	default:
+		p = (*d.writers.Load())[h.Fingerprint]
+	}
+	if p == nil {
+		return &DecodeError{Err: ErrUnknownSchema, Writer: h}
+	}
+	pos, i, err := p.decode(b, h.Len(), r.Values)
 	if err == nil && pos != len(b) {
 		err, i = ErrTrailingBytes, -1
 	}
 	if err != nil {
 		clear(r.Values)
-		e := &DecodeError{Err: err, Fingerprint: fp, Offset: pos}
+		e := &DecodeError{Err: err, Writer: h, Offset: pos}
 		if i >= 0 {
 			e.Field = p.ops[i].name
 		}
 		return e
 	}
-	r.Fingerprint = fp
+	r.Writer = h
 	return nil
 }
 

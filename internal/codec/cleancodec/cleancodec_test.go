@@ -13,6 +13,8 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/codec/avroenc"
 	"github.com/privacy-pipeline/pipeline/internal/codec/avroschema"
+	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
+	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
@@ -91,8 +93,8 @@ func TestRoundTripGoavro(t *testing.T) {
 					if err := equalValues(d.fields, r.Values, want); err != nil {
 						t.Fatalf("writer %d record %d: %v", wi, n, err)
 					}
-					if r.Fingerprint != enc.codec.Rabin {
-						t.Fatalf("Fingerprint %016x, want %016x", r.Fingerprint, enc.codec.Rabin)
+					if r.Writer.Fingerprint != enc.codec.Rabin {
+						t.Fatalf("Fingerprint %016x, want %016x", r.Writer.Fingerprint, enc.codec.Rabin)
 					}
 				}
 			}
@@ -251,7 +253,7 @@ func TestNewRejectsUnsupportedSchemas(t *testing.T) {
 // the single-object header.
 func allTypesRecord(t testing.TB, d *Decoder) []byte {
 	t.Helper()
-	b := avroenc.AppendSingleObjectHeader(nil, d.Fingerprint())
+	b := wireformat.AppendSingleObject(nil, d.Fingerprint())
 	b = avroenc.AppendString(avroenc.AppendNonNull(b), "s")
 	b = avroenc.AppendBytes(avroenc.AppendNonNull(b), []byte{0xff, 0})
 	b = avroenc.AppendInt(avroenc.AppendNonNull(b), math.MinInt32)
@@ -282,7 +284,7 @@ func TestDecodeAvroencRecord(t *testing.T) {
 	}
 	// Bytes alias the record with capacity capped at their length.
 	s := v("s").Bytes
-	if &s[0] != &b[HeaderLen+2] || cap(s) != len(s) {
+	if &s[0] != &b[wireformat.SingleObjectHeaderLen+2] || cap(s) != len(s) {
 		t.Error("Bytes do not alias the record with capped capacity")
 	}
 	o := newOracle(t, testSchema{name: "all_types", reader: []byte(allTypesSchema)})
@@ -316,12 +318,14 @@ func TestDecodeErrors(t *testing.T) {
 		want  error
 		field string
 	}{
-		{"nil", nil, ErrNotSingleObject, ""},
-		{"one byte", []byte{0xC3}, ErrNotSingleObject, ""},
-		{"wrong marker", cat([]byte{0xC3, 0x02}, good[2:]), ErrNotSingleObject, ""},
-		{"plain avro", good[HeaderLen:], ErrNotSingleObject, ""},
+		{"nil", nil, ErrNotFramed, ""},
+		{"one byte", []byte{0xC3}, ErrNotFramed, ""},
+		{"truncated Confluent header", []byte{0, 0, 1}, ErrTruncated, ""},
+		{"unknown registry id", cat(wireformat.AppendConfluent(nil, 9), good[wireformat.SingleObjectHeaderLen:]), ErrUnknownSchema, ""},
+		{"wrong marker", cat([]byte{0xC3, 0x02}, good[2:]), ErrNotFramed, ""},
+		{"plain avro", good[wireformat.SingleObjectHeaderLen:], ErrNotFramed, ""},
 		{"short header", good[:9], ErrTruncated, ""},
-		{"unknown fingerprint", cat(header(42), good[HeaderLen:]), ErrUnknownSchema, ""},
+		{"unknown fingerprint", cat(header(42), good[wireformat.SingleObjectHeaderLen:]), ErrUnknownSchema, ""},
 		{"header only", hdr, ErrTruncated, "s"},
 		{"trailing", cat(good, []byte{0}), ErrTrailingBytes, ""},
 		{"union index 2", cat(hdr, []byte{4}), ErrBadUnion, "s"},
@@ -368,7 +372,7 @@ func TestDecodeErrors(t *testing.T) {
 		if !errors.As(err, &de) || de.Field != c.field {
 			t.Errorf("%s: error %#v, want field %q", c.name, err, c.field)
 		}
-		malformed := c.want != ErrNotSingleObject && c.want != ErrUnknownSchema
+		malformed := c.want != ErrNotFramed && c.want != ErrUnknownSchema
 		if errors.Is(err, ErrMalformed) != malformed {
 			t.Errorf("%s: errors.Is(ErrMalformed) = %v", c.name, !malformed)
 		}
@@ -437,4 +441,57 @@ func TestConcurrentRegisterDecode(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// TestConfluentFraming: the same body behind a Confluent header decodes,
+// once its id is registered, to exactly what the single-object record
+// decodes to; an id registered with an incompatible schema stays unknown;
+// a clean record written with goavro's legacy fingerprint (before the
+// pipeline used the specification's) still decodes.
+func TestConfluentFraming(t *testing.T) {
+	d, err := New([]byte(allTypesSchema))
+	if err != nil {
+		t.Fatal(err)
+	}
+	single := allTypesRecord(t, d)
+	conf := append(wireformat.AppendConfluent(nil, 41), single[wireformat.SingleObjectHeaderLen:]...)
+	var a, b Record
+	if err := d.Decode(conf, &b); !errors.Is(err, ErrUnknownSchema) || d.KnownID(41) {
+		t.Fatalf("unregistered id: %v", err)
+	}
+	if fp, err := d.RegisterID(41, []byte(allTypesSchema)); err != nil || fp != d.Fingerprint() || !d.KnownID(41) {
+		t.Fatalf("RegisterID: %016x %v", fp, err)
+	}
+	if err := d.Decode(single, &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Decode(conf, &b); err != nil || b.Writer.Format != wireformat.Confluent || b.Writer.ID != 41 {
+		t.Fatalf("confluent: %v %+v", err, b.Writer)
+	}
+	if err := equalValues(d.fields, b.Values, a.Values); err != nil {
+		t.Error(err)
+	}
+	if _, err := d.RegisterID(42, []byte(`{"type":"record","name":"other","fields":[]}`)); !errors.Is(err, ErrIncompatibleSchema) || d.KnownID(42) {
+		t.Fatalf("RegisterID of another record: %v", err)
+	}
+
+	clean, _ := schemas.CleanSchemaJSON("analytics")
+	c, err := avrosingle.NewCodec(string(clean))
+	if err != nil || c.LegacyRabin == c.Rabin {
+		t.Fatalf("the analytics schema should have a legacy fingerprint: %v", err)
+	}
+	dp, err := NewForPurpose("analytics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := c.BinaryFromNative(nil, map[string]any{"event_id_pseudonym": goavro.Union("string", "e1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.Decode(append(wireformat.AppendSingleObject(nil, c.LegacyRabin), body...), &a); err != nil {
+		t.Fatalf("legacy fingerprint: %v", err)
+	}
+	if v := a.Values[dp.Field("event_id_pseudonym")]; v.Str() != "e1" {
+		t.Fatalf("legacy record decoded %+v", v)
+	}
 }

@@ -48,7 +48,7 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("error %v is not a *DecodeError", err)
 		}
 		known := false
-		for _, s := range []error{ErrNotSingleObject, ErrUnknownSchema, ErrTruncated, ErrBadLength, ErrBadVarint,
+		for _, s := range []error{ErrNotFramed, ErrUnknownSchema, ErrTruncated, ErrBadLength, ErrBadVarint,
 			ErrBadUnion, ErrBadValue, ErrInvalidUTF8, ErrTrailingBytes} {
 			known = known || de.Err == s
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/linkedin/goavro/v2"
 
 	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
+	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
@@ -147,7 +148,7 @@ func newOracle(t testing.TB, ts testSchema) *oracle {
 // decode returns the reader's values of a record, or an error when goavro
 // rejects it (or leaves trailing bytes).
 func (o *oracle) decode(b []byte) ([]Value, error) {
-	if len(b) < HeaderLen {
+	if len(b) < wireformat.SingleObjectHeaderLen {
 		return nil, errors.New("short")
 	}
 	fp, _, err := goavro.FingerprintFromSOE(b)

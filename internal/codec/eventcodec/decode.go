@@ -1,10 +1,14 @@
 // Package eventcodec decodes and validates raw customer events. Records are
-// Avro single-object encoded (marker C3 01, then the CRC-64-AVRO fingerprint
-// of the writer schema's Parsing Canonical Form, as the Avro specification
-// defines it: package internal/codec/avroschema), so producers can evolve
-// their schema: every known writer schema is registered by fingerprint, and
-// its fields are mapped onto
-// the classified raw schema (the source of truth). A writer field that the
+// framed (package wireformat) in either of the two framings SPEC 3a names:
+// the Confluent Schema Registry wire format (magic 0, then the writer
+// schema's registry id), as Confluent's AvroSerializer writes it, or Avro
+// single-object encoding (marker C3 01, then the CRC-64-AVRO fingerprint of
+// the writer schema's Parsing Canonical Form, as the Avro specification
+// defines it: package internal/codec/avroschema). Producers can evolve
+// their schema: every known writer schema is registered by fingerprint
+// (Register) or by registry id (RegisterID; the caller resolves ids it
+// does not know before decoding, processors/kit/writers), and its fields
+// are mapped onto the classified raw schema (the source of truth). A writer field that the
 // raw schema does not declare is unclassified: it is counted and never
 // reaches a clean topic.
 //
@@ -18,12 +22,11 @@
 // sizes, UTF-8, timestamps). A record that fails gets a Reason, never a
 // panic.
 //
-// It imports schemas, internal/codec/avroschema and goavro (schema checks and
-// the legacy fingerprint).
+// It imports schemas, internal/codec/avroschema, internal/codec/wireformat
+// and goavro (schema checks and the legacy fingerprint).
 package eventcodec
 
 import (
-	"encoding/binary"
 	"fmt"
 	"strings"
 	"sync"
@@ -32,6 +35,7 @@ import (
 	"github.com/linkedin/goavro/v2"
 
 	"github.com/privacy-pipeline/pipeline/internal/codec/avroschema"
+	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
 
@@ -88,9 +92,10 @@ type Event struct {
 	Values []Value
 	// Unclassified counts the non-null writer fields the raw schema does not declare.
 	Unclassified int
-	// Fingerprint identifies the writer schema.
-	Fingerprint uint64
-	// LegacyFingerprint is true when Fingerprint is the legacy (goavro)
+	// Header names the writer schema: its registry id or fingerprint; set
+	// whenever the record is framed, whatever Decode then returns.
+	Header wireformat.Header
+	// LegacyFingerprint is true when Header.Fingerprint is the legacy (goavro)
 	// fingerprint of a registered writer schema rather than the
 	// specification's; set whenever the schema was found, whatever Decode
 	// then returns.
@@ -117,7 +122,8 @@ type Decoder struct {
 	now    func() time.Time
 
 	mu      sync.RWMutex
-	writers map[uint64]entry
+	writers map[uint64]entry   // by fingerprint (single-object)
+	ids     map[uint32]*writer // by registry id (Confluent)
 
 	subjectIdx, eventIDIdx, timeIdx int
 }
@@ -145,7 +151,7 @@ func WithClock(now func() time.Time) Option { return func(d *Decoder) { d.now = 
 // NewDecoder returns a decoder that knows the raw schema itself as a writer
 // schema.
 func NewDecoder(raw *schemas.EventSchema, rawSchemaJSON []byte, opts ...Option) (*Decoder, error) {
-	d := &Decoder{raw: raw, limits: DefaultLimits, now: time.Now, writers: map[uint64]entry{}}
+	d := &Decoder{raw: raw, limits: DefaultLimits, now: time.Now, writers: map[uint64]entry{}, ids: map[uint32]*writer{}}
 	for _, o := range opts {
 		o(d)
 	}
@@ -183,41 +189,13 @@ func NewDecoder(raw *schemas.EventSchema, rawSchemaJSON []byte, opts ...Option) 
 // that the raw schema declares must have the same kind; the required fields
 // subject_id, event_id, event_time and jurisdiction must be present.
 func (d *Decoder) Register(writerSchemaJSON []byte) (uint64, error) {
-	ws, err := schemas.ParseEventSchema(writerSchemaJSON, schemas.ParseOptions{})
+	w, fp, err := d.compile(writerSchemaJSON)
 	if err != nil {
-		return 0, fmt.Errorf("eventcodec: writer schema: %w", err)
-	}
-	codec, err := goavro.NewCodec(string(writerSchemaJSON))
-	if err != nil {
-		return 0, fmt.Errorf("eventcodec: writer schema: %w", err)
-	}
-	fp, err := avroschema.Fingerprint(writerSchemaJSON)
-	if err != nil {
-		return 0, fmt.Errorf("eventcodec: writer schema: %w", err)
-	}
-	root, err := compileWriter(d.raw, writerSchemaJSON)
-	if err != nil {
-		return 0, fmt.Errorf("eventcodec: writer schema: %w", err)
-	}
-	w := &writer{codec: codec, root: root}
-	seen := map[string]bool{}
-	for _, f := range ws.Fields {
-		idx := d.raw.Index(f.Path)
-		if idx >= 0 {
-			if rf := d.raw.Fields[idx]; rf.Kind != f.Kind {
-				return 0, fmt.Errorf("eventcodec: writer field %s is %s, the raw schema says %s", f.Path, f.Kind, rf.Kind)
-			}
-			seen[f.Path] = true
-		}
-	}
-	for _, req := range []string{"subject_id", "event_id", "event_time", "jurisdiction"} {
-		if !seen[req] {
-			return 0, fmt.Errorf("eventcodec: writer schema lacks required field %s", req)
-		}
+		return 0, err
 	}
 	d.mu.Lock()
 	d.writers[fp] = entry{w: w}
-	if old := codec.Rabin; old != fp {
+	if old := w.codec.Rabin; old != fp {
 		if e, taken := d.writers[old]; !taken || e.legacy {
 			d.writers[old] = entry{w: w, legacy: true}
 		}
@@ -226,12 +204,70 @@ func (d *Decoder) Register(writerSchemaJSON []byte) (uint64, error) {
 	return fp, nil
 }
 
-// Fingerprint returns the single-object fingerprint of a record, if it has the marker.
-func Fingerprint(b []byte) (uint64, bool) {
-	if len(b) < 10 || b[0] != 0xC3 || b[1] != 0x01 {
-		return 0, false
+// RegisterID adds a writer schema under its schema registry id, with the
+// checks of Register; a schema registered before (by fingerprint or under
+// another id) is compiled once. It returns the schema's fingerprint.
+func (d *Decoder) RegisterID(id uint32, writerSchemaJSON []byte) (uint64, error) {
+	fp, err := avroschema.Fingerprint(writerSchemaJSON)
+	if err != nil {
+		return 0, fmt.Errorf("eventcodec: writer schema: %w", err)
 	}
-	return binary.LittleEndian.Uint64(b[2:10]), true
+	d.mu.RLock()
+	e := d.writers[fp]
+	d.mu.RUnlock()
+	w := e.w
+	if w == nil || e.legacy {
+		if w, _, err = d.compile(writerSchemaJSON); err != nil {
+			return 0, err
+		}
+	}
+	d.mu.Lock()
+	d.ids[id] = w
+	d.mu.Unlock()
+	return fp, nil
+}
+
+// KnownID reports whether a writer schema is registered under this id.
+func (d *Decoder) KnownID(id uint32) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.ids[id] != nil
+}
+
+// compile checks a writer schema against the raw schema and compiles it.
+func (d *Decoder) compile(writerSchemaJSON []byte) (*writer, uint64, error) {
+	ws, err := schemas.ParseEventSchema(writerSchemaJSON, schemas.ParseOptions{})
+	if err != nil {
+		return nil, 0, fmt.Errorf("eventcodec: writer schema: %w", err)
+	}
+	codec, err := goavro.NewCodec(string(writerSchemaJSON))
+	if err != nil {
+		return nil, 0, fmt.Errorf("eventcodec: writer schema: %w", err)
+	}
+	fp, err := avroschema.Fingerprint(writerSchemaJSON)
+	if err != nil {
+		return nil, 0, fmt.Errorf("eventcodec: writer schema: %w", err)
+	}
+	root, err := compileWriter(d.raw, writerSchemaJSON)
+	if err != nil {
+		return nil, 0, fmt.Errorf("eventcodec: writer schema: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, f := range ws.Fields {
+		idx := d.raw.Index(f.Path)
+		if idx >= 0 {
+			if rf := d.raw.Fields[idx]; rf.Kind != f.Kind {
+				return nil, 0, fmt.Errorf("eventcodec: writer field %s is %s, the raw schema says %s", f.Path, f.Kind, rf.Kind)
+			}
+			seen[f.Path] = true
+		}
+	}
+	for _, req := range []string{"subject_id", "event_id", "event_time", "jurisdiction"} {
+		if !seen[req] {
+			return nil, 0, fmt.Errorf("eventcodec: writer schema lacks required field %s", req)
+		}
+	}
+	return &writer{codec: codec, root: root}, fp, nil
 }
 
 // Decode decodes and validates one record into ev (whose Values are reused).
@@ -244,29 +280,27 @@ func (d *Decoder) Decode(b []byte, ev *Event) (reason Reason) {
 	ev.Values = ev.Values[:n]
 	clear(ev.Values)
 	ev.Unclassified = 0
+	ev.Header = wireformat.Header{}
 	ev.LegacyFingerprint = false
 	if len(b) > d.limits.MaxRecordBytes {
 		return Oversized
 	}
-	fp, ok := Fingerprint(b)
+	h, ok := wireformat.Parse(b)
 	if !ok {
 		return NotAvro
 	}
-	ev.Fingerprint = fp
-	d.mu.RLock()
-	e := d.writers[fp]
-	d.mu.RUnlock()
-	w := e.w
+	ev.Header = h
+	var w *writer
+	w, ev.LegacyFingerprint = d.writerOf(h)
 	if w == nil {
 		return UnknownSchema
 	}
-	ev.LegacyFingerprint = e.legacy
 	defer func() {
 		if recover() != nil { // defensive: a decoder bug must not crash the processor
 			reason = MalformedAvro
 		}
 	}()
-	r := reader{b: b[10:], d: d, ev: ev, budget: d.limits.MaxRecordBytes}
+	r := reader{b: b[h.Len():], d: d, ev: ev, budget: d.limits.MaxRecordBytes}
 	r.decode(w.root)
 	if r.reason != OK {
 		return r.reason
@@ -275,6 +309,18 @@ func (d *Decoder) Decode(b []byte, ev *Event) (reason Reason) {
 		return MalformedAvro // trailing bytes
 	}
 	return d.validate(ev)
+}
+
+// writerOf returns the writer schema a header names (nil when unknown) and
+// whether it was found by its legacy fingerprint.
+func (d *Decoder) writerOf(h wireformat.Header) (*writer, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if h.Format == wireformat.Confluent {
+		return d.ids[h.ID], false
+	}
+	e := d.writers[h.Fingerprint]
+	return e.w, e.legacy
 }
 
 func (d *Decoder) validate(ev *Event) Reason {

@@ -1,6 +1,7 @@
 package eventcodec
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/linkedin/goavro/v2"
 
 	"github.com/privacy-pipeline/pipeline/examples/producer"
+	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
@@ -165,5 +167,52 @@ func BenchmarkDecode(b *testing.B) {
 	b.SetBytes(int64(len(buf)))
 	for i := 0; i < b.N; i++ {
 		d.Decode(buf, &out)
+	}
+}
+
+// TestConfluentFraming: a record framed as Confluent's AvroSerializer
+// frames it (magic 0, big-endian schema id) decodes once its id is
+// registered, exactly like its single-object form; an unregistered id is
+// unknown_schema (the caller resolves ids before decoding); a schema the
+// raw schema cannot accept is refused at RegisterID, so its id stays
+// unknown.
+func TestConfluentFraming(t *testing.T) {
+	d, raw := newDecoder(t)
+	enc, _ := producer.NewEncoder()
+	ev := synth.New(1, 100, now).EventFor(1, 42)
+	single, err := enc.AppendEncoded(nil, &ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := append(wireformat.AppendConfluent(nil, 300), single[wireformat.SingleObjectHeaderLen:]...)
+	var a, b Event
+	if r := d.Decode(conf, &b); r != UnknownSchema || b.Header.Format != wireformat.Confluent || b.Header.ID != 300 {
+		t.Fatalf("unregistered id: %s %+v", r, b.Header)
+	}
+	if d.KnownID(300) {
+		t.Fatal("KnownID before RegisterID")
+	}
+	fp, err := d.RegisterID(300, schemas.RawEventSchemaJSON())
+	if err != nil || fp != enc.Fingerprint() {
+		t.Fatalf("RegisterID: %016x %v", fp, err)
+	}
+	if !d.KnownID(300) {
+		t.Fatal("KnownID after RegisterID")
+	}
+	if r := d.Decode(single, &a); r != OK {
+		t.Fatalf("single-object: %s", r)
+	}
+	if r := d.Decode(conf, &b); r != OK {
+		t.Fatalf("confluent: %s", r)
+	}
+	if !reflect.DeepEqual(a.Values, b.Values) || b.Values[raw.Index("subject_id")].Str != ev.SubjectID {
+		t.Fatal("the two framings decode differently")
+	}
+	if r := d.Decode(conf[:4], &b); r != NotAvro {
+		t.Fatalf("truncated Confluent header: %s", r)
+	}
+	clean, _ := schemas.CleanSchemaJSON("analytics")
+	if _, err := d.RegisterID(301, clean); err == nil || d.KnownID(301) {
+		t.Fatalf("RegisterID accepted a clean schema as a raw writer schema: %v", err)
 	}
 }

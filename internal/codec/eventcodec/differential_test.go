@@ -8,6 +8,7 @@ import (
 	"github.com/linkedin/goavro/v2"
 
 	"github.com/privacy-pipeline/pipeline/examples/producer"
+	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
@@ -116,11 +117,21 @@ func FuzzCompiledVsGoavro(f *testing.F) {
 		return h
 	}
 	hRaw, hKS := hdr(enc.Fingerprint()), hdr(fpKS)
+	// The same writer schemas under registry ids: the Confluent framing
+	// must decode a body exactly as the single-object framing does.
+	if _, err := d.RegisterID(1, schemas.RawEventSchemaJSON()); err != nil {
+		f.Fatal(err)
+	}
+	if _, err := d.RegisterID(2, []byte(ks)); err != nil {
+		f.Fatal(err)
+	}
+	cRaw, cKS := wireformat.AppendConfluent(nil, 1), wireformat.AppendConfluent(nil, 2)
 	f.Fuzz(func(t *testing.T, body []byte, sink bool) {
-		h := hRaw
+		h, c := hRaw, cRaw
 		if sink {
-			h = hKS
+			h, c = hKS, cKS
 		}
 		compareDecoders(t, d, append(append([]byte{}, h...), body...))
+		compareDecoders(t, d, append(append([]byte{}, c...), body...))
 	})
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/examples/producer"
 	"github.com/privacy-pipeline/pipeline/internal/codec/avroschema"
+	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
@@ -42,27 +43,27 @@ func TestLegacyFingerprintAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fp, _ := Fingerprint(spec); fp != rawSpecFP {
-		t.Fatalf("producer writes %016x, want the specification's %016x", fp, rawSpecFP)
+	if h, _ := wireformat.Parse(spec); h.Fingerprint != rawSpecFP {
+		t.Fatalf("producer writes %016x, want the specification's %016x", h.Fingerprint, rawSpecFP)
 	}
 	legacy, err := c.SingleFromNative(nil, ev.Native(nil)) // goavro's own header: the old fingerprint
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fp, _ := Fingerprint(legacy); fp != rawLegacyFP {
-		t.Fatalf("legacy record has %016x", fp)
+	if h, _ := wireformat.Parse(legacy); h.Fingerprint != rawLegacyFP {
+		t.Fatalf("legacy record has %016x", h.Fingerprint)
 	}
 	unknown := append([]byte(nil), spec...)
 	unknown[2] ^= 0xff
 
 	var out Event
-	if r := d.Decode(legacy, &out); r != OK || !out.LegacyFingerprint || out.Fingerprint != rawLegacyFP {
-		t.Fatalf("legacy record: %s, legacy %v, fingerprint %016x", r, out.LegacyFingerprint, out.Fingerprint)
+	if r := d.Decode(legacy, &out); r != OK || !out.LegacyFingerprint || out.Header.Fingerprint != rawLegacyFP {
+		t.Fatalf("legacy record: %s, legacy %v, fingerprint %016x", r, out.LegacyFingerprint, out.Header.Fingerprint)
 	}
 	if got := out.Values[raw.Index("subject_id")].Str; got != ev.SubjectID {
 		t.Fatalf("legacy record: subject %q", got)
 	}
-	if r := d.Decode(spec, &out); r != OK || out.LegacyFingerprint || out.Fingerprint != rawSpecFP {
+	if r := d.Decode(spec, &out); r != OK || out.LegacyFingerprint || out.Header.Fingerprint != rawSpecFP {
 		t.Fatalf("spec record: %s, legacy %v (the flag must be reset)", r, out.LegacyFingerprint)
 	}
 	if r := d.Decode(unknown, &out); r != UnknownSchema || out.LegacyFingerprint {

@@ -6,6 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
 
@@ -13,8 +14,9 @@ import (
 // differential fuzz test checks the compiled decoder against it.
 
 func (d *Decoder) goavroRejectsDuplicateMapKey(b []byte) bool {
-	fp, _ := Fingerprint(b)
-	_, _, err := d.writers[fp].w.codec.NativeFromBinary(b[10:])
+	h, _ := wireformat.Parse(b)
+	w, _ := d.writerOf(h)
+	_, _, err := w.codec.NativeFromBinary(b[h.Len():])
 	return err != nil && strings.Contains(err.Error(), "duplicate key")
 }
 
@@ -26,15 +28,15 @@ func (d *Decoder) decodeWithGoavro(b []byte, ev *Event) Reason {
 	if len(b) > d.limits.MaxRecordBytes {
 		return Oversized
 	}
-	fp, ok := Fingerprint(b)
+	h, ok := wireformat.Parse(b)
 	if !ok {
 		return NotAvro
 	}
-	w := d.writers[fp].w
+	w, _ := d.writerOf(h)
 	if w == nil {
 		return UnknownSchema
 	}
-	native, rest, err := w.codec.NativeFromBinary(b[10:])
+	native, rest, err := w.codec.NativeFromBinary(b[h.Len():])
 	if err != nil || len(rest) != 0 {
 		return MalformedAvro
 	}
