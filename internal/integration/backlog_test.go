@@ -40,7 +40,7 @@ func TestKanonCatchesUpAfterDowntime(t *testing.T) {
 	// downtime is simulated by the successor's clock two hours on; the
 	// merge, which bounds progress by its own clock plus a skew, lives in
 	// that time from the start (the first replica's bounds are earlier).
-	merge, err := wiring.BuildKanonMerge(r.cfg, spec, nil, nil)
+	merge, err := wiring.BuildKanonMerge(context.Background(), r.cfg, spec, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestKanonCatchesUpAfterDowntime(t *testing.T) {
 	start := time.Now().Truncate(time.Hour) // one window, open until a minute past the hour
 	evs := kstream(17, 8000, 300, parts, start, time.Millisecond*time.Duration(max(1, time.Since(start).Milliseconds())), 0)
 	replica := func(clock func() time.Time, reg prometheus.Registerer) func() {
-		a, err := wiring.BuildAggregates(r.cfg, spec, kanonmetrics.New(reg), slog.New(slog.NewJSONHandler(r.logs, nil)))
+		a, err := wiring.BuildAggregates(context.Background(), r.cfg, spec, kanonmetrics.New(reg), slog.New(slog.NewJSONHandler(r.logs, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -231,7 +231,7 @@ func TestInvalidationReachesTwoProcessors(t *testing.T) {
 	cfg.Consent.CacheTTL = time.Hour // only an invalidation can refresh an entry
 	var caches []*consentredis.Cache
 	for i := 0; i < 2; i++ {
-		pp, err := wiring.BuildPrivacy(cfg, wiring.Deps{Redis: r.rdb, Registry: newRegistry(), Keys: r.keys})
+		pp, err := wiring.BuildPrivacy(ctx, cfg, wiring.Deps{Redis: r.rdb, Registry: newRegistry(), Keys: r.keys})
 		if err != nil {
 			t.Fatal(err)
 		}

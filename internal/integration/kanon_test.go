@@ -207,7 +207,7 @@ func TestKanonOnRealKafka(t *testing.T) {
 			// Both stages, as 'pipeline run kanon' runs them.
 			return r.kanonAggregates(spec, km, log)
 		} else {
-			a, err := wiring.BuildAnonymize(r.cfg, spec, km, log)
+			a, err := wiring.BuildAnonymize(context.Background(), r.cfg, spec, km, log)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -408,11 +408,11 @@ func offlineAggregates(t *testing.T, r *rig, spec *kanonspec.Spec, input string)
 // returned stop.
 func (r *rig) kanonAggregates(spec *kanonspec.Spec, km *kanonmetrics.Metrics, log *slog.Logger) func() {
 	r.t.Helper()
-	a, err := wiring.BuildAggregates(r.cfg, spec, km, log)
+	a, err := wiring.BuildAggregates(context.Background(), r.cfg, spec, km, log)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	m, err := wiring.BuildKanonMerge(r.cfg, spec, km, log)
+	m, err := wiring.BuildKanonMerge(context.Background(), r.cfg, spec, km, log)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -481,7 +481,7 @@ func checkAnonymised(t *testing.T, r *rig, spec *kanonspec.Spec, k int, recs []*
 	for i, rec := range recs {
 		published[i] = rec.Value
 	}
-	ref, err := wiring.BuildAnonymize(r.cfg, spec, nil, nil)
+	ref, err := wiring.BuildAnonymize(context.Background(), r.cfg, spec, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +508,7 @@ func TestIdlePartitionsCloseOnANewOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The merge stage runs throughout; only the first stage changes owner.
-	merge, err := wiring.BuildKanonMerge(r.cfg, spec, nil, nil)
+	merge, err := wiring.BuildKanonMerge(context.Background(), r.cfg, spec, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +517,7 @@ func TestIdlePartitionsCloseOnANewOwner(t *testing.T) {
 	start := time.Now().Add(-3 * time.Hour).Truncate(time.Minute)
 	r.kproduce(kencode(t, analytics, "analytics", kstream(5, 6000, 400, parts, start, 5*time.Minute, 0)))
 	build := func() processors.Processor {
-		a, err := wiring.BuildAggregates(r.cfg, spec, nil, slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+		a, err := wiring.BuildAggregates(context.Background(), r.cfg, spec, nil, slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -143,7 +143,7 @@ func newRig(t testing.TB) *rig {
 		r.adm.DeleteTopics(ctx, names...)
 	})
 	r.reg = prometheus.NewRegistry()
-	r.pp, err = wiring.BuildPrivacy(cfg, wiring.Deps{Redis: rdb, Registry: r.reg, Keys: keys,
+	r.pp, err = wiring.BuildPrivacy(ctx, cfg, wiring.Deps{Redis: rdb, Registry: r.reg, Keys: keys,
 		Log: slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)

@@ -50,9 +50,10 @@ func BenchmarkProcess(b *testing.B) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 	cfg, _ := config.Load()
+	cfg.Schemas = singleObject
 	cfg.Consent.CacheTTL = time.Hour // measure the cached path
 	keys, _ := pseudonym.GenerateKeyring(purpose.Names(), "bench")
-	pp, err := wiring.BuildPrivacy(cfg, wiring.Deps{Redis: rdb, Registry: prometheus.NewRegistry(), Keys: keys, Log: slog.New(slog.DiscardHandler)})
+	pp, err := wiring.BuildPrivacy(context.Background(), cfg, wiring.Deps{Redis: rdb, Registry: prometheus.NewRegistry(), Keys: keys, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

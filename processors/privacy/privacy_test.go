@@ -47,6 +47,7 @@ func newHarness(t testing.TB) *harness {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1, DialerRetries: 1, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { rdb.Close() })
 	cfg, err := config.Load()
+	cfg.Schemas = singleObject
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func newHarness(t testing.TB) *harness {
 	}
 	logs := &bytes.Buffer{}
 	reg := prometheus.NewRegistry()
-	pp, err := wiring.BuildPrivacy(cfg, wiring.Deps{Redis: rdb, Registry: reg, Keys: keys,
+	pp, err := wiring.BuildPrivacy(context.Background(), cfg, wiring.Deps{Redis: rdb, Registry: reg, Keys: keys,
 		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
@@ -639,3 +640,9 @@ func TestWorkerNotCurrentAfterInvalidation(t *testing.T) {
 		t.Fatal("current after InvalidateAll")
 	}
 }
+
+// singleObject frames the clean records of the unit tests with
+// single-object encoding and no registry, whatever the environment says
+// (the integration tests run the Confluent wire format against a real
+// registry).
+var singleObject = config.Schemas{WireFormat: "single-object"}

@@ -1,7 +1,8 @@
 // Package config reads the pipeline's configuration from PIPELINE_*
 // environment variables (caarlos0/env), one nested struct per concern:
 // Ops, Names, Kafka (internal/stream/kafkaconn), Redis, Runner, Privacy,
-// Consent, Kanon, Castle. The variable names stay flat; each command loads
+// Consent, Kanon, Castle, Schemas (the wire format and the schema
+// registry, internal/schemaregistry). The variable names stay flat; each command loads
 // and validates only the sections it uses (Load), so a bad value of one
 // command's setting never stops another. Every variable is documented in
 // the README with its default. Secrets (the pseudonym keys, the Redis
@@ -9,7 +10,7 @@
 // Config has no String method that would show them, and Redacted returns a
 // printable copy.
 //
-// It imports caarlos0/env and kafkaconn.
+// It imports caarlos0/env, kafkaconn, schemaregistry and wireformat.
 package config
 
 import (
@@ -21,6 +22,8 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
+	"github.com/privacy-pipeline/pipeline/internal/schemaregistry"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 )
 
@@ -52,6 +55,41 @@ type Config struct {
 	Kanon Kanon `envPrefix:"KANON_"`
 	// Castle configures record-level k-anonymisation, PIPELINE_CASTLE_*.
 	Castle Castle `envPrefix:"CASTLE_"`
+	// Schemas is the outputs' wire format and the schema registry,
+	// PIPELINE_WIRE_FORMAT and PIPELINE_SCHEMA_REGISTRY_*.
+	Schemas Schemas
+}
+
+// Schemas is how records are framed and where their schemas are
+// registered (SPEC 3a).
+type Schemas struct {
+	// WireFormat frames the outputs (clean, agg and kanon topics):
+	// "confluent" (magic byte 0 and the schema's registry id; needs a
+	// registry) or "single-object" (Avro single-object encoding, no
+	// registry). The raw input accepts both, whatever this says.
+	WireFormat string `env:"WIRE_FORMAT" envDefault:"confluent"`
+	// Registry is the schema registry, PIPELINE_SCHEMA_REGISTRY_*: needed
+	// with the Confluent wire format, and for Confluent-framed raw input.
+	Registry schemaregistry.Config `envPrefix:"SCHEMA_REGISTRY_"`
+}
+
+// Format returns the parsed wire format.
+func (s Schemas) Format() wireformat.Format {
+	f, _ := wireformat.ParseFormat(s.WireFormat)
+	return f
+}
+
+// Validate checks the wire format and the registry settings. (That the
+// Confluent wire format has a registry is checked where a processor is
+// built: the commands that write no output need none.)
+func (s Schemas) Validate() error {
+	if _, err := wireformat.ParseFormat(s.WireFormat); err != nil {
+		return fmt.Errorf("config: PIPELINE_WIRE_FORMAT: %w", err)
+	}
+	if err := s.Registry.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
 }
 
 // Ops is read by every command.
@@ -213,10 +251,11 @@ const (
 	SectionConsent
 	SectionKanon
 	SectionCastle
+	SectionSchemas
 )
 
 // AllSections are every section (the demo and the tests load them all).
-var AllSections = []Section{SectionKafka, SectionRedis, SectionRunner, SectionPrivacy, SectionConsent, SectionKanon, SectionCastle}
+var AllSections = []Section{SectionKafka, SectionRedis, SectionRunner, SectionPrivacy, SectionConsent, SectionKanon, SectionCastle, SectionSchemas}
 
 // Load reads the environment for the named sections (none: all of them)
 // and validates what it read. Every other section keeps its defaults, and
@@ -260,6 +299,10 @@ func Load(sections ...Section) (Config, error) {
 			err = parse(&c.Kanon, "KANON_")
 		case SectionCastle:
 			err = parse(&c.Castle, "CASTLE_")
+		case SectionSchemas:
+			if err = parse(&c.Schemas, ""); err == nil {
+				err = parse(&c.Schemas.Registry, "SCHEMA_REGISTRY_")
+			}
 		default:
 			err = fmt.Errorf("config: unknown section %d", sec)
 		}
@@ -327,6 +370,8 @@ func (c Config) Validate(sections ...Section) error {
 			err = c.Kanon.Validate()
 		case SectionCastle:
 			err = c.Castle.Validate()
+		case SectionSchemas:
+			err = c.Schemas.Validate()
 		}
 		if err != nil {
 			return err
@@ -439,5 +484,6 @@ func (c Config) Redacted() Config {
 	if c.Privacy.PseudonymKeys != "" {
 		c.Privacy.PseudonymKeys = "[redacted]"
 	}
+	c.Schemas.Registry = c.Schemas.Registry.Redacted()
 	return c
 }

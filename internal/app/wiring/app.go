@@ -40,13 +40,13 @@ var Commands = []string{CommandPrivacy, CommandConsentSync, CommandConsentAPI, C
 func Sections(command string) []config.Section {
 	switch command {
 	case CommandPrivacy:
-		return []config.Section{config.SectionKafka, config.SectionRedis, config.SectionRunner, config.SectionPrivacy, config.SectionConsent}
+		return []config.Section{config.SectionKafka, config.SectionRedis, config.SectionRunner, config.SectionPrivacy, config.SectionConsent, config.SectionSchemas}
 	case CommandConsentSync, CommandConsentAPI:
 		return []config.Section{config.SectionKafka, config.SectionRedis, config.SectionConsent}
 	case CommandKanon:
-		return []config.Section{config.SectionKafka, config.SectionRunner, config.SectionKanon}
+		return []config.Section{config.SectionKafka, config.SectionRunner, config.SectionKanon, config.SectionSchemas}
 	case CommandKanonRecords:
-		return []config.Section{config.SectionKafka, config.SectionRunner, config.SectionCastle}
+		return []config.Section{config.SectionKafka, config.SectionRunner, config.SectionCastle, config.SectionSchemas}
 	}
 	return config.AllSections
 }
@@ -145,7 +145,7 @@ func NewApp(ctx context.Context, command string, cfg config.Config, o AppOptions
 	var err error
 	switch command {
 	case CommandPrivacy:
-		err = a.privacy(cfg, reg)
+		err = a.privacy(ctx, cfg, reg)
 	case CommandConsentSync:
 		err = a.consentSync(cfg, reg, o.Rebuild)
 	case CommandConsentAPI:
@@ -153,7 +153,7 @@ func NewApp(ctx context.Context, command string, cfg config.Config, o AppOptions
 	case CommandKanon:
 		err = a.kanon(ctx, cfg, reg)
 	case CommandKanonRecords:
-		err = a.kanonRecords(cfg, reg)
+		err = a.kanonRecords(ctx, cfg, reg)
 	default:
 		err = fmt.Errorf("unknown command %q", command)
 	}
@@ -183,12 +183,12 @@ func (a *App) redisClient(cfg config.Config) (*redis.Client, error) {
 // privacy: the runner, the follower of the output topics' size limits and
 // the follower of consent invalidations; ready when the runner owns
 // partitions and the processor can decide (consent store up).
-func (a *App) privacy(cfg config.Config, reg *prometheus.Registry) error {
+func (a *App) privacy(ctx context.Context, cfg config.Config, reg *prometheus.Registry) error {
 	rdb, err := a.redisClient(cfg)
 	if err != nil {
 		return err
 	}
-	pp, err := BuildPrivacy(cfg, Deps{Redis: rdb, Registry: reg, Log: a.log})
+	pp, err := BuildPrivacy(ctx, cfg, Deps{Redis: rdb, Registry: reg, Log: a.log})
 	if err != nil {
 		return err
 	}
@@ -308,11 +308,11 @@ func (a *App) kanon(ctx context.Context, cfg config.Config, reg *prometheus.Regi
 		return fmt.Errorf("PIPELINE_KANON_INPUT_PARTITIONS=%d, but the input has %d partitions", cfg.Kanon.InputPartitions, n)
 	}
 	m := kanonmetrics.New(reg)
-	first, err := BuildAggregates(cfg, spec, m, a.log)
+	first, err := BuildAggregates(ctx, cfg, spec, m, a.log)
 	if err != nil {
 		return err
 	}
-	merge, err := BuildKanonMerge(cfg, spec, m, a.log)
+	merge, err := BuildKanonMerge(ctx, cfg, spec, m, a.log)
 	if err != nil {
 		return err
 	}
@@ -348,12 +348,12 @@ func (a *App) kanon(ctx context.Context, cfg config.Config, reg *prometheus.Regi
 }
 
 // kanonRecords: record-level k-anonymisation (CASTLE).
-func (a *App) kanonRecords(cfg config.Config, reg *prometheus.Registry) error {
+func (a *App) kanonRecords(ctx context.Context, cfg config.Config, reg *prometheus.Registry) error {
 	spec, err := LoadKanonSpec(cfg)
 	if err != nil {
 		return err
 	}
-	rec, err := BuildAnonymize(cfg, spec, kanonmetrics.New(reg), a.log)
+	rec, err := BuildAnonymize(ctx, cfg, spec, kanonmetrics.New(reg), a.log)
 	if err != nil {
 		return err
 	}

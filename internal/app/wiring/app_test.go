@@ -13,6 +13,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
@@ -54,6 +55,10 @@ func testConfig(t *testing.T) config.Config {
 	cfg.Ops.HTTPAddr = "127.0.0.1:0"
 	cfg.Consent.APIAddr = "127.0.0.1:0"
 	cfg.Consent.RequireLoaded = false
+	sreg := srfake.New() // the outputs' schemas are registered at start
+	t.Cleanup(sreg.Close)
+	cfg.Schemas.WireFormat = "confluent"
+	cfg.Schemas.Registry.URL = []string{sreg.URL()}
 	kr, err := pseudonym.GenerateKeyring(purpose.Names(), "test")
 	if err != nil {
 		t.Fatal(err)
@@ -165,4 +170,17 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
+}
+
+// TestConfluentNeedsARegistry: the default wire format without a registry
+// stops the start with a message naming both ways out.
+func TestConfluentNeedsARegistry(t *testing.T) {
+	for _, command := range []string{CommandPrivacy, CommandKanon, CommandKanonRecords} {
+		cfg := testConfig(t)
+		cfg.Schemas.Registry.URL = nil
+		_, err := NewApp(context.Background(), command, cfg, AppOptions{})
+		if err == nil || !strings.Contains(err.Error(), "PIPELINE_SCHEMA_REGISTRY_URL") || !strings.Contains(err.Error(), "PIPELINE_WIRE_FORMAT=single-object") {
+			t.Errorf("%s without a registry: %v", command, err)
+		}
+	}
 }

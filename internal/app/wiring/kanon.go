@@ -83,9 +83,13 @@ func stateTopic(cfg config.Config, processor string) string { return names(cfg).
 
 // aggregatesConfig is the aggregates' configuration, shared by both
 // stages.
-func aggregatesConfig(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger) (kanonagg.Config, error) {
+func aggregatesConfig(ctx context.Context, cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger) (kanonagg.Config, error) {
 	if len(spec.Aggregates) == 0 {
 		return kanonagg.Config{}, fmt.Errorf("wiring: %s declares no aggregate", spec.Version)
+	}
+	sch, err := Schemas(ctx, cfg, m.WriterSchemaMetrics())
+	if err != nil {
+		return kanonagg.Config{}, err
 	}
 	var dp *aggregate.DPConfig
 	if cfg.Kanon.DPEpsilon > 0 {
@@ -97,7 +101,7 @@ func aggregatesConfig(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.M
 		Window: cfg.Kanon.Window, AllowedLateness: cfg.Kanon.AllowedLateness, Rollup: cfg.Kanon.Rollup, IdleClose: cfg.Kanon.IdleClose, WatermarkSkew: cfg.Kanon.WatermarkSkew, DP: dp,
 		TopicTemplate: cfg.Names.AggTopicTemplate, StateTopic: stateTopic(cfg, topology.KanonAggregates),
 		PartialsTopic: PartialsTopic(cfg), Partitions: int32(cfg.Kanon.InputPartitions), PartialMaxBytes: cfg.Kanon.PartialMaxBytes,
-		Metrics: m, Log: log}, nil
+		Metrics: m, Log: log, Schemas: sch}, nil
 }
 
 // PartialsTopic returns the internal topic between the aggregates' two
@@ -111,8 +115,8 @@ func PartialsTopic(cfg config.Config) string {
 // them). cfg.Kanon.InputPartitions should be the input's partition count
 // (InputPartitions). m may be shared with BuildAnonymize and
 // BuildKanonMerge (register it once with metrics.NewKanon).
-func BuildAggregates(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger) (*Stateful[*kanonagg.Processor], error) {
-	ac, err := aggregatesConfig(cfg, spec, m, log)
+func BuildAggregates(ctx context.Context, cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger) (*Stateful[*kanonagg.Processor], error) {
+	ac, err := aggregatesConfig(ctx, cfg, spec, m, log)
 	if err != nil {
 		return nil, err
 	}
@@ -133,15 +137,15 @@ func BuildAggregates(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Me
 // broker (InputPartitions) on its first batch and again when a record
 // names a partition beyond it; never PIPELINE_KANON_INPUT_PARTITIONS or a
 // count a record claims.
-func BuildKanonMerge(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger) (*Stateful[*kanonmerge.Processor], error) {
-	return buildKanonMerge(cfg, spec, m, log, func(ctx context.Context) (int32, error) {
+func BuildKanonMerge(ctx context.Context, cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger) (*Stateful[*kanonmerge.Processor], error) {
+	return buildKanonMerge(ctx, cfg, spec, m, log, func(ctx context.Context) (int32, error) {
 		n, err := InputPartitions(ctx, cfg, spec)
 		return int32(n), err
 	})
 }
 
-func buildKanonMerge(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger, partitions func(context.Context) (int32, error)) (*Stateful[*kanonmerge.Processor], error) {
-	ac, err := aggregatesConfig(cfg, spec, nil, log)
+func buildKanonMerge(ctx context.Context, cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger, partitions func(context.Context) (int32, error)) (*Stateful[*kanonmerge.Processor], error) {
+	ac, err := aggregatesConfig(ctx, cfg, spec, nil, log)
 	if err != nil {
 		return nil, err
 	}
@@ -186,11 +190,11 @@ func InputPartitions(ctx context.Context, cfg config.Config, spec *kanonspec.Spe
 // must be positive.
 func OfflineAggregates(ctx context.Context, cfg config.Config, spec *kanonspec.Spec, in []processors.Record, partitions int32, now time.Time) (map[string]string, error) {
 	cfg.Kanon.InputPartitions = int(partitions)
-	first, err := BuildAggregates(cfg, spec, nil, nil)
+	first, err := BuildAggregates(ctx, cfg, spec, nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	merge, err := buildKanonMerge(cfg, spec, nil, nil, func(context.Context) (int32, error) { return partitions, nil })
+	merge, err := buildKanonMerge(ctx, cfg, spec, nil, nil, func(context.Context) (int32, error) { return partitions, nil })
 	if err != nil {
 		return nil, err
 	}
@@ -205,15 +209,20 @@ func OfflineAggregates(ctx context.Context, cfg config.Config, spec *kanonspec.S
 	return out, nil
 }
 
-// BuildAnonymize assembles the record-level k-anonymisation processor.
-func BuildAnonymize(cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger) (*Stateful[*kanonrec.Processor], error) {
+// BuildAnonymize assembles the record-level k-anonymisation processor; ctx
+// bounds the registration of its output schema.
+func BuildAnonymize(ctx context.Context, cfg config.Config, spec *kanonspec.Spec, m *kanonmetrics.Metrics, log *slog.Logger) (*Stateful[*kanonrec.Processor], error) {
 	if spec.Records == nil {
 		return nil, fmt.Errorf("wiring: %s declares no record-level stream", spec.Version)
 	}
 	if cfg.Castle.Seed != 0 && log != nil {
 		log.Warn("PIPELINE_CASTLE_SEED is set: cluster reuse is predictable; use it for verification runs only", "processor", kanonrec.Name)
 	}
-	p, err := kanonrec.New(kanonrec.Config{Records: *spec.Records, Spec: spec, K: cfg.Castle.K, Delta: cfg.Castle.Delta,
+	sch, err := Schemas(ctx, cfg, m.WriterSchemaMetrics())
+	if err != nil {
+		return nil, err
+	}
+	p, err := kanonrec.New(kanonrec.Config{Schemas: sch, Records: *spec.Records, Spec: spec, K: cfg.Castle.K, Delta: cfg.Castle.Delta,
 		Beta: cfg.Castle.Beta, Mu: cfg.Castle.Mu, L: cfg.Castle.L, MaxReuse: cfg.Castle.MaxReuse, MaxDelay: cfg.Castle.MaxDelay, Seed: cfg.Castle.Seed,
 		Topic: spec.Records.TopicFrom(cfg.Names.KanonTopicTemplate), StateTopic: stateTopic(cfg, topology.KanonRecords), Metrics: m, Log: log})
 	if err != nil {

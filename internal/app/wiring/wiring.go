@@ -7,6 +7,7 @@
 package wiring
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -20,10 +21,13 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/codec/eventcodec"
+	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/schemaregistry"
+	"github.com/privacy-pipeline/pipeline/processors/kit/writers"
 	"github.com/privacy-pipeline/pipeline/processors/privacy"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
@@ -116,8 +120,40 @@ func Topics(cfg config.Config) privacy.Topics {
 	return t
 }
 
-// BuildPrivacy assembles the privacy processor.
-func BuildPrivacy(cfg config.Config, deps Deps) (*Privacy, error) {
+// Schemas returns what a processor needs from the schema registry
+// (PIPELINE_WIRE_FORMAT, PIPELINE_SCHEMA_REGISTRY_*): the framer of its
+// outputs, which registers their derived schemas under TopicNameStrategy
+// subjects while ctx lasts (the Confluent wire format, the default), and
+// the resolver of its inputs' writer schema ids. m may be nil.
+func Schemas(ctx context.Context, cfg config.Config, m *writers.Metrics) (writers.Schemas, error) {
+	s := writers.Schemas{Metrics: m}
+	var cl *schemaregistry.Client
+	if cfg.Schemas.Registry.Configured() {
+		var err error
+		if cl, err = cfg.Schemas.Registry.NewClient(); err != nil {
+			return s, err
+		}
+		s.Registry = cl
+	}
+	switch cfg.Schemas.Format() {
+	case wireformat.SingleObject:
+		s.Framer = wireformat.SingleObjectFramer{}
+	case wireformat.Confluent:
+		if cl == nil {
+			return s, fmt.Errorf("wiring: PIPELINE_WIRE_FORMAT=confluent (the default) needs a schema registry: set PIPELINE_SCHEMA_REGISTRY_URL, or PIPELINE_WIRE_FORMAT=single-object")
+		}
+		s.Framer = cl.Framer(ctx)
+	default:
+		return s, fmt.Errorf("wiring: PIPELINE_WIRE_FORMAT %q: %w", cfg.Schemas.WireFormat, errUnknownFormat)
+	}
+	return s, nil
+}
+
+var errUnknownFormat = fmt.Errorf("want confluent or single-object")
+
+// BuildPrivacy assembles the privacy processor; ctx bounds the
+// registration of its clean schemas.
+func BuildPrivacy(ctx context.Context, cfg config.Config, deps Deps) (*Privacy, error) {
 	raw, pol, err := LoadPolicy(cfg)
 	if err != nil {
 		return nil, err
@@ -147,10 +183,14 @@ func BuildPrivacy(cfg config.Config, deps Deps) (*Privacy, error) {
 		consentredis.WithRequireLoaded(cfg.Consent.RequireLoaded))
 	cache := consentredis.NewCache(store, consentredis.WithTTL(cfg.Consent.CacheTTL), consentredis.WithMaxEntries(cfg.Consent.CacheSize))
 	m := privacy.NewMetrics(deps.Registry)
+	sch, err := Schemas(ctx, cfg, writers.NewMetrics(deps.Registry, privacy.Name))
+	if err != nil {
+		return nil, err
+	}
 	topics := Topics(cfg)
 	proc, err := privacy.New(privacy.Config{
 		Raw: raw, Policy: pol, Keys: keys, Decoder: dec, Consent: cache, Metrics: m, Topics: topics, Log: deps.Log,
-		Limits: DefaultLimits(),
+		Limits: DefaultLimits(), Schemas: sch,
 	})
 	if err != nil {
 		return nil, err

@@ -575,7 +575,7 @@ func (r *run) verify(ctx context.Context, expected [purpose.Count]map[string]boo
 		seen := map[string]int{}
 		var decodeErr error
 		err = kafkaio.Scan(ctx, r.cfg.Kafka, func(rec *kgo.Record) {
-			native, _, err := codec.NativeFromSingle(rec.Value)
+			native, _, err := codec.NativeFromFramed(rec.Value)
 			if err != nil {
 				decodeErr = err
 				return

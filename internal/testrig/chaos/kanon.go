@@ -201,7 +201,7 @@ func (r *run) verifyKanon(ctx context.Context) (*KanonResult, error) {
 			res.Duplicated++
 		}
 		got[string(rec.Key)] = string(rec.Value)
-		if native, _, err := codec.NativeFromSingle(rec.Value); err != nil || native.(map[string]any)["subjects"].(int64) < chaosK {
+		if native, _, err := codec.NativeFromFramed(rec.Value); err != nil || native.(map[string]any)["subjects"].(int64) < chaosK {
 			res.UnderK++
 		}
 	}, aggTopic)
@@ -246,7 +246,7 @@ func (r *run) verifyKanon(ctx context.Context) (*KanonResult, error) {
 	}
 	cfg := r.cfg
 	cfg.Castle.K, cfg.Castle.Delta, cfg.Castle.Seed = chaosCastleK, chaosDelta, chaosCastleSeed
-	a, err := wiring.BuildAnonymize(cfg, spec, nil, nil)
+	a, err := wiring.BuildAnonymize(ctx, cfg, spec, nil, nil)
 	if err != nil {
 		return nil, err
 	}

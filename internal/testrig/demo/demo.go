@@ -13,6 +13,7 @@ package demo
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,16 +28,20 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/privacy-pipeline/pipeline/examples/producer"
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/codec/avrosingle"
+	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/schemaregistry"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
@@ -107,12 +112,24 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 
+	// An in-process schema registry (srfake): the clean, agg and kanon
+	// schemas are registered in it and every output is Confluent-framed,
+	// whatever PIPELINE_SCHEMA_REGISTRY_URL says.
+	fakeRegistry := srfake.New()
+	defer fakeRegistry.Close()
+	cfg.Schemas = config.Schemas{WireFormat: wireformat.Confluent.String(), Registry: schemaregistry.Config{
+		URL: []string{fakeRegistry.URL()}, Timeout: 10 * time.Second, Compatibility: "BACKWARD", AutoRegister: true}}
+	rawID, err := registerRaw(ctx, cfg)
+	if err != nil {
+		return Result{}, err
+	}
+
 	keys, err := pseudonym.GenerateKeyring(purpose.Names(), "demo")
 	if err != nil {
 		return Result{}, err
 	}
 	reg := prometheus.NewRegistry()
-	pp, err := wiring.BuildPrivacy(cfg, wiring.Deps{Redis: rdb, Registry: reg, Log: opt.Log, Keys: keys})
+	pp, err := wiring.BuildPrivacy(ctx, cfg, wiring.Deps{Redis: rdb, Registry: reg, Log: opt.Log, Keys: keys})
 	if err != nil {
 		return Result{}, err
 	}
@@ -129,11 +146,16 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	if err := seedConsents(ctx, pp.Store, opt.Subjects, now); err != nil {
 		return Result{}, err
 	}
-	fmt.Fprintf(opt.Out, "privacy pipeline demo: in-process Kafka (kfake) and Redis (miniredis)\n")
+	fmt.Fprintf(opt.Out, "privacy pipeline demo: in-process Kafka (kfake), Redis (miniredis) and schema registry (srfake)\n")
+	fmt.Fprintf(opt.Out, "raw events are written half single-object encoded, half in the Confluent wire format (schema id %d under %s); every output is Confluent-framed, its schema registered under <topic>-value:\n",
+		rawID, wireformat.TopicSubject(cfg.Names.RawTopic))
+	for _, p := range purpose.All {
+		fmt.Fprintf(opt.Out, "  %-45s schema id %d\n", wiring.CleanTopic(cfg, p), binary.BigEndian.Uint32(pp.Processor.CleanFrame(p)[1:]))
+	}
 	fmt.Fprintf(opt.Out, "seeded consent for %d synthetic subjects across gdpr, ccpa, uk_gdpr, pdpa, vn_decree13 and unknown jurisdictions\n", opt.Subjects)
 	fmt.Fprintf(opt.Out, "(some CCPA subjects have a record with only their jurisdiction: the opt-out default applies to them; subjects with no record are denied everything, whatever their events claim)\n")
 
-	sampleRaw, err := produceEvents(ctx, cfg, opt, now, v2JSON)
+	sampleRaw, err := produceEvents(ctx, cfg, opt, now, v2JSON, rawID)
 	if err != nil {
 		return Result{}, err
 	}
@@ -241,7 +263,25 @@ func seedConsents(ctx context.Context, store *consentredis.RedisStore, n int, no
 
 // produceEvents writes opt.Events raw records: one sample event, a few
 // malformed records, ~5% with the evolved writer schema, the rest normal.
-func produceEvents(ctx context.Context, cfg config.Config, opt Options, now time.Time, v2JSON []byte) (*producer.Event, error) {
+// registerRaw registers the raw schema under the raw topic's subject, as a
+// producer with Confluent's AvroSerializer does, and returns its id.
+func registerRaw(ctx context.Context, cfg config.Config) (uint32, error) {
+	cl, err := cfg.Schemas.Registry.NewClient()
+	if err != nil {
+		return 0, err
+	}
+	ss, err := cl.SR().CreateSchema(ctx, wireformat.TopicSubject(cfg.Names.RawTopic), sr.Schema{Schema: string(schemas.RawEventSchemaJSON()), Type: sr.TypeAvro})
+	if err != nil {
+		return 0, fmt.Errorf("demo: registering the raw schema: %w", err)
+	}
+	return uint32(ss.ID), nil
+}
+
+// produceEvents writes the synthetic events: the sample, a few malformed
+// records, every twentieth event with an evolved writer schema, and of the
+// others every second one in the Confluent wire format (rawID) instead of
+// single-object encoding: the raw input accepts both.
+func produceEvents(ctx context.Context, cfg config.Config, opt Options, now time.Time, v2JSON []byte, rawID uint32) (*producer.Event, error) {
 	enc, err := producer.NewEncoder()
 	if err != nil {
 		return nil, err
@@ -290,6 +330,8 @@ func produceEvents(ctx context.Context, cfg config.Config, opt Options, now time
 			r = &kgo.Record{Topic: cfg.Names.RawTopic, Key: []byte(ev.SubjectID), Value: v}
 		} else if r, err = enc.Record(cfg.Names.RawTopic, &ev); err != nil {
 			return nil, err
+		} else if i%2 == 1 {
+			r.Value = append(wireformat.AppendConfluent(nil, rawID), r.Value[wireformat.SingleObjectHeaderLen:]...)
 		}
 		recs = append(recs, r)
 	}
@@ -378,7 +420,7 @@ func printSample(ctx context.Context, w io.Writer, cfg config.Config, pp *wiring
 			if string(r.Key) != pseud {
 				continue
 			}
-			native, _, err := codec.NativeFromSingle(r.Value)
+			native, _, err := codec.NativeFromFramed(r.Value)
 			if err != nil {
 				return fmt.Errorf("demo: decode clean record of %s: %w", p, err)
 			}

@@ -77,15 +77,15 @@ func runKanon(ctx context.Context, cfg config.Config, log *slog.Logger, inAnalyt
 	cfg.Kanon.InputPartitions = demoPartitions
 	reg := prometheus.NewRegistry()
 	m := kanonmetrics.New(reg)
-	agg, err := wiring.BuildAggregates(cfg, spec, m, log)
+	agg, err := wiring.BuildAggregates(ctx, cfg, spec, m, log)
 	if err != nil {
 		return KanonResult{}, err
 	}
-	merge, err := wiring.BuildKanonMerge(cfg, spec, m, log)
+	merge, err := wiring.BuildKanonMerge(ctx, cfg, spec, m, log)
 	if err != nil {
 		return KanonResult{}, err
 	}
-	anon, err := wiring.BuildAnonymize(cfg, spec, m, log)
+	anon, err := wiring.BuildAnonymize(ctx, cfg, spec, m, log)
 	if err != nil {
 		return KanonResult{}, err
 	}
@@ -174,7 +174,7 @@ func runKanon(ctx context.Context, cfg config.Config, log *slog.Logger, inAnalyt
 	}
 	res.MinSubjects = -1
 	for _, r := range rows {
-		native, _, err := codec.NativeFromSingle(r.Value)
+		native, _, err := codec.NativeFromFramed(r.Value)
 		if err != nil {
 			return res, fmt.Errorf("demo: aggregate row: %w", err)
 		}

@@ -227,7 +227,7 @@ func (b *bench) setup(ctx context.Context) error {
 	if b.keys, err = pseudonym.GenerateKeyring(purpose.Names(), "bench"); err != nil {
 		return err
 	}
-	if b.pp, err = wiring.BuildPrivacy(cfg, wiring.Deps{Redis: b.rdb, Registry: prometheus.NewRegistry(), Keys: b.keys}); err != nil {
+	if b.pp, err = wiring.BuildPrivacy(ctx, cfg, wiring.Deps{Redis: b.rdb, Registry: prometheus.NewRegistry(), Keys: b.keys}); err != nil {
 		return err
 	}
 	b.rctx, b.stopAll = context.WithCancel(ctx)

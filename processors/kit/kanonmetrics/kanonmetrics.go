@@ -4,10 +4,15 @@
 // them, with labels that carry only bounded, non-personal values (output
 // topics from kanon.json, fixed outcome names, field names).
 //
-// It imports prometheus/client_golang only.
+// It imports prometheus/client_golang and processors/kit/writers (the
+// writer schema lookups, counted with processor="kanon").
 package kanonmetrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/privacy-pipeline/pipeline/processors/kit/writers"
+)
 
 const namespace = "pipeline"
 
@@ -62,11 +67,15 @@ type Metrics struct {
 	// MergePending is the number of windows the merge stage holds until
 	// every input partition has passed them.
 	MergePending *prometheus.GaugeVec
+	// WriterSchemas counts the lookups of the clean records' writer schema
+	// ids (processor="kanon").
+	WriterSchemas *writers.Metrics
 }
 
 // New creates and registers the k-anonymity metrics.
 func New(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		WriterSchemas: writers.NewMetrics(reg, "kanon"),
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_events_total",
 			Help: "Input events of the k-anonymity processors by output and outcome (accepted, late, bounded, undecodable, incomplete)."}, []string{"output", "outcome"}),
 		Rows: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_rows_total",
@@ -104,4 +113,12 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores, m.StateResets, m.StateUnreadable, m.WatermarkCapped, m.WindowsRefused,
 		m.MergePartials, m.MergePending, m.KeptOutsideDomain)
 	return m
+}
+
+// WriterSchemaMetrics returns m.WriterSchemas, or nil for a nil m.
+func (m *Metrics) WriterSchemaMetrics() *writers.Metrics {
+	if m == nil {
+		return nil
+	}
+	return m.WriterSchemas
 }
