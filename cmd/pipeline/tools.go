@@ -60,6 +60,16 @@ func cmdTopology(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "\n```mermaid\n%s```\n", t.Mermaid())
 		return nil
 	case "apply":
+		// Schemas first: a change the registry refuses stops the apply
+		// before anything changes in Kafka.
+		srep, done, err := wiring.ApplySchemas(ctx, cfg)
+		fmt.Fprint(stdout, srep.String())
+		if err != nil {
+			return err
+		}
+		if !done {
+			fmt.Fprintln(stdout, "schemas: single-object encoding and no schema registry configured; nothing registered")
+		}
 		adm, err := cfg.Kafka.NewAdmin()
 		if err != nil {
 			return err

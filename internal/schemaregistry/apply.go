@@ -41,15 +41,17 @@ func (r Report) String() string {
 	return b.String()
 }
 
-// Apply sets each subject's compatibility level, checks its schema against
-// the latest registered version and registers it. A schema the registry
-// calls incompatible is not registered: it is reported in Report.Refused,
-// with the registry's verdict and the changed fields, and Apply returns an
-// error naming them; the other subjects are still applied.
+// Apply sets each subject's compatibility level, checks every schema
+// against its subject's latest registered version and, only when the
+// registry accepts all of them, registers them. A schema the registry
+// calls incompatible is reported in Report.Refused, with the registry's
+// verdict and the changed fields, and Apply returns an error naming them
+// having registered nothing.
 func (c *Client) Apply(ctx context.Context, subjects []Subject) (Report, error) {
 	var rep Report
-	for _, s := range subjects {
-		line, inc, err := c.applyOne(ctx, s)
+	plan := make([]bool, len(subjects)) // register subject i
+	for i, s := range subjects {
+		line, register, inc, err := c.checkOne(ctx, s)
 		if err != nil {
 			return rep, err
 		}
@@ -57,6 +59,7 @@ func (c *Client) Apply(ctx context.Context, subjects []Subject) (Report, error) 
 			rep.Refused = append(rep.Refused, inc)
 			line = "REFUSED " + inc.Error()
 		}
+		plan[i] = register
 		rep.Lines = append(rep.Lines, line)
 	}
 	if len(rep.Refused) > 0 {
@@ -64,52 +67,68 @@ func (c *Client) Apply(ctx context.Context, subjects []Subject) (Report, error) 
 		for i, e := range rep.Refused {
 			msgs[i] = e.Error()
 		}
-		return rep, fmt.Errorf("schemaregistry: %d schema(s) refused as incompatible:\n%s", len(rep.Refused), strings.Join(msgs, "\n"))
+		return rep, fmt.Errorf("schemaregistry: %d schema(s) refused as incompatible, none registered:\n%s", len(rep.Refused), strings.Join(msgs, "\n"))
+	}
+	for i, s := range subjects {
+		if !plan[i] {
+			continue
+		}
+		ss, err := c.cl.CreateSchema(ctx, s.Name, sr.Schema{Schema: string(s.Schema), Type: sr.TypeAvro})
+		if err != nil {
+			var inc *IncompatibleError
+			if e := c.refusal(ctx, s.Name, s.Schema, err); errors.As(e, &inc) {
+				return rep, e // a version registered since the check
+			}
+			return rep, fmt.Errorf("schemaregistry: registering %s: %w", s.Name, err)
+		}
+		rep.Lines[i] = fmt.Sprintf("schema %s: registered id %d, version %d (%s)", s.Name, ss.ID, ss.Version, c.levelOf(s))
 	}
 	return rep, nil
 }
 
-func (c *Client) applyOne(ctx context.Context, s Subject) (string, *IncompatibleError, error) {
+func (c *Client) levelOf(s Subject) string {
+	if s.SeedOnly {
+		return "its producers' compatibility level"
+	}
+	return c.level.String()
+}
+
+// checkOne sets a subject's level and checks its schema: register tells
+// whether it must be registered, inc is set when the registry refuses it.
+func (c *Client) checkOne(ctx context.Context, s Subject) (line string, register bool, inc *IncompatibleError, err error) {
 	versions, err := c.cl.SubjectVersions(ctx, s.Name)
 	if err != nil && !notFound(err) {
-		return "", nil, fmt.Errorf("schemaregistry: versions of %s: %w", s.Name, err)
+		return "", false, nil, fmt.Errorf("schemaregistry: versions of %s: %w", s.Name, err)
 	}
 	schema := sr.Schema{Schema: string(s.Schema), Type: sr.TypeAvro}
 	if s.SeedOnly && len(versions) > 0 {
-		return fmt.Sprintf("schema %s: %d version(s) registered by its producers; left as it is", s.Name, len(versions)), nil, nil
+		return fmt.Sprintf("schema %s: %d version(s) registered by its producers; left as it is", s.Name, len(versions)), false, nil, nil
 	}
 	if !s.SeedOnly {
 		for _, r := range c.cl.SetCompatibility(ctx, sr.SetCompatibility{Level: c.level}, s.Name) {
 			if r.Err != nil {
-				return "", nil, fmt.Errorf("schemaregistry: setting %s to %s: %w", s.Name, c.level, r.Err)
+				return "", false, nil, fmt.Errorf("schemaregistry: setting %s to %s: %w", s.Name, c.level, r.Err)
 			}
 		}
 	}
-	if len(versions) > 0 {
-		if existing, err := c.cl.LookupSchema(ctx, s.Name, schema); err == nil {
-			return fmt.Sprintf("schema %s: unchanged (id %d, version %d, %s)", s.Name, existing.ID, existing.Version, c.level), nil, nil
-		}
-		ok, verdict, err := c.check(ctx, s.Name, schema)
-		if err != nil {
-			return "", nil, err
-		}
-		if !ok {
-			changes := ""
-			if latest, err := c.cl.SchemaByVersion(ctx, s.Name, -1); err == nil {
-				changes = describeChanges([]byte(latest.Schema.Schema), s.Schema)
-			}
-			return "", &IncompatibleError{Subject: s.Name, Verdict: verdict, Changes: changes}, nil
-		}
+	if len(versions) == 0 {
+		return fmt.Sprintf("schema %s: new subject", s.Name), true, nil, nil
 	}
-	ss, err := c.cl.CreateSchema(ctx, s.Name, schema)
+	if existing, err := c.cl.LookupSchema(ctx, s.Name, schema); err == nil {
+		return fmt.Sprintf("schema %s: unchanged (id %d, version %d, %s)", s.Name, existing.ID, existing.Version, c.levelOf(s)), false, nil, nil
+	}
+	ok, verdict, err := c.check(ctx, s.Name, schema)
 	if err != nil {
-		var inc *IncompatibleError
-		if e := c.refusal(ctx, s.Name, s.Schema, err); errors.As(e, &inc) {
-			return "", inc, nil
-		}
-		return "", nil, fmt.Errorf("schemaregistry: registering %s: %w", s.Name, err)
+		return "", false, nil, err
 	}
-	return fmt.Sprintf("schema %s: registered id %d, version %d (%s)", s.Name, ss.ID, ss.Version, c.level), nil, nil
+	if !ok {
+		changes := ""
+		if latest, err := c.cl.SchemaByVersion(ctx, s.Name, -1); err == nil {
+			changes = describeChanges([]byte(latest.Schema.Schema), s.Schema)
+		}
+		return "", false, &IncompatibleError{Subject: s.Name, Verdict: verdict, Changes: changes}, nil
+	}
+	return fmt.Sprintf("schema %s: compatible change", s.Name), true, nil, nil
 }
 
 // check asks the registry whether schema may follow the subject's latest
