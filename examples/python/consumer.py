@@ -76,7 +76,7 @@ def json_safe(v):
     if isinstance(v, (bytes, bytearray)):
         return base64.b64encode(v).decode("ascii")
     if isinstance(v, decimal.Decimal):
-        return str(v)
+        return format(v, "f")  # positional, never 1E-8
     if isinstance(v, uuid.UUID):
         return str(v)
     return v
