@@ -18,8 +18,9 @@
 // timestamps become epoch milliseconds, dates days since 1970-01-01, times of
 // day milliseconds since midnight, bytes and fixed base64, decimals strings;
 // unions are unwrapped to their value. It stops after -max records or when
-// nothing arrived for -idle-timeout seconds; progress and errors go to
-// stderr, and it exits non-zero on any error (an undecodable record
+// nothing arrived for -idle-timeout seconds (counted from the last record,
+// or from the partition assignment before the first); progress and errors
+// go to stderr, and it exits non-zero on any error (an undecodable record
 // included).
 //
 //	go run ./examples/consumer -bootstrap 127.0.0.1:19092 \
@@ -48,6 +49,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -117,12 +119,18 @@ func run(ctx context.Context, o options) error {
 		rand.Read(b)
 		o.group = "example-consumer-go-" + hex.EncodeToString(b)
 	}
+	// The idle timeout counts from the last record or, before the first, from
+	// when the group assigned the partitions (joining takes a few seconds).
+	var assigned atomic.Int64 // UnixNano of the last assignment
 	kopts := []kgo.Opt{
 		kgo.SeedBrokers(strings.Split(o.bootstrap, ",")...),
 		kgo.ConsumerGroup(o.group),
 		kgo.ConsumeTopics(o.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
+			assigned.Store(time.Now().UnixNano())
+		}),
 	}
 	if tlsCfg != nil {
 		kopts = append(kopts, kgo.DialTLSConfig(tlsCfg))
@@ -137,9 +145,19 @@ func run(ctx context.Context, o options) error {
 	dec := &decoder{reg: reg, byID: map[int]*writerSchema{}}
 	out := json.NewEncoder(os.Stdout)
 	out.SetEscapeHTML(false)
-	n := 0
+	idle := time.Duration(o.idle * float64(time.Second))
+	n, last := 0, time.Now()
 	for o.max <= 0 || n < o.max {
-		pctx, cancel := context.WithTimeout(ctx, time.Duration(o.idle*float64(time.Second)))
+		since := last
+		if a := time.Unix(0, assigned.Load()); a.After(since) {
+			since = a
+		}
+		wait := idle - time.Since(since)
+		if wait <= 0 {
+			log.Printf("nothing for %gs, stopping", o.idle)
+			break
+		}
+		pctx, cancel := context.WithTimeout(ctx, wait)
 		fetches := cl.PollRecords(pctx, o.max-n)
 		cancel()
 		if ctx.Err() != nil {
@@ -154,9 +172,8 @@ func run(ctx context.Context, o options) error {
 		if ferr != nil {
 			return ferr
 		}
-		if fetches.NumRecords() == 0 {
-			log.Printf("nothing for %gs, stopping", o.idle)
-			break
+		if fetches.NumRecords() > 0 {
+			last = time.Now()
 		}
 		for _, r := range fetches.Records() {
 			rec, err := dec.record(ctx, r)

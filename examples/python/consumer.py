@@ -20,7 +20,8 @@ UUIDs strings. examples/consumer (Go) prints the same shape.
 
 It reads committed records only (isolation.level=read_committed), from the
 earliest offset, in a fresh consumer group unless --group is given, and stops
-after --max records or when nothing arrived for --idle-timeout seconds.
+after --max records or when nothing arrived for --idle-timeout seconds (counted
+from the last record, or from the partition assignment before the first).
 Progress and errors go to stderr; it exits non-zero on any error (a record
 that cannot be decoded included).
 
@@ -148,9 +149,16 @@ def main(argv=None):
     group = a.group or f"example-consumer-py-{uuid.uuid4().hex[:12]}"
     deserialize = AvroDeserializer(SchemaRegistryClient(registry_conf(a)))
     consumer = Consumer(kafka_conf(a, group))
-    consumer.subscribe([a.topic])
-    log(f"reading {a.topic} (group {group}, read_committed)")
     n, last = 0, time.monotonic()
+
+    def on_assign(c, partitions):
+        # The idle timeout counts from the last record or, before the first,
+        # from when the group assigned the partitions (joining takes seconds).
+        nonlocal last
+        last = time.monotonic()
+
+    consumer.subscribe([a.topic], on_assign=on_assign)
+    log(f"reading {a.topic} (group {group}, read_committed)")
     try:
         while a.max <= 0 or n < a.max:
             msg = consumer.poll(0.5)
