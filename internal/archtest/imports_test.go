@@ -16,7 +16,7 @@ var adapters = []string{"github.com/twmb/franz-go/", "github.com/redis/go-redis/
 
 // rigs are the test rigs and in-process fakes.
 var rigs = []string{module + "internal/testrig/",
-	"github.com/twmb/franz-go/pkg/kfake", "github.com/alicebob/miniredis/"}
+	"github.com/twmb/franz-go/pkg/kfake", "github.com/twmb/franz-go/pkg/sr/srfake", "github.com/alicebob/miniredis/"}
 
 // goList runs go list over the module's packages with a template.
 func goList(t *testing.T, args ...string) []string {

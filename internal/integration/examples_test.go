@@ -209,6 +209,40 @@ func normJSON(t testing.TB, v any) string {
 	return string(b)
 }
 
+// producedEvent is what examples/python/producer.py reports per event.
+type producedEvent struct {
+	EventID   string `json:"event_id"`
+	SubjectID string `json:"subject_id"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+}
+
+// runPythonProducer runs examples/python/producer.py against the real
+// broker and registry, publishing to topic with the given arguments, and
+// returns the events it reported, by event id.
+func runPythonProducer(t testing.TB, py string, brokers []string, topic string, args ...string) map[string]producedEvent {
+	t.Helper()
+	script := filepath.Join(repoRoot(t), "examples", "python", "producer.py")
+	cmd := exec.Command(py, append([]string{script, "--bootstrap", strings.Join(brokers, ","), "--registry", registryURL(t), "--topic", topic}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	out, err := cmd.Output()
+	t.Logf("producer.py: %v; stderr:\n%s", time.Since(start).Round(time.Millisecond), stderr.String())
+	if err != nil {
+		t.Fatalf("producer.py: %v", err)
+	}
+	want := map[string]producedEvent{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var p producedEvent
+		if err := json.Unmarshal([]byte(line), &p); err != nil {
+			t.Fatalf("producer.py printed %q: %v", line, err)
+		}
+		want[p.EventID] = p
+	}
+	return want
+}
+
 // TestPythonProducerWritesConfluentRaw runs examples/python/producer.py and
 // reads its records back with franz-go: each is magic byte 0, a schema id
 // that the registry resolves to schemas/customer_event.avsc (same Parsing
@@ -219,31 +253,7 @@ func TestPythonProducerWritesConfluentRaw(t *testing.T) {
 	topic := exampleTopic(t, brokers, 3)
 	const count = 20
 	prefix := fmt.Sprintf("it-ex-subject-%06x", rand.Uint32()&0xffffff)
-	script := filepath.Join(repoRoot(t), "examples", "python", "producer.py")
-	cmd := exec.Command(py, script, "--bootstrap", strings.Join(brokers, ","), "--registry", registryURL(t),
-		"--topic", topic, "--count", strconv.Itoa(count), "--subject-prefix", prefix, "--seed", "7", "--jurisdiction", "pdpa")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	start := time.Now()
-	out, err := cmd.Output()
-	t.Logf("producer.py: %v; stderr:\n%s", time.Since(start).Round(time.Millisecond), stderr.String())
-	if err != nil {
-		t.Fatalf("producer.py: %v", err)
-	}
-	type produced struct {
-		EventID   string `json:"event_id"`
-		SubjectID string `json:"subject_id"`
-		Partition int32  `json:"partition"`
-		Offset    int64  `json:"offset"`
-	}
-	want := map[string]produced{} // by event id
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		var p produced
-		if err := json.Unmarshal([]byte(line), &p); err != nil {
-			t.Fatalf("producer.py printed %q: %v", line, err)
-		}
-		want[p.EventID] = p
-	}
+	want := runPythonProducer(t, py, brokers, topic, "--count", strconv.Itoa(count), "--subject-prefix", prefix, "--seed", "7", "--jurisdiction", "pdpa")
 	if len(want) != count {
 		t.Fatalf("producer.py reported %d distinct events, want %d", len(want), count)
 	}

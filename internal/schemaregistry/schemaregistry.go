@@ -85,7 +85,12 @@ func (c Config) Validate() error {
 	for _, u := range c.URL {
 		p, err := url.Parse(u)
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return fmt.Errorf("schemaregistry: PIPELINE_SCHEMA_REGISTRY_URL %q is not an http(s) URL", u)
+			return fmt.Errorf("schemaregistry: PIPELINE_SCHEMA_REGISTRY_URL %q is not an http(s) URL", redactURL(u))
+		}
+		if p.User != nil {
+			// A client error names the URL it requested: credentials in it
+			// would reach the logs.
+			return fmt.Errorf("schemaregistry: PIPELINE_SCHEMA_REGISTRY_URL %s carries credentials; set PIPELINE_SCHEMA_REGISTRY_USERNAME and _PASSWORD_FILE (or _TOKEN_FILE) instead", p.Redacted())
 		}
 	}
 	if _, err := c.level(); err != nil {
@@ -115,6 +120,14 @@ func (c Config) Redacted() Config {
 		c.Password = "[redacted]"
 	}
 	return c
+}
+
+// redactURL hides what could be a password in a URL that does not parse.
+func redactURL(u string) string {
+	if i := strings.LastIndex(u, "@"); i >= 0 {
+		return "[redacted]@" + u[i+1:]
+	}
+	return u
 }
 
 func (c Config) level() (sr.CompatibilityLevel, error) {
@@ -230,6 +243,33 @@ func (c *Client) SchemaByID(ctx context.Context, id uint32) ([]byte, error) {
 	c.byID[id] = s
 	c.mu.Unlock()
 	return s, nil
+}
+
+// SubjectSchemas returns every schema registered under subject, by id, in
+// one request (processors/kit/writers reads the input topic's subject so);
+// a subject the registry does not have is an error wrapping
+// wireformat.ErrUnknownID.
+func (c *Client) SubjectSchemas(ctx context.Context, subject string) (map[uint32][]byte, error) {
+	all, err := c.cl.Schemas(ctx, subject)
+	if err != nil {
+		if notFound(err) {
+			return nil, fmt.Errorf("schemaregistry: subject %s: %w", subject, wireformat.ErrUnknownID)
+		}
+		return nil, fmt.Errorf("schemaregistry: subject %s: %w", subject, err)
+	}
+	out := make(map[uint32][]byte, len(all))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range all {
+		if s.ID <= 0 || s.ID > 1<<31-1 {
+			continue
+		}
+		out[uint32(s.ID)] = []byte(s.Schema.Schema)
+		if len(c.byID) < maxCachedSchemas {
+			c.byID[uint32(s.ID)] = out[uint32(s.ID)]
+		}
+	}
+	return out, nil
 }
 
 func notFound(err error) bool {

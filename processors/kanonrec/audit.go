@@ -94,7 +94,7 @@ func AuditRun(ctx context.Context, p *Processor, input []processors.Record, publ
 	clean := make([][]byte, 0, len(input))
 	for _, r := range input {
 		clean = append(clean, r.Value)
-		native, _, err := cleanCodec.NativeFromSingle(r.Value)
+		native, _, err := cleanCodec.NativeFromFramed(r.Value)
 		if err != nil {
 			continue
 		}
@@ -104,7 +104,7 @@ func AuditRun(ctx context.Context, p *Processor, input []processors.Record, publ
 	}
 	groups := map[string]map[string]bool{}
 	for _, l := range want {
-		native, _, err := outCodec.NativeFromSingle(l.Value)
+		native, _, err := outCodec.NativeFromFramed(l.Value)
 		if err != nil {
 			return a, fmt.Errorf("anonymize: audit: a released record does not decode: %w", err)
 		}

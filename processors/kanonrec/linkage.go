@@ -62,7 +62,7 @@ func Linkage(p *Processor, released, clean [][]byte, extra func(i int, cl map[st
 	// its quasi-identifiers as numbers and as the labels that cover them.
 	byKept := map[string][]linkRecord{}
 	for _, b := range clean {
-		native, _, err := cleanCodec.NativeFromSingle(b)
+		native, _, err := cleanCodec.NativeFromFramed(b)
 		if err != nil {
 			continue // undecodable input is never released
 		}
@@ -74,7 +74,7 @@ func Linkage(p *Processor, released, clean [][]byte, extra func(i int, cl map[st
 	lo, hi := make([]float64, p.numQIs), make([]float64, p.numQIs)
 	labels := make([]string, p.catQIs)
 	for i, b := range released {
-		native, _, err := outCodec.NativeFromSingle(b)
+		native, _, err := outCodec.NativeFromFramed(b)
 		if err != nil {
 			return st, fmt.Errorf("anonymize: linkage: released record: %w", err)
 		}

@@ -232,7 +232,7 @@ func New(cfg Config) (*Processor, error) {
 		}
 	}
 	p.writers = writers.New(writers.Config{Resolver: cfg.Schemas.Registry, Decoder: cfg.Decoder, Metrics: cfg.Schemas.Metrics,
-		Log: cfg.Log, BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax})
+		Subject: cfg.Schemas.InputSubject, Log: cfg.Log, BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax})
 	return p, nil
 }
 

@@ -41,16 +41,20 @@ type harness struct {
 	now  time.Time
 }
 
-func newHarness(t testing.TB) *harness {
+func newHarness(t testing.TB) *harness { return newHarnessWith(t, singleObject) }
+
+// newHarnessWith builds the processor with the given wire format and
+// registry settings.
+func newHarnessWith(t testing.TB, sch config.Schemas) *harness {
 	t.Helper()
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1, DialerRetries: 1, DialTimeout: 200 * time.Millisecond})
 	t.Cleanup(func() { rdb.Close() })
 	cfg, err := config.Load()
-	cfg.Schemas = singleObject
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Schemas = sch
 	keys, err := pseudonym.GenerateKeyring(purpose.Names(), "test")
 	if err != nil {
 		t.Fatal(err)

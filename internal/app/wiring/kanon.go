@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/aggregate"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
@@ -91,6 +92,11 @@ func aggregatesConfig(ctx context.Context, cfg config.Config, spec *kanonspec.Sp
 	if err != nil {
 		return kanonagg.Config{}, err
 	}
+	in, err := cleanInput(cfg, spec.Aggregates[0].Purpose)
+	if err != nil {
+		return kanonagg.Config{}, err
+	}
+	sch.InputSubject = wireformat.TopicSubject(in)
 	var dp *aggregate.DPConfig
 	if cfg.Kanon.DPEpsilon > 0 {
 		dp = &aggregate.DPConfig{Epsilon: cfg.Kanon.DPEpsilon, Delta: cfg.Kanon.DPDelta,
@@ -222,6 +228,10 @@ func BuildAnonymize(ctx context.Context, cfg config.Config, spec *kanonspec.Spec
 	if err != nil {
 		return nil, err
 	}
+	if sch.InputSubject, err = cleanInput(cfg, spec.Records.Purpose); err != nil {
+		return nil, err
+	}
+	sch.InputSubject = wireformat.TopicSubject(sch.InputSubject)
 	p, err := kanonrec.New(kanonrec.Config{Schemas: sch, Records: *spec.Records, Spec: spec, K: cfg.Castle.K, Delta: cfg.Castle.Delta,
 		Beta: cfg.Castle.Beta, Mu: cfg.Castle.Mu, L: cfg.Castle.L, MaxReuse: cfg.Castle.MaxReuse, MaxDelay: cfg.Castle.MaxDelay, Seed: cfg.Castle.Seed,
 		Topic: spec.Records.TopicFrom(cfg.Names.KanonTopicTemplate), StateTopic: stateTopic(cfg, topology.KanonRecords), Metrics: m, Log: log})

@@ -187,6 +187,7 @@ func BuildPrivacy(ctx context.Context, cfg config.Config, deps Deps) (*Privacy, 
 	if err != nil {
 		return nil, err
 	}
+	sch.InputSubject = wireformat.TopicSubject(cfg.Names.RawTopic)
 	topics := Topics(cfg)
 	proc, err := privacy.New(privacy.Config{
 		Raw: raw, Policy: pol, Keys: keys, Decoder: dec, Consent: cache, Metrics: m, Topics: topics, Log: deps.Log,

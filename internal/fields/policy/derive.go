@@ -84,7 +84,7 @@ func CleanSchemaJSON(pur purpose.Purpose, fields []OutField) []byte {
 	}
 	rec := avroRecord{
 		Type: "record", Name: "CustomerEvent", Namespace: "privacy.clean." + pur.String(),
-		Doc: "Clean customer event for purpose " + pur.String() + ", derived from privacy.raw.CustomerEvent and schemas/policy.json by 'pipeline schemas generate'. Do not edit. Records are Avro single-object encoded; headers carry the policy version, consent version and pseudonym key id.",
+		Doc: "Clean customer event for purpose " + pur.String() + ", derived from privacy.raw.CustomerEvent and schemas/policy.json by 'pipeline schemas generate'. Do not edit. Records are in the Confluent Schema Registry wire format (or Avro single-object encoded, PIPELINE_WIRE_FORMAT); headers carry the policy version, consent version and pseudonym key id.",
 	}
 	for _, f := range fields {
 		rec.Fields = append(rec.Fields, avroField{

@@ -10,11 +10,16 @@
 //     while (Config.RetryAfter), so a flood of bad ids costs one lookup per
 //     id, and their records are the decoder's unknown schemas (quarantined
 //     or counted by the processor);
-//   - at most Config.MaxLookups new ids are looked up per batch: a batch of
-//     records that each name a different id cannot turn one poll into
-//     thousands of registry calls; the records past the budget are unknown
-//     schemas for this batch (the same record is looked up when it is seen
-//     again in a later batch);
+//   - the input topic's own subject (Config.Subject, "<topic>-value", where
+//     a producer using TopicNameStrategy registers) is read first, in one
+//     request, at most once a second: every id registered there is known
+//     without a lookup of its own, so a flood of foreign ids cannot crowd
+//     out a producer's real schema;
+//   - at most Config.MaxLookups other new ids are looked up per batch, the
+//     ids named by most records first: a batch of records that each name a
+//     different id cannot turn one poll into thousands of registry calls;
+//     the records past the budget are unknown schemas for this batch (the
+//     same record is looked up when it is seen again in a later batch);
 //   - while the registry cannot answer, the batch waits with backoff, as
 //     for the consent store: a record is never declared bad because the
 //     registry was down.
@@ -37,6 +42,13 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/processors"
 )
+
+// SubjectResolver is a Resolver that can also list the schemas registered
+// under a subject, by id, in one request (schemaregistry.Client).
+type SubjectResolver interface {
+	wireformat.Resolver
+	SubjectSchemas(ctx context.Context, subject string) (map[uint32][]byte, error)
+}
 
 // Decoder is the part of a decoder (eventcodec.Decoder, cleancodec.Decoder)
 // that knows writer schemas by registry id.
@@ -88,6 +100,9 @@ type Config struct {
 	Resolver wireformat.Resolver
 	// Decoder receives the schemas.
 	Decoder Decoder
+	// Subject is the input topic's TopicNameStrategy subject, read first
+	// when the Resolver is a SubjectResolver ("": none).
+	Subject string
 	// Metrics may be nil.
 	Metrics *Metrics
 	// Log may be nil. It receives ids and decoder errors (schema field
@@ -113,6 +128,7 @@ type Writers struct {
 	cfg     Config
 	mu      sync.Mutex
 	refused map[uint32]time.Time // id -> when it may be looked up again
+	readAt  time.Time            // when Subject was last read
 	waiting atomic.Int32
 }
 
@@ -154,23 +170,13 @@ func (w *Writers) Prepare(ctx context.Context, in []processors.Record) error {
 	if w.cfg.Resolver == nil {
 		return nil
 	}
-	var pending []uint32
 	now := w.cfg.Now()
-	for i := range in {
-		h, ok := wireformat.Parse(in[i].Value)
-		if !ok || h.Format != wireformat.Confluent || w.cfg.Decoder.KnownID(h.ID) || w.isRefused(h.ID, now) {
-			continue
-		}
-		dup := false
-		for _, id := range pending {
-			if id == h.ID {
-				dup = true
-				break
-			}
-		}
-		if !dup {
-			pending = append(pending, h.ID)
-		}
+	pending := w.pending(in, now)
+	if len(pending) == 0 {
+		return nil
+	}
+	if w.readSubject(ctx, now) {
+		pending = w.pending(in, now)
 	}
 	for n, id := range pending {
 		if n >= w.cfg.MaxLookups {
@@ -184,6 +190,73 @@ func (w *Writers) Prepare(ctx context.Context, in []processors.Record) error {
 		}
 	}
 	return nil
+}
+
+// pending returns the unknown, unrefused ids of a batch, the ids named by
+// most records first.
+func (w *Writers) pending(in []processors.Record, now time.Time) []uint32 {
+	var counts map[uint32]int
+	for i := range in {
+		h, ok := wireformat.Parse(in[i].Value)
+		if !ok || h.Format != wireformat.Confluent || w.cfg.Decoder.KnownID(h.ID) {
+			continue
+		}
+		if counts == nil {
+			counts = map[uint32]int{}
+		}
+		counts[h.ID]++
+	}
+	ids := make([]uint32, 0, len(counts))
+	for id := range counts {
+		if !w.isRefused(id, now) {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(a, b uint32) int {
+		if c := counts[b] - counts[a]; c != 0 {
+			return c
+		}
+		return int(a) - int(b)
+	})
+	return ids
+}
+
+// readSubject registers every schema of the input topic's subject, at most
+// once a second; it reports whether it read it. A registry that cannot
+// answer is not waited for here (the lookups that follow wait).
+func (w *Writers) readSubject(ctx context.Context, now time.Time) bool {
+	sr, ok := w.cfg.Resolver.(SubjectResolver)
+	if !ok || w.cfg.Subject == "" {
+		return false
+	}
+	w.mu.Lock()
+	if now.Sub(w.readAt) < time.Second {
+		w.mu.Unlock()
+		return false
+	}
+	w.readAt = now
+	w.mu.Unlock()
+	all, err := sr.SubjectSchemas(ctx, w.cfg.Subject)
+	if err != nil {
+		if !errors.Is(err, wireformat.ErrUnknownID) {
+			w.cfg.Log.Warn("reading the input's subject failed; looking ids up one by one", "subject", w.cfg.Subject, "err", err)
+		}
+		return false
+	}
+	for id, schema := range all {
+		if w.cfg.Decoder.KnownID(id) {
+			continue
+		}
+		if _, err := w.cfg.Decoder.RegisterID(id, schema); err != nil {
+			w.refuse(id)
+			w.count(OutcomeRefused, 1)
+			w.cfg.Log.Warn("writer schema refused; its records are unknown schemas", "schema_id", id, "subject", w.cfg.Subject, "err", err)
+			continue
+		}
+		w.count(OutcomeRegistered, 1)
+		w.cfg.Log.Info("writer schema registered", "schema_id", id, "subject", w.cfg.Subject)
+	}
+	return true
 }
 
 // resolve looks one id up, waiting while the registry cannot answer.
@@ -282,6 +355,9 @@ type Schemas struct {
 	Registry wireformat.Resolver
 	// Metrics counts the lookups (may be nil).
 	Metrics *Metrics
+	// InputSubject is the input topic's TopicNameStrategy subject (see
+	// Config.Subject).
+	InputSubject string
 }
 
 // Frame returns the framing header of the records of topic, written with
@@ -296,5 +372,5 @@ func (s Schemas) Frame(topic string, schemaJSON []byte) ([]byte, error) {
 
 // Writers returns the Writers that resolve ids for dec.
 func (s Schemas) Writers(dec Decoder, log *slog.Logger) *Writers {
-	return New(Config{Resolver: s.Registry, Decoder: dec, Metrics: s.Metrics, Log: log})
+	return New(Config{Resolver: s.Registry, Decoder: dec, Metrics: s.Metrics, Log: log, Subject: s.InputSubject})
 }
