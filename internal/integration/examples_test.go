@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -159,19 +160,42 @@ func pythonConsumerCmd(t testing.TB, topic string, n int) *exec.Cmd {
 	return exec.Command(pythonPath(t), append([]string{script}, consumerArgs(t, topic, n)...)...)
 }
 
-// readWithPythonConsumer reads a Confluent-framed topic with
+// readAllWithPythonConsumer reads Confluent-framed topics with
 // examples/python/consumer.py (read_committed, a fresh group, from the
-// start) until it has n records or nothing arrived for exampleIdle, and
-// returns what it printed. Give n above what you expect to see that nothing
-// more arrives.
-func readWithPythonConsumer(t testing.TB, topic string, n int) []exampleRecord {
+// start), one consumer process per topic, all at once, each until it has n
+// records or nothing arrived for exampleIdle, and returns what they
+// printed, by topic. Give n above what you expect to see that nothing more
+// arrives.
+func readAllWithPythonConsumer(t testing.TB, n int, topics ...string) map[string][]exampleRecord {
 	t.Helper()
-	recs, log, err := execConsumer(pythonConsumerCmd(t, topic, n))
-	t.Log(log)
-	if err != nil {
-		t.Fatal(err)
+	type result struct {
+		topic string
+		recs  []exampleRecord
+		log   string
+		err   error
 	}
-	return recs
+	results := make(chan result, len(topics))
+	for _, topic := range topics {
+		cmd := pythonConsumerCmd(t, topic, n)
+		go func() {
+			recs, log, err := execConsumer(cmd)
+			results <- result{topic, recs, log, err}
+		}()
+	}
+	out := map[string][]exampleRecord{}
+	var errs []error
+	for range topics {
+		r := <-results
+		t.Log(r.log)
+		if r.err != nil {
+			errs = append(errs, r.err)
+		}
+		out[r.topic] = r.recs
+	}
+	if len(errs) > 0 {
+		t.Fatal(errors.Join(errs...))
+	}
+	return out
 }
 
 // buildGoConsumer builds examples/consumer into a temporary directory and
@@ -188,7 +212,7 @@ func buildGoConsumer(t testing.TB) string {
 }
 
 // goConsumerCmd is the command that runs the examples/consumer binary that
-// buildGoConsumer built; it reads as readWithPythonConsumer does.
+// buildGoConsumer built; it reads as readAllWithPythonConsumer does.
 func goConsumerCmd(t testing.TB, bin, topic string, n int) *exec.Cmd {
 	return exec.Command(bin, consumerArgs(t, topic, n)...)
 }

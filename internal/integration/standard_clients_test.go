@@ -67,12 +67,16 @@ func TestStandardClientsEndToEnd(t *testing.T) {
 
 	// What producer.py writes into identifying fields; a purpose whose
 	// policy does not keep the field verbatim must never show it.
+	var topics []string
+	for _, p := range purpose.All {
+		topics = append(topics, strings.ReplaceAll(r.cfg.Names.CleanTopicTemplate, "{purpose}", p.String()))
+	}
+	read := readAllWithPythonConsumer(t, n+5, topics...)
 	markers := map[string]string{"email": "customer", // the local part: a masked email keeps only its first letter
 		"name": "Customer ", "phone": "+49 30", "address.street": "Example Street"}
 	for _, p := range purpose.All {
-		topic := r.cfg.Names.CleanTopicTemplate
-		topic = strings.ReplaceAll(topic, "{purpose}", p.String())
-		got := readWithPythonConsumer(t, topic, n+5)
+		topic := topics[p]
+		got := read[topic]
 		// Every event is published, except that the producer's Global
 		// Privacy Control signals (about 10%) deny marketing and
 		// third-party sharing.
