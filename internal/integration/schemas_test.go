@@ -26,7 +26,8 @@ import (
 // change that adds a required field to the aggregate rows (a new
 // dimension) is refused by the registry under BACKWARD: the binary exits
 // non-zero naming the subject, the added field and the registry's verdict,
-// and registers nothing and creates no topic.
+// and registers nothing and creates no topic; the processor that writes
+// the rows refuses to start with that spec, with the same verdict.
 func TestTopologyApplyRefusesIncompatibleChange(t *testing.T) {
 	brokers := kafkaBrokers(t)
 	reg := registryClient(t)
@@ -121,6 +122,22 @@ func TestTopologyApplyRefusesIncompatibleChange(t *testing.T) {
 	if vs, err := reg.SubjectVersions(ctx, aggSubject); err != nil || len(vs) != 1 {
 		t.Errorf("%s after the refused change: versions %v %v, want still 1", aggSubject, vs, err)
 	}
+	// A processor started with the incompatible spec refuses to start, for
+	// the same reason: registering its schema is refused.
+	cfg.Names.KanonSpecFile = specFile
+	spec2, err := wiring.LoadKanonSpec(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = wiring.BuildKanonMerge(ctx, cfg, spec2, nil, nil)
+	t.Logf("the merge stage with the incompatible kanon.json: %v", err)
+	if err == nil || !strings.Contains(err.Error(), aggSubject) || !strings.Contains(err.Error(), "added: currency") || !strings.Contains(err.Error(), "registry verdict:") {
+		t.Errorf("the merge stage started with a schema the registry refuses, or did not say why: %v", err)
+	}
+	if vs, err := reg.SubjectVersions(ctx, aggSubject); err != nil || len(vs) != 1 {
+		t.Errorf("%s after the refused start: versions %v %v, want still 1", aggSubject, vs, err)
+	}
+
 	cl, err := cfg.Kafka.NewAdmin()
 	if err != nil {
 		t.Fatal(err)
