@@ -11,7 +11,7 @@
 //	raw bytes -> decode+validate -> consent lookup -> per purpose: decide ->
 //	apply policy -> encode -> emit
 //
-// Records are framed (package wireformat) as Config.Framer says: the
+// Records are framed (package wireformat) as Config.Schemas says: the
 // Confluent wire format with a registry id by default in production, or
 // single-object encoding. Raw records in either framing are accepted; the
 // writer schema of a Confluent-framed record is looked up by id before its

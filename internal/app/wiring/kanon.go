@@ -228,17 +228,14 @@ func BuildAnonymize(ctx context.Context, cfg config.Config, spec *kanonspec.Spec
 	if err != nil {
 		return nil, err
 	}
-	if sch.InputSubject, err = cleanInput(cfg, spec.Records.Purpose); err != nil {
-		return nil, err
-	}
-	sch.InputSubject = wireformat.TopicSubject(sch.InputSubject)
-	p, err := kanonrec.New(kanonrec.Config{Schemas: sch, Records: *spec.Records, Spec: spec, K: cfg.Castle.K, Delta: cfg.Castle.Delta,
-		Beta: cfg.Castle.Beta, Mu: cfg.Castle.Mu, L: cfg.Castle.L, MaxReuse: cfg.Castle.MaxReuse, MaxDelay: cfg.Castle.MaxDelay, Seed: cfg.Castle.Seed,
-		Topic: spec.Records.TopicFrom(cfg.Names.KanonTopicTemplate), StateTopic: stateTopic(cfg, topology.KanonRecords), Metrics: m, Log: log})
+	in, err := cleanInput(cfg, spec.Records.Purpose)
 	if err != nil {
 		return nil, err
 	}
-	in, err := cleanInput(cfg, spec.Records.Purpose)
+	sch.InputSubject = wireformat.TopicSubject(in)
+	p, err := kanonrec.New(kanonrec.Config{Schemas: sch, Records: *spec.Records, Spec: spec, K: cfg.Castle.K, Delta: cfg.Castle.Delta,
+		Beta: cfg.Castle.Beta, Mu: cfg.Castle.Mu, L: cfg.Castle.L, MaxReuse: cfg.Castle.MaxReuse, MaxDelay: cfg.Castle.MaxDelay, Seed: cfg.Castle.Seed,
+		Topic: spec.Records.TopicFrom(cfg.Names.KanonTopicTemplate), StateTopic: stateTopic(cfg, topology.KanonRecords), Metrics: m, Log: log})
 	if err != nil {
 		return nil, err
 	}

@@ -140,16 +140,14 @@ func Schemas(ctx context.Context, cfg config.Config, m *writers.Metrics) (writer
 		s.Framer = wireformat.SingleObjectFramer{}
 	case wireformat.Confluent:
 		if cl == nil {
-			return s, fmt.Errorf("wiring: PIPELINE_WIRE_FORMAT=confluent (the default) needs a schema registry: set PIPELINE_SCHEMA_REGISTRY_URL, or PIPELINE_WIRE_FORMAT=single-object")
+			return s, ErrNoRegistry
 		}
 		s.Framer = cl.Framer(ctx)
 	default:
-		return s, fmt.Errorf("wiring: PIPELINE_WIRE_FORMAT %q: %w", cfg.Schemas.WireFormat, errUnknownFormat)
+		return s, fmt.Errorf("wiring: PIPELINE_WIRE_FORMAT %q: want confluent or single-object", cfg.Schemas.WireFormat)
 	}
 	return s, nil
 }
-
-var errUnknownFormat = fmt.Errorf("want confluent or single-object")
 
 // BuildPrivacy assembles the privacy processor; ctx bounds the
 // registration of its clean schemas.
