@@ -26,6 +26,7 @@ type Subject struct {
 
 // Report is what Apply did, one line per subject.
 type Report struct {
+	// Lines says, per subject, what was done (or found).
 	Lines []string
 	// Refused are the subjects whose new schema the registry refused.
 	Refused []*IncompatibleError

@@ -351,6 +351,7 @@ func (c *Client) refusal(ctx context.Context, subject string, schemaJSON []byte,
 // IncompatibleError is a schema the registry refuses as incompatible with
 // the subject's registered versions.
 type IncompatibleError struct {
+	// Subject is the refused subject ("<topic>-value").
 	Subject string
 	// Verdict is the registry's explanation.
 	Verdict string

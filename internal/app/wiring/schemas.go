@@ -15,7 +15,9 @@ import (
 
 // OutputSchema is the derived schema of one output topic.
 type OutputSchema struct {
-	Topic  string
+	// Topic is the output topic.
+	Topic string
+	// Schema is its derived Avro schema (JSON).
 	Schema []byte
 }
 

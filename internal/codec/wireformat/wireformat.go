@@ -88,6 +88,7 @@ func AppendSingleObject(dst []byte, fingerprint uint64) []byte {
 
 // Header is the framing of one record: which writer schema it names.
 type Header struct {
+	// Format is the framing.
 	Format Format
 	// ID is the registry schema id (Confluent).
 	ID uint32
