@@ -190,7 +190,7 @@ func Default(n Names, o Options) Topology {
 		t.Topics = append(t.Topics, tp)
 	}
 	add(Topic{Name: n.Raw, Partitions: o.Partitions, Key: "subject id", Restricted: true,
-		Holds:   "raw events from producers (Avro single-object, raw schema); only the pipeline reads it",
+		Holds:   "raw events from producers (Avro with the raw schema, Confluent-framed or single-object); only the pipeline reads it",
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.RawRetention)}})
 	add(Topic{Name: n.Consent, Partitions: o.Partitions, Key: "subject id", Restricted: true,
 		Holds:   "consent changes (key subject/purpose, partitioned by subject), the source of truth; Redis is a cache of it; 30 days of full history before compaction",
@@ -207,7 +207,7 @@ func Default(n Names, o Options) Topology {
 	cleans := make([]string, 0, purpose.Count)
 	for _, p := range purpose.All {
 		add(Topic{Name: n.Clean(p), Partitions: o.Partitions, Key: "pseudonym (per-purpose key), never the raw id",
-			Holds:   "clean events for purpose " + p.String() + " (Avro, derived schema schemas/clean/" + p.String() + ".customer-events.avsc)",
+			Holds:   "clean events for purpose " + p.String() + " (Avro, Confluent-framed, derived schema schemas/clean/" + p.String() + ".customer-events.avsc under <topic>-value)",
 			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
 		cleans = append(cleans, n.Clean(p))
 	}
