@@ -485,5 +485,6 @@ func (c Config) Redacted() Config {
 		c.Privacy.PseudonymKeys = "[redacted]"
 	}
 	c.Schemas.Registry = c.Schemas.Registry.Redacted()
+	c.Kafka = c.Kafka.Redacted()
 	return c
 }

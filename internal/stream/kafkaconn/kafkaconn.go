@@ -1,5 +1,5 @@
 // Package kafkaconn owns the connection to the Kafka cluster: the settings
-// every client shares (seed brokers today; TLS and SASL are to come here),
+// every client shares (seed brokers, TLS, mutual TLS, SASL),
 // read from PIPELINE_KAFKA_* by internal/app/config, and the franz-go
 // options built from them. Every production client, whether the runner's
 // session, a state store, a sync, a tool or a test rig, is built from one
@@ -7,7 +7,7 @@
 // fails if non-test code outside this package calls kgo.SeedBrokers or
 // kgo.NewClient itself.
 //
-// It imports franz-go (kgo, kadm).
+// It imports franz-go (kgo, kadm, sasl).
 package kafkaconn
 
 import (
@@ -25,12 +25,15 @@ import (
 // to the prefix internal/app/config gives it (PIPELINE_KAFKA_), so Brokers
 // is PIPELINE_KAFKA_BROKERS.
 //
-// Security settings (TLS, SASL) belong here too, next to Brokers, built into
-// Opts; they are not implemented yet.
+// Security (TLS, mutual TLS, SASL PLAIN, SCRAM and OAUTHBEARER) is built
+// into Opts too, so every client gets it.
 type Config struct {
 	// Brokers are the seed brokers, host:port (a bare host means port
 	// 9092, as in franz-go), comma separated in the environment.
 	Brokers []string `env:"BROKERS" envDefault:"localhost:9092" envSeparator:","`
+
+	// Security is TLS and SASL, PIPELINE_KAFKA_TLS_* and PIPELINE_KAFKA_SASL_*.
+	Security
 
 	// Extra are further connection options appended to Opts, for what the
 	// environment cannot express: a test cluster's credentials, say. They
@@ -56,7 +59,16 @@ func (c Config) Validate() error {
 		return fmt.Errorf("kafkaconn: seed brokers (PIPELINE_KAFKA_BROKERS): %w", err)
 	}
 	cl.Close()
+	if err := c.Security.validate(); err != nil {
+		return fmt.Errorf("kafkaconn: %w", err)
+	}
 	return nil
+}
+
+// Redacted returns a copy safe to print: the SASL password is replaced.
+func (c Config) Redacted() Config {
+	c.Security = c.Security.redacted()
+	return c
 }
 
 // errBadAddr is wrapped by Validate for a malformed broker address.
@@ -90,11 +102,13 @@ func checkAddr(a string) error {
 }
 
 // Opts returns the connection options every client of the cluster shares:
-// the seed brokers, then Extra. A client adds its own options (group,
-// transactions, producer tuning) after them.
+// the seed brokers, the security options (TLS, SASL), then Extra. A client
+// adds its own options (group, transactions, producer tuning) after them.
 func (c Config) Opts() []kgo.Opt {
-	opts := make([]kgo.Opt, 0, 1+len(c.Extra))
+	sec := c.Security.opts()
+	opts := make([]kgo.Opt, 0, 1+len(sec)+len(c.Extra))
 	opts = append(opts, kgo.SeedBrokers(c.Brokers...))
+	opts = append(opts, sec...)
 	return append(opts, c.Extra...)
 }
 
