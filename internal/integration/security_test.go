@@ -1,0 +1,187 @@
+package integration
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
+)
+
+// secured returns the connection to one of the broker's secured listeners
+// that scripts/services starts: "sasl" (SASL_SSL, SCRAM-SHA-512, password
+// from a file) or "mtls" (SSL with the test client certificate). It fails
+// under CI when they are missing and skips (loudly) elsewhere.
+func secured(t testing.TB, kind string) kafkaconn.Config {
+	t.Helper()
+	env := func(k string) string { return os.Getenv("PIPELINE_TEST_KAFKA_" + k) }
+	if env("SASL_BROKERS") == "" || env("CA_FILE") == "" {
+		msg := "the security tests need the secured listeners of scripts/services: run 'make test', or eval \"$(scripts/services up)\" first"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	switch kind {
+	case "sasl":
+		return kafkaconn.Config{Brokers: []string{env("SASL_BROKERS")}, Security: kafkaconn.Security{CAFile: env("CA_FILE"),
+			SASLMechanism: kafkaconn.MechanismScramSHA512, SASLUsername: env("SASL_USERNAME"), SASLPasswordFile: env("SASL_PASSWORD_FILE")}}
+	case "mtls":
+		return kafkaconn.Config{Brokers: []string{env("MTLS_BROKERS")}, Security: kafkaconn.Security{CAFile: env("CA_FILE"),
+			CertFile: env("CLIENT_CERT_FILE"), KeyFile: env("CLIENT_KEY_FILE")}}
+	}
+	t.Fatalf("unknown listener %q", kind)
+	return kafkaconn.Config{}
+}
+
+// TestPrivacyPathOverSASLSSL: the privacy processor's runner (its
+// transactional session, the limits and the state it reads) runs over
+// SASL_SSL with SCRAM-SHA-512 on the real broker; events produced over
+// SASL_SSL come out on every clean topic, read back over mutual TLS, and
+// the accounting identity holds.
+func TestPrivacyPathOverSASLSSL(t *testing.T) {
+	sasl, mtls := secured(t, "sasl"), secured(t, "mtls")
+	r := newRig(t) // topics, consent and checks over the plaintext listener
+	for _, c := range []kafkaconn.Config{sasl, mtls} {
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	r.grantAll(context.Background(), 50, now)
+	gen := synth.New(31, 50, now)
+	var recs []*kgo.Record
+	for i := range 300 {
+		ev := gen.Event(i)
+		rec, err := r.enc.Record(r.cfg.Names.RawTopic, &ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pcl, err := sasl.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pcl.Close()
+	if err := kafkaio.ProduceAll(ctx, pcl, recs); err != nil {
+		t.Fatalf("producing over SASL_SSL: %v", err)
+	}
+
+	plain := r.cfg.Kafka
+	r.cfg.Kafka = sasl // the runner connects over SASL_SSL
+	r.start()
+	r.waitCaughtUp(2 * time.Minute)
+	r.cfg.Kafka = mtls // read back over mutual TLS
+	counts := r.checkAccounting(len(recs))
+	r.cfg.Kafka = plain
+	total := 0
+	for _, n := range counts {
+		total += n
+	}
+	if total == 0 {
+		t.Fatal("nothing published over the secured listeners")
+	}
+	t.Logf("over SASL_SSL (SCRAM-SHA-512) and mutual TLS: %d events in, %v published", len(recs), counts)
+}
+
+// TestSecuredListenersRefuse: a wrong password, a broker certificate from
+// an untrusted CA and a client without a certificate on the mutual-TLS
+// listener are each refused with a clear error that shows no secret, and
+// what such a client tried to produce was not written.
+func TestSecuredListenersRefuse(t *testing.T) {
+	sasl, mtls := secured(t, "sasl"), secured(t, "mtls")
+	r := newRig(t)
+	dir := t.TempDir()
+	password, err := os.ReadFile(sasl.SASLPasswordFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := sasl
+	wrong.SASLPasswordFile = filepath.Join(dir, "wrong")
+	os.WriteFile(wrong.SASLPasswordFile, []byte("not-"+strings.TrimSpace(string(password))), 0o600)
+	untrusted := sasl
+	untrusted.CAFile = filepath.Join(dir, "other-ca.pem")
+	writeOtherCA(t, untrusted.CAFile)
+	noCert := mtls
+	noCert.CertFile, noCert.KeyFile = "", ""
+
+	t.Run("refused", func(t *testing.T) {
+		for name, tc := range map[string]struct {
+			conn kafkaconn.Config
+			want string
+		}{
+			"wrong password":        {wrong, "SASL"},
+			"untrusted certificate": {untrusted, "certificate"},
+			"no client certificate": {noCert, "certificate"},
+		} {
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				refused(t, tc.conn, r.cfg.Names.RawTopic, tc.want, strings.TrimSpace(string(password)))
+			})
+		}
+	})
+	if recs := r.read(r.cfg.Names.RawTopic); len(recs) != 0 {
+		t.Fatalf("%d records were written by refused clients", len(recs))
+	}
+}
+
+// refused produces one record with conn and checks that it fails, saying
+// want and never secret.
+func refused(t *testing.T, conn kafkaconn.Config, topic, want, secret string) {
+	t.Helper()
+	cl, err := conn.NewClient(kgo.RequestRetries(0), kgo.RecordDeliveryTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("must not be written")}).FirstErr()
+	if err == nil {
+		t.Fatal("the broker accepted the record")
+	}
+	t.Log(err)
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("the error does not say %q", want)
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Fatal("the error shows the password")
+	}
+}
+
+// writeOtherCA writes a freshly made CA certificate that signed nothing
+// the broker uses.
+func writeOtherCA(t *testing.T, path string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "an untrusted CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
