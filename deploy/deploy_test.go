@@ -117,7 +117,7 @@ var envRef = regexp.MustCompile(`\bPIPELINE_[A-Z_]+`)
 // scriptEnv are variables of scripts/services, not of the binary.
 var scriptEnv = map[string]bool{"PIPELINE_CACHE_DIR": true, "PIPELINE_TEST_KAFKA_PORT": true,
 	"PIPELINE_TEST_KAFKA_CONTROLLER_PORT": true, "PIPELINE_TEST_REDIS_PORT": true,
-	"PIPELINE_TEST_KAFKA_SASL_PORT": true, "PIPELINE_TEST_KAFKA_MTLS_PORT": true,
+	"PIPELINE_TEST_KAFKA_SASL_PORT": true, "PIPELINE_TEST_KAFKA_MTLS_PORT": true, "PIPELINE_TEST_REDIS_TLS_PORT": true,
 	"PIPELINE_TEST_KAFKA_VERSION": true, "PIPELINE_KAFKA_HEAP": true, "PIPELINE_KAFKA_START_TIMEOUT": true,
 	"PIPELINE_TEST_REGISTRY_PORT": true, "PIPELINE_SCHEMA_REGISTRY_URL": true, "PIPELINE_RUN_DIR": true,
 	"PIPELINE_CONSENT_API_URL": true, // privacyctl's

@@ -15,8 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/examples/producer"
+	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
@@ -183,5 +188,91 @@ func writeOtherCA(t *testing.T, path string) {
 	}
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// redisTLS returns the Redis settings of the TLS port with the ACL user
+// that scripts/services starts (failing under CI when missing).
+func redisTLS(t testing.TB) config.Redis {
+	t.Helper()
+	env := func(k string) string { return os.Getenv("PIPELINE_TEST_REDIS_" + k) }
+	if env("TLS_ADDR") == "" {
+		msg := "the security tests need the Redis TLS port of scripts/services: run 'make test', or eval \"$(scripts/services up)\" first"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return config.Redis{Addr: env("TLS_ADDR"), Username: env("USERNAME"), PasswordFile: env("PASSWORD_FILE"), TLSCAFile: env("CA_FILE")}
+}
+
+// TestPrivacyPathOverRedisTLS: the privacy processor decides on consent
+// read over TLS as the Redis ACL user (password from a file), on the real
+// redis-server, with Kafka over SASL_SSL; a wrong password and an
+// untrusted server certificate are refused, showing no secret.
+func TestPrivacyPathOverRedisTLS(t *testing.T) {
+	sasl := secured(t, "sasl")
+	rc := redisTLS(t)
+	r := newRig(t)
+	cfg := r.cfg
+	cfg.Redis = rc
+	if err := cfg.Redis.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ropts, err := wiring.RedisOptions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(ropts)
+	defer rdb.Close()
+	reg := newRegistry()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	pp, err := wiring.BuildPrivacy(ctx, cfg, wiring.Deps{Redis: rdb, Registry: reg, Keys: r.keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pp.Store.MarkLoaded(ctx); err != nil {
+		t.Fatalf("writing to Redis over TLS as %s: %v", rc.Username, err)
+	}
+	r.pp, r.reg = pp, reg // the rig's checks read this processor's metrics
+	r.grantAll(ctx, 40, time.Now())
+	gen := synth.New(41, 40, time.Now())
+	var evs []producer.Event
+	for i := range 200 {
+		evs = append(evs, gen.Event(i))
+	}
+	r.produce(ctx, evs)
+	r.cfg.Kafka = sasl
+	r.start()
+	r.waitCaughtUp(2 * time.Minute)
+	counts := r.checkAccounting(len(evs))
+	if n := counts[wiring.CleanTopic(r.cfg, purpose.Analytics)]; n != len(evs) {
+		t.Fatalf("analytics published %d of %d events decided on consent read over Redis TLS", n, len(evs))
+	}
+
+	password, _ := os.ReadFile(rc.PasswordFile)
+	secret := strings.TrimSpace(string(password))
+	wrong := cfg
+	wrong.Redis.PasswordFile = filepath.Join(t.TempDir(), "wrong")
+	os.WriteFile(wrong.Redis.PasswordFile, []byte("not-"+secret), 0o600)
+	untrusted := cfg
+	untrusted.Redis.TLSCAFile = filepath.Join(t.TempDir(), "other-ca.pem")
+	writeOtherCA(t, untrusted.Redis.TLSCAFile)
+	for name, c := range map[string]config.Config{"wrong password": wrong, "untrusted certificate": untrusted} {
+		o, err := wiring.RedisOptions(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl := redis.NewClient(o)
+		err = cl.Ping(ctx).Err()
+		cl.Close()
+		t.Logf("%s: %v", name, err)
+		if err == nil {
+			t.Fatalf("%s: Redis accepted the connection", name)
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Fatalf("%s: the error shows the password", name)
+		}
 	}
 }

@@ -20,18 +20,16 @@
 //     latest registered version, register it, and refuse, naming the
 //     fields, a change the registry calls incompatible.
 //
-// It imports franz-go's pkg/sr and internal/codec/wireformat.
+// It imports franz-go's pkg/sr, internal/codec/wireformat and
+// internal/tlsfiles.
 package schemaregistry
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +37,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
+	"github.com/privacy-pipeline/pipeline/internal/tlsfiles"
 )
 
 // Config is the connection to one schema registry. Its env tags are
@@ -166,23 +165,9 @@ func (c Config) NewClient() (*Client, error) {
 	level, _ := c.level()
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if c.CAFile != "" || c.CertFile != "" || strings.HasPrefix(c.URL[0], "https:") {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
-		if c.CAFile != "" {
-			pem, err := os.ReadFile(c.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("schemaregistry: CA file: %w", err)
-			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("schemaregistry: CA file %s holds no PEM certificate", c.CAFile)
-			}
-		}
-		if c.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("schemaregistry: client certificate: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
+		tc, err := tlsfiles.Client(c.CAFile, c.CertFile, c.KeyFile, "")
+		if err != nil {
+			return nil, fmt.Errorf("schemaregistry: TLS (PIPELINE_SCHEMA_REGISTRY_CA_FILE, _CERT_FILE, _KEY_FILE): %w", err)
 		}
 		tr.TLSClientConfig = tc
 	}
@@ -190,21 +175,20 @@ func (c Config) NewClient() (*Client, error) {
 		sr.UserAgent("privacy-pipeline")}
 	pw := c.Password
 	if c.PasswordFile != "" {
-		b, err := os.ReadFile(c.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("schemaregistry: password file: %w", err)
+		var err error
+		if pw, err = tlsfiles.Secret(c.PasswordFile); err != nil {
+			return nil, fmt.Errorf("schemaregistry: password (PIPELINE_SCHEMA_REGISTRY_PASSWORD_FILE): %w", err)
 		}
-		pw = strings.TrimSpace(string(b))
 	}
 	if c.Username != "" || pw != "" {
 		opts = append(opts, sr.BasicAuth(c.Username, pw))
 	}
 	if c.TokenFile != "" {
-		b, err := os.ReadFile(c.TokenFile)
+		tok, err := tlsfiles.Secret(c.TokenFile)
 		if err != nil {
-			return nil, fmt.Errorf("schemaregistry: token file: %w", err)
+			return nil, fmt.Errorf("schemaregistry: token (PIPELINE_SCHEMA_REGISTRY_TOKEN_FILE): %w", err)
 		}
-		opts = append(opts, sr.BearerToken(strings.TrimSpace(string(b))))
+		opts = append(opts, sr.BearerToken(tok))
 	}
 	cl, err := sr.NewClient(append(opts, c.Extra...)...)
 	if err != nil {

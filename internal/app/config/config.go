@@ -25,6 +25,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/internal/schemaregistry"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
+	"github.com/privacy-pipeline/pipeline/internal/tlsfiles"
 )
 
 // Config is the whole configuration, one nested struct per concern. The
@@ -132,11 +133,27 @@ type Names struct {
 
 // Redis is the consent store's connection.
 type Redis struct {
+	// Addr is host:port of the consent store.
 	Addr string `env:"ADDR" envDefault:"localhost:6379"`
-	// Password is secret; prefer PasswordFile.
+	// Username is the Redis ACL user (empty: the default user).
+	Username string `env:"USERNAME"`
+	// Password is secret; prefer PasswordFile (re-read at every new
+	// connection, so a rotated password is used without a restart).
 	Password     string `env:"PASSWORD"`
 	PasswordFile string `env:"PASSWORD_FILE"`
+	// TLS turns TLS on (also on when a CA or client certificate is set).
+	TLS bool `env:"TLS"`
+	// TLSCAFile verifies the server (default: the system roots);
+	// TLSCertFile and TLSKeyFile are a client certificate; TLSServerName
+	// overrides the name verified.
+	TLSCAFile     string `env:"TLS_CA_FILE"`
+	TLSCertFile   string `env:"TLS_CERT_FILE"`
+	TLSKeyFile    string `env:"TLS_KEY_FILE"`
+	TLSServerName string `env:"TLS_SERVER_NAME"`
 }
+
+// TLSOn reports whether the connection uses TLS.
+func (r Redis) TLSOn() bool { return r.TLS || r.TLSCAFile != "" || r.TLSCertFile != "" }
 
 // Runner tunes the exactly-once runner.
 type Runner struct {
@@ -394,10 +411,21 @@ func (n Names) Validate() error {
 	return nil
 }
 
-// Validate checks that the password comes from one place.
+// Validate checks that the password comes from one place and that the TLS
+// files can be read (naming them, never a secret).
 func (r Redis) Validate() error {
 	if r.Password != "" && r.PasswordFile != "" {
 		return fmt.Errorf("config: set PIPELINE_REDIS_PASSWORD or PIPELINE_REDIS_PASSWORD_FILE, not both")
+	}
+	if r.PasswordFile != "" {
+		if _, err := tlsfiles.Secret(r.PasswordFile); err != nil {
+			return fmt.Errorf("config: PIPELINE_REDIS_PASSWORD_FILE: %w", err)
+		}
+	}
+	if r.TLSOn() {
+		if _, err := tlsfiles.Client(r.TLSCAFile, r.TLSCertFile, r.TLSKeyFile, r.TLSServerName); err != nil {
+			return fmt.Errorf("config: PIPELINE_REDIS_TLS_*: %w", err)
+		}
 	}
 	return nil
 }

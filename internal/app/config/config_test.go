@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -102,9 +103,13 @@ func TestACommandFailsOnlyOnItsOwnSettings(t *testing.T) {
 // what one parse of the whole struct reads, so no variable changed its
 // name in the split.
 func TestSectionsReadTheSameVariables(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw") // validated: it must exist
+	if err := os.WriteFile(pw, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	set := map[string]string{
 		"PIPELINE_RAW_TOPIC": "r", "PIPELINE_KAFKA_BROKERS": "k:1", "PIPELINE_REDIS_ADDR": "x:2",
-		"PIPELINE_REDIS_PASSWORD_FILE": "/pw", "PIPELINE_WORKERS": "3", "PIPELINE_POLICY_FILE": "/p",
+		"PIPELINE_REDIS_PASSWORD_FILE": pw, "PIPELINE_WORKERS": "3", "PIPELINE_POLICY_FILE": "/p",
 		"PIPELINE_CONSENT_CACHE_TTL": "1s", "PIPELINE_CONSENT_API_ADDR": ":1", "PIPELINE_KANON_K": "7",
 		"PIPELINE_KANON_DP_MAX_CELLS_PER_SUBJECT": "2", "PIPELINE_CASTLE_DELTA": "99", "PIPELINE_CASTLE_GROUP": "g",
 		"PIPELINE_LOG_LEVEL": "debug", "PIPELINE_HTTP_ADDR": ":2", "PIPELINE_KANON_SPEC_FILE": "/k",
@@ -124,7 +129,7 @@ func TestSectionsReadTheSameVariables(t *testing.T) {
 		t.Fatalf("by sections %+v\nwhole      %+v", got, whole)
 	}
 	if got.Names.RawTopic != "r" || got.Runner.Workers != 3 || got.Consent.APIAddr != ":1" || got.Kanon.DPMaxCells != 2 ||
-		got.Castle.Delta != 99 || got.Names.CastleGroup != "g" || got.Redis.PasswordFile != "/pw" || got.Ops.LogLevel != "debug" {
+		got.Castle.Delta != 99 || got.Names.CastleGroup != "g" || got.Redis.PasswordFile != pw || got.Ops.LogLevel != "debug" {
 		t.Fatalf("a variable was not read: %+v", got)
 	}
 }

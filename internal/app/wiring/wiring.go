@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +26,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/schemaregistry"
+	"github.com/privacy-pipeline/pipeline/internal/tlsfiles"
 	"github.com/privacy-pipeline/pipeline/processors/kit/writers"
 	"github.com/privacy-pipeline/pipeline/processors/privacy"
 	"github.com/privacy-pipeline/pipeline/schemas"
@@ -93,21 +93,34 @@ func LoadKeys(cfg config.Config) (*pseudonym.Keyring, error) {
 	return nil, fmt.Errorf("no pseudonym keys: set PIPELINE_PSEUDONYM_KEYS_FILE (see README, 'Pseudonym keys')")
 }
 
-// RedisOptions returns go-redis options for the configured address and
-// password (read from the file when configured).
+// RedisOptions returns go-redis options for the configured address, ACL
+// user and password (a password file is re-read at every new connection)
+// and TLS (PIPELINE_REDIS_TLS_*, package tlsfiles).
 func RedisOptions(cfg config.Config) (*redis.Options, error) {
-	pw := cfg.Redis.Password
-	if cfg.Redis.PasswordFile != "" {
-		b, err := os.ReadFile(cfg.Redis.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("redis password file: %w", err)
-		}
-		pw = strings.TrimSpace(string(b))
-	}
+	r := cfg.Redis
 	// The processor retries with its own backoff (and reports itself paused),
 	// so the client fails fast instead of retrying dials for seconds.
-	return &redis.Options{Addr: cfg.Redis.Addr, Password: pw, MaxRetries: -1, DialerRetries: 1,
-		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}, nil
+	o := &redis.Options{Addr: r.Addr, Username: r.Username, Password: r.Password, MaxRetries: -1, DialerRetries: 1,
+		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}
+	if r.PasswordFile != "" {
+		if _, err := tlsfiles.Secret(r.PasswordFile); err != nil {
+			return nil, fmt.Errorf("redis password file: %w", err)
+		}
+		file, user := r.PasswordFile, r.Username
+		o.Password = ""
+		o.CredentialsProviderContext = func(context.Context) (string, string, error) {
+			pw, err := tlsfiles.Secret(file)
+			return user, pw, err
+		}
+	}
+	if r.TLSOn() {
+		tc, err := tlsfiles.Client(r.TLSCAFile, r.TLSCertFile, r.TLSKeyFile, r.TLSServerName)
+		if err != nil {
+			return nil, fmt.Errorf("redis TLS: %w", err)
+		}
+		o.TLSConfig = tc
+	}
+	return o, nil
 }
 
 // Topics returns the configured topic names.

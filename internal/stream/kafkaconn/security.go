@@ -3,14 +3,13 @@ package kafkaconn
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
 
+	"github.com/privacy-pipeline/pipeline/internal/tlsfiles"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/oauth"
@@ -72,11 +71,6 @@ func (s Security) validate() error {
 		if _, err := s.tlsConfig(); err != nil {
 			return err
 		}
-		if s.CertFile != "" {
-			if _, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile); err != nil {
-				return fmt.Errorf("client certificate (PIPELINE_KAFKA_TLS_CERT_FILE, _KEY_FILE): %w", err)
-			}
-		}
 	}
 	switch strings.ToUpper(s.SASLMechanism) {
 	case "":
@@ -111,30 +105,11 @@ func (s Security) validate() error {
 	return nil
 }
 
-// tlsConfig builds the client TLS configuration: the CA file's roots (or
-// the system's), the server name, and a client certificate read at every
-// handshake.
+// tlsConfig builds the client TLS configuration (package tlsfiles).
 func (s Security) tlsConfig() (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: s.ServerName}
-	if s.CAFile != "" {
-		pem, err := os.ReadFile(s.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("CA file (PIPELINE_KAFKA_TLS_CA_FILE): %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s (PIPELINE_KAFKA_TLS_CA_FILE) holds no PEM certificate", s.CAFile)
-		}
-	}
-	if s.CertFile != "" {
-		certFile, keyFile := s.CertFile, s.KeyFile
-		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			c, err := tls.LoadX509KeyPair(certFile, keyFile)
-			if err != nil {
-				return nil, fmt.Errorf("kafkaconn: client certificate: %w", err)
-			}
-			return &c, nil
-		}
+	tc, err := tlsfiles.Client(s.CAFile, s.CertFile, s.KeyFile, s.ServerName)
+	if err != nil {
+		return nil, fmt.Errorf("TLS (PIPELINE_KAFKA_TLS_CA_FILE, _CERT_FILE, _KEY_FILE): %w", err)
 	}
 	return tc, nil
 }
@@ -199,16 +174,11 @@ func (s Security) redacted() Security {
 	return s
 }
 
-// secretFile reads a secret from a file, trimmed; the error names the
-// file, never its contents.
+// secretFile reads a secret from a file (package tlsfiles).
 func secretFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
+	v, err := tlsfiles.Secret(path)
 	if err != nil {
-		return "", fmt.Errorf("kafkaconn: secret file: %w", err)
-	}
-	v := strings.TrimSpace(string(b))
-	if v == "" {
-		return "", fmt.Errorf("kafkaconn: secret file %s is empty", path)
+		return "", fmt.Errorf("kafkaconn: %w", err)
 	}
 	return v, nil
 }
