@@ -10,6 +10,7 @@
 //	pipeline schemas generate|check [--dir schemas]       derived clean schemas
 //	pipeline policy validate [--file F]                   check a policy file
 //	pipeline keys generate --out FILE                     a new pseudonym keyring (secrets only in the file)
+//	pipeline config print                                 the effective configuration (PIPELINE_* lines, secrets redacted)
 //
 // Configuration comes from PIPELINE_* environment variables (README).
 //
@@ -42,6 +43,7 @@ const usage = `usage:
   pipeline policy validate [--file FILE]
   pipeline keys generate --out FILE [--id SUFFIX] [--force | --keep-if-exists] | check --file FILE
   pipeline probe URL            exit 0 when URL answers 200 (container health checks)
+  pipeline config print         the effective configuration, secrets redacted
 `
 
 // usageError makes main print the usage and exit 2.
@@ -70,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Sprintf("%s moved to the development binary: go run ./cmd/pipeline-dev %s", args[0], args[0])}
 	case "probe":
 		return cmdProbe(ctx, args[1:])
+	case "config":
+		return cmdConfig(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -140,3 +140,29 @@ func TestDevToolsMovedOut(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigPrintRedactsSecrets: 'pipeline config print' shows every
+// variable and no secret, the SASL and registry passwords and the inline
+// keyring included.
+func TestConfigPrintRedactsSecrets(t *testing.T) {
+	const marker = "canary-config-print-4d1"
+	for k, v := range map[string]string{
+		"PIPELINE_REDIS_PASSWORD": marker, "PIPELINE_PSEUDONYM_KEYS": marker,
+		"PIPELINE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "PIPELINE_KAFKA_SASL_USERNAME": "u", "PIPELINE_KAFKA_SASL_PASSWORD": marker,
+		"PIPELINE_SCHEMA_REGISTRY_USERNAME": "u", "PIPELINE_SCHEMA_REGISTRY_PASSWORD": marker,
+	} {
+		t.Setenv(k, v)
+	}
+	out, err := runCmd(t, "config", "print")
+	if err != nil {
+		t.Fatalf("config print: %v", err)
+	}
+	if strings.Contains(out, marker) {
+		t.Fatalf("config print shows a secret:\n%s", out)
+	}
+	for _, want := range []string{"PIPELINE_KAFKA_SASL_PASSWORD=[redacted]", "PIPELINE_SCHEMA_REGISTRY_PASSWORD=[redacted]", "PIPELINE_REDIS_PASSWORD=[redacted]", "PIPELINE_KAFKA_SASL_USERNAME=u"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("config print lacks %s", want)
+		}
+	}
+}

@@ -172,3 +172,20 @@ func cmdPolicy(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "policy %s is valid for %d purposes\n", pol.Version, len(pol.Purposes))
 	return nil
 }
+
+// cmdConfig prints the effective configuration, one PIPELINE_NAME=value
+// line per variable, every secret redacted; an invalid configuration is
+// the error Load reports.
+func cmdConfig(args []string, stdout io.Writer) error {
+	if len(args) != 1 || args[0] != "print" {
+		return usageError{"config needs print"}
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	for _, l := range cfg.Lines() {
+		fmt.Fprintln(stdout, l)
+	}
+	return nil
+}
