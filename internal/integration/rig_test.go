@@ -31,6 +31,17 @@ import (
 	"github.com/privacy-pipeline/pipeline/topology"
 )
 
+// missing reports a service the test needs that is not there: a failure
+// under CI (make test starts everything, so it is a bug), a loud skip
+// elsewhere.
+func missing(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
 // services returns the brokers and Redis address, failing under CI when
 // they are missing and skipping (loudly) elsewhere.
 func services(t testing.TB) ([]string, string) {
@@ -38,10 +49,7 @@ func services(t testing.TB) ([]string, string) {
 	brokers, raddr := os.Getenv("PIPELINE_KAFKA_BROKERS"), os.Getenv("PIPELINE_REDIS_ADDR")
 	if brokers == "" || raddr == "" {
 		msg := "integration tests need a real Kafka and Redis: run 'make test', or eval \"$(scripts/services up)\" first"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		missing(t, msg)
 	}
 	return strings.Split(brokers, ","), raddr
 }
