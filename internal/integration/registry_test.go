@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/privacy-pipeline/pipeline/internal/schemaregistry"
+	"github.com/privacy-pipeline/pipeline/schemas"
 	"github.com/twmb/franz-go/pkg/sr"
 )
 
@@ -131,4 +134,53 @@ func TestRegistryAvroBackwardCompatibility(t *testing.T) {
 	if vs, err := cl.SubjectVersions(ctx, subject); err != nil || len(vs) != 2 {
 		t.Errorf("versions of %s after the refused v3: %v %v, want 2", subject, vs, err)
 	}
+}
+
+// TestReplicasRegisterTheSameSchemaAtOnce is the scale-out race: replicas
+// starting together register the same derived schema under the same new
+// subject at the same moment. Apicurio answers all but one "already
+// exists" (HTTP 409); every replica must still start, framing with the
+// one id, and none may call the schema incompatible.
+func TestReplicasRegisterTheSameSchemaAtOnce(t *testing.T) {
+	registryClient(t)
+	topic := fmt.Sprintf("it-race-%06x", rand.Uint32()&0xffffff)
+	schema, err := schemas.CleanSchemaJSON("analytics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const replicas = 8
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	type result struct {
+		frame []byte
+		err   error
+	}
+	results := make(chan result, replicas)
+	start := make(chan struct{})
+	for range replicas {
+		cl, err := schemaregistry.Config{URL: []string{os.Getenv("PIPELINE_SCHEMA_REGISTRY_URL")}, Timeout: 10 * time.Second,
+			Compatibility: "BACKWARD", AutoRegister: true}.NewClient()
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			<-start
+			f, err := cl.Framer(ctx).Frame(topic, schema)
+			results <- result{f, err}
+		}()
+	}
+	close(start)
+	var first []byte
+	for range replicas {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("a replica could not start: %v", r.err)
+		}
+		if first == nil {
+			first = r.frame
+		} else if !bytes.Equal(first, r.frame) {
+			t.Fatalf("replicas frame with % x and % x", first, r.frame)
+		}
+	}
+	t.Logf("%d replicas registered %s-value at once: one id, % x", replicas, topic, first)
 }

@@ -294,9 +294,8 @@ func (c *Client) idOf(ctx context.Context, subject string, schemaJSON []byte) (u
 	var ss sr.SubjectSchema
 	var err error
 	if c.auto {
-		ss, err = c.cl.CreateSchema(ctx, subject, s)
-		if err != nil {
-			return 0, c.refusal(ctx, subject, schemaJSON, err)
+		if ss, err = c.register(ctx, subject, s); err != nil {
+			return 0, err
 		}
 	} else {
 		ss, err = c.cl.LookupSchema(ctx, subject, s)
@@ -315,6 +314,45 @@ func (c *Client) idOf(ctx context.Context, subject string, schemaJSON []byte) (u
 	c.frame[key] = id
 	c.mu.Unlock()
 	return id, nil
+}
+
+// register registers s under subject. Replicas starting at once register
+// the same schema at the same moment: a registry may answer the losers 409
+// without the schema being incompatible (Apicurio: "An artifact with ID ...
+// already exists"), or fail under the contention (a 5xx, a timeout). On a
+// 409 the schema is looked up (another replica registered it) and the
+// subject's compatibility checked: only a schema the check refuses is an
+// IncompatibleError. A 409 that is not that, a 5xx or a transport error is
+// retried with backoff (8 attempts, within ctx); any other answer (401,
+// 403, 422: an invalid schema) is final.
+func (c *Client) register(ctx context.Context, subject string, s sr.Schema) (sr.SubjectSchema, error) {
+	const attempts = 8
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ss, err := c.cl.CreateSchema(ctx, subject, s)
+		if err == nil {
+			return ss, nil
+		}
+		var re *sr.ResponseError
+		isResp := errors.As(err, &re)
+		switch {
+		case isResp && re.StatusCode == http.StatusConflict:
+			if found, lerr := c.cl.LookupSchema(ctx, subject, s); lerr == nil {
+				return found, nil // another replica registered it
+			}
+			if ok, _, cerr := c.check(ctx, subject, s); (cerr == nil && !ok) || attempt == attempts {
+				return ss, c.refusal(ctx, subject, []byte(s.Schema), err)
+			}
+		case isResp && re.StatusCode < 500, attempt == attempts, ctx.Err() != nil:
+			return ss, fmt.Errorf("schemaregistry: registering %s: %w", subject, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ss, fmt.Errorf("schemaregistry: registering %s: %w (after %w)", subject, ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
 }
 
 // refusal explains a failed registration: for an incompatible schema (HTTP
