@@ -22,6 +22,10 @@ type HistoryEntry struct {
 	PolicyVersion string  `json:"policy_version"`
 	Timestamp     string  `json:"timestamp"`
 	GPC           GPCText `json:"gpc,omitempty"`
+	// ChangedBy is the principal that made the change (the consent API's
+	// authenticated caller), absent for changes made before it was
+	// recorded.
+	ChangedBy string `json:"changed_by,omitempty"`
 }
 
 // GPCText is a gpc field as given: "" (not given), "true", "false", "1" or

@@ -23,6 +23,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/httpauth"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
@@ -57,7 +58,11 @@ func (r *rig) startAPI() *httptest.Server {
 		r.t.Fatal(err)
 	}
 	r.t.Cleanup(cl.Close)
-	api, err := consentapi.New(consentapi.Config{Producer: cl, Topic: r.consentTopic(), Store: r.pp.Store})
+	open, err := httpauth.New(httpauth.Config{}) // the engine's tests; security_test.go authenticates
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	api, err := consentapi.New(consentapi.Config{Producer: cl, Topic: r.consentTopic(), Store: r.pp.Store, Guard: open})
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -194,7 +194,9 @@ type Privacy struct {
 // Consent configures the consent store (key layout, loaded marker), the
 // privacy processor's cache of it, the sync's history and the API.
 type Consent struct {
-	APIAddr    string        `env:"API_ADDR" envDefault:":8080"`
+	APIAddr string `env:"API_ADDR" envDefault:":8080"`
+	// API secures the consent API, PIPELINE_CONSENT_API_*.
+	API        ConsentAPI    `envPrefix:"API_"`
 	HistoryCap int           `env:"HISTORY_CAP" envDefault:"1000"`
 	CacheTTL   time.Duration `env:"CACHE_TTL" envDefault:"250ms"`
 	CacheSize  int           `env:"CACHE_SIZE" envDefault:"100000"`
@@ -202,6 +204,32 @@ type Consent struct {
 	// RequireLoaded makes lookups fail (pause) while the store's loaded
 	// marker is missing, e.g. after Redis restarted empty.
 	RequireLoaded bool `env:"REQUIRE_LOADED" envDefault:"true"`
+}
+
+// ConsentAPI secures the consent API (pipeline run consent-api): its TLS
+// listener, how callers authenticate, the principals file and the rate
+// limits. It is checked when the API starts (wiring), so no other command
+// needs these files.
+type ConsentAPI struct {
+	// TLSCertFile and TLSKeyFile, set together, serve the API (and its
+	// operational endpoints) over TLS; renewed files are picked up
+	// without a restart.
+	TLSCertFile string `env:"TLS_CERT_FILE"`
+	TLSKeyFile  string `env:"TLS_KEY_FILE"`
+	// TLSClientCAFile, with TLS, verifies client certificates against
+	// this CA (mutual TLS; needed by Auth mtls).
+	TLSClientCAFile string `env:"TLS_CLIENT_CA_FILE"`
+	// Auth is how callers authenticate: token, mtls, token,mtls or none.
+	Auth string `env:"AUTH" envDefault:"token"`
+	// AuthFile is the principals file: hashed tokens and certificate
+	// subjects with their scopes, read again when it changes.
+	AuthFile string `env:"AUTH_FILE"`
+	// RateLimit and RateBurst limit each principal's requests per second.
+	RateLimit float64 `env:"RATE_LIMIT" envDefault:"50"`
+	RateBurst int     `env:"RATE_BURST" envDefault:"100"`
+	// LogKeyFile keys the subject hash of the access log (a secret); empty:
+	// a random key per process.
+	LogKeyFile string `env:"LOG_KEY_FILE"`
 }
 
 // Kanon configures the k-anonymous aggregates (pipeline run kanon).

@@ -11,6 +11,7 @@ package serve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,6 +60,8 @@ type Options struct {
 	// Mount adds handlers beside the operational endpoints (the consent
 	// API mounts /v1/).
 	Mount map[string]http.Handler
+	// TLS, when set, serves the endpoints over TLS (the consent API).
+	TLS *tls.Config
 	// Ready, when set, replaces the default readiness (every service
 	// ready).
 	Ready func() bool
@@ -96,7 +99,7 @@ func Run(ctx context.Context, opt Options, services ...Service) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := opsserver.Serve(gctx, opt.Addr, h, opt.Bound); err != nil {
+		if err := opsserver.Serve(gctx, opt.Addr, h, opt.TLS, opt.Bound); err != nil {
 			return fmt.Errorf("serve %s: %w", opt.Addr, err)
 		}
 		return nil

@@ -149,7 +149,7 @@ func NewApp(ctx context.Context, command string, cfg config.Config, o AppOptions
 	case CommandConsentSync:
 		err = a.consentSync(cfg, reg, o.Rebuild)
 	case CommandConsentAPI:
-		err = a.consentAPI(ctx, cfg)
+		err = a.consentAPI(ctx, cfg, reg)
 	case CommandKanon:
 		err = a.kanon(ctx, cfg, reg)
 	case CommandKanonRecords:
@@ -252,9 +252,14 @@ func (a *App) consentSync(cfg config.Config, reg *prometheus.Registry, rebuild b
 }
 
 // consentAPI: the HTTP API on PIPELINE_CONSENT_API_ADDR, with the
-// operational endpoints on the same address; ready while the producer
-// reaches the cluster.
-func (a *App) consentAPI(ctx context.Context, cfg config.Config) error {
+// operational endpoints on the same address (over TLS when configured),
+// every route guarded (APIGuard); ready while the producer reaches the
+// cluster.
+func (a *App) consentAPI(ctx context.Context, cfg config.Config, reg prometheus.Registerer) error {
+	guard, tc, err := APIGuard(cfg.Consent.API, a.log, reg)
+	if err != nil {
+		return err
+	}
 	store, err := a.consentStore(cfg)
 	if err != nil {
 		return err
@@ -264,18 +269,21 @@ func (a *App) consentAPI(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	a.closers = append(a.closers, cl.Close)
-	api, err := consentapi.New(consentapi.Config{Producer: cl, Topic: cfg.Names.ConsentTopic, Store: store, Log: a.log})
+	api, err := consentapi.New(consentapi.Config{Producer: cl, Topic: cfg.Names.ConsentTopic, Store: store, Guard: guard, Log: a.log})
 	if err != nil {
 		return err
 	}
-	a.opts.Addr = cfg.Consent.APIAddr
+	a.opts.Addr, a.opts.TLS = cfg.Consent.APIAddr, tc
 	a.opts.Mount = map[string]http.Handler{"/v1/": api.Handler()}
 	a.opts.Ready = func() bool {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		return cl.Ping(pctx) == nil
 	}
-	a.started = []any{"addr", cfg.Consent.APIAddr, "topic", cfg.Names.ConsentTopic}
+	a.started = []any{"addr", cfg.Consent.APIAddr, "topic", cfg.Names.ConsentTopic, "tls", tc != nil, "auth", cfg.Consent.API.Auth}
+	if tc == nil {
+		a.log.Warn("the consent API serves plain HTTP: set PIPELINE_CONSENT_API_TLS_CERT_FILE and _KEY_FILE unless a proxy in front terminates TLS")
+	}
 	return nil
 }
 

@@ -2,9 +2,11 @@ package wiring
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/httpauth"
 	"github.com/privacy-pipeline/pipeline/topology"
 )
 
@@ -67,7 +70,26 @@ func testConfig(t *testing.T) config.Config {
 	if err := pseudonym.WriteKeyringFile(cfg.Privacy.PseudonymKeysFile, kr); err != nil {
 		t.Fatal(err)
 	}
+	// The consent API authenticates by default: one admin token.
+	_, e, err := httpauth.NewToken("test-admin", []httpauth.Scope{httpauth.ScopeAdmin}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Consent.API.AuthFile = writePrincipals(t, httpauth.File{Tokens: []httpauth.TokenEntry{e}})
 	return cfg
+}
+
+func writePrincipals(t *testing.T, f httpauth.File) string {
+	t.Helper()
+	b, err := json.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "principals.json")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func status(url string) int {

@@ -13,8 +13,14 @@
 // Global Privacy Control signal) also records GPC on for the subject, as a
 // subject-level change with source gpc_signal.
 //
+// Every route is guarded (internal/httpauth): reads need the scope
+// consent:read, changes consent:write, the bulk import consent:import; the
+// authenticated principal is recorded with every change it makes (the
+// consent record's pp-principal header, the history's changed_by).
+//
 // It imports consent, consentlog, consentredis (the store it reads),
-// consentsync (FormatMillis), purpose and franz-go's kgo (to produce).
+// consentsync (FormatMillis), httpauth, purpose and franz-go's kgo (to
+// produce).
 package consentapi
 
 import (
@@ -37,6 +43,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/httpauth"
 )
 
 // Limits on request bodies.
@@ -51,8 +58,11 @@ type Config struct {
 	Producer *kgo.Client
 	Topic    string
 	Store    *consentredis.RedisStore
-	Log      *slog.Logger
-	Now      func() time.Time
+	// Guard authenticates and authorises every route; required (a guard
+	// with httpauth.Mode none lets everyone in, as "anonymous").
+	Guard *httpauth.Guard
+	Log   *slog.Logger
+	Now   func() time.Time
 }
 
 // Server serves the consent API.
@@ -60,8 +70,8 @@ type Server struct{ cfg Config }
 
 // New returns a server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Producer == nil || cfg.Topic == "" || cfg.Store == nil {
-		return nil, errors.New("consentapi: Producer, Topic and Store are required")
+	if cfg.Producer == nil || cfg.Topic == "" || cfg.Store == nil || cfg.Guard == nil {
+		return nil, errors.New("consentapi: Producer, Topic, Store and Guard are required")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -75,13 +85,27 @@ func New(cfg Config) (*Server, error) {
 // Handler returns the API routes (add /metrics, /healthz, /readyz around it).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("PUT /v1/subjects/{subject}/consents/{purpose}", s.set)
-	mux.HandleFunc("POST /v1/subjects/{subject}/consents/{purpose}/withdraw", s.withdraw)
-	mux.HandleFunc("PUT /v1/subjects/{subject}/profile", s.profile)
-	mux.HandleFunc("GET /v1/subjects/{subject}/consents", s.get)
-	mux.HandleFunc("GET /v1/subjects/{subject}/consents/history", s.history)
-	mux.HandleFunc("POST /v1/consents/import", s.importBulk)
+	for _, rt := range []struct {
+		pattern string
+		scope   httpauth.Scope
+		h       http.HandlerFunc
+	}{
+		{"PUT /v1/subjects/{subject}/consents/{purpose}", httpauth.ScopeConsentWrite, s.set},
+		{"POST /v1/subjects/{subject}/consents/{purpose}/withdraw", httpauth.ScopeConsentWrite, s.withdraw},
+		{"PUT /v1/subjects/{subject}/profile", httpauth.ScopeConsentWrite, s.profile},
+		{"GET /v1/subjects/{subject}/consents", httpauth.ScopeConsentRead, s.get},
+		{"GET /v1/subjects/{subject}/consents/history", httpauth.ScopeConsentRead, s.history},
+		{"POST /v1/consents/import", httpauth.ScopeConsentImport, s.importBulk},
+	} {
+		mux.Handle(rt.pattern, s.cfg.Guard.Route(rt.pattern, rt.scope, rt.h))
+	}
 	return mux
+}
+
+// principal names the request's authenticated caller.
+func principal(r *http.Request) string {
+	p, _ := httpauth.PrincipalFrom(r.Context())
+	return p.Name
 }
 
 // Receipt is the answer to an accepted choice (set, withdraw).
@@ -249,6 +273,7 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, in consentlog.In
 		fail(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	c.Principal = principal(r)
 	changes := []consentlog.Change{c}
 	var signal consentlog.Change
 	if secGPC(r) {
@@ -258,7 +283,7 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, in consentlog.In
 		}
 		signal = consentlog.Change{SubjectID: c.SubjectID, Purpose: consentlog.SubjectLevel, GPC: consent.GPCOn,
 			Source: consentlog.GPCSignal, PolicyVersion: c.PolicyVersion, Timestamp: now.UTC().Truncate(time.Millisecond),
-			ReceiptID: consentlog.NewReceiptID()}
+			ReceiptID: consentlog.NewReceiptID(), Principal: c.Principal}
 		if err := signal.Validate(now); err != nil {
 			fail(w, http.StatusBadRequest, err.Error())
 			return
@@ -398,6 +423,10 @@ func (s *Server) importBulk(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		fail(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	who := principal(r)
+	for i := range changes {
+		changes[i].Principal = who
 	}
 	for i := 0; i < len(changes); i += 5000 {
 		if err := s.produce(r.Context(), changes[i:min(i+5000, len(changes))]); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
+	"github.com/privacy-pipeline/pipeline/internal/httpauth"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
@@ -43,7 +44,11 @@ func newEnv(t *testing.T) *env {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { rdb.Close() })
 	store := consentredis.NewRedisStore(rdb)
-	api, err := New(Config{Producer: cl, Topic: "privacy.consent", Store: store})
+	open, err := httpauth.New(httpauth.Config{}) // authentication has its own tests (auth_test.go)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := New(Config{Producer: cl, Topic: "privacy.consent", Store: store, Guard: open})
 	if err != nil {
 		t.Fatal(err)
 	}

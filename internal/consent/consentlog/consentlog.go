@@ -101,6 +101,25 @@ type Change struct {
 	PolicyVersion string
 	Timestamp     time.Time
 	ReceiptID     string
+	// Principal names who made the change (the API's authenticated
+	// caller); it travels in the record's PrincipalHeader, not the Avro
+	// value, and is empty for changes written before it was recorded.
+	Principal string
+}
+
+// PrincipalHeader is the consent record header naming the principal that
+// made the change.
+const PrincipalHeader = "pp-principal"
+
+// PrincipalOf returns the principal a consent record's header names, or
+// "".
+func PrincipalOf(r *kgo.Record) string {
+	for _, h := range r.Headers {
+		if h.Key == PrincipalHeader {
+			return string(h.Value)
+		}
+	}
+	return ""
 }
 
 // IsSubjectLevel reports whether c is a subject-level change.
@@ -298,13 +317,17 @@ func Records(topic string, changes ...Change) ([]*kgo.Record, error) {
 		if err != nil {
 			return nil, err
 		}
-		recs = append(recs, &kgo.Record{Topic: topic, Key: c.Key(), Value: v})
+		var hs []kgo.RecordHeader
+		if c.Principal != "" {
+			hs = []kgo.RecordHeader{{Key: PrincipalHeader, Value: []byte(c.Principal)}}
+		}
+		recs = append(recs, &kgo.Record{Topic: topic, Key: c.Key(), Value: v, Headers: hs})
 		if cp, ok := c.Companion(); ok {
 			v, err := Encode(&cp)
 			if err != nil {
 				return nil, err
 			}
-			recs = append(recs, &kgo.Record{Topic: topic, Key: cp.Key(), Value: v})
+			recs = append(recs, &kgo.Record{Topic: topic, Key: cp.Key(), Value: v, Headers: hs})
 		}
 	}
 	return recs, nil

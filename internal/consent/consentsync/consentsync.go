@@ -150,7 +150,7 @@ func scriptArgs(c *consentlog.Change) (slot int, code string, ms int64, jur, gpc
 // the subject's history list.
 func Entry(c *consentlog.Change) consent.HistoryEntry {
 	e := consent.HistoryEntry{ReceiptID: c.ReceiptID, SubjectID: c.SubjectID, Jurisdiction: c.Jurisdiction.String(), Source: string(c.Source),
-		PolicyVersion: c.PolicyVersion, Timestamp: c.Timestamp.UTC().Format(time.RFC3339Nano), GPC: consent.GPCTextOf(c.GPC)}
+		PolicyVersion: c.PolicyVersion, Timestamp: c.Timestamp.UTC().Format(time.RFC3339Nano), GPC: consent.GPCTextOf(c.GPC), ChangedBy: c.Principal}
 	if !c.IsSubjectLevel() {
 		e.Purpose, e.State = c.Purpose.String(), c.State.String()
 	}
@@ -308,6 +308,7 @@ func (s *Syncer) decode(recs []*kgo.Record) ([]consentlog.Change, []time.Time) {
 			s.cfg.Log.Warn("consent record rejected", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 			continue
 		}
+		c.Principal = consentlog.PrincipalOf(r)
 		changes = append(changes, c)
 		times = append(times, r.Timestamp)
 	}

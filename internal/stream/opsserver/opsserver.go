@@ -8,6 +8,7 @@ package opsserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -34,12 +35,15 @@ func Handler(g prometheus.Gatherer, ready func() bool) http.Handler {
 	return mux
 }
 
-// Serve listens on addr until ctx ends. It returns the bound address on
-// ready (useful with ":0").
-func Serve(ctx context.Context, addr string, h http.Handler, bound chan<- string) error {
+// Serve listens on addr until ctx ends, over TLS when tc is set. It
+// returns the bound address on ready (useful with ":0").
+func Serve(ctx context.Context, addr string, h http.Handler, tc *tls.Config, bound chan<- string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
+	}
+	if tc != nil {
+		ln = tls.NewListener(ln, tc)
 	}
 	if bound != nil {
 		bound <- ln.Addr().String()

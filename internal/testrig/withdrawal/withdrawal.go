@@ -40,6 +40,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/httpauth"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
@@ -330,7 +331,11 @@ func (b *bench) onCommit(outs []processors.Output, at time.Time) {
 
 // startAPI serves the consent API over real HTTP.
 func (b *bench) startAPI(context.Context) error {
-	api, err := consentapi.New(consentapi.Config{Producer: b.prodCl, Topic: b.cfg.Names.ConsentTopic, Store: b.pp.Store})
+	open, err := httpauth.New(httpauth.Config{}) // measures withdrawal, not authentication
+	if err != nil {
+		return err
+	}
+	api, err := consentapi.New(consentapi.Config{Producer: b.prodCl, Topic: b.cfg.Names.ConsentTopic, Store: b.pp.Store, Guard: open})
 	if err != nil {
 		return err
 	}
