@@ -545,12 +545,13 @@ func ApplyACLs(ctx context.Context, adm *kadm.Client, t Topology, spec ACLSpec) 
 		}
 	}
 	want := map[ACL]bool{}
+	var missing []ACL
 	for _, a := range desired {
 		want[a] = true
 		if have[a] {
 			rep.Unchanged++
 		} else {
-			rep.Created = append(rep.Created, a)
+			missing = append(missing, a)
 		}
 	}
 	managed := map[string]bool{}
@@ -588,11 +589,11 @@ func ApplyACLs(ctx context.Context, adm *kadm.Client, t Topology, spec ACLSpec) 
 	}
 	slices.SortFunc(toDelete, compareACL)
 	slices.SortFunc(rep.Drift, func(a, b ACLDrift) int { return compareACL(a.ACL, b.ACL) })
-	if err := createACLs(ctx, adm, rep.Created); err != nil {
+	// Report only what the broker did, also when it refused some.
+	if rep.Created, err = createACLs(ctx, adm, missing); err != nil {
 		return rep, err
 	}
-	deleted, err := deleteACLs(ctx, adm, toDelete)
-	rep.Deleted = deleted
+	rep.Deleted, err = deleteACLs(ctx, adm, toDelete)
 	return rep, err
 }
 
@@ -640,25 +641,29 @@ func (k aclBatch) builder(names []string) *kadm.ACLBuilder {
 	return b
 }
 
-func createACLs(ctx context.Context, adm *kadm.Client, acls []ACL) error {
+func createACLs(ctx context.Context, adm *kadm.Client, acls []ACL) ([]ACL, error) {
 	order, names := batches(acls)
+	var created []ACL
 	for _, k := range order {
 		res, err := adm.CreateACLs(ctx, k.builder(names[k]))
 		if err != nil {
-			return fmt.Errorf("topology: create ACLs of %s: %w", k.principal, err)
+			return created, fmt.Errorf("topology: create ACLs of %s: %w", k.principal, err)
 		}
 		var errs []error
 		for _, r := range res {
+			a := ACL{r.Principal, r.Host, r.Type, r.Name, r.Pattern, r.Operation, r.Permission}
 			if r.Err != nil {
-				a := ACL{r.Principal, r.Host, r.Type, r.Name, r.Pattern, r.Operation, r.Permission}
 				errs = append(errs, fmt.Errorf("topology: create ACL %s: %w", a, errors.Join(r.Err, errMessage(r.ErrMessage))))
+				continue
 			}
+			created = append(created, a)
 		}
 		if err := errors.Join(errs...); err != nil {
-			return err
+			return created, err
 		}
 	}
-	return nil
+	slices.SortFunc(created, compareACL)
+	return created, nil
 }
 
 func deleteACLs(ctx context.Context, adm *kadm.Client, acls []ACL) ([]ACL, error) {

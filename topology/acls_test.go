@@ -485,6 +485,10 @@ func TestACLsEnforcedOnKfake(t *testing.T) {
 	if _, err := ApplyACLs(ctx, adm, top, testSpec(t)); err != nil {
 		t.Fatal(err)
 	}
+	// A principal without ALTER on the cluster cannot apply (nor read) the ACLs.
+	if _, err := ApplyACLs(ctx, kadm.NewClient(scramClient(t, c, "analytics-team", "analytics-pw")), top, testSpec(t)); !errors.Is(err, kerr.ClusterAuthorizationFailed) {
+		t.Errorf("apply as a consumer: want CLUSTER_AUTHORIZATION_FAILED, got %v", err)
+	}
 	clean, other := n.Clean(purpose.Analytics), n.Clean(purpose.AITraining)
 	for _, tp := range []string{clean, other, n.Raw} {
 		if err := admCl.ProduceSync(ctx, &kgo.Record{Topic: tp, Value: []byte("v-" + tp)}).FirstErr(); err != nil {
