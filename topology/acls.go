@@ -41,6 +41,9 @@ type ACLSpec struct {
 	Admin string `json:"admin,omitempty"`
 	// Consumers are the analytics and AI consumers.
 	Consumers []ACLConsumer `json:"consumers"`
+	// Producers are the principals of the applications that publish raw
+	// events: WRITE on the external topics (raw) only.
+	Producers []string `json:"producers,omitempty"`
 	// TransactionalIDPrefix maps a command to the prefix of its
 	// transactional ids, when PIPELINE_RUNNER_TRANSACTIONAL_ID is set.
 	// Default: each processor's consumer group (the runner's ids are
@@ -122,8 +125,16 @@ func ParseACLSpec(data []byte) (ACLSpec, error) {
 func (s ACLSpec) checkSyntax() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf("acls: "+format, a...)) }
-	if len(s.Processors) == 0 && len(s.Consumers) == 0 {
-		bad("the file names no processor and no consumer")
+	if len(s.Processors) == 0 && len(s.Consumers) == 0 && len(s.Producers) == 0 {
+		bad("the file names no processor, consumer or producer")
+	}
+	for i, p := range s.Producers {
+		if err := checkPrincipal(p); err != nil {
+			bad("producers[%d]: %v", i, err)
+		}
+		if slices.Contains(s.Producers[:i], p) {
+			bad("producers: %s listed twice", p)
+		}
 	}
 	for _, cmd := range sortedKeys(s.Processors) {
 		if err := checkPrincipal(s.Processors[cmd]); err != nil {
@@ -229,8 +240,8 @@ func (t Topology) Commands() []string {
 
 // Validate checks the spec against the topology: every command is one the
 // topology runs, a transactional-id prefix only for a transactional
-// command, the admin and the consumers share no principal with a
-// processor, no consumer's group prefix covers a processor's group or
+// command, the admin, the consumers and the producers share no principal
+// with a processor or with each other, no consumer's group prefix covers a processor's group or
 // another consumer's prefix, and no consumer would get a restricted
 // topic.
 func (s ACLSpec) Validate(t Topology) error {
@@ -267,6 +278,20 @@ func (s ACLSpec) check(t Topology) error {
 	}
 	if cmd, ok := procs[s.Admin]; ok && s.Admin != "" {
 		bad("admin %s is also the principal of %s: the file would reconcile the admin's own ACLs", s.Admin, cmd)
+	}
+	consumers := map[string]bool{}
+	for _, c := range s.Consumers {
+		consumers[c.Principal] = true
+	}
+	for _, p := range s.Producers {
+		switch cmd, ok := procs[p]; {
+		case ok:
+			bad("producer %s is also the principal of %s: a producer must not share a processor's access", p, cmd)
+		case consumers[p]:
+			bad("producer %s is also a consumer: one principal would write raw events and read their clean form", p)
+		case p == s.Admin:
+			bad("producer %s is also the admin", p)
+		}
 	}
 	var groups []string
 	for _, p := range t.Processors {
@@ -318,7 +343,9 @@ func (s ACLSpec) txnPrefix(p Processor) string {
 //     (or the file's prefix), if it is transactional;
 //   - a consumer's principal: READ and DESCRIBE on every topic published
 //     for its purposes (Topic.Purpose: clean, aggregate, record-level
-//     k-anonymous); READ on the groups prefixed with each of its prefixes.
+//     k-anonymous); READ on the groups prefixed with each of its prefixes;
+//   - a producer's principal: WRITE and DESCRIBE on the external topics
+//     (Topic.External: raw).
 //
 // It fails if the spec is invalid for the topology (Validate), or if a
 // consumer would get a restricted topic.
@@ -380,6 +407,13 @@ func DesiredACLs(t Topology, s ACLSpec) ([]ACL, error) {
 		}
 		for _, g := range c.Groups {
 			add(c.Principal, group, g, pre, kadm.OpRead)
+		}
+	}
+	for _, p := range s.Producers {
+		for _, tp := range t.Topics {
+			if tp.External {
+				add(p, topic, tp.Name, lit, kadm.OpWrite, kadm.OpDescribe)
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -560,6 +594,9 @@ func ApplyACLs(ctx context.Context, adm *kadm.Client, t Topology, spec ACLSpec) 
 	}
 	for _, c := range spec.Consumers {
 		managed[c.Principal] = true
+	}
+	for _, p := range spec.Producers {
+		managed[p] = true
 	}
 	sc := newScope(t, spec)
 	var toDelete []ACL

@@ -116,6 +116,16 @@ func TestDesiredACLsProcessors(t *testing.T) {
 	if ops := grants(acls, "User:pipeline-kanon", topic, n.Partials()); !has(ops, kadm.OpRead, kadm.OpWrite) {
 		t.Errorf("kanon on partials: %v", ops)
 	}
+	// A producer writes raw, and nothing else.
+	var prod []string
+	for _, a := range acls {
+		if a.Principal == "User:event-producer" {
+			prod = append(prod, a.String())
+		}
+	}
+	if want := []string{"ALLOW User:event-producer WRITE TOPIC raw.customer-events (literal)", "ALLOW User:event-producer DESCRIBE TOPIC raw.customer-events (literal)"}; !slices.Equal(prod, want) {
+		t.Errorf("producer: %q", prod)
+	}
 	// consent-api and consent-sync share a principal: write and read consent,
 	// no transactional ids (neither is transactional).
 	if ops := grants(acls, "User:pipeline-consent", topic, n.Consent); !has(ops, kadm.OpRead, kadm.OpWrite) {
@@ -221,7 +231,9 @@ func TestACLSpecRefused(t *testing.T) {
 		{"admin is a processor", `{"processors":{"privacy":"User:p"},"admin":"User:p"}`, `admin User:p is also the principal of privacy`},
 		{"duplicate consumer", `{"consumers":[{"principal":"User:a","purposes":["analytics"]},{"principal":"User:a","purposes":["marketing"]}]}`, `listed twice`},
 		{"prefix for a non-transactional command", `{"processors":{"consent-api":"User:c"},"transactional_id_prefix":{"consent-api":"c-"}}`, `command consent-api uses no transactions`},
-		{"empty file", `{}`, `names no processor and no consumer`},
+		{"empty file", `{}`, `names no processor, consumer or producer`},
+		{"producer is a consumer", `{"consumers":[{"principal":"User:a","purposes":["analytics"]}],"producers":["User:a"]}`, `producer User:a is also a consumer`},
+		{"bad producer", `{"producers":["event-producer"]}`, `producers[0]: principal "event-producer" is not User:<name>`},
 		{"trailing data", `{"processors":{"privacy":"User:p"}} {}`, `data after the JSON object`},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -39,6 +39,9 @@ type Topic struct {
 	// topic (its clean, aggregate and record-level k-anonymous topics);
 	// empty for the pipeline's own topics. The ACLs read it.
 	Purpose string
+	// External topics are written by producers outside the pipeline (raw);
+	// the ACL file's producers may write them.
+	External bool
 }
 
 // Processor is one stream processor and its topics.
@@ -207,7 +210,7 @@ func Default(n Names, o Options) Topology {
 		tp.Configs["min.insync.replicas"] = minISR
 		t.Topics = append(t.Topics, tp)
 	}
-	add(Topic{Name: n.Raw, Partitions: o.Partitions, Key: "subject id", Restricted: true,
+	add(Topic{Name: n.Raw, Partitions: o.Partitions, Key: "subject id", Restricted: true, External: true,
 		Holds:   "raw events from producers (Avro with the raw schema, Confluent-framed or single-object); only the pipeline reads it",
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.RawRetention)}})
 	add(Topic{Name: n.Consent, Partitions: o.Partitions, Key: "subject id", Restricted: true,
