@@ -45,7 +45,7 @@ type ACLSpec struct {
 	// events: WRITE on the external topics (raw) only.
 	Producers []string `json:"producers,omitempty"`
 	// TransactionalIDPrefix maps a command to the prefix of its
-	// transactional ids, when PIPELINE_RUNNER_TRANSACTIONAL_ID is set.
+	// transactional ids, when PIPELINE_TRANSACTIONAL_ID is set.
 	// Default: each processor's consumer group (the runner's ids are
 	// <group>-<host>-<random>).
 	TransactionalIDPrefix map[string]string `json:"transactional_id_prefix,omitempty"`

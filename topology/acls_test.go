@@ -248,7 +248,7 @@ func TestACLSpecRefused(t *testing.T) {
 	}
 }
 
-// TestTransactionalIDPrefixOverride: with PIPELINE_RUNNER_TRANSACTIONAL_ID
+// TestTransactionalIDPrefixOverride: with PIPELINE_TRANSACTIONAL_ID
 // set, the file's prefix replaces the group for every processor of the
 // command (kanon runs two).
 func TestTransactionalIDPrefixOverride(t *testing.T) {

@@ -61,7 +61,7 @@ type Processor struct {
 	State []string
 	// Transactional processors run in the exactly-once runner, whose
 	// transactional ids start with the group (unless
-	// PIPELINE_RUNNER_TRANSACTIONAL_ID is set).
+	// PIPELINE_TRANSACTIONAL_ID is set).
 	Transactional bool
 	// Stores are external state the processor reads or writes (e.g. Redis).
 	Stores []string

@@ -6,7 +6,7 @@
 //	pipeline run consent-api                              the consent HTTP API
 //	pipeline run kanon                                    k-anonymous aggregates (agg.<purpose>.<name>)
 //	pipeline run kanon-records                            record-level k-anonymisation (CASTLE, clean.<purpose>.kanon)
-//	pipeline topology describe|apply [--mermaid] [--acls F] the declared topics, processors and Kafka ACLs
+//	pipeline topology describe|apply [--mermaid|--acls]  the declared topics, processors and Kafka ACLs
 //	pipeline schemas generate|check [--dir schemas]       derived clean schemas
 //	pipeline policy validate [--file F]                   check a policy file
 //	pipeline keys generate --out FILE                     a new pseudonym keyring (secrets only in the file)
