@@ -8,6 +8,7 @@ package topology
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,14 +35,34 @@ type Topic struct {
 	// FixedPartitions: Apply never changes the partition count (a topic
 	// whose keys must stay on the partition they were first written to).
 	FixedPartitions bool
+	// Purpose is the wire name of the purpose whose consumers may read the
+	// topic (its clean, aggregate and record-level k-anonymous topics);
+	// empty for the pipeline's own topics. The ACLs read it.
+	Purpose string
+	// External topics are written by producers outside the pipeline (raw);
+	// the ACL file's producers may write them.
+	External bool
 }
 
 // Processor is one stream processor and its topics.
 type Processor struct {
-	Name    string
+	Name string
+	// Command is the 'pipeline run' command that runs the processor (the
+	// kanon command runs two); the ACL file names principals by command.
+	Command string
 	Group   string
 	Inputs  []string
 	Outputs []string
+	// Reads are topics the processor may read besides its inputs, outside
+	// its consumer group (the privacy processor's consent log).
+	Reads []string
+	// State are the outputs that hold its checkpoints, read back on
+	// restore.
+	State []string
+	// Transactional processors run in the exactly-once runner, whose
+	// transactional ids start with the group (unless
+	// PIPELINE_TRANSACTIONAL_ID is set).
+	Transactional bool
 	// Stores are external state the processor reads or writes (e.g. Redis).
 	Stores []string
 	Doc    string
@@ -189,7 +210,7 @@ func Default(n Names, o Options) Topology {
 		tp.Configs["min.insync.replicas"] = minISR
 		t.Topics = append(t.Topics, tp)
 	}
-	add(Topic{Name: n.Raw, Partitions: o.Partitions, Key: "subject id", Restricted: true,
+	add(Topic{Name: n.Raw, Partitions: o.Partitions, Key: "subject id", Restricted: true, External: true,
 		Holds:   "raw events from producers (Avro with the raw schema, Confluent-framed or single-object); only the pipeline reads it",
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.RawRetention)}})
 	add(Topic{Name: n.Consent, Partitions: o.Partitions, Key: "subject id", Restricted: true,
@@ -206,7 +227,7 @@ func Default(n Names, o Options) Topology {
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(400 * 24 * time.Hour)}})
 	cleans := make([]string, 0, purpose.Count)
 	for _, p := range purpose.All {
-		add(Topic{Name: n.Clean(p), Partitions: o.Partitions, Key: "pseudonym (per-purpose key), never the raw id",
+		add(Topic{Name: n.Clean(p), Partitions: o.Partitions, Key: "pseudonym (per-purpose key), never the raw id", Purpose: p.String(),
 			Holds:   "clean events for purpose " + p.String() + " (Avro, Confluent-framed, derived schema schemas/clean/" + p.String() + ".customer-events.avsc under <topic>-value)",
 			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
 		cleans = append(cleans, n.Clean(p))
@@ -216,14 +237,14 @@ func Default(n Names, o Options) Topology {
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(14 * 24 * time.Hour)}})
 	kanonTopics(n, o, add)
 	t.Processors = []Processor{{
-		Name: "privacy", Group: n.Groups.Privacy,
-		Inputs: []string{n.Raw}, Outputs: append(cleans, n.Quarantine), Stores: []string{"redis consent cache"},
+		Name: "privacy", Command: "privacy", Group: n.Groups.Privacy, Transactional: true,
+		Inputs: []string{n.Raw}, Outputs: append(cleans, n.Quarantine), Reads: []string{n.Consent}, Stores: []string{"redis consent cache"},
 		Doc: "decode, consent join, field policy per purpose, encode, publish (exactly once)",
 	}, {
-		Name: "consent-api", Outputs: []string{n.Consent}, Stores: []string{"redis consent cache"},
+		Name: "consent-api", Command: "consent-api", Outputs: []string{n.Consent}, Stores: []string{"redis consent cache"},
 		Doc: "HTTP API: set, withdraw, read, history, bulk import",
 	}, {
-		Name: "consent-sync", Group: n.Groups.ConsentSync,
+		Name: "consent-sync", Command: "consent-sync", Group: n.Groups.ConsentSync,
 		Inputs: []string{n.Consent}, Stores: []string{"redis consent cache"},
 		Doc: "materialise consent into Redis, in order per subject and purpose; invalidate processors' caches; rebuild",
 	}}
@@ -252,14 +273,14 @@ func kanonTopics(n Names, o Options, add func(Topic)) {
 			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(7 * 24 * time.Hour)}})
 		state(KanonMerge, n.Partials())
 		for _, a := range n.Kanon.Aggregates {
-			add(Topic{Name: a.TopicFrom(n.AggTemplate), Partitions: o.Partitions, Key: "window start, level and dimension values (one row for all input partitions)",
+			add(Topic{Name: a.TopicFrom(n.AggTemplate), Partitions: o.Partitions, Key: "window start, level and dimension values (one row for all input partitions)", Purpose: a.Purpose,
 				Holds:   "k-anonymous aggregate rows (>= k distinct subjects each; Avro, schemas/" + schemas.AggregateSchemaFile(a.Purpose, a.Name) + ")",
 				Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
 		}
 		state(KanonAggregates, n.cleanOf(n.Kanon.Aggregates[0].Purpose))
 	}
 	if r := n.Kanon.Records; r != nil {
-		add(Topic{Name: r.TopicFrom(n.KanonTemplate), Partitions: o.Partitions, Key: "cluster id",
+		add(Topic{Name: r.TopicFrom(n.KanonTemplate), Partitions: o.Partitions, Key: "cluster id", Purpose: r.Purpose,
 			Holds:   "record-level k-anonymous events (CASTLE; Avro, schemas/" + schemas.KanonSchemaFile(r.Purpose) + ")",
 			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
 		state(KanonRecords, n.cleanOf(r.Purpose))
@@ -276,16 +297,16 @@ func kanonProcessors(n Names) []Processor {
 		for _, a := range n.Kanon.Aggregates {
 			outs = append(outs, a.TopicFrom(n.AggTemplate))
 		}
-		ps = append(ps, Processor{Name: KanonAggregates, Group: n.Groups.KanonAggregates,
-			Inputs: []string{n.cleanOf(n.Kanon.Aggregates[0].Purpose)}, Outputs: []string{n.Partials(), n.State(KanonAggregates)},
+		ps = append(ps, Processor{Name: KanonAggregates, Command: "kanon", Group: n.Groups.KanonAggregates, Transactional: true,
+			Inputs: []string{n.cleanOf(n.Kanon.Aggregates[0].Purpose)}, Outputs: []string{n.Partials(), n.State(KanonAggregates)}, State: []string{n.State(KanonAggregates)},
 			Doc: "k-anonymous aggregates, stage 1: tumbling event-time windows per input partition, DP contribution bounding; publishes each closed window's partial contributions and the partition's progress"},
-			Processor{Name: KanonMerge, Group: n.Groups.KanonMerge,
-				Inputs: []string{n.Partials()}, Outputs: append(outs, n.State(KanonMerge)),
+			Processor{Name: KanonMerge, Command: "kanon", Group: n.Groups.KanonMerge, Transactional: true,
+				Inputs: []string{n.Partials()}, Outputs: append(outs, n.State(KanonMerge)), State: []string{n.State(KanonMerge)},
 				Doc: "k-anonymous aggregates, stage 2: merges every input partition's partials; a window is released once all have passed it: >= k distinct subjects per row, roll-up, margins from released rows, optional DP noise"})
 	}
 	if r := n.Kanon.Records; r != nil {
-		ps = append(ps, Processor{Name: KanonRecords, Group: n.Groups.KanonRecords,
-			Inputs: []string{n.cleanOf(r.Purpose)}, Outputs: []string{r.TopicFrom(n.KanonTemplate), n.State(KanonRecords)},
+		ps = append(ps, Processor{Name: KanonRecords, Command: "kanon-records", Group: n.Groups.KanonRecords, Transactional: true,
+			Inputs: []string{n.cleanOf(r.Purpose)}, Outputs: []string{r.TopicFrom(n.KanonTemplate), n.State(KanonRecords)}, State: []string{n.State(KanonRecords)},
 			Doc: "record-level k-anonymisation (CASTLE): clusters of >= k distinct subjects within delay delta, outliers suppressed"})
 	}
 	return ps
@@ -333,6 +354,22 @@ func (t Topology) Validate() error {
 			if !seen[out] {
 				errs = append(errs, fmt.Errorf("topology: processor %s writes undeclared topic %s", p.Name, out))
 			}
+		}
+		for _, r := range p.Reads {
+			if !seen[r] {
+				errs = append(errs, fmt.Errorf("topology: processor %s reads undeclared topic %s", p.Name, r))
+			}
+		}
+		for _, st := range p.State {
+			if !slices.Contains(p.Outputs, st) {
+				errs = append(errs, fmt.Errorf("topology: processor %s: state topic %s is not one of its outputs", p.Name, st))
+			}
+		}
+		if p.Command == "" {
+			errs = append(errs, fmt.Errorf("topology: processor %s names no command", p.Name))
+		}
+		if p.Transactional && p.Group == "" {
+			errs = append(errs, fmt.Errorf("topology: transactional processor %s has no group", p.Name))
 		}
 	}
 	return errors.Join(errs...)

@@ -6,7 +6,7 @@
 //	pipeline run consent-api                              the consent HTTP API
 //	pipeline run kanon                                    k-anonymous aggregates (agg.<purpose>.<name>)
 //	pipeline run kanon-records                            record-level k-anonymisation (CASTLE, clean.<purpose>.kanon)
-//	pipeline topology describe|apply [--mermaid]          the declared topics and processors
+//	pipeline topology describe|apply [--mermaid|--acls]  the declared topics, processors and Kafka ACLs
 //	pipeline schemas generate|check [--dir schemas]       derived clean schemas
 //	pipeline policy validate [--file F]                   check a policy file
 //	pipeline keys generate --out FILE                     a new pseudonym keyring (secrets only in the file)
@@ -38,7 +38,7 @@ func main() {
 const usage = `usage:
   pipeline demo [--events N] [--subjects N] [--json]
   pipeline run privacy | consent-sync [--rebuild] | consent-api | kanon | kanon-records
-  pipeline topology describe [--mermaid] | apply [--partitions N] [--replication N]
+  pipeline topology describe [--mermaid | --acls FILE] | apply [--partitions N] [--replication N] [--acls FILE]
   pipeline schemas generate|check [--dir DIR]
   pipeline policy validate [--file FILE]
   pipeline keys generate --out FILE [--id SUFFIX] [--force | --keep-if-exists] | check --file FILE

@@ -7,8 +7,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
@@ -164,5 +169,69 @@ func TestConfigPrintRedactsSecrets(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("config print lacks %s", want)
 		}
+	}
+}
+
+// TestTopologyACLs: 'topology describe --acls' prints the derived ACLs
+// without a cluster; 'topology apply --acls' creates them after the
+// topics on kfake, a second apply changes nothing, and an ACL someone gave
+// an unnamed principal on raw is drift that fails the command; a bad ACL
+// file stops the apply before anything changes.
+func TestTopologyACLs(t *testing.T) {
+	const file = "../../deploy/acls.example.json"
+	out, err := runCmd(t, "topology", "describe", "--acls", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"ALLOW User:pipeline-privacy READ TOPIC raw.customer-events (literal)\n",
+		"ALLOW User:analytics-team READ TOPIC clean.analytics.customer-events (literal)\n",
+		"ALLOW User:pipeline-kanon WRITE TRANSACTIONAL_ID privacy-pipeline-kanon-merge (prefixed)\n",
+		"# admin User:pipeline-admin",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("describe --acls lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "User:analytics-team READ TOPIC raw.") {
+		t.Fatal("a consumer reads raw")
+	}
+
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	t.Setenv("PIPELINE_KAFKA_BROKERS", strings.Join(c.ListenAddrs(), ","))
+	t.Setenv("PIPELINE_WIRE_FORMAT", "single-object") // no registry here
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"processors":{"privacy":"pipeline-privacy"}}`), 0o644)
+	if _, err := runCmd(t, "topology", "apply", "--replication", "1", "--acls", bad); err == nil || !strings.Contains(err.Error(), "is not User:<name>") {
+		t.Fatalf("bad ACL file: %v", err)
+	}
+	adm, err := kadm.NewOptClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	if topics, err := adm.ListTopics(context.Background()); err != nil || len(topics) != 0 {
+		t.Fatalf("a bad ACL file still created topics: %v %v", topics.Names(), err)
+	}
+
+	apply := func() (string, error) {
+		return runCmd(t, "topology", "apply", "--partitions", "1", "--replication", "1", "--acls", file)
+	}
+	if out, err = apply(); err != nil || !strings.Contains(out, "created   ALLOW User:pipeline-privacy READ TOPIC raw.customer-events (literal)") {
+		t.Fatalf("first apply: %v\n%s", err, out)
+	}
+	if out, err = apply(); err != nil || !regexp.MustCompile(`nothing changed: \d+ topics`).MatchString(out) || !regexp.MustCompile(`nothing changed: \d+ ACLs`).MatchString(out) {
+		t.Fatalf("second apply: %v\n%s", err, out)
+	}
+	if _, err := adm.CreateACLs(context.Background(), kadm.NewACLs().Allow("User:intern").Topics("raw.customer-events").Operations(kadm.OpRead)); err != nil {
+		t.Fatal(err)
+	}
+	out, err = apply()
+	if err == nil || !strings.Contains(err.Error(), "1 ACLs are drift") || !strings.Contains(out, "DRIFT     ALLOW User:intern READ TOPIC raw.customer-events (literal)") {
+		t.Fatalf("drift: %v\n%s", err, out)
 	}
 }

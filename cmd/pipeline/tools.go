@@ -36,8 +36,12 @@ func cmdTopology(ctx context.Context, args []string, stdout io.Writer) error {
 	mermaid := fs.Bool("mermaid", false, "print only the Mermaid graph")
 	partitions := fs.Int("partitions", 12, "partitions of the raw, consent and clean topics")
 	replication := fs.Int("replication", 3, "replication factor (1 for a single broker)")
+	aclFile := fs.String("acls", "", "ACL file (deploy/acls.example.json): describe prints the ACLs it derives; apply reconciles them after the topics")
 	if err := fs.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
+	}
+	if args[0] != "describe" && args[0] != "apply" {
+		return usageError{"topology needs describe or apply"}
 	}
 	cfg, err := config.Load()
 	if err != nil {
@@ -50,42 +54,75 @@ func cmdTopology(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	switch args[0] {
-	case "describe":
-		if *mermaid {
+	// The ACL file is checked before anything changes.
+	var acls *topology.ACLSpec
+	if *aclFile != "" {
+		spec, err := topology.ReadACLSpec(*aclFile)
+		if err != nil {
+			return err
+		}
+		if err := spec.Validate(t); err != nil {
+			return fmt.Errorf("%s: %w", *aclFile, err)
+		}
+		acls = &spec
+	}
+	if args[0] == "describe" {
+		switch {
+		case acls != nil:
+			desired, err := topology.DesiredACLs(t, *acls)
+			if err != nil {
+				return err
+			}
+			for _, a := range desired {
+				fmt.Fprintln(stdout, a)
+			}
+			if acls.Admin != "" {
+				fmt.Fprintf(stdout, "# admin %s applies them: a super user, or ALTER on the cluster\n", acls.Admin)
+			}
+		case *mermaid:
 			fmt.Fprint(stdout, t.Mermaid())
-			return nil
-		}
-		fmt.Fprint(stdout, t.Table())
-		fmt.Fprintf(stdout, "\n```mermaid\n%s```\n", t.Mermaid())
-		return nil
-	case "apply":
-		// Schemas first: a change the registry refuses stops the apply
-		// before anything changes in Kafka.
-		srep, done, err := wiring.ApplySchemas(ctx, cfg)
-		fmt.Fprint(stdout, srep.String())
-		if err != nil {
-			return err
-		}
-		if !done {
-			fmt.Fprintln(stdout, "schemas: single-object encoding and no schema registry configured; nothing registered")
-		}
-		adm, err := cfg.Kafka.NewAdmin()
-		if err != nil {
-			return err
-		}
-		defer adm.Close()
-		rep, err := topology.Apply(ctx, adm, t)
-		if err != nil {
-			return err
-		}
-		fmt.Fprint(stdout, rep.String())
-		if len(rep.Drift) > 0 {
-			return fmt.Errorf("topology: %d differences could not be fixed", len(rep.Drift))
+		default:
+			fmt.Fprint(stdout, t.Table())
+			fmt.Fprintf(stdout, "\n```mermaid\n%s```\n", t.Mermaid())
 		}
 		return nil
 	}
-	return usageError{"topology needs describe or apply"}
+	// Schemas first: a change the registry refuses stops the apply
+	// before anything changes in Kafka.
+	srep, done, err := wiring.ApplySchemas(ctx, cfg)
+	fmt.Fprint(stdout, srep.String())
+	if err != nil {
+		return err
+	}
+	if !done {
+		fmt.Fprintln(stdout, "schemas: single-object encoding and no schema registry configured; nothing registered")
+	}
+	adm, err := cfg.Kafka.NewAdmin()
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	rep, err := topology.Apply(ctx, adm, t)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, rep.String())
+	var drift []error
+	if len(rep.Drift) > 0 {
+		drift = append(drift, fmt.Errorf("topology: %d differences could not be fixed", len(rep.Drift)))
+	}
+	// ACLs after the topics, so they name topics that exist.
+	if acls != nil {
+		arep, err := topology.ApplyACLs(ctx, adm, t, *acls)
+		fmt.Fprint(stdout, arep.String())
+		if err != nil {
+			return err
+		}
+		if len(arep.Drift) > 0 {
+			drift = append(drift, fmt.Errorf("topology: %d ACLs are drift (not fixed)", len(arep.Drift)))
+		}
+	}
+	return errors.Join(drift...)
 }
 
 func cmdSchemas(args []string, stdout io.Writer) error {
