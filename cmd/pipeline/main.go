@@ -42,6 +42,8 @@ const usage = `usage:
   pipeline schemas generate|check [--dir DIR]
   pipeline policy validate [--file FILE]
   pipeline keys generate --out FILE [--id SUFFIX] [--force | --keep-if-exists] | check --file FILE
+  pipeline api-token new --principals FILE --principal NAME --scopes LIST --out TOKENFILE [--expires D] [--keep-if-exists]
+  pipeline api-token revoke --principals FILE --principal NAME
   pipeline probe URL            exit 0 when URL answers 200 (container health checks)
   pipeline config print         the effective configuration, secrets redacted
 `
@@ -68,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdPolicy(args[1:], stdout)
 	case "keys":
 		return cmdKeys(args[1:], stdout)
+	case "api-token":
+		return cmdAPIToken(args[1:], stdout)
 	case "eval", "bench", "chaos":
 		return usageError{fmt.Sprintf("%s moved to the development binary: go run ./cmd/pipeline-dev %s", args[0], args[0])}
 	case "probe":

@@ -17,6 +17,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/httpauth"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/demo"
 )
 
@@ -233,5 +234,43 @@ func TestTopologyACLs(t *testing.T) {
 	out, err = apply()
 	if err == nil || !strings.Contains(err.Error(), "1 ACLs are drift") || !strings.Contains(out, "DRIFT     ALLOW User:intern READ TOPIC raw.customer-events (literal)") {
 		t.Fatalf("drift: %v\n%s", err, out)
+	}
+}
+
+// TestAPITokenNewAndRevoke: a new token goes only to its 0600 file (never
+// to stdout), its SHA-256 into the principals file, and revoke removes it.
+func TestAPITokenNewAndRevoke(t *testing.T) {
+	dir := t.TempDir()
+	pf, tf := filepath.Join(dir, "principals.json"), filepath.Join(dir, "crm.token")
+	out, err := runCmd(t, "api-token", "new", "--principals", pf, "--principal", "crm", "--scopes", "consent:read,consent:write", "--out", tf, "--expires", "720h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := os.ReadFile(tf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(tok))
+	if fi, _ := os.Stat(tf); fi.Mode().Perm() != 0o600 || strings.Contains(out, token) {
+		t.Fatalf("token file mode %v, printed: %q", fi.Mode().Perm(), out)
+	}
+	f, err := httpauth.ReadFile(pf, false)
+	if err != nil || len(f.Tokens) != 1 || f.Tokens[0].SHA256 != httpauth.HashToken(token) || f.Tokens[0].Expires == "" {
+		t.Fatalf("principals file %+v %v", f, err)
+	}
+	if b, _ := os.ReadFile(pf); strings.Contains(string(b), token) {
+		t.Fatal("the principals file holds the token itself")
+	}
+	if _, err := runCmd(t, "api-token", "new", "--principals", pf, "--principal", "crm", "--scopes", "consent:read", "--out", tf); err == nil {
+		t.Fatal("an existing token file was overwritten")
+	}
+	if _, err := runCmd(t, "api-token", "new", "--principals", pf, "--principal", "x", "--scopes", "consent:delete", "--out", filepath.Join(dir, "x")); err == nil {
+		t.Fatal("an unknown scope was accepted")
+	}
+	if _, err := runCmd(t, "api-token", "revoke", "--principals", pf, "--principal", "crm"); err != nil {
+		t.Fatal(err)
+	}
+	if f, _ := httpauth.ReadFile(pf, false); len(f.Tokens) != 0 {
+		t.Fatalf("revoked token kept: %+v", f)
 	}
 }
