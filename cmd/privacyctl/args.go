@@ -19,6 +19,10 @@ var valueFlags = map[string]bool{
 	"timestamp":      true,
 	"format":         true,
 	"gpc":            true,
+	"token-file":     true,
+	"ca":             true,
+	"cert":           true,
+	"key":            true,
 }
 
 // boolFlags are the flags that take no value ("--json", or "--json=false").
@@ -29,7 +33,7 @@ var boolFlags = map[string]bool{
 }
 
 // globalFlags are accepted by every command.
-var globalFlags = []string{"api", "timeout", "json", "help", "h"}
+var globalFlags = []string{"api", "timeout", "json", "help", "h", "token-file", "ca", "cert", "key"}
 
 // allowedFlags lists, per command, the flags it accepts besides globalFlags.
 var allowedFlags = map[string][]string{

@@ -19,6 +19,8 @@ const maxResponseBytes = 32 << 20
 type client struct {
 	base *url.URL // scheme, host and optional path prefix, no trailing slash
 	http *http.Client
+	// token, when set, is sent as "Authorization: Bearer <token>".
+	token string
 }
 
 // newClient returns a client for the API at base. Redirects are not
@@ -83,6 +85,9 @@ func (c *client) do(method, escapedPath, contentType string, body io.Reader, len
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "privacyctl")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, c.transportError(err)

@@ -24,10 +24,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/privacy-pipeline/pipeline/internal/tlsfiles"
 )
 
 // Exit codes.
@@ -82,6 +85,9 @@ flags (anywhere on the line):
   --api URL    consent API base URL (default $PIPELINE_CONSENT_API_URL, else http://localhost:8080)
   --json       print the API's JSON answer instead of the short human form
   --timeout D  time limit of each request, e.g. 10s or 2m; 0 for none (default 30s)
+  --token-file F  send the bearer token in F (made by 'pipeline api-token new')
+  --ca F          trust this CA (PEM) for an https:// API instead of the system roots
+  --cert F --key F  client certificate for mutual TLS
 
 exit codes:
   0  success
@@ -212,7 +218,22 @@ func clientFor(p parsedArgs, env func(string) string) (*client, error) {
 		}
 		timeout = t
 	}
-	return newClient(base, timeout), nil
+	c := newClient(base, timeout)
+	if p.has("token-file") {
+		tok, err := tlsfiles.Secret(p.value("token-file", ""))
+		if err != nil {
+			return nil, inputError{fmt.Sprintf("--token-file: %v", err)}
+		}
+		c.token = tok
+	}
+	if p.has("ca") || p.has("cert") || p.has("key") {
+		tc, err := tlsfiles.Client(p.value("ca", ""), p.value("cert", ""), p.value("key", ""), "")
+		if err != nil {
+			return nil, inputError{fmt.Sprintf("--ca/--cert/--key: %v", err)}
+		}
+		c.http.Transport = &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}
+	}
+	return c, nil
 }
 
 // output prints an answer: the raw JSON with --json, else the human form.

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509/pkix"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/testpki"
 )
 
 // The contract's values, written out independently of validate.go.
@@ -1112,5 +1115,49 @@ func TestImportSubjectLevelRows(t *testing.T) {
 	}
 	if r := f.requests()[0]; string(r.Body) != content {
 		t.Fatalf("the file was not sent as is: %q", r.Body)
+	}
+}
+
+// TestTokenAndTLSFlags: --token-file sends the bearer token, --ca trusts
+// the API's private CA, --cert/--key present a client certificate; without
+// the token the API's 401 message is shown and the exit code says failed.
+func TestTokenAndTLSFlags(t *testing.T) {
+	ca := testpki.New(t)
+	server := ca.Server("api")
+	client := ca.Client("ctl", pkix.Name{CommonName: "privacyctl"})
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "ops.token")
+	if err := os.WriteFile(tokFile, []byte("ppt_canary-token-5521\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, plain := newFakeAPI(t)
+	plain.Close()
+	f.override = nil
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer ppt_canary-token-5521" || len(r.TLS.PeerCertificates) == 0 {
+			writeJSONResp(w, http.StatusUnauthorized, map[string]any{"error": "authentication required: send a bearer token"})
+			return
+		}
+		plain.Config.Handler.ServeHTTP(w, r)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{server.TLS}, ClientCAs: ca.Pool, ClientAuth: tls.VerifyClientCertIfGiven}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	tlsArgs := []string{"--api", srv.URL, "--ca", ca.File, "--cert", client.CertFile, "--key", client.KeyFile}
+	code, out, errOut := runCLI(t, nil, append(tlsArgs, "--token-file", tokFile, "consent", "set", "c1", "analytics", "granted", "--jurisdiction", "gdpr")...)
+	if code != 0 {
+		t.Fatalf("with token and certificate: exit %d %q %q", code, out, errOut)
+	}
+	code, _, errOut = runCLI(t, nil, append(tlsArgs, "consent", "get", "c1")...)
+	if code != exitFailed || !strings.Contains(errOut, "401") || !strings.Contains(errOut, "authentication required") {
+		t.Fatalf("without token: exit %d %q", code, errOut)
+	}
+	code, _, errOut = runCLI(t, nil, "--api", srv.URL, "--token-file", tokFile, "consent", "get", "c1")
+	if code == 0 || strings.Contains(errOut, "canary-token") {
+		t.Fatalf("untrusted CA: exit %d %q", code, errOut)
+	}
+	code, _, errOut = runCLI(t, nil, "--api", srv.URL, "--token-file", filepath.Join(dir, "missing"), "consent", "get", "c1")
+	if code == 0 || !strings.Contains(errOut, "--token-file") {
+		t.Fatalf("missing token file: exit %d %q", code, errOut)
 	}
 }
