@@ -1,7 +1,6 @@
 package httpauth
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -19,31 +18,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/testpki"
 )
-
-// syncBuf is a log sink safe for the server's goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type fixture struct {
 	srv     *httptest.Server
 	file    string
-	logs    *syncBuf
+	logs    *pipelinetest.SyncBuffer
 	metrics *Metrics
 	reg     *prometheus.Registry
 	now     time.Time
@@ -66,7 +48,7 @@ func writeFile(t *testing.T, path string, f File) {
 
 func newFixture(t *testing.T, f File, cfg Config) *fixture {
 	t.Helper()
-	fx := &fixture{file: filepath.Join(t.TempDir(), "principals.json"), logs: &syncBuf{}, reg: prometheus.NewRegistry(),
+	fx := &fixture{file: filepath.Join(t.TempDir(), "principals.json"), logs: &pipelinetest.SyncBuffer{}, reg: prometheus.NewRegistry(),
 		now: time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC), reached: map[string]int{}}
 	writeFile(t, fx.file, f)
 	fx.metrics = NewMetrics(fx.reg)
@@ -192,7 +174,7 @@ func TestForgedRequestsAreRefused(t *testing.T) {
 		t.Errorf("requests{route=PUT..., code=401} = %v", got)
 	}
 	// The access log names routes and principals, never the subject id.
-	logs := fx.logs.String()
+	logs := string(fx.logs.Bytes())
 	if strings.Contains(logs, "alice-canary-7781") || strings.Contains(logs, reader) || strings.Contains(logs, writer) {
 		t.Fatalf("the access log holds a subject id or a token:\n%s", logs)
 	}
