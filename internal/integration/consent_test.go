@@ -73,7 +73,7 @@ func (r *rig) startAPI() *httptest.Server {
 
 // startSync runs a consent sync for the rig until the test ends.
 func (r *rig) startSync(rebuild bool) *consentsync.Syncer {
-	s, err := consentsync.New(consentsync.Config{Kafka: r.cfg.Kafka, Topic: r.consentTopic(), Group: r.cfg.Names.GroupID + ".sync", Store: r.pp.Store})
+	s, err := consentsync.New(consentsync.Config{Kafka: r.cfg.Kafka, Topic: r.consentTopic(), Group: r.cfg.Names.ConsentSyncGroup, Store: r.pp.Store})
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func ch(sub string, p purpose.Purpose, st consent.State, j consent.Jurisdiction,
 		PolicyVersion: "it", Timestamp: at.Truncate(time.Millisecond), ReceiptID: consentlog.NewReceiptID()}
 }
 
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+func waitUntil(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -275,7 +275,7 @@ func TestInvalidationReachesTwoProcessors(t *testing.T) {
 func TestConsentLuaScriptAgreesWithGoOnRealRedis(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
-	s, err := consentsync.New(consentsync.Config{Kafka: r.cfg.Kafka, Topic: r.consentTopic(), Group: r.cfg.Names.GroupID + ".sync", Store: r.pp.Store})
+	s, err := consentsync.New(consentsync.Config{Kafka: r.cfg.Kafka, Topic: r.consentTopic(), Group: r.cfg.Names.ConsentSyncGroup, Store: r.pp.Store})
 	if err != nil {
 		t.Fatal(err)
 	}

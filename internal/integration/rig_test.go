@@ -115,6 +115,7 @@ func newRig(t testing.TB) *rig {
 	cfg.Names.KanonTopicTemplate = id + ".kanon.{purpose}"
 	cfg.Names.KanonAggregatesGroup, cfg.Names.CastleGroup = id+".kanon-aggregates", id+".kanon-records"
 	cfg.Names.KanonMergeGroup = id + ".kanon-merge"
+	cfg.Names.ConsentTopic, cfg.Names.ConsentSyncGroup = id+".consent", id+".consent-sync"
 	ropts, err := wiring.RedisOptions(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -131,10 +132,11 @@ func newRig(t testing.TB) *rig {
 		t.Fatal(err)
 	}
 	r := &rig{t: t, cfg: cfg, rdb: rdb, cl: cl, adm: kadm.NewClient(cl), logs: &pipelinetest.SyncBuffer{}, keys: keys}
-	names := topology.DefaultNames()
-	names.Raw, names.CleanTemplate, names.Quarantine = cfg.Names.RawTopic, cfg.Names.CleanTopicTemplate, cfg.Names.QuarantineTopic
-	names.Consent, names.Requests, names.Erasures, names.Audit = id+".consent", id+".requests", id+".erasures", id+".audit"
-	names.StateTemplate, names.AggTemplate, names.KanonTemplate = cfg.Names.StateTopicTemplate, cfg.Names.AggTopicTemplate, cfg.Names.KanonTopicTemplate
+	names, err := wiring.Names(cfg) // topics and groups as the commands name them
+	if err != nil {
+		t.Fatal(err)
+	}
+	names.Requests, names.Erasures, names.Audit = id+".requests", id+".erasures", id+".audit"
 	r.topo = topology.Default(names, topology.Options{Partitions: 4, Replication: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

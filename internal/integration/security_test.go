@@ -25,12 +25,30 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
+	"github.com/privacy-pipeline/pipeline/topology"
+)
+
+// The principals of the secured listeners that scripts/services starts.
+// The broker's authorizer is on and only User:ANONYMOUS (the plaintext
+// listener the rig administers through) is a super user: these get what
+// grantACLs grants them and nothing else.
+const (
+	// processorPrincipal is the SCRAM user the processors run as ("sasl").
+	processorPrincipal = "User:pipeline"
+	// consumerPrincipal is the SCRAM user of an analytics consumer
+	// ("consumer").
+	consumerPrincipal = "User:analytics"
+	// producerPrincipal is the test client certificate's subject ("mtls"),
+	// an application that publishes raw events.
+	producerPrincipal = "User:CN=pipeline-mtls"
 )
 
 // secured returns the connection to one of the broker's secured listeners
 // that scripts/services starts: "sasl" (SASL_SSL, SCRAM-SHA-512, password
-// from a file) or "mtls" (SSL with the test client certificate). It fails
-// under CI when they are missing and skips (loudly) elsewhere.
+// from a file, processorPrincipal), "consumer" (the same listener as
+// consumerPrincipal) or "mtls" (SSL with the test client certificate,
+// producerPrincipal). It fails under CI when they are missing and skips
+// (loudly) elsewhere.
 func secured(t testing.TB, kind string) kafkaconn.Config {
 	t.Helper()
 	env := func(k string) string { return os.Getenv("PIPELINE_TEST_KAFKA_" + k) }
@@ -42,6 +60,9 @@ func secured(t testing.TB, kind string) kafkaconn.Config {
 	case "sasl":
 		return kafkaconn.Config{Brokers: []string{env("SASL_BROKERS")}, Security: kafkaconn.Security{CAFile: env("CA_FILE"),
 			SASLMechanism: kafkaconn.MechanismScramSHA512, SASLUsername: env("SASL_USERNAME"), SASLPasswordFile: env("SASL_PASSWORD_FILE")}}
+	case "consumer":
+		return kafkaconn.Config{Brokers: []string{env("SASL_BROKERS")}, Security: kafkaconn.Security{CAFile: env("CA_FILE"),
+			SASLMechanism: kafkaconn.MechanismScramSHA512, SASLUsername: env("CONSUMER_USERNAME"), SASLPasswordFile: env("CONSUMER_PASSWORD_FILE")}}
 	case "mtls":
 		return kafkaconn.Config{Brokers: []string{env("MTLS_BROKERS")}, Security: kafkaconn.Security{CAFile: env("CA_FILE"),
 			CertFile: env("CLIENT_CERT_FILE"), KeyFile: env("CLIENT_KEY_FILE")}}
@@ -52,13 +73,18 @@ func secured(t testing.TB, kind string) kafkaconn.Config {
 
 // TestPrivacyPathOverSASLSSL: the privacy processor's runner (its
 // transactional session, the limits and the state it reads) runs over
-// SASL_SSL with SCRAM-SHA-512 on the real broker; events produced over
-// SASL_SSL come out on every clean topic, read back over mutual TLS, and
-// the accounting identity holds.
+// SASL_SSL with SCRAM-SHA-512 on the real broker, with only the ACLs that
+// 'topology apply --acls' derives for it; events produced over mutual TLS
+// (a producer principal's ACLs) come out on every clean topic, read back
+// over SASL_SSL by a consumer principal granted every purpose, and the
+// accounting identity holds.
 func TestPrivacyPathOverSASLSSL(t *testing.T) {
-	sasl, mtls := secured(t, "sasl"), secured(t, "mtls")
+	sasl, mtls, consumer := secured(t, "sasl"), secured(t, "mtls"), secured(t, "consumer")
 	r := newRig(t) // topics, consent and checks over the plaintext listener
-	for _, c := range []kafkaconn.Config{sasl, mtls} {
+	r.grantACLs(topology.ACLSpec{Processors: map[string]string{wiring.CommandPrivacy: processorPrincipal},
+		Producers: []string{producerPrincipal},
+		Consumers: []topology.ACLConsumer{{Principal: consumerPrincipal, Purposes: purpose.Names()}}})
+	for _, c := range []kafkaconn.Config{sasl, mtls, consumer} {
 		if err := c.Validate(); err != nil {
 			t.Fatal(err)
 		}
@@ -77,20 +103,20 @@ func TestPrivacyPathOverSASLSSL(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	pcl, err := sasl.NewClient()
+	pcl, err := mtls.NewClient()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pcl.Close()
 	if err := kafkaio.ProduceAll(ctx, pcl, recs); err != nil {
-		t.Fatalf("producing over SASL_SSL: %v", err)
+		t.Fatalf("producing over mutual TLS: %v", err)
 	}
 
 	plain := r.cfg.Kafka
 	r.cfg.Kafka = sasl // the runner connects over SASL_SSL
 	r.start()
 	r.waitCaughtUp(2 * time.Minute)
-	r.cfg.Kafka = mtls // read back over mutual TLS
+	r.cfg.Kafka = consumer // read back as the consumer principal
 	counts := r.checkAccounting(len(recs))
 	r.cfg.Kafka = plain
 	total := 0
@@ -100,7 +126,7 @@ func TestPrivacyPathOverSASLSSL(t *testing.T) {
 	if total == 0 {
 		t.Fatal("nothing published over the secured listeners")
 	}
-	t.Logf("over SASL_SSL (SCRAM-SHA-512) and mutual TLS: %d events in, %v published", len(recs), counts)
+	t.Logf("over mutual TLS and SASL_SSL (SCRAM-SHA-512), with ACLs: %d events in, %v published", len(recs), counts)
 }
 
 // TestSecuredListenersRefuse: a wrong password, a broker certificate from
@@ -163,7 +189,7 @@ func refused(t *testing.T, conn kafkaconn.Config, topic, want, secret string) {
 	if !strings.Contains(err.Error(), want) {
 		t.Errorf("the error does not say %q", want)
 	}
-	if strings.Contains(err.Error(), secret) {
+	if secret != "" && strings.Contains(err.Error(), secret) {
 		t.Fatal("the error shows the password")
 	}
 }
@@ -202,12 +228,13 @@ func redisTLS(t testing.TB) config.Redis {
 
 // TestPrivacyPathOverRedisTLS: the privacy processor decides on consent
 // read over TLS as the Redis ACL user (password from a file), on the real
-// redis-server, with Kafka over SASL_SSL; a wrong password and an
-// untrusted server certificate are refused, showing no secret.
+// redis-server, with Kafka over SASL_SSL; no password, a wrong password
+// and an untrusted server certificate are refused, showing no secret.
 func TestPrivacyPathOverRedisTLS(t *testing.T) {
 	sasl := secured(t, "sasl")
 	rc := redisTLS(t)
 	r := newRig(t)
+	r.grantACLs(topology.ACLSpec{Processors: map[string]string{wiring.CommandPrivacy: processorPrincipal}})
 	cfg := r.cfg
 	cfg.Redis = rc
 	if err := cfg.Redis.Validate(); err != nil {
@@ -237,9 +264,11 @@ func TestPrivacyPathOverRedisTLS(t *testing.T) {
 		evs = append(evs, gen.Event(i))
 	}
 	r.produce(ctx, evs)
+	plain := r.cfg.Kafka
 	r.cfg.Kafka = sasl
 	r.start()
 	r.waitCaughtUp(2 * time.Minute)
+	r.cfg.Kafka = plain // the processor's principal may not read what it wrote
 	counts := r.checkAccounting(len(evs))
 	if n := counts[wiring.CleanTopic(r.cfg, purpose.Analytics)]; n != len(evs) {
 		t.Fatalf("analytics published %d of %d events decided on consent read over Redis TLS", n, len(evs))
@@ -253,7 +282,9 @@ func TestPrivacyPathOverRedisTLS(t *testing.T) {
 	untrusted := cfg
 	untrusted.Redis.TLSCAFile = filepath.Join(t.TempDir(), "other-ca.pem")
 	writeOtherCA(t, untrusted.Redis.TLSCAFile)
-	for name, c := range map[string]config.Config{"wrong password": wrong, "untrusted certificate": untrusted} {
+	anonymous := cfg // the default user is off on the TLS port
+	anonymous.Redis.Username, anonymous.Redis.PasswordFile = "", ""
+	for name, c := range map[string]config.Config{"wrong password": wrong, "untrusted certificate": untrusted, "no user": anonymous} {
 		o, err := wiring.RedisOptions(c)
 		if err != nil {
 			t.Fatal(err)
