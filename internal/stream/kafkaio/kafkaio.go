@@ -81,11 +81,19 @@ func Scan(ctx context.Context, conn kafkaconn.Config, fn func(*kgo.Record), topi
 		return fmt.Errorf("kafkaio: %w", err)
 	}
 	defer adm.Close()
+	// A topic that cannot be listed (missing, or not authorised for this
+	// principal) is an error, never an empty read.
 	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err == nil {
+		err = ends.Error()
+	}
 	if err != nil {
 		return fmt.Errorf("kafkaio: list end offsets: %w", err)
 	}
 	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err == nil {
+		err = starts.Error()
+	}
 	if err != nil {
 		return fmt.Errorf("kafkaio: list start offsets: %w", err)
 	}
