@@ -178,6 +178,12 @@ func TestKanonOnRealKafka(t *testing.T) {
 	r := newRig(t)
 	const parts, kAgg, kRec = 4, 11, 10
 	r.cfg.Kanon.K, r.cfg.Kanon.Window, r.cfg.Kanon.AllowedLateness = kAgg, time.Minute, 10*time.Second
+	// Windows close on event time only (the closers below). The events are
+	// an hour old, so with the wall-clock close on, an idle tick between
+	// two phases (a slow rebalance on a busy CPU) would close windows
+	// before the next phase's events for them arrive: the rows would
+	// depend on CPU speed. TestIdlePartitionsCloseOnANewOwner tests that.
+	r.cfg.Kanon.IdleClose = 0
 	r.cfg.Kanon.InputPartitions = parts
 	r.cfg.Castle.K, r.cfg.Castle.Delta, r.cfg.Castle.Seed = kRec, 300, 7
 	spec, err := kanonspec.Default()
