@@ -24,9 +24,9 @@ import (
 	"github.com/privacy-pipeline/pipeline/topology"
 )
 
-// testConfig points every section at an in-process cluster and Redis,
-// with the default names (topics created on the cluster).
-func testConfig(t *testing.T) config.Config {
+// testConfig points every section at an in-process cluster (with opts)
+// and Redis, with the default names (topics created on the cluster).
+func testConfig(t *testing.T, opts ...kfake.Opt) config.Config {
 	t.Helper()
 	names := topology.DefaultNames()
 	topics := []string{names.Raw, names.Consent, names.Quarantine, names.Partials()}
@@ -40,7 +40,7 @@ func testConfig(t *testing.T) config.Config {
 	for _, p := range []string{topology.KanonAggregates, topology.KanonMerge, topology.KanonRecords} {
 		topics = append(topics, names.State(p))
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topics...))
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(3, topics...)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
