@@ -58,7 +58,7 @@ func (r *rig) startAPI() *httptest.Server {
 		r.t.Fatal(err)
 	}
 	r.t.Cleanup(cl.Close)
-	open, err := httpauth.New(httpauth.Config{}) // the engine's tests; security_test.go authenticates
+	open, err := httpauth.New(httpauth.Config{}) // the engine's tests; secured_commands_test.go authenticates
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ func newEnv(t *testing.T) *env {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { rdb.Close() })
 	store := consentredis.NewRedisStore(rdb)
-	open, err := httpauth.New(httpauth.Config{}) // authentication has its own tests (auth_test.go)
+	open, err := httpauth.New(httpauth.Config{}) // authentication has its own tests (internal/httpauth)
 	if err != nil {
 		t.Fatal(err)
 	}
