@@ -9,6 +9,10 @@ const (
 	// HeaderKeyID names the pseudonym key of a clean record's pseudonyms;
 	// the k-anonymity processors count people per key id (identity domain).
 	HeaderKeyID = "pp-key-id"
+	// HeaderDataKey names the subject's data key (subjectkey.ID) of a
+	// clean record with encrypted or tokenized fields; the key's record on
+	// the key topic has this key.
+	HeaderDataKey = "pp-data-key"
 	// HeaderPolicyVersion is the policy version a clean record was made under.
 	HeaderPolicyVersion = "pp-policy-version"
 	// HeaderConsentVersion is the version of the consent record it was

@@ -65,8 +65,8 @@ func has(ops []kadm.ACLOperation, want ...kadm.ACLOperation) bool {
 // TestDesiredACLsProcessors (attack: a processor's principal given less
 // than it needs stalls the pipeline; given more, a stolen credential reads
 // more): the privacy principal reads raw and consent, writes every clean
-// topic and quarantine, uses its group and transactional ids, and holds
-// nothing else; kanon reads its state back.
+// topic, quarantine and the data keys, uses its group and transactional
+// ids, and holds nothing else; kanon reads its state back.
 func TestDesiredACLsProcessors(t *testing.T) {
 	n := DefaultNames()
 	top := Default(n, Options{})
@@ -81,7 +81,7 @@ func TestDesiredACLsProcessors(t *testing.T) {
 			t.Errorf("privacy on %s: %v", in, ops)
 		}
 	}
-	outs := []string{n.Quarantine}
+	outs := []string{n.Quarantine, n.Keys}
 	for _, p := range purpose.All {
 		outs = append(outs, n.Clean(p))
 	}

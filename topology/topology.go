@@ -77,6 +77,8 @@ type Topology struct {
 // Names of the topics, configurable.
 type Names struct {
 	Raw, Consent, Requests, Erasures, Audit, Quarantine string
+	// Keys holds the wrapped per-subject data keys.
+	Keys string
 	// CleanTemplate contains {purpose}.
 	CleanTemplate string
 	// StateTemplate names a stateful processor's checkpoint topic; it
@@ -127,6 +129,8 @@ const (
 	DefaultQuarantineTopic = "quarantine.customer-events"
 	// DefaultConsentTopic is the consent log.
 	DefaultConsentTopic = "privacy.consent"
+	// DefaultKeysTopic holds the wrapped per-subject data keys.
+	DefaultKeysTopic = "privacy.keys"
 )
 
 // DefaultNames are the SPEC section 2 names: the one place the defaults
@@ -136,7 +140,7 @@ const (
 func DefaultNames() Names {
 	return Names{
 		Raw: DefaultRawTopic, Consent: DefaultConsentTopic, Requests: "privacy.requests",
-		Erasures: "privacy.erasures", Audit: "privacy.audit", Quarantine: DefaultQuarantineTopic,
+		Erasures: "privacy.erasures", Audit: "privacy.audit", Quarantine: DefaultQuarantineTopic, Keys: DefaultKeysTopic,
 		CleanTemplate: "clean.{purpose}.customer-events", StateTemplate: "privacy.state.{processor}",
 		AggTemplate: kanonspec.DefaultAggregateTopicTemplate, KanonTemplate: kanonspec.DefaultKanonTopicTemplate,
 		Kanon: defaultKanon(),
@@ -216,6 +220,14 @@ func Default(n Names, o Options) Topology {
 	add(Topic{Name: n.Consent, Partitions: o.Partitions, Key: "subject id", Restricted: true,
 		Holds:   "consent changes (key subject/purpose, partitioned by subject), the source of truth; Redis is a cache of it; 30 days of full history before compaction",
 		Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": ms(30 * 24 * time.Hour)}})
+	// A shredded key's wrapped bytes are gone from the log once its
+	// segment rolls (segment.ms) and the cleaner compacts it
+	// (max.compaction.lag.ms); the tombstone itself goes after
+	// delete.retention.ms.
+	add(Topic{Name: n.Keys, Partitions: o.Partitions, Key: "data key id (dk1.<purpose>.<pseudonym key id>.<pseudonym>)", Restricted: true,
+		Holds: "wrapped per-subject data keys (encrypt, tokenize), the source of truth; Redis caches them; a tombstone shreds a key (erasure)",
+		Configs: map[string]string{"cleanup.policy": "compact", "segment.ms": ms(time.Hour), "max.compaction.lag.ms": ms(time.Hour),
+			"min.compaction.lag.ms": "0", "delete.retention.ms": ms(time.Hour)}})
 	add(Topic{Name: n.Requests, Partitions: o.Partitions, Key: "subject id", Restricted: true,
 		Holds:   "data-subject requests: access, erasure, portability",
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(30 * 24 * time.Hour)}})
@@ -238,7 +250,7 @@ func Default(n Names, o Options) Topology {
 	kanonTopics(n, o, add)
 	t.Processors = []Processor{{
 		Name: "privacy", Command: "privacy", Group: n.Groups.Privacy, Transactional: true,
-		Inputs: []string{n.Raw}, Outputs: append(cleans, n.Quarantine), Reads: []string{n.Consent}, Stores: []string{"redis consent cache"},
+		Inputs: []string{n.Raw}, Outputs: append(cleans, n.Quarantine, n.Keys), Reads: []string{n.Consent}, Stores: []string{"redis consent cache", "redis data keys"},
 		Doc: "decode, consent join, field policy per purpose, encode, publish (exactly once)",
 	}, {
 		Name: "consent-api", Command: "consent-api", Outputs: []string{n.Consent}, Stores: []string{"redis consent cache"},

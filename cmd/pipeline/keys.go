@@ -12,6 +12,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
 )
 
 // cmdKeys writes a new pseudonym keyring file (generate: one random
@@ -23,8 +24,11 @@ func cmdKeys(args []string, stdout io.Writer) error {
 	if len(args) > 0 && args[0] == "check" {
 		return cmdKeysCheck(args[1:], stdout)
 	}
+	if len(args) > 0 && args[0] == "kek" {
+		return cmdKeysKEK(args[1:], stdout)
+	}
 	if len(args) == 0 || args[0] != "generate" {
-		return usageError{"keys needs generate or check"}
+		return usageError{"keys needs generate, check or kek"}
 	}
 	fs_ := newFlags("keys")
 	out := fs_.String("out", "", "keyring file to write (required; never overwritten unless --force)")
@@ -62,6 +66,46 @@ func cmdKeys(args []string, stdout io.Writer) error {
 	}
 	n := len(purpose.Names())
 	fmt.Fprintf(stdout, "wrote a keyring with %d keys (ids *-%s) to %s (mode 0600)\n", n, *id, *out)
+	return nil
+}
+
+// cmdKeysKEK makes (new) or rotates (rotate) the key-encryption key of
+// the per-subject data keys (PIPELINE_KEK_FILE): a Tink keyset file, mode
+// 0600. The key material goes only to the file; the output names the
+// primary key's Tink id.
+func cmdKeysKEK(args []string, stdout io.Writer) error {
+	if len(args) == 0 || (args[0] != "new" && args[0] != "rotate") {
+		return usageError{"keys kek needs new or rotate"}
+	}
+	fs_ := newFlags("keys kek " + args[0])
+	out := fs_.String("out", "", "key-encryption key file (required; new never overwrites one)")
+	keepIfExists := fs_.Bool("keep-if-exists", false, "new: exit 0 without writing when the file exists (for init containers)")
+	if err := fs_.Parse(args[1:]); err != nil {
+		return usageError{err.Error()}
+	}
+	if *out == "" {
+		return usageError{"keys kek " + args[0] + " needs --out FILE"}
+	}
+	if args[0] == "rotate" {
+		id, err := subjectkey.RotateKEKFile(*out)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "added key %d to %s as the primary: new data keys are wrapped by it, the older keys still unwrap\n", id, *out)
+		return nil
+	}
+	if _, err := os.Stat(*out); err == nil && *keepIfExists {
+		fmt.Fprintf(stdout, "key-encryption key %s exists; kept\n", *out)
+		return nil
+	}
+	if err := subjectkey.GenerateKEKFile(*out); err != nil {
+		return err
+	}
+	k, err := subjectkey.LoadKEKFile(*out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote a key-encryption key (AES-256-GCM, Tink key %d) to %s (mode 0600)\n", k.Primary(), *out)
 	return nil
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
 	"github.com/privacy-pipeline/pipeline/internal/httpauth"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/demo"
 )
@@ -114,6 +115,43 @@ func TestKeysGenerateNeverPrintsSecrets(t *testing.T) {
 	}
 	if _, err := runCmd(t, "keys", "generate", "--out", path, "--keep-if-exists"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestKeysKEKNewAndRotate: 'keys kek new' writes a 0600 key-encryption
+// key and prints no key material; it never overwrites one; 'rotate' adds a
+// primary that the processor loads.
+func TestKeysKEKNewAndRotate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kek.json")
+	out, err := runCmd(t, "keys", "kek", "new", "--out", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(path)
+	var doc struct {
+		Key []struct{ KeyData struct{ Value string } }
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil || len(doc.Key) != 1 || doc.Key[0].KeyData.Value == "" {
+		t.Fatalf("not a Tink keyset with one key: %v", err)
+	}
+	if strings.Contains(out, doc.Key[0].KeyData.Value) {
+		t.Fatal("key material printed")
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", st.Mode())
+	}
+	if _, err := runCmd(t, "keys", "kek", "new", "--out", path); err == nil {
+		t.Fatal("overwrote a key-encryption key")
+	}
+	if _, err := runCmd(t, "keys", "kek", "new", "--out", path, "--keep-if-exists"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCmd(t, "keys", "kek", "rotate", "--out", path); err != nil || !strings.Contains(out, "primary") {
+		t.Fatalf("rotate: %s %v", out, err)
+	}
+	k, err := subjectkey.LoadKEKFile(path)
+	if err != nil || !strings.Contains(k.String(), "keys: 2") {
+		t.Fatalf("after rotate: %v %v", k, err)
 	}
 }
 

@@ -148,10 +148,13 @@ const (
 	ReasonGPCOptOut
 	// ReasonUnreadable: the stored consent record could not be parsed; fail closed.
 	ReasonUnreadable
+	// ReasonErased: the subject was erased (its data key for the purpose
+	// is shredded): nothing about it is published again.
+	ReasonErased
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"granted", "default_allowed", "unknown_subject", "no_consent", "denied", "withdrawn", "gpc_opt_out", "consent_unreadable"}
+var reasonNames = [numReasons]string{"granted", "default_allowed", "unknown_subject", "no_consent", "denied", "withdrawn", "gpc_opt_out", "consent_unreadable", "erased"}
 
 // String returns the metric label of the reason.
 func (r Reason) String() string {
@@ -163,7 +166,7 @@ func (r Reason) String() string {
 
 // DenialReasons lists the reasons that deny, for metrics and reports.
 func DenialReasons() []Reason {
-	return []Reason{ReasonUnknownSubject, ReasonNoConsent, ReasonDenied, ReasonWithdrawn, ReasonGPCOptOut, ReasonUnreadable}
+	return []Reason{ReasonUnknownSubject, ReasonNoConsent, ReasonDenied, ReasonWithdrawn, ReasonGPCOptOut, ReasonUnreadable, ReasonErased}
 }
 
 // GPCSource says where the Global Privacy Control signal that decided a

@@ -38,10 +38,14 @@ type Metrics struct {
 	ConsentCacheHits       prometheus.Counter
 	ConsentCacheMisses     prometheus.Counter
 	ConsentStoreErrors     prometheus.Counter
-	ConsentLookup          prometheus.Histogram
-	BatchSeconds           prometheus.Histogram
-	BatchSize              prometheus.Histogram
-	Paused                 prometheus.Gauge
+	// DataKeyStoreErrors counts failed data key lookups (the processor
+	// pauses); DataKeysCreated the subjects' data keys made here.
+	DataKeyStoreErrors prometheus.Counter
+	DataKeysCreated    prometheus.Counter
+	ConsentLookup      prometheus.Histogram
+	BatchSeconds       prometheus.Histogram
+	BatchSize          prometheus.Histogram
+	Paused             prometheus.Gauge
 }
 
 // NewPrivacy creates and registers the privacy processor's metrics.
@@ -59,6 +63,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Consent lookups sent to the consent store."}),
 		ConsentStoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "consent_store_errors_total",
 			Help: "Failed consent store round trips; the processor pauses and retries, it never decides without an answer."}),
+		DataKeyStoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "data_key_store_errors_total",
+			Help: "Failed data key store round trips; the processor pauses and retries, it never publishes an encrypted or tokenized field without its key."}),
+		DataKeysCreated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "data_keys_created_total",
+			Help: "Per-subject data keys created by this process (once per subject and purpose across replicas)."}),
 		ConsentLookup: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "consent_store_lookup_seconds",
 			Help: "Latency of one consent store round trip (one per batch).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		BatchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "batch_process_seconds",
@@ -89,7 +97,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 		m.Published[p] = published.WithLabelValues(p.String())
 		m.SensitiveDropped[p] = sensitive.WithLabelValues(p.String())
-		m.Denied[p] = make([]prometheus.Counter, consent.ReasonUnreadable+1)
+		m.Denied[p] = make([]prometheus.Counter, consent.ReasonErased+1)
 		for _, r := range consent.DenialReasons() {
 			m.Denied[p][r] = denied.WithLabelValues(p.String(), r.String())
 		}
@@ -100,7 +108,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Quarantined[r] = quarantined.WithLabelValues(r.String())
 	}
 	reg.MustRegister(m.EventsIn, m.UnclassifiedDropped, m.LegacyFingerprint, m.ConsentCacheHits, m.ConsentCacheMisses,
-		m.ConsentStoreErrors, m.ConsentLookup, m.BatchSeconds, m.BatchSize, m.Paused, m.QuarantinedAsReference,
+		m.ConsentStoreErrors, m.DataKeyStoreErrors, m.DataKeysCreated, m.ConsentLookup, m.BatchSeconds, m.BatchSize, m.Paused, m.QuarantinedAsReference,
 		published, denied, quarantined, sensitive, gpc)
 	return m
 }
@@ -109,7 +117,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 type Counts struct {
 	EventsIn     int
 	Published    [purpose.Count]int
-	Denied       [purpose.Count][consent.ReasonUnreadable + 1]int
+	Denied       [purpose.Count][consent.ReasonErased + 1]int
 	Quarantined  [16]int
 	Unclassified int
 	// Legacy counts records decoded through a legacy writer fingerprint.

@@ -19,7 +19,8 @@
 //
 // It implements processors.Processor and never imports a Kafka, Redis or
 // schema registry client: consent comes through the ConsentLookup
-// interface, writer schemas through a wireformat.Resolver.
+// interface, the subjects' data keys (encrypt, tokenize) through
+// DataKeyLookup, writer schemas through a wireformat.Resolver.
 package privacy
 
 import (
@@ -42,6 +43,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/fields/redact"
+	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/kit/writers"
 	"github.com/privacy-pipeline/pipeline/schemas"
@@ -102,6 +104,9 @@ type Topics struct {
 	Clean [purpose.Count]string
 	// Quarantine receives records that could not be decoded or validated.
 	Quarantine string
+	// Keys receives the records of new data keys (privacy.keys); needed
+	// when the policy encrypts or tokenizes a field.
+	Keys string
 }
 
 // complete reports whether every output is named.
@@ -130,6 +135,16 @@ type ConsentLookup interface {
 	InvalidatedSince(g uint64, subjects []string) bool
 }
 
+// DataKeyLookup gives the subjects' data keys for the encrypt and tokenize
+// actions (internal/keys/keyredis through wiring): one store round trip
+// per batch, new keys created exactly once across replicas, shredded ids
+// reported. It is safe for concurrent use.
+type DataKeyLookup interface {
+	// Get fills out for ids, index for index; on an error the caller must
+	// not publish what needs them.
+	Get(ctx context.Context, ids []string, out *subjectkey.Lookup) error
+}
+
 // Config holds the processor's dependencies.
 type Config struct {
 	Raw     *schemas.EventSchema
@@ -148,6 +163,9 @@ type Config struct {
 	// Schemas frames the clean records and resolves the raw records'
 	// writer schema ids (zero: single-object encoding, no registry).
 	Schemas writers.Schemas
+	// DataKeys is required when the policy encrypts or tokenizes a field
+	// (with Topics.Keys).
+	DataKeys DataKeyLookup
 }
 
 // Processor is the privacy processor. Create it with New.
@@ -159,6 +177,8 @@ type Processor struct {
 	limits  atomic.Pointer[Limits]
 
 	subjectIdx, jurIdx, gpcIdx, timeIdx int
+	// dataKeys: some purpose encrypts or tokenizes a field.
+	dataKeys bool
 	// knownIdx are the string direct identifiers of the raw schema; their
 	// values are scrubbed from free text (contextual redaction).
 	knownIdx []int
@@ -175,6 +195,9 @@ type plan struct {
 	policyVer   []byte
 	keyID       []byte
 	schemaHdr   []byte
+	// dataKeys: the purpose encrypts or tokenizes a field (its records
+	// need the subject's data key and carry its id).
+	dataKeys bool
 }
 
 // New compiles the policy into per-purpose plans. It fails when the policy,
@@ -229,7 +252,12 @@ func New(cfg Config) (*Processor, error) {
 			purpose: pur, topic: cfg.Topics.Clean[pur], fields: fields, fingerprint: fp, frame: frame, key: key,
 			policyVer: []byte(cfg.Policy.Version), keyID: []byte(key.ID),
 			schemaHdr: []byte(policy.CleanRecordName(pur) + "@" + strconv.FormatUint(fp, 16)),
+			dataKeys:  cfg.Policy.NeedsDataKeys(pur),
 		}
+		p.dataKeys = p.dataKeys || p.plans[pur].dataKeys
+	}
+	if p.dataKeys && (cfg.DataKeys == nil || cfg.Topics.Keys == "") {
+		return nil, errors.New("privacy: the policy encrypts or tokenizes a field: Config needs DataKeys and Topics.Keys (PIPELINE_KEK_FILE and the key topic)")
 	}
 	p.writers = writers.New(writers.Config{Resolver: cfg.Schemas.Registry, Decoder: cfg.Decoder, Metrics: cfg.Schemas.Metrics,
 		Subject: cfg.Schemas.InputSubject, Log: cfg.Log, BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax})
@@ -283,6 +311,13 @@ type Worker struct {
 	counts   Counts
 	gen      uint64 // cache invalidation generation before this batch's lookup
 	limits   Limits // the output limits for this batch
+	// Data keys of the batch: keyOf[purpose][subject] indexes keyIDs and
+	// keys (-1: none needed), keyFirst is the first event that needs it.
+	keyOf    [purpose.Count][]int
+	keyIDs   []string
+	keyFirst []int
+	keys     subjectkey.Lookup
+	idBuf    []byte
 }
 
 var errNoDecision = errors.New("privacy: consent store unavailable")
@@ -329,13 +364,22 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 	if err := w.lookupConsent(ctx); err != nil {
 		return err // Done(false) follows and drops the partial tally
 	}
+	// 2b. Data keys of the (subject, purpose) pairs that consent allows and
+	// whose policy encrypts or tokenizes: one lookup for the batch; pause
+	// while the key store cannot answer (nothing is published
+	// unencrypted); new keys' records go to the key topic in this batch.
+	if p.dataKeys {
+		if err := w.lookupDataKeys(ctx, out); err != nil {
+			return err
+		}
+	}
 
 	// 3. Per event and purpose: decide, apply policy, encode, emit.
 	for i := range in {
 		if w.status[i] != eventcodec.OK {
 			continue
 		}
-		w.emitClean(i, &w.events[i], &w.lookups[w.subjOf[i]], &in[i], out)
+		w.emitClean(i, &w.events[i], w.subjOf[i], &in[i], out)
 	}
 
 	w.counts.EventsIn = n
@@ -478,8 +522,9 @@ func (w *Worker) lookupConsent(ctx context.Context) error {
 // whose clean record would not fit its topic is withdrawn from every
 // purpose and quarantined as oversized instead, so it ends in exactly one
 // outcome.
-func (w *Worker) emitClean(i int, ev *eventcodec.Event, lk *consent.Lookup, in *processors.Record, out *processors.Batch) {
+func (w *Worker) emitClean(i int, ev *eventcodec.Event, subj int, in *processors.Record, out *processors.Batch) {
 	p := w.p
+	lk := &w.lookups[subj]
 	jur, _ := consent.LookupJurisdiction(ev.Values[p.jurIdx].Str)
 	gpc := p.gpcIdx >= 0 && ev.Values[p.gpcIdx].Num == 1
 	first := len(out.Outputs)
@@ -496,7 +541,18 @@ func (w *Worker) emitClean(i int, ev *eventcodec.Event, lk *consent.Lookup, in *
 			decided[pl.purpose] = consent.Decision{Reason: consent.ReasonUnknownSubject}
 			continue
 		}
-		sensitive[pl.purpose] = w.encode(pl, ev, d.Explicit)
+		var dk *subjectkey.DataKey
+		if pl.dataKeys {
+			ki := w.keyOf[pl.purpose][subj]
+			if ki < 0 || w.keys.Shredded[ki] || w.keys.Keys[ki] == nil {
+				// Erased: its key is shredded, nothing about it is
+				// published again (ki < 0 is unreachable: fail closed).
+				decided[pl.purpose] = consent.Decision{Reason: consent.ReasonErased}
+				continue
+			}
+			dk = w.keys.Keys[ki]
+		}
+		sensitive[pl.purpose] = w.encode(pl, ev, d.Explicit, dk)
 		// Provenance: the consent state the decision was made on.
 		w.tmp = strconv.AppendInt(w.tmp[:0], lk.Record.Version, 10)
 		hs := [...]processors.Header{
@@ -505,14 +561,20 @@ func (w *Worker) emitClean(i int, ev *eventcodec.Event, lk *consent.Lookup, in *
 			{Key: processors.HeaderConsentBasis, Value: basisBytes[d.Reason]},
 			{Key: processors.HeaderKeyID, Value: pl.keyID},
 			{Key: processors.HeaderSchema, Value: pl.schemaHdr},
+			{Key: processors.HeaderDataKey},
 		}
-		if lim := w.limits.Clean[pl.purpose]; lim > 0 && RecordSize(w.key, w.val, hs[:]) > lim {
+		nh := len(hs) - 1
+		if dk != nil {
+			hs[nh].Value = unsafe.Slice(unsafe.StringData(dk.ID()), len(dk.ID()))
+			nh++
+		}
+		if lim := w.limits.Clean[pl.purpose]; lim > 0 && RecordSize(w.key, w.val, hs[:nh]) > lim {
 			clear(out.Outputs[first:]) // withdraw what this event already emitted
 			out.Outputs = out.Outputs[:first]
 			w.quarantine(i, in, eventcodec.Oversized, out)
 			return
 		}
-		out.Add(i, pl.topic, w.key, w.val, hs[:]...)
+		out.Add(i, pl.topic, w.key, w.val, hs[:nh]...)
 	}
 	w.counts.Unclassified += ev.Unclassified
 	for pi := range p.plans {
@@ -541,7 +603,10 @@ var basisBytes = func() map[consent.Reason][]byte {
 // encode writes the clean record of one purpose into w.val and its key
 // (the subject pseudonym) into w.key, and returns how many sensitive fields
 // it withheld for lack of explicit consent.
-func (w *Worker) encode(pl *plan, ev *eventcodec.Event, explicit bool) (sensitive int) {
+//
+// dk is the subject's data key for the purpose when the policy encrypts or
+// tokenizes a field.
+func (w *Worker) encode(pl *plan, ev *eventcodec.Event, explicit bool, dk *subjectkey.DataKey) (sensitive int) {
 	ps := w.pseud[pl.purpose]
 	eventTime := ev.Values[w.p.timeIdx].Num
 	w.val = append(w.val[:0], pl.frame...)
@@ -588,6 +653,8 @@ func (w *Worker) encode(pl *plan, ev *eventcodec.Event, explicit bool) (sensitiv
 			w.val = appendStringBytes(avroenc.AppendNonNull(w.val), w.tmp)
 		case policy.Generalize:
 			w.val = w.generalize(w.val, f, v, eventTime)
+		case policy.Encrypt, policy.Tokenize:
+			w.val = appendSealed(w.val, dk, r.Action, f.Source.Path, v.Str)
 		default: // unreachable after validation; fail closed
 			w.val = avroenc.AppendNull(w.val)
 		}
@@ -715,4 +782,119 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
+}
+
+// appendSealed appends field's encrypt or tokenize value under dk (a null
+// when there is no key or sealing fails: fail closed, never the
+// plaintext).
+func appendSealed(dst []byte, dk *subjectkey.DataKey, action policy.Action, field, value string) []byte {
+	if dk == nil {
+		return avroenc.AppendNull(dst)
+	}
+	pt := unsafe.Slice(unsafe.StringData(value), len(value))
+	var s string
+	var err error
+	if action == policy.Encrypt {
+		s, err = dk.Encrypt(pt, field)
+	} else {
+		s, err = dk.Tokenize(pt, field)
+	}
+	if err != nil {
+		return avroenc.AppendNull(dst)
+	}
+	return appendString(avroenc.AppendNonNull(dst), s)
+}
+
+// lookupDataKeys finds the data keys the batch needs: for each subject and
+// each purpose whose policy encrypts or tokenizes and whose consent allows
+// one of the subject's events, the key named by the subject's pseudonym.
+// One store lookup for the batch, retried with backoff (the processor
+// pauses, as for consent: nothing is published unencrypted); the records
+// of keys the key topic does not have yet are added to the batch, so they
+// commit with the ciphertexts made with them.
+func (w *Worker) lookupDataKeys(ctx context.Context, out *processors.Batch) error {
+	p := w.p
+	w.keyIDs, w.keyFirst = w.keyIDs[:0], w.keyFirst[:0]
+	for pi := range p.plans {
+		if !p.plans[pi].dataKeys {
+			continue
+		}
+		ko := w.keyOf[pi]
+		if cap(ko) < len(w.subjects) {
+			ko = make([]int, len(w.subjects))
+		}
+		ko = ko[:len(w.subjects)]
+		for k := range ko {
+			ko[k] = -1
+		}
+		w.keyOf[pi] = ko
+	}
+	for i := range w.events {
+		if w.status[i] != eventcodec.OK {
+			continue
+		}
+		ev := &w.events[i]
+		k := w.subjOf[i]
+		lk := &w.lookups[k]
+		if !lk.Found {
+			continue
+		}
+		jur, _ := consent.LookupJurisdiction(ev.Values[p.jurIdx].Str)
+		gpc := p.gpcIdx >= 0 && ev.Values[p.gpcIdx].Num == 1
+		for pi := range p.plans {
+			pl := &p.plans[pi]
+			if !pl.dataKeys || w.keyOf[pi][k] >= 0 || !lk.Decide(jur, gpc, pl.purpose).Allowed {
+				continue
+			}
+			w.tmp = w.pseud[pl.purpose].Append(w.tmp[:0], "subject_id", w.subjects[k])
+			w.idBuf = subjectkey.AppendID(w.idBuf[:0], pl.purpose.String(), pl.key.ID, w.tmp)
+			w.keyOf[pi][k] = len(w.keyIDs)
+			w.keyIDs = append(w.keyIDs, string(w.idBuf))
+			w.keyFirst = append(w.keyFirst, i)
+		}
+	}
+	if len(w.keyIDs) == 0 {
+		return nil
+	}
+	backoff := p.cfg.BackoffMin
+	paused := false
+	defer func() {
+		if paused && p.paused.Add(-1) == 0 {
+			p.cfg.Metrics.Paused.Set(0)
+		}
+	}()
+	for {
+		err := p.cfg.DataKeys.Get(ctx, w.keyIDs, &w.keys)
+		if err == nil {
+			break
+		}
+		p.cfg.Metrics.DataKeyStoreErrors.Inc()
+		if !paused {
+			paused = true
+			p.paused.Add(1)
+			p.cfg.Metrics.Paused.Set(1)
+			// The error names the store operation and key ids, never a
+			// subject id.
+			p.cfg.Log.Warn("data key store unavailable; pausing until it answers", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("privacy: data key store unavailable: %w", ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, p.cfg.BackoffMax)
+	}
+	p.cfg.Metrics.DataKeysCreated.Add(float64(w.keys.Created))
+	first := map[string]int{}
+	for j, id := range w.keyIDs {
+		first[id] = w.keyFirst[j]
+	}
+	for _, wk := range w.keys.Unlogged {
+		b, err := wk.Marshal()
+		if err != nil {
+			return err
+		}
+		out.Add(first[wk.ID], p.cfg.Topics.Keys, []byte(wk.ID), b, processors.Header{Key: processors.HeaderProcessor, Value: processorName})
+	}
+	return nil
 }

@@ -110,6 +110,8 @@ type Names struct {
 	ConsentTopic       string `env:"CONSENT_TOPIC" envDefault:"privacy.consent"`
 	CleanTopicTemplate string `env:"CLEAN_TOPIC_TEMPLATE" envDefault:"clean.{purpose}.customer-events"`
 	QuarantineTopic    string `env:"QUARANTINE_TOPIC" envDefault:"quarantine.customer-events"`
+	// KeysTopic holds the wrapped per-subject data keys (encrypt, tokenize).
+	KeysTopic string `env:"KEYS_TOPIC" envDefault:"privacy.keys"`
 	// StateTopicTemplate names a stateful processor's checkpoint topic.
 	StateTopicTemplate string `env:"STATE_TOPIC_TEMPLATE" envDefault:"privacy.state.{processor}"`
 	// AggTopicTemplate names the aggregate topics, KanonTopicTemplate the
@@ -189,6 +191,15 @@ type Privacy struct {
 	MaxFieldBytes  int           `env:"MAX_FIELD_BYTES" envDefault:"16384"`
 	MaxEventAge    time.Duration `env:"MAX_EVENT_AGE" envDefault:"9600h"`
 	MaxEventFuture time.Duration `env:"MAX_EVENT_FUTURE" envDefault:"1h"`
+	// KEKFile is the key-encryption key of the per-subject data keys (a
+	// Tink keyset file, 'pipeline keys kek new'); required when the policy
+	// encrypts or tokenizes a field. PIPELINE_KEK_FILE.
+	KEKFile string `env:"KEK_FILE"`
+	// DataKeyPrefix is the Redis key prefix of the data keys' cache.
+	DataKeyPrefix string `env:"DATA_KEY_PREFIX" envDefault:"pp:dk:"`
+	// DataKeyCacheTTL bounds how long an unwrapped data key is used from
+	// memory (and so how long another replica's shred goes unseen).
+	DataKeyCacheTTL time.Duration `env:"DATA_KEY_CACHE_TTL" envDefault:"1m"`
 }
 
 // Consent configures the consent store (key layout, loaded marker), the

@@ -54,7 +54,7 @@ func names(cfg config.Config) topology.Names {
 	n := topology.DefaultNames()
 	n.Kanon = nil
 	c := cfg.Names
-	n.Raw, n.Consent, n.Quarantine, n.CleanTemplate = c.RawTopic, c.ConsentTopic, c.QuarantineTopic, c.CleanTopicTemplate
+	n.Raw, n.Consent, n.Quarantine, n.CleanTemplate, n.Keys = c.RawTopic, c.ConsentTopic, c.QuarantineTopic, c.CleanTopicTemplate, c.KeysTopic
 	n.StateTemplate, n.AggTemplate, n.KanonTemplate = c.StateTopicTemplate, c.AggTopicTemplate, c.KanonTopicTemplate
 	n.Groups = topology.Groups{Privacy: c.GroupID, ConsentSync: c.ConsentSyncGroup,
 		KanonAggregates: c.KanonAggregatesGroup, KanonMerge: c.KanonMergeGroup, KanonRecords: c.CastleGroup}

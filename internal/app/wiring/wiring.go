@@ -8,6 +8,7 @@ package wiring
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -25,6 +26,8 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
+	"github.com/privacy-pipeline/pipeline/internal/keys/keyredis"
 	"github.com/privacy-pipeline/pipeline/internal/schemaregistry"
 	"github.com/privacy-pipeline/pipeline/internal/tlsfiles"
 	"github.com/privacy-pipeline/pipeline/processors/kit/writers"
@@ -43,6 +46,9 @@ type Privacy struct {
 	Store     *consentredis.RedisStore
 	Metrics   *privacy.Metrics
 	Topics    privacy.Topics
+	// DataKeys is the data keys' store when the policy encrypts or
+	// tokenizes a field (nil otherwise).
+	DataKeys *keyredis.Store
 }
 
 // Deps are the externally owned parts.
@@ -129,7 +135,7 @@ func Topics(cfg config.Config) privacy.Topics {
 	for _, p := range purpose.All {
 		t.Clean[p] = CleanTopic(cfg, p)
 	}
-	t.Quarantine = names(cfg).Quarantine
+	t.Quarantine, t.Keys = names(cfg).Quarantine, names(cfg).Keys
 	return t
 }
 
@@ -200,14 +206,45 @@ func BuildPrivacy(ctx context.Context, cfg config.Config, deps Deps) (*Privacy, 
 	}
 	sch.InputSubject = wireformat.TopicSubject(cfg.Names.RawTopic)
 	topics := Topics(cfg)
-	proc, err := privacy.New(privacy.Config{
+	pcfg := privacy.Config{
 		Raw: raw, Policy: pol, Keys: keys, Decoder: dec, Consent: cache, Metrics: m, Topics: topics, Log: deps.Log,
 		Limits: DefaultLimits(), Schemas: sch,
-	})
+	}
+	var dks *keyredis.Store
+	if needsDataKeys(pol) {
+		if dks, err = DataKeys(cfg, deps.Redis); err != nil {
+			return nil, err
+		}
+		pcfg.DataKeys = dks
+	}
+	proc, err := privacy.New(pcfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Privacy{Processor: proc, Raw: raw, Policy: pol, Keys: keys, Decoder: dec, Cache: cache, Store: store, Metrics: m, Topics: topics}, nil
+	return &Privacy{Processor: proc, Raw: raw, Policy: pol, Keys: keys, Decoder: dec, Cache: cache, Store: store, Metrics: m, Topics: topics, DataKeys: dks}, nil
+}
+
+// needsDataKeys reports whether some purpose encrypts or tokenizes.
+func needsDataKeys(pol *policy.Policy) bool {
+	for _, p := range purpose.All {
+		if pol.NeedsDataKeys(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// DataKeys returns the per-subject data keys' store on rdb, its key-
+// encryption key read from PIPELINE_KEK_FILE.
+func DataKeys(cfg config.Config, rdb redis.UniversalClient) (*keyredis.Store, error) {
+	if cfg.Privacy.KEKFile == "" {
+		return nil, errors.New("wiring: the policy encrypts or tokenizes a field: set PIPELINE_KEK_FILE (make one with 'pipeline keys kek new --out FILE')")
+	}
+	kms, err := subjectkey.LoadKEKFile(cfg.Privacy.KEKFile)
+	if err != nil {
+		return nil, fmt.Errorf("PIPELINE_KEK_FILE: %w", err)
+	}
+	return keyredis.New(keyredis.Config{Redis: rdb, Prefix: cfg.Privacy.DataKeyPrefix, KMS: kms, CacheTTL: cfg.Privacy.DataKeyCacheTTL})
 }
 
 // registerWriterSchemas registers every *.avsc in dir as a known writer

@@ -44,6 +44,10 @@ func (p *Policy) Derive(raw *schemas.EventSchema, pur purpose.Purpose) ([]OutFie
 			of.Name, of.Kind = base+"_masked", schemas.String
 		case Redact:
 			of.Name, of.Kind = base+"_redacted", schemas.String
+		case Encrypt:
+			of.Name, of.Kind = base+"_encrypted", schemas.String
+		case Tokenize:
+			of.Name, of.Kind = base+"_token", schemas.String
 		case Generalize:
 			k, err := generalizedKind(f, r)
 			if err != nil {
@@ -156,6 +160,10 @@ func outDoc(f OutField) string {
 		return f.Source.Path + " with e-mail addresses, phone numbers, card numbers and IP addresses replaced by [EMAIL], [PHONE], [CARD], [IP]."
 	case Generalize:
 		return f.Source.Path + " generalised to " + f.Rule.To + "."
+	case Encrypt:
+		return f.Source.Path + " encrypted (AES-256-GCM, randomised) with the subject's data key for this purpose, \"e1.\" + base64url; key id in header pp-data-key; unreadable once the subject is erased."
+	case Tokenize:
+		return f.Source.Path + " tokenized (AES-256-SIV, deterministic: equal values of one subject give equal tokens) with the subject's data key for this purpose, \"t1.\" + base64url; key id in header pp-data-key; unreadable once the subject is erased."
 	}
 	return ""
 }

@@ -30,9 +30,11 @@ const (
 	Mask         Action = "mask"
 	Generalize   Action = "generalize"
 	Redact       Action = "redact"
-	// Encrypt and Tokenize need per-subject keys (crypto-shredding). They are
-	// recognised so the policy format is stable, but rejected at validation
-	// until a key service is configured.
+	// Encrypt and Tokenize use the subject's data key for the purpose
+	// (crypto-shredding, internal/fields/subjectkey): Encrypt is randomised,
+	// Tokenize deterministic (joins and group-bys within the purpose keep
+	// working). Both are reversible with the key until the subject is
+	// erased.
 	Encrypt  Action = "encrypt"
 	Tokenize Action = "tokenize"
 )
@@ -107,6 +109,17 @@ func Load(data []byte, raw *schemas.EventSchema) (*Policy, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// NeedsDataKeys reports whether a purpose encrypts or tokenizes a field
+// (its records need the subject's data key).
+func (p *Policy) NeedsDataKeys(pur purpose.Purpose) bool {
+	for _, r := range p.Purposes[pur.String()].Fields {
+		if r.Action == Encrypt || r.Action == Tokenize {
+			return true
+		}
+	}
+	return false
 }
 
 // Rule returns the rule of a field for a purpose; a field that is not listed
@@ -201,11 +214,14 @@ func checkRule(f schemas.Field, r Rule) error {
 	case Redact:
 		return need(f.Kind == schemas.String, "redact needs a string field, this one is %s", f.Kind)
 	case Encrypt, Tokenize:
-		return fmt.Errorf("action %s needs the per-subject key service, which is not configured in this build", r.Action)
+		if f.Path == "subject_id" {
+			return fmt.Errorf("%s of the subject id: clean topics are keyed by its pseudonym, and the data key id is derived from it", r.Action)
+		}
+		return need(f.Kind == schemas.String, "%s needs a string field, this one is %s", r.Action, f.Kind)
 	case "":
 		return errors.New("action is empty")
 	}
-	return fmt.Errorf("unknown action %q (want keep, drop, pseudonymize, mask, generalize, redact)", r.Action)
+	return fmt.Errorf("unknown action %q (want keep, drop, pseudonymize, mask, generalize, redact, encrypt, tokenize)", r.Action)
 }
 
 // generalizedKind returns the output kind of a generalisation, or why it does

@@ -103,7 +103,8 @@ func TestValidateRejects(t *testing.T) {
 		{"prefix without length", base(`"address.postal_code":{"action":"generalize","to":"prefix"}`), "length"},
 		{"mask non-string", base(`"order_amount":{"action":"mask","mask":"card"}`), "mask needs a string"},
 		{"unknown mask", base(`"email":{"action":"mask","mask":"stars"}`), "unknown mask"},
-		{"encrypt not configured", base(`"email":{"action":"encrypt"}`), "per-subject key service"},
+		{"encrypt non-string", base(`"order_amount":{"action":"encrypt"}`), "encrypt needs a string"},
+		{"tokenize non-string", base(`"birth_date":{"action":"tokenize"}`), "tokenize needs a string"},
 		{"unknown purpose", strings.Replace(base(""), `"marketing"`, `"telepathy"`, 1), `unknown purpose "telepathy"`},
 		{"missing version", strings.Replace(base(""), `"version":"t"`, `"version":""`, 1), "version is empty"},
 		{"subject kept", strings.Replace(base(""), `"subject_id":{"action":"pseudonymize"}`, `"subject_id":{"action":"keep","reason":"x"}`, 1), "subject_id must be pseudonymize"},
@@ -120,5 +121,44 @@ func TestValidateRejects(t *testing.T) {
 	}
 	if _, err := Load([]byte(base(`"email":{"action":"keep","reason":"needed for delivery"}`)), raw); err != nil {
 		t.Fatalf("valid policy rejected: %v", err)
+	}
+}
+
+// TestEncryptAndTokenizeDerive: encrypt and tokenize are accepted on
+// string fields and derive nullable string fields named _encrypted and
+// _token; the purpose then needs data keys, the others do not.
+func TestEncryptAndTokenizeDerive(t *testing.T) {
+	raw, _ := loadChecked(t)
+	doc := `{"version":"t","purposes":{`
+	for i, pur := range purpose.All {
+		if i > 0 {
+			doc += ","
+		}
+		f := `"subject_id":{"action":"pseudonymize"}`
+		if pur == purpose.Personalization {
+			f += `,"email":{"action":"encrypt"},"phone":{"action":"tokenize"}`
+		}
+		doc += `"` + pur.String() + `":{"retention_days":30,"fields":{` + f + `}}`
+	}
+	p, err := Load([]byte(doc+`}}`), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields, err := p.Derive(raw, purpose.Personalization)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]schemas.Kind{}
+	for _, f := range fields {
+		names[f.Name] = f.Kind
+	}
+	if names["email_encrypted"] != schemas.String || names["phone_token"] != schemas.String {
+		t.Fatalf("derived %v", names)
+	}
+	if !p.NeedsDataKeys(purpose.Personalization) || p.NeedsDataKeys(purpose.Analytics) {
+		t.Fatal("NeedsDataKeys")
+	}
+	if _, err := Load([]byte(strings.Replace(doc+`}}`, `"subject_id":{"action":"pseudonymize"},"email"`, `"subject_id":{"action":"encrypt"},"email"`, 1)), raw); err == nil {
+		t.Fatal("encrypting the subject id was accepted")
 	}
 }

@@ -87,6 +87,21 @@ type Wrapped struct {
 	AEAD, DAEAD []byte
 }
 
+// Lookup is what a key store found for a batch's key ids, index for
+// index (internal/keys/keyredis fills it; the privacy processor reads it).
+type Lookup struct {
+	// Keys are the data keys; nil where the id was shredded.
+	Keys []*DataKey
+	// Shredded marks the ids that were erased.
+	Shredded []bool
+	// Unlogged are the wrapped keys not yet on the key topic: the caller
+	// writes their records in the same transaction as what it encrypts.
+	Unlogged []Wrapped
+	// Hits, Fetched and Created count the ids served from memory, read
+	// from the store, and created by this lookup.
+	Hits, Fetched, Created int
+}
+
 // NewDataKey makes a fresh data key named id and returns it with its
 // wrapped form.
 func NewDataKey(ctx context.Context, kms KMS, id string, now time.Time) (*DataKey, Wrapped, error) {
@@ -146,6 +161,28 @@ func newDataKey(id string, ah, dh *keyset.Handle) (*DataKey, error) {
 		return nil, fmt.Errorf("subjectkey: key %s: %w", id, err)
 	}
 	return &DataKey{id: id, aead: a, daead: d}, nil
+}
+
+// ID names the data key of one subject for one purpose, from what a clean
+// record already carries: "dk1." + purpose + "." + the pseudonym key id
+// (header pp-key-id) + "." + the subject's pseudonym (the record key). It
+// holds no raw id, differs per purpose (two purposes' keys share no name),
+// and lets an authorised consumer find a record's key from the record.
+// After a pseudonym key rotation a subject gets a new data key under the
+// new pseudonym; erasure shreds the subject's keys under every pseudonym
+// key of the keyring.
+func ID(purpose, pseudonymKeyID, subjectPseudonym string) string {
+	return "dk1." + purpose + "." + pseudonymKeyID + "." + subjectPseudonym
+}
+
+// AppendID appends ID(purpose, pseudonymKeyID, subjectPseudonym) to dst.
+func AppendID(dst []byte, purpose, pseudonymKeyID string, subjectPseudonym []byte) []byte {
+	dst = append(dst, "dk1."...)
+	dst = append(dst, purpose...)
+	dst = append(dst, '.')
+	dst = append(dst, pseudonymKeyID...)
+	dst = append(dst, '.')
+	return append(dst, subjectPseudonym...)
 }
 
 // associated is the wrap's associated data: the key id, so a wrapped

@@ -89,26 +89,12 @@ func New(cfg Config) (*Store, error) {
 	return &Store{cfg: cfg, cache: newCache(cfg.CacheSize, cfg.CacheTTL, cfg.Now)}, nil
 }
 
-// Result is what Get found for a batch's key ids, index for index.
-type Result struct {
-	// Keys are the data keys; nil where the id was shredded.
-	Keys []*subjectkey.DataKey
-	// Shredded marks the ids that were erased.
-	Shredded []bool
-	// Unlogged are the wrapped keys not yet on privacy.keys: the caller
-	// writes their records in the same transaction as what it encrypts.
-	Unlogged []subjectkey.Wrapped
-	// Hits, Fetched and Created count the ids served from memory, read
-	// from Redis, and created by this call.
-	Hits, Fetched, Created int
-}
-
 // Get returns the data keys of ids, creating the missing ones: one MGET
 // for the ids not in memory, and, only when some are missing, one script
 // that sets each new key unless another replica set it first (the
 // winner's key is returned to everyone). A shredded id is never created
 // again.
-func (s *Store) Get(ctx context.Context, ids []string, r *Result) error {
+func (s *Store) Get(ctx context.Context, ids []string, r *subjectkey.Lookup) error {
 	n := len(ids)
 	r.Keys = resize(r.Keys, n)
 	r.Shredded = resize(r.Shredded, n)
@@ -183,7 +169,7 @@ func (s *Store) Get(ctx context.Context, ids []string, r *Result) error {
 }
 
 // take unwraps one stored value into r at index i.
-func (s *Store) take(ctx context.Context, id, v string, i int, r *Result) error {
+func (s *Store) take(ctx context.Context, id, v string, i int, r *subjectkey.Lookup) error {
 	if v == "" {
 		return fmt.Errorf("keyredis: key %s: empty value", id)
 	}

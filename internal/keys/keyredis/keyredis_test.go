@@ -54,7 +54,7 @@ func TestReplicasRaceForNewKeys(t *testing.T) {
 	mr, kms := rig(t)
 	want := ids(50)
 	const replicas = 8
-	results := make([]Result, replicas)
+	results := make([]subjectkey.Lookup, replicas)
 	var wg sync.WaitGroup
 	errs := make([]error, replicas)
 	for i := range replicas {
@@ -94,7 +94,7 @@ func TestUnloggedUntilTheTopicHasIt(t *testing.T) {
 	s := store(t, mr, kms)
 	ctx := context.Background()
 	want := ids(3)
-	var r Result
+	var r subjectkey.Lookup
 	for range 2 {
 		if err := s.Get(ctx, want, &r); err != nil {
 			t.Fatal(err)
@@ -127,7 +127,7 @@ func TestShreddedIsNeverRecreated(t *testing.T) {
 	s, other := store(t, mr, kms), store(t, mr, kms)
 	ctx := context.Background()
 	want := ids(2)
-	var r Result
+	var r subjectkey.Lookup
 	if err := s.Get(ctx, want, &r); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestSwappedValueRefused(t *testing.T) {
 	mr, kms := rig(t)
 	s := store(t, mr, kms)
 	ctx := context.Background()
-	var r Result
+	var r subjectkey.Lookup
 	if err := s.Get(ctx, []string{"dk1.analytics.k1.victim"}, &r); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestUnreachableRedisIsAnError(t *testing.T) {
 	mr, kms := rig(t)
 	s := store(t, mr, kms)
 	mr.Close()
-	var r Result
+	var r subjectkey.Lookup
 	if err := s.Get(context.Background(), ids(1), &r); err == nil {
 		t.Fatal("a key without Redis")
 	}
@@ -195,7 +195,7 @@ func TestCacheTTL(t *testing.T) {
 	defer rdb.Close()
 	s, _ := New(Config{Redis: rdb, KMS: kms, CacheTTL: time.Minute, Now: func() time.Time { return now }})
 	ctx := context.Background()
-	var r Result
+	var r subjectkey.Lookup
 	s.Get(ctx, ids(1), &r)
 	s.Put(ctx, r.Unlogged[0])
 	s.Get(ctx, ids(1), &r)
