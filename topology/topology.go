@@ -95,7 +95,7 @@ type Names struct {
 
 // Groups names the consumer group of each processor.
 type Groups struct {
-	Privacy, ConsentSync, KanonAggregates, KanonMerge, KanonRecords string
+	Privacy, ConsentSync, KeySync, KanonAggregates, KanonMerge, KanonRecords string
 }
 
 // State returns the checkpoint topic of a stateful processor.
@@ -144,7 +144,7 @@ func DefaultNames() Names {
 		CleanTemplate: "clean.{purpose}.customer-events", StateTemplate: "privacy.state.{processor}",
 		AggTemplate: kanonspec.DefaultAggregateTopicTemplate, KanonTemplate: kanonspec.DefaultKanonTopicTemplate,
 		Kanon: defaultKanon(),
-		Groups: Groups{Privacy: "privacy-pipeline-privacy", ConsentSync: "privacy-pipeline-consent-sync",
+		Groups: Groups{Privacy: "privacy-pipeline-privacy", ConsentSync: "privacy-pipeline-consent-sync", KeySync: "privacy-pipeline-key-sync",
 			KanonAggregates: "privacy-pipeline-" + KanonAggregates, KanonMerge: "privacy-pipeline-" + KanonMerge,
 			KanonRecords: "privacy-pipeline-" + KanonRecords},
 	}
@@ -259,6 +259,10 @@ func Default(n Names, o Options) Topology {
 		Name: "consent-sync", Command: "consent-sync", Group: n.Groups.ConsentSync,
 		Inputs: []string{n.Consent}, Stores: []string{"redis consent cache"},
 		Doc: "materialise consent into Redis, in order per subject and purpose; invalidate processors' caches; rebuild",
+	}, {
+		Name: "key-sync", Command: "consent-sync", Group: n.Groups.KeySync,
+		Inputs: []string{n.Keys}, Stores: []string{"redis data keys"},
+		Doc: "materialise the wrapped data keys into Redis (logged), apply shreds; rebuild when Redis lost them",
 	}}
 	t.Processors = append(t.Processors, kanonProcessors(n)...)
 	return t

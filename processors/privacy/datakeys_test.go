@@ -45,6 +45,9 @@ func encrypting(t *testing.T) (*harness, *subjectkey.FileKMS) {
 		t.Fatal(err)
 	}
 	h := newHarnessWith(t, singleObject, func(c *config.Config) { c.Privacy.PolicyFile, c.Privacy.KEKFile = pol, kek })
+	if err := h.pp.DataKeys.MarkLoaded(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	return h, kms
 }
 

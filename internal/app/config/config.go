@@ -125,6 +125,9 @@ type Names struct {
 	// GroupID is the privacy processor's consumer group.
 	GroupID          string `env:"GROUP_ID" envDefault:"privacy-pipeline-privacy"`
 	ConsentSyncGroup string `env:"CONSENT_SYNC_GROUP" envDefault:"privacy-pipeline-consent-sync"`
+	// KeySyncGroup is the group of the key sync (in 'pipeline run
+	// consent-sync'), which follows the key topic into Redis.
+	KeySyncGroup string `env:"KEY_SYNC_GROUP" envDefault:"privacy-pipeline-key-sync"`
 	// KanonAggregatesGroup and KanonMergeGroup are the aggregates' two
 	// stages' groups (the merge stage reads the partials topic,
 	// privacy.state.kanon-partials by the state template).

@@ -18,6 +18,8 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
+	"github.com/privacy-pipeline/pipeline/internal/keys/keyredis"
+	"github.com/privacy-pipeline/pipeline/internal/keys/keysync"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
@@ -246,8 +248,23 @@ func (a *App) consentSync(cfg config.Config, reg *prometheus.Registry, rebuild b
 	if err != nil {
 		return err
 	}
-	a.services = []serve.Service{serve.Func("consent-sync", func(ctx context.Context) error { return s.Run(ctx, rebuild) }, s.Ready)}
-	a.started = []any{"topic", cfg.Names.ConsentTopic, "rebuild", rebuild}
+	// The key sync follows privacy.keys into Redis in the same command:
+	// both are "Redis caches of a compacted topic", with one deployment.
+	// It moves wrapped bytes only and needs no key-encryption key.
+	keys, err := keyredis.New(keyredis.Config{Redis: store.Client(), Prefix: cfg.Privacy.DataKeyPrefix})
+	if err != nil {
+		return err
+	}
+	ks, err := keysync.New(keysync.Config{Kafka: cfg.Kafka, Topic: cfg.Names.KeysTopic, Group: cfg.Names.KeySyncGroup,
+		Store: keys, Log: a.log, Metrics: keysync.NewMetrics(reg)})
+	if err != nil {
+		return err
+	}
+	a.services = []serve.Service{
+		serve.Func("consent-sync", func(ctx context.Context) error { return s.Run(ctx, rebuild) }, s.Ready),
+		serve.Func("key-sync", ks.Run, ks.Ready),
+	}
+	a.started = []any{"topic", cfg.Names.ConsentTopic, "keys_topic", cfg.Names.KeysTopic, "rebuild", rebuild}
 	return nil
 }
 

@@ -244,7 +244,10 @@ func DataKeys(cfg config.Config, rdb redis.UniversalClient) (*keyredis.Store, er
 	if err != nil {
 		return nil, fmt.Errorf("PIPELINE_KEK_FILE: %w", err)
 	}
-	return keyredis.New(keyredis.Config{Redis: rdb, Prefix: cfg.Privacy.DataKeyPrefix, KMS: kms, CacheTTL: cfg.Privacy.DataKeyCacheTTL})
+	// PIPELINE_CONSENT_REQUIRE_LOADED=false (the demo) also lets the data
+	// keys be served before the key sync has loaded the key topic.
+	return keyredis.New(keyredis.Config{Redis: rdb, Prefix: cfg.Privacy.DataKeyPrefix, KMS: kms, CacheTTL: cfg.Privacy.DataKeyCacheTTL,
+		SkipLoadedCheck: !cfg.Consent.RequireLoaded})
 }
 
 // registerWriterSchemas registers every *.avsc in dir as a known writer

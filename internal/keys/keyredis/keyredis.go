@@ -17,12 +17,20 @@
 // it (Put), and a key whose batch aborted stays 'u' and is written again by
 // the next batch that uses it, so no committed ciphertext has a key that
 // is missing from the topic.
+//
+// A loaded marker (prefix without its colon + "-loaded") says the cache
+// holds the whole topic. Without it (a flushed or new Redis) Get refuses,
+// in the same round trip and atomically in the create script: creating a
+// key then would give a subject a second key under its name, and the
+// compacted topic would keep only the newer one, making every older
+// ciphertext unreadable. The key sync rebuilds and sets the marker.
 package keyredis
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -40,8 +48,9 @@ const (
 	stateShredded = 'x'
 )
 
-// ErrShredded is a key id that was erased.
-var ErrShredded = errors.New("keyredis: the key was shredded (erased subject)")
+// ErrNotLoaded is returned while the cache does not hold the key topic
+// (no loaded marker): the caller pauses until the key sync rebuilt it.
+var ErrNotLoaded = errors.New("keyredis: the data key cache is not loaded from the key topic (the key sync rebuilds it)")
 
 // Config configures a Store.
 type Config struct {
@@ -49,7 +58,8 @@ type Config struct {
 	Redis redis.UniversalClient
 	// Prefix of the cache's keys; DefaultPrefix when empty.
 	Prefix string
-	// KMS wraps new keys and unwraps stored ones.
+	// KMS wraps new keys and unwraps stored ones; Get needs it, the key
+	// sync (Put, Shred) does not: it moves wrapped bytes only.
 	KMS subjectkey.KMS
 	// CacheSize bounds the unwrapped keys kept in memory (logged keys
 	// only); 0 means 100000.
@@ -60,19 +70,23 @@ type Config struct {
 	CacheTTL time.Duration
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
+	// SkipLoadedCheck serves and creates keys without the loaded marker
+	// (the zero-setup demo, whose Redis starts empty with the topic).
+	SkipLoadedCheck bool
 }
 
 // Store is the data-key cache. It is safe for concurrent use by the
 // workers of one process.
 type Store struct {
-	cfg   Config
-	cache *cache
+	cfg    Config
+	cache  *cache
+	marker string
 }
 
 // New returns a Store.
 func New(cfg Config) (*Store, error) {
-	if cfg.Redis == nil || cfg.KMS == nil {
-		return nil, errors.New("keyredis: Config needs Redis and KMS")
+	if cfg.Redis == nil {
+		return nil, errors.New("keyredis: Config needs Redis")
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
@@ -86,7 +100,8 @@ func New(cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Store{cfg: cfg, cache: newCache(cfg.CacheSize, cfg.CacheTTL, cfg.Now)}, nil
+	return &Store{cfg: cfg, cache: newCache(cfg.CacheSize, cfg.CacheTTL, cfg.Now),
+		marker: strings.TrimSuffix(cfg.Prefix, ":") + "-loaded"}, nil
 }
 
 // Get returns the data keys of ids, creating the missing ones: one MGET
@@ -95,6 +110,9 @@ func New(cfg Config) (*Store, error) {
 // winner's key is returned to everyone). A shredded id is never created
 // again.
 func (s *Store) Get(ctx context.Context, ids []string, r *subjectkey.Lookup) error {
+	if s.cfg.KMS == nil {
+		return errors.New("keyredis: Get needs a KMS (PIPELINE_KEK_FILE)")
+	}
 	n := len(ids)
 	r.Keys = resize(r.Keys, n)
 	r.Shredded = resize(r.Shredded, n)
@@ -112,14 +130,18 @@ func (s *Store) Get(ctx context.Context, ids []string, r *subjectkey.Lookup) err
 	if len(fetch) == 0 {
 		return nil
 	}
-	names := make([]string, len(fetch))
+	names := make([]string, len(fetch), len(fetch)+1)
 	for j, i := range fetch {
 		names[j] = s.cfg.Prefix + ids[i]
 	}
-	vals, err := s.cfg.Redis.MGet(ctx, names...).Result()
+	vals, err := s.cfg.Redis.MGet(ctx, append(names, s.marker)...).Result()
 	if err != nil {
 		return fmt.Errorf("keyredis: read %d keys: %w", len(names), err)
 	}
+	if loaded := vals[len(vals)-1]; loaded == nil && !s.cfg.SkipLoadedCheck {
+		return ErrNotLoaded
+	}
+	vals = vals[:len(vals)-1]
 	r.Fetched = len(fetch)
 	var missing []int // indexes into fetch
 	for j, v := range vals {
@@ -150,7 +172,14 @@ func (s *Store) Get(ctx context.Context, ids []string, r *subjectkey.Lookup) err
 		}
 		keys[m], args[m] = names[j], string(append([]byte{stateUnlogged}, b...))
 	}
-	got, err := createScript.Run(ctx, s.cfg.Redis, keys, args...).StringSlice()
+	check := "1"
+	if s.cfg.SkipLoadedCheck {
+		check = "0"
+	}
+	got, err := createScript.Run(ctx, s.cfg.Redis, append(keys, s.marker), append(args, check)...).StringSlice()
+	if err != nil && strings.Contains(err.Error(), "NOT_LOADED") {
+		return ErrNotLoaded
+	}
 	if err != nil {
 		return fmt.Errorf("keyredis: create %d keys: %w", len(keys), err)
 	}
@@ -202,15 +231,38 @@ func (s *Store) take(ctx context.Context, id, v string, i int, r *subjectkey.Loo
 }
 
 // createScript sets each key to its candidate unless it exists, and
-// returns what each key holds afterwards (the winner's value).
+// returns what each key holds afterwards (the winner's value). The last
+// key is the loaded marker, the last argument whether to require it.
 var createScript = redis.NewScript(`
+local n = #KEYS - 1
+if ARGV[n + 1] == '1' and redis.call('EXISTS', KEYS[n + 1]) == 0 then
+  return redis.error_reply('NOT_LOADED the data key cache is not loaded')
+end
 local out = {}
-for i, k in ipairs(KEYS) do
-  redis.call('SET', k, ARGV[i], 'NX')
-  out[i] = redis.call('GET', k)
+for i = 1, n do
+  redis.call('SET', KEYS[i], ARGV[i], 'NX')
+  out[i] = redis.call('GET', KEYS[i])
 end
 return out
 `)
+
+// MarkLoaded sets the loaded marker: the cache holds the key topic (the
+// key sync, after a rebuild).
+func (s *Store) MarkLoaded(ctx context.Context) error {
+	if err := s.cfg.Redis.Set(ctx, s.marker, "1", 0).Err(); err != nil {
+		return fmt.Errorf("keyredis: mark loaded: %w", err)
+	}
+	return nil
+}
+
+// Loaded reports whether the loaded marker is set.
+func (s *Store) Loaded(ctx context.Context) (bool, error) {
+	n, err := s.cfg.Redis.Exists(ctx, s.marker).Result()
+	if err != nil {
+		return false, fmt.Errorf("keyredis: loaded marker: %w", err)
+	}
+	return n == 1, nil
+}
 
 // Put stores a key read from privacy.keys as logged (the key sync, and
 // the rebuild from the topic). A shredded id stays shredded; a different

@@ -2,6 +2,7 @@ package keyredis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,9 @@ func store(t *testing.T, mr *miniredis.Miniredis, kms subjectkey.KMS) *Store {
 	t.Cleanup(func() { rdb.Close() })
 	s, err := New(Config{Redis: rdb, KMS: kms})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkLoaded(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -194,6 +198,7 @@ func TestCacheTTL(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 	s, _ := New(Config{Redis: rdb, KMS: kms, CacheTTL: time.Minute, Now: func() time.Time { return now }})
+	s.MarkLoaded(context.Background())
 	ctx := context.Background()
 	var r subjectkey.Lookup
 	s.Get(ctx, ids(1), &r)
@@ -206,5 +211,30 @@ func TestCacheTTL(t *testing.T) {
 	now = now.Add(2 * time.Minute)
 	if s.Get(ctx, ids(1), &r); !r.Shredded[0] {
 		t.Fatal("another process's shred unseen after the TTL")
+	}
+}
+
+// TestNoKeyWithoutTheLoadedMarker: a flushed Redis (no loaded marker) is
+// refused, not answered with new keys: a second key under a subject's
+// name would replace the first on the compacted topic and make its
+// ciphertexts unreadable.
+func TestNoKeyWithoutTheLoadedMarker(t *testing.T) {
+	mr, kms := rig(t)
+	s := store(t, mr, kms)
+	ctx := context.Background()
+	var r subjectkey.Lookup
+	if err := s.Get(ctx, ids(2), &r); err != nil {
+		t.Fatal(err)
+	}
+	mr.FlushAll()
+	fresh := store(t, mr, kms) // sets the marker: flush again below
+	mr.FlushAll()
+	for _, st := range []*Store{s, fresh} {
+		if err := st.Get(ctx, ids(3), &r); !errors.Is(err, ErrNotLoaded) {
+			t.Fatalf("after a flush: %v", err)
+		}
+	}
+	if keys := mr.Keys(); len(keys) != 0 {
+		t.Fatalf("keys created in a flushed Redis: %v", keys)
 	}
 }
