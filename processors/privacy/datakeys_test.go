@@ -2,10 +2,7 @@ package privacy_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +12,9 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 	"github.com/privacy-pipeline/pipeline/processors"
-	"github.com/privacy-pipeline/pipeline/schemas"
 	"github.com/privacy-pipeline/pipeline/topology"
 )
 
@@ -26,24 +23,7 @@ import (
 // otherwise), with a key-encryption key file.
 func encrypting(t *testing.T) (*harness, *subjectkey.FileKMS) {
 	t.Helper()
-	var doc map[string]any
-	if err := json.Unmarshal(schemas.PolicyJSON(), &doc); err != nil {
-		t.Fatal(err)
-	}
-	fields := doc["purposes"].(map[string]any)["personalization"].(map[string]any)["fields"].(map[string]any)
-	fields["email"] = map[string]any{"action": "encrypt"}
-	fields["phone"] = map[string]any{"action": "tokenize"}
-	b, _ := json.Marshal(doc)
-	dir := t.TempDir()
-	pol, kek := filepath.Join(dir, "policy.json"), filepath.Join(dir, "kek.json")
-	os.WriteFile(pol, b, 0o600)
-	if err := subjectkey.GenerateKEKFile(kek); err != nil {
-		t.Fatal(err)
-	}
-	kms, err := subjectkey.LoadKEKFile(kek)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pol, kek, kms := pipelinetest.EncryptingPolicy(t)
 	h := newHarnessWith(t, singleObject, func(c *config.Config) { c.Privacy.PolicyFile, c.Privacy.KEKFile = pol, kek })
 	if err := h.pp.DataKeys.MarkLoaded(context.Background()); err != nil {
 		t.Fatal(err)
