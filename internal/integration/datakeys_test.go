@@ -3,6 +3,9 @@ package integration
 import (
 	"context"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -183,6 +186,27 @@ func TestDataKeysRacingReplicasOnRealServices(t *testing.T) {
 		if phone, err := k.Decrypt(str("phone_token"), "phone"); err != nil || string(phone) != "+84 90 555 0199" {
 			t.Fatalf("phone: %q %v", phone, err)
 		}
+	}
+	// A client we did not write: Tink for Python (examples/python/decrypt.py)
+	// unwraps the key from its privacy.keys record with the key-encryption
+	// key and decrypts both fields of a record.
+	last := recs[len(recs)-1]
+	native, _, err := codec.NativeFromBinary(last.Value[5:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	lv := native.(map[string]any)
+	wrappedFile := filepath.Join(t.TempDir(), "wrapped.json")
+	os.WriteFile(wrappedFile, []byte(wrapped[headerOf(last, processors.HeaderDataKey)]), 0o600)
+	cmd := exec.CommandContext(ctx, pythonPath(t), filepath.Join(repoRoot(t), "examples", "python", "decrypt.py"), "--kek", kek, "--wrapped", wrappedFile,
+		"--field", "email", lv["email_encrypted"].(map[string]any)["string"].(string), "--field", "phone", lv["phone_token"].(map[string]any)["string"].(string))
+	pyOut, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("decrypt.py: %v\n%s", err, pyOut)
+	}
+	want, _ := keys[headerOf(last, processors.HeaderDataKey)].Decrypt(lv["email_encrypted"].(map[string]any)["string"].(string), "email")
+	if !strings.Contains(string(pyOut), `"plaintext": "`+string(want)+`"`) || !strings.Contains(string(pyOut), `"plaintext": "+84 90 555 0199"`) {
+		t.Fatalf("Tink for Python decrypted otherwise:\n%s", pyOut)
 	}
 	// The key sync marked every key logged.
 	waitUntil(t, "every key logged in Redis", time.Minute, func() bool {
