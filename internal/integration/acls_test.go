@@ -63,6 +63,31 @@ func aclBuilder(a topology.ACL) *kadm.ACLBuilder {
 	return b
 }
 
+// produceAs writes n synthetic events of subjects subjects (seed seed) to
+// the rig's raw topic as conn's principal and returns how many it wrote.
+func (r *rig) produceAs(ctx context.Context, conn kafkaconn.Config, seed uint64, subjects, n int) int {
+	r.t.Helper()
+	gen := synth.New(seed, subjects, time.Now())
+	recs := make([]*kgo.Record, 0, n)
+	for i := range n {
+		ev := gen.Event(i)
+		rec, err := r.enc.Record(r.cfg.Names.RawTopic, &ev)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		recs = append(recs, rec)
+	}
+	cl, err := conn.NewClient()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafkaio.ProduceAll(ctx, cl, recs); err != nil {
+		r.t.Fatalf("producing raw events: %v", err)
+	}
+	return len(recs)
+}
+
 // consumeAs reads topic in consumer group group as conn's principal until
 // it has want records or an error comes back (an authorisation failure is
 // not retried by the client: it comes back at once).
@@ -118,26 +143,8 @@ func TestKafkaACLsOnRealBroker(t *testing.T) {
 	}
 
 	// The pipeline runs with these ACLs only.
-	now := time.Now()
-	r.grantAll(ctx, 30, now)
-	gen := synth.New(51, 30, now)
-	var recs []*kgo.Record
-	for i := range 150 {
-		ev := gen.Event(i)
-		rec, err := r.enc.Record(r.cfg.Names.RawTopic, &ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, rec)
-	}
-	pcl, err := mtls.NewClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pcl.Close()
-	if err := kafkaio.ProduceAll(ctx, pcl, recs); err != nil {
-		t.Fatalf("the producer principal could not write raw: %v", err)
-	}
+	r.grantAll(ctx, 30, time.Now())
+	r.produceAs(ctx, mtls, 51, 30, 150) // the producer principal
 	plain := r.cfg.Kafka
 	r.cfg.Kafka = sasl
 	r.start()

@@ -13,14 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/httpauth"
-	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/testpki"
@@ -177,29 +174,12 @@ func TestCommandsOverSASLSSLAndRedisTLS(t *testing.T) {
 	consentRecords := len(r.read(r.consentTopic()))
 
 	// Events from the producer principal over mutual TLS.
-	gen := synth.New(61, subjects, time.Now())
-	var recs []*kgo.Record
-	for i := range 120 {
-		ev := gen.Event(i)
-		rec, err := r.enc.Record(r.cfg.Names.RawTopic, &ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, rec)
-	}
-	pcl, err := mtls.NewClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pcl.Close()
-	if err := kafkaio.ProduceAll(ctx, pcl, recs); err != nil {
-		t.Fatal(err)
-	}
+	produced := r.produceAs(ctx, mtls, 61, subjects, 120)
 	r.waitCaughtUp(2 * time.Minute)
 	analytics, aiTraining := wiring.CleanTopic(cfg, purpose.Analytics), wiring.CleanTopic(cfg, purpose.AITraining)
-	n, err := consumeAs(ctx, consumer, dashboards+"-it", analytics, len(recs))
-	if err != nil || n != len(recs) {
-		t.Fatalf("the analytics consumer read %d of %d events (all consented through the API): %v", n, len(recs), err)
+	n, err := consumeAs(ctx, consumer, dashboards+"-it", analytics, produced)
+	if err != nil || n != produced {
+		t.Fatalf("the analytics consumer read %d of %d events (all consented through the API): %v", n, produced, err)
 	}
 	r.waitConsumed(cfg.Names.KanonAggregatesGroup, analytics, 2*time.Minute)
 	r.waitConsumed(cfg.Names.CastleGroup, aiTraining, 2*time.Minute)

@@ -23,7 +23,6 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
-	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 	"github.com/privacy-pipeline/pipeline/topology"
 )
@@ -89,35 +88,17 @@ func TestPrivacyPathOverSASLSSL(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	now := time.Now()
-	r.grantAll(context.Background(), 50, now)
-	gen := synth.New(31, 50, now)
-	var recs []*kgo.Record
-	for i := range 300 {
-		ev := gen.Event(i)
-		rec, err := r.enc.Record(r.cfg.Names.RawTopic, &ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, rec)
-	}
+	r.grantAll(context.Background(), 50, time.Now())
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	pcl, err := mtls.NewClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pcl.Close()
-	if err := kafkaio.ProduceAll(ctx, pcl, recs); err != nil {
-		t.Fatalf("producing over mutual TLS: %v", err)
-	}
+	produced := r.produceAs(ctx, mtls, 31, 50, 300) // over mutual TLS
 
 	plain := r.cfg.Kafka
 	r.cfg.Kafka = sasl // the runner connects over SASL_SSL
 	r.start()
 	r.waitCaughtUp(2 * time.Minute)
 	r.cfg.Kafka = consumer // read back as the consumer principal
-	counts := r.checkAccounting(len(recs))
+	counts := r.checkAccounting(produced)
 	r.cfg.Kafka = plain
 	total := 0
 	for _, n := range counts {
@@ -126,7 +107,7 @@ func TestPrivacyPathOverSASLSSL(t *testing.T) {
 	if total == 0 {
 		t.Fatal("nothing published over the secured listeners")
 	}
-	t.Logf("over mutual TLS and SASL_SSL (SCRAM-SHA-512), with ACLs: %d events in, %v published", len(recs), counts)
+	t.Logf("over mutual TLS and SASL_SSL (SCRAM-SHA-512), with ACLs: %d events in, %v published", produced, counts)
 }
 
 // TestSecuredListenersRefuse: a wrong password, a broker certificate from
