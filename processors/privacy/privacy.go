@@ -47,6 +47,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/kit/writers"
 	"github.com/privacy-pipeline/pipeline/schemas"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Name is the processor's name.
@@ -481,36 +482,50 @@ func (w *Worker) lookupConsent(ctx context.Context) error {
 	if len(w.subjects) == 0 {
 		return nil
 	}
-	backoff := p.cfg.BackoffMin
-	paused := false
-	defer func() {
-		if paused {
-			if p.paused.Add(-1) == 0 {
-				p.cfg.Metrics.Paused.Set(0)
-			}
-		}
-	}()
-	for {
+	err := p.untilAnswered(ctx, p.cfg.Metrics.ConsentStoreErrors, "consent store unavailable; pausing until it answers", func() error {
 		st, err := p.cfg.Consent.Lookup(ctx, w.subjects, w.lookups)
 		p.cfg.Metrics.ConsentCacheHits.Add(float64(st.Hits))
 		p.cfg.Metrics.ConsentCacheMisses.Add(float64(st.Misses))
 		if st.Misses > 0 {
 			p.cfg.Metrics.ConsentLookup.Observe(st.StoreLatency.Seconds())
 		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", errNoDecision, err)
+	}
+	return nil
+}
+
+// untilAnswered calls fn until it succeeds, waiting with exponential
+// backoff between attempts (BackoffMin to BackoffMax). While it fails the
+// processor is paused (not ready, the paused gauge set), every failure is
+// counted on errs and the first is logged with msg; the error names the
+// store operation, never a subject. It returns ctx's error if ctx ends
+// first.
+func (p *Processor) untilAnswered(ctx context.Context, errs prometheus.Counter, msg string, fn func() error) error {
+	backoff := p.cfg.BackoffMin
+	paused := false
+	defer func() {
+		if paused && p.paused.Add(-1) == 0 {
+			p.cfg.Metrics.Paused.Set(0)
+		}
+	}()
+	for {
+		err := fn()
 		if err == nil {
 			return nil
 		}
-		p.cfg.Metrics.ConsentStoreErrors.Inc()
+		errs.Inc()
 		if !paused {
 			paused = true
 			p.paused.Add(1)
 			p.cfg.Metrics.Paused.Set(1)
-			// The error names the store operation, never a subject.
-			p.cfg.Log.Warn("consent store unavailable; pausing until it answers", "err", err)
+			p.cfg.Log.Warn(msg, "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %w", errNoDecision, ctx.Err())
+			return ctx.Err()
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, p.cfg.BackoffMax)
@@ -856,33 +871,11 @@ func (w *Worker) lookupDataKeys(ctx context.Context, out *processors.Batch) erro
 	if len(w.keyIDs) == 0 {
 		return nil
 	}
-	backoff := p.cfg.BackoffMin
-	paused := false
-	defer func() {
-		if paused && p.paused.Add(-1) == 0 {
-			p.cfg.Metrics.Paused.Set(0)
-		}
-	}()
-	for {
-		err := p.cfg.DataKeys.Get(ctx, w.keyIDs, &w.keys)
-		if err == nil {
-			break
-		}
-		p.cfg.Metrics.DataKeyStoreErrors.Inc()
-		if !paused {
-			paused = true
-			p.paused.Add(1)
-			p.cfg.Metrics.Paused.Set(1)
-			// The error names the store operation and key ids, never a
-			// subject id.
-			p.cfg.Log.Warn("data key store unavailable; pausing until it answers", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("privacy: data key store unavailable: %w", ctx.Err())
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, p.cfg.BackoffMax)
+	err := p.untilAnswered(ctx, p.cfg.Metrics.DataKeyStoreErrors, "data key store unavailable; pausing until it answers", func() error {
+		return p.cfg.DataKeys.Get(ctx, w.keyIDs, &w.keys)
+	})
+	if err != nil {
+		return fmt.Errorf("privacy: data key store unavailable: %w", err)
 	}
 	p.cfg.Metrics.DataKeysCreated.Add(float64(w.keys.Created))
 	first := map[string]int{}
