@@ -21,6 +21,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/httpauth"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/topology"
 )
 
@@ -164,6 +165,12 @@ func TestAssemblyErrorsCloseAndReport(t *testing.T) {
 	if _, err := NewApp(context.Background(), CommandPrivacy, cfg, AppOptions{}); err == nil || !strings.Contains(err.Error(), "PIPELINE_PSEUDONYM_KEYS_FILE") {
 		t.Fatalf("privacy without keys: %v", err)
 	}
+	// A policy that encrypts needs the key-encryption key.
+	cfg = testConfig(t)
+	cfg.Privacy.PolicyFile, _, _ = pipelinetest.EncryptingPolicy(t)
+	if _, err := NewApp(context.Background(), CommandPrivacy, cfg, AppOptions{}); err == nil || !strings.Contains(err.Error(), "PIPELINE_KEK_FILE") {
+		t.Fatalf("an encrypting policy without a key-encryption key: %v", err)
+	}
 }
 
 // TestSectionsOfEachCommand: a command validates only what it reads; the
@@ -204,5 +211,34 @@ func TestConfluentNeedsARegistry(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "PIPELINE_SCHEMA_REGISTRY_URL") || !strings.Contains(err.Error(), "PIPELINE_WIRE_FORMAT=single-object") {
 			t.Errorf("%s without a registry: %v", command, err)
 		}
+	}
+}
+
+// TestPrivacyCommandWithDataKeys: with a policy that encrypts and its
+// key-encryption key, 'pipeline run privacy' assembles its data key store
+// and becomes ready.
+func TestPrivacyCommandWithDataKeys(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Privacy.PolicyFile, cfg.Privacy.KEKFile, _ = pipelinetest.EncryptingPolicy(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bound := make(chan string, 1)
+	app, err := NewApp(ctx, CommandPrivacy, cfg, AppOptions{Bound: bound})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	addr := <-bound
+	deadline := time.Now().Add(60 * time.Second)
+	for status("http://"+addr+"/readyz") != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("never ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
