@@ -3,12 +3,14 @@ package privacy_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/erasure"
 	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
@@ -110,6 +112,14 @@ func TestEncryptAndTokenizeWithSubjectKeys(t *testing.T) {
 		}
 	}
 
+	// The erasure plan names this key (so an erasure shreds what the
+	// processor made).
+	ledger, _ := erasure.NewLedger(make([]byte, erasure.LedgerKeyLen))
+	plan, err := erasure.PlanFor(subjectOf(t, recs[0]), h.pp.Keys, ledger)
+	if err != nil || !slices.Contains(plan.DataKeys, w.ID) {
+		t.Fatalf("the erasure plan misses the data key %s: %v", w.ID, err)
+	}
+
 	// Logged (the key sync saw it): not written again.
 	if ok, err := h.pp.DataKeys.Put(ctx, w); err != nil || !ok {
 		t.Fatal(err)
@@ -156,4 +166,9 @@ func TestKeyStoreDownPublishesNothingUnencrypted(t *testing.T) {
 	if out.Len() != 0 {
 		t.Fatalf("published %d records without the data keys", out.Len())
 	}
+}
+
+func subjectOf(t *testing.T, r processors.Record) string {
+	t.Helper()
+	return string(r.Key) // the harness keys raw records by subject id
 }

@@ -85,6 +85,24 @@ func (k *Keyring) Lookup(purpose, id string) (Key, bool) {
 	return Key{}, false
 }
 
+// Keys returns copies of every key of purpose, the active one and the
+// older ones, in the keyring's order (erasure shreds what the subject has
+// under each of them). It is safe to call on a nil Keyring.
+func (k *Keyring) Keys(purpose string) []Key {
+	if k == nil {
+		return nil
+	}
+	pk, ok := k.byPurpose[purpose]
+	if !ok {
+		return nil
+	}
+	out := make([]Key, len(pk.keys))
+	for i, key := range pk.keys {
+		out[i] = key.clone()
+	}
+	return out
+}
+
 // Purposes returns the purposes of the keyring in sorted order. The slice is
 // a fresh copy owned by the caller.
 func (k *Keyring) Purposes() []string {
