@@ -34,6 +34,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/privacy-pipeline/pipeline/internal/codec/avroenc"
 	"github.com/privacy-pipeline/pipeline/internal/codec/avroschema"
 	"github.com/privacy-pipeline/pipeline/internal/codec/eventcodec"
@@ -47,7 +49,6 @@ import (
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/kit/writers"
 	"github.com/privacy-pipeline/pipeline/schemas"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Name is the processor's name.
