@@ -157,6 +157,20 @@ func (s *RedisStore) Put(ctx context.Context, subject string, rec *consent.Recor
 	return nil
 }
 
+// Delete removes everything the store holds about a subject: its consent
+// record and its change history (erasure), in one transaction, and
+// announces the change to the caches. It returns how many keys it deleted.
+func (s *RedisStore) Delete(ctx context.Context, subject string) (int64, error) {
+	n, err := s.client.Del(ctx, s.prefix+subject, s.HistoryKey(subject)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("consent: redis DEL: %w", err)
+	}
+	if err := s.PublishInvalidation(ctx, []string{subject}); err != nil {
+		return n, fmt.Errorf("consent: announce the deletion: %w", err)
+	}
+	return n, nil
+}
+
 // PutMany stores many records in one pipelined round trip.
 func (s *RedisStore) PutMany(ctx context.Context, subjects []string, recs []consent.Record) error {
 	if len(subjects) != len(recs) {

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -162,6 +163,8 @@ type Metrics struct {
 	Applied  prometheus.Counter
 	Stale    prometheus.Counter
 	Rejected *prometheus.CounterVec
+	// Erased counts subjects deleted on a tombstone (erasure).
+	Erased   prometheus.Counter
 	Rebuilds prometheus.Counter
 	Lag      prometheus.Histogram
 }
@@ -175,13 +178,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Consent changes ignored because Redis already held a newer one (replays, duplicates, and the subject-level companion of a choice that carries a jurisdiction or GPC value)."}),
 		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "consent_sync", Name: "rejected_total",
 			Help: "Consent topic records that could not be decoded or validated, by reason."}, []string{"reason"}),
+		Erased: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "consent_sync", Name: "erased_total",
+			Help: "Subjects whose consent state and history were deleted on a tombstone of the consent topic (erasure)."}),
 		Rebuilds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "consent_sync", Name: "rebuilds_total",
 			Help: "Full rebuilds of Redis from the consent topic."}),
 		Lag: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "pipeline", Subsystem: "consent_sync", Name: "apply_lag_seconds",
 			Help: "Time from a change's record timestamp in Kafka to its application in Redis.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 	}
 	m.Rejected.WithLabelValues("invalid")
-	reg.MustRegister(m.Applied, m.Stale, m.Rejected, m.Rebuilds, m.Lag)
+	reg.MustRegister(m.Applied, m.Stale, m.Rejected, m.Erased, m.Rebuilds, m.Lag)
 	return m
 }
 
@@ -295,12 +300,19 @@ func (s *Syncer) apply(ctx context.Context, changes []consentlog.Change, recordT
 	return applied, nil
 }
 
-func (s *Syncer) decode(recs []*kgo.Record) ([]consentlog.Change, []time.Time) {
+// decode returns the changes of recs and the subjects of their tombstones
+// (an erasure: applied after the batch's changes, so that a change still
+// in flight when the subject was erased does not survive it).
+func (s *Syncer) decode(recs []*kgo.Record) ([]consentlog.Change, []time.Time, []string) {
 	changes := make([]consentlog.Change, 0, len(recs))
 	times := make([]time.Time, 0, len(recs))
+	var erased []string
 	for _, r := range recs {
 		if r.Value == nil {
-			continue // a tombstone (erasure): handled by the erasure processor
+			if sub := consentlog.SubjectOfKey(r.Key); sub != "" && !slices.Contains(erased, sub) {
+				erased = append(erased, sub)
+			}
+			continue
 		}
 		c, err := consentlog.Decode(r.Value)
 		if err != nil {
@@ -312,7 +324,18 @@ func (s *Syncer) decode(recs []*kgo.Record) ([]consentlog.Change, []time.Time) {
 		changes = append(changes, c)
 		times = append(times, r.Timestamp)
 	}
-	return changes, times
+	return changes, times, erased
+}
+
+// erase deletes the consent state and history of erased subjects.
+func (s *Syncer) erase(ctx context.Context, subjects []string) error {
+	for _, sub := range subjects {
+		if _, err := s.cfg.Store.Delete(ctx, sub); err != nil {
+			return err
+		}
+		s.cfg.Metrics.Erased.Inc()
+	}
+	return nil
 }
 
 // Rebuild restores Redis from the consent topic from scratch: it removes
@@ -347,9 +370,11 @@ func (s *Syncer) Rebuild(ctx context.Context) error {
 		if len(batch) == 0 || applyErr != nil {
 			return
 		}
-		changes, times := s.decode(batch)
-		_ = times
+		changes, _, erased := s.decode(batch)
 		n, err := s.Apply(ctx, changes, nil)
+		if err == nil {
+			err = s.erase(ctx, erased)
+		}
 		total += n
 		applyErr = err
 		batch = batch[:0]
@@ -454,9 +479,12 @@ func (s *Syncer) follow(ctx context.Context, needRebuild func() bool) error {
 		if len(recs) == 0 {
 			continue
 		}
-		changes, times := s.decode(recs)
+		changes, times, erased := s.decode(recs)
 		for {
 			if _, err = s.Apply(ctx, changes, times); err == nil {
+				err = s.erase(ctx, erased)
+			}
+			if err == nil {
 				break
 			}
 			s.ready.Store(false)

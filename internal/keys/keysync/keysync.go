@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/internal/erasure"
 	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
 	"github.com/privacy-pipeline/pipeline/internal/keys/keyredis"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
@@ -38,6 +39,8 @@ type Metrics struct {
 	Rejected prometheus.Counter
 	// Rebuilds counts full rebuilds from the topic.
 	Rebuilds prometheus.Counter
+	// Ledger counts erasure ledger records applied.
+	Ledger prometheus.Counter
 }
 
 // NewMetrics creates and registers the metrics.
@@ -51,8 +54,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Shredded: c("shredded_total", "Tombstones of the key topic applied: the key is shredded in Redis."),
 		Rejected: c("rejected_total", "Key topic records that are not wrapped data keys (skipped, counted)."),
 		Rebuilds: c("rebuilds_total", "Full rebuilds of the data key cache from the key topic."),
+		Ledger:   c("ledger_total", "Erasure ledger records of the key topic applied (the subject's mark set in Redis)."),
 	}
-	reg.MustRegister(m.Stored, m.Kept, m.Shredded, m.Rejected, m.Rebuilds)
+	reg.MustRegister(m.Stored, m.Kept, m.Shredded, m.Rejected, m.Rebuilds, m.Ledger)
 	return m
 }
 
@@ -187,6 +191,15 @@ func (s *Syncer) apply(ctx context.Context, r *kgo.Record) error {
 			return err
 		}
 		s.cfg.Metrics.Shredded.Inc()
+		return nil
+	}
+	if erasure.IsMark(id) {
+		// An erasure ledger record: the mark is kept as a shredded id, so
+		// the data keys' lookups see it and no key is made for the subject.
+		if err := s.cfg.Store.Shred(ctx, id); err != nil {
+			return err
+		}
+		s.cfg.Metrics.Ledger.Inc()
 		return nil
 	}
 	w, err := subjectkey.ParseWrapped(r.Value)
