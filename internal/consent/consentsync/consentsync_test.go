@@ -9,13 +9,18 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/metrics"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 )
 
@@ -226,5 +231,65 @@ func TestHistoryEntryKeepsItsJSON(t *testing.T) {
 		if err := json.Unmarshal(want, &back); err != nil || back != e {
 			t.Fatalf("entry read back as %+v (%v), want %+v", back, err, e)
 		}
+	}
+}
+
+// TestTombstoneDeletesTheSubject (attack: a grant still in flight when the
+// subject was erased): a tombstone of the consent topic deletes the
+// subject's record and history in Redis, also when a grant precedes it in
+// the same poll, and other subjects keep theirs.
+func TestTombstoneDeletesTheSubject(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "privacy.consent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	store := consentredis.NewRedisStore(rdb)
+	conn := kafkaconn.Config{Brokers: c.ListenAddrs()}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	now := time.Now().Truncate(time.Millisecond)
+	recs, err := consentlog.Records("privacy.consent", change("erased-1", purpose.Analytics, consent.Granted, now),
+		change("kept-1", purpose.Analytics, consent.Granted, now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	late, _ := consentlog.Records("privacy.consent", change("erased-1", purpose.Marketing, consent.Granted, now.Add(time.Second)))
+	recs = append(recs, late...)
+	for _, k := range consentlog.SubjectKeys("erased-1") {
+		recs = append(recs, &kgo.Record{Topic: "privacy.consent", Key: k})
+	}
+	cl, _ := conn.NewClient(kgo.RecordPartitioner(consentlog.Partitioner()))
+	defer cl.Close()
+	if err := kafkaio.ProduceAll(ctx, cl, recs); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	s, err := New(Config{Kafka: conn, Topic: "privacy.consent", Group: "g", Store: store, Metrics: NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(sctx, false) }()
+	defer func() { scancel(); <-done }()
+	// The end state (the rebuild at start and the follow that re-reads the
+	// uncommitted records both reach it).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out := make([]consent.Lookup, 2)
+		err := store.Lookup(ctx, []string{"erased-1", "kept-1"}, out)
+		n, _ := rdb.Exists(ctx, store.HistoryKey("erased-1")).Result()
+		snap, _ := metrics.Snapshot(reg)
+		if err == nil && !out[0].Found && out[1].Found && n == 0 && s.Ready() && snap["pipeline_consent_sync_erased_total"] >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("erased found %v, kept found %v, history %d, ready %v, %v", out[0].Found, out[1].Found, n, s.Ready(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
