@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/privacy-pipeline/pipeline/internal/erasure"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
@@ -27,8 +28,11 @@ func cmdKeys(args []string, stdout io.Writer) error {
 	if len(args) > 0 && args[0] == "kek" {
 		return cmdKeysKEK(args[1:], stdout)
 	}
+	if len(args) > 0 && args[0] == "ledger" {
+		return cmdKeysLedger(args[1:], stdout)
+	}
 	if len(args) == 0 || args[0] != "generate" {
-		return usageError{"keys needs generate, check or kek"}
+		return usageError{"keys needs generate, check, kek or ledger"}
 	}
 	fs_ := newFlags("keys")
 	out := fs_.String("out", "", "keyring file to write (required; never overwritten unless --force)")
@@ -106,6 +110,33 @@ func cmdKeysKEK(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote a key-encryption key (AES-256-GCM, Tink key %d) to %s (mode 0600)\n", k.Primary(), *out)
+	return nil
+}
+
+// cmdKeysLedger makes the erasure ledger's key (PIPELINE_ERASURE_KEY_FILE):
+// 256 random bits, mode 0600, never replaced (a new key would forget
+// every erasure).
+func cmdKeysLedger(args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "new" {
+		return usageError{"keys ledger needs new"}
+	}
+	fs_ := newFlags("keys ledger new")
+	out := fs_.String("out", "", "ledger key file (required; never overwritten)")
+	keepIfExists := fs_.Bool("keep-if-exists", false, "exit 0 without writing when the file exists (for init containers)")
+	if err := fs_.Parse(args[1:]); err != nil {
+		return usageError{err.Error()}
+	}
+	if *out == "" {
+		return usageError{"keys ledger new needs --out FILE"}
+	}
+	if _, err := os.Stat(*out); err == nil && *keepIfExists {
+		fmt.Fprintf(stdout, "ledger key %s exists; kept\n", *out)
+		return nil
+	}
+	if err := erasure.GenerateLedgerKeyFile(*out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote an erasure ledger key to %s (mode 0600)\n", *out)
 	return nil
 }
 

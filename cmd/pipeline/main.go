@@ -11,6 +11,7 @@
 //	pipeline policy validate [--file F]                   check a policy file
 //	pipeline keys generate --out FILE                     a new pseudonym keyring (secrets only in the file)
 //	pipeline config print                                 the effective configuration (PIPELINE_* lines, secrets redacted)
+//	pipeline erase --subject ID [--request ID]            erase a data subject (crypto-shredding, tombstones, notices)
 //
 // Configuration comes from PIPELINE_* environment variables (README).
 //
@@ -42,6 +43,9 @@ const usage = `usage:
   pipeline schemas generate|check [--dir DIR]
   pipeline policy validate [--file FILE]
   pipeline keys generate --out FILE [--id SUFFIX] [--force | --keep-if-exists] | check --file FILE
+  pipeline keys kek new|rotate --out FILE      the key-encryption key of the per-subject data keys
+  pipeline keys ledger new --out FILE          the erasure ledger's key
+  pipeline erase --subject ID [--request ID]   erase a data subject (needs PIPELINE_ERASURE_KEY_FILE)
   pipeline api-token new --principals FILE --principal NAME --scopes LIST --out TOKENFILE [--expires D] [--keep-if-exists]
   pipeline api-token revoke --principals FILE --principal NAME
   pipeline probe URL            exit 0 when URL answers 200 (container health checks)
@@ -78,6 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdProbe(ctx, args[1:])
 	case "config":
 		return cmdConfig(args[1:], stdout)
+	case "erase":
+		return cmdErase(ctx, args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

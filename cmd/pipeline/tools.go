@@ -226,3 +226,29 @@ func cmdConfig(args []string, stdout io.Writer) error {
 	}
 	return nil
 }
+
+// cmdErase erases one data subject (SPEC 3.5) with the configuration's
+// stores and topics, and prints what it did: counts and the ledger mark,
+// never the subject id.
+func cmdErase(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := newFlags("erase")
+	subject := fs.String("subject", "", "the subject id to erase (required)")
+	request := fs.String("request", "", "the request id, recorded in the ledger and the notices")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if *subject == "" {
+		return usageError{"erase needs --subject ID"}
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	res, err := wiring.Erase(ctx, cfg, *subject, *request)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "erased %s: %d data keys shredded, %d consent keys tombstoned, %d notices, %d Redis keys deleted, %d records committed\n",
+		res.Plan.Mark, len(res.Plan.DataKeys), len(res.Plan.ConsentKeys), len(res.Plan.Notices), res.RedisKeysDeleted, res.Records)
+	return nil
+}

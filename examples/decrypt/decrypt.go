@@ -6,7 +6,7 @@
 // returns ErrErased, for the records already read as for new ones.
 //
 //	kr, err := decrypt.Open("/secrets/kek.json")
-//	n, err := kr.ReadTopic(ctx, keysClient, "privacy.keys") // to the end offsets
+//	n, err := kr.ReadTopic(ctx, "privacy.keys", kgo.SeedBrokers(brokers...)) // to the end offsets
 //	email, err := kr.Field(ctx, rec, "email", value)         // value: "e1...."
 //
 // The cryptography is Tink's (internal/fields/subjectkey); Python has the
@@ -77,6 +77,9 @@ func (k *Keyring) Add(rec *kgo.Record) error {
 		delete(k.keys, id)
 		return nil
 	}
+	if subjectkey.IsLedgerKey(id) {
+		return nil // an erasure ledger record: no key
+	}
 	w, err := subjectkey.ParseWrapped(rec.Value)
 	if err != nil {
 		return fmt.Errorf("decrypt: key record at %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
@@ -91,11 +94,16 @@ func (k *Keyring) Add(rec *kgo.Record) error {
 }
 
 // ReadTopic reads the key topic from its start to its end offsets (as
-// they are at the call) with cl (a client of the caller's connection,
-// without consumer group or topics of its own) and adds every record.
-// It returns the number of records read.
-func (k *Keyring) ReadTopic(ctx context.Context, cl *kgo.Client, topic string) (int, error) {
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+// they are at the call), committed records only, and adds every record. It
+// opens its own client with opts (the caller's connection: seed brokers,
+// TLS, SASL) and returns the number of records read.
+func (k *Keyring) ReadTopic(ctx context.Context, topic string, opts ...kgo.Opt) (int, error) {
+	adm, err := kgo.NewClient(opts...)
+	if err != nil {
+		return 0, fmt.Errorf("decrypt: %w", err)
+	}
+	defer adm.Close()
+	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, topic)
 	if err == nil {
 		err = ends.Error()
 	}
@@ -113,8 +121,14 @@ func (k *Keyring) ReadTopic(ctx context.Context, cl *kgo.Client, topic string) (
 	if len(want) == 0 {
 		return 0, nil
 	}
-	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: want})
-	defer cl.RemoveConsumePartitions(map[string][]int32{topic: keys(want)})
+	// Control records (transaction markers) are kept so that a partition
+	// whose last offset is a commit marker is seen to reach its end.
+	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: want}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
+	if err != nil {
+		return 0, fmt.Errorf("decrypt: %w", err)
+	}
+	defer cl.Close()
 	n := 0
 	for len(pending) > 0 {
 		fs := cl.PollFetches(ctx)
@@ -126,11 +140,11 @@ func (k *Keyring) ReadTopic(ctx context.Context, cl *kgo.Client, topic string) (
 		}
 		var addErr error
 		fs.EachRecord(func(r *kgo.Record) {
-			if r.Topic != topic {
-				return
-			}
 			if end, ok := pending[r.Partition]; ok && r.Offset+1 >= end {
 				delete(pending, r.Partition)
+			}
+			if r.Attrs.IsControl() {
+				return
 			}
 			n++
 			if err := k.Add(r); err != nil && addErr == nil {
@@ -142,14 +156,6 @@ func (k *Keyring) ReadTopic(ctx context.Context, cl *kgo.Client, topic string) (
 		}
 	}
 	return n, nil
-}
-
-func keys[V any](m map[int32]V) []int32 {
-	out := make([]int32, 0, len(m))
-	for p := range m {
-		out = append(out, p)
-	}
-	return out
 }
 
 // Field decrypts one encrypt or tokenize value of a clean record's field

@@ -54,7 +54,7 @@ func TestReadTopicAndDecrypt(t *testing.T) {
 		}
 	}
 	produce(&kgo.Record{Topic: "privacy.keys", Key: []byte(id), Value: b})
-	if n, err := kr.ReadTopic(ctx, cl, "privacy.keys"); err != nil || n != 1 {
+	if n, err := kr.ReadTopic(ctx, "privacy.keys", kgo.SeedBrokers(c.ListenAddrs()...)); err != nil || n != 1 {
 		t.Fatalf("read %d: %v", n, err)
 	}
 	enc, _ := dk.Encrypt([]byte("jane@example.com"), "email")
@@ -78,7 +78,7 @@ func TestReadTopicAndDecrypt(t *testing.T) {
 	}
 
 	produce(&kgo.Record{Topic: "privacy.keys", Key: []byte(id)}, &kgo.Record{Topic: "privacy.keys", Key: []byte(id), Value: b})
-	if _, err := kr.ReadTopic(ctx, cl, "privacy.keys"); err != nil {
+	if _, err := kr.ReadTopic(ctx, "privacy.keys", kgo.SeedBrokers(c.ListenAddrs()...)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := kr.Field(ctx, rec, "email", enc); !errors.Is(err, ErrErased) {

@@ -33,6 +33,12 @@ type ExecutorConfig struct {
 	Keyring *pseudonym.Keyring
 	// Ledger computes the subject's mark.
 	Ledger *Ledger
+	// Settle is how long Erase waits after deleting the consent state
+	// before it returns: the processors' consent cache TTL
+	// (PIPELINE_CONSENT_CACHE_TTL), so that when Erase returns no cache
+	// still holds the subject's consent and every event processed from
+	// then on is denied.
+	Settle time.Duration
 	// Now is the clock (tests); time.Now when nil.
 	Now func() time.Time
 }
@@ -112,7 +118,9 @@ type Result struct {
 //     consent topic (compaction then removes the raw id from the log), and
 //     one notice per purpose pseudonym on privacy.erasures;
 //  3. in Redis, its consent record and history are deleted (after the
-//     commit: until then a failed erasure leaves consent as it was).
+//     commit: until then a failed erasure leaves consent as it was), the
+//     caches are told, and Erase waits Settle: from its return on, no
+//     processor publishes an event about the subject.
 //
 // It is idempotent: a retry after a failure at any step ends in the same
 // state.
@@ -146,6 +154,11 @@ func (e *Executor) Erase(ctx context.Context, subject, request string) (Result, 
 	res.RedisKeysDeleted = n
 	if err != nil {
 		return res, fmt.Errorf("erasure: %s: %w", p.Mark, err)
+	}
+	select {
+	case <-ctx.Done():
+		return res, fmt.Errorf("erasure: %s: %w", p.Mark, ctx.Err())
+	case <-time.After(e.cfg.Settle):
 	}
 	return res, nil
 }

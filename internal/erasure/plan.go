@@ -27,8 +27,9 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/tlsfiles"
 )
 
-// MarkPrefix starts a ledger mark (version 1).
-const MarkPrefix = "er1."
+// MarkPrefix starts a ledger mark (version 1); marks are the keys of the
+// ledger's records on the key topic.
+const MarkPrefix = subjectkey.LedgerPrefix
 
 // LedgerKeyLen is the length in bytes of the ledger key.
 const LedgerKeyLen = 32

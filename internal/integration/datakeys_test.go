@@ -144,18 +144,6 @@ func TestDataKeysRacingReplicasOnRealServices(t *testing.T) {
 		}
 	}
 	// Every personalization record decrypts with its key.
-	raw, pol2, err := wiring.LoadPolicy(r.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields, err := pol2.Derive(raw, purpose.Personalization)
-	if err != nil {
-		t.Fatal(err)
-	}
-	codec, err := goavro.NewCodec(string(policy.CleanSchemaJSON(purpose.Personalization, fields)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	topic := wiring.CleanTopic(r.cfg, purpose.Personalization)
 	recs := r.read(topic)
 	if len(recs) != len(evs) {
@@ -170,14 +158,7 @@ func TestDataKeysRacingReplicasOnRealServices(t *testing.T) {
 		if !ok {
 			t.Fatalf("record names key %q, not on the key topic", id)
 		}
-		if len(rec.Value) < 5 || rec.Value[0] != 0 {
-			t.Fatal("not in the Confluent wire format")
-		}
-		native, _, err := codec.NativeFromBinary(rec.Value[5:]) // the derived schema, as registered
-		if err != nil {
-			t.Fatal(err)
-		}
-		v := native.(map[string]any)
+		v := decodeCleanRecord(t, r, purpose.Personalization, rec)
 		str := func(name string) string { s, _ := v[name].(map[string]any)["string"].(string); return s }
 		email, err := k.Decrypt(str("email_encrypted"), "email")
 		if err != nil || !strings.HasPrefix(string(email), "canary-mail-") {
@@ -191,11 +172,7 @@ func TestDataKeysRacingReplicasOnRealServices(t *testing.T) {
 	// unwraps the key from its privacy.keys record with the key-encryption
 	// key and decrypts both fields of a record.
 	last := recs[len(recs)-1]
-	native, _, err := codec.NativeFromBinary(last.Value[5:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	lv := native.(map[string]any)
+	lv := decodeCleanRecord(t, r, purpose.Personalization, last)
 	wrappedFile := filepath.Join(t.TempDir(), "wrapped.json")
 	os.WriteFile(wrappedFile, []byte(wrapped[headerOf(last, processors.HeaderDataKey)]), 0o600)
 	cmd := exec.CommandContext(ctx, pythonPath(t), filepath.Join(repoRoot(t), "examples", "python", "decrypt.py"), "--kek", kek, "--wrapped", wrappedFile,
@@ -228,4 +205,30 @@ func headerOf(rec *kgo.Record, key string) string {
 		}
 	}
 	return ""
+}
+
+// decodeCleanRecord decodes a Confluent-framed clean record of purpose with
+// the schema derived from the rig's policy (what the processor registered).
+func decodeCleanRecord(t *testing.T, r *rig, pur purpose.Purpose, rec *kgo.Record) map[string]any {
+	t.Helper()
+	raw, pol, err := wiring.LoadPolicy(r.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields, err := pol.Derive(raw, pur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := goavro.NewCodec(string(policy.CleanSchemaJSON(pur, fields)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Value) < 5 || rec.Value[0] != 0 {
+		t.Fatal("not in the Confluent wire format")
+	}
+	native, _, err := codec.NativeFromBinary(rec.Value[5:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return native.(map[string]any)
 }

@@ -117,6 +117,7 @@ func newRig(t testing.TB) *rig {
 	cfg.Names.KanonMergeGroup = id + ".kanon-merge"
 	cfg.Names.ConsentTopic, cfg.Names.ConsentSyncGroup = id+".consent", id+".consent-sync"
 	cfg.Names.KeysTopic, cfg.Names.KeySyncGroup, cfg.Privacy.DataKeyPrefix = id+".keys", id+".key-sync", id+":dk:"
+	cfg.Names.ErasuresTopic = id + ".erasures"
 	ropts, err := wiring.RedisOptions(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +138,7 @@ func newRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names.Requests, names.Erasures, names.Audit = id+".requests", id+".erasures", id+".audit"
+	names.Requests, names.Audit = id+".requests", id+".audit"
 	r.topo = topology.Default(names, topology.Options{Partitions: 4, Replication: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -112,6 +112,9 @@ type Names struct {
 	QuarantineTopic    string `env:"QUARANTINE_TOPIC" envDefault:"quarantine.customer-events"`
 	// KeysTopic holds the wrapped per-subject data keys (encrypt, tokenize).
 	KeysTopic string `env:"KEYS_TOPIC" envDefault:"privacy.keys"`
+	// ErasuresTopic receives the erasure notices (one per purpose
+	// pseudonym).
+	ErasuresTopic string `env:"ERASURES_TOPIC" envDefault:"privacy.erasures"`
 	// StateTopicTemplate names a stateful processor's checkpoint topic.
 	StateTopicTemplate string `env:"STATE_TOPIC_TEMPLATE" envDefault:"privacy.state.{processor}"`
 	// AggTopicTemplate names the aggregate topics, KanonTopicTemplate the
@@ -203,6 +206,9 @@ type Privacy struct {
 	// DataKeyCacheTTL bounds how long an unwrapped data key is used from
 	// memory (and so how long another replica's shred goes unseen).
 	DataKeyCacheTTL time.Duration `env:"DATA_KEY_CACHE_TTL" envDefault:"1m"`
+	// ErasureKeyFile is the erasure ledger's key ('pipeline keys ledger
+	// new'); 'pipeline erase' needs it. PIPELINE_ERASURE_KEY_FILE.
+	ErasureKeyFile string `env:"ERASURE_KEY_FILE"`
 }
 
 // Consent configures the consent store (key layout, loaded marker), the

@@ -163,6 +163,15 @@ func newDataKey(id string, ah, dh *keyset.Handle) (*DataKey, error) {
 	return &DataKey{id: id, aead: a, daead: d}, nil
 }
 
+// LedgerPrefix starts the key of an erasure ledger record on the key
+// topic (internal/erasure writes them, the key sync restores them): the
+// key topic holds wrapped data keys and these, nothing else.
+const LedgerPrefix = "er1."
+
+// IsLedgerKey reports whether a key-topic record key is an erasure ledger
+// mark rather than a data key's id.
+func IsLedgerKey(id string) bool { return strings.HasPrefix(id, LedgerPrefix) }
+
 // ID names the data key of one subject for one purpose, from what a clean
 // record already carries: "dk1." + purpose + "." + the pseudonym key id
 // (header pp-key-id) + "." + the subject's pseudonym (the record key). It

@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/privacy-pipeline/pipeline/internal/erasure"
 	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
 	"github.com/privacy-pipeline/pipeline/internal/keys/keyredis"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
@@ -193,7 +192,7 @@ func (s *Syncer) apply(ctx context.Context, r *kgo.Record) error {
 		s.cfg.Metrics.Shredded.Inc()
 		return nil
 	}
-	if erasure.IsMark(id) {
+	if subjectkey.IsLedgerKey(id) {
 		// An erasure ledger record: the mark is kept as a shredded id, so
 		// the data keys' lookups see it and no key is made for the subject.
 		if err := s.cfg.Store.Shred(ctx, id); err != nil {
