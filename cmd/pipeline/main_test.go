@@ -312,3 +312,27 @@ func TestAPITokenNewAndRevoke(t *testing.T) {
 		t.Fatalf("revoked token kept: %+v", f)
 	}
 }
+
+// TestKeysLedgerNewAndEraseRefusals: 'keys ledger new' writes a 0600 key
+// and never replaces it; 'erase' without a subject is a usage error, and
+// without PIPELINE_ERASURE_KEY_FILE it says what is missing.
+func TestKeysLedgerNewAndEraseRefusals(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.key")
+	if _, err := runCmd(t, "keys", "ledger", "new", "--out", path); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", st.Mode())
+	}
+	if _, err := runCmd(t, "keys", "ledger", "new", "--out", path); err == nil {
+		t.Fatal("replaced a ledger key")
+	}
+	var u usageError
+	if _, err := runCmd(t, "erase"); !errors.As(err, &u) {
+		t.Fatalf("erase without --subject: %v", err)
+	}
+	t.Setenv("PIPELINE_ERASURE_KEY_FILE", "")
+	if _, err := runCmd(t, "erase", "--subject", "someone"); err == nil || !strings.Contains(err.Error(), "PIPELINE_ERASURE_KEY_FILE") {
+		t.Fatalf("erase without a ledger key: %v", err)
+	}
+}
