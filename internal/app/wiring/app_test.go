@@ -3,6 +3,7 @@ package wiring
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -111,40 +112,14 @@ func TestEveryCommandStartsServesAndStops(t *testing.T) {
 	for _, command := range Commands {
 		t.Run(command, func(t *testing.T) {
 			cfg := testConfig(t)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			bound := make(chan string, 1)
 			var logs strings.Builder
 			w := &syncWriter{b: &logs}
-			log := slog.New(slog.NewJSONHandler(w, nil))
-			app, err := NewApp(ctx, command, cfg, AppOptions{Log: log, Bound: bound})
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- app.Run(ctx) }()
-			addr := <-bound
-			deadline := time.Now().Add(60 * time.Second)
-			for status("http://"+addr+"/readyz") != http.StatusOK {
-				if time.Now().After(deadline) {
-					t.Fatalf("%s never became ready", command)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			addr, stop := startReady(t, command, cfg, slog.New(slog.NewJSONHandler(w, nil)))
 			if status("http://"+addr+"/metrics") != http.StatusOK || status("http://"+addr+"/healthz") != http.StatusOK {
 				t.Fatal("the operational endpoints are not served")
 			}
-			if !app.Ready() {
-				t.Fatal("App.Ready disagrees with /readyz")
-			}
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("shutdown: %v", err)
-				}
-			case <-time.After(60 * time.Second):
-				t.Fatal("the command did not stop after SIGTERM")
+			if err := stop(); err != nil {
+				t.Fatalf("shutdown: %v", err)
 			}
 			if !strings.Contains(logs.String(), " started\"") || (command != CommandConsentSync && command != CommandConsentAPI && !strings.Contains(logs.String(), " stopped\"")) {
 				t.Errorf("start and stop lines missing: %s", logs.String())
@@ -220,25 +195,44 @@ func TestConfluentNeedsARegistry(t *testing.T) {
 func TestPrivacyCommandWithDataKeys(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Privacy.PolicyFile, cfg.Privacy.KEKFile, _ = pipelinetest.EncryptingPolicy(t)
+	_, stop := startReady(t, CommandPrivacy, cfg, slog.New(slog.DiscardHandler))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startReady starts a command and waits until /readyz answers 200 (a
+// backstop deadline, not a timing assertion); stop ends it and returns
+// Run's error.
+func startReady(t *testing.T, command string, cfg config.Config, log *slog.Logger) (addr string, stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	bound := make(chan string, 1)
-	app, err := NewApp(ctx, CommandPrivacy, cfg, AppOptions{Bound: bound})
+	app, err := NewApp(ctx, command, cfg, AppOptions{Log: log, Bound: bound})
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx) }()
-	addr := <-bound
+	addr = <-bound
 	deadline := time.Now().Add(60 * time.Second)
 	for status("http://"+addr+"/readyz") != http.StatusOK {
 		if time.Now().After(deadline) {
-			t.Fatal("never ready")
+			t.Fatalf("%s never became ready", command)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	if !app.Ready() {
+		t.Fatal("App.Ready disagrees with /readyz")
+	}
+	return addr, func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(60 * time.Second):
+			return errors.New("the command did not stop after SIGTERM")
+		}
 	}
 }
