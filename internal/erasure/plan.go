@@ -12,6 +12,7 @@
 package erasure
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -163,4 +164,22 @@ func IsMark(s string) bool {
 	}
 	_, err := base64.RawURLEncoding.DecodeString(rest)
 	return err == nil
+}
+
+// Check answers whether subjects were erased: their ledger marks, as the
+// key store holds them (one MGET). It implements consentapi.Ledger.
+type Check struct {
+	Ledger *Ledger
+	Keys   interface {
+		Shredded(ctx context.Context, ids []string) ([]bool, error)
+	}
+}
+
+// Erased reports, index for index, whether each subject was erased.
+func (c Check) Erased(ctx context.Context, subjects []string) ([]bool, error) {
+	marks := make([]string, len(subjects))
+	for i, s := range subjects {
+		marks[i] = c.Ledger.Mark(s)
+	}
+	return c.Keys.Shredded(ctx, marks)
 }

@@ -198,6 +198,10 @@ func TestErasureOnRealServices(t *testing.T) {
 		}
 		return err == nil && len(keys) == 0
 	})
+	// The ledger, as the consent API checks it (a later grant is refused).
+	if got, err := (erasure.Check{Ledger: mustLedger(t, r.cfg.Privacy.ErasureKeyFile), Keys: pp.DataKeys}).Erased(ctx, []string{erased, kept}); err != nil || !got[0] || got[1] {
+		t.Fatalf("ledger says %v (%v), want [true false]", got, err)
+	}
 	for _, id := range plan.DataKeys {
 		if st, _ := pp.DataKeys.State(ctx, id); st != "shredded" && st != "missing" {
 			t.Fatalf("data key %s is %s", id, st)

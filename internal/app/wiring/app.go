@@ -18,6 +18,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
+	"github.com/privacy-pipeline/pipeline/internal/erasure"
 	"github.com/privacy-pipeline/pipeline/internal/keys/keyredis"
 	"github.com/privacy-pipeline/pipeline/internal/keys/keysync"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
@@ -286,7 +287,19 @@ func (a *App) consentAPI(ctx context.Context, cfg config.Config, reg prometheus.
 		return err
 	}
 	a.closers = append(a.closers, cl.Close)
-	api, err := consentapi.New(consentapi.Config{Producer: cl, Topic: cfg.Names.ConsentTopic, Store: store, Guard: guard, Log: a.log})
+	var ledger consentapi.Ledger
+	if cfg.Privacy.ErasureKeyFile != "" { // erased subjects' changes are refused
+		l, err := erasure.LoadLedgerKey(cfg.Privacy.ErasureKeyFile)
+		if err != nil {
+			return fmt.Errorf("PIPELINE_ERASURE_KEY_FILE: %w", err)
+		}
+		keys, err := keyredis.New(keyredis.Config{Redis: store.Client(), Prefix: cfg.Privacy.DataKeyPrefix})
+		if err != nil {
+			return err
+		}
+		ledger = erasure.Check{Ledger: l, Keys: keys}
+	}
+	api, err := consentapi.New(consentapi.Config{Producer: cl, Topic: cfg.Names.ConsentTopic, Store: store, Guard: guard, Ledger: ledger, Log: a.log})
 	if err != nil {
 		return err
 	}

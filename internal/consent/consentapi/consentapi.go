@@ -61,8 +61,17 @@ type Config struct {
 	// Guard authenticates and authorises every route; required (a guard
 	// with httpauth.Mode none lets everyone in, as "anonymous").
 	Guard *httpauth.Guard
-	Log   *slog.Logger
-	Now   func() time.Time
+	// Ledger, when set, refuses changes for erased subjects (an erasure
+	// wins over a grant racing it: 409 with reason erased).
+	Ledger Ledger
+	Log    *slog.Logger
+	Now    func() time.Time
+}
+
+// Ledger tells which subjects were erased (internal/erasure's ledger,
+// through wiring). It is safe for concurrent use.
+type Ledger interface {
+	Erased(ctx context.Context, subjects []string) ([]bool, error)
 }
 
 // Server serves the consent API.
@@ -274,6 +283,18 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, in consentlog.In
 		return
 	}
 	c.Principal = principal(r)
+	if s.cfg.Ledger != nil {
+		erased, err := s.cfg.Ledger.Erased(r.Context(), []string{c.SubjectID})
+		if err != nil {
+			s.cfg.Log.Error("erasure ledger unavailable", "err", err)
+			fail(w, http.StatusServiceUnavailable, "the erasure ledger is unavailable; nothing was recorded, retry")
+			return
+		}
+		if erased[0] {
+			fail(w, http.StatusConflict, "reason erased: the subject was erased; no consent is recorded for it again")
+			return
+		}
+	}
 	changes := []consentlog.Change{c}
 	var signal consentlog.Change
 	if secGPC(r) {
@@ -400,9 +421,11 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 
 // ImportResult is the answer of an import.
 type ImportResult struct {
-	Accepted int                    `json:"accepted"`
-	Rejected int                    `json:"rejected"`
-	Errors   []consentlog.LineError `json:"errors"`
+	Accepted int `json:"accepted"`
+	Rejected int `json:"rejected"`
+	// Erased counts the changes dropped because their subject was erased.
+	Erased int                    `json:"erased"`
+	Errors []consentlog.LineError `json:"errors"`
 }
 
 func (s *Server) importBulk(w http.ResponseWriter, r *http.Request) {
@@ -428,6 +451,12 @@ func (s *Server) importBulk(w http.ResponseWriter, r *http.Request) {
 	for i := range changes {
 		changes[i].Principal = who
 	}
+	erased, err := s.dropErased(r.Context(), &changes)
+	if err != nil {
+		s.cfg.Log.Error("erasure ledger unavailable", "err", err)
+		fail(w, http.StatusServiceUnavailable, "the erasure ledger is unavailable; nothing was recorded, retry")
+		return
+	}
 	for i := 0; i < len(changes); i += 5000 {
 		if err := s.produce(r.Context(), changes[i:min(i+5000, len(changes))]); err != nil {
 			s.cfg.Log.Error("import interrupted", "err", err, "written", i)
@@ -438,5 +467,35 @@ func (s *Server) importBulk(w http.ResponseWriter, r *http.Request) {
 	if bad == nil {
 		bad = []consentlog.LineError{}
 	}
-	writeJSON(w, http.StatusOK, ImportResult{Accepted: len(changes), Rejected: len(bad), Errors: bad})
+	writeJSON(w, http.StatusOK, ImportResult{Accepted: len(changes), Rejected: len(bad), Erased: erased, Errors: bad})
+}
+
+// dropErased removes the changes of erased subjects and counts them.
+func (s *Server) dropErased(ctx context.Context, changes *[]consentlog.Change) (int, error) {
+	if s.cfg.Ledger == nil || len(*changes) == 0 {
+		return 0, nil
+	}
+	idx := map[string]int{}
+	var subjects []string
+	for _, c := range *changes {
+		if _, ok := idx[c.SubjectID]; !ok {
+			idx[c.SubjectID] = len(subjects)
+			subjects = append(subjects, c.SubjectID)
+		}
+	}
+	erased, err := s.cfg.Ledger.Erased(ctx, subjects)
+	if err != nil {
+		return 0, err
+	}
+	kept := (*changes)[:0]
+	n := 0
+	for _, c := range *changes {
+		if erased[idx[c.SubjectID]] {
+			n++
+			continue
+		}
+		kept = append(kept, c)
+	}
+	*changes = kept
+	return n, nil
 }

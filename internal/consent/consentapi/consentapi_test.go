@@ -32,7 +32,7 @@ type env struct {
 	store   *consentredis.RedisStore
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, ledger ...Ledger) *env {
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "privacy.consent"))
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +48,11 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := New(Config{Producer: cl, Topic: "privacy.consent", Store: store, Guard: open})
+	cfg := Config{Producer: cl, Topic: "privacy.consent", Store: store, Guard: open}
+	if len(ledger) > 0 {
+		cfg.Ledger = ledger[0]
+	}
+	api, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,6 +305,52 @@ func TestImportSubjectLevelRows(t *testing.T) {
 	}{"ca-1": {"ccpa", false}, "ca-2": {"ccpa", true}, "ca-3": {"unknown", true}, "ca-5": {"ccpa", false}} {
 		if st := e.state(t, sub); st.Jurisdiction != want.jur || st.GPC != want.gpc {
 			t.Errorf("%s: %+v", sub, st)
+		}
+	}
+}
+
+// erasedLedger says the listed subjects were erased.
+type erasedLedger map[string]bool
+
+func (l erasedLedger) Erased(_ context.Context, subjects []string) ([]bool, error) {
+	out := make([]bool, len(subjects))
+	for i, s := range subjects {
+		out[i] = l[s]
+	}
+	return out, nil
+}
+
+// TestErasedSubjectsChangesRefused (attack: a grant racing or following an
+// erasure): a set, a withdrawal or a profile for an erased subject gets 409
+// with reason erased and writes nothing; an import drops and counts its
+// rows and records the others.
+func TestErasedSubjectsChangesRefused(t *testing.T) {
+	e := newEnv(t, erasedLedger{"gone-1": true})
+	body := `{"state":"granted","jurisdiction":"gdpr","source":"web_form","policy_version":"v1"}`
+	for _, path := range []string{"/v1/subjects/gone-1/consents/marketing", "/v1/subjects/gone-1/profile"} {
+		b := body
+		if strings.HasSuffix(path, "profile") {
+			b = `{"jurisdiction":"gdpr","source":"web_form","policy_version":"v1"}`
+		}
+		if code, resp := e.do(t, "PUT", path, "application/json", b); code != 409 || !strings.Contains(resp, "erased") {
+			t.Fatalf("PUT %s: %d %s", path, code, resp)
+		}
+	}
+	if code, resp := e.do(t, "POST", "/v1/subjects/gone-1/consents/marketing/withdraw", "application/json", `{}`); code != 409 {
+		t.Fatalf("withdraw: %d %s", code, resp)
+	}
+	if n := len(e.written(t)); n != 0 {
+		t.Fatalf("%d changes written for an erased subject", n)
+	}
+	csv := "subject_id,purpose,state,jurisdiction,source,policy_version,timestamp\n" +
+		"gone-1,analytics,granted,gdpr,import,v1,\nkept-1,analytics,granted,gdpr,import,v1,\n"
+	code, resp := e.do(t, "POST", "/v1/consents/import", "text/csv", csv)
+	if code != 200 || !strings.Contains(resp, `"erased":1`) || !strings.Contains(resp, `"accepted":1`) {
+		t.Fatalf("import: %d %s", code, resp)
+	}
+	for _, c := range e.written(t) {
+		if c.SubjectID == "gone-1" {
+			t.Fatal("an imported change of an erased subject was written")
 		}
 	}
 }

@@ -317,6 +317,28 @@ func (s *Store) Shred(ctx context.Context, ids ...string) error {
 	return nil
 }
 
+// Shredded reports, in one MGET, which ids are shredded (erased data keys
+// and erasure ledger marks).
+func (s *Store) Shredded(ctx context.Context, ids []string) ([]bool, error) {
+	out := make([]bool, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = s.cfg.Prefix + id
+	}
+	vals, err := s.cfg.Redis.MGet(ctx, names...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("keyredis: read %d ids: %w", len(ids), err)
+	}
+	for i, v := range vals {
+		str, ok := v.(string)
+		out[i] = ok && str != "" && str[0] == stateShredded
+	}
+	return out, nil
+}
+
 // State reports an id's state: "missing", "unlogged", "logged" or
 // "shredded" (exports and tests).
 func (s *Store) State(ctx context.Context, id string) (string, error) {
