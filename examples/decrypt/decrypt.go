@@ -6,7 +6,7 @@
 // returns ErrErased, for the records already read as for new ones.
 //
 //	kr, err := decrypt.Open("/secrets/kek.json")
-//	n, err := kr.ReadTopic(ctx, "privacy.keys", kgo.SeedBrokers(brokers...)) // to the end offsets
+//	n, err := kr.ReadTopic(ctx, kafkaconn.Config{Brokers: brokers}, "privacy.keys") // to the end offsets
 //	email, err := kr.Field(ctx, rec, "email", value)         // value: "e1...."
 //
 // The cryptography is Tink's (internal/fields/subjectkey); Python has the
@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/processors"
 )
 
@@ -95,15 +96,15 @@ func (k *Keyring) Add(rec *kgo.Record) error {
 
 // ReadTopic reads the key topic from its start to its end offsets (as
 // they are at the call), committed records only, and adds every record. It
-// opens its own client with opts (the caller's connection: seed brokers,
-// TLS, SASL) and returns the number of records read.
-func (k *Keyring) ReadTopic(ctx context.Context, topic string, opts ...kgo.Opt) (int, error) {
-	adm, err := kgo.NewClient(opts...)
+// opens its own clients from conn (brokers, TLS, SASL: the pipeline's one
+// connection owner) and returns the number of records read.
+func (k *Keyring) ReadTopic(ctx context.Context, conn kafkaconn.Config, topic string) (int, error) {
+	adm, err := conn.NewAdmin()
 	if err != nil {
 		return 0, fmt.Errorf("decrypt: %w", err)
 	}
 	defer adm.Close()
-	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, topic)
+	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err == nil {
 		err = ends.Error()
 	}
@@ -123,8 +124,8 @@ func (k *Keyring) ReadTopic(ctx context.Context, topic string, opts ...kgo.Opt) 
 	}
 	// Control records (transaction markers) are kept so that a partition
 	// whose last offset is a commit marker is seen to reach its end.
-	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: want}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
+	cl, err := conn.NewClient(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: want}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
 	if err != nil {
 		return 0, fmt.Errorf("decrypt: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/processors"
 )
 
@@ -54,7 +55,7 @@ func TestReadTopicAndDecrypt(t *testing.T) {
 		}
 	}
 	produce(&kgo.Record{Topic: "privacy.keys", Key: []byte(id), Value: b})
-	if n, err := kr.ReadTopic(ctx, "privacy.keys", kgo.SeedBrokers(c.ListenAddrs()...)); err != nil || n != 1 {
+	if n, err := kr.ReadTopic(ctx, kafkaconn.Config{Brokers: c.ListenAddrs()}, "privacy.keys"); err != nil || n != 1 {
 		t.Fatalf("read %d: %v", n, err)
 	}
 	enc, _ := dk.Encrypt([]byte("jane@example.com"), "email")
@@ -78,7 +79,7 @@ func TestReadTopicAndDecrypt(t *testing.T) {
 	}
 
 	produce(&kgo.Record{Topic: "privacy.keys", Key: []byte(id)}, &kgo.Record{Topic: "privacy.keys", Key: []byte(id), Value: b})
-	if _, err := kr.ReadTopic(ctx, "privacy.keys", kgo.SeedBrokers(c.ListenAddrs()...)); err != nil {
+	if _, err := kr.ReadTopic(ctx, kafkaconn.Config{Brokers: c.ListenAddrs()}, "privacy.keys"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := kr.Field(ctx, rec, "email", enc); !errors.Is(err, ErrErased) {

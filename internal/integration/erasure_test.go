@@ -121,7 +121,7 @@ func TestErasureOnRealServices(t *testing.T) {
 	}
 	kr := decrypt.New(kms)
 	readKeys := func() {
-		if _, err := kr.ReadTopic(ctx, r.cfg.Names.KeysTopic, r.cfg.Kafka.Opts()...); err != nil {
+		if _, err := kr.ReadTopic(ctx, r.cfg.Kafka, r.cfg.Names.KeysTopic); err != nil {
 			t.Fatal(err)
 		}
 	}
