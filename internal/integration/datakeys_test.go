@@ -42,7 +42,7 @@ import (
 func TestDataKeysRacingReplicasOnRealServices(t *testing.T) {
 	r := newRig(t)
 	pol, kek, kms := pipelinetest.EncryptingPolicy(t)
-	r.cfg.Privacy.PolicyFile, r.cfg.Privacy.KEKFile = pol, kek
+	r.cfg.Privacy.PolicyFile, r.cfg.Keys.KEKFile = pol, kek
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 

@@ -41,9 +41,9 @@ import (
 func TestErasureOnRealServices(t *testing.T) {
 	r := newRig(t)
 	pol, kek, kms := pipelinetest.EncryptingPolicy(t)
-	r.cfg.Privacy.PolicyFile, r.cfg.Privacy.KEKFile = pol, kek
-	r.cfg.Privacy.ErasureKeyFile = filepath.Join(t.TempDir(), "ledger.key")
-	if err := erasure.GenerateLedgerKeyFile(r.cfg.Privacy.ErasureKeyFile); err != nil {
+	r.cfg.Privacy.PolicyFile, r.cfg.Keys.KEKFile = pol, kek
+	r.cfg.Keys.ErasureKeyFile = filepath.Join(t.TempDir(), "ledger.key")
+	if err := erasure.GenerateLedgerKeyFile(r.cfg.Keys.ErasureKeyFile); err != nil {
 		t.Fatal(err)
 	}
 	r.cfg.Privacy.PseudonymKeysFile = filepath.Join(t.TempDir(), "keys.json")
@@ -101,7 +101,7 @@ func TestErasureOnRealServices(t *testing.T) {
 	r.produce(ctx, events(81))
 	r.waitCaughtUp(2 * time.Minute)
 
-	plan, err := erasure.PlanFor(erased, r.keys, mustLedger(t, r.cfg.Privacy.ErasureKeyFile))
+	plan, err := erasure.PlanFor(erased, r.keys, mustLedger(t, r.cfg.Keys.ErasureKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestErasureOnRealServices(t *testing.T) {
 		return err == nil && len(keys) == 0
 	})
 	// The ledger, as the consent API checks it (a later grant is refused).
-	if got, err := (erasure.Check{Ledger: mustLedger(t, r.cfg.Privacy.ErasureKeyFile), Keys: pp.DataKeys}).Erased(ctx, []string{erased, kept}); err != nil || !got[0] || got[1] {
+	if got, err := (erasure.Check{Ledger: mustLedger(t, r.cfg.Keys.ErasureKeyFile), Keys: pp.DataKeys}).Erased(ctx, []string{erased, kept}); err != nil || !got[0] || got[1] {
 		t.Fatalf("ledger says %v (%v), want [true false]", got, err)
 	}
 	for _, id := range plan.DataKeys {

@@ -116,7 +116,7 @@ func newRig(t testing.TB) *rig {
 	cfg.Names.KanonAggregatesGroup, cfg.Names.CastleGroup = id+".kanon-aggregates", id+".kanon-records"
 	cfg.Names.KanonMergeGroup = id + ".kanon-merge"
 	cfg.Names.ConsentTopic, cfg.Names.ConsentSyncGroup = id+".consent", id+".consent-sync"
-	cfg.Names.KeysTopic, cfg.Names.KeySyncGroup, cfg.Privacy.DataKeyPrefix = id+".keys", id+".key-sync", id+":dk:"
+	cfg.Names.KeysTopic, cfg.Names.KeySyncGroup, cfg.Keys.DataKeyPrefix = id+".keys", id+".key-sync", id+":dk:"
 	cfg.Names.ErasuresTopic = id + ".erasures"
 	ropts, err := wiring.RedisOptions(cfg)
 	if err != nil {

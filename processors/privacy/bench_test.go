@@ -60,7 +60,7 @@ func BenchmarkProcess(b *testing.B) { benchProcess(b, singleObject, nil) }
 // run.
 func BenchmarkProcessDataKeys(b *testing.B) {
 	pol, kek, _ := pipelinetest.EncryptingPolicy(b)
-	benchProcess(b, singleObject, nil, func(c *config.Config) { c.Privacy.PolicyFile, c.Privacy.KEKFile = pol, kek })
+	benchProcess(b, singleObject, nil, func(c *config.Config) { c.Privacy.PolicyFile, c.Keys.KEKFile = pol, kek })
 }
 
 // BenchmarkProcessConfluent is BenchmarkProcess in the Confluent wire
@@ -88,7 +88,7 @@ func benchProcess(b *testing.B, sch config.Schemas, frame func(processors.Record
 	cfg, _ := config.Load()
 	cfg.Schemas = sch
 	cfg.Consent.CacheTTL = time.Hour // measure the cached path
-	cfg.Privacy.DataKeyCacheTTL = time.Hour
+	cfg.Keys.DataKeyCacheTTL = time.Hour
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -26,7 +26,7 @@ import (
 func encrypting(t *testing.T) (*harness, *subjectkey.FileKMS) {
 	t.Helper()
 	pol, kek, kms := pipelinetest.EncryptingPolicy(t)
-	h := newHarnessWith(t, singleObject, func(c *config.Config) { c.Privacy.PolicyFile, c.Privacy.KEKFile = pol, kek })
+	h := newHarnessWith(t, singleObject, func(c *config.Config) { c.Privacy.PolicyFile, c.Keys.KEKFile = pol, kek })
 	if err := h.pp.DataKeys.MarkLoaded(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,8 @@ type Config struct {
 	Runner Runner
 	// Privacy configures the privacy processor.
 	Privacy Privacy
+	// Keys configures the per-subject data keys and the erasure ledger.
+	Keys Keys
 	// Consent configures the consent store, its cache, sync and API,
 	// PIPELINE_CONSENT_*.
 	Consent Consent `envPrefix:"CONSENT_"`
@@ -197,6 +199,12 @@ type Privacy struct {
 	MaxFieldBytes  int           `env:"MAX_FIELD_BYTES" envDefault:"16384"`
 	MaxEventAge    time.Duration `env:"MAX_EVENT_AGE" envDefault:"9600h"`
 	MaxEventFuture time.Duration `env:"MAX_EVENT_FUTURE" envDefault:"1h"`
+}
+
+// Keys configures the per-subject data keys and the erasure ledger: read
+// by the privacy processor, consent-sync (the key sync), the consent API
+// (the ledger check) and 'pipeline erase'.
+type Keys struct {
 	// KEKFile is the key-encryption key of the per-subject data keys (a
 	// Tink keyset file, 'pipeline keys kek new'); required when the policy
 	// encrypts or tokenizes a field. PIPELINE_KEK_FILE.
@@ -207,7 +215,8 @@ type Privacy struct {
 	// memory (and so how long another replica's shred goes unseen).
 	DataKeyCacheTTL time.Duration `env:"DATA_KEY_CACHE_TTL" envDefault:"1m"`
 	// ErasureKeyFile is the erasure ledger's key ('pipeline keys ledger
-	// new'); 'pipeline erase' needs it. PIPELINE_ERASURE_KEY_FILE.
+	// new'); 'pipeline erase' needs it, and the consent API refuses
+	// changes for erased subjects with it. PIPELINE_ERASURE_KEY_FILE.
 	ErasureKeyFile string `env:"ERASURE_KEY_FILE"`
 }
 
@@ -317,10 +326,12 @@ const (
 	SectionKanon
 	SectionCastle
 	SectionSchemas
+	// SectionKeys is the data keys and the erasure ledger.
+	SectionKeys
 )
 
 // AllSections are every section (the demo and the tests load them all).
-var AllSections = []Section{SectionKafka, SectionRedis, SectionRunner, SectionPrivacy, SectionConsent, SectionKanon, SectionCastle, SectionSchemas}
+var AllSections = []Section{SectionKafka, SectionRedis, SectionRunner, SectionPrivacy, SectionKeys, SectionConsent, SectionKanon, SectionCastle, SectionSchemas}
 
 // Load reads the environment for the named sections (none: all of them)
 // and validates what it read. Every other section keeps its defaults, and
@@ -358,6 +369,8 @@ func Load(sections ...Section) (Config, error) {
 			err = parse(&c.Runner, "")
 		case SectionPrivacy:
 			err = parse(&c.Privacy, "")
+		case SectionKeys:
+			err = parse(&c.Keys, "")
 		case SectionConsent:
 			err = parse(&c.Consent, "CONSENT_")
 		case SectionKanon:

@@ -43,9 +43,9 @@ var Commands = []string{CommandPrivacy, CommandConsentSync, CommandConsentAPI, C
 func Sections(command string) []config.Section {
 	switch command {
 	case CommandPrivacy:
-		return []config.Section{config.SectionKafka, config.SectionRedis, config.SectionRunner, config.SectionPrivacy, config.SectionConsent, config.SectionSchemas}
+		return []config.Section{config.SectionKafka, config.SectionRedis, config.SectionRunner, config.SectionPrivacy, config.SectionKeys, config.SectionConsent, config.SectionSchemas}
 	case CommandConsentSync, CommandConsentAPI:
-		return []config.Section{config.SectionKafka, config.SectionRedis, config.SectionConsent}
+		return []config.Section{config.SectionKafka, config.SectionRedis, config.SectionKeys, config.SectionConsent}
 	case CommandKanon:
 		return []config.Section{config.SectionKafka, config.SectionRunner, config.SectionKanon, config.SectionSchemas}
 	case CommandKanonRecords:
@@ -252,7 +252,7 @@ func (a *App) consentSync(cfg config.Config, reg *prometheus.Registry, rebuild b
 	// The key sync follows privacy.keys into Redis in the same command:
 	// both are "Redis caches of a compacted topic", with one deployment.
 	// It moves wrapped bytes only and needs no key-encryption key.
-	keys, err := keyredis.New(keyredis.Config{Redis: store.Client(), Prefix: cfg.Privacy.DataKeyPrefix})
+	keys, err := keyredis.New(keyredis.Config{Redis: store.Client(), Prefix: cfg.Keys.DataKeyPrefix})
 	if err != nil {
 		return err
 	}
@@ -288,12 +288,12 @@ func (a *App) consentAPI(ctx context.Context, cfg config.Config, reg prometheus.
 	}
 	a.closers = append(a.closers, cl.Close)
 	var ledger consentapi.Ledger
-	if cfg.Privacy.ErasureKeyFile != "" { // erased subjects' changes are refused
-		l, err := erasure.LoadLedgerKey(cfg.Privacy.ErasureKeyFile)
+	if cfg.Keys.ErasureKeyFile != "" { // erased subjects' changes are refused
+		l, err := erasure.LoadLedgerKey(cfg.Keys.ErasureKeyFile)
 		if err != nil {
 			return fmt.Errorf("PIPELINE_ERASURE_KEY_FILE: %w", err)
 		}
-		keys, err := keyredis.New(keyredis.Config{Redis: store.Client(), Prefix: cfg.Privacy.DataKeyPrefix})
+		keys, err := keyredis.New(keyredis.Config{Redis: store.Client(), Prefix: cfg.Keys.DataKeyPrefix})
 		if err != nil {
 			return err
 		}

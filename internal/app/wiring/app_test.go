@@ -194,7 +194,7 @@ func TestConfluentNeedsARegistry(t *testing.T) {
 // and becomes ready.
 func TestPrivacyCommandWithDataKeys(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.Privacy.PolicyFile, cfg.Privacy.KEKFile, _ = pipelinetest.EncryptingPolicy(t)
+	cfg.Privacy.PolicyFile, cfg.Keys.KEKFile, _ = pipelinetest.EncryptingPolicy(t)
 	_, stop := startReady(t, CommandPrivacy, cfg, slog.New(slog.DiscardHandler))
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -233,6 +233,26 @@ func startReady(t *testing.T, command string, cfg config.Config, log *slog.Logge
 			return err
 		case <-time.After(60 * time.Second):
 			return errors.New("the command did not stop after SIGTERM")
+		}
+	}
+}
+
+// TestKeySettingsReachTheCommandsThatUseThem (the bug it names: a command
+// loads only its sections, so a setting in a section it does not load is
+// silently its default): the data key prefix, the key-encryption key and
+// the erasure ledger's key reach privacy, consent-sync (the key sync) and
+// consent-api (the ledger check) as set.
+func TestKeySettingsReachTheCommandsThatUseThem(t *testing.T) {
+	t.Setenv("PIPELINE_DATA_KEY_PREFIX", "x:dk:")
+	t.Setenv("PIPELINE_KEK_FILE", "/secrets/kek.json")
+	t.Setenv("PIPELINE_ERASURE_KEY_FILE", "/secrets/ledger.key")
+	for _, c := range []string{CommandPrivacy, CommandConsentSync, CommandConsentAPI} {
+		cfg, err := config.Load(Sections(c)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k := cfg.Keys; k.DataKeyPrefix != "x:dk:" || k.KEKFile != "/secrets/kek.json" || k.ErasureKeyFile != "/secrets/ledger.key" {
+			t.Errorf("%s sees %+v", c, k)
 		}
 	}
 }

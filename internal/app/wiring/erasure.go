@@ -22,10 +22,10 @@ import (
 // transaction (transactional id PIPELINE_TRANSACTIONAL_ID, else
 // "privacy-pipeline-erasure-<host>").
 func Erase(ctx context.Context, cfg config.Config, subject, request string) (erasure.Result, error) {
-	if cfg.Privacy.ErasureKeyFile == "" {
+	if cfg.Keys.ErasureKeyFile == "" {
 		return erasure.Result{}, errors.New("wiring: set PIPELINE_ERASURE_KEY_FILE (make one with 'pipeline keys ledger new --out FILE')")
 	}
-	ledger, err := erasure.LoadLedgerKey(cfg.Privacy.ErasureKeyFile)
+	ledger, err := erasure.LoadLedgerKey(cfg.Keys.ErasureKeyFile)
 	if err != nil {
 		return erasure.Result{}, fmt.Errorf("PIPELINE_ERASURE_KEY_FILE: %w", err)
 	}
@@ -39,7 +39,7 @@ func Erase(ctx context.Context, cfg config.Config, subject, request string) (era
 	}
 	rdb := redis.NewClient(ropts)
 	defer rdb.Close()
-	dks, err := keyredis.New(keyredis.Config{Redis: rdb, Prefix: cfg.Privacy.DataKeyPrefix})
+	dks, err := keyredis.New(keyredis.Config{Redis: rdb, Prefix: cfg.Keys.DataKeyPrefix})
 	if err != nil {
 		return erasure.Result{}, err
 	}

@@ -237,16 +237,16 @@ func needsDataKeys(pol *policy.Policy) bool {
 // DataKeys returns the per-subject data keys' store on rdb, its key-
 // encryption key read from PIPELINE_KEK_FILE.
 func DataKeys(cfg config.Config, rdb redis.UniversalClient) (*keyredis.Store, error) {
-	if cfg.Privacy.KEKFile == "" {
+	if cfg.Keys.KEKFile == "" {
 		return nil, errors.New("wiring: the policy encrypts or tokenizes a field: set PIPELINE_KEK_FILE (make one with 'pipeline keys kek new --out FILE')")
 	}
-	kms, err := subjectkey.LoadKEKFile(cfg.Privacy.KEKFile)
+	kms, err := subjectkey.LoadKEKFile(cfg.Keys.KEKFile)
 	if err != nil {
 		return nil, fmt.Errorf("PIPELINE_KEK_FILE: %w", err)
 	}
 	// PIPELINE_CONSENT_REQUIRE_LOADED=false (the demo) also lets the data
 	// keys be served before the key sync has loaded the key topic.
-	return keyredis.New(keyredis.Config{Redis: rdb, Prefix: cfg.Privacy.DataKeyPrefix, KMS: kms, CacheTTL: cfg.Privacy.DataKeyCacheTTL,
+	return keyredis.New(keyredis.Config{Redis: rdb, Prefix: cfg.Keys.DataKeyPrefix, KMS: kms, CacheTTL: cfg.Keys.DataKeyCacheTTL,
 		SkipLoadedCheck: !cfg.Consent.RequireLoaded})
 }
 
