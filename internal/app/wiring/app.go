@@ -18,7 +18,6 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
-	"github.com/privacy-pipeline/pipeline/internal/erasure"
 	"github.com/privacy-pipeline/pipeline/internal/keys/keyredis"
 	"github.com/privacy-pipeline/pipeline/internal/keys/keysync"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
@@ -288,16 +287,11 @@ func (a *App) consentAPI(ctx context.Context, cfg config.Config, reg prometheus.
 	}
 	a.closers = append(a.closers, cl.Close)
 	var ledger consentapi.Ledger
-	if cfg.Keys.ErasureKeyFile != "" { // erased subjects' changes are refused
-		l, err := erasure.LoadLedgerKey(cfg.Keys.ErasureKeyFile)
-		if err != nil {
-			return fmt.Errorf("PIPELINE_ERASURE_KEY_FILE: %w", err)
-		}
-		keys, err := keyredis.New(keyredis.Config{Redis: store.Client(), Prefix: cfg.Keys.DataKeyPrefix})
-		if err != nil {
-			return err
-		}
-		ledger = erasure.Check{Ledger: l, Keys: keys}
+	check, err := ErasureCheck(cfg, store.Client()) // erased subjects' changes are refused
+	if err != nil {
+		return err
+	} else if check != nil {
+		ledger = check
 	}
 	api, err := consentapi.New(consentapi.Config{Producer: cl, Topic: cfg.Names.ConsentTopic, Store: store, Guard: guard, Ledger: ledger, Log: a.log})
 	if err != nil {
