@@ -176,9 +176,27 @@ type Options struct {
 	Replication int16
 	// RawRetention keeps raw events short (data minimisation; default 24h).
 	RawRetention time.Duration
-	// CleanRetention is the clean topics' retention (default 30 days; each
-	// purpose's policy retention_days is enforced downstream).
+	// CleanRetention is the retention of a purpose's topics when
+	// PurposeRetention names no value for the purpose (default 30 days).
 	CleanRetention time.Duration
+	// PurposeRetention is the retention of each purpose's topics, by the
+	// purpose's wire name: its clean topic and the k-anonymity outputs
+	// derived from it. Wiring sets it from the policy's retention_days
+	// (policy.Policy.RetentionByPurpose); a purpose it leaves out, or a
+	// value <= 0, gets CleanRetention.
+	PurposeRetention map[string]time.Duration
+}
+
+// Retention returns the retention of a purpose's topics: its
+// PurposeRetention, else CleanRetention (after defaults).
+func (o Options) Retention(purposeName string) time.Duration {
+	if d := o.PurposeRetention[purposeName]; d > 0 {
+		return d
+	}
+	if o.CleanRetention > 0 {
+		return o.CleanRetention
+	}
+	return 30 * 24 * time.Hour
 }
 
 func (o *Options) defaults() {
@@ -241,7 +259,7 @@ func Default(n Names, o Options) Topology {
 	for _, p := range purpose.All {
 		add(Topic{Name: n.Clean(p), Partitions: o.Partitions, Key: "pseudonym (per-purpose key), never the raw id", Purpose: p.String(),
 			Holds:   "clean events for purpose " + p.String() + " (Avro, Confluent-framed, derived schema schemas/clean/" + p.String() + ".customer-events.avsc under <topic>-value)",
-			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
+			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.Retention(p.String()))}})
 		cleans = append(cleans, n.Clean(p))
 	}
 	add(Topic{Name: n.Quarantine, Partitions: 1, Key: "none", Restricted: true,
@@ -291,14 +309,14 @@ func kanonTopics(n Names, o Options, add func(Topic)) {
 		for _, a := range n.Kanon.Aggregates {
 			add(Topic{Name: a.TopicFrom(n.AggTemplate), Partitions: o.Partitions, Key: "window start, level and dimension values (one row for all input partitions)", Purpose: a.Purpose,
 				Holds:   "k-anonymous aggregate rows (>= k distinct subjects each; Avro, schemas/" + schemas.AggregateSchemaFile(a.Purpose, a.Name) + ")",
-				Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
+				Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.Retention(a.Purpose))}})
 		}
 		state(KanonAggregates, n.cleanOf(n.Kanon.Aggregates[0].Purpose))
 	}
 	if r := n.Kanon.Records; r != nil {
 		add(Topic{Name: r.TopicFrom(n.KanonTemplate), Partitions: o.Partitions, Key: "cluster id", Purpose: r.Purpose,
 			Holds:   "record-level k-anonymous events (CASTLE; Avro, schemas/" + schemas.KanonSchemaFile(r.Purpose) + ")",
-			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
+			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.Retention(r.Purpose))}})
 		state(KanonRecords, n.cleanOf(r.Purpose))
 	}
 }
