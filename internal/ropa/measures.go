@@ -92,7 +92,7 @@ func measures(in Inputs, r Record) []Measure {
 	}, {
 		Name: "Per-subject encryption keys and crypto-shredding",
 		Description: "The encrypt (AES-256-GCM) and tokenize (AES-256-SIV) actions use a data key per subject and purpose (fields/subjectkey, Tink), wrapped by a key-encryption key (PIPELINE_KEK_FILE) and kept in the compacted topic " + in.Names.Keys +
-			" with a Redis cache (keys/keyredis). Erasure ('pipeline erase') shreds the subject's data keys, so their ciphertexts can no longer be decrypted, tombstones their consent records, records the subject in an erasure ledger of keyed hashes (no raw id) that denies the subject's later events, and publishes notices on " + in.Names.Erasures + ". Encrypted or tokenized: " + uses(policy.Encrypt, policy.Tokenize) + ".",
+			" with a Redis cache (keys/keyredis). Erasure ('pipeline erase') shreds the subject's data keys (a shredded key is never created again), so their ciphertexts can no longer be decrypted, tombstones and deletes its consent state (so its later events are denied: an unknown subject is never published, and a purpose using data keys denies it as erased), records it in an erasure ledger of keyed hashes (no raw id) that the consent API checks, and publishes notices on " + in.Names.Erasures + ". Encrypted or tokenized: " + uses(policy.Encrypt, policy.Tokenize) + ".",
 	}, {
 		Name: "Consent enforcement",
 		Description: "Before any record of a purpose is published, the subject's consent for that purpose is decided from the consent log " + in.Names.Consent +
