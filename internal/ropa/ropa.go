@@ -272,7 +272,7 @@ func Build(in Inputs) (Record, error) {
 				t.RetentionMS = n
 			}
 		}
-		t.Retention = retention(t.RetentionMS, t.Cleanup)
+		t.Retention = retention(t.RetentionMS, t.Cleanup) + compaction(tp.Configs)
 		if tp.External {
 			if in.ACLs == nil {
 				t.Writers = append(t.Writers, "external producers (the ACL file's producers)")
@@ -471,6 +471,39 @@ func detail(r policy.Rule) string {
 	return string(r.Action)
 }
 
+// compaction renders the compaction bounds a compacted topic declares.
+func compaction(configs map[string]string) string {
+	if !strings.Contains(configs["cleanup.policy"], "compact") {
+		return ""
+	}
+	var parts []string
+	if v, ok := configs["min.compaction.lag.ms"]; ok && v != "0" {
+		parts = append(parts, "every record kept at least "+msText(v))
+	}
+	if v, ok := configs["max.compaction.lag.ms"]; ok {
+		s := "a replaced or tombstoned record due for compaction within " + msText(v) + " (max.compaction.lag.ms)"
+		if seg, ok := configs["segment.ms"]; ok {
+			s += ", segments rolled every " + msText(seg)
+		}
+		parts = append(parts, s)
+	}
+	if v, ok := configs["delete.retention.ms"]; ok {
+		parts = append(parts, "tombstones kept "+msText(v))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(parts, "; ")
+}
+
+func msText(v string) string {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return v + " ms"
+	}
+	return retention(n, "delete")
+}
+
 // retention renders a retention.ms for people.
 func retention(ms int64, cleanup string) string {
 	switch {
@@ -480,12 +513,18 @@ func retention(ms int64, cleanup string) string {
 		return "the broker's default"
 	}
 	d := time.Duration(ms) * time.Millisecond
-	if d%(24*time.Hour) == 0 {
+	if d%(24*time.Hour) == 0 && d > 0 {
 		days := int64(d / (24 * time.Hour))
 		if days == 1 {
 			return "1 day"
 		}
 		return strconv.FormatInt(days, 10) + " days"
+	}
+	if d%time.Hour == 0 && d > 0 {
+		if d == time.Hour {
+			return "1 hour"
+		}
+		return strconv.FormatInt(int64(d/time.Hour), 10) + " hours"
 	}
 	return d.String()
 }

@@ -282,3 +282,26 @@ func TestNoKeyMaterialInTheRecord(t *testing.T) {
 		}
 	}
 }
+
+// TestExplicitDropIsNotCalledUnlisted: a field the policy lists with
+// action drop is shown as dropped by the policy, a field it leaves out as
+// not listed; both reach no clean field.
+func TestExplicitDropIsNotCalledUnlisted(t *testing.T) {
+	pol := strings.Replace(string(schemas.PolicyJSON()), `"card_number": {"action": "mask", "mask": "card"}`, `"card_number": {"action": "mask", "mask": "card"}, "gpc": {"action": "drop"}`, 1)
+	in, err := DefaultWithPolicy([]byte(pol))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := build(t, in)
+	for _, p := range r.Purposes {
+		for _, f := range p.Fields {
+			if f.Field != "gpc" {
+				continue
+			}
+			explicit := p.Name == "third_party_sharing"
+			if f.Action != "drop" || f.Output != "" || strings.Contains(f.Detail, "policy says drop") != explicit {
+				t.Errorf("%s: gpc %+v", p.Name, f)
+			}
+		}
+	}
+}
