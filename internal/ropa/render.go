@@ -22,12 +22,18 @@ func (r Record) JSON() []byte {
 
 // cell escapes a value for a Markdown table cell.
 func cell(s string) string {
-	s = strings.ReplaceAll(s, "|", `\|`)
-	s = strings.ReplaceAll(s, "\n", " ")
+	s = strings.ReplaceAll(line(s), "|", `\|`)
 	if s == "" {
 		return "-"
 	}
 	return s
+}
+
+// line keeps a free-text value on one line, so that no value (a policy
+// description, a controller's name) can start a heading, a list item or a
+// table row of its own.
+func line(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
 
 func list(xs []string) string {
@@ -42,14 +48,14 @@ func (r Record) Markdown() []byte {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("# %s\n\n", r.Title)
-	p("Derived from %s (policy version %s", strings.Join(r.GeneratedFrom, ", "), r.PolicyVersion)
+	p("Derived from %s (policy version %s", strings.Join(r.GeneratedFrom, ", "), line(r.PolicyVersion))
 	if r.KanonVersion != "" {
-		p(", kanon.json version %s", r.KanonVersion)
+		p(", kanon.json version %s", line(r.KanonVersion))
 	}
 	p(") by `pipeline ropa`. Do not edit: regenerate with `make schemas`; a stale copy fails `TestRecordUpToDate` (internal/ropa).\n\n")
 
 	p("## Controller (Art. 30(1)(a))\n\n")
-	p("- Name: %s\n- Contact: %s\n- Data protection officer: %s\n\n", r.Controller.Name, r.Controller.Contact, r.Controller.DPO)
+	p("- Name: %s\n- Contact: %s\n- Data protection officer: %s\n\n", line(r.Controller.Name), line(r.Controller.Contact), line(r.Controller.DPO))
 
 	p("## Purposes and legal bases (Art. 30(1)(b))\n\n")
 	p("| Purpose | Description | Legal basis | Retention |\n|---|---|---|---|\n")
@@ -60,7 +66,7 @@ func (r Record) Markdown() []byte {
 
 	p("## Categories of data subjects and personal data (Art. 30(1)(c))\n\n")
 	for _, s := range r.DataSubjects {
-		p("- **%s** (identified by `%s`): %s\n", s.Category, s.Identifier, s.Description)
+		p("- **%s** (identified by `%s`): %s\n", s.Category, s.Identifier, line(s.Description))
 	}
 	p("\n| Field | Type | Classification | Sensitive category | Art. 9 special category | Description |\n|---|---|---|---|---|---|\n")
 	for _, d := range r.PersonalData {
@@ -74,7 +80,7 @@ func (r Record) Markdown() []byte {
 
 	p("## What each purpose receives, and its recipients (Art. 30(1)(c), (d))\n\n")
 	for _, pp := range r.Purposes {
-		p("### %s\n\n%s Legal basis: %s. Retention: %d days.\n\n", pp.Name, pp.Description, pp.LegalBasis, pp.RetentionDays)
+		p("### %s\n\n%s Legal basis: %s. Retention: %d days.\n\n", pp.Name, line(pp.Description), line(pp.LegalBasis), pp.RetentionDays)
 		p("| Raw field | Action | How | Clean field |\n|---|---|---|---|\n")
 		for _, f := range pp.Fields {
 			how := f.Detail
@@ -97,14 +103,14 @@ func (r Record) Markdown() []byte {
 				consumers = list(rc.Consumers)
 			}
 			p("- **`%s`** (retention %s): %s.\n  - Fields: %s\n  - Read by processors: %s; consumers: %s\n",
-				rc.Topic, rc.Retention, rc.Transformation, list(rc.Fields), list(rc.Processors), consumers)
+				rc.Topic, rc.Retention, line(rc.Transformation), line(list(rc.Fields)), list(rc.Processors), line(consumers))
 		}
 		p("\n")
 	}
 
 	p("## Transfers to third countries or international organisations (Art. 30(1)(e))\n\n%s\n\n", r.Transfers.Statement)
 	for _, t := range r.Transfers.Declared {
-		p("- %s\n", t)
+		p("- %s\n", line(t))
 	}
 	if len(r.Transfers.Declared) > 0 {
 		p("\n")
@@ -124,7 +130,7 @@ func (r Record) Markdown() []byte {
 
 	p("## Technical and organisational security measures (Art. 30(1)(g), Art. 32)\n\n")
 	for _, m := range r.SecurityMeasures {
-		p("- **%s.** %s\n", m.Name, m.Description)
+		p("- **%s.** %s\n", m.Name, line(m.Description))
 	}
 	return []byte(b.String())
 }

@@ -305,3 +305,60 @@ func TestExplicitDropIsNotCalledUnlisted(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRecordFromPolicy (attack: a policy whose description, legal basis
+// or reason holds newlines and Markdown forges a section, a table row or
+// a purpose of the record, or a policy the validator accepts makes the
+// record fail or leave a field out): for every policy the validator
+// accepts, the record builds, its JSON is valid and round-trips, every
+// purpose lists every raw field once, and the Markdown has exactly its
+// own sections and one table row per raw field and purpose.
+func FuzzRecordFromPolicy(f *testing.F) {
+	pol := string(schemas.PolicyJSON())
+	f.Add(pol)
+	f.Add(strings.Replace(pol, "Direct marketing campaigns by e-mail.", `x\n## Controller (Art. 30(1)(a))\n| `+"`address.street`"+` | keep | x | y |`, 1))
+	f.Add(strings.Replace(pol, `"legal_basis": "consent"`, `"legal_basis": "legitimate interest\n\n### analytics"`, 1))
+	f.Add(strings.Replace(pol, `"reason": "greeting the customer by name in personalised pages they asked for"`, `"reason": "a | b\n| c"`, 1))
+	raw, err := schemas.RawEvent()
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, policyJSON string) {
+		in, err := DefaultWithPolicy([]byte(policyJSON))
+		if err != nil {
+			return // the validator refused it: no record
+		}
+		r, err := Build(in)
+		if err != nil {
+			t.Fatalf("a valid policy failed the record: %v", err)
+		}
+		js := r.JSON()
+		var back Record
+		if err := json.Unmarshal(js, &back); err != nil || !bytes.Equal(back.JSON(), js) {
+			t.Fatalf("JSON does not round-trip: %v", err)
+		}
+		if len(r.Purposes) != purpose.Count {
+			t.Fatalf("%d purposes", len(r.Purposes))
+		}
+		for _, p := range r.Purposes {
+			if len(p.Fields) != len(raw.Fields) {
+				t.Fatalf("%s: %d fields", p.Name, len(p.Fields))
+			}
+		}
+		md := string(r.Markdown())
+		var sections, subsections, fieldRows int
+		for _, l := range strings.Split(md, "\n") {
+			switch {
+			case strings.HasPrefix(l, "## "):
+				sections++
+			case strings.HasPrefix(l, "### "):
+				subsections++
+			case strings.HasPrefix(l, "| `") && strings.Count(l, "|")-strings.Count(l, `\|`) == 5:
+				fieldRows++ // a purpose's field table row (4 cells)
+			}
+		}
+		if sections != 7 || subsections != purpose.Count || fieldRows != purpose.Count*len(raw.Fields) {
+			t.Fatalf("markdown has %d sections, %d purposes, %d field rows; want 7, %d, %d", sections, subsections, fieldRows, purpose.Count, purpose.Count*len(raw.Fields))
+		}
+	})
+}
