@@ -20,10 +20,14 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultMaxRecordsScanned  = 5_000_000
-	DefaultMaxDuration        = 10 * time.Minute
+	// DefaultMaxRecordsScanned bounds the records read per export.
+	DefaultMaxRecordsScanned = 5_000_000
+	// DefaultMaxDuration bounds an export's time.
+	DefaultMaxDuration = 10 * time.Minute
+	// DefaultMaxRecordsExported bounds the subject's records in a document.
 	DefaultMaxRecordsExported = 100_000
-	DefaultProgressEvery      = time.Second
+	// DefaultProgressEvery is the least interval between progress calls.
+	DefaultProgressEvery = time.Second
 )
 
 // ErrInvalidRequest is returned (wrapped) for a request that cannot be
@@ -149,6 +153,7 @@ type Request struct {
 // all, out of the offsets between the scanned partitions' starts and
 // captured ends.
 type Progress struct {
+	// Topic is the topic of this call; Scanned and Total its offsets.
 	Topic          string
 	Scanned, Total int64
 	// AllScanned and AllTotal are over every topic of the export.

@@ -26,15 +26,20 @@ const (
 
 // Key states (DataKey.Status), as the data key store holds them.
 const (
-	KeyLogged   = "logged"
+	// KeyLogged: the key is on privacy.keys (the source of truth).
+	KeyLogged = "logged"
+	// KeyUnlogged: created, not yet seen on privacy.keys by the key sync.
 	KeyUnlogged = "unlogged"
+	// KeyShredded: erased; never created again.
 	KeyShredded = "shredded"
-	KeyAbsent   = "absent"
+	// KeyAbsent: the subject never had a key of this id (its purpose
+	// encrypts nothing, or nothing of it was published under this key).
+	KeyAbsent = "absent"
 )
 
 // Decryption outcomes (Decrypted.Status).
 const (
-	// Decrypted: Value holds the plaintext.
+	// StatusDecrypted: Value (or ValueBase64) holds the plaintext.
 	StatusDecrypted = "decrypted"
 	// StatusKeyShredded: the subject's data key was shredded (erasure):
 	// nobody can decrypt the value any more.
@@ -61,8 +66,11 @@ const (
 // holds about it. Its JSON fields come in the order declared here (the
 // package documentation describes each).
 type Document struct {
-	V           int    `json:"v"`
-	SubjectID   string `json:"subject_id"`
+	// V is the format version (Version).
+	V int `json:"v"`
+	// SubjectID is the raw subject id (the document goes to the subject).
+	SubjectID string `json:"subject_id"`
+	// GeneratedAt is when the export started (RFC 3339, UTC).
 	GeneratedAt string `json:"generated_at"`
 	// Complete is false when a bound stopped the scan of the clean
 	// topics; IncompleteReason says which.
@@ -76,13 +84,19 @@ type Document struct {
 	HoldsData bool `json:"holds_data"`
 	// Notes explain the document in words (erased, nothing held, history
 	// possibly truncated, pruning assumptions).
-	Notes      []string          `json:"notes"`
-	Consent    Consent           `json:"consent"`
-	Pseudonyms []Pseudonym       `json:"pseudonyms"`
-	DataKeys   []DataKey         `json:"data_keys"`
-	Requests   []json.RawMessage `json:"requests"`
-	Records    []TopicRecords    `json:"records"`
-	Scan       Scan              `json:"scan"`
+	Notes []string `json:"notes"`
+	// Consent is the consent state and history.
+	Consent Consent `json:"consent"`
+	// Pseudonyms are per purpose and pseudonym key.
+	Pseudonyms []Pseudonym `json:"pseudonyms"`
+	// DataKeys are per purpose and pseudonym key.
+	DataKeys []DataKey `json:"data_keys"`
+	// Requests are the caller's, as given.
+	Requests []json.RawMessage `json:"requests"`
+	// Records are per clean topic.
+	Records []TopicRecords `json:"records"`
+	// Scan describes the scan and its bounds.
+	Scan Scan `json:"scan"`
 }
 
 // Consent is the subject's consent as the consent store holds it.
@@ -98,33 +112,45 @@ type Consent struct {
 type ConsentState struct {
 	// Unreadable: a record is stored but does not parse (the pipeline
 	// denies every purpose); the other fields are then empty.
-	Unreadable            bool           `json:"unreadable"`
-	Jurisdiction          string         `json:"jurisdiction"`
-	JurisdictionUpdatedAt string         `json:"jurisdiction_updated_at"`
-	GPC                   bool           `json:"gpc"`
-	GPCUpdatedAt          string         `json:"gpc_updated_at"`
-	Version               int64          `json:"version"`
-	Purposes              []PurposeState `json:"purposes"`
+	Unreadable bool `json:"unreadable"`
+	// Jurisdiction is the recorded jurisdiction, and when it was recorded.
+	Jurisdiction          string `json:"jurisdiction"`
+	JurisdictionUpdatedAt string `json:"jurisdiction_updated_at"`
+	// GPC is true when a Global Privacy Control signal is recorded.
+	GPC          bool   `json:"gpc"`
+	GPCUpdatedAt string `json:"gpc_updated_at"`
+	// Version is the newest change applied (ms since the epoch): the
+	// pp-consent-version of records decided on this state.
+	Version int64 `json:"version"`
+	// Purposes are in the fixed purpose order.
+	Purposes []PurposeState `json:"purposes"`
 }
 
 // PurposeState is one purpose's current consent.
 type PurposeState struct {
-	Purpose   string `json:"purpose"`
-	State     string `json:"state"`
+	// Purpose is the purpose's wire name.
+	Purpose string `json:"purpose"`
+	// State is unset, granted, denied or withdrawn.
+	State string `json:"state"`
+	// UpdatedAt is when it was set (RFC 3339; empty when never).
 	UpdatedAt string `json:"updated_at"`
 }
 
 // Pseudonym is the subject's pseudonym under one pseudonym key: the key
 // of its records on the purpose's clean topic.
 type Pseudonym struct {
-	Purpose   string `json:"purpose"`
-	KeyID     string `json:"key_id"`
-	Active    bool   `json:"active"`
+	// Purpose and KeyID name the pseudonym key; Active is true for the
+	// purpose's active key (false for a rotated-out one).
+	Purpose string `json:"purpose"`
+	KeyID   string `json:"key_id"`
+	Active  bool   `json:"active"`
+	// Pseudonym is the subject's pseudonym under the key.
 	Pseudonym string `json:"pseudonym"`
 }
 
 // DataKey is the subject's data key for one purpose and pseudonym key.
 type DataKey struct {
+	// Purpose and KeyID name the pseudonym key the data key belongs to.
 	Purpose string `json:"purpose"`
 	KeyID   string `json:"key_id"`
 	// ID is the data key's id (subjectkey.ID): the pp-data-key header of
@@ -136,6 +162,7 @@ type DataKey struct {
 
 // TopicRecords is what one clean topic retains of the subject.
 type TopicRecords struct {
+	// Topic is the clean topic, Purpose its purpose.
 	Topic   string `json:"topic"`
 	Purpose string `json:"purpose"`
 	// Exists is false when the topic does not exist on the cluster.
@@ -151,28 +178,36 @@ type TopicRecords struct {
 	Matched        int64 `json:"matched"`
 	Undecodable    int64 `json:"undecodable"`
 	// Complete: every scanned partition was read to its captured end.
-	Complete bool     `json:"complete"`
-	Records  []Record `json:"records"`
+	Complete bool `json:"complete"`
+	// Records are the subject's decoded records, in offset order per
+	// partition.
+	Records []Record `json:"records"`
 }
 
 // PartitionScan is one partition's range: from its start offset to the
 // end captured when the export started (the last stable offset), and
 // how far the scan got (Reached == End when complete).
 type PartitionScan struct {
+	// Partition is the partition number.
 	Partition int32 `json:"partition"`
-	Start     int64 `json:"start"`
-	End       int64 `json:"end"`
-	Reached   int64 `json:"reached"`
+	// Start is its first offset, End the captured end (exclusive),
+	// Reached the offset after the last one read.
+	Start   int64 `json:"start"`
+	End     int64 `json:"end"`
+	Reached int64 `json:"reached"`
 }
 
 // Record is one of the subject's retained clean records.
 type Record struct {
+	// Topic, Partition and Offset locate the record; Timestamp is its
+	// log time (RFC 3339, UTC).
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
 	Offset    int64  `json:"offset"`
 	Timestamp string `json:"timestamp"`
 	// Key is the record's key: the subject's pseudonym.
-	Key        string     `json:"key"`
+	Key string `json:"key"`
+	// Provenance is from the record's headers.
 	Provenance Provenance `json:"provenance"`
 	// Writer names the writer schema (registry id or fingerprint).
 	Writer string `json:"writer_schema"`
@@ -185,20 +220,28 @@ type Record struct {
 
 // Provenance is the record's provenance headers (SPEC 3.8).
 type Provenance struct {
-	PolicyVersion  string `json:"policy_version"`
+	// PolicyVersion is pp-policy-version.
+	PolicyVersion string `json:"policy_version"`
+	// ConsentVersion is pp-consent-version, ConsentBasis pp-consent-basis.
 	ConsentVersion string `json:"consent_version"`
 	ConsentBasis   string `json:"consent_basis,omitempty"`
-	KeyID          string `json:"key_id"`
-	DataKey        string `json:"data_key,omitempty"`
-	Schema         string `json:"schema,omitempty"`
+	// KeyID is pp-key-id (the pseudonym key).
+	KeyID string `json:"key_id"`
+	// DataKey is pp-data-key (records with encrypted fields).
+	DataKey string `json:"data_key,omitempty"`
+	// Schema is pp-schema.
+	Schema string `json:"schema,omitempty"`
 }
 
 // Decrypted is one encrypted field's plaintext (Status decrypted) or why
 // it is not given.
 type Decrypted struct {
+	// Field is the clean field, SourceField the raw field it was
+	// encrypted from.
 	Field       string `json:"field"`
 	SourceField string `json:"source_field"`
-	Status      string `json:"status"`
+	// Status is one of the Status* values.
+	Status string `json:"status"`
 	// Value is the plaintext when it is valid UTF-8; ValueBase64 otherwise.
 	Value       *string `json:"value,omitempty"`
 	ValueBase64 string  `json:"value_base64,omitempty"`
@@ -210,18 +253,25 @@ type Scan struct {
 	// to were read (Options.FullScan off); PartitionCounts are the
 	// partition counts assumed for the hashing (the topics' current ones
 	// and Options.PartitionCounts).
-	PartitionPruning bool  `json:"partition_pruning"`
-	RecordsScanned   int64 `json:"records_scanned"`
-	OffsetsToScan    int64 `json:"offsets_to_scan"`
-	DurationMS       int64 `json:"duration_ms"`
-	MaxRecords       int64 `json:"max_records_scanned"`
-	MaxDurationMS    int64 `json:"max_duration_ms"`
-	MaxExported      int   `json:"max_records_exported"`
+	PartitionPruning bool `json:"partition_pruning"`
+	// RecordsScanned counts the records read (every subject's, every
+	// topic); OffsetsToScan the offsets between the scanned partitions'
+	// starts and captured ends.
+	RecordsScanned int64 `json:"records_scanned"`
+	OffsetsToScan  int64 `json:"offsets_to_scan"`
+	// DurationMS is how long the export took.
+	DurationMS int64 `json:"duration_ms"`
+	// MaxRecords, MaxDurationMS and MaxExported are the bounds in force.
+	MaxRecords    int64 `json:"max_records_scanned"`
+	MaxDurationMS int64 `json:"max_duration_ms"`
+	MaxExported   int   `json:"max_records_exported"`
 }
 
 // Field is one named value of a record.
 type Field struct {
-	Name  string
+	// Name is the field's name in the writer schema.
+	Name string
+	// Value is its JSON value.
 	Value any
 }
 

@@ -2,6 +2,7 @@ package export_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -460,5 +461,76 @@ func TestExportOfAnErasedSubject(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("no retained encrypted record listed after the erasure")
+	}
+}
+
+// TestExportAfterPartitionsWereAdded: the records of a key written before
+// ops added partitions stay in the partition the old count chose. With
+// the old count in Options.PartitionCounts the export reads that
+// partition too and finds every record; without it, it reads only the
+// new count's partition (the documented assumption), and a full scan
+// finds them all.
+func TestExportAfterPartitionsWereAdded(t *testing.T) {
+	f := newFixture(t, map[purpose.Purpose]int{purpose.Analytics: 2}, nil)
+	k, _ := f.keys.Active("analytics")
+	var subject string
+	for i := 0; ; i++ { // a subject whose partition moves when the count does
+		subject = fmt.Sprintf("canary-export-subject-6-%d", i)
+		if ps := pseudonym.New(k).Append(nil, "subject_id", subject); export.PartitionFor(ps, 2) != export.PartitionFor(ps, 7) {
+			break
+		}
+	}
+	subjects := append([]string{subject}, others(6)...)
+	f.grant(subjects...)
+	f.publish(f.pp, f.events(61, 70, subjects...))
+	adm, err := f.cfg.Kafka.NewAdmin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	analytics := wiring.CleanTopic(f.cfg, purpose.Analytics)
+	if _, err := adm.CreatePartitions(f.ctx, 5, analytics); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.partitionCount(analytics); n != 7 {
+		t.Fatalf("%d partitions after adding 5", n)
+	}
+	f.publish(f.pp, f.events(62, 70, subjects...))
+	want := f.held(f.keys, subject)[analytics]
+	topicOf := func(d export.Document) []string { return exported(d)[analytics] }
+	if got := topicOf(f.export(export.Options{PartitionCounts: []int{2}}, subject)); !slices.Equal(got, want) {
+		t.Fatalf("with the old count: exported %v, want %v", got, want)
+	}
+	if got := topicOf(f.export(export.Options{FullScan: true}, subject)); !slices.Equal(got, want) {
+		t.Fatalf("full scan: exported %v, want %v", got, want)
+	}
+	if got := topicOf(f.export(export.Options{}, subject)); len(got) >= len(want) {
+		t.Fatalf("without the old count the records of the old partition were found (%d of %d): is the test meaningful?", len(got), len(want))
+	}
+}
+
+// TestExportFailsRatherThanGuess: a consent or key store that cannot
+// answer, a consent store not loaded (Redis restarted empty), or the
+// caller's context ending is an error, never a document that looks
+// complete.
+func TestExportFailsRatherThanGuess(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	const subject = "canary-export-subject-7"
+	f.grant(subject)
+	f.publish(f.pp, f.events(71, 10, subject))
+	b := f.exporter(export.Options{})
+	ctx, cancel := context.WithCancel(f.ctx)
+	cancel()
+	if _, err := b.Build(ctx, export.Request{Subject: subject}, nil); err == nil {
+		t.Fatal("a cancelled export returned a document")
+	}
+	f.rdb.Del(f.ctx, f.pp.Store.MarkerKey())
+	if _, err := b.Build(f.ctx, export.Request{Subject: subject}, nil); err == nil || !strings.Contains(err.Error(), "not loaded") {
+		t.Fatalf("consent store not loaded: %v", err)
+	}
+	f.pp.Store.MarkLoaded(f.ctx)
+	f.mr.Close()
+	if _, err := b.Build(f.ctx, export.Request{Subject: subject}, nil); err == nil {
+		t.Fatal("Redis down: an export returned a document")
 	}
 }
