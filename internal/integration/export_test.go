@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/examples/producer"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
@@ -19,8 +24,10 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/export"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/keys/keysync"
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
+	"github.com/privacy-pipeline/pipeline/processors"
 )
 
 // TestExportBeforeAndAfterErasure: the access export of SPEC 3.5 on the
@@ -223,4 +230,125 @@ func countRecords(d export.Document) int {
 		n += len(tr.Records)
 	}
 	return n
+}
+
+// TestExportCost measures an export over N records of one clean topic on
+// the real broker (N = PIPELINE_TEST_EXPORT_RECORDS, default 200000; 4
+// partitions): the time and records read with partition pruning (the
+// subject's one partition) and with a full scan, and that both find the
+// subject's records and nothing else.
+func TestExportCost(t *testing.T) {
+	r := newRig(t)
+	n := 200_000
+	if s := os.Getenv("PIPELINE_TEST_EXPORT_RECORDS"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v <= 0 {
+			t.Fatalf("PIPELINE_TEST_EXPORT_RECORDS=%q", s)
+		}
+		n = v
+	}
+	r.cfg.Keys.ErasureKeyFile = filepath.Join(t.TempDir(), "ledger.key")
+	if err := erasure.GenerateLedgerKeyFile(r.cfg.Keys.ErasureKeyFile); err != nil {
+		t.Fatal(err)
+	}
+	r.cfg.Privacy.PseudonymKeysFile = filepath.Join(t.TempDir(), "keys.json")
+	if err := writeKeyring(r); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	const subject = "canary-export-cost-subject"
+	var rec consent.Record
+	for _, p := range purpose.All {
+		rec.Apply(p, consent.Granted, consent.GDPR, time.Now().Add(-time.Minute).UnixMilli())
+	}
+	if err := r.pp.Store.Put(ctx, subject, &rec); err != nil {
+		t.Fatal(err)
+	}
+	// One real analytics record of the subject (the processor's bytes),
+	// copied: the subject's records, and as many others under random
+	// pseudonyms (other subjects' records, of the same size).
+	ev := synth.New(5, 1, time.Now()).EventFor(0, 0)
+	ev.SubjectID = subject
+	raw, err := r.enc.AppendEncoded(nil, &ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := r.pp.Processor.NewWorker()
+	var out processors.Batch
+	if err := w.Process(ctx, []processors.Record{{Topic: r.cfg.Names.RawTopic, Key: []byte(subject), Value: raw}}, &out); err != nil {
+		t.Fatal(err)
+	}
+	analytics := wiring.CleanTopic(r.cfg, purpose.Analytics)
+	var model *processors.Output
+	for i := range out.Outputs {
+		if out.Outputs[i].Topic == analytics {
+			model = &out.Outputs[i]
+		}
+	}
+	if model == nil {
+		t.Fatal("no analytics record for the subject")
+	}
+	var hs []kgo.RecordHeader
+	for _, h := range model.Headers {
+		hs = append(hs, kgo.RecordHeader{Key: h.Key, Value: bytes.Clone(h.Value)})
+	}
+	value := bytes.Clone(model.Value)
+	const mine = 100
+	recs := make([]*kgo.Record, 0, n)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range n {
+		key := bytes.Clone(model.Key)
+		if i%(n/mine) != 0 {
+			key = []byte(fmt.Sprintf("%022x", rng.Uint64()))[:22]
+		}
+		recs = append(recs, &kgo.Record{Topic: analytics, Key: key, Value: value, Headers: hs})
+	}
+	pcl, err := r.cfg.Kafka.NewClient(kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pcl.Close()
+	pstart := time.Now()
+	if err := kafkaio.ProduceAll(ctx, pcl, recs); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("produced %d records of %d bytes in %s", n, len(value), time.Since(pstart).Round(time.Millisecond))
+
+	measure := func(opts export.Options) (export.Document, time.Duration) {
+		t.Helper()
+		b, closeFn, err := wiring.NewExporter(ctx, r.cfg, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeFn()
+		start := time.Now()
+		doc, err := b.Build(ctx, export.Request{Subject: subject}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		var topic export.TopicRecords
+		for _, tr := range doc.Records {
+			if tr.Topic == analytics {
+				topic = tr
+			}
+		}
+		if !doc.Complete || len(topic.Records) != mine || topic.Undecodable != 0 {
+			t.Fatalf("complete %v, %d records (want %d), %d undecodable", doc.Complete, len(topic.Records), mine, topic.Undecodable)
+		}
+		for _, rr := range topic.Records {
+			if rr.Key != string(model.Key) {
+				t.Fatal("another subject's record in the export")
+			}
+		}
+		return doc, took
+	}
+	pruned, ptook := measure(export.Options{})
+	full, ftook := measure(export.Options{FullScan: true})
+	rate := func(d export.Document, took time.Duration) float64 {
+		return float64(d.Scan.RecordsScanned) / took.Seconds()
+	}
+	t.Logf("export over %d records (4 partitions): pruned: %d records read in %s (%.0f records/s); full scan: %d records read in %s (%.0f records/s); %d of the subject's found both ways",
+		n, pruned.Scan.RecordsScanned, ptook.Round(time.Millisecond), rate(pruned, ptook), full.Scan.RecordsScanned, ftook.Round(time.Millisecond), rate(full, ftook), mine)
 }
