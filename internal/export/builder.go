@@ -359,6 +359,8 @@ func (b *Builder) notes(doc *Document) {
 	if doc.Scan.PartitionPruning {
 		doc.Notes = append(doc.Notes, "Only the partitions the subject's pseudonyms hash to were read (Kafka's default key partitioner, which the pipeline's producers use), for the topics' current partition counts and the configured earlier ones.")
 	}
+	doc.Notes = append(doc.Notes, "Scanned: the clean topics. Not scanned: the raw and quarantine topics, restricted to the pipeline, which may hold the subject's events as received for their short retention; "+
+		"the k-anonymous outputs (agg.*, kanon), which hold no record of one person.")
 	if !doc.Complete {
 		doc.Notes = append(doc.Notes, "The scan stopped at a bound ("+doc.IncompleteReason+") before reaching the end of every partition: the records below are not all the subject's retained records.")
 	}

@@ -50,6 +50,7 @@ type scan struct {
 	total    int64 // offsets
 	byID     map[uint32]*writer
 	ctx      context.Context // the scan's (bounded by MaxDuration)
+	planned  bool            // the partitions and their ends are known
 }
 
 type topicScan struct {
@@ -117,6 +118,7 @@ func (s *scan) run(ctx context.Context) error {
 	if err != nil {
 		return s.stopped(ctx, err)
 	}
+	s.planned = true
 	s.doc.Scan.OffsetsToScan = s.total
 	for _, ts := range s.topics {
 		s.report(ts, true)
@@ -142,7 +144,9 @@ func (s *scan) stopped(ctx context.Context, err error) error {
 	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 		s.incomplete(ReasonMaxDuration)
 		for _, ts := range s.topics {
-			ts.out.Complete = false
+			if !s.planned || ts.pending > 0 {
+				ts.out.Complete = false
+			}
 		}
 		return nil
 	}
