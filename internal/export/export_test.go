@@ -13,12 +13,16 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/internal/export"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
+	"github.com/privacy-pipeline/pipeline/internal/schemaregistry"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/processors"
 )
@@ -532,5 +536,53 @@ func TestExportFailsRatherThanGuess(t *testing.T) {
 	f.mr.Close()
 	if _, err := b.Build(f.ctx, export.Request{Subject: subject}, nil); err == nil {
 		t.Fatal("Redis down: an export returned a document")
+	}
+}
+
+// TestExportConfluentFramed: with the Confluent wire format (the
+// default) the writer schemas come from the registry by id: the
+// subject's records decode and decrypt; a record of the subject naming an
+// id the registry does not have is counted undecodable; a registry that
+// cannot answer makes the export an error, not a document missing the
+// records it could not decode.
+func TestExportConfluentFramed(t *testing.T) {
+	reg := srfake.New()
+	defer reg.Close()
+	f := newFixture(t, nil, nil, func(c *config.Config) {
+		c.Schemas = config.Schemas{WireFormat: wireformat.Confluent.String(), Registry: schemaregistry.Config{
+			URL: []string{reg.URL()}, Timeout: 2 * time.Second, Compatibility: "BACKWARD", AutoRegister: true}}
+	})
+	const subject = "canary-export-subject-8"
+	subjects := append([]string{subject}, others(3)...)
+	f.grant(subjects...)
+	f.publish(f.pp, f.events(81, 30, subjects...))
+	personal := wiring.CleanTopic(f.cfg, purpose.Personalization)
+	k, _ := f.keys.Active("personalization")
+	mine := pseudonym.New(k).Append(nil, "subject_id", subject)
+	f.produce(&kgo.Record{Topic: personal, Key: mine, Value: wireformat.AppendConfluent(nil, 99999)})
+	doc := f.export(export.Options{}, subject)
+	decrypted := 0
+	for _, tr := range doc.Records {
+		if len(tr.Records) == 0 || (tr.Topic == personal) != (tr.Undecodable == 1) || tr.Undecodable > 1 {
+			t.Fatalf("%s: %d records, %d undecodable", tr.Topic, len(tr.Records), tr.Undecodable)
+		}
+		for _, r := range tr.Records {
+			if !strings.HasPrefix(r.Writer, "id ") {
+				t.Fatalf("writer %q", r.Writer)
+			}
+			for _, d := range r.Decrypted {
+				if d.Status != export.StatusDecrypted || *d.Value != mail(subject) {
+					t.Fatalf("%+v", d)
+				}
+				decrypted++
+			}
+		}
+	}
+	if decrypted == 0 {
+		t.Fatal("nothing decrypted")
+	}
+	reg.Close()
+	if _, err := f.exporter(export.Options{}).Build(f.ctx, export.Request{Subject: subject}, nil); err == nil {
+		t.Fatal("registry down: an export returned a document")
 	}
 }

@@ -53,7 +53,7 @@ type fixture struct {
 	ledger  *erasure.Ledger
 }
 
-func newFixture(t *testing.T, parts map[purpose.Purpose]int, keys *pseudonym.Keyring) *fixture {
+func newFixture(t *testing.T, parts map[purpose.Purpose]int, keys *pseudonym.Keyring, opts ...func(*config.Config)) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -70,6 +70,9 @@ func newFixture(t *testing.T, parts map[purpose.Purpose]int, keys *pseudonym.Key
 	mr := miniredis.RunT(t)
 	cfg.Redis.Addr = mr.Addr()
 	cfg.Schemas = config.Schemas{WireFormat: wireformat.SingleObject.String()}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	pol, kek, kms := pipelinetest.EncryptingPolicy(t)
 	cfg.Privacy.PolicyFile, cfg.Keys.KEKFile = pol, kek
 	dir := t.TempDir()
