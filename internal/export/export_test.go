@@ -586,3 +586,53 @@ func TestExportConfluentFramed(t *testing.T) {
 		t.Fatal("registry down: an export returned a document")
 	}
 }
+
+// TestExportSkipsAbortedAndOpenTransactions: a record of the subject in
+// an aborted transaction, and one in a transaction still open when the
+// export starts, are not in the export (read_committed, to the last
+// stable offset captured at the start), and the export ends although the
+// open transaction holds the partition's stable offset back.
+func TestExportSkipsAbortedAndOpenTransactions(t *testing.T) {
+	f := newFixture(t, map[purpose.Purpose]int{purpose.Analytics: 1}, nil)
+	const subject = "canary-export-subject-9"
+	f.grant(subject)
+	f.publish(f.pp, f.events(91, 5, subject))
+	analytics := wiring.CleanTopic(f.cfg, purpose.Analytics)
+	want := f.held(f.keys, subject)[analytics]
+	recs, err := kafkaio.ReadAll(f.ctx, f.cfg.Kafka, analytics)
+	if err != nil || len(recs) == 0 {
+		t.Fatal(err)
+	}
+	model := recs[0]
+	txn := func(id string, commit *kgo.TransactionEndTry) {
+		cl, err := f.cfg.Kafka.NewClient(kgo.TransactionalID(id), kgo.TransactionTimeout(5*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if commit != nil {
+			defer cl.Close()
+		}
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(f.ctx, &kgo.Record{Topic: analytics, Key: model.Key, Value: model.Value, Headers: model.Headers}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if commit != nil {
+			if err := cl.EndTransaction(f.ctx, *commit); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		t.Cleanup(cl.Close) // left open
+	}
+	abort := kgo.TryAbort
+	txn("export-aborted", &abort)
+	txn("export-open", nil)
+	// Reading to the high watermark instead would wait for the open
+	// transaction (5 minutes) and stop at this bound, incomplete.
+	doc := f.export(export.Options{MaxDuration: 20 * time.Second}, subject)
+	if got := exported(doc)[analytics]; !doc.Complete || !slices.Equal(got, want) {
+		t.Fatalf("complete %v (%s): exported %v, want the committed %v", doc.Complete, doc.IncompleteReason, got, want)
+	}
+}

@@ -271,10 +271,28 @@ func (s *scan) read(ctx, sctx context.Context, consume map[string]map[int32]kgo.
 		if err := sctx.Err(); err != nil {
 			return s.stopped(ctx, err)
 		}
+		var finished map[string][]int32
+		finish := func(ts *topicScan, topic string, p *partScan) {
+			if p.counted {
+				return
+			}
+			p.counted, p.done = true, true
+			pending--
+			ts.pending--
+			if finished == nil {
+				finished = map[string][]int32{}
+			}
+			finished[topic] = append(finished[topic], p.ps.Partition)
+		}
 		for _, fe := range fs.Errors() {
 			var loss *kgo.ErrDataLoss
 			if errors.As(fe.Err, &loss) {
-				continue // retention deleted what was being read: it is no longer held
+				// What was being read is gone (truncated): it is no longer
+				// held. Past the captured end, the partition is done.
+				if ts, p := s.byTopic[fe.Topic], s.parts[fe.Topic][fe.Partition]; ts != nil && p != nil && loss.ResetTo >= p.ps.End {
+					finish(ts, fe.Topic, p)
+				}
+				continue
 			}
 			if errors.Is(fe.Err, context.Canceled) || errors.Is(fe.Err, context.DeadlineExceeded) {
 				continue
@@ -283,7 +301,6 @@ func (s *scan) read(ctx, sctx context.Context, consume map[string]map[int32]kgo.
 		}
 		stop := ""
 		var readErr error
-		var finished map[string][]int32
 		fs.EachTopic(func(ft kgo.FetchTopic) {
 			ts := s.byTopic[ft.Topic]
 			for _, fp := range ft.Partitions {
@@ -295,8 +312,9 @@ func (s *scan) read(ctx, sctx context.Context, consume map[string]map[int32]kgo.
 					if stop != "" || p.done {
 						break
 					}
-					if r.Offset >= p.ps.End {
-						p.done = true
+					if r.Offset >= p.ps.End { // the offsets before were skipped (aborted)
+						ts.scanned += p.ps.End - p.ps.Reached
+						p.ps.Reached, p.done = p.ps.End, true
 						break
 					}
 					if !r.Attrs.IsControl() {
@@ -329,14 +347,8 @@ func (s *scan) read(ctx, sctx context.Context, consume map[string]map[int32]kgo.
 						p.done = true
 					}
 				}
-				if p.done && !p.counted {
-					p.counted = true
-					pending--
-					ts.pending--
-					if finished == nil {
-						finished = map[string][]int32{}
-					}
-					finished[ft.Topic] = append(finished[ft.Topic], fp.Partition)
+				if p.done {
+					finish(ts, ft.Topic, p)
 				}
 			}
 			if ts != nil {
