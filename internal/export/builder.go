@@ -162,6 +162,15 @@ type Progress struct {
 	RecordsScanned int64
 }
 
+// Fraction is the share of every topic's offsets read, 0 to 1 (1 when
+// there is nothing to read): a request's progress.
+func (p Progress) Fraction() float64 {
+	if p.AllTotal <= 0 {
+		return 1
+	}
+	return min(1, float64(p.AllScanned)/float64(p.AllTotal))
+}
+
 // Builder builds export documents. It is safe for concurrent use: each
 // Build opens its own clients.
 type Builder struct {

@@ -153,7 +153,7 @@ func TestExportFindsRecordsTheRunnerPlaced(t *testing.T) {
 		last[c.Topic] = c
 	}
 	for _, tr := range doc.Records {
-		if c := last[tr.Topic]; c.Scanned != c.Total || c.Total == 0 || c.AllScanned != c.AllTotal {
+		if c := last[tr.Topic]; c.Scanned != c.Total || c.Total == 0 || c.AllScanned != c.AllTotal || c.Fraction() != 1 {
 			t.Fatalf("%s: the last progress is %+v", tr.Topic, c)
 		}
 	}
