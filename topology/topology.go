@@ -95,7 +95,7 @@ type Names struct {
 
 // Groups names the consumer group of each processor.
 type Groups struct {
-	Privacy, ConsentSync, KeySync, KanonAggregates, KanonMerge, KanonRecords string
+	Privacy, ConsentSync, KeySync, Requests, KanonAggregates, KanonMerge, KanonRecords string
 }
 
 // State returns the checkpoint topic of a stateful processor.
@@ -144,7 +144,7 @@ func DefaultNames() Names {
 		CleanTemplate: "clean.{purpose}.customer-events", StateTemplate: "privacy.state.{processor}",
 		AggTemplate: kanonspec.DefaultAggregateTopicTemplate, KanonTemplate: kanonspec.DefaultKanonTopicTemplate,
 		Kanon: defaultKanon(),
-		Groups: Groups{Privacy: "privacy-pipeline-privacy", ConsentSync: "privacy-pipeline-consent-sync", KeySync: "privacy-pipeline-key-sync",
+		Groups: Groups{Privacy: "privacy-pipeline-privacy", ConsentSync: "privacy-pipeline-consent-sync", KeySync: "privacy-pipeline-key-sync", Requests: "privacy-pipeline-requests",
 			KanonAggregates: "privacy-pipeline-" + KanonAggregates, KanonMerge: "privacy-pipeline-" + KanonMerge,
 			KanonRecords: "privacy-pipeline-" + KanonRecords},
 	}
@@ -246,9 +246,14 @@ func Default(n Names, o Options) Topology {
 		Holds: "wrapped per-subject data keys (encrypt, tokenize), the source of truth; Redis caches them; a tombstone shreds a key (erasure)",
 		Configs: map[string]string{"cleanup.policy": "compact", "segment.ms": ms(time.Hour), "max.compaction.lag.ms": ms(time.Hour),
 			"min.compaction.lag.ms": "0", "delete.retention.ms": ms(time.Hour)}})
-	add(Topic{Name: n.Requests, Partitions: o.Partitions, Key: "subject id", Restricted: true,
-		Holds:   "data-subject requests: access, erasure, portability",
-		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(30 * 24 * time.Hour)}})
+	// Keyed by request id, compacted: the latest state of every request
+	// is kept (accountability), and once a subject is erased its requests'
+	// latest records carry its ledger mark, not its raw id, so compaction
+	// removes the raw id (segment.ms, max.compaction.lag.ms as for keys).
+	add(Topic{Name: n.Requests, Partitions: o.Partitions, Key: "request id", Restricted: true,
+		Holds: "data-subject requests (erasure, access, portability): every change of each, JSON; the latest per request id is its state (raw subject id until erased, then the ledger mark)",
+		Configs: map[string]string{"cleanup.policy": "compact", "segment.ms": ms(time.Hour), "max.compaction.lag.ms": ms(time.Hour),
+			"min.compaction.lag.ms": "0"}})
 	add(Topic{Name: n.Erasures, Partitions: o.Partitions, Key: "pseudonym",
 		Holds:   "erasure notices for downstream stores",
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(365 * 24 * time.Hour)}})
@@ -271,8 +276,8 @@ func Default(n Names, o Options) Topology {
 		Inputs: []string{n.Raw}, Outputs: append(cleans, n.Quarantine, n.Keys), Reads: []string{n.Consent}, Stores: []string{"redis consent cache", "redis data keys"},
 		Doc: "decode, consent join, field policy per purpose, encode, publish (exactly once)",
 	}, {
-		Name: "consent-api", Command: "consent-api", Outputs: []string{n.Consent}, Stores: []string{"redis consent cache"},
-		Doc: "HTTP API: set, withdraw, read, history, bulk import",
+		Name: "consent-api", Command: "consent-api", Outputs: []string{n.Consent, n.Requests}, Stores: []string{"redis consent cache", "redis requests"},
+		Doc: "HTTP API: set, withdraw, read, history, bulk import; file and follow data-subject requests",
 	}, {
 		Name: "consent-sync", Command: "consent-sync", Group: n.Groups.ConsentSync,
 		Inputs: []string{n.Consent}, Stores: []string{"redis consent cache"},
@@ -282,6 +287,12 @@ func Default(n Names, o Options) Topology {
 		Inputs: []string{n.Keys}, Stores: []string{"redis data keys"},
 		Doc: "materialise the wrapped data keys into Redis (logged), apply shreds; rebuild when Redis lost them",
 	}}
+	t.Processors = append(t.Processors, Processor{
+		Name: "requests", Command: "requests", Group: n.Groups.Requests, Transactional: true,
+		Inputs: []string{n.Requests}, Outputs: []string{n.Requests, n.Keys, n.Consent, n.Erasures}, Reads: cleans,
+		Stores: []string{"redis requests", "redis consent cache", "redis data keys"},
+		Doc:    "carry out verified data-subject requests: erasure (shred keys, tombstones, ledger, notices), access and portability exports",
+	})
 	t.Processors = append(t.Processors, kanonProcessors(n)...)
 	return t
 }
