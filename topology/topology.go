@@ -238,12 +238,25 @@ func Default(n Names, o Options) Topology {
 	add(Topic{Name: n.Consent, Partitions: o.Partitions, Key: "subject id", Restricted: true,
 		Holds:   "consent changes (key subject/purpose, partitioned by subject), the source of truth; Redis is a cache of it; 30 days of full history before compaction",
 		Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": ms(30 * 24 * time.Hour)}})
-	// A shredded key's wrapped bytes are gone from the log once its
-	// segment rolls (segment.ms) and the cleaner compacts it
-	// (max.compaction.lag.ms); the tombstone itself goes after
-	// delete.retention.ms.
+	// A shredded key's wrapped bytes are gone from the log once the
+	// segment holding its tombstone has rolled and the cleaner has
+	// compacted it. Kafka never compacts the active segment and rolls it
+	// only on an append, once its first record is older than
+	// min(segment.ms, max.compaction.lag.ms); the key sync's heartbeat
+	// (a tombstone under keysync.HeartbeatKey on every partition every
+	// PIPELINE_KEY_HEARTBEAT_INTERVAL, H) provides that append on a quiet
+	// partition. The rolled segment is due for cleaning once its first
+	// record is older than max.compaction.lag.ms, and the cleaner looks at
+	// least every log.cleaner.backoff.ms (B, broker default 15s); an open
+	// transaction holds cleaning back at most the transaction timeout (T,
+	// 10s). Bound, from the tombstone's commit:
+	//   max(min(segment.ms, max.compaction.lag.ms) + H, max.compaction.lag.ms) + B + T
+	// = 1h + 1m + 15s + 10s with these settings (about 1h 1.5m), plus the
+	// cleaner's time on other logs ahead of it. Measured with small
+	// settings by TestKeyCompactionBoundOnRealServices. The tombstone
+	// itself (no key bytes) goes after delete.retention.ms.
 	add(Topic{Name: n.Keys, Partitions: o.Partitions, Key: "data key id (dk1.<purpose>.<pseudonym key id>.<pseudonym>)", Restricted: true,
-		Holds: "wrapped per-subject data keys (encrypt, tokenize), the source of truth; Redis caches them; a tombstone shreds a key (erasure)",
+		Holds: "wrapped per-subject data keys (encrypt, tokenize), the source of truth; Redis caches them; a tombstone shreds a key (erasure): the wrapped bytes are gone from the log within about 1h 1.5m of the tombstone (segment.ms and max.compaction.lag.ms 1h, the key sync's heartbeat every 1m rolls quiet partitions, log.cleaner.backoff.ms 15s, transaction timeout 10s)",
 		Configs: map[string]string{"cleanup.policy": "compact", "segment.ms": ms(time.Hour), "max.compaction.lag.ms": ms(time.Hour),
 			"min.compaction.lag.ms": "0", "delete.retention.ms": ms(time.Hour)}})
 	// Keyed by request id, compacted: the latest state of every request
@@ -284,8 +297,8 @@ func Default(n Names, o Options) Topology {
 		Doc: "materialise consent into Redis, in order per subject and purpose; invalidate processors' caches; rebuild",
 	}, {
 		Name: "key-sync", Command: "consent-sync", Group: n.Groups.KeySync,
-		Inputs: []string{n.Keys}, Stores: []string{"redis data keys"},
-		Doc: "materialise the wrapped data keys into Redis (logged), apply shreds; rebuild when Redis lost them",
+		Inputs: []string{n.Keys}, Outputs: []string{n.Keys}, Stores: []string{"redis data keys"},
+		Doc: "materialise the wrapped data keys into Redis (logged), apply shreds; rebuild when Redis lost them; heartbeat tombstones on every partition so quiet segments roll and shredded keys compact away",
 	}}
 	t.Processors = append(t.Processors, Processor{
 		Name: "requests", Command: "requests", Group: n.Groups.Requests, Transactional: true,

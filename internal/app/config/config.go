@@ -224,6 +224,12 @@ type Keys struct {
 	// new'); 'pipeline erase' needs it, and the consent API refuses
 	// changes for erased subjects with it. PIPELINE_ERASURE_KEY_FILE.
 	ErasureKeyFile string `env:"ERASURE_KEY_FILE"`
+	// HeartbeatInterval is how often the key sync writes a heartbeat
+	// tombstone to every partition of the key topic, so that quiet
+	// partitions' segments roll and a shredded key is compacted away within
+	// the bound stated in topology.Default; 0 (or less) writes none.
+	// PIPELINE_KEY_HEARTBEAT_INTERVAL.
+	HeartbeatInterval time.Duration `env:"KEY_HEARTBEAT_INTERVAL" envDefault:"1m"`
 }
 
 // Requests configures the data-subject requests: their store in Redis,

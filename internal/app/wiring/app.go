@@ -264,7 +264,7 @@ func (a *App) consentSync(cfg config.Config, reg *prometheus.Registry, rebuild b
 		return err
 	}
 	ks, err := keysync.New(keysync.Config{Kafka: cfg.Kafka, Topic: cfg.Names.KeysTopic, Group: cfg.Names.KeySyncGroup,
-		Store: keys, Log: a.log, Metrics: keysync.NewMetrics(reg)})
+		Store: keys, Log: a.log, Metrics: keysync.NewMetrics(reg), Heartbeat: cfg.Keys.HeartbeatInterval})
 	if err != nil {
 		return err
 	}
