@@ -254,7 +254,9 @@ func Default(n Names, o Options) Topology {
 	// = 1h + 1m + 15s + 10s with these settings (about 1h 1.5m), plus the
 	// cleaner's time on other logs ahead of it. Measured with small
 	// settings by TestKeyCompactionBoundOnRealServices. The tombstone
-	// itself (no key bytes) goes after delete.retention.ms.
+	// itself (no key bytes) goes after delete.retention.ms. Each broker's
+	// cleaner does this for its own replica; on disk, the replaced segment
+	// file is deleted file.delete.delay.ms (1m) after the cleaning.
 	add(Topic{Name: n.Keys, Partitions: o.Partitions, Key: "data key id (dk1.<purpose>.<pseudonym key id>.<pseudonym>)", Restricted: true,
 		Holds: "wrapped per-subject data keys (encrypt, tokenize), the source of truth; Redis caches them; a tombstone shreds a key (erasure): the wrapped bytes are gone from the log within about 1h 1.5m of the tombstone (segment.ms and max.compaction.lag.ms 1h, the key sync's heartbeat every 1m rolls quiet partitions, log.cleaner.backoff.ms 15s, transaction timeout 10s)",
 		Configs: map[string]string{"cleanup.policy": "compact", "segment.ms": ms(time.Hour), "max.compaction.lag.ms": ms(time.Hour),
