@@ -109,6 +109,9 @@ type Topics struct {
 	// Keys receives the records of new data keys (privacy.keys); needed
 	// when the policy encrypts or tokenizes a field.
 	Keys string
+	// Audit receives one audit record per processed batch (privacy.audit,
+	// audit.go), in the batch's transaction; empty: none.
+	Audit string
 }
 
 // complete reports whether every output is named.
@@ -320,6 +323,7 @@ type Worker struct {
 	keyFirst []int
 	keys     subjectkey.Lookup
 	idBuf    []byte
+	audit    auditBatch // the batch's audit record (audit.go)
 }
 
 var errNoDecision = errors.New("privacy: consent store unavailable")
@@ -383,6 +387,8 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 		}
 		w.emitClean(i, &w.events[i], w.subjOf[i], &in[i], out)
 	}
+	// 4. The batch's decision summary, in its transaction.
+	w.addAudit(in, out)
 
 	w.counts.EventsIn = n
 	p.cfg.Metrics.BatchSize.Observe(float64(n))

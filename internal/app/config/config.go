@@ -117,6 +117,9 @@ type Names struct {
 	// ErasuresTopic receives the erasure notices (one per purpose
 	// pseudonym).
 	ErasuresTopic string `env:"ERASURES_TOPIC" envDefault:"privacy.erasures"`
+	// AuditTopic receives the audit records (internal/audit): the privacy
+	// processor's batch summaries, the consent API's changes, erasures.
+	AuditTopic string `env:"AUDIT_TOPIC" envDefault:"privacy.audit"`
 	// StateTopicTemplate names a stateful processor's checkpoint topic.
 	StateTopicTemplate string `env:"STATE_TOPIC_TEMPLATE" envDefault:"privacy.state.{processor}"`
 	// AggTopicTemplate names the aggregate topics, KanonTopicTemplate the
