@@ -54,7 +54,7 @@ func Erase(ctx context.Context, cfg config.Config, subject, request string) (era
 	}
 	defer cl.Close()
 	n := names(cfg)
-	ex, err := erasure.NewExecutor(erasure.ExecutorConfig{Producer: cl, ConsentTopic: n.Consent, KeysTopic: n.Keys, ErasuresTopic: n.Erasures,
+	ex, err := erasure.NewExecutor(erasure.ExecutorConfig{Producer: cl, ConsentTopic: n.Consent, KeysTopic: n.Keys, ErasuresTopic: n.Erasures, AuditTopic: n.Audit,
 		Consent: consentredis.NewRedisStore(rdb, consentredis.WithKeyPrefix(cfg.Consent.KeyPrefix)), Keys: dks, Keyring: keys, Ledger: ledger,
 		Settle: cfg.Consent.CacheTTL})
 	if err != nil {
