@@ -288,6 +288,7 @@ func (a *App) consentAPI(ctx context.Context, cfg config.Config, reg prometheus.
 	}
 	a.closers = append(a.closers, cl.Close)
 	var ledger consentapi.Ledger
+	var marks *erasure.Ledger // the audit records' subject reference
 	if cfg.Keys.ErasureKeyFile != "" { // erased subjects' changes are refused
 		l, err := erasure.LoadLedgerKey(cfg.Keys.ErasureKeyFile)
 		if err != nil {
@@ -297,9 +298,14 @@ func (a *App) consentAPI(ctx context.Context, cfg config.Config, reg prometheus.
 		if err != nil {
 			return err
 		}
-		ledger = erasure.Check{Ledger: l, Keys: keys}
+		ledger, marks = erasure.Check{Ledger: l, Keys: keys}, l
 	}
-	api, err := consentapi.New(consentapi.Config{Producer: cl, Topic: cfg.Names.ConsentTopic, Store: store, Guard: guard, Ledger: ledger, Log: a.log})
+	acfg := consentapi.Config{Producer: cl, Topic: cfg.Names.ConsentTopic, Store: store, Guard: guard, Ledger: ledger, Log: a.log,
+		AuditTopic: names(cfg).Audit}
+	if marks != nil {
+		acfg.Marks = marks
+	}
+	api, err := consentapi.New(acfg)
 	if err != nil {
 		return err
 	}
