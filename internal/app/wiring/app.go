@@ -288,7 +288,7 @@ func (a *App) consentAPI(ctx context.Context, cfg config.Config, reg prometheus.
 	}
 	a.closers = append(a.closers, cl.Close)
 	var ledger consentapi.Ledger
-	var marks *erasure.Ledger // the audit records' subject reference
+	var marks *erasure.Ledger          // the audit records' subject reference
 	if cfg.Keys.ErasureKeyFile != "" { // erased subjects' changes are refused
 		l, err := erasure.LoadLedgerKey(cfg.Keys.ErasureKeyFile)
 		if err != nil {

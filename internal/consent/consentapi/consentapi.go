@@ -84,8 +84,8 @@ type Config struct {
 	// the erasure ledger's mark (internal/erasure Ledger, with
 	// PIPELINE_ERASURE_KEY_FILE); without it they name no subject.
 	Marks interface{ Mark(subject string) string }
-	Log    *slog.Logger
-	Now    func() time.Time
+	Log   *slog.Logger
+	Now   func() time.Time
 }
 
 // Ledger tells which subjects were erased (internal/erasure's ledger,
