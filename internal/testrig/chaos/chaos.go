@@ -76,6 +76,8 @@ type Result struct {
 	MaxReplicas   int                      `json:"max_replicas"`
 	RedisRestarts int                      `json:"redis_restarts"`
 	KafkaRestarts int                      `json:"kafka_restarts"`
+	// Audit is the privacy processor's audit trail's verification.
+	Audit *AuditResult `json:"audit,omitempty"`
 	// Kanon is the k-anonymity processors' verification (nil with NoKanon).
 	Kanon    *KanonResult `json:"kanon,omitempty"`
 	ElapsedS float64      `json:"elapsed_s"`
@@ -90,6 +92,9 @@ func (r Result) OK() bool {
 		}
 	}
 	if r.Kanon != nil && !r.Kanon.OK() {
+		return false
+	}
+	if r.Audit == nil || !r.Audit.OK() {
 		return false
 	}
 	return len(r.Purposes) == purpose.Count
@@ -186,6 +191,9 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	res, err := r.verify(ctx, expected, expectedBad)
 	if err != nil {
 		return Result{}, err
+	}
+	if res.Audit, err = r.verifyAudit(ctx, res.Purposes); err != nil {
+		return res, err
 	}
 	if !opt.NoKanon {
 		if res.Kanon, err = r.verifyKanon(ctx); err != nil {
