@@ -441,8 +441,8 @@ func (b *BatchSummary) validate() error {
 	if b.Events <= 0 {
 		return invalid("batch: %d events", b.Events)
 	}
-	if !isText(b.PolicyVersion, 64) {
-		return invalid("batch: policy_version is not 1-64 bytes of text")
+	if !isVersion(b.PolicyVersion) {
+		return invalid("batch: policy_version is not 1-%d bytes of text", MaxVersionLen)
 	}
 	if v := b.ConsentVersions; v != nil && (v.Min < 0 || v.Max < v.Min) {
 		return invalid("batch: consent_versions [%d, %d]", v.Min, v.Max)
@@ -493,8 +493,8 @@ func (c *ConsentChange) validate() error {
 	if c.Source != "" && !isName(c.Source, 64) {
 		return invalid("consent: source %q", clip(c.Source))
 	}
-	if c.PolicyVersion != "" && !isText(c.PolicyVersion, 64) {
-		return invalid("consent: policy_version is not 1-64 bytes of text")
+	if c.PolicyVersion != "" && !isVersion(c.PolicyVersion) {
+		return invalid("consent: policy_version is not 1-%d bytes of text", MaxVersionLen)
 	}
 	if c.Version < 0 {
 		return invalid("consent: version %d", c.Version)
@@ -648,6 +648,18 @@ func isText(s string, max int) bool {
 	}
 	return true
 }
+
+// MaxVersionLen bounds a policy version in a record.
+const MaxVersionLen = 256
+
+// ValidVersion reports whether s is a policy version the format takes:
+// 1-MaxVersionLen bytes of valid UTF-8, not blank (JSON escapes what
+// needs it).
+func ValidVersion(s string) bool {
+	return strings.TrimSpace(s) != "" && len(s) <= MaxVersionLen && utf8.ValidString(s)
+}
+
+func isVersion(s string) bool { return ValidVersion(s) }
 
 // clip shortens a value for an error message.
 func clip(s string) string {

@@ -132,6 +132,7 @@ func TestDecodeRefuses(t *testing.T) {
 		"offsets of three":          `{"v":1,"kind":"batch","time_ms":1,"processor":"privacy","batch":{"inputs":[{"topic":"t","partition":0,"offsets":[0,0,9]}],"events":1,"policy_version":"v","purposes":{"analytics":{"published":1}}}}`,
 		"principal on a batch":      `{"v":1,"kind":"batch","time_ms":1,"processor":"privacy","principal":"x","batch":{"inputs":[{"topic":"t","partition":0,"offsets":[0,0]}],"events":1,"policy_version":"v","purposes":{"analytics":{"published":1}}}}`,
 		"not an object":             `[1,2]`,
+		"policy version too long":   `{"v":1,"kind":"batch","time_ms":1,"processor":"privacy","batch":{"inputs":[{"topic":"t","partition":0,"offsets":[0,0]}],"events":1,"policy_version":"` + strings.Repeat("v", audit.MaxVersionLen+1) + `","purposes":{"analytics":{"published":1}}}}`,
 		"deep nesting":              `{"v":[[[[[[[1]]]]]]]}`,
 	} {
 		if _, err := audit.Decode([]byte(doc)); err == nil {

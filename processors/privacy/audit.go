@@ -1,6 +1,7 @@
 package privacy
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/privacy-pipeline/pipeline/internal/audit"
@@ -45,6 +46,15 @@ var (
 		return
 	}()
 )
+
+// checkAudit refuses, at start, a policy whose version the audit records
+// cannot carry (every batch record would be refused by its readers).
+func checkAudit(cfg Config) error {
+	if cfg.Topics.Audit != "" && !audit.ValidVersion(cfg.Policy.Version) {
+		return fmt.Errorf("privacy: the policy version must be 1-%d bytes for the audit records", audit.MaxVersionLen)
+	}
+	return nil
+}
 
 // addAudit adds the batch's audit record to out (when the audit topic is
 // configured). Its Input is the batch's last record: the record covers

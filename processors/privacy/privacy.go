@@ -223,6 +223,9 @@ func New(cfg Config) (*Processor, error) {
 	if !cfg.Topics.complete() {
 		return nil, errors.New("privacy: Config.Topics must name every purpose's clean topic and the quarantine (the topology names them)")
 	}
+	if err := checkAudit(cfg); err != nil {
+		return nil, err
+	}
 	p := &Processor{cfg: cfg,
 		subjectIdx: cfg.Raw.Index("subject_id"), jurIdx: cfg.Raw.Index("jurisdiction"),
 		gpcIdx: cfg.Raw.Index("gpc"), timeIdx: cfg.Raw.Index("event_time")}
