@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`.
 GO ?= go
 
-.PHONY: demo test unit integration stress services-up services-down bench bench-compare fuzz schemas lint
+.PHONY: demo test unit integration stress services-up services-down bench bench-compare fuzz schemas ropa lint
 
 demo: ## the zero-setup embedded demo (in-process Kafka and Redis)
 	$(GO) run ./cmd/pipeline demo
@@ -34,5 +34,10 @@ bench-compare: ## the benchmarks of BASE=<revision> and of the work tree, interl
 fuzz: ## a short run of every fuzz target (FUZZTIME=30s by default)
 	scripts/fuzz $${FUZZTIME:-30s}
 
-schemas: ## regenerate the derived clean schemas after a schema or policy change
+schemas: ## regenerate the derived clean schemas and the record of processing activities after a schema, policy, kanon.json or topology change
 	$(GO) run ./cmd/pipeline schemas generate
+	$(MAKE) ropa
+
+ropa: ## regenerate docs/ropa.md and docs/ropa.json, the record of processing activities (GDPR Art. 30)
+	$(GO) run ./cmd/pipeline ropa --format md --out docs/ropa.md
+	$(GO) run ./cmd/pipeline ropa --format json --out docs/ropa.json

@@ -230,7 +230,7 @@ func TestACLSpecRefused(t *testing.T) {
 		{"wildcard principal", `{"consumers":[{"principal":"User:*","purposes":["analytics"]}]}`, `User:* is every principal`},
 		{"unknown purpose", `{"consumers":[{"principal":"User:a","purposes":["analytic"]}]}`, `unknown purpose "analytic"`},
 		{"no purposes", `{"consumers":[{"principal":"User:a","purposes":[]}]}`, `no purposes`},
-		{"unknown command", `{"processors":{"kanon-merge":"User:k"}}`, `unknown command "kanon-merge" (the commands of 'pipeline run': consent-api, consent-sync, kanon, kanon-records, privacy)`},
+		{"unknown command", `{"processors":{"kanon-merge":"User:k"}}`, `unknown command "kanon-merge" (the commands of 'pipeline run': consent-api, consent-sync, kanon, kanon-records, privacy, requests)`},
 		{"empty group prefix", `{"consumers":[{"principal":"User:a","purposes":["analytics"],"groups":[""]}]}`, `group prefix "" would match every consumer group`},
 		{"group covers the pipeline's", `{"consumers":[{"principal":"User:a","purposes":["analytics"],"groups":["privacy-"]}]}`, `covers the pipeline's group privacy-pipeline-privacy`},
 		{"overlapping consumers", `{"consumers":[{"principal":"User:a","purposes":["analytics"],"groups":["team-"]},{"principal":"User:b","purposes":["marketing"],"groups":["team-b"]}]}`, `overlap`},

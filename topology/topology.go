@@ -95,7 +95,7 @@ type Names struct {
 
 // Groups names the consumer group of each processor.
 type Groups struct {
-	Privacy, ConsentSync, KeySync, KanonAggregates, KanonMerge, KanonRecords string
+	Privacy, ConsentSync, KeySync, Requests, KanonAggregates, KanonMerge, KanonRecords string
 }
 
 // State returns the checkpoint topic of a stateful processor.
@@ -144,7 +144,7 @@ func DefaultNames() Names {
 		CleanTemplate: "clean.{purpose}.customer-events", StateTemplate: "privacy.state.{processor}",
 		AggTemplate: kanonspec.DefaultAggregateTopicTemplate, KanonTemplate: kanonspec.DefaultKanonTopicTemplate,
 		Kanon: defaultKanon(),
-		Groups: Groups{Privacy: "privacy-pipeline-privacy", ConsentSync: "privacy-pipeline-consent-sync", KeySync: "privacy-pipeline-key-sync",
+		Groups: Groups{Privacy: "privacy-pipeline-privacy", ConsentSync: "privacy-pipeline-consent-sync", KeySync: "privacy-pipeline-key-sync", Requests: "privacy-pipeline-requests",
 			KanonAggregates: "privacy-pipeline-" + KanonAggregates, KanonMerge: "privacy-pipeline-" + KanonMerge,
 			KanonRecords: "privacy-pipeline-" + KanonRecords},
 	}
@@ -176,9 +176,27 @@ type Options struct {
 	Replication int16
 	// RawRetention keeps raw events short (data minimisation; default 24h).
 	RawRetention time.Duration
-	// CleanRetention is the clean topics' retention (default 30 days; each
-	// purpose's policy retention_days is enforced downstream).
+	// CleanRetention is the retention of a purpose's topics when
+	// PurposeRetention names no value for the purpose (default 30 days).
 	CleanRetention time.Duration
+	// PurposeRetention is the retention of each purpose's topics, by the
+	// purpose's wire name: its clean topic and the k-anonymity outputs
+	// derived from it. Wiring sets it from the policy's retention_days
+	// (policy.Policy.RetentionByPurpose); a purpose it leaves out, or a
+	// value <= 0, gets CleanRetention.
+	PurposeRetention map[string]time.Duration
+}
+
+// Retention returns the retention of a purpose's topics: its
+// PurposeRetention, else CleanRetention (after defaults).
+func (o Options) Retention(purposeName string) time.Duration {
+	if d := o.PurposeRetention[purposeName]; d > 0 {
+		return d
+	}
+	if o.CleanRetention > 0 {
+		return o.CleanRetention
+	}
+	return 30 * 24 * time.Hour
 }
 
 func (o *Options) defaults() {
@@ -228,9 +246,14 @@ func Default(n Names, o Options) Topology {
 		Holds: "wrapped per-subject data keys (encrypt, tokenize), the source of truth; Redis caches them; a tombstone shreds a key (erasure)",
 		Configs: map[string]string{"cleanup.policy": "compact", "segment.ms": ms(time.Hour), "max.compaction.lag.ms": ms(time.Hour),
 			"min.compaction.lag.ms": "0", "delete.retention.ms": ms(time.Hour)}})
-	add(Topic{Name: n.Requests, Partitions: o.Partitions, Key: "subject id", Restricted: true,
-		Holds:   "data-subject requests: access, erasure, portability",
-		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(30 * 24 * time.Hour)}})
+	// Keyed by request id, compacted: the latest state of every request
+	// is kept (accountability), and once a subject is erased its requests'
+	// latest records carry its ledger mark, not its raw id, so compaction
+	// removes the raw id (segment.ms, max.compaction.lag.ms as for keys).
+	add(Topic{Name: n.Requests, Partitions: o.Partitions, Key: "request id", Restricted: true,
+		Holds: "data-subject requests (erasure, access, portability): every change of each, JSON; the latest per request id is its state (raw subject id until erased, then the ledger mark)",
+		Configs: map[string]string{"cleanup.policy": "compact", "segment.ms": ms(time.Hour), "max.compaction.lag.ms": ms(time.Hour),
+			"min.compaction.lag.ms": "0"}})
 	add(Topic{Name: n.Erasures, Partitions: o.Partitions, Key: "pseudonym",
 		Holds:   "erasure notices for downstream stores",
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(365 * 24 * time.Hour)}})
@@ -241,7 +264,7 @@ func Default(n Names, o Options) Topology {
 	for _, p := range purpose.All {
 		add(Topic{Name: n.Clean(p), Partitions: o.Partitions, Key: "pseudonym (per-purpose key), never the raw id", Purpose: p.String(),
 			Holds:   "clean events for purpose " + p.String() + " (Avro, Confluent-framed, derived schema schemas/clean/" + p.String() + ".customer-events.avsc under <topic>-value)",
-			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
+			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.Retention(p.String()))}})
 		cleans = append(cleans, n.Clean(p))
 	}
 	add(Topic{Name: n.Quarantine, Partitions: 1, Key: "none", Restricted: true,
@@ -253,8 +276,8 @@ func Default(n Names, o Options) Topology {
 		Inputs: []string{n.Raw}, Outputs: append(cleans, n.Quarantine, n.Keys, n.Audit), Reads: []string{n.Consent}, Stores: []string{"redis consent cache", "redis data keys"},
 		Doc: "decode, consent join, field policy per purpose, encode, publish (exactly once)",
 	}, {
-		Name: "consent-api", Command: "consent-api", Outputs: []string{n.Consent, n.Audit}, Stores: []string{"redis consent cache"},
-		Doc: "HTTP API: set, withdraw, read, history, bulk import",
+		Name: "consent-api", Command: "consent-api", Outputs: []string{n.Consent, n.Requests, n.Audit}, Stores: []string{"redis consent cache", "redis requests"},
+		Doc: "HTTP API: set, withdraw, read, history, bulk import; file and follow data-subject requests",
 	}, {
 		Name: "consent-sync", Command: "consent-sync", Group: n.Groups.ConsentSync,
 		Inputs: []string{n.Consent}, Stores: []string{"redis consent cache"},
@@ -264,6 +287,12 @@ func Default(n Names, o Options) Topology {
 		Inputs: []string{n.Keys}, Stores: []string{"redis data keys"},
 		Doc: "materialise the wrapped data keys into Redis (logged), apply shreds; rebuild when Redis lost them",
 	}}
+	t.Processors = append(t.Processors, Processor{
+		Name: "requests", Command: "requests", Group: n.Groups.Requests, Transactional: true,
+		Inputs: []string{n.Requests}, Outputs: []string{n.Requests, n.Keys, n.Consent, n.Erasures, n.Audit}, Reads: cleans,
+		Stores: []string{"redis requests", "redis consent cache", "redis data keys"},
+		Doc:    "carry out verified data-subject requests: erasure (shred keys, tombstones, ledger, notices), access and portability exports",
+	})
 	t.Processors = append(t.Processors, kanonProcessors(n)...)
 	return t
 }
@@ -291,14 +320,14 @@ func kanonTopics(n Names, o Options, add func(Topic)) {
 		for _, a := range n.Kanon.Aggregates {
 			add(Topic{Name: a.TopicFrom(n.AggTemplate), Partitions: o.Partitions, Key: "window start, level and dimension values (one row for all input partitions)", Purpose: a.Purpose,
 				Holds:   "k-anonymous aggregate rows (>= k distinct subjects each; Avro, schemas/" + schemas.AggregateSchemaFile(a.Purpose, a.Name) + ")",
-				Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
+				Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.Retention(a.Purpose))}})
 		}
 		state(KanonAggregates, n.cleanOf(n.Kanon.Aggregates[0].Purpose))
 	}
 	if r := n.Kanon.Records; r != nil {
 		add(Topic{Name: r.TopicFrom(n.KanonTemplate), Partitions: o.Partitions, Key: "cluster id", Purpose: r.Purpose,
 			Holds:   "record-level k-anonymous events (CASTLE; Avro, schemas/" + schemas.KanonSchemaFile(r.Purpose) + ")",
-			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.CleanRetention)}})
+			Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(o.Retention(r.Purpose))}})
 		state(KanonRecords, n.cleanOf(r.Purpose))
 	}
 }

@@ -1,8 +1,10 @@
 package topology
 
 import (
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDefaultTopologyValid(t *testing.T) {
@@ -67,5 +69,52 @@ func TestPartialsTopicHasOneFixedPartition(t *testing.T) {
 	// Other topics still grow.
 	if grow, _ := partitionChange(Topic{Partitions: 12}, 6); !grow {
 		t.Fatal("an ordinary topic no longer grows")
+	}
+}
+
+// TestPurposeTopicsFollowTheirPurposesRetention (attack: one retention for
+// every clean topic keeps a 90-day purpose's records as long as the
+// longest purpose's, past what the record of processing promises; a
+// k-anonymity output derived from a purpose outlives it): each purpose's
+// clean topic, and the aggregate and record-level outputs derived from
+// it, keep records exactly the purpose's retention; a purpose without a
+// value, or with a non-positive one, gets the default, never unlimited.
+func TestPurposeTopicsFollowTheirPurposesRetention(t *testing.T) {
+	day := 24 * time.Hour
+	n := DefaultNames()
+	top := Default(n, Options{PurposeRetention: map[string]time.Duration{
+		"analytics": 395 * day, "ai_training": 730 * day, "marketing": 365 * day, "personalization": -day,
+	}})
+	want := map[string]time.Duration{
+		"clean.analytics.customer-events":           395 * day,
+		"agg.analytics.events_by_segment":           395 * day,
+		"clean.ai_training.customer-events":         730 * day,
+		"clean.ai_training.kanon":                   730 * day,
+		"clean.marketing.customer-events":           365 * day,
+		"clean.personalization.customer-events":     30 * day, // non-positive: the default
+		"clean.third_party_sharing.customer-events": 30 * day, // not given: the default
+	}
+	for name, d := range want {
+		tp, ok := top.Topic(name)
+		if !ok {
+			t.Fatalf("no topic %s", name)
+		}
+		if got := tp.Configs["retention.ms"]; got != strconv.FormatInt(d.Milliseconds(), 10) {
+			t.Errorf("%s: retention.ms %s, want %d (%v)", name, got, d.Milliseconds(), d)
+		}
+	}
+	// Every topic of a purpose is covered by the table above: no derived
+	// topic was left on another retention.
+	for _, tp := range top.Topics {
+		if tp.Purpose != "" {
+			if _, ok := want[tp.Name]; !ok {
+				t.Errorf("purpose topic %s not checked", tp.Name)
+			}
+		}
+	}
+	// CleanRetention still sets the default for callers without a policy.
+	top = Default(n, Options{CleanRetention: 7 * day})
+	if tp, _ := top.Topic("clean.marketing.customer-events"); tp.Configs["retention.ms"] != strconv.FormatInt((7*day).Milliseconds(), 10) {
+		t.Errorf("CleanRetention ignored: %v", tp.Configs)
 	}
 }

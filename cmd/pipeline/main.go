@@ -9,6 +9,7 @@
 //	pipeline topology describe|apply [--mermaid|--acls]  the declared topics, processors and Kafka ACLs
 //	pipeline schemas generate|check [--dir schemas]       derived clean schemas
 //	pipeline policy validate [--file F]                   check a policy file
+//	pipeline ropa [--format md|json] [--out F|--check F]  the record of processing activities (GDPR Art. 30)
 //	pipeline keys generate --out FILE                     a new pseudonym keyring (secrets only in the file)
 //	pipeline config print                                 the effective configuration (PIPELINE_* lines, secrets redacted)
 //	pipeline erase --subject ID [--request ID]            erase a data subject (crypto-shredding, tombstones, notices)
@@ -42,6 +43,7 @@ const usage = `usage:
   pipeline topology describe [--mermaid | --acls FILE] | apply [--partitions N] [--replication N] [--acls FILE]
   pipeline schemas generate|check [--dir DIR]
   pipeline policy validate [--file FILE]
+  pipeline ropa [--format md|json] [--out FILE | --check FILE] [--controller NAME] [--contact TEXT] [--dpo TEXT] [--transfer TEXT]... [--acls FILE]
   pipeline keys generate --out FILE [--id SUFFIX] [--force | --keep-if-exists] | check --file FILE
   pipeline keys kek new|rotate --out FILE      the key-encryption key of the per-subject data keys
   pipeline keys ledger new --out FILE          the erasure ledger's key
@@ -72,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdSchemas(args[1:], stdout)
 	case "policy":
 		return cmdPolicy(args[1:], stdout)
+	case "ropa":
+		return cmdRopa(args[1:], stdout)
 	case "keys":
 		return cmdKeys(args[1:], stdout)
 	case "api-token":

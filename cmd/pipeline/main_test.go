@@ -336,3 +336,50 @@ func TestKeysLedgerNewAndEraseRefusals(t *testing.T) {
 		t.Fatalf("erase without a ledger key: %v", err)
 	}
 }
+
+// TestRopa: 'pipeline ropa' prints the checked-in record in both formats
+// ('--check' passes on docs/ropa.md and docs/ropa.json), names the
+// controller and transfers it is given, and (attack: the record is built
+// in an environment that holds the pseudonym keys, the Kafka, Redis and
+// registry passwords) never prints a secret of the configuration.
+func TestRopa(t *testing.T) {
+	for _, args := range [][]string{{"ropa", "--check", "../../docs/ropa.md"}, {"ropa", "--format", "json", "--check", "../../docs/ropa.json"}} {
+		if out, err := runCmd(t, args...); err != nil || !strings.Contains(out, "up to date") {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	const marker = "canary-ropa-secret-7f3"
+	for k, v := range map[string]string{
+		"PIPELINE_REDIS_PASSWORD": marker, "PIPELINE_PSEUDONYM_KEYS": marker,
+		"PIPELINE_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "PIPELINE_KAFKA_SASL_USERNAME": "u", "PIPELINE_KAFKA_SASL_PASSWORD": marker,
+		"PIPELINE_SCHEMA_REGISTRY_USERNAME": "u", "PIPELINE_SCHEMA_REGISTRY_PASSWORD": marker,
+	} {
+		t.Setenv(k, v)
+	}
+	for _, format := range []string{"md", "json"} {
+		out, err := runCmd(t, "ropa", "--format", format, "--controller", "Example Ltd", "--contact", "privacy@example.test",
+			"--transfer", "US: standard contractual clauses", "--acls", "../../deploy/acls.example.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out, marker) {
+			t.Fatalf("%s: the record shows a secret", format)
+		}
+		for _, want := range []string{"Example Ltd", "privacy@example.test", "US: standard contractual clauses", "User:analytics-team"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: record lacks %q", format, want)
+			}
+		}
+		if format == "json" && !json.Valid([]byte(out)) {
+			t.Error("--format json is not JSON")
+		}
+	}
+	if _, err := runCmd(t, "ropa", "--format", "pdf"); err == nil {
+		t.Error("--format pdf accepted")
+	}
+	stale := filepath.Join(t.TempDir(), "ropa.md")
+	os.WriteFile(stale, []byte("# old record\n"), 0o644)
+	if _, err := runCmd(t, "ropa", "--check", stale); err == nil || !strings.Contains(err.Error(), "stale") {
+		t.Errorf("a stale file passed --check: %v", err)
+	}
+}

@@ -21,11 +21,7 @@ import (
 )
 
 func declared(cfg config.Config, partitions, replication int) (topology.Topology, error) {
-	n, err := wiring.Names(cfg)
-	if err != nil {
-		return topology.Topology{}, err
-	}
-	return topology.Default(n, topology.Options{Partitions: int32(partitions), Replication: int16(replication)}), nil
+	return wiring.Topology(cfg, topology.Options{Partitions: int32(partitions), Replication: int16(replication)})
 }
 
 func cmdTopology(ctx context.Context, args []string, stdout io.Writer) error {

@@ -128,3 +128,28 @@ func TestNothingImportsCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordOfProcessingReadsDeclarationsOnly: internal/ropa derives the
+// record from the declarations (schemas, policy, purposes, kanon spec,
+// topology) and nothing else: it imports no other package of the module,
+// and links no Redis or HTTP client, no connection owner and no key
+// package, so the record can hold no secret and reads nothing live.
+func TestRecordOfProcessingReadsDeclarationsOnly(t *testing.T) {
+	allowed := []string{module + "schemas", module + "internal/fields/policy", module + "internal/fields/purpose",
+		module + "internal/kanon/kanonspec", module + "topology"}
+	for _, line := range goList(t, "-f", "{{.ImportPath}}|{{join .Imports \",\"}}", "../ropa") {
+		pkg, imports, _ := strings.Cut(line, "|")
+		for _, imp := range strings.Split(imports, ",") {
+			if strings.HasPrefix(imp, module) && !slices.Contains(allowed, imp) {
+				t.Errorf("%s imports %s", pkg, imp)
+			}
+		}
+	}
+	forbidden := []string{"github.com/redis/go-redis/", "net/http", module + "internal/stream/", module + "internal/app/",
+		module + "internal/fields/pseudonym", module + "internal/fields/subjectkey", module + "internal/keys/", module + "internal/tlsfiles"}
+	for _, d := range deps(t, "../ropa") {
+		if matches(d, forbidden) {
+			t.Errorf("internal/ropa links %s", d)
+		}
+	}
+}

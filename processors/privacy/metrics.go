@@ -42,10 +42,13 @@ type Metrics struct {
 	// pauses); DataKeysCreated the subjects' data keys made here.
 	DataKeyStoreErrors prometheus.Counter
 	DataKeysCreated    prometheus.Counter
-	ConsentLookup      prometheus.Histogram
-	BatchSeconds       prometheus.Histogram
-	BatchSize          prometheus.Histogram
-	Paused             prometheus.Gauge
+	// ErasureLedgerErrors counts failed erasure ledger lookups (the
+	// processor pauses).
+	ErasureLedgerErrors prometheus.Counter
+	ConsentLookup       prometheus.Histogram
+	BatchSeconds        prometheus.Histogram
+	BatchSize           prometheus.Histogram
+	Paused              prometheus.Gauge
 }
 
 // NewPrivacy creates and registers the privacy processor's metrics.
@@ -67,6 +70,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Failed data key store round trips; the processor pauses and retries, it never publishes an encrypted or tokenized field without its key."}),
 		DataKeysCreated: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "data_keys_created_total",
 			Help: "Per-subject data keys created by this process (once per subject and purpose across replicas)."}),
+		ErasureLedgerErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "erasure_ledger_errors_total",
+			Help: "Failed erasure ledger round trips; the processor pauses and retries, it never publishes without knowing whether a subject was erased."}),
 		ConsentLookup: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "consent_store_lookup_seconds",
 			Help: "Latency of one consent store round trip (one per batch).", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 		BatchSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "batch_process_seconds",
@@ -108,7 +113,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Quarantined[r] = quarantined.WithLabelValues(r.String())
 	}
 	reg.MustRegister(m.EventsIn, m.UnclassifiedDropped, m.LegacyFingerprint, m.ConsentCacheHits, m.ConsentCacheMisses,
-		m.ConsentStoreErrors, m.DataKeyStoreErrors, m.DataKeysCreated, m.ConsentLookup, m.BatchSeconds, m.BatchSize, m.Paused, m.QuarantinedAsReference,
+		m.ConsentStoreErrors, m.DataKeyStoreErrors, m.DataKeysCreated, m.ErasureLedgerErrors, m.ConsentLookup, m.BatchSeconds, m.BatchSize, m.Paused, m.QuarantinedAsReference,
 		published, denied, quarantined, sensitive, gpc)
 	return m
 }

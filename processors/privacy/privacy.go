@@ -171,6 +171,18 @@ type Config struct {
 	// DataKeys is required when the policy encrypts or tokenizes a field
 	// (with Topics.Keys).
 	DataKeys DataKeyLookup
+	// Erased, when set, is the erasure ledger (PIPELINE_ERASURE_KEY_FILE):
+	// an erased subject's events are denied with reason erased for every
+	// purpose, whatever consent says, and no data key is created for it.
+	Erased ErasureLookup
+}
+
+// ErasureLookup answers whether subjects were erased (internal/erasure
+// Check through wiring: their keyed-hash marks, one store round trip per
+// batch). It is safe for concurrent use.
+type ErasureLookup interface {
+	// Erased reports, index for index, whether each subject was erased.
+	Erased(ctx context.Context, subjects []string) ([]bool, error)
 }
 
 // Processor is the privacy processor. Create it with New.
@@ -312,6 +324,8 @@ type Worker struct {
 	subjects []string
 	subjMap  map[string]int
 	lookups  []consent.Lookup
+	// erased[k]: subject k of the batch is in the erasure ledger.
+	erased   []bool
 	pseud    [purpose.Count]*pseudonym.Pseudonymizer
 	val, key []byte
 	tmp      []byte
@@ -372,6 +386,12 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 	// store cannot answer.
 	if err := w.lookupConsent(ctx); err != nil {
 		return err // Done(false) follows and drops the partial tally
+	}
+	// 2a. The erasure ledger (when configured): one lookup for the batch;
+	// pause while it cannot answer. An erased subject's events are denied
+	// (reason erased) for every purpose, and no key is created for it.
+	if err := w.lookupErased(ctx); err != nil {
+		return err
 	}
 	// 2b. Data keys of the (subject, purpose) pairs that consent allows and
 	// whose policy encrypts or tokenizes: one lookup for the batch; pause
@@ -478,6 +498,40 @@ var (
 	}()
 )
 
+// lookupErased fills w.erased for the batch's subjects (all false without
+// a ledger), retrying with backoff while the ledger cannot answer.
+func (w *Worker) lookupErased(ctx context.Context) error {
+	p := w.p
+	w.erased = resizeBools(w.erased, len(w.subjects))
+	if p.cfg.Erased == nil || len(w.subjects) == 0 {
+		return nil
+	}
+	err := p.untilAnswered(ctx, p.cfg.Metrics.ErasureLedgerErrors, "erasure ledger unavailable; pausing until it answers", func() error {
+		got, err := p.cfg.Erased.Erased(ctx, w.subjects)
+		if err == nil && len(got) != len(w.subjects) {
+			err = fmt.Errorf("privacy: erasure ledger answered %d of %d subjects", len(got), len(w.subjects))
+		}
+		if err == nil {
+			copy(w.erased, got)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", errNoDecision, err)
+	}
+	return nil
+}
+
+// resizeBools returns b with length n, all false.
+func resizeBools(b []bool, n int) []bool {
+	if cap(b) < n {
+		b = make([]bool, n)
+	}
+	b = b[:n]
+	clear(b)
+	return b
+}
+
 func (w *Worker) lookupConsent(ctx context.Context) error {
 	p := w.p
 	if cap(w.lookups) < len(w.subjects) {
@@ -555,8 +609,13 @@ func (w *Worker) emitClean(i int, ev *eventcodec.Event, subj int, in *processors
 	first := len(out.Outputs)
 	var decided [purpose.Count]consent.Decision
 	var sensitive [purpose.Count]int
+	erased := w.erased[subj]
 	for pi := range p.plans {
 		pl := &p.plans[pi]
+		if erased { // the ledger wins over any consent record
+			decided[pl.purpose] = consent.Decision{Reason: consent.ReasonErased}
+			continue
+		}
 		d := lk.Decide(jur, gpc, pl.purpose)
 		decided[pl.purpose] = d
 		if !d.Allowed {
@@ -861,7 +920,7 @@ func (w *Worker) lookupDataKeys(ctx context.Context, out *processors.Batch) erro
 		ev := &w.events[i]
 		k := w.subjOf[i]
 		lk := &w.lookups[k]
-		if !lk.Found {
+		if !lk.Found || w.erased[k] {
 			continue
 		}
 		jur, _ := consent.LookupJurisdiction(ev.Values[p.jurIdx].Str)

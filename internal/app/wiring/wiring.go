@@ -23,6 +23,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/codec/eventcodec"
 	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
+	"github.com/privacy-pipeline/pipeline/internal/erasure"
 	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
@@ -217,6 +218,11 @@ func BuildPrivacy(ctx context.Context, cfg config.Config, deps Deps) (*Privacy, 
 		}
 		pcfg.DataKeys = dks
 	}
+	if check, err := ErasureCheck(cfg, deps.Redis); err != nil {
+		return nil, err
+	} else if check != nil {
+		pcfg.Erased = check
+	}
 	proc, err := privacy.New(pcfg)
 	if err != nil {
 		return nil, err
@@ -232,6 +238,24 @@ func needsDataKeys(pol *policy.Policy) bool {
 		}
 	}
 	return false
+}
+
+// ErasureCheck returns the erasure ledger's lookup on rdb when
+// PIPELINE_ERASURE_KEY_FILE is set (nil, nil otherwise): the subjects'
+// keyed-hash marks, read from the data keys' store.
+func ErasureCheck(cfg config.Config, rdb redis.UniversalClient) (*erasure.Check, error) {
+	if cfg.Keys.ErasureKeyFile == "" {
+		return nil, nil
+	}
+	l, err := erasure.LoadLedgerKey(cfg.Keys.ErasureKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("PIPELINE_ERASURE_KEY_FILE: %w", err)
+	}
+	keys, err := keyredis.New(keyredis.Config{Redis: rdb, Prefix: cfg.Keys.DataKeyPrefix})
+	if err != nil {
+		return nil, err
+	}
+	return &erasure.Check{Ledger: l, Keys: keys}, nil
 }
 
 // DataKeys returns the per-subject data keys' store on rdb, its key-

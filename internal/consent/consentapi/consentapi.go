@@ -83,9 +83,15 @@ type Config struct {
 	// Marks, when set, gives the subject reference of the audit records:
 	// the erasure ledger's mark (internal/erasure Ledger, with
 	// PIPELINE_ERASURE_KEY_FILE); without it they name no subject.
-	Marks interface{ Mark(subject string) string }
+	Marks Marks
 	Log   *slog.Logger
 	Now   func() time.Time
+}
+
+// Marks computes subjects' erasure-ledger marks (internal/erasure's
+// Ledger, through wiring).
+type Marks interface {
+	Mark(subject string) string
 }
 
 // Ledger tells which subjects were erased (internal/erasure's ledger,

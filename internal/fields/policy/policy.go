@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/schemas"
@@ -120,6 +121,19 @@ func (p *Policy) NeedsDataKeys(pur purpose.Purpose) bool {
 		}
 	}
 	return false
+}
+
+// RetentionByPurpose returns each purpose's retention_days as a duration,
+// by the purpose's wire name: how long the purpose's topics keep a record
+// (topology.Options.PurposeRetention).
+func (p *Policy) RetentionByPurpose() map[string]time.Duration {
+	out := make(map[string]time.Duration, len(p.Purposes))
+	for name, pp := range p.Purposes {
+		if pp.RetentionDays > 0 {
+			out[name] = time.Duration(pp.RetentionDays) * 24 * time.Hour
+		}
+	}
+	return out
 }
 
 // Rule returns the rule of a field for a purpose; a field that is not listed
