@@ -98,7 +98,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		cleanTopics = append(cleanTopics, wiring.CleanTopic(cfg, p))
 	}
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1),
-		kfake.SeedTopics(demoPartitions, append(append([]string{cfg.Names.RawTopic, cfg.Names.QuarantineTopic}, cleanTopics...), kanonTopics(cfg)...)...))
+		kfake.SeedTopics(demoPartitions, append(append([]string{cfg.Names.RawTopic, cfg.Names.QuarantineTopic, cfg.Names.AuditTopic}, cleanTopics...), kanonTopics(cfg)...)...))
 	if err != nil {
 		return Result{}, fmt.Errorf("demo: kfake: %w", err)
 	}
