@@ -62,6 +62,7 @@ func (a *App) requestsService(ctx context.Context, cfg config.Config, reg promet
 	}
 	a.services = []serve.Service{serve.Func("requests", svc.Run, svc.Ready)}
 	a.started = []any{"topic", cfg.Names.RequestsTopic, "group", cfg.Names.RequestsGroup}
+	a.stopped = func() []any { return []any{"requests_done", svc.Done()} }
 	return nil
 }
 

@@ -76,8 +76,13 @@ type Config struct {
 type Service struct {
 	cfg       Config
 	ready     atomic.Bool
+	done      atomic.Int64
 	lastGauge time.Time
 }
+
+// Done returns how many requests this service carried out since it
+// started.
+func (s *Service) Done() int64 { return s.done.Load() }
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
@@ -284,6 +289,7 @@ func (s *Service) run(ctx context.Context, cl *kgo.Client, r requests.Request) e
 		return err
 	}
 	s.cfg.Metrics.Done.WithLabelValues(string(r.Kind), string(r.Regime)).Inc()
+	s.done.Add(1)
 	s.cfg.Metrics.Seconds.WithLabelValues(string(r.Kind)).Observe(float64(done.DoneMS-done.ReceivedMS) / 1000)
 	s.cfg.Log.Info("request done", "request", r.ID, "kind", r.Kind, "regime", r.Regime)
 	return s.gauges(ctx, true)
