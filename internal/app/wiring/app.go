@@ -310,7 +310,7 @@ func (a *App) consentAPI(ctx context.Context, cfg config.Config, reg prometheus.
 	}
 	// The requests API shares the server, the guard and the ledger: its
 	// routes are more specific than the consent API's "/v1/".
-	register, err := requestsAPI(cfg, requestredis.New(store.Client(), cfg.Requests.KeyPrefix), guard, ledger, a)
+	register, err := requestsAPI(cfg, requestredis.New(store.Client(), cfg.Requests.KeyPrefix), guard, check, a)
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func (a *App) requestsService(ctx context.Context, cfg config.Config, reg promet
 	a.closers = append(a.closers, closeB)
 	svc, err := fulfil.New(fulfil.Config{Kafka: cfg.Kafka, Topic: cfg.Names.RequestsTopic, Group: cfg.Names.RequestsGroup,
 		Store: requestredis.New(rdb, cfg.Requests.KeyPrefix), Eraser: eraser{ex}, Exporter: exporter{b}, Mark: ledger.Mark,
-		ExportTTL: cfg.Requests.ExportTTL, Metrics: fulfil.NewMetrics(reg), Log: a.log})
+		ExportTTL: cfg.Requests.ExportTTL, AuditTopic: cfg.Names.AuditTopic, Metrics: fulfil.NewMetrics(reg), Log: a.log})
 	if err != nil {
 		return err
 	}
@@ -111,14 +111,18 @@ func b2i(b bool) int64 {
 
 // requestsAPI returns the requests API's routes for the consent API's
 // server (the same guard, the ledger check when configured).
-func requestsAPI(cfg config.Config, rdbStore *requestredis.Store, guard *httpauth.Guard, ledger requestapi.Ledger, a *App) (func(*http.ServeMux), error) {
+func requestsAPI(cfg config.Config, rdbStore *requestredis.Store, guard *httpauth.Guard, check *erasure.Check, a *App) (func(*http.ServeMux), error) {
 	cl, err := cfg.Kafka.NewClient(kgo.ProducerLinger(0))
 	if err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, cl.Close)
-	s, err := requestapi.New(requestapi.Config{Producer: cl, Topic: cfg.Names.RequestsTopic, Store: rdbStore, Guard: guard, Ledger: ledger,
-		DefaultRegime: requests.Regime(cfg.Requests.DefaultRegime), Log: a.log})
+	rc := requestapi.Config{Producer: cl, Topic: cfg.Names.RequestsTopic, Store: rdbStore, Guard: guard, AuditTopic: cfg.Names.AuditTopic,
+		DefaultRegime: requests.Regime(cfg.Requests.DefaultRegime), Log: a.log}
+	if check != nil {
+		rc.Ledger, rc.Mark = check, check.Ledger.Mark
+	}
+	s, err := requestapi.New(rc)
 	if err != nil {
 		return nil, err
 	}
