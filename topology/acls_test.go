@@ -65,8 +65,10 @@ func has(ops []kadm.ACLOperation, want ...kadm.ACLOperation) bool {
 // TestDesiredACLsProcessors (attack: a processor's principal given less
 // than it needs stalls the pipeline; given more, a stolen credential reads
 // more): the privacy principal reads raw and consent, writes every clean
-// topic, quarantine and the data keys, uses its group and transactional
-// ids, and holds nothing else; kanon reads its state back.
+// topic, quarantine, the data keys and the audit topic (never reads it),
+// uses its group and transactional ids, and holds nothing else; kanon
+// reads its state back; the consent API writes the consent log and the
+// audit topic.
 func TestDesiredACLsProcessors(t *testing.T) {
 	n := DefaultNames()
 	top := Default(n, Options{})
@@ -81,7 +83,7 @@ func TestDesiredACLsProcessors(t *testing.T) {
 			t.Errorf("privacy on %s: %v", in, ops)
 		}
 	}
-	outs := []string{n.Quarantine, n.Keys}
+	outs := []string{n.Quarantine, n.Keys, n.Audit}
 	for _, p := range purpose.All {
 		outs = append(outs, n.Clean(p))
 	}
@@ -105,6 +107,11 @@ func TestDesiredACLsProcessors(t *testing.T) {
 		}
 		if a.Resource == kmsg.ACLResourceTypeTransactionalId && a.Pattern != kadm.ACLPatternPrefixed {
 			t.Errorf("transactional ids not prefixed: %s", a)
+		}
+	}
+	for _, out := range []string{n.Consent, n.Audit} {
+		if ops := grants(acls, "User:pipeline-consent", topic, out); !has(ops, kadm.OpWrite, kadm.OpDescribe) {
+			t.Errorf("consent-api on %s: %v", out, ops)
 		}
 	}
 	// kanon: reads its checkpoints back, writes the partials the merge reads.

@@ -273,7 +273,7 @@ func Default(n Names, o Options) Topology {
 		Holds:   "erasure notices for downstream stores",
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(365 * 24 * time.Hour)}})
 	add(Topic{Name: n.Audit, Partitions: 1, Key: "processor",
-		Holds:   "decision summaries, never PII",
+		Holds:   "audit records (internal/audit, JSON v1): the privacy processor's decision summary per committed batch, consent changes and requests with their principal, erasures; never PII (a subject only as its erasure-ledger mark)",
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(400 * 24 * time.Hour)}})
 	cleans := make([]string, 0, purpose.Count)
 	for _, p := range purpose.All {
@@ -288,10 +288,10 @@ func Default(n Names, o Options) Topology {
 	kanonTopics(n, o, add)
 	t.Processors = []Processor{{
 		Name: "privacy", Command: "privacy", Group: n.Groups.Privacy, Transactional: true,
-		Inputs: []string{n.Raw}, Outputs: append(cleans, n.Quarantine, n.Keys), Reads: []string{n.Consent}, Stores: []string{"redis consent cache", "redis data keys"},
+		Inputs: []string{n.Raw}, Outputs: append(cleans, n.Quarantine, n.Keys, n.Audit), Reads: []string{n.Consent}, Stores: []string{"redis consent cache", "redis data keys"},
 		Doc: "decode, consent join, field policy per purpose, encode, publish (exactly once)",
 	}, {
-		Name: "consent-api", Command: "consent-api", Outputs: []string{n.Consent, n.Requests}, Stores: []string{"redis consent cache", "redis requests"},
+		Name: "consent-api", Command: "consent-api", Outputs: []string{n.Consent, n.Requests, n.Audit}, Stores: []string{"redis consent cache", "redis requests"},
 		Doc: "HTTP API: set, withdraw, read, history, bulk import; file and follow data-subject requests",
 	}, {
 		Name: "consent-sync", Command: "consent-sync", Group: n.Groups.ConsentSync,
@@ -304,7 +304,7 @@ func Default(n Names, o Options) Topology {
 	}}
 	t.Processors = append(t.Processors, Processor{
 		Name: "requests", Command: "requests", Group: n.Groups.Requests, Transactional: true,
-		Inputs: []string{n.Requests}, Outputs: []string{n.Requests, n.Keys, n.Consent, n.Erasures}, Reads: cleans,
+		Inputs: []string{n.Requests}, Outputs: []string{n.Requests, n.Keys, n.Consent, n.Erasures, n.Audit}, Reads: cleans,
 		Stores: []string{"redis requests", "redis consent cache", "redis data keys"},
 		Doc:    "carry out verified data-subject requests: erasure (shred keys, tombstones, ledger, notices), access and portability exports",
 	})

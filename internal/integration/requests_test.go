@@ -20,6 +20,7 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/examples/producer"
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/internal/audit"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
@@ -272,6 +273,28 @@ func TestRequestsOnRealServices(t *testing.T) {
 		if v, _ := rdb.Get(ctx, k).Result(); strings.Contains(v, erased) {
 			t.Fatalf("%s holds the erased raw id", k)
 		}
+	}
+
+	// The audit trail: every status change of the erasure request, with
+	// who made it, and no raw id.
+	statuses := map[string]string{}
+	for _, rec := range r.read(r.cfg.Names.AuditTopic) {
+		if bytes.Contains(rec.Value, []byte(erased)) {
+			t.Fatal("privacy.audit holds the erased raw id")
+		}
+		a, err := audit.Decode(rec.Value)
+		if err != nil {
+			t.Fatalf("an audit record does not decode: %v", err)
+		}
+		if a.Kind == audit.KindRequest && a.Request.ID == filed.ID {
+			statuses[a.Request.Status] = a.Principal
+			if !audit.IsSubjectRef(a.Request.SubjectRef) {
+				t.Fatalf("the request's audit record has no subject reference: %+v", a.Request)
+			}
+		}
+	}
+	if statuses["verified"] != "privacy-team" || statuses["in_progress"] != "requests" || statuses["done"] != "requests" {
+		t.Fatalf("the erasure request's audit trail: %v", statuses)
 	}
 
 	// A standard client reads the topic's format.

@@ -12,7 +12,7 @@
 // subject's ledger mark in place of its raw id (Anonymise), so compaction
 // also removes the raw id from the request log.
 //
-// It imports the standard library only.
+// It imports audit (the request's audit record) and the standard library.
 package requests
 
 import (
@@ -24,6 +24,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/privacy-pipeline/pipeline/internal/audit"
 )
 
 // Kind is what a request asks for.
@@ -432,4 +434,21 @@ func (r Request) Anonymise(mark string) Request {
 // request id with another subject or kind is a conflict, not a replay).
 func (r Request) Same(o Request) bool {
 	return r.ID == o.ID && r.Kind == o.Kind && (r.Subject == o.Subject || r.Subject == "" || o.Subject == "")
+}
+
+// Audit returns the audit record of the request's current status, written
+// by service on behalf of principal (SPEC 3.9). It holds no raw id: the
+// subject only as mark (its erasure-ledger mark, empty when unknown), and
+// a refusal's or an extension's reason only as the code "stated" (the
+// text, which may quote the subject, stays in the restricted request log).
+func (r Request) Audit(at time.Time, service, principal, mark string) audit.Record {
+	if r.SubjectMark != "" {
+		mark = r.SubjectMark
+	}
+	s := audit.RequestStatus{ID: r.ID, Kind: string(r.Kind), Regime: string(r.Regime), Status: string(r.Status),
+		DeadlineMS: r.DeadlineMS, SubjectRef: mark}
+	if r.Status == Refused || r.Status == Extended {
+		s.Reason = "stated"
+	}
+	return audit.Request(at, service, principal, s)
 }

@@ -119,6 +119,9 @@ type Names struct {
 	// ErasuresTopic receives the erasure notices (one per purpose
 	// pseudonym).
 	ErasuresTopic string `env:"ERASURES_TOPIC" envDefault:"privacy.erasures"`
+	// AuditTopic receives the audit records (internal/audit): the privacy
+	// processor's batch summaries, the consent API's changes, erasures.
+	AuditTopic string `env:"AUDIT_TOPIC" envDefault:"privacy.audit"`
 	// RequestsTopic is the data-subject requests' log (compacted, keyed
 	// by request id); RequestsGroup the group of 'pipeline run requests'.
 	RequestsTopic string `env:"REQUESTS_TOPIC" envDefault:"privacy.requests"`

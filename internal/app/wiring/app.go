@@ -295,19 +295,22 @@ func (a *App) consentAPI(ctx context.Context, cfg config.Config, reg prometheus.
 	}
 	a.closers = append(a.closers, cl.Close)
 	var ledger consentapi.Ledger
+	var marks consentapi.Marks                      // the audit records' subject reference
 	check, err := ErasureCheck(cfg, store.Client()) // erased subjects' changes are refused
 	if err != nil {
 		return err
 	} else if check != nil {
-		ledger = check
+		ledger, marks = check, check.Ledger
 	}
-	api, err := consentapi.New(consentapi.Config{Producer: cl, Topic: cfg.Names.ConsentTopic, Store: store, Guard: guard, Ledger: ledger, Log: a.log})
+	acfg := consentapi.Config{Producer: cl, Topic: cfg.Names.ConsentTopic, Store: store, Guard: guard, Ledger: ledger, Log: a.log,
+		AuditTopic: names(cfg).Audit, Marks: marks}
+	api, err := consentapi.New(acfg)
 	if err != nil {
 		return err
 	}
 	// The requests API shares the server, the guard and the ledger: its
 	// routes are more specific than the consent API's "/v1/".
-	register, err := requestsAPI(cfg, requestredis.New(store.Client(), cfg.Requests.KeyPrefix), guard, ledger, a)
+	register, err := requestsAPI(cfg, requestredis.New(store.Client(), cfg.Requests.KeyPrefix), guard, check, a)
 	if err != nil {
 		return err
 	}

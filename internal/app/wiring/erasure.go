@@ -67,7 +67,7 @@ func NewEraser(cfg config.Config, txn string) (*erasure.Executor, func(), error)
 	}
 	closeAll := func() { cl.Close(); rdb.Close() }
 	n := names(cfg)
-	ex, err := erasure.NewExecutor(erasure.ExecutorConfig{Producer: cl, ConsentTopic: n.Consent, KeysTopic: n.Keys, ErasuresTopic: n.Erasures,
+	ex, err := erasure.NewExecutor(erasure.ExecutorConfig{Producer: cl, ConsentTopic: n.Consent, KeysTopic: n.Keys, ErasuresTopic: n.Erasures, AuditTopic: n.Audit,
 		Consent: consentredis.NewRedisStore(rdb, consentredis.WithKeyPrefix(cfg.Consent.KeyPrefix)), Keys: dks, Keyring: keys, Ledger: ledger,
 		Settle: cfg.Consent.CacheTTL})
 	if err != nil {

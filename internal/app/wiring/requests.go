@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/serve"
@@ -33,36 +35,51 @@ func (a *App) requestsService(ctx context.Context, cfg config.Config, reg promet
 	if err != nil {
 		return err
 	}
+	svc, closeSvc, err := BuildRequests(ctx, cfg, rdb, reg, a.log)
+	if err != nil {
+		return err
+	}
+	a.closers = append(a.closers, closeSvc)
+	a.services = []serve.Service{serve.Func("requests", svc.Run, svc.Ready)}
+	a.started = []any{"topic", cfg.Names.RequestsTopic, "group", cfg.Names.RequestsGroup}
+	a.stopped = func() []any { return []any{"requests_done", svc.Done()} }
+	return nil
+}
+
+// BuildRequests assembles the requests service ('pipeline run requests')
+// on rdb: the request store (PIPELINE_REQUEST_KEY_PREFIX), the erasure
+// executor (NewEraser; transactional id PIPELINE_TRANSACTIONAL_ID, else
+// the requests group and the host name, which the topology's ACLs grant),
+// the exporter (NewExporter) and the ledger's marks. The returned function
+// closes what it opened.
+func BuildRequests(ctx context.Context, cfg config.Config, rdb redis.UniversalClient, reg prometheus.Registerer, log *slog.Logger) (*fulfil.Service, func(), error) {
 	ledger, err := erasure.LoadLedgerKey(cfg.Keys.ErasureKeyFile)
 	if err != nil {
-		return fmt.Errorf("PIPELINE_ERASURE_KEY_FILE: %w", err)
+		return nil, nil, fmt.Errorf("PIPELINE_ERASURE_KEY_FILE: %w", err)
 	}
 	txn := cfg.Runner.TransactionalID
 	if txn == "" {
-		// The topology's ACLs grant the command's transactional ids by
-		// its group as prefix.
 		host, _ := os.Hostname()
 		txn = cfg.Names.RequestsGroup + "-" + host
 	}
 	ex, closeEx, err := NewEraser(cfg, txn)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	a.closers = append(a.closers, closeEx)
 	b, closeB, err := NewExporter(ctx, cfg, export.Options{})
 	if err != nil {
-		return err
+		closeEx()
+		return nil, nil, err
 	}
-	a.closers = append(a.closers, closeB)
+	closeAll := func() { closeB(); closeEx() }
 	svc, err := fulfil.New(fulfil.Config{Kafka: cfg.Kafka, Topic: cfg.Names.RequestsTopic, Group: cfg.Names.RequestsGroup,
 		Store: requestredis.New(rdb, cfg.Requests.KeyPrefix), Eraser: eraser{ex}, Exporter: exporter{b}, Mark: ledger.Mark,
-		ExportTTL: cfg.Requests.ExportTTL, Metrics: fulfil.NewMetrics(reg), Log: a.log})
+		ExportTTL: cfg.Requests.ExportTTL, AuditTopic: cfg.Names.AuditTopic, Metrics: fulfil.NewMetrics(reg), Log: log})
 	if err != nil {
-		return err
+		closeAll()
+		return nil, nil, err
 	}
-	a.services = []serve.Service{serve.Func("requests", svc.Run, svc.Ready)}
-	a.started = []any{"topic", cfg.Names.RequestsTopic, "group", cfg.Names.RequestsGroup}
-	return nil
+	return svc, closeAll, nil
 }
 
 // eraser adapts the erasure executor to fulfil.Eraser.
@@ -108,18 +125,32 @@ func b2i(b bool) int64 {
 	return 0
 }
 
-// requestsAPI returns the requests API's routes for the consent API's
-// server (the same guard, the ledger check when configured).
-func requestsAPI(cfg config.Config, rdbStore *requestredis.Store, guard *httpauth.Guard, ledger requestapi.Ledger, a *App) (func(*http.ServeMux), error) {
+// RequestsAPI returns the requests API's routes for the consent API's
+// server (the same guard, the ledger check when configured) and the
+// function that closes its producer.
+func RequestsAPI(cfg config.Config, store *requestredis.Store, guard *httpauth.Guard, check *erasure.Check, log *slog.Logger) (func(*http.ServeMux), func(), error) {
 	cl, err := cfg.Kafka.NewClient(kgo.ProducerLinger(0))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	a.closers = append(a.closers, cl.Close)
-	s, err := requestapi.New(requestapi.Config{Producer: cl, Topic: cfg.Names.RequestsTopic, Store: rdbStore, Guard: guard, Ledger: ledger,
-		DefaultRegime: requests.Regime(cfg.Requests.DefaultRegime), Log: a.log})
+	rc := requestapi.Config{Producer: cl, Topic: cfg.Names.RequestsTopic, Store: store, Guard: guard, AuditTopic: cfg.Names.AuditTopic,
+		DefaultRegime: requests.Regime(cfg.Requests.DefaultRegime), Log: log}
+	if check != nil {
+		rc.Ledger, rc.Mark = check, check.Ledger.Mark
+	}
+	s, err := requestapi.New(rc)
+	if err != nil {
+		cl.Close()
+		return nil, nil, err
+	}
+	return s.Register, cl.Close, nil
+}
+
+func requestsAPI(cfg config.Config, store *requestredis.Store, guard *httpauth.Guard, check *erasure.Check, a *App) (func(*http.ServeMux), error) {
+	register, closeAPI, err := RequestsAPI(cfg, store, guard, check, a.log)
 	if err != nil {
 		return nil, err
 	}
-	return s.Register, nil
+	a.closers = append(a.closers, closeAPI)
+	return register, nil
 }

@@ -4,7 +4,8 @@
 // request: an erasure through the erasure executor (internal/erasure), an
 // access or portability request through the exporter, whose document it
 // keeps for download. Every change it makes is logged back to
-// privacy.requests under the request's id.
+// privacy.requests under the request's id, with its audit record on
+// privacy.audit in the same produce.
 //
 // It is idempotent by request id: a record seen again (a replay, a
 // redelivery after a crash) changes nothing that is already done, and a
@@ -30,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/internal/audit"
 	"github.com/privacy-pipeline/pipeline/internal/requests"
 	"github.com/privacy-pipeline/pipeline/internal/requests/requestredis"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
@@ -59,6 +61,9 @@ type Config struct {
 	// Mark returns a subject's erasure ledger mark (its requests carry it
 	// in place of the raw id once it is erased).
 	Mark func(subject string) string
+	// AuditTopic, when set, receives an audit record of every status
+	// change the service makes (privacy.audit), in the change's produce.
+	AuditTopic string
 	// ExportTTL is how long a finished export's document can be
 	// downloaded (PIPELINE_EXPORT_TTL, default 7 days).
 	ExportTTL time.Duration
@@ -76,8 +81,13 @@ type Config struct {
 type Service struct {
 	cfg       Config
 	ready     atomic.Bool
+	done      atomic.Int64
 	lastGauge time.Time
 }
+
+// Done returns how many requests this service carried out since it
+// started.
+func (s *Service) Done() int64 { return s.done.Load() }
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
@@ -284,6 +294,7 @@ func (s *Service) run(ctx context.Context, cl *kgo.Client, r requests.Request) e
 		return err
 	}
 	s.cfg.Metrics.Done.WithLabelValues(string(r.Kind), string(r.Regime)).Inc()
+	s.done.Add(1)
 	s.cfg.Metrics.Seconds.WithLabelValues(string(r.Kind)).Observe(float64(done.DoneMS-done.ReceivedMS) / 1000)
 	s.cfg.Log.Info("request done", "request", r.ID, "kind", r.Kind, "regime", r.Regime)
 	return s.gauges(ctx, true)
@@ -358,6 +369,18 @@ func (s *Service) save(ctx context.Context, cl *kgo.Client, next requests.Reques
 		return next, err
 	}
 	recs := []*kgo.Record{{Topic: s.cfg.Topic, Key: []byte(next.ID), Value: next.Marshal()}}
+	if s.cfg.AuditTopic != "" && next.Progress == 0 { // progress updates are not status changes
+		mark := ""
+		if next.Subject != "" {
+			mark = s.cfg.Mark(next.Subject)
+		}
+		ar := next.Audit(s.cfg.Now(), s.cfg.Name, s.cfg.Name, mark)
+		b, err := audit.Encode(ar)
+		if err != nil {
+			return next, fmt.Errorf("fulfil: audit record: %w", err)
+		}
+		recs = append(recs, &kgo.Record{Topic: s.cfg.AuditTopic, Key: ar.Key(), Value: b})
+	}
 	for _, o := range extra {
 		recs = append(recs, &kgo.Record{Topic: s.cfg.Topic, Key: []byte(o.ID), Value: o.Marshal()})
 	}

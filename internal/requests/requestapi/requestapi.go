@@ -17,8 +17,11 @@
 // changes requests:write; the principal is recorded with every change.
 // Errors never echo a subject id.
 //
-// It imports requests, requestredis, httpauth and franz-go's kgo (to
-// produce).
+// Every change is audited (privacy.audit, with the principal and the
+// subject as its ledger mark) in the same produce as its log record.
+//
+// It imports requests, requestredis, audit, httpauth and franz-go's kgo
+// (to produce).
 package requestapi
 
 import (
@@ -36,6 +39,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/internal/audit"
 	"github.com/privacy-pipeline/pipeline/internal/httpauth"
 	"github.com/privacy-pipeline/pipeline/internal/requests"
 	"github.com/privacy-pipeline/pipeline/internal/requests/requestredis"
@@ -58,6 +62,11 @@ type Config struct {
 	Guard    *httpauth.Guard
 	// Ledger, when set, refuses requests for erased subjects.
 	Ledger Ledger
+	// AuditTopic, when set, receives an audit record of every change
+	// (privacy.audit), in the same produce as the change; Mark gives the
+	// subject's erasure-ledger mark for it (nil: no subject reference).
+	AuditTopic string
+	Mark       func(subject string) string
 	// DefaultRegime applies when a request names none
 	// (PIPELINE_REQUEST_DEFAULT_REGIME, default gdpr).
 	DefaultRegime requests.Regime
@@ -213,14 +222,14 @@ func (s *Server) file(kind requests.Kind) http.HandlerFunc {
 		case !created:
 			// A replay: log it again (a first filing may have failed to
 			// log after storing), answer what is filed.
-			if err := s.log(ctx, old); err != nil {
+			if err := s.log(ctx, old, ""); err != nil {
 				fail(w, http.StatusServiceUnavailable, "privacy.requests is unavailable; retry with the same id")
 				return
 			}
 			s.answer(w, r, http.StatusOK, Filed{Request: old, Replay: true}, f.Source)
 			return
 		}
-		if err := s.log(ctx, req); err != nil {
+		if err := s.log(ctx, req, principal(r)); err != nil {
 			_ = s.cfg.Store.Delete(context.WithoutCancel(ctx), req)
 			fail(w, http.StatusServiceUnavailable, "privacy.requests is unavailable; nothing was filed, retry")
 			return
@@ -241,9 +250,24 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, code int, f File
 	writeJSON(w, code, f)
 }
 
-// log writes the request's current state to privacy.requests.
-func (s *Server) log(ctx context.Context, req requests.Request) error {
-	return s.cfg.Producer.ProduceSync(ctx, &kgo.Record{Topic: s.cfg.Topic, Key: []byte(req.ID), Value: req.Marshal()}).FirstErr()
+// log writes the request's current state to privacy.requests and, for a
+// change made by who (not a replay: who empty), its audit record, in one
+// produce.
+func (s *Server) log(ctx context.Context, req requests.Request, who string) error {
+	recs := []*kgo.Record{{Topic: s.cfg.Topic, Key: []byte(req.ID), Value: req.Marshal()}}
+	if who != "" && s.cfg.AuditTopic != "" {
+		mark := ""
+		if s.cfg.Mark != nil && req.Subject != "" {
+			mark = s.cfg.Mark(req.Subject)
+		}
+		ar := req.Audit(s.cfg.Now(), "consent-api", who, mark)
+		b, err := audit.Encode(ar)
+		if err != nil {
+			return fmt.Errorf("requestapi: audit record: %w", err)
+		}
+		recs = append(recs, &kgo.Record{Topic: s.cfg.AuditTopic, Key: ar.Key(), Value: b})
+	}
+	return s.cfg.Producer.ProduceSync(ctx, recs...).FirstErr()
 }
 
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (requests.Request, bool) {
@@ -393,7 +417,7 @@ func (s *Server) change(op string) http.HandlerFunc {
 				fail(w, http.StatusServiceUnavailable, "the request store is unavailable; retry")
 				return
 			}
-			if err := s.log(r.Context(), next); err != nil {
+			if err := s.log(r.Context(), next, principal(r)); err != nil {
 				// Stored but not logged: the store shows it; the requests
 				// service acts on the log, so ask for a retry (verify
 				// again is a conflict; the store already says verified).

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/internal/audit"
 	"github.com/privacy-pipeline/pipeline/internal/httpauth"
 	"github.com/privacy-pipeline/pipeline/internal/requests"
 	"github.com/privacy-pipeline/pipeline/internal/requests/requestredis"
@@ -42,7 +43,7 @@ func (l ledger) Erased(_ context.Context, subs []string) ([]bool, error) {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "privacy.requests"))
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "privacy.requests"), kfake.SeedTopics(1, "privacy.audit"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +71,7 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{store: requestredis.New(rdb, ""), cl: cl, writer: writer, reader: reader, erased: map[string]bool{},
 		now: time.Date(2026, 12, 3, 6, 0, 0, 0, time.UTC)}
 	s, err := New(Config{Producer: cl, Topic: "privacy.requests", Store: f.store, Guard: guard, Ledger: ledger(f.erased),
+		AuditTopic: "privacy.audit", Mark: func(string) string { return "er1.AAAAAAAAAAAAAAAAAAAAAA" },
 		Now: func() time.Time { return f.now }})
 	if err != nil {
 		t.Fatal(err)
@@ -230,5 +232,38 @@ func TestDRPShapeAndLifecycle(t *testing.T) {
 	}
 	if n := len(f.logged(t)); n != 4 { // filed, verified, extended, refused
 		t.Fatalf("%d records logged", n)
+	}
+}
+
+// TestChangesAreAudited: filing and each change write an audit record
+// with the principal, the subject only as its mark, and the reason of a
+// refusal only as a code (its text may quote the subject).
+func TestChangesAreAudited(t *testing.T) {
+	f := newFixture(t)
+	f.do(t, f.writer, "POST", "/v1/subjects/zoe-CANARY/export", `{"id":"a1"}`)
+	f.do(t, f.writer, "POST", "/v1/requests/rq_c_a1/refuse", `{"reason":"zoe-CANARY asked twice"}`)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.cl.OptValue(kgo.SeedBrokers).([]string)...), kgo.ConsumeTopics("privacy.audit"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	var got []string
+	for ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			if strings.Contains(string(r.Value), "CANARY") {
+				t.Fatalf("an audit record holds the subject: %s", r.Value)
+			}
+			a, err := audit.Decode(r.Value)
+			if err != nil || a.Kind != audit.KindRequest || a.Principal != "privacy-center" {
+				t.Fatalf("%v %+v", err, a)
+			}
+			got = append(got, a.Request.Status+"/"+a.Request.Reason)
+		})
+	}
+	if strings.Join(got, ",") != "received/,refused/stated" {
+		t.Fatalf("audited %v", got)
 	}
 }
