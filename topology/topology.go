@@ -264,9 +264,12 @@ func Default(n Names, o Options) Topology {
 	// Keyed by request id, compacted: the latest state of every request
 	// is kept (accountability), and once a subject is erased its requests'
 	// latest records carry its ledger mark, not its raw id, so compaction
-	// removes the raw id (segment.ms, max.compaction.lag.ms as for keys).
+	// removes the raw id: within about the key topic's bound (segment.ms,
+	// max.compaction.lag.ms 1 h, the requests service's heartbeat
+	// PIPELINE_REQUEST_HEARTBEAT_INTERVAL rolling quiet partitions, the
+	// cleaner's backoff).
 	add(Topic{Name: n.Requests, Partitions: o.Partitions, Key: "request id", Restricted: true,
-		Holds: "data-subject requests (erasure, access, portability): every change of each, JSON; the latest per request id is its state (raw subject id until erased, then the ledger mark)",
+		Holds: "data-subject requests (erasure, access, portability): every change of each, JSON; the latest per request id is its state (raw subject id until erased, then the ledger mark: the raw id's records are compacted away within about 1 h, heartbeats rolling quiet partitions)",
 		Configs: map[string]string{"cleanup.policy": "compact", "segment.ms": ms(time.Hour), "max.compaction.lag.ms": ms(time.Hour),
 			"min.compaction.lag.ms": "0"}})
 	add(Topic{Name: n.Erasures, Partitions: o.Partitions, Key: "pseudonym",

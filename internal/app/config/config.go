@@ -249,6 +249,10 @@ type Requests struct {
 	// ExportTTL is how long a finished export can be downloaded before
 	// its document is deleted. PIPELINE_EXPORT_TTL.
 	ExportTTL time.Duration `env:"EXPORT_TTL" envDefault:"168h"`
+	// HeartbeatInterval is how often 'pipeline run requests' writes a
+	// compaction heartbeat to every partition of the request topic (0:
+	// never). PIPELINE_REQUEST_HEARTBEAT_INTERVAL.
+	HeartbeatInterval time.Duration `env:"REQUEST_HEARTBEAT_INTERVAL" envDefault:"1m"`
 }
 
 // Validate checks the requests' settings.

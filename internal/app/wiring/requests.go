@@ -74,7 +74,8 @@ func BuildRequests(ctx context.Context, cfg config.Config, rdb redis.UniversalCl
 	closeAll := func() { closeB(); closeEx() }
 	svc, err := fulfil.New(fulfil.Config{Kafka: cfg.Kafka, Topic: cfg.Names.RequestsTopic, Group: cfg.Names.RequestsGroup,
 		Store: requestredis.New(rdb, cfg.Requests.KeyPrefix), Eraser: eraser{ex}, Exporter: exporter{b}, Mark: ledger.Mark,
-		ExportTTL: cfg.Requests.ExportTTL, AuditTopic: cfg.Names.AuditTopic, Metrics: fulfil.NewMetrics(reg), Log: log})
+		ExportTTL: cfg.Requests.ExportTTL, AuditTopic: cfg.Names.AuditTopic, Heartbeat: cfg.Requests.HeartbeatInterval,
+		Metrics: fulfil.NewMetrics(reg), Log: log})
 	if err != nil {
 		closeAll()
 		return nil, nil, err

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
@@ -83,7 +82,7 @@ type Config struct {
 // HeartbeatKey is the record key of the heartbeats on the key topic. It
 // is neither a data key id (dk1.) nor a ledger mark, so no reader takes
 // it for one; the key sync skips it.
-const HeartbeatKey = "pp-heartbeat"
+const HeartbeatKey = kafkaio.HeartbeatKey
 
 // Syncer follows the key topic into Redis.
 type Syncer struct {
@@ -274,31 +273,15 @@ func (s *Syncer) heartbeats(ctx context.Context) {
 	}
 }
 
-// Beat writes one heartbeat round: a tombstone under HeartbeatKey to
-// every partition of topic, with cl (built with kgo.ManualPartitioner),
-// counted in m.
+// Beat writes one heartbeat round (kafkaio.Heartbeat: a tombstone under
+// HeartbeatKey to every partition of topic), with cl (built with
+// kgo.ManualPartitioner), counted in m.
 func Beat(ctx context.Context, cl *kgo.Client, topic string, m *Metrics) error {
-	tds, err := kadm.NewClient(cl).ListTopics(ctx, topic)
-	if err == nil {
-		err = tds.Error()
-	}
+	n, err := kafkaio.Heartbeat(ctx, cl, topic)
+	m.Heartbeats.Add(float64(n))
 	if err != nil {
 		m.HeartbeatFailures.Inc()
-		return fmt.Errorf("keysync: heartbeat: %w", err)
-	}
-	var recs []*kgo.Record
-	for _, p := range tds[topic].Partitions.Numbers() {
-		recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: []byte(HeartbeatKey)})
-	}
-	res := cl.ProduceSync(ctx, recs...)
-	for _, r := range res {
-		if r.Err == nil {
-			m.Heartbeats.Inc()
-		}
-	}
-	if err := res.FirstErr(); err != nil {
-		m.HeartbeatFailures.Inc()
-		return fmt.Errorf("keysync: heartbeat: %w", err)
+		return fmt.Errorf("keysync: %w", err)
 	}
 	return nil
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/requests"
 	"github.com/privacy-pipeline/pipeline/internal/requests/requestredis"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 )
 
 // Eraser erases one subject (erasure.Executor): idempotent.
@@ -75,6 +76,12 @@ type Config struct {
 	// GaugeEvery is how often the open requests' gauges are recomputed
 	// (default 15s).
 	GaugeEvery time.Duration
+	// Heartbeat is how often a compaction heartbeat (kafkaio.Heartbeat)
+	// is written to every partition of Topic, so that an erased
+	// subject's anonymised request replaces its raw-id records within
+	// the topic's compaction bound even on a quiet partition
+	// (PIPELINE_REQUEST_HEARTBEAT_INTERVAL; 0: none).
+	Heartbeat time.Duration
 }
 
 // Service follows privacy.requests and carries the requests out.
@@ -83,6 +90,8 @@ type Service struct {
 	ready     atomic.Bool
 	done      atomic.Int64
 	lastGauge time.Time
+	lastBeat  time.Time
+	beats     *kgo.Client
 }
 
 // Done returns how many requests this service carried out since it
@@ -147,10 +156,17 @@ func (s *Service) follow(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
+	if s.cfg.Heartbeat > 0 && s.beats == nil {
+		if s.beats, err = s.cfg.Kafka.NewClient(kgo.RecordPartitioner(kgo.ManualPartitioner())); err != nil {
+			return err
+		}
+		defer func() { s.beats.Close(); s.beats = nil }()
+	}
 	for ctx.Err() == nil {
 		if err := s.gauges(ctx, false); err != nil {
 			return err
 		}
+		s.heartbeat(ctx)
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		fs := cl.PollFetches(pctx)
 		cancel()
@@ -184,7 +200,9 @@ func (s *Service) follow(ctx context.Context) error {
 func (s *Service) handle(ctx context.Context, cl *kgo.Client, rec *kgo.Record) error {
 	m := s.cfg.Metrics
 	if rec.Value == nil {
-		m.Outcome("tombstone")
+		if string(rec.Key) != kafkaio.HeartbeatKey {
+			m.Outcome("tombstone")
+		}
 		return nil
 	}
 	r, err := requests.Parse(rec.Value)
@@ -388,6 +406,21 @@ func (s *Service) save(ctx context.Context, cl *kgo.Client, next requests.Reques
 		return next, fmt.Errorf("fulfil: log request %s: %w", next.ID, err)
 	}
 	return next, nil
+}
+
+// heartbeat writes a compaction heartbeat round when one is due (a
+// failure is counted and retried at the next interval).
+func (s *Service) heartbeat(ctx context.Context) {
+	if s.beats == nil || s.cfg.Now().Sub(s.lastBeat) < s.cfg.Heartbeat {
+		return
+	}
+	s.lastBeat = s.cfg.Now()
+	n, err := kafkaio.Heartbeat(ctx, s.beats, s.cfg.Topic)
+	s.cfg.Metrics.Heartbeats.Add(float64(n))
+	if err != nil && ctx.Err() == nil {
+		s.cfg.Metrics.HeartbeatFailures.Inc()
+		s.cfg.Log.Warn("requests topic heartbeat failed; retried at the next interval", "err", err)
+	}
 }
 
 // gauges recomputes the open requests' gauges (every GaugeEvery, or now).

@@ -270,3 +270,46 @@ func TestOpenGauges(t *testing.T) {
 		t.Error("an emptied bucket kept its value")
 	}
 }
+
+// TestHeartbeatsOnTheRequestTopic: with a heartbeat interval, every
+// partition of the request topic gets heartbeat tombstones (so a quiet
+// partition's segment rolls and an erased subject's raw-id records are
+// compacted away), and the service does not count them as bad records.
+func TestHeartbeatsOnTheRequestTopic(t *testing.T) {
+	r := newRig(t)
+	// The rig's service runs without heartbeats: a second one with.
+	svc, err := New(Config{Kafka: r.svc.cfg.Kafka, Topic: topic, Group: "requests-2", Store: r.store, Eraser: r.eraser, Exporter: r.export,
+		Mark: fakeMark, Metrics: NewMetrics(prometheus.NewRegistry()), Heartbeat: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { svc.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(svc.cfg.Metrics.Heartbeats) < 6 { // two rounds over 3 partitions
+		if time.Now().After(deadline) {
+			t.Fatalf("%v heartbeats", testutil.ToFloat64(svc.cfg.Metrics.Heartbeats))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	parts := map[int32]bool{}
+	cl, _ := kgo.NewClient(kgo.SeedBrokers(r.svc.cfg.Kafka.Brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	defer cl.Close()
+	pctx, pcancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer pcancel()
+	for pctx.Err() == nil {
+		cl.PollFetches(pctx).EachRecord(func(rec *kgo.Record) {
+			if string(rec.Key) == "pp-heartbeat" && rec.Value == nil {
+				parts[rec.Partition] = true
+			}
+		})
+	}
+	if len(parts) != 3 {
+		t.Fatalf("heartbeats on partitions %v, want all 3", parts)
+	}
+	if got := testutil.ToFloat64(svc.cfg.Metrics.Records.WithLabelValues("tombstone")); got != 0 {
+		t.Fatalf("%v heartbeats counted as tombstones", got)
+	}
+}

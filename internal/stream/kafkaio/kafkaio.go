@@ -151,3 +151,39 @@ func Scan(ctx context.Context, conn kafkaconn.Config, fn func(*kgo.Record), topi
 	}
 	return nil
 }
+
+// HeartbeatKey is the record key of compaction heartbeats: tombstones a
+// service writes to every partition of a compacted topic it owns, so that
+// a quiet partition's active segment still rolls (Kafka rolls a segment
+// only when a record is appended past segment.ms, and never compacts the
+// active one) and a replaced value is compacted away within the topic's
+// bounds. Readers skip them; compaction drops them.
+const HeartbeatKey = "pp-heartbeat"
+
+// Heartbeat writes one heartbeat round: a tombstone under HeartbeatKey to
+// every partition of topic, with cl (built with kgo.ManualPartitioner).
+// It returns how many were written.
+func Heartbeat(ctx context.Context, cl *kgo.Client, topic string) (int, error) {
+	tds, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err == nil {
+		err = tds.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kafkaio: heartbeat on %s: %w", topic, err)
+	}
+	var recs []*kgo.Record
+	for _, p := range tds[topic].Partitions.Numbers() {
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: []byte(HeartbeatKey)})
+	}
+	res := cl.ProduceSync(ctx, recs...)
+	n := 0
+	for _, r := range res {
+		if r.Err == nil {
+			n++
+		}
+	}
+	if err := res.FirstErr(); err != nil {
+		return n, fmt.Errorf("kafkaio: heartbeat on %s: %w", topic, err)
+	}
+	return n, nil
+}
