@@ -114,7 +114,7 @@ func (f *fixture) createTopics(parts map[purpose.Purpose]int) {
 	}
 	defer adm.Close()
 	n := f.cfg.Names
-	for topic, p := range map[string]int32{n.RawTopic: 4, n.QuarantineTopic: 1, n.KeysTopic: 2, n.ConsentTopic: 2, n.ErasuresTopic: 2} {
+	for topic, p := range map[string]int32{n.RawTopic: 4, n.QuarantineTopic: 1, n.KeysTopic: 2, n.ConsentTopic: 2, n.ErasuresTopic: 2, n.AuditTopic: 1} {
 		if _, err := adm.CreateTopic(f.ctx, p, 1, nil, topic); err != nil {
 			f.t.Fatal(err)
 		}
