@@ -98,10 +98,12 @@ func Outcomes() []string { return []string{Applied, Unknown, NotApplicable, Malf
 // Hash is the identity of a pseudonym in a Set: subject.Hash of its bytes.
 func Hash(pseudonym []byte) uint64 { return subject.Hash(pseudonym) }
 
-// MaxEntries bounds one partition's set. A notice beyond it still drops
-// the subject's state; only its later records are not kept out (counted
-// by the caller as Add's false).
-const MaxEntries = 1 << 16
+// MaxEntries bounds one partition's set, and so what it adds to the
+// partition's checkpoint (at most about 60 KB, far below a record's
+// limit: a flood of notices can never make a checkpoint unpublishable).
+// A notice beyond it still drops the subject's state; only its later
+// records are not kept out (counted by the caller as Add's false).
+const MaxEntries = 4096
 
 // DefaultGrace is how long, in the input's log time, an entry is kept
 // after its notice.

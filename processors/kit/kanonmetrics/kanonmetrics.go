@@ -137,3 +137,35 @@ func (m *Metrics) WriterSchemaMetrics() *writers.Metrics {
 	}
 	return m.WriterSchemas
 }
+
+// ErasureCounts are one batch's erasure-notice counts, added to the
+// metrics when the batch commits (Flush). The zero value is empty.
+type ErasureCounts struct {
+	// Applied, Unknown, NotApplicable and Malformed count notices by
+	// outcome (processors/kit/forget).
+	Applied, Unknown, NotApplicable, Malformed int64
+	// HeldRecords, WindowEvents, LateRecords and SetFull count what the
+	// notices dropped (see Metrics.ErasureDropped).
+	HeldRecords, WindowEvents, LateRecords, SetFull int64
+}
+
+// Flush adds c to m's erasure metrics for processor (m may be nil).
+func (c *ErasureCounts) Flush(m *Metrics, processor string) {
+	if m == nil || *c == (ErasureCounts{}) {
+		return
+	}
+	for _, o := range []struct {
+		v     *prometheus.CounterVec
+		label string
+		n     int64
+	}{
+		{m.ErasureNotices, "applied", c.Applied}, {m.ErasureNotices, "unknown", c.Unknown},
+		{m.ErasureNotices, "not_applicable", c.NotApplicable}, {m.ErasureNotices, "malformed", c.Malformed},
+		{m.ErasureDropped, "held_records", c.HeldRecords}, {m.ErasureDropped, "window_events", c.WindowEvents},
+		{m.ErasureDropped, "late_records", c.LateRecords}, {m.ErasureDropped, "set_full", c.SetFull},
+	} {
+		if o.n > 0 {
+			o.v.WithLabelValues(processor, o.label).Add(float64(o.n))
+		}
+	}
+}
