@@ -133,7 +133,6 @@ func appendState(b []byte, st *state) []byte {
 // erasedMarker introduces the erased set after the retired counters.
 const erasedMarker = 'E'
 
-
 // decodeIDs returns the identity-domain table of a checkpoint: the
 // encoded one (version 2), or for a version 1 checkpoint an empty table in
 // which the domains its CASTLEs use are reserved.

@@ -210,7 +210,7 @@ func TestNoticeWithoutEffectChangesNothing(t *testing.T) {
 	}
 	extra := append([]processors.Record{
 		notice("ai_training", "pseudo-never-seen", at),
-		notice("analytics", "pseudo-0007", at),              // this purpose's pseudonym, another purpose's name
+		notice("analytics", "pseudo-0007", at),                // this purpose's pseudonym, another purpose's name
 		notice("ai_training", "analytics-pseudonym-of-7", at), // another purpose's pseudonym
 		{Topic: noticesTopic, Value: []byte("not json"), Timestamp: at},
 		{Topic: noticesTopic, Value: nil, Timestamp: at}, // a tombstone

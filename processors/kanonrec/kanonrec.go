@@ -250,10 +250,10 @@ type state struct {
 	partition int32
 	// ids numbers the pseudonym key ids of this partition exactly (part
 	// of the checkpoint); domains holds one CASTLE per numbered domain.
-	ids       subject.Domains
-	domains   []domainCastle
-	retired   castle.Stats // counters of domains no longer kept
-	held      map[int64]held
+	ids     subject.Domains
+	domains []domainCastle
+	retired castle.Stats // counters of domains no longer kept
+	held    map[int64]held
 	// erased are the pseudonyms erased in this partition (erasure.go),
 	// kept out of later records; part of the checkpoint.
 	erased    forget.Set
