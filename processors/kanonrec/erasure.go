@@ -2,6 +2,7 @@ package kanonrec
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/privacy-pipeline/pipeline/processors"
@@ -61,7 +62,8 @@ func (w *Worker) notice(ctx context.Context, r processors.Record) error {
 	}
 	w.shards.Touch(r.Partition)
 	ps := []byte(n.Pseudonym)
-	if !st.erased.Add(forget.Hash(ps), r.Timestamp.UnixMilli()) {
+	next, _ := w.shards.Next(r.Partition)
+	if !st.erased.Add(forget.Hash(ps), r.Timestamp.UnixMilli(), next) {
 		w.erasure.SetFull++
 	}
 	dropped := 0
@@ -79,10 +81,15 @@ func (w *Worker) notice(ctx context.Context, r processors.Record) error {
 
 // erasedRecord reports whether the decoded record (w.rec) is of an erased
 // pseudonym of the partition, counting it.
-func (w *Worker) erasedRecord(st *state) bool {
-	if st.erased.Len() == 0 || !st.erased.Has(forget.Hash(w.rec.Values[w.p.subjIdx].Bytes)) {
+func (w *Worker) erasedRecord(st *state, offset int64) bool {
+	if st.erased.Len() == 0 {
 		return false
 	}
+	h := forget.Hash(w.rec.Values[w.p.subjIdx].Bytes)
+	if !st.erased.Has(h) {
+		return false
+	}
+	st.erased.KeptOut(h, offset)
 	w.erasure.LateRecords++
 	return true
 }
@@ -97,5 +104,7 @@ func (w *Worker) pruneErased(st *state, latest time.Time) {
 	if g <= 0 {
 		g = forget.DefaultGrace
 	}
-	st.erased.Prune(latest.UnixMilli(), g)
+	// A restore replays held records only through the CASTLE snapshot,
+	// which no longer refers to the subject's: only time matters here.
+	st.erased.Prune(latest.UnixMilli(), g, math.MaxInt64)
 }

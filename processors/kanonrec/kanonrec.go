@@ -513,7 +513,7 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 			}
 			continue
 		}
-		if w.erasedRecord(st) {
+		if w.erasedRecord(st, r.Offset) {
 			continue
 		}
 		st.held[r.Offset] = held{kept: w.keptValues(nil, true), arrived: r.Timestamp}

@@ -109,11 +109,16 @@ const MaxEntries = 4096
 // after its notice.
 const DefaultGrace = 24 * time.Hour
 
-// Set is one partition's erased pseudonyms (hashes) with their notices'
-// log times in unix ms. The zero value is empty.
+// Set is one partition's erased pseudonyms (hashes). Each entry keeps
+// its notice's log time (unix ms) and the input offset below which lie
+// every record of the pseudonym the partition has seen or kept out
+// (until): a replay of the input from at or past until never meets one,
+// so the entry may then go. The zero value is empty.
 type Set struct {
-	m map[uint64]int64
+	m map[uint64]entry
 }
+
+type entry struct{ at, until int64 }
 
 // Len returns the number of entries.
 func (s *Set) Len() int { return len(s.m) }
@@ -128,33 +133,45 @@ func (s *Set) Has(h uint64) bool {
 	return ok
 }
 
-// Add adds h with its notice time; false if the set is full (h is not
-// added). Adding h again keeps the later time.
-func (s *Set) Add(h uint64, atMs int64) bool {
+// Add adds h with its notice time and the partition's next input offset
+// (every record of the pseudonym seen so far is below it); false if the
+// set is full (h is not added). Adding h again keeps the later values.
+func (s *Set) Add(h uint64, atMs, next int64) bool {
 	if old, ok := s.m[h]; ok {
-		s.m[h] = max(old, atMs)
+		s.m[h] = entry{at: max(old.at, atMs), until: max(old.until, next)}
 		return true
 	}
 	if len(s.m) >= MaxEntries {
 		return false
 	}
 	if s.m == nil {
-		s.m = map[uint64]int64{}
+		s.m = map[uint64]entry{}
 	}
-	s.m[h] = atMs
+	s.m[h] = entry{at: atMs, until: next}
 	return true
 }
 
-// Prune drops the entries older than nowMs minus grace and returns how
+// KeptOut notes that the record at offset, of the erased pseudonym h, was
+// kept out: the entry stays until a replay can no longer meet it.
+func (s *Set) KeptOut(h uint64, offset int64) {
+	if e, ok := s.m[h]; ok && offset >= e.until {
+		e.until = offset + 1
+		s.m[h] = e
+	}
+}
+
+// Prune drops the entries whose notice is older than nowMs minus grace
+// (no record of the subject can still be on its way) and whose records
+// all lie below replayFrom (no replay offers one again), and returns how
 // many it dropped.
-func (s *Set) Prune(nowMs int64, grace time.Duration) int {
+func (s *Set) Prune(nowMs int64, grace time.Duration, replayFrom int64) int {
 	if len(s.m) == 0 {
 		return 0
 	}
 	limit := nowMs - grace.Milliseconds()
 	n := 0
-	for h, at := range s.m {
-		if at < limit {
+	for h, e := range s.m {
+		if e.at < limit && e.until <= replayFrom {
 			delete(s.m, h)
 			n++
 		}
@@ -163,8 +180,8 @@ func (s *Set) Prune(nowMs int64, grace time.Duration) int {
 }
 
 // AppendEncode appends the set: a uvarint count, then per entry, by
-// increasing hash, the hash (8 bytes, little endian) and the time
-// (varint).
+// increasing hash, the hash (8 bytes, little endian), the notice time and
+// the offset bound (varints).
 func (s *Set) AppendEncode(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s.m)))
 	if len(s.m) == 0 {
@@ -177,7 +194,8 @@ func (s *Set) AppendEncode(b []byte) []byte {
 	slices.SortFunc(hs, cmp.Compare[uint64])
 	for _, h := range hs {
 		b = binary.LittleEndian.AppendUint64(b, h)
-		b = binary.AppendVarint(b, s.m[h])
+		b = binary.AppendVarint(b, s.m[h].at)
+		b = binary.AppendVarint(b, s.m[h].until)
 	}
 	return b
 }
@@ -189,12 +207,12 @@ func (s *Set) AppendEncode(b []byte) []byte {
 func DecodeSet(b []byte) (Set, []byte, error) {
 	var s Set
 	n, k := binary.Uvarint(b)
-	if k <= 0 || k != len(binary.AppendUvarint(nil, n)) || n > MaxEntries || n > uint64(len(b)-k)/9 {
+	if k <= 0 || k != len(binary.AppendUvarint(nil, n)) || n > MaxEntries || n > uint64(len(b)-k)/10 {
 		return s, nil, fmt.Errorf("%w: bad erased set count", ErrNotice)
 	}
 	b = b[k:]
 	if n > 0 {
-		s.m = make(map[uint64]int64, n)
+		s.m = make(map[uint64]entry, n)
 	}
 	var last uint64
 	for i := range n {
@@ -206,12 +224,16 @@ func DecodeSet(b []byte) (Set, []byte, error) {
 			return Set{}, nil, fmt.Errorf("%w: erased set out of order", ErrNotice)
 		}
 		last = h
-		at, k := binary.Varint(b[8:])
-		if k <= 0 || k != len(binary.AppendVarint(nil, at)) {
-			return Set{}, nil, fmt.Errorf("%w: erased set truncated", ErrNotice)
+		b = b[8:]
+		var e entry
+		for _, v := range []*int64{&e.at, &e.until} {
+			x, k := binary.Varint(b)
+			if k <= 0 || k != len(binary.AppendVarint(nil, x)) {
+				return Set{}, nil, fmt.Errorf("%w: erased set truncated", ErrNotice)
+			}
+			*v, b = x, b[k:]
 		}
-		s.m[h] = at
-		b = b[8+k:]
+		s.m[h] = e
 	}
 	return s, b, nil
 }

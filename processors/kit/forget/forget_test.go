@@ -35,15 +35,22 @@ func TestSetRoundTripAndPrune(t *testing.T) {
 	if s.Has(1) || s.Len() != 0 {
 		t.Fatal("empty set")
 	}
-	s.Add(Hash([]byte("a")), 1000)
-	s.Add(Hash([]byte("b")), 5000)
-	s.Add(Hash([]byte("a")), 500) // keeps the later time
+	s.Add(Hash([]byte("a")), 1000, 10)
+	s.Add(Hash([]byte("b")), 5000, 10)
+	s.Add(Hash([]byte("a")), 500, 5) // keeps the later values
 	b := s.AppendEncode([]byte("x"))
 	got, rest, err := DecodeSet(append(b[1:], 'z'))
 	if err != nil || !bytes.Equal(rest, []byte("z")) || got.Len() != 2 || !got.Has(Hash([]byte("a"))) {
 		t.Fatalf("%v %q %d", err, rest, got.Len())
 	}
-	if n := got.Prune(1000+int64(time.Hour/time.Millisecond)+1, time.Hour); n != 1 || got.Has(Hash([]byte("a"))) || !got.Has(Hash([]byte("b"))) {
+	now := 1000 + int64(time.Hour/time.Millisecond) + 1
+	// A replay from 10 on can no longer meet a record of "a"; but one of
+	// its records was kept out at 20, so a replay from 15 still could.
+	got.KeptOut(Hash([]byte("a")), 20)
+	if n := got.Prune(now, time.Hour, 15); n != 0 {
+		t.Fatalf("pruned %d while a replay could still offer a kept-out record", n)
+	}
+	if n := got.Prune(now, time.Hour, 21); n != 1 || got.Has(Hash([]byte("a"))) || !got.Has(Hash([]byte("b"))) {
 		t.Fatalf("pruned %d", n)
 	}
 }
@@ -53,14 +60,14 @@ func TestSetRoundTripAndPrune(t *testing.T) {
 func TestSetIsBounded(t *testing.T) {
 	var s Set
 	for i := range MaxEntries {
-		if !s.Add(uint64(i), 1) {
+		if !s.Add(uint64(i), 1, 0) {
 			t.Fatalf("full at %d", i)
 		}
 	}
-	if s.Add(1<<40, 1) || s.Len() != MaxEntries {
+	if s.Add(1<<40, 1, 0) || s.Len() != MaxEntries {
 		t.Fatal("the set grew past MaxEntries")
 	}
-	if !s.Add(3, 2) {
+	if !s.Add(3, 2, 0) {
 		t.Fatal("an existing entry could not be refreshed")
 	}
 }
@@ -84,8 +91,8 @@ func FuzzDecode(f *testing.F) {
 
 func FuzzDecodeSet(f *testing.F) {
 	var s Set
-	s.Add(1, 2)
-	s.Add(7, -3)
+	s.Add(1, 2, 3)
+	s.Add(7, -3, 0)
 	f.Add(s.AppendEncode(nil))
 	f.Add([]byte{0})
 	f.Fuzz(func(t *testing.T, b []byte) {
