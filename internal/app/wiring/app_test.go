@@ -31,7 +31,7 @@ import (
 func testConfig(t *testing.T, opts ...kfake.Opt) config.Config {
 	t.Helper()
 	names := topology.DefaultNames()
-	topics := []string{names.Raw, names.Consent, names.Quarantine, names.Keys, names.Partials()}
+	topics := []string{names.Raw, names.Consent, names.Quarantine, names.Keys, names.Erasures, names.Partials()}
 	for _, p := range purpose.All {
 		topics = append(topics, names.Clean(p))
 	}
