@@ -5,7 +5,9 @@
 // (franz-go's GroupTransactSession). A replica killed at any moment, a
 // rebalance, or a broker restart aborts the open transaction; the records
 // are processed again from the last committed offsets and nothing is lost
-// or duplicated for read_committed consumers.
+// or duplicated for read_committed consumers. A processor may also read a
+// second, co-partitioned topic in the same group and transactions
+// (Config.Notices: the erasure notices of the k-anonymity processors).
 //
 // This package and topology are the only ones that import franz-go for
 // processing (internal/stream/kafkaio and the producer hold small client helpers).
