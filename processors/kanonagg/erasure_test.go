@@ -9,8 +9,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/privacy-pipeline/pipeline/internal/kanon/aggregate"
+	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
+	"github.com/privacy-pipeline/pipeline/internal/kanon/partial"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
+	"github.com/privacy-pipeline/pipeline/processors/kit/subject"
 )
 
 const noticesTopic = "privacy.erasures"
@@ -155,6 +159,62 @@ func TestNoticeWithoutEffectChangesNothing(t *testing.T) {
 	for label, n := range map[string]float64{"unknown": 2, "not_applicable": 1, "malformed": 502, "applied": 0} {
 		if c := testutil.ToFloat64(m.ErasureNotices.WithLabelValues(Name, label)); c != n {
 			t.Errorf("%s %v, want %v", label, c, n)
+		}
+	}
+}
+
+// TestErasedSubjectIsInNoLaterPartial: in two-stage mode, with DP
+// contribution bounding on, the window that closes after the notice is
+// published as partial cells without the erased subject's id, while a
+// control run carries it: the merge stage never receives the subject from
+// a window that was open when the notice came.
+func TestErasedSubjectIsInNoLaterPartial(t *testing.T) {
+	w1 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	ev := func(s string, sec int) event {
+		return event{subject: s, time: w1.Add(time.Duration(sec) * time.Second).UnixMilli(), age: "25-34", country: "DE", gender: "female", etype: "purchase", amount: 5}
+	}
+	evs := []event{ev("pseudo-a", 1), ev("pseudo-erased", 2), ev("pseudo-b", 3), ev("pseudo-erased", 4), ev("pseudo-z", 300)}
+	recs := records(encodeAll(t, evs))
+	erasedID := subject.ID(0, []byte("pseudo-erased"))
+	for _, erase := range []bool{false, true} {
+		store := &memStore{input: map[int32][]processors.Record{0: recs}, cps: map[int32]processors.Checkpoint{}}
+		spec, _ := kanonspec.Default()
+		p, err := New(Config{Aggregates: spec.Aggregates, Spec: spec, K: 2, Window: time.Minute, AllowedLateness: 10 * time.Second,
+			StateTopic: "state", PartialsTopic: "partials", Partitions: 1, NoticesTopic: noticesTopic,
+			DP: &aggregate.DPConfig{Epsilon: 1, Delta: 1e-6, MaxCellsPerSubject: 2, MaxEventsPerCell: 3, MaxAmount: 100}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.UseStore(store)
+		w := p.NewWorker()
+		in := slices.Clone(recs[:4])
+		if erase {
+			in = append(in, notice("analytics", "pseudo-erased", w1))
+		}
+		in = append(in, recs[4])
+		var b processors.Batch
+		if err := w.Process(t.Context(), in, &b); err != nil {
+			t.Fatal(err)
+		}
+		found, cells := false, 0
+		for _, o := range b.Outputs {
+			rec, err := partial.Decode(o.Value)
+			if err != nil || rec.Kind != partial.KindCells {
+				continue
+			}
+			for _, c := range rec.Cells {
+				cells++
+				if slices.Contains(c.Subjects, erasedID) {
+					found = true
+				}
+			}
+		}
+		w.Done(true)
+		if cells == 0 {
+			t.Fatal("no partial cells published")
+		}
+		if found != !erase {
+			t.Fatalf("erase=%v: the erased subject's id in a partial: %v", erase, found)
 		}
 	}
 }
