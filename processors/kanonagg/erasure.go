@@ -144,7 +144,23 @@ func (w *Worker) rebuild(ctx context.Context, partition int32, st *state) error 
 		return err
 	}
 	if err := w.restore(&fresh, processors.Checkpoint{Partition: partition, Next: next, ReplayFrom: from, State: b}); err != nil {
-		return fmt.Errorf("aggregates: erasure: %w", err)
+		// The open windows cannot be restored as they are (as a restart
+		// would find): start them afresh, as load does, keeping the
+		// partition's key domains and erased set. Dropping windows never
+		// loosens k, and retrying would fail forever.
+		w.p.cfg.Log.Warn("open windows cannot be rebuilt without an erased subject; the partition's open windows start afresh",
+			"processor", Name, "partition", partition, "err", err)
+		if m := w.p.cfg.Metrics; m != nil {
+			m.StateResets.WithLabelValues(Name).Inc()
+		}
+		if fresh, err = w.fresh(); err != nil {
+			return err
+		}
+		// Stats restart from zero with the aggregators (their baseline
+		// too: a counter never goes back), as after load's reset.
+		fresh.domains, fresh.erased, fresh.reported = st.domains, st.erased, st.reported
+		*st = fresh
+		return nil
 	}
 	var ev aggregate.Event
 	err = w.p.store.Replay(ctx, partition, from, next, func(r processors.Record) error {

@@ -13,6 +13,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/partial"
 	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/processors/kit/forget"
 	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"github.com/privacy-pipeline/pipeline/processors/kit/subject"
 )
@@ -216,5 +217,43 @@ func TestErasedSubjectIsInNoLaterPartial(t *testing.T) {
 		if found != !erase {
 			t.Fatalf("erase=%v: the erased subject's id in a partial: %v", erase, found)
 		}
+	}
+}
+
+// TestErasureRebuildThatCannotRestoreNeverStalls: an event stamped beyond
+// the watermark skew leaves an open window past the capped watermark,
+// which no checkpoint restores; a notice that needs a rebuild then starts
+// the partition's open windows afresh (loudly, counted as a state reset)
+// instead of failing the batch forever - and the subject is gone.
+func TestErasureRebuildThatCannotRestoreNeverStalls(t *testing.T) {
+	w1 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	ev := func(s string, at time.Time) event {
+		return event{subject: s, time: at.UnixMilli(), age: "25-34", country: "DE", gender: "female", etype: "purchase", amount: 1}
+	}
+	evs := []event{ev("pseudo-a", w1), ev("pseudo-erased", w1.Add(time.Second)), ev("pseudo-future", w1.Add(5*time.Minute))}
+	recs := records(encodeAll(t, evs))
+	for i := range recs {
+		recs[i].Timestamp = w1.Add(2 * time.Second) // the future event's watermark move is capped
+	}
+	store := &memStore{input: map[int32][]processors.Record{0: recs}, cps: map[int32]processors.Checkpoint{}}
+	p, m := erasureProc(t, 2, store)
+	w := p.NewWorker()
+	in := append(slices.Clone(recs), notice("analytics", "pseudo-erased", w1))
+	var b processors.Batch
+	if err := w.Process(t.Context(), in, &b); err != nil {
+		t.Fatalf("the batch failed (it would be retried forever): %v", err)
+	}
+	w.Done(true)
+	if got := testutil.ToFloat64(m.StateResets.WithLabelValues(Name)); got != 1 {
+		t.Fatalf("state resets %v, want 1", got)
+	}
+	st, _ := w.(*Worker).shards.Lookup(0)
+	for _, a := range st.aggs {
+		if a.Contributions(subject.ID(0, []byte("pseudo-erased"))) != 0 {
+			t.Fatal("the erased subject is still in an open window")
+		}
+	}
+	if !st.erased.Has(forget.Hash([]byte("pseudo-erased"))) {
+		t.Fatal("the erased set was lost with the windows")
 	}
 }
