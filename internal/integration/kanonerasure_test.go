@@ -190,3 +190,114 @@ func TestKanonErasureOnRealKafka(t *testing.T) {
 		}
 	}
 }
+
+// TestKanonAggregatesErasureOnRealKafka: the aggregates' first stage with
+// the notices topic on the real broker. A subject's events sit in an open
+// window when its erasure notices arrive; the window forgets its events
+// (pipeline_kanon_erasure_dropped_total{what="window_events"}), its later
+// event is kept out, the other purposes' notices change nothing.
+func TestKanonAggregatesErasureOnRealKafka(t *testing.T) {
+	r := newRig(t)
+	r.cfg.Kanon.K, r.cfg.Kanon.Window, r.cfg.Kanon.AllowedLateness, r.cfg.Kanon.IdleClose = 3, time.Hour, time.Minute, 0
+	r.cfg.Kanon.InputPartitions = 4
+	spec, err := kanonspec.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	km := kanonmetrics.New(prometheus.NewRegistry())
+	log := slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	first, err := wiring.BuildAggregates(ctx, r.cfg, spec, km, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := wiring.RunnerConfig(r.cfg, first.Group, first.Input, log)
+	rc.Notices, rc.Metrics = first.Notices, runner.NewMetrics(prometheus.NewRegistry())
+	rn, err := runner.New(rc, first.Processor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); rn.Run(rctx) }()
+	t.Cleanup(func() { stop(); wg.Wait() })
+
+	key, _ := r.keys.Active("analytics")
+	ps := func(s string) string { return string(pseudonym.New(key).Append(nil, "subject_id", s)) }
+	// An hour-long window that started a minute ago stays open.
+	at := time.Now().Add(-time.Minute)
+	clean := func(subjects []string) []*kgo.Record {
+		var evs []kevent
+		for i, s := range subjects {
+			evs = append(evs, kevent{subject: ps(s), age: kAges[i%5], country: kCountries[i%6], gender: kGenders[i%3],
+				etype: kTypes[i%5], page: kPages[0], at: at})
+		}
+		recs := kencode(t, first.Input, "analytics", evs)
+		for _, kr := range recs {
+			kr.Partition = 0
+			kr.Headers = []kgo.RecordHeader{{Key: processors.HeaderKeyID, Value: []byte(key.ID)}}
+		}
+		return recs
+	}
+	produce := func(p kgo.Partitioner, recs []*kgo.Record) {
+		t.Helper()
+		cl, err := r.cfg.Kafka.NewClient(kgo.RecordPartitioner(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		if err := kafkaio.ProduceAll(ctx, cl, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	metricIs := func(c prometheus.Collector, want float64) float64 {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got := testutil.ToFloat64(c)
+			if got == want || time.Now().After(deadline) {
+				return got
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	const erased = "it-erased-subject"
+	var subjects []string
+	for i := range 60 {
+		subjects = append(subjects, fmt.Sprintf("it-subject-%03d", i))
+	}
+	subjects = append(subjects, erased, erased, erased, erased)
+	produce(kgo.StickyKeyPartitioner(nil), clean(subjects))
+	r.waitGroup(first.Group, first.Input, 2*time.Minute)
+
+	lk := make([]byte, erasure.LedgerKeyLen)
+	_, _ = rand.Read(lk)
+	ledger, _ := erasure.NewLedger(lk)
+	plan, err := erasure.PlanFor(erased, r.keys, ledger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notices []*kgo.Record
+	for _, n := range plan.Notices {
+		v, _ := json.Marshal(erasure.NoticeRecord{Notice: n, ErasedMS: time.Now().UnixMilli()})
+		notices = append(notices, &kgo.Record{Topic: first.Notices, Key: []byte(n.Pseudonym), Value: v})
+	}
+	produce(erasure.Partitioner(r.cfg.Names.ConsentTopic), notices)
+	r.waitGroup(first.Group, first.Notices, 2*time.Minute)
+	if got := metricIs(km.ErasureNotices.WithLabelValues("kanon-aggregates", "applied"), 1); got != 1 {
+		t.Fatalf("applied notices %v, want 1", got)
+	}
+	if got := metricIs(km.ErasureDropped.WithLabelValues("kanon-aggregates", "window_events"), 4); got != 4 {
+		t.Fatalf("window events dropped %v, want the subject's 4", got)
+	}
+	produce(kgo.StickyKeyPartitioner(nil), clean([]string{erased, "it-subject-001"}))
+	r.waitGroup(first.Group, first.Input, 2*time.Minute)
+	if got := metricIs(km.ErasureDropped.WithLabelValues("kanon-aggregates", "late_records"), 1); got != 1 {
+		t.Fatalf("late records kept out %v, want 1", got)
+	}
+	if got := metricIs(km.ErasureNotices.WithLabelValues("kanon-aggregates", "not_applicable"), float64(len(plan.Notices)-1)); got != float64(len(plan.Notices)-1) {
+		t.Fatalf("not applicable notices %v, want %d", got, len(plan.Notices)-1)
+	}
+}
