@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/privacy-pipeline/pipeline/internal/requests/fulfil"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
@@ -61,6 +63,10 @@ func knownMetrics(t *testing.T) map[string]bool {
 	k.WindowsRefused.WithLabelValues("o")
 	k.MergePartials.WithLabelValues("cells")
 	k.MergePending.WithLabelValues("o")
+	f := fulfil.NewMetrics(reg)
+	f.Failures.WithLabelValues("erasure")
+	f.Done.WithLabelValues("erasure", "gdpr")
+	f.Seconds.WithLabelValues("erasure")
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

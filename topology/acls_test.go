@@ -65,8 +65,10 @@ func has(ops []kadm.ACLOperation, want ...kadm.ACLOperation) bool {
 // TestDesiredACLsProcessors (attack: a processor's principal given less
 // than it needs stalls the pipeline; given more, a stolen credential reads
 // more): the privacy principal reads raw and consent, writes every clean
-// topic, quarantine and the data keys, uses its group and transactional
-// ids, and holds nothing else; kanon reads its state back.
+// topic, quarantine, the data keys and the audit topic (never reads it),
+// uses its group and transactional ids, and holds nothing else; kanon
+// reads its state back; the consent API writes the consent log and the
+// audit topic.
 func TestDesiredACLsProcessors(t *testing.T) {
 	n := DefaultNames()
 	top := Default(n, Options{})
@@ -81,7 +83,7 @@ func TestDesiredACLsProcessors(t *testing.T) {
 			t.Errorf("privacy on %s: %v", in, ops)
 		}
 	}
-	outs := []string{n.Quarantine, n.Keys}
+	outs := []string{n.Quarantine, n.Keys, n.Audit}
 	for _, p := range purpose.All {
 		outs = append(outs, n.Clean(p))
 	}
@@ -105,6 +107,11 @@ func TestDesiredACLsProcessors(t *testing.T) {
 		}
 		if a.Resource == kmsg.ACLResourceTypeTransactionalId && a.Pattern != kadm.ACLPatternPrefixed {
 			t.Errorf("transactional ids not prefixed: %s", a)
+		}
+	}
+	for _, out := range []string{n.Consent, n.Audit} {
+		if ops := grants(acls, "User:pipeline-consent", topic, out); !has(ops, kadm.OpWrite, kadm.OpDescribe) {
+			t.Errorf("consent-api on %s: %v", out, ops)
 		}
 	}
 	// kanon: reads its checkpoints back, writes the partials the merge reads.
@@ -223,7 +230,7 @@ func TestACLSpecRefused(t *testing.T) {
 		{"wildcard principal", `{"consumers":[{"principal":"User:*","purposes":["analytics"]}]}`, `User:* is every principal`},
 		{"unknown purpose", `{"consumers":[{"principal":"User:a","purposes":["analytic"]}]}`, `unknown purpose "analytic"`},
 		{"no purposes", `{"consumers":[{"principal":"User:a","purposes":[]}]}`, `no purposes`},
-		{"unknown command", `{"processors":{"kanon-merge":"User:k"}}`, `unknown command "kanon-merge" (the commands of 'pipeline run': consent-api, consent-sync, kanon, kanon-records, privacy)`},
+		{"unknown command", `{"processors":{"kanon-merge":"User:k"}}`, `unknown command "kanon-merge" (the commands of 'pipeline run': consent-api, consent-sync, kanon, kanon-records, privacy, requests)`},
 		{"empty group prefix", `{"consumers":[{"principal":"User:a","purposes":["analytics"],"groups":[""]}]}`, `group prefix "" would match every consumer group`},
 		{"group covers the pipeline's", `{"consumers":[{"principal":"User:a","purposes":["analytics"],"groups":["privacy-"]}]}`, `covers the pipeline's group privacy-pipeline-privacy`},
 		{"overlapping consumers", `{"consumers":[{"principal":"User:a","purposes":["analytics"],"groups":["team-"]},{"principal":"User:b","purposes":["marketing"],"groups":["team-b"]}]}`, `overlap`},

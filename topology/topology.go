@@ -95,7 +95,7 @@ type Names struct {
 
 // Groups names the consumer group of each processor.
 type Groups struct {
-	Privacy, ConsentSync, KeySync, KanonAggregates, KanonMerge, KanonRecords string
+	Privacy, ConsentSync, KeySync, Requests, KanonAggregates, KanonMerge, KanonRecords string
 }
 
 // State returns the checkpoint topic of a stateful processor.
@@ -144,7 +144,7 @@ func DefaultNames() Names {
 		CleanTemplate: "clean.{purpose}.customer-events", StateTemplate: "privacy.state.{processor}",
 		AggTemplate: kanonspec.DefaultAggregateTopicTemplate, KanonTemplate: kanonspec.DefaultKanonTopicTemplate,
 		Kanon: defaultKanon(),
-		Groups: Groups{Privacy: "privacy-pipeline-privacy", ConsentSync: "privacy-pipeline-consent-sync", KeySync: "privacy-pipeline-key-sync",
+		Groups: Groups{Privacy: "privacy-pipeline-privacy", ConsentSync: "privacy-pipeline-consent-sync", KeySync: "privacy-pipeline-key-sync", Requests: "privacy-pipeline-requests",
 			KanonAggregates: "privacy-pipeline-" + KanonAggregates, KanonMerge: "privacy-pipeline-" + KanonMerge,
 			KanonRecords: "privacy-pipeline-" + KanonRecords},
 	}
@@ -238,22 +238,42 @@ func Default(n Names, o Options) Topology {
 	add(Topic{Name: n.Consent, Partitions: o.Partitions, Key: "subject id", Restricted: true,
 		Holds:   "consent changes (key subject/purpose, partitioned by subject), the source of truth; Redis is a cache of it; 30 days of full history before compaction",
 		Configs: map[string]string{"cleanup.policy": "compact", "min.compaction.lag.ms": ms(30 * 24 * time.Hour)}})
-	// A shredded key's wrapped bytes are gone from the log once its
-	// segment rolls (segment.ms) and the cleaner compacts it
-	// (max.compaction.lag.ms); the tombstone itself goes after
-	// delete.retention.ms.
+	// A shredded key's wrapped bytes are gone from the log once the
+	// segment holding its tombstone has rolled and the cleaner has
+	// compacted it. Kafka never compacts the active segment and rolls it
+	// only on an append, once its first record is older than
+	// min(segment.ms, max.compaction.lag.ms); the key sync's heartbeat
+	// (a tombstone under keysync.HeartbeatKey on every partition every
+	// PIPELINE_KEY_HEARTBEAT_INTERVAL, H) provides that append on a quiet
+	// partition. The rolled segment is due for cleaning once its first
+	// record is older than max.compaction.lag.ms, and the cleaner looks at
+	// least every log.cleaner.backoff.ms (B, broker default 15s); an open
+	// transaction holds cleaning back at most the transaction timeout (T,
+	// 10s). Bound, from the tombstone's commit:
+	//   max(min(segment.ms, max.compaction.lag.ms) + H, max.compaction.lag.ms) + B + T
+	// = 1h + 1m + 15s + 10s with these settings (about 1h 1.5m), plus the
+	// cleaner's time on other logs ahead of it. Measured with small
+	// settings by TestKeyCompactionBoundOnRealServices. The tombstone
+	// itself (no key bytes) goes after delete.retention.ms. Each broker's
+	// cleaner does this for its own replica; on disk, the replaced segment
+	// file is deleted file.delete.delay.ms (1m) after the cleaning.
 	add(Topic{Name: n.Keys, Partitions: o.Partitions, Key: "data key id (dk1.<purpose>.<pseudonym key id>.<pseudonym>)", Restricted: true,
-		Holds: "wrapped per-subject data keys (encrypt, tokenize), the source of truth; Redis caches them; a tombstone shreds a key (erasure)",
+		Holds: "wrapped per-subject data keys (encrypt, tokenize), the source of truth; Redis caches them; a tombstone shreds a key (erasure): the wrapped bytes are gone from the log within about 1h 1.5m of the tombstone (segment.ms and max.compaction.lag.ms 1h, the key sync's heartbeat every 1m rolls quiet partitions, log.cleaner.backoff.ms 15s, transaction timeout 10s)",
 		Configs: map[string]string{"cleanup.policy": "compact", "segment.ms": ms(time.Hour), "max.compaction.lag.ms": ms(time.Hour),
 			"min.compaction.lag.ms": "0", "delete.retention.ms": ms(time.Hour)}})
-	add(Topic{Name: n.Requests, Partitions: o.Partitions, Key: "subject id", Restricted: true,
-		Holds:   "data-subject requests: access, erasure, portability",
-		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(30 * 24 * time.Hour)}})
+	// Keyed by request id, compacted: the latest state of every request
+	// is kept (accountability), and once a subject is erased its requests'
+	// latest records carry its ledger mark, not its raw id, so compaction
+	// removes the raw id (segment.ms, max.compaction.lag.ms as for keys).
+	add(Topic{Name: n.Requests, Partitions: o.Partitions, Key: "request id", Restricted: true,
+		Holds: "data-subject requests (erasure, access, portability): every change of each, JSON; the latest per request id is its state (raw subject id until erased, then the ledger mark)",
+		Configs: map[string]string{"cleanup.policy": "compact", "segment.ms": ms(time.Hour), "max.compaction.lag.ms": ms(time.Hour),
+			"min.compaction.lag.ms": "0"}})
 	add(Topic{Name: n.Erasures, Partitions: o.Partitions, Key: "pseudonym",
 		Holds:   "erasure notices for downstream stores",
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(365 * 24 * time.Hour)}})
 	add(Topic{Name: n.Audit, Partitions: 1, Key: "processor",
-		Holds:   "decision summaries, never PII",
+		Holds:   "audit records (internal/audit, JSON v1): the privacy processor's decision summary per committed batch, consent changes and requests with their principal, erasures; never PII (a subject only as its erasure-ledger mark)",
 		Configs: map[string]string{"cleanup.policy": "delete", "retention.ms": ms(400 * 24 * time.Hour)}})
 	cleans := make([]string, 0, purpose.Count)
 	for _, p := range purpose.All {
@@ -268,20 +288,26 @@ func Default(n Names, o Options) Topology {
 	kanonTopics(n, o, add)
 	t.Processors = []Processor{{
 		Name: "privacy", Command: "privacy", Group: n.Groups.Privacy, Transactional: true,
-		Inputs: []string{n.Raw}, Outputs: append(cleans, n.Quarantine, n.Keys), Reads: []string{n.Consent}, Stores: []string{"redis consent cache", "redis data keys"},
+		Inputs: []string{n.Raw}, Outputs: append(cleans, n.Quarantine, n.Keys, n.Audit), Reads: []string{n.Consent}, Stores: []string{"redis consent cache", "redis data keys"},
 		Doc: "decode, consent join, field policy per purpose, encode, publish (exactly once)",
 	}, {
-		Name: "consent-api", Command: "consent-api", Outputs: []string{n.Consent}, Stores: []string{"redis consent cache"},
-		Doc: "HTTP API: set, withdraw, read, history, bulk import",
+		Name: "consent-api", Command: "consent-api", Outputs: []string{n.Consent, n.Requests, n.Audit}, Stores: []string{"redis consent cache", "redis requests"},
+		Doc: "HTTP API: set, withdraw, read, history, bulk import; file and follow data-subject requests",
 	}, {
 		Name: "consent-sync", Command: "consent-sync", Group: n.Groups.ConsentSync,
 		Inputs: []string{n.Consent}, Stores: []string{"redis consent cache"},
 		Doc: "materialise consent into Redis, in order per subject and purpose; invalidate processors' caches; rebuild",
 	}, {
 		Name: "key-sync", Command: "consent-sync", Group: n.Groups.KeySync,
-		Inputs: []string{n.Keys}, Stores: []string{"redis data keys"},
-		Doc: "materialise the wrapped data keys into Redis (logged), apply shreds; rebuild when Redis lost them",
+		Inputs: []string{n.Keys}, Outputs: []string{n.Keys}, Stores: []string{"redis data keys"},
+		Doc: "materialise the wrapped data keys into Redis (logged), apply shreds; rebuild when Redis lost them; heartbeat tombstones on every partition so quiet segments roll and shredded keys compact away",
 	}}
+	t.Processors = append(t.Processors, Processor{
+		Name: "requests", Command: "requests", Group: n.Groups.Requests, Transactional: true,
+		Inputs: []string{n.Requests}, Outputs: []string{n.Requests, n.Keys, n.Consent, n.Erasures, n.Audit}, Reads: cleans,
+		Stores: []string{"redis requests", "redis consent cache", "redis data keys"},
+		Doc:    "carry out verified data-subject requests: erasure (shred keys, tombstones, ledger, notices), access and portability exports",
+	})
 	t.Processors = append(t.Processors, kanonProcessors(n)...)
 	return t
 }

@@ -53,6 +53,10 @@ func cmdChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		for p, r := range res.Purposes {
 			fmt.Fprintf(stdout, "%-22s expected %7d published %7d missing %d duplicated %d wrongly published %d\n", p, r.Expected, r.Published, r.Missing, r.Duplicated, r.WronglyPublished)
 		}
+		if a := res.Audit; a != nil {
+			fmt.Fprintf(stdout, "audit: %d batch records summarise %d of %d raw records; overlapping ranges %d, purposes whose published total differs %d\n",
+				a.Records, a.Events, a.Expected, a.Overlaps, a.PublishedDiffer)
+		}
 		if k := res.Kanon; k != nil {
 			fmt.Fprintf(stdout, "k-anonymity: %d aggregate rows (offline run %d; missing %d, duplicated %d, different %d); %d of %d records anonymised in %d groups (offline run %d; extra %d, missing %d; linked to one clean record %d); under k: %d\n",
 				k.Rows, k.Expected, k.Missing, k.Duplicated, k.Different, k.Records, k.Input, k.Groups, k.RecordsExpected, k.RecordsExtra, k.RecordsMissing, k.LinkedUnique, k.UnderK)

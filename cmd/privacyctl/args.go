@@ -23,13 +23,22 @@ var valueFlags = map[string]bool{
 	"ca":             true,
 	"cert":           true,
 	"key":            true,
+	"regime":         true,
+	"id":             true,
+	"kind":           true,
+	"out":            true,
+	"due-within":     true,
+	"subject":        true,
+	"reason":         true,
 }
 
 // boolFlags are the flags that take no value ("--json", or "--json=false").
 var boolFlags = map[string]bool{
-	"json": true,
-	"help": true,
-	"h":    true,
+	"json":     true,
+	"verified": true,
+	"wait":     true,
+	"help":     true,
+	"h":        true,
 }
 
 // globalFlags are accepted by every command.
@@ -43,6 +52,15 @@ var allowedFlags = map[string][]string{
 	"get":      nil,
 	"history":  nil,
 	"import":   {"format"},
+	// the data-subject request commands
+	"erase":             {"regime", "id", "verified"},
+	"export":            {"kind", "regime", "id", "verified", "wait", "out"},
+	"requests list":     {"due-within", "subject"},
+	"requests show":     nil,
+	"requests verify":   nil,
+	"requests extend":   {"reason"},
+	"requests refuse":   {"reason"},
+	"requests download": {"out"},
 }
 
 // parsedArgs is a command line split into positional arguments and flags.
@@ -128,7 +146,10 @@ func (p parsedArgs) checkFlags(command string) error {
 	}
 	for _, f := range p.order {
 		if !ok[f] {
-			return usageError{fmt.Sprintf("consent %s does not take --%s", command, f)}
+			if !strings.Contains(command, " ") && command != "erase" && command != "export" {
+				command = "consent " + command
+			}
+			return usageError{fmt.Sprintf("%s does not take --%s", command, f)}
 		}
 	}
 	return nil

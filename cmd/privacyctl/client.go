@@ -62,6 +62,7 @@ func (e requestError) Error() string { return e.msg }
 // escaped (see escapeSegment).
 func (c *client) url(escapedPath string) *url.URL {
 	u := *c.base
+	escapedPath, u.RawQuery, _ = strings.Cut(escapedPath, "?")
 	raw := c.base.EscapedPath() + escapedPath
 	path, err := url.PathUnescape(raw)
 	if err != nil { // cannot happen: every segment was escaped by escapeSegment

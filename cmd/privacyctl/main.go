@@ -1,7 +1,9 @@
 // Command privacyctl is the command-line client of the consent API
 // (pipeline run consent-api): it records, withdraws, reads and bulk-imports
-// a subject's consent per purpose, and records a subject's profile (the
-// jurisdiction and the Global Privacy Control signal).
+// a subject's consent per purpose, records a subject's profile (the
+// jurisdiction and the Global Privacy Control signal), and files and
+// follows data-subject requests (erasure, access, portability; see
+// requests.go).
 //
 //	privacyctl [--api URL] [--json] [--timeout D] consent set SUBJECT PURPOSE STATE [--jurisdiction J] [--gpc true|false] [--source S] [--policy-version V] [--timestamp T]
 //	privacyctl consent withdraw SUBJECT PURPOSE [--source S] [--jurisdiction J] [--gpc true|false] [--policy-version V]
@@ -27,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -70,6 +73,20 @@ commands:
                                   header may end with ,gpc; a line with empty purpose and
                                   state records only the jurisdiction and/or gpc
 
+data-subject requests (the requests API; need the scope requests:write / requests:read):
+  erase SUBJECT [--regime R] [--id ID] [--verified]
+                                  file an erasure request (crypto-shredding; done by 'pipeline run requests')
+  export SUBJECT [--kind access|portability] [--regime R] [--id ID] [--verified] [--wait [--out FILE]]
+                                  file an access/portability request; --wait follows its progress
+                                  and --out downloads the document (written 0600)
+  requests list [--due-within D | --subject SUBJECT]
+                                  open requests, earliest deadline first (D: 7d, 36h)
+  requests show ID                one request: status, deadline, days left
+  requests verify ID              record that the subject's identity was verified (it then runs)
+  requests extend ID --reason T   extend the deadline once (GDPR +2 months, CCPA +45 days)
+  requests refuse ID --reason T   refuse the request, with the reason the subject is told
+  requests download ID --out FILE the export document of a done access request
+
 values:
   SUBJECT  1-256 bytes of UTF-8, no control characters (write -- before one starting with -)
   PURPOSE  analytics | personalization | ai_training | marketing | third_party_sharing
@@ -80,6 +97,9 @@ values:
   S        web_form | mobile_app | support_agent | gpc_signal | import (default web_form)
   V        policy version, 1-64 bytes (default cli; for profile the API's, unspecified)
   T        RFC 3339 time, e.g. 2026-01-02T15:04:05Z (default: when the API receives it)
+  R        gdpr | ccpa | pdpa | vn_decree13 | voluntary (default: the API's, PIPELINE_REQUEST_DEFAULT_REGIME)
+  ID       the caller's id of the request (1-64 of A-Z a-z 0-9 . _ -): filing again with it is a replay
+  --verified  the caller verified the subject's identity (its own login), so the request runs at once
 
 flags (anywhere on the line):
   --api URL    consent API base URL (default $PIPELINE_CONSENT_API_URL, else http://localhost:8080)
@@ -176,7 +196,31 @@ func dispatch(args []string, stdout io.Writer, env func(string) string) error {
 	if len(pos) == 0 {
 		return usageError{"no command"}
 	}
-	if pos[0] != "consent" {
+	switch pos[0] {
+	case "erase", "export":
+		if err := p.checkFlags(pos[0]); err != nil {
+			return err
+		}
+		c, err := clientFor(p, env)
+		if err != nil {
+			return err
+		}
+		return cmdFile(map[string]string{"erase": "erasure", "export": "export"}[pos[0]])(c, p, pos[1:], output{w: stdout, json: p.bools["json"]})
+	case "requests":
+		subs := []string{"list", "show", "verify", "extend", "refuse", "download"}
+		if len(pos) < 2 || !slices.Contains(subs, pos[1]) {
+			return usageError{"requests needs a command: " + strings.Join(subs, ", ")}
+		}
+		if err := p.checkFlags("requests " + pos[1]); err != nil {
+			return err
+		}
+		c, err := clientFor(p, env)
+		if err != nil {
+			return err
+		}
+		return cmdRequests(pos[1])(c, p, pos[2:], output{w: stdout, json: p.bools["json"]})
+	case "consent":
+	default:
 		return usageError{fmt.Sprintf("unknown command %s", quote(clip(pos[0], 64)))}
 	}
 	if len(pos) < 2 {

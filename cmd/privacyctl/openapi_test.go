@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/privacy-pipeline/pipeline/internal/requests"
 )
 
 // loadOpenAPI parses docs/openapi.yaml.
@@ -90,6 +92,16 @@ func TestOpenAPIVersionAndOperations(t *testing.T) {
 		"GET /v1/subjects/{subject}/consents",
 		"GET /v1/subjects/{subject}/consents/history",
 		"POST /v1/consents/import",
+		"POST /v1/subjects/{subject}/requests",
+		"GET /v1/subjects/{subject}/requests",
+		"POST /v1/subjects/{subject}/erasure",
+		"POST /v1/subjects/{subject}/export",
+		"GET /v1/requests",
+		"GET /v1/requests/{id}",
+		"GET /v1/requests/{id}/export",
+		"POST /v1/requests/{id}/verify",
+		"POST /v1/requests/{id}/extend",
+		"POST /v1/requests/{id}/refuse",
 		"GET /healthz",
 		"GET /readyz",
 		"GET /metrics",
@@ -101,6 +113,15 @@ func TestOpenAPIVersionAndOperations(t *testing.T) {
 	}
 }
 
+// names converts a model's string enum to strings.
+func names[T ~string](vs []T) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v)
+	}
+	return out
+}
+
 func TestOpenAPIEnums(t *testing.T) {
 	doc := loadOpenAPI(t)
 	schemas := obj(t, doc, "components", "schemas")
@@ -110,6 +131,17 @@ func TestOpenAPIEnums(t *testing.T) {
 		"PurposeStateValue": append(slices.Clone(contractStates), "unset"),
 		"Jurisdiction":      contractJurisdictions,
 		"Source":            contractSources,
+		// the data-subject requests, from the model (internal/requests)
+		"RequestKind":        names(requests.Kinds),
+		"RequestRegime":      names(requests.Regimes),
+		"RequestStatus":      names(requests.Statuses),
+		"RequestSource":      {"api", "drp", "topic"},
+		"DRPStatusValue":     {"open", "in_progress", "fulfilled", "denied"},
+		"RequestErrorReason": {"erased", "not_ready", "refused", "expired"},
+		"ResponseShape":      {"drp"},
+	}
+	if !slices.Equal(regimes, names(requests.Regimes)) {
+		t.Errorf("privacyctl's regimes %v are not the model's %v", regimes, requests.Regimes)
 	}
 	for name, values := range want {
 		got := strs(obj(t, schemas, name)["enum"])

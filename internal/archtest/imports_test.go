@@ -66,7 +66,8 @@ func TestProcessorsLinkNoClient(t *testing.T) {
 }
 
 // TestAlgorithmsLinkNoAdapter: codecs, field actions, policy, the consent
-// domain and the k-anonymity algorithms are pure computation.
+// domain, the audit record format and the k-anonymity algorithms are pure
+// computation.
 func TestAlgorithmsLinkNoAdapter(t *testing.T) {
 	algorithms := []string{"kanon/...", "fields/...", "codec/..."}
 	var pkgs []string
@@ -74,6 +75,7 @@ func TestAlgorithmsLinkNoAdapter(t *testing.T) {
 		pkgs = append(pkgs, goList(t, "../"+a)...)
 	}
 	pkgs = append(pkgs, goList(t, "../consent")...) // the domain only, not its adapters
+	pkgs = append(pkgs, goList(t, "../audit")...)   // the audit record format
 	pkgs = append(pkgs, goList(t, "../../schemas")...)
 	for _, pkg := range pkgs {
 		for _, d := range deps(t, pkg) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/internal/audit"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
@@ -24,6 +25,12 @@ type ExecutorConfig struct {
 	// ConsentTopic, KeysTopic and ErasuresTopic are privacy.consent,
 	// privacy.keys and privacy.erasures.
 	ConsentTopic, KeysTopic, ErasuresTopic string
+	// AuditTopic is privacy.audit: every erasure writes its audit record
+	// (internal/audit, kind erasure) in its transaction.
+	AuditTopic string
+	// Service names the writer in the audit record (its key); default
+	// "erasure".
+	Service string
 	// Consent is the consent store (its state and history are deleted).
 	Consent *consentredis.RedisStore
 	// Keys is the data keys' store (the keys are shredded, the ledger mark
@@ -50,8 +57,11 @@ type Executor struct{ cfg ExecutorConfig }
 // NewExecutor returns an Executor.
 func NewExecutor(cfg ExecutorConfig) (*Executor, error) {
 	if cfg.Producer == nil || cfg.Consent == nil || cfg.Keys == nil || cfg.Keyring == nil || cfg.Ledger == nil ||
-		cfg.ConsentTopic == "" || cfg.KeysTopic == "" || cfg.ErasuresTopic == "" {
-		return nil, errors.New("erasure: ExecutorConfig needs Producer, the three topics, Consent, Keys, Keyring and Ledger")
+		cfg.ConsentTopic == "" || cfg.KeysTopic == "" || cfg.ErasuresTopic == "" || cfg.AuditTopic == "" {
+		return nil, errors.New("erasure: ExecutorConfig needs Producer, the four topics (consent, keys, erasures, audit), Consent, Keys, Keyring and Ledger")
+	}
+	if cfg.Service == "" {
+		cfg.Service = "erasure"
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -116,7 +126,9 @@ type Result struct {
 //  2. in one Kafka transaction: the ledger record and a tombstone per
 //     data key on the key topic, a tombstone per key of the subject on the
 //     consent topic (compaction then removes the raw id from the log), and
-//     one notice per purpose pseudonym on privacy.erasures;
+//     one notice per purpose pseudonym on privacy.erasures, and the
+//     erasure's audit record on privacy.audit (its ledger mark, the
+//     request id and what it removed; no raw id);
 //  3. in Redis, its consent record and history are deleted (after the
 //     commit: until then a failed erasure leaves consent as it was), the
 //     caches are told, and Erase waits Settle: from its return on, no
@@ -146,6 +158,13 @@ func (e *Executor) Erase(ctx context.Context, subject, request string) (Result, 
 		v, _ := json.Marshal(NoticeRecord{Notice: n, ErasedMS: now, Request: request})
 		recs = append(recs, &kgo.Record{Topic: e.cfg.ErasuresTopic, Key: []byte(n.Pseudonym), Value: v})
 	}
+	ar := audit.Erasure(time.UnixMilli(now), e.cfg.Service, "", audit.ErasureSummary{Request: request, SubjectRef: p.Mark,
+		KeysShredded: len(p.DataKeys), KeyTombstones: len(p.DataKeys), ConsentTombstones: len(p.ConsentKeys), Notices: len(p.Notices)})
+	av, err := audit.Encode(ar)
+	if err != nil {
+		return res, fmt.Errorf("erasure: %s: audit record: %w", p.Mark, err)
+	}
+	recs = append(recs, &kgo.Record{Topic: e.cfg.AuditTopic, Key: ar.Key(), Value: av})
 	if err := e.commit(ctx, recs); err != nil {
 		return res, fmt.Errorf("erasure: %s: %w", p.Mark, err)
 	}

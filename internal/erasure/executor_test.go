@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/privacy-pipeline/pipeline/internal/audit"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
@@ -34,15 +35,18 @@ import (
 // history are gone; the key topic holds a tombstone per data key and the
 // ledger record, the consent topic a tombstone per key of the subject in
 // the partition of that key's records, privacy.erasures one notice per
-// purpose pseudonym; neither topic of the erasure shows the raw id. A
+// purpose pseudonym, privacy.audit one erasure record with the subject's
+// ledger mark, the request and the counts; no topic of the erasure but
+// the consent topic shows the raw id (attack: the audit trail becoming a
+// list of erased people). A
 // second Erase (a retry) succeeds; a key sync over the key topic into an
 // empty Redis restores the shreds and the mark.
 func TestEraseRemovesEverything(t *testing.T) {
 	const subject = "canary-subject-erase-78"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	const consentT, keysT, erasuresT = "privacy.consent", "privacy.keys", "privacy.erasures"
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, consentT, keysT, erasuresT))
+	const consentT, keysT, erasuresT, auditT = "privacy.consent", "privacy.keys", "privacy.erasures", "privacy.audit"
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, consentT, keysT, erasuresT), kfake.SeedTopics(1, auditT))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +99,7 @@ func TestEraseRemovesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tcl.Close()
-	ex, err := erasure.NewExecutor(erasure.ExecutorConfig{Producer: tcl, ConsentTopic: consentT, KeysTopic: keysT, ErasuresTopic: erasuresT,
+	ex, err := erasure.NewExecutor(erasure.ExecutorConfig{Producer: tcl, ConsentTopic: consentT, KeysTopic: keysT, ErasuresTopic: erasuresT, AuditTopic: auditT,
 		Consent: store, Keys: keys, Keyring: kr, Ledger: l})
 	if err != nil {
 		t.Fatal(err)
@@ -129,13 +133,13 @@ func TestEraseRemovesEverything(t *testing.T) {
 	}
 
 	// Kafka.
-	all, err := kafkaio.ReadAll(ctx, conn, consentT, keysT, erasuresT)
+	all, err := kafkaio.ReadAll(ctx, conn, consentT, keysT, erasuresT, auditT)
 	if err != nil {
 		t.Fatal(err)
 	}
 	partOf := map[string]int32{}
 	tomb := map[string]int32{}
-	var notices, ledgerRecs int
+	var notices, ledgerRecs, audits int
 	for _, r := range all {
 		switch {
 		case r.Topic == consentT && r.Value != nil:
@@ -154,6 +158,17 @@ func TestEraseRemovesEverything(t *testing.T) {
 			partOf[string(r.Key)] = r.Partition
 		case r.Topic == erasuresT:
 			notices++
+		case r.Topic == auditT:
+			audits++
+			ar, err := audit.Decode(r.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := audit.ErasureSummary{Request: "req-1", SubjectRef: plan.Mark, KeysShredded: len(plan.DataKeys), KeyTombstones: len(plan.DataKeys),
+				ConsentTombstones: len(plan.ConsentKeys), Notices: len(plan.Notices)}
+			if ar.Kind != audit.KindErasure || string(r.Key) != "erasure" || *ar.Erasure != want {
+				t.Fatalf("audit record %s, want %+v", r.Value, want)
+			}
 		}
 		if r.Topic != consentT && (bytes.Contains(r.Key, []byte(subject)) || bytes.Contains(r.Value, []byte(subject))) {
 			t.Fatalf("%s names the subject", r.Topic)
@@ -169,8 +184,8 @@ func TestEraseRemovesEverything(t *testing.T) {
 			t.Fatalf("no tombstone for consent key %s", k)
 		}
 	}
-	if notices != len(plan.Notices) || ledgerRecs != 1 {
-		t.Fatalf("%d notices (want %d), %d ledger records", notices, len(plan.Notices), ledgerRecs)
+	if notices != len(plan.Notices) || ledgerRecs != 1 || audits != 1 {
+		t.Fatalf("%d notices (want %d), %d ledger records, %d audit records", notices, len(plan.Notices), ledgerRecs, audits)
 	}
 
 	if _, err := ex.Erase(ctx, subject, "req-1"); err != nil {

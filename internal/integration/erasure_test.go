@@ -37,7 +37,7 @@ import (
 // decrypt (the consumer's keyring sees the tombstones), privacy.erasures
 // holds one notice per purpose pseudonym, privacy.consent holds a
 // tombstone for every key of the subject, Redis holds nothing under its
-// id, and no raw id reaches privacy.keys or privacy.erasures.
+// id, and no raw id reaches privacy.keys, privacy.erasures or privacy.audit.
 func TestErasureOnRealServices(t *testing.T) {
 	r := newRig(t)
 	pol, kek, kms := pipelinetest.EncryptingPolicy(t)
@@ -164,7 +164,7 @@ func TestErasureOnRealServices(t *testing.T) {
 	}
 	// Notices, tombstones, Redis.
 	notices := 0
-	for _, rec := range r.read(r.cfg.Names.ErasuresTopic, r.cfg.Names.KeysTopic) {
+	for _, rec := range r.read(r.cfg.Names.ErasuresTopic, r.cfg.Names.KeysTopic, r.cfg.Names.AuditTopic) {
 		if bytes.Contains(rec.Key, []byte(erased)) || bytes.Contains(rec.Value, []byte(erased)) {
 			t.Fatalf("the raw id on %s", rec.Topic)
 		}

@@ -87,8 +87,8 @@ func TestTopologyApplyIsIdempotent(t *testing.T) {
 // TestCanaryAndAccounting runs the privacy processor on a real broker and
 // Redis with canary events, synthetic traffic and malformed records; no
 // marker may appear in any clean topic (except fields the policy keeps),
-// quarantine header or key, log line or metric, and every input is
-// accounted for.
+// quarantine header or key, audit, key or erasure topic, log line or
+// metric, and every input is accounted for.
 func TestCanaryAndAccounting(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
@@ -175,6 +175,18 @@ func TestCanaryAndAccounting(t *testing.T) {
 		// lost); key and headers are visible to operators and must be clean.
 		scan(rec, false)
 	}
+	// The pipeline's own topics that the processor writes or could write
+	// (audit summaries, data keys, erasure notices) hold no marker at all.
+	audits := 0
+	for _, rec := range r.read(r.cfg.Names.AuditTopic, r.cfg.Names.KeysTopic, r.cfg.Names.ErasuresTopic) {
+		if rec.Topic == r.cfg.Names.AuditTopic {
+			audits++
+		}
+		scan(rec, true)
+	}
+	if audits == 0 {
+		t.Error("no audit record: the scan of privacy.audit proved nothing")
+	}
 	if found := pipelinetest.Find(r.logs.Bytes(), markers); len(found) > 0 {
 		t.Errorf("logs leak %v", found)
 	}
@@ -182,7 +194,7 @@ func TestCanaryAndAccounting(t *testing.T) {
 	if found := pipelinetest.Find([]byte(body), markers); len(found) > 0 {
 		t.Errorf("metrics leak %v", found)
 	}
-	t.Logf("canary: %d markers scanned in %d clean topics, quarantine, logs and metrics: %d leaks", len(markers), purpose.Count, leaks)
+	t.Logf("canary: %d markers scanned in %d clean topics, quarantine, audit (%d records), keys, erasures, logs and metrics: %d leaks", len(markers), purpose.Count, audits, leaks)
 }
 
 // TestConsentChangeTakesEffect withdraws consent in Redis mid-run: after the

@@ -118,6 +118,8 @@ func newRig(t testing.TB) *rig {
 	cfg.Names.ConsentTopic, cfg.Names.ConsentSyncGroup = id+".consent", id+".consent-sync"
 	cfg.Names.KeysTopic, cfg.Names.KeySyncGroup, cfg.Keys.DataKeyPrefix = id+".keys", id+".key-sync", id+":dk:"
 	cfg.Names.ErasuresTopic = id + ".erasures"
+	cfg.Names.AuditTopic = id + ".audit"
+	cfg.Names.RequestsTopic, cfg.Names.RequestsGroup, cfg.Requests.KeyPrefix = id+".requests", id+".requests", id+":rq:"
 	ropts, err := wiring.RedisOptions(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +140,6 @@ func newRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names.Requests, names.Audit = id+".requests", id+".audit"
 	r.topo = topology.Default(names, topology.Options{Partitions: 4, Replication: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

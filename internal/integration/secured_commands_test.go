@@ -15,8 +15,10 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/erasure"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
 	"github.com/privacy-pipeline/pipeline/internal/httpauth"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
@@ -48,7 +50,7 @@ func TestCommandsOverSASLSSLAndRedisTLS(t *testing.T) {
 	sasl, consumer, mtls := secured(t, "sasl"), secured(t, "consumer"), secured(t, "mtls")
 	rc := redisTLS(t)
 	r := newRig(t)
-	commands := []string{wiring.CommandConsentSync, wiring.CommandConsentAPI, wiring.CommandPrivacy, wiring.CommandKanon, wiring.CommandKanonRecords}
+	commands := []string{wiring.CommandConsentSync, wiring.CommandConsentAPI, wiring.CommandPrivacy, wiring.CommandKanon, wiring.CommandKanonRecords, wiring.CommandRequests}
 	procs := map[string]string{}
 	for _, c := range commands {
 		procs[c] = processorPrincipal
@@ -60,7 +62,8 @@ func TestCommandsOverSASLSSLAndRedisTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca := testpki.New(t)
 	server := ca.Server("consent-api")
-	writer, we, _ := httpauth.NewToken("privacy-center", []httpauth.Scope{httpauth.ScopeConsentWrite, httpauth.ScopeConsentRead}, time.Time{})
+	writer, we, _ := httpauth.NewToken("privacy-center", []httpauth.Scope{httpauth.ScopeConsentWrite, httpauth.ScopeConsentRead,
+		httpauth.ScopeRequestsWrite, httpauth.ScopeRequestsRead}, time.Time{})
 	reader, re, _ := httpauth.NewToken("dashboard", []httpauth.Scope{httpauth.ScopeConsentRead}, time.Time{})
 	expired, ee, _ := httpauth.NewToken("contractor", []httpauth.Scope{httpauth.ScopeAdmin}, time.Now().Add(-time.Hour))
 	unknown, _, _ := httpauth.NewToken("nobody", []httpauth.Scope{httpauth.ScopeAdmin}, time.Time{})
@@ -80,6 +83,15 @@ func TestCommandsOverSASLSSLAndRedisTLS(t *testing.T) {
 		AuthFile: write("principals.json", string(principals)), LogKeyFile: write("log-key", logKey), RateLimit: 500, RateBurst: 500}
 	cfg.Privacy.PseudonymKeysFile = filepath.Join(dir, "keys.json")
 	if err := pseudonym.WriteKeyringFile(cfg.Privacy.PseudonymKeysFile, r.keys); err != nil {
+		t.Fatal(err)
+	}
+	// The erasure ledger (privacy, consent-api, requests) and the KEK
+	// (requests: the exports decrypt with it).
+	cfg.Keys.ErasureKeyFile, cfg.Keys.KEKFile = filepath.Join(dir, "ledger.key"), filepath.Join(dir, "kek.json")
+	if err := erasure.GenerateLedgerKeyFile(cfg.Keys.ErasureKeyFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := subjectkey.GenerateKEKFile(cfg.Keys.KEKFile); err != nil {
 		t.Fatal(err)
 	}
 	if err := cfg.Validate(); err != nil {
@@ -184,6 +196,23 @@ func TestCommandsOverSASLSSLAndRedisTLS(t *testing.T) {
 	r.waitConsumed(cfg.Names.KanonAggregatesGroup, analytics, 2*time.Minute)
 	r.waitConsumed(cfg.Names.CastleGroup, aiTraining, 2*time.Minute)
 
+	// An erasure request for subject 0, carried out by 'pipeline run
+	// requests' under its principal's ACLs (its transaction on the key,
+	// consent and erasures topics, the request log).
+	code, body := call("POST", "/v1/subjects/"+synth.SubjectID(0)+"/erasure", writer, `{"id":"sasl-1","verified":true}`)
+	if code != http.StatusAccepted {
+		t.Fatalf("erasure request: %d %s", code, body)
+	}
+	var done struct {
+		Status string           `json:"status"`
+		Result map[string]int64 `json:"result"`
+	}
+	waitUntil(t, "the erasure request done over SASL_SSL", 2*time.Minute, func() bool {
+		code, body := call("GET", "/v1/requests/rq_c_sasl-1", writer, "")
+		return code == 200 && json.Unmarshal([]byte(body), &done) == nil && done.Status == "done"
+	})
+	consentRecords += int(done.Result["consent_keys"]) // the erasure's tombstones
+
 	var pages []string
 	for _, a := range apps {
 		url := "http://" + a.addr + "/metrics"
@@ -223,6 +252,18 @@ func TestCommandsOverSASLSSLAndRedisTLS(t *testing.T) {
 	var keyring struct {
 		Keys []struct{ ID, Secret string }
 	}
+	ledgerKey, _ := os.ReadFile(cfg.Keys.ErasureKeyFile)
+	secrets["the erasure ledger key"] = strings.TrimSpace(string(ledgerKey))
+	kek, _ := os.ReadFile(cfg.Keys.KEKFile)
+	var kekSet struct {
+		Key []struct {
+			KeyData struct{ Value string } `json:"keyData"`
+		} `json:"key"`
+	}
+	if err := json.Unmarshal(kek, &kekSet); err != nil || len(kekSet.Key) == 0 || kekSet.Key[0].KeyData.Value == "" {
+		t.Fatalf("reading back the KEK file: %v", err)
+	}
+	secrets["the key-encryption key"] = kekSet.Key[0].KeyData.Value
 	kb, _ := os.ReadFile(cfg.Privacy.PseudonymKeysFile)
 	if err := json.Unmarshal(kb, &keyring); err != nil || len(keyring.Keys) == 0 {
 		t.Fatalf("reading back the keyring file: %v", err)

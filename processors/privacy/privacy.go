@@ -109,6 +109,9 @@ type Topics struct {
 	// Keys receives the records of new data keys (privacy.keys); needed
 	// when the policy encrypts or tokenizes a field.
 	Keys string
+	// Audit receives one audit record per processed batch (privacy.audit,
+	// audit.go), in the batch's transaction; empty: none.
+	Audit string
 }
 
 // complete reports whether every output is named.
@@ -232,6 +235,9 @@ func New(cfg Config) (*Processor, error) {
 	if !cfg.Topics.complete() {
 		return nil, errors.New("privacy: Config.Topics must name every purpose's clean topic and the quarantine (the topology names them)")
 	}
+	if err := checkAudit(cfg); err != nil {
+		return nil, err
+	}
 	p := &Processor{cfg: cfg,
 		subjectIdx: cfg.Raw.Index("subject_id"), jurIdx: cfg.Raw.Index("jurisdiction"),
 		gpcIdx: cfg.Raw.Index("gpc"), timeIdx: cfg.Raw.Index("event_time")}
@@ -334,6 +340,7 @@ type Worker struct {
 	keyFirst []int
 	keys     subjectkey.Lookup
 	idBuf    []byte
+	audit    auditBatch // the batch's audit record (audit.go)
 }
 
 var errNoDecision = errors.New("privacy: consent store unavailable")
@@ -403,6 +410,8 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 		}
 		w.emitClean(i, &w.events[i], w.subjOf[i], &in[i], out)
 	}
+	// 4. The batch's decision summary, in its transaction.
+	w.addAudit(in, out)
 
 	w.counts.EventsIn = n
 	p.cfg.Metrics.BatchSize.Observe(float64(n))

@@ -51,6 +51,8 @@ type Config struct {
 	Privacy Privacy
 	// Keys configures the per-subject data keys and the erasure ledger.
 	Keys Keys
+	// Requests configures the data-subject requests.
+	Requests Requests
 	// Consent configures the consent store, its cache, sync and API,
 	// PIPELINE_CONSENT_*.
 	Consent Consent `envPrefix:"CONSENT_"`
@@ -117,6 +119,13 @@ type Names struct {
 	// ErasuresTopic receives the erasure notices (one per purpose
 	// pseudonym).
 	ErasuresTopic string `env:"ERASURES_TOPIC" envDefault:"privacy.erasures"`
+	// AuditTopic receives the audit records (internal/audit): the privacy
+	// processor's batch summaries, the consent API's changes, erasures.
+	AuditTopic string `env:"AUDIT_TOPIC" envDefault:"privacy.audit"`
+	// RequestsTopic is the data-subject requests' log (compacted, keyed
+	// by request id); RequestsGroup the group of 'pipeline run requests'.
+	RequestsTopic string `env:"REQUESTS_TOPIC" envDefault:"privacy.requests"`
+	RequestsGroup string `env:"REQUESTS_GROUP" envDefault:"privacy-pipeline-requests"`
 	// StateTopicTemplate names a stateful processor's checkpoint topic.
 	StateTopicTemplate string `env:"STATE_TOPIC_TEMPLATE" envDefault:"privacy.state.{processor}"`
 	// AggTopicTemplate names the aggregate topics, KanonTopicTemplate the
@@ -218,6 +227,44 @@ type Keys struct {
 	// new'); 'pipeline erase' needs it, and the consent API refuses
 	// changes for erased subjects with it. PIPELINE_ERASURE_KEY_FILE.
 	ErasureKeyFile string `env:"ERASURE_KEY_FILE"`
+	// HeartbeatInterval is how often the key sync writes a heartbeat
+	// tombstone to every partition of the key topic, so that quiet
+	// partitions' segments roll and a shredded key is compacted away within
+	// the bound stated in topology.Default; 0 (or less) writes none.
+	// PIPELINE_KEY_HEARTBEAT_INTERVAL.
+	HeartbeatInterval time.Duration `env:"KEY_HEARTBEAT_INTERVAL" envDefault:"1m"`
+}
+
+// Requests configures the data-subject requests: their store in Redis,
+// the regime of a request that names none, and how long an export can be
+// downloaded. Read by 'pipeline run requests' and the consent API (which
+// serves the requests API).
+type Requests struct {
+	// KeyPrefix is the Redis key prefix of the requests' state.
+	// PIPELINE_REQUEST_KEY_PREFIX.
+	KeyPrefix string `env:"REQUEST_KEY_PREFIX" envDefault:"pp:rq:"`
+	// DefaultRegime applies to a request that names none (gdpr, ccpa,
+	// pdpa, vn_decree13, voluntary). PIPELINE_REQUEST_DEFAULT_REGIME.
+	DefaultRegime string `env:"REQUEST_DEFAULT_REGIME" envDefault:"gdpr"`
+	// ExportTTL is how long a finished export can be downloaded before
+	// its document is deleted. PIPELINE_EXPORT_TTL.
+	ExportTTL time.Duration `env:"EXPORT_TTL" envDefault:"168h"`
+}
+
+// Validate checks the requests' settings.
+func (r Requests) Validate() error {
+	switch r.DefaultRegime {
+	case "gdpr", "ccpa", "pdpa", "vn_decree13", "voluntary":
+	default:
+		return fmt.Errorf("config: PIPELINE_REQUEST_DEFAULT_REGIME %q: want gdpr, ccpa, pdpa, vn_decree13 or voluntary", r.DefaultRegime)
+	}
+	if r.ExportTTL < time.Minute {
+		return errors.New("config: PIPELINE_EXPORT_TTL: at least 1m")
+	}
+	if r.KeyPrefix == "" {
+		return errors.New("config: PIPELINE_REQUEST_KEY_PREFIX: empty")
+	}
+	return nil
 }
 
 // Consent configures the consent store (key layout, loaded marker), the
@@ -328,10 +375,12 @@ const (
 	SectionSchemas
 	// SectionKeys is the data keys and the erasure ledger.
 	SectionKeys
+	// SectionRequests is the data-subject requests.
+	SectionRequests
 )
 
 // AllSections are every section (the demo and the tests load them all).
-var AllSections = []Section{SectionKafka, SectionRedis, SectionRunner, SectionPrivacy, SectionKeys, SectionConsent, SectionKanon, SectionCastle, SectionSchemas}
+var AllSections = []Section{SectionKafka, SectionRedis, SectionRunner, SectionPrivacy, SectionKeys, SectionRequests, SectionConsent, SectionKanon, SectionCastle, SectionSchemas}
 
 // Load reads the environment for the named sections (none: all of them)
 // and validates what it read. Every other section keeps its defaults, and
@@ -371,6 +420,8 @@ func Load(sections ...Section) (Config, error) {
 			err = parse(&c.Privacy, "")
 		case SectionKeys:
 			err = parse(&c.Keys, "")
+		case SectionRequests:
+			err = parse(&c.Requests, "")
 		case SectionConsent:
 			err = parse(&c.Consent, "CONSENT_")
 		case SectionKanon:
@@ -442,6 +493,8 @@ func (c Config) Validate(sections ...Section) error {
 			err = c.Runner.Validate()
 		case SectionPrivacy:
 			err = c.Privacy.Validate()
+		case SectionRequests:
+			err = c.Requests.Validate()
 		case SectionConsent:
 			err = c.Consent.Validate()
 		case SectionKanon:
@@ -551,6 +604,7 @@ var DefaultHTTPAddrs = map[string]string{
 	"consent-sync":  ":9465",
 	"kanon":         ":9466",
 	"kanon-records": ":9467",
+	"requests":      ":9468",
 }
 
 // OpsAddr returns the address of a command's /metrics, /healthz and

@@ -20,6 +20,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
 	"github.com/privacy-pipeline/pipeline/internal/keys/keyredis"
 	"github.com/privacy-pipeline/pipeline/internal/keys/keysync"
+	"github.com/privacy-pipeline/pipeline/internal/requests/requestredis"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
@@ -35,7 +36,7 @@ const (
 )
 
 // Commands are the names 'pipeline run' accepts.
-var Commands = []string{CommandPrivacy, CommandConsentSync, CommandConsentAPI, CommandKanon, CommandKanonRecords}
+var Commands = []string{CommandPrivacy, CommandConsentSync, CommandConsentAPI, CommandRequests, CommandKanon, CommandKanonRecords}
 
 // Sections returns the configuration sections a command reads (Ops and
 // Names always); config.Load validates only those.
@@ -43,8 +44,13 @@ func Sections(command string) []config.Section {
 	switch command {
 	case CommandPrivacy:
 		return []config.Section{config.SectionKafka, config.SectionRedis, config.SectionRunner, config.SectionPrivacy, config.SectionKeys, config.SectionConsent, config.SectionSchemas}
-	case CommandConsentSync, CommandConsentAPI:
+	case CommandConsentSync:
 		return []config.Section{config.SectionKafka, config.SectionRedis, config.SectionKeys, config.SectionConsent}
+	case CommandConsentAPI:
+		return []config.Section{config.SectionKafka, config.SectionRedis, config.SectionKeys, config.SectionRequests, config.SectionConsent}
+	case CommandRequests:
+		return []config.Section{config.SectionKafka, config.SectionRedis, config.SectionRunner, config.SectionPrivacy, config.SectionKeys,
+			config.SectionRequests, config.SectionConsent, config.SectionSchemas}
 	case CommandKanon:
 		return []config.Section{config.SectionKafka, config.SectionRunner, config.SectionKanon, config.SectionSchemas}
 	case CommandKanonRecords:
@@ -152,6 +158,8 @@ func NewApp(ctx context.Context, command string, cfg config.Config, o AppOptions
 		err = a.consentSync(cfg, reg, o.Rebuild)
 	case CommandConsentAPI:
 		err = a.consentAPI(ctx, cfg, reg)
+	case CommandRequests:
+		err = a.requestsService(ctx, cfg, reg)
 	case CommandKanon:
 		err = a.kanon(ctx, cfg, reg)
 	case CommandKanonRecords:
@@ -163,7 +171,7 @@ func NewApp(ctx context.Context, command string, cfg config.Config, o AppOptions
 		a.Close()
 		return nil, err
 	}
-	a.title = map[string]string{CommandPrivacy: "privacy processor", CommandConsentSync: "consent sync", CommandConsentAPI: "consent API",
+	a.title = map[string]string{CommandPrivacy: "privacy processor", CommandConsentSync: "consent sync", CommandConsentAPI: "consent API", CommandRequests: "requests service",
 		CommandKanon: "k-anonymity processor", CommandKanonRecords: "k-anonymity processor"}[command]
 	if command != CommandConsentAPI {
 		a.started = append(a.started, "http", a.opts.Addr)
@@ -256,7 +264,7 @@ func (a *App) consentSync(cfg config.Config, reg *prometheus.Registry, rebuild b
 		return err
 	}
 	ks, err := keysync.New(keysync.Config{Kafka: cfg.Kafka, Topic: cfg.Names.KeysTopic, Group: cfg.Names.KeySyncGroup,
-		Store: keys, Log: a.log, Metrics: keysync.NewMetrics(reg)})
+		Store: keys, Log: a.log, Metrics: keysync.NewMetrics(reg), Heartbeat: cfg.Keys.HeartbeatInterval})
 	if err != nil {
 		return err
 	}
@@ -287,18 +295,30 @@ func (a *App) consentAPI(ctx context.Context, cfg config.Config, reg prometheus.
 	}
 	a.closers = append(a.closers, cl.Close)
 	var ledger consentapi.Ledger
+	var marks consentapi.Marks                      // the audit records' subject reference
 	check, err := ErasureCheck(cfg, store.Client()) // erased subjects' changes are refused
 	if err != nil {
 		return err
 	} else if check != nil {
-		ledger = check
+		ledger, marks = check, check.Ledger
 	}
-	api, err := consentapi.New(consentapi.Config{Producer: cl, Topic: cfg.Names.ConsentTopic, Store: store, Guard: guard, Ledger: ledger, Log: a.log})
+	acfg := consentapi.Config{Producer: cl, Topic: cfg.Names.ConsentTopic, Store: store, Guard: guard, Ledger: ledger, Log: a.log,
+		AuditTopic: names(cfg).Audit, Marks: marks}
+	api, err := consentapi.New(acfg)
 	if err != nil {
 		return err
 	}
+	// The requests API shares the server, the guard and the ledger: its
+	// routes are more specific than the consent API's "/v1/".
+	register, err := requestsAPI(cfg, requestredis.New(store.Client(), cfg.Requests.KeyPrefix), guard, check, a)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", api.Handler())
+	register(mux)
 	a.opts.Addr, a.opts.TLS = cfg.Consent.APIAddr, tc
-	a.opts.Mount = map[string]http.Handler{"/v1/": api.Handler()}
+	a.opts.Mount = map[string]http.Handler{"/v1/": mux}
 	a.opts.Ready = func() bool {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()

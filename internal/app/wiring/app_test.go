@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/internal/erasure"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/httpauth"
@@ -31,7 +32,7 @@ import (
 func testConfig(t *testing.T, opts ...kfake.Opt) config.Config {
 	t.Helper()
 	names := topology.DefaultNames()
-	topics := []string{names.Raw, names.Consent, names.Quarantine, names.Keys, names.Erasures, names.Partials()}
+	topics := []string{names.Raw, names.Consent, names.Quarantine, names.Keys, names.Audit, names.Partials(), names.Requests, names.Erasures}
 	for _, p := range purpose.All {
 		topics = append(topics, names.Clean(p))
 	}
@@ -70,6 +71,12 @@ func testConfig(t *testing.T, opts ...kfake.Opt) config.Config {
 	}
 	cfg.Privacy.PseudonymKeysFile = filepath.Join(t.TempDir(), "keys.json")
 	if err := pseudonym.WriteKeyringFile(cfg.Privacy.PseudonymKeysFile, kr); err != nil {
+		t.Fatal(err)
+	}
+	// The erasure ledger (pipeline run requests needs it; privacy and the
+	// consent API check it).
+	cfg.Keys.ErasureKeyFile = filepath.Join(t.TempDir(), "ledger.key")
+	if err := erasure.GenerateLedgerKeyFile(cfg.Keys.ErasureKeyFile); err != nil {
 		t.Fatal(err)
 	}
 	// The consent API authenticates by default: one admin token.

@@ -22,43 +22,57 @@ import (
 // transaction (transactional id PIPELINE_TRANSACTIONAL_ID, else
 // "privacy-pipeline-erasure-<host>").
 func Erase(ctx context.Context, cfg config.Config, subject, request string) (erasure.Result, error) {
-	if cfg.Keys.ErasureKeyFile == "" {
-		return erasure.Result{}, errors.New("wiring: set PIPELINE_ERASURE_KEY_FILE (make one with 'pipeline keys ledger new --out FILE')")
-	}
-	ledger, err := erasure.LoadLedgerKey(cfg.Keys.ErasureKeyFile)
-	if err != nil {
-		return erasure.Result{}, fmt.Errorf("PIPELINE_ERASURE_KEY_FILE: %w", err)
-	}
-	keys, err := LoadKeys(cfg)
-	if err != nil {
-		return erasure.Result{}, err
-	}
-	ropts, err := RedisOptions(cfg)
-	if err != nil {
-		return erasure.Result{}, err
-	}
-	rdb := redis.NewClient(ropts)
-	defer rdb.Close()
-	dks, err := keyredis.New(keyredis.Config{Redis: rdb, Prefix: cfg.Keys.DataKeyPrefix})
-	if err != nil {
-		return erasure.Result{}, err
-	}
 	txn := cfg.Runner.TransactionalID
 	if txn == "" {
 		host, _ := os.Hostname()
 		txn = "privacy-pipeline-erasure-" + host
 	}
-	cl, err := cfg.Kafka.NewClient(kgo.TransactionalID(txn), kgo.RecordPartitioner(erasure.Partitioner(cfg.Names.ConsentTopic)))
+	ex, closeEx, err := NewEraser(cfg, txn)
 	if err != nil {
 		return erasure.Result{}, err
 	}
-	defer cl.Close()
+	defer closeEx()
+	return ex.Erase(ctx, subject, request)
+}
+
+// NewEraser builds the erasure executor from the configuration's stores
+// and topics (see Erase) with the transactional id txn; the returned
+// function closes its clients.
+func NewEraser(cfg config.Config, txn string) (*erasure.Executor, func(), error) {
+	if cfg.Keys.ErasureKeyFile == "" {
+		return nil, nil, errors.New("wiring: set PIPELINE_ERASURE_KEY_FILE (make one with 'pipeline keys ledger new --out FILE')")
+	}
+	ledger, err := erasure.LoadLedgerKey(cfg.Keys.ErasureKeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("PIPELINE_ERASURE_KEY_FILE: %w", err)
+	}
+	keys, err := LoadKeys(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	ropts, err := RedisOptions(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	rdb := redis.NewClient(ropts)
+	dks, err := keyredis.New(keyredis.Config{Redis: rdb, Prefix: cfg.Keys.DataKeyPrefix})
+	if err != nil {
+		rdb.Close()
+		return nil, nil, err
+	}
+	cl, err := cfg.Kafka.NewClient(kgo.TransactionalID(txn), kgo.RecordPartitioner(erasure.Partitioner(cfg.Names.ConsentTopic)))
+	if err != nil {
+		rdb.Close()
+		return nil, nil, err
+	}
+	closeAll := func() { cl.Close(); rdb.Close() }
 	n := names(cfg)
-	ex, err := erasure.NewExecutor(erasure.ExecutorConfig{Producer: cl, ConsentTopic: n.Consent, KeysTopic: n.Keys, ErasuresTopic: n.Erasures,
+	ex, err := erasure.NewExecutor(erasure.ExecutorConfig{Producer: cl, ConsentTopic: n.Consent, KeysTopic: n.Keys, ErasuresTopic: n.Erasures, AuditTopic: n.Audit,
 		Consent: consentredis.NewRedisStore(rdb, consentredis.WithKeyPrefix(cfg.Consent.KeyPrefix)), Keys: dks, Keyring: keys, Ledger: ledger,
 		Settle: cfg.Consent.CacheTTL})
 	if err != nil {
-		return erasure.Result{}, err
+		closeAll()
+		return nil, nil, err
 	}
-	return ex.Erase(ctx, subject, request)
+	return ex, closeAll, nil
 }

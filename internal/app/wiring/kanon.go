@@ -55,9 +55,10 @@ func names(cfg config.Config) topology.Names {
 	n.Kanon = nil
 	c := cfg.Names
 	n.Raw, n.Consent, n.Quarantine, n.CleanTemplate, n.Keys = c.RawTopic, c.ConsentTopic, c.QuarantineTopic, c.CleanTopicTemplate, c.KeysTopic
-	n.Erasures = c.ErasuresTopic
+	n.Erasures, n.Requests = c.ErasuresTopic, c.RequestsTopic
+	n.Audit = c.AuditTopic
 	n.StateTemplate, n.AggTemplate, n.KanonTemplate = c.StateTopicTemplate, c.AggTopicTemplate, c.KanonTopicTemplate
-	n.Groups = topology.Groups{Privacy: c.GroupID, ConsentSync: c.ConsentSyncGroup, KeySync: c.KeySyncGroup,
+	n.Groups = topology.Groups{Privacy: c.GroupID, ConsentSync: c.ConsentSyncGroup, KeySync: c.KeySyncGroup, Requests: c.RequestsGroup,
 		KanonAggregates: c.KanonAggregatesGroup, KanonMerge: c.KanonMergeGroup, KanonRecords: c.CastleGroup}
 	return n
 }

@@ -17,12 +17,13 @@ func TestNamesFollowTheConfiguration(t *testing.T) {
 	}
 	cfg.Names.GroupID, cfg.Names.ConsentSyncGroup, cfg.Names.KanonAggregatesGroup, cfg.Names.KanonMergeGroup, cfg.Names.CastleGroup = "g-privacy", "g-sync", "g-agg", "g-merge", "g-rec"
 	cfg.Names.RawTopic, cfg.Names.StateTopicTemplate, cfg.Names.KeySyncGroup, cfg.Names.KeysTopic = "raw.x", "st.{processor}", "g-keys", "keys.x"
+	cfg.Names.RequestsGroup, cfg.Names.RequestsTopic = "g-requests", "requests.x"
 	n, err := Names(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	topo := topology.Default(n, topology.Options{Partitions: 3, Replication: 1})
-	want := map[string]string{"privacy": "g-privacy", "consent-sync": "g-sync", "key-sync": "g-keys", topology.KanonAggregates: "g-agg",
+	want := map[string]string{"privacy": "g-privacy", "consent-sync": "g-sync", "key-sync": "g-keys", "requests": "g-requests", topology.KanonAggregates: "g-agg",
 		topology.KanonMerge: "g-merge", topology.KanonRecords: "g-rec"}
 	for _, p := range topo.Processors {
 		if want[p.Name] != p.Group {
@@ -33,7 +34,7 @@ func TestNamesFollowTheConfiguration(t *testing.T) {
 	if len(want) != 0 {
 		t.Errorf("processors missing from the topology: %v", want)
 	}
-	for _, name := range []string{"raw.x", "keys.x", "st.kanon-merge", "st.kanon-partials"} {
+	for _, name := range []string{"raw.x", "keys.x", "requests.x", "st.kanon-merge", "st.kanon-partials"} {
 		if _, ok := topo.Topic(name); !ok {
 			t.Errorf("topic %s not declared", name)
 		}

@@ -136,7 +136,7 @@ func Topics(cfg config.Config) privacy.Topics {
 	for _, p := range purpose.All {
 		t.Clean[p] = CleanTopic(cfg, p)
 	}
-	t.Quarantine, t.Keys = names(cfg).Quarantine, names(cfg).Keys
+	t.Quarantine, t.Keys, t.Audit = names(cfg).Quarantine, names(cfg).Keys, names(cfg).Audit
 	return t
 }
 

@@ -18,9 +18,19 @@
 // authenticated principal is recorded with every change it makes (the
 // consent record's pp-principal header, the history's changed_by).
 //
+// With Config.AuditTopic set, every accepted change also writes an audit
+// record (internal/audit, kind consent: the change, purpose, source,
+// versions, receipt and principal; the subject only as its erasure-ledger
+// mark, with Config.Marks) in the same ProduceSync as the change; a bulk
+// import writes one per produced part, with its counts. The API's
+// producer is not transactional: the two are written in one call, not
+// atomically, and a failure of either answers 503 ("retry"; a retry
+// writes the change again, which its timestamp makes idempotent, and a
+// second audit record).
+//
 // It imports consent, consentlog, consentredis (the store it reads),
-// consentsync (FormatMillis), httpauth, purpose and franz-go's kgo (to
-// produce).
+// consentsync (FormatMillis), httpauth, purpose, audit (the audit record
+// format) and franz-go's kgo (to produce).
 package consentapi
 
 import (
@@ -64,8 +74,24 @@ type Config struct {
 	// Ledger, when set, refuses changes for erased subjects (an erasure
 	// wins over a grant racing it: 409 with reason erased).
 	Ledger Ledger
-	Log    *slog.Logger
-	Now    func() time.Time
+	// AuditTopic, when set, receives an audit record per accepted change
+	// (privacy.audit; the producer writes it with the change).
+	AuditTopic string
+	// Service names the writer in the audit records (their key); default
+	// "consent-api".
+	Service string
+	// Marks, when set, gives the subject reference of the audit records:
+	// the erasure ledger's mark (internal/erasure Ledger, with
+	// PIPELINE_ERASURE_KEY_FILE); without it they name no subject.
+	Marks Marks
+	Log   *slog.Logger
+	Now   func() time.Time
+}
+
+// Marks computes subjects' erasure-ledger marks (internal/erasure's
+// Ledger, through wiring).
+type Marks interface {
+	Mark(subject string) string
 }
 
 // Ledger tells which subjects were erased (internal/erasure's ledger,
@@ -87,6 +113,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Service == "" {
+		cfg.Service = "consent-api"
 	}
 	return &Server{cfg: cfg}, nil
 }
@@ -311,7 +340,13 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, in consentlog.In
 		}
 		changes = append(changes, signal)
 	}
-	if err := s.produce(r.Context(), changes); err != nil {
+	audits, err := s.auditChanges(now, c.Principal, changes)
+	if err != nil {
+		s.cfg.Log.Error("consent change not written: its audit record", "err", err)
+		fail(w, http.StatusInternalServerError, "the change's audit record could not be made; nothing was recorded")
+		return
+	}
+	if err := s.produce(r.Context(), changes, audits...); err != nil {
 		s.cfg.Log.Error("consent change not written", "err", err)
 		fail(w, http.StatusServiceUnavailable, "the consent log is unavailable; nothing was recorded, retry")
 		return
@@ -327,12 +362,14 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, in consentlog.In
 }
 
 // produce writes changes to the consent topic (with their subject-level
-// companions, see consentlog.Records) and waits for every ack.
-func (s *Server) produce(ctx context.Context, changes []consentlog.Change) error {
+// companions, see consentlog.Records) and the audit records with them, in
+// one ProduceSync, and waits for every ack.
+func (s *Server) produce(ctx context.Context, changes []consentlog.Change, audits ...*kgo.Record) error {
 	recs, err := consentlog.Records(s.cfg.Topic, changes...)
 	if err != nil {
 		return err
 	}
+	recs = append(recs, audits...)
 	if err := s.cfg.Producer.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return fmt.Errorf("consentapi: produce %d records: %w", len(recs), err)
 	}
@@ -457,8 +494,16 @@ func (s *Server) importBulk(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusServiceUnavailable, "the erasure ledger is unavailable; nothing was recorded, retry")
 		return
 	}
-	for i := 0; i < len(changes); i += 5000 {
-		if err := s.produce(r.Context(), changes[i:min(i+5000, len(changes))]); err != nil {
+	parts := max(1, (len(changes)+importPart-1)/importPart)
+	for part, i := 1, 0; part <= parts; part, i = part+1, i+importPart {
+		chunk := changes[i:min(i+importPart, len(changes))]
+		audits, err := s.auditImport(who, chunk, len(bad), erased, part, parts)
+		if err != nil {
+			s.cfg.Log.Error("import not written: its audit record", "err", err, "written", i)
+			fail(w, http.StatusInternalServerError, fmt.Sprintf("the import's audit record could not be made after %d changes were recorded", i))
+			return
+		}
+		if err := s.produce(r.Context(), chunk, audits...); err != nil {
 			s.cfg.Log.Error("import interrupted", "err", err, "written", i)
 			fail(w, http.StatusServiceUnavailable, fmt.Sprintf("the consent log became unavailable after %d changes were recorded; retry the rest", i))
 			return

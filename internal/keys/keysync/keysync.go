@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
@@ -40,6 +41,10 @@ type Metrics struct {
 	Rebuilds prometheus.Counter
 	// Ledger counts erasure ledger records applied.
 	Ledger prometheus.Counter
+	// Heartbeats counts heartbeat records written (one per partition per
+	// round); HeartbeatFailures counts rounds that failed (retried at the
+	// next interval).
+	Heartbeats, HeartbeatFailures prometheus.Counter
 }
 
 // NewMetrics creates and registers the metrics.
@@ -48,14 +53,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "key_sync", Name: name, Help: help})
 	}
 	m := &Metrics{
-		Stored:   c("stored_total", "Data key records from the key topic stored in Redis as logged."),
-		Kept:     c("kept_total", "Data key records not stored: the key is shredded, or Redis holds another key under its id."),
-		Shredded: c("shredded_total", "Tombstones of the key topic applied: the key is shredded in Redis."),
-		Rejected: c("rejected_total", "Key topic records that are not wrapped data keys (skipped, counted)."),
-		Rebuilds: c("rebuilds_total", "Full rebuilds of the data key cache from the key topic."),
-		Ledger:   c("ledger_total", "Erasure ledger records of the key topic applied (the subject's mark set in Redis)."),
+		Stored:            c("stored_total", "Data key records from the key topic stored in Redis as logged."),
+		Kept:              c("kept_total", "Data key records not stored: the key is shredded, or Redis holds another key under its id."),
+		Shredded:          c("shredded_total", "Tombstones of the key topic applied: the key is shredded in Redis."),
+		Rejected:          c("rejected_total", "Key topic records that are not wrapped data keys (skipped, counted)."),
+		Rebuilds:          c("rebuilds_total", "Full rebuilds of the data key cache from the key topic."),
+		Ledger:            c("ledger_total", "Erasure ledger records of the key topic applied (the subject's mark set in Redis)."),
+		Heartbeats:        c("heartbeats_total", "Heartbeat tombstones written to the key topic (one per partition per round): they roll quiet partitions' segments so shredded keys get compacted away."),
+		HeartbeatFailures: c("heartbeat_failures_total", "Heartbeat rounds that failed to write to every partition of the key topic (retried at the next interval)."),
 	}
-	reg.MustRegister(m.Stored, m.Kept, m.Shredded, m.Rejected, m.Rebuilds, m.Ledger)
+	reg.MustRegister(m.Stored, m.Kept, m.Shredded, m.Rejected, m.Rebuilds, m.Ledger, m.Heartbeats, m.HeartbeatFailures)
 	return m
 }
 
@@ -67,7 +74,16 @@ type Config struct {
 	Store   *keyredis.Store
 	Log     *slog.Logger
 	Metrics *Metrics
+	// Heartbeat is how often a heartbeat tombstone is written to every
+	// partition of the topic (PIPELINE_KEY_HEARTBEAT_INTERVAL); 0 writes
+	// none.
+	Heartbeat time.Duration
 }
+
+// HeartbeatKey is the record key of the heartbeats on the key topic. It
+// is neither a data key id (dk1.) nor a ledger mark, so no reader takes
+// it for one; the key sync skips it.
+const HeartbeatKey = "pp-heartbeat"
 
 // Syncer follows the key topic into Redis.
 type Syncer struct {
@@ -98,6 +114,12 @@ func (s *Syncer) Ready() bool { return s.ready.Load() }
 // Run rebuilds the cache when it is not loaded, then follows the topic
 // until ctx ends; errors are logged and retried.
 func (s *Syncer) Run(ctx context.Context) error {
+	if s.cfg.Heartbeat > 0 {
+		hctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); s.heartbeats(hctx) }()
+		defer func() { stop(); <-done }()
+	}
 	for ctx.Err() == nil {
 		loaded, err := s.cfg.Store.Loaded(ctx)
 		if err == nil && !loaded {
@@ -185,6 +207,9 @@ func (s *Syncer) follow(ctx context.Context) error {
 // and skipped (it cannot be applied however often it is retried).
 func (s *Syncer) apply(ctx context.Context, r *kgo.Record) error {
 	id := string(r.Key)
+	if id == HeartbeatKey {
+		return nil // a heartbeat: nothing to apply
+	}
 	if r.Value == nil {
 		if err := s.cfg.Store.Shred(ctx, id); err != nil {
 			return err
@@ -224,4 +249,56 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// heartbeats writes a heartbeat round every Heartbeat until ctx ends.
+func (s *Syncer) heartbeats(ctx context.Context) {
+	cl, err := s.cfg.Kafka.NewClient(kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		s.cfg.Metrics.HeartbeatFailures.Inc()
+		s.cfg.Log.Warn("key topic heartbeats: no client; none written", "err", err)
+		return
+	}
+	defer cl.Close()
+	tick := time.NewTicker(s.cfg.Heartbeat)
+	defer tick.Stop()
+	for {
+		if err := Beat(ctx, cl, s.cfg.Topic, s.cfg.Metrics); err != nil && ctx.Err() == nil {
+			s.cfg.Log.Warn("key topic heartbeat failed; retried at the next interval", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Beat writes one heartbeat round: a tombstone under HeartbeatKey to
+// every partition of topic, with cl (built with kgo.ManualPartitioner),
+// counted in m.
+func Beat(ctx context.Context, cl *kgo.Client, topic string, m *Metrics) error {
+	tds, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err == nil {
+		err = tds.Error()
+	}
+	if err != nil {
+		m.HeartbeatFailures.Inc()
+		return fmt.Errorf("keysync: heartbeat: %w", err)
+	}
+	var recs []*kgo.Record
+	for _, p := range tds[topic].Partitions.Numbers() {
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: []byte(HeartbeatKey)})
+	}
+	res := cl.ProduceSync(ctx, recs...)
+	for _, r := range res {
+		if r.Err == nil {
+			m.Heartbeats.Inc()
+		}
+	}
+	if err := res.FirstErr(); err != nil {
+		m.HeartbeatFailures.Inc()
+		return fmt.Errorf("keysync: heartbeat: %w", err)
+	}
+	return nil
 }

@@ -108,3 +108,58 @@ func TestSyncStoresShredsAndRebuilds(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestHeartbeatsOnEveryPartition: with Heartbeat set, the key sync writes
+// a tombstone under HeartbeatKey to every partition of the key topic at
+// each interval (counted), and skips its own (and any other replica's)
+// heartbeats when it applies the topic: nothing is shredded, stored or
+// rejected for them. The attack: a quiet partition whose active segment
+// never rolls, so a shredded key's wrapped bytes are never compacted away.
+func TestHeartbeatsOnEveryPartition(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "privacy.keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	store, _ := keyredis.New(keyredis.Config{Redis: rdb})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store.MarkLoaded(ctx)
+	conn := kafkaconn.Config{Brokers: c.ListenAddrs()}
+	reg := prometheus.NewRegistry()
+	s, err := New(Config{Kafka: conn, Topic: "privacy.keys", Group: "key-sync", Store: store, Metrics: NewMetrics(reg), Heartbeat: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	snap := func() map[string]float64 { m, _ := metrics.Snapshot(reg); return m }
+	waitFor(t, "two heartbeat rounds", func() bool { return snap()["pipeline_key_sync_heartbeats_total"] >= 6 })
+	waitFor(t, "the sync following", s.Ready)
+	recs, err := kafkaio.ReadAll(ctx, conn, "privacy.keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := map[int32]bool{}
+	for _, r := range recs {
+		if string(r.Key) != HeartbeatKey || r.Value != nil {
+			t.Fatalf("a record other than a heartbeat tombstone: %q", r.Key)
+		}
+		parts[r.Partition] = true
+	}
+	if len(parts) != 3 {
+		t.Fatalf("heartbeats on %d of 3 partitions", len(parts))
+	}
+	cancel()
+	<-done
+	m := snap()
+	if m["pipeline_key_sync_shredded_total"] != 0 || m["pipeline_key_sync_rejected_total"] != 0 || m["pipeline_key_sync_stored_total"] != 0 {
+		t.Fatalf("heartbeats were applied as keys: %v", m)
+	}
+	if st, _ := store.State(context.Background(), HeartbeatKey); st != "missing" {
+		t.Fatalf("the heartbeat key is %s in Redis", st)
+	}
+}

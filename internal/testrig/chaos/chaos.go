@@ -76,6 +76,8 @@ type Result struct {
 	MaxReplicas   int                      `json:"max_replicas"`
 	RedisRestarts int                      `json:"redis_restarts"`
 	KafkaRestarts int                      `json:"kafka_restarts"`
+	// Audit is the privacy processor's audit trail's verification.
+	Audit *AuditResult `json:"audit,omitempty"`
 	// Kanon is the k-anonymity processors' verification (nil with NoKanon).
 	Kanon    *KanonResult `json:"kanon,omitempty"`
 	ElapsedS float64      `json:"elapsed_s"`
@@ -90,6 +92,9 @@ func (r Result) OK() bool {
 		}
 	}
 	if r.Kanon != nil && !r.Kanon.OK() {
+		return false
+	}
+	if r.Audit == nil || !r.Audit.OK() {
 		return false
 	}
 	return len(r.Purposes) == purpose.Count
@@ -187,6 +192,9 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if res.Audit, err = r.verifyAudit(ctx, res.Purposes); err != nil {
+		return res, err
+	}
 	if !opt.NoKanon {
 		if res.Kanon, err = r.verifyKanon(ctx); err != nil {
 			return res, err
@@ -209,6 +217,7 @@ func (r *run) setup(ctx context.Context) error {
 	cfg.Names.StateTopicTemplate, cfg.Names.AggTopicTemplate, cfg.Names.KanonTopicTemplate = r.id+".state.{processor}", r.id+".agg.{purpose}.{name}", r.id+".kanon.{purpose}"
 	cfg.Names.KanonAggregatesGroup, cfg.Names.CastleGroup = r.id+".kanon", r.id+".kanon-records"
 	cfg.Names.KanonMergeGroup = r.id + ".kanon-merge"
+	cfg.Names.AuditTopic = r.id + ".audit"
 	r.cfg = cfg
 	if r.dir, err = os.MkdirTemp("", r.id); err != nil {
 		return err
@@ -235,7 +244,7 @@ func (r *run) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	names.Consent, names.Requests, names.Erasures, names.Audit = r.id+".consent", r.id+".requests", r.id+".erasures", r.id+".audit"
+	names.Consent, names.Requests, names.Erasures = r.id+".consent", r.id+".requests", r.id+".erasures"
 	r.topo = topology.Default(names, topology.Options{Partitions: int32(r.opt.Partitions), Replication: 1})
 	if _, err := topology.Apply(ctx, r.adm, r.topo); err != nil {
 		return err
@@ -381,6 +390,7 @@ func (r *run) startProc(key int, extraEnv ...string) error {
 	env = append(env,
 		"PIPELINE_RAW_TOPIC="+r.cfg.Names.RawTopic, "PIPELINE_CLEAN_TOPIC_TEMPLATE="+r.cfg.Names.CleanTopicTemplate,
 		"PIPELINE_QUARANTINE_TOPIC="+r.cfg.Names.QuarantineTopic, "PIPELINE_GROUP_ID="+r.cfg.Names.GroupID,
+		"PIPELINE_AUDIT_TOPIC="+r.cfg.Names.AuditTopic,
 		"PIPELINE_CONSENT_KEY_PREFIX="+r.cfg.Consent.KeyPrefix, "PIPELINE_PSEUDONYM_KEYS_FILE="+r.keysPath,
 		"PIPELINE_HTTP_ADDR=127.0.0.1:0", "PIPELINE_LOG_LEVEL=warn",
 		fmt.Sprintf("PIPELINE_TRANSACTIONAL_ID=%s-%s-slot-%d", r.id, args[1], slot),

@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -38,6 +40,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/codec/wireformat"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
+	"github.com/privacy-pipeline/pipeline/internal/erasure"
 	"github.com/privacy-pipeline/pipeline/internal/fields/policy"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
@@ -64,8 +67,10 @@ type Options struct {
 type Result struct {
 	privacy.Tally
 	// Kanon is the k-anonymity stage (aggregates and CASTLE).
-	Kanon    KanonResult `json:"kanon"`
-	ElapsedS float64     `json:"elapsed_s"`
+	Kanon KanonResult `json:"kanon"`
+	// Rights is the data-subject rights stage (access, erasure).
+	Rights   RightsResult `json:"rights"`
+	ElapsedS float64      `json:"elapsed_s"`
 }
 
 // sampleSubject is a synthetic subject with explicit consent for every purpose.
@@ -98,7 +103,8 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		cleanTopics = append(cleanTopics, wiring.CleanTopic(cfg, p))
 	}
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1),
-		kfake.SeedTopics(demoPartitions, append(append([]string{cfg.Names.RawTopic, cfg.Names.QuarantineTopic}, cleanTopics...), kanonTopics(cfg)...)...))
+		kfake.SeedTopics(demoPartitions, append(append([]string{cfg.Names.RawTopic, cfg.Names.QuarantineTopic, cfg.Names.AuditTopic,
+			cfg.Names.ConsentTopic, cfg.Names.KeysTopic, cfg.Names.ErasuresTopic, cfg.Names.RequestsTopic}, cleanTopics...), kanonTopics(cfg)...)...))
 	if err != nil {
 		return Result{}, fmt.Errorf("demo: kfake: %w", err)
 	}
@@ -111,6 +117,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	defer mr.Close()
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
+	cfg.Redis.Addr = mr.Addr() // the requests stage opens its own clients from the configuration
 
 	// An in-process schema registry (srfake): the clean, agg and kanon
 	// schemas are registered in it and every output is Confluent-framed,
@@ -126,6 +133,20 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 
 	keys, err := pseudonym.GenerateKeyring(purpose.Names(), "demo")
 	if err != nil {
+		return Result{}, err
+	}
+	// The keyring and an erasure ledger key in files, as a deployment has
+	// them (the requests stage reads them; the processor checks the ledger).
+	dir, err := os.MkdirTemp("", "pipeline-demo-")
+	if err != nil {
+		return Result{}, err
+	}
+	defer os.RemoveAll(dir)
+	cfg.Privacy.PseudonymKeysFile, cfg.Keys.ErasureKeyFile = filepath.Join(dir, "keys.json"), filepath.Join(dir, "ledger.key")
+	if err := pseudonym.WriteKeyringFile(cfg.Privacy.PseudonymKeysFile, keys); err != nil {
+		return Result{}, err
+	}
+	if err := erasure.GenerateLedgerKeyFile(cfg.Keys.ErasureKeyFile); err != nil {
 		return Result{}, err
 	}
 	reg := prometheus.NewRegistry()
@@ -210,6 +231,12 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		return res, err
 	}
 	printKanon(opt.Out, res.Kanon)
+	// Stage three: the sample subject's access and erasure requests.
+	res.Rights, err = runRights(ctx, cfg, rdb, pp, reg, keys, opt.Log)
+	if err != nil {
+		return res, err
+	}
+	printRights(opt.Out, res.Rights)
 	res.ElapsedS = time.Since(start).Seconds()
 	return res, nil
 }

@@ -207,6 +207,7 @@ func (b *bench) setup(ctx context.Context) error {
 	id := fmt.Sprintf("wbench-%08x", rand.Uint32())
 	cfg.Names.RawTopic, cfg.Names.CleanTopicTemplate, cfg.Names.QuarantineTopic = id+".raw", id+".clean.{purpose}", id+".quarantine"
 	cfg.Names.ConsentTopic, cfg.Names.GroupID, cfg.Consent.KeyPrefix = id+".consent", id+".privacy", id+":consent:"
+	cfg.Names.AuditTopic = id + ".audit"
 	cfg.Runner.MaxPollRecords = 1000
 	b.id, b.cfg = id, cfg
 
@@ -242,7 +243,7 @@ func (b *bench) createTopics(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	names.Requests, names.Erasures, names.Audit = b.id+".requests", b.id+".erasures", b.id+".audit"
+	names.Requests, names.Erasures = b.id+".requests", b.id+".erasures"
 	topo := topology.Default(names, topology.Options{Partitions: 6, Replication: 1})
 	if _, err := topology.Apply(ctx, b.adm, topo); err != nil {
 		return err
