@@ -361,16 +361,16 @@ func kanonProcessors(n Names) []Processor {
 			outs = append(outs, a.TopicFrom(n.AggTemplate))
 		}
 		ps = append(ps, Processor{Name: KanonAggregates, Command: "kanon", Group: n.Groups.KanonAggregates, Transactional: true,
-			Inputs: []string{n.cleanOf(n.Kanon.Aggregates[0].Purpose)}, Outputs: []string{n.Partials(), n.State(KanonAggregates)}, State: []string{n.State(KanonAggregates)},
-			Doc: "k-anonymous aggregates, stage 1: tumbling event-time windows per input partition, DP contribution bounding; publishes each closed window's partial contributions and the partition's progress"},
+			Inputs: []string{n.cleanOf(n.Kanon.Aggregates[0].Purpose), n.Erasures}, Outputs: []string{n.Partials(), n.State(KanonAggregates)}, State: []string{n.State(KanonAggregates)},
+			Doc: "k-anonymous aggregates, stage 1: tumbling event-time windows per input partition, DP contribution bounding; publishes each closed window's partial contributions and the partition's progress; erasure notices (co-partitioned second input) drop the subject from open windows"},
 			Processor{Name: KanonMerge, Command: "kanon", Group: n.Groups.KanonMerge, Transactional: true,
 				Inputs: []string{n.Partials()}, Outputs: append(outs, n.State(KanonMerge)), State: []string{n.State(KanonMerge)},
 				Doc: "k-anonymous aggregates, stage 2: merges every input partition's partials; a window is released once all have passed it: >= k distinct subjects per row, roll-up, margins from released rows, optional DP noise"})
 	}
 	if r := n.Kanon.Records; r != nil {
 		ps = append(ps, Processor{Name: KanonRecords, Command: "kanon-records", Group: n.Groups.KanonRecords, Transactional: true,
-			Inputs: []string{n.cleanOf(r.Purpose)}, Outputs: []string{r.TopicFrom(n.KanonTemplate), n.State(KanonRecords)}, State: []string{n.State(KanonRecords)},
-			Doc: "record-level k-anonymisation (CASTLE): clusters of >= k distinct subjects within delay delta, outliers suppressed"})
+			Inputs: []string{n.cleanOf(r.Purpose), n.Erasures}, Outputs: []string{r.TopicFrom(n.KanonTemplate), n.State(KanonRecords)}, State: []string{n.State(KanonRecords)},
+			Doc: "record-level k-anonymisation (CASTLE): clusters of >= k distinct subjects within delay delta, outliers suppressed; erasure notices (co-partitioned second input) drop the subject's held records"})
 	}
 	return ps
 }

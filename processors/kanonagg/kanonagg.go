@@ -51,6 +51,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/partial"
 	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/processors/kit/forget"
 	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"github.com/privacy-pipeline/pipeline/processors/kit/shard"
 	"github.com/privacy-pipeline/pipeline/processors/kit/subject"
@@ -110,6 +111,13 @@ type Config struct {
 	// Schemas frames the aggregate rows and resolves the clean records'
 	// writer schema ids (zero: single-object encoding, no registry).
 	Schemas writers.Schemas
+	// NoticesTopic is the erasure notices topic (privacy.erasures), read
+	// as a second input co-partitioned with the clean topic: a record of
+	// it is a notice (see erasure.go). Empty: no notices.
+	NoticesTopic string
+	// ErasureGrace is how long, in the input's log time, an erased
+	// pseudonym is kept out of later records (0: forget.DefaultGrace).
+	ErasureGrace time.Duration
 }
 
 // Processor is the aggregates processor.
@@ -261,6 +269,11 @@ type state struct {
 	// mode; not checkpointed: a restored partition publishes it again,
 	// which the merge stage ignores).
 	reported []int64
+	// erased are the pseudonyms erased in this partition (erasure.go),
+	// kept out of later records and of replays; part of the checkpoint.
+	erased forget.Set
+	// rebuild marks open windows that still count an erased subject.
+	rebuild bool
 }
 
 // NewWorker implements processors.Processor.
@@ -297,6 +310,8 @@ type Worker struct {
 	err     error // of an emit during Add or Advance
 	keyIDs  []partial.KeyID
 	doms    map[uint16]bool
+	// erasure counts the batch's notices and what they dropped.
+	erasure kanonmetrics.ErasureCounts
 }
 
 // load restores a partition's aggregators from its checkpoint.
@@ -324,7 +339,7 @@ func (w *Worker) load(ctx context.Context, partition int32, cp processors.Checkp
 		if err := w.p.writers.Prepare(ctx, []processors.Record{r}); err != nil {
 			return err
 		}
-		if ok, _ := w.event(&st, r, &ev); !ok {
+		if ok, _ := w.event(&st, r, &ev); !ok || w.erasedPseudonym(&st) {
 			return nil
 		}
 		for i, a := range st.aggs {
@@ -358,11 +373,11 @@ func (w *Worker) fresh() (state, error) {
 
 // restore loads a checkpoint into fresh aggregators.
 func (w *Worker) restore(st *state, cp processors.Checkpoint) error {
-	parts, doms, err := splitState(cp.State, len(st.aggs))
+	parts, doms, erased, err := splitState(cp.State, len(st.aggs))
 	if err != nil {
 		return err
 	}
-	st.domains = doms
+	st.domains, st.erased = doms, erased
 	for i, a := range st.aggs {
 		s, err := aggregate.UnmarshalState(parts[i])
 		if err != nil {
@@ -441,10 +456,20 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 		return err
 	}
 	var ev aggregate.Event
+	var latest time.Time
 	for i, r := range in {
+		if w.isNotice(r) {
+			if err := w.notice(ctx, in, i); err != nil {
+				return err
+			}
+			continue
+		}
 		st, err := w.shards.Get(ctx, r)
 		if err != nil {
 			return err
+		}
+		if r.Timestamp.After(latest) {
+			latest = r.Timestamp
 		}
 		w.input, w.part, w.st = i, r.Partition, st
 		if ok, bad := w.event(st, r, &ev); !ok {
@@ -457,6 +482,11 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 					w.pending[j].incomplete++
 				}
 			}
+			continue
+		}
+		if w.erasedPseudonym(st) {
+			st.erased.KeptOut(forget.Hash(w.rec.Values[w.p.subjIdx].Bytes), r.Offset)
+			w.erasure.LateRecords++
 			continue
 		}
 		capped := ev.MaxWatermark != 0 && ev.Time > ev.MaxWatermark
@@ -475,7 +505,10 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 			}
 		}
 	}
-	w.shards.Touched(w.checkpoint)
+	w.shards.Touched(func(partition int32, next int64, st *state) {
+		w.pruneErased(st, latest, next)
+		w.checkpoint(partition, next, st)
+	})
 	return nil
 }
 
@@ -534,6 +567,10 @@ func (w *Worker) checkpoint(partition int32, next int64, st *state) {
 	}
 	buf = append(buf, domainsMarker)
 	buf = st.domains.AppendEncode(buf)
+	if st.erased.Len() > 0 {
+		buf = append(buf, erasedMarker)
+		buf = st.erased.AppendEncode(buf)
+	}
 	w.val = buf
 	w.out.AddCheckpoint(processors.Checkpoint{Partition: partition, Next: next, ReplayFrom: from, State: buf})
 	if w.p.cfg.PartialsTopic != "" {
@@ -621,30 +658,36 @@ const domainsMarker = 'D'
 
 // splitState splits a checkpoint into the aggregators' states and the
 // identity-domain table.
-func splitState(b []byte, n int) ([][]byte, subject.Domains, error) {
+func splitState(b []byte, n int) ([][]byte, subject.Domains, forget.Set, error) {
 	parts := make([][]byte, 0, n)
 	for range n {
 		l, k := binary.Uvarint(b)
 		if k <= 0 || l > uint64(len(b)-k) {
-			return nil, subject.Domains{}, errors.New("aggregates: corrupt checkpoint")
+			return nil, subject.Domains{}, forget.Set{}, errors.New("aggregates: corrupt checkpoint")
 		}
 		parts = append(parts, b[k:k+int(l)])
 		b = b[k+int(l):]
 	}
 	if len(b) == 0 {
-		return parts, subject.Domains{}, nil
+		return parts, subject.Domains{}, forget.Set{}, nil
 	}
 	if b[0] != domainsMarker {
-		return nil, subject.Domains{}, errors.New("aggregates: checkpoint has trailing bytes (the declared aggregates changed?)")
+		return nil, subject.Domains{}, forget.Set{}, errors.New("aggregates: checkpoint has trailing bytes (the declared aggregates changed?)")
 	}
 	doms, rest, err := subject.DecodeDomains(b[1:])
 	if err != nil {
-		return nil, subject.Domains{}, fmt.Errorf("aggregates: %w", err)
+		return nil, subject.Domains{}, forget.Set{}, fmt.Errorf("aggregates: %w", err)
+	}
+	var erased forget.Set
+	if len(rest) > 0 && rest[0] == erasedMarker {
+		if erased, rest, err = forget.DecodeSet(rest[1:]); err != nil {
+			return nil, subject.Domains{}, forget.Set{}, fmt.Errorf("aggregates: %w", err)
+		}
 	}
 	if len(rest) != 0 {
-		return nil, subject.Domains{}, errors.New("aggregates: checkpoint has trailing bytes (the declared aggregates changed?)")
+		return nil, subject.Domains{}, forget.Set{}, errors.New("aggregates: checkpoint has trailing bytes (the declared aggregates changed?)")
 	}
-	return parts, doms, nil
+	return parts, doms, erased, nil
 }
 
 // emit encodes a closed window's rows, or its partials in two-stage mode.
@@ -726,10 +769,12 @@ func (pl *Plan) AppendRow(key, val []byte, cw aggregate.ClosedWindow, row aggreg
 // Done implements processors.Worker: metrics count committed batches only.
 func (w *Worker) Done(committed bool) {
 	if committed {
+		w.erasure.Flush(w.p.cfg.Metrics, Name)
 		w.flushMetrics()
 		w.shards.Touched(func(_ int32, _ int64, st *state) { copy(st.committed, st.current) })
 	}
 	w.shards.Done(committed)
+	w.erasure = kanonmetrics.ErasureCounts{}
 	for i := range w.pending {
 		w.pending[i] = counts{}
 	}

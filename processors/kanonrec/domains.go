@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/privacy-pipeline/pipeline/internal/kanon/castle"
+	"github.com/privacy-pipeline/pipeline/processors/kit/forget"
 	"github.com/privacy-pipeline/pipeline/processors/kit/subject"
 )
 
@@ -119,8 +120,18 @@ func appendState(b []byte, st *state) []byte {
 	for _, v := range []int64{r.In, r.Released, r.Suppressed, r.Reused, r.ClustersPublished, r.MaxDelay} {
 		b = binary.AppendVarint(b, v)
 	}
-	return binary.LittleEndian.AppendUint64(b, math.Float64bits(r.InfoLossSum))
+	b = binary.LittleEndian.AppendUint64(b, math.Float64bits(r.InfoLossSum))
+	if st.erased.Len() > 0 {
+		// The erased pseudonyms (erasure.go), only while there are any:
+		// a checkpoint without them reads as an empty set.
+		b = append(b, erasedMarker)
+		b = st.erased.AppendEncode(b)
+	}
+	return b
 }
+
+// erasedMarker introduces the erased set after the retired counters.
+const erasedMarker = 'E'
 
 // decodeIDs returns the identity-domain table of a checkpoint: the
 // encoded one (version 2), or for a version 1 checkpoint an empty table in
@@ -137,7 +148,7 @@ func decodeIDs(b []byte) (subject.Domains, error) {
 		}
 		return d, nil
 	case stateVersionV1:
-		doms, _, err := decodeState(b)
+		doms, _, _, err := decodeState(b)
 		if err != nil {
 			return subject.Domains{}, err
 		}
@@ -156,36 +167,37 @@ type decodedDomain struct {
 	snap []byte
 }
 
-// decodeState splits a checkpoint into domain snapshots and the retired
-// counters.
-func decodeState(b []byte) ([]decodedDomain, castle.Stats, error) {
+// decodeState splits a checkpoint into domain snapshots, the retired
+// counters and the erased set.
+func decodeState(b []byte) ([]decodedDomain, castle.Stats, forget.Set, error) {
 	var retired castle.Stats
+	var erased forget.Set
 	if len(b) < 2 || b[0] != stateMagic || (b[1] != stateVersion && b[1] != stateVersionV1) {
-		return nil, retired, fmt.Errorf("%w: bad header", errState)
+		return nil, retired, erased, fmt.Errorf("%w: bad header", errState)
 	}
 	v1 := b[1] == stateVersionV1
 	b = b[2:]
 	if !v1 {
 		var err error
 		if _, b, err = subject.DecodeDomains(b); err != nil {
-			return nil, retired, fmt.Errorf("%w: %w", errState, err)
+			return nil, retired, erased, fmt.Errorf("%w: %w", errState, err)
 		}
 	}
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > maxDomains+1 {
-		return nil, retired, fmt.Errorf("%w: domain count", errState)
+		return nil, retired, erased, fmt.Errorf("%w: domain count", errState)
 	}
 	b = b[k:]
 	out := make([]decodedDomain, 0, n)
 	for range n {
 		if len(b) < 2 {
-			return nil, retired, fmt.Errorf("%w: truncated", errState)
+			return nil, retired, erased, fmt.Errorf("%w: truncated", errState)
 		}
 		dom := binary.LittleEndian.Uint16(b)
 		b = b[2:]
 		l, k := binary.Uvarint(b)
 		if k <= 0 || l > uint64(len(b)-k) {
-			return nil, retired, fmt.Errorf("%w: snapshot length", errState)
+			return nil, retired, erased, fmt.Errorf("%w: snapshot length", errState)
 		}
 		out = append(out, decodedDomain{dom: dom, snap: b[k : k+int(l)]})
 		b = b[k+int(l):]
@@ -194,17 +206,26 @@ func decodeState(b []byte) ([]decodedDomain, castle.Stats, error) {
 	for i := range vals {
 		v, k := binary.Varint(b)
 		if k <= 0 || v < 0 {
-			return nil, retired, fmt.Errorf("%w: counters", errState)
+			return nil, retired, erased, fmt.Errorf("%w: counters", errState)
 		}
 		vals[i], b = v, b[k:]
 	}
-	if len(b) != 8 {
-		return nil, retired, fmt.Errorf("%w: trailing bytes", errState)
+	if len(b) < 8 {
+		return nil, retired, erased, fmt.Errorf("%w: truncated", errState)
+	}
+	if rest := b[8:]; len(rest) > 0 {
+		if rest[0] != erasedMarker {
+			return nil, retired, erased, fmt.Errorf("%w: trailing bytes", errState)
+		}
+		var err error
+		if erased, rest, err = forget.DecodeSet(rest[1:]); err != nil || len(rest) != 0 {
+			return nil, retired, forget.Set{}, fmt.Errorf("%w: erased set", errState)
+		}
 	}
 	f := math.Float64frombits(binary.LittleEndian.Uint64(b))
 	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
-		return nil, retired, fmt.Errorf("%w: information loss", errState)
+		return nil, retired, erased, fmt.Errorf("%w: information loss", errState)
 	}
 	retired = castle.Stats{In: vals[0], Released: vals[1], Suppressed: vals[2], Reused: vals[3], ClustersPublished: vals[4], MaxDelay: vals[5], InfoLossSum: f}
-	return out, retired, nil
+	return out, retired, erased, nil
 }

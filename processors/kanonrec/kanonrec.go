@@ -42,6 +42,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/kanon/hierarchy"
 	"github.com/privacy-pipeline/pipeline/internal/kanon/kanonspec"
 	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/processors/kit/forget"
 	"github.com/privacy-pipeline/pipeline/processors/kit/kanonmetrics"
 	"github.com/privacy-pipeline/pipeline/processors/kit/shard"
 	"github.com/privacy-pipeline/pipeline/processors/kit/subject"
@@ -80,6 +81,13 @@ type Config struct {
 	// Schemas frames the output records and resolves the clean records'
 	// writer schema ids (zero: single-object encoding, no registry).
 	Schemas writers.Schemas
+	// NoticesTopic is the erasure notices topic (privacy.erasures), read
+	// as a second input co-partitioned with the clean topic: a record of
+	// it is a notice (see erasure.go). Empty: no notices.
+	NoticesTopic string
+	// ErasureGrace is how long, in the input's log time, an erased
+	// pseudonym is kept out of later records (0: forget.DefaultGrace).
+	ErasureGrace time.Duration
 }
 
 // Processor is the record-level k-anonymisation processor.
@@ -242,10 +250,13 @@ type state struct {
 	partition int32
 	// ids numbers the pseudonym key ids of this partition exactly (part
 	// of the checkpoint); domains holds one CASTLE per numbered domain.
-	ids       subject.Domains
-	domains   []domainCastle
-	retired   castle.Stats // counters of domains no longer kept
-	held      map[int64]held
+	ids     subject.Domains
+	domains []domainCastle
+	retired castle.Stats // counters of domains no longer kept
+	held    map[int64]held
+	// erased are the pseudonyms erased in this partition (erasure.go),
+	// kept out of later records; part of the checkpoint.
+	erased    forget.Set
 	committed castle.Stats
 	current   castle.Stats
 }
@@ -274,6 +285,8 @@ type Worker struct {
 	now    time.Time
 	delays []float64
 	bad    struct{ undecodable, incomplete int64 }
+	// erasure counts the batch's notices and what they dropped.
+	erasure erasureCounts
 	// outside counts, per kept field, values outside its domain.
 	outside []int64
 	// trace receives every released record with its input (Offline).
@@ -431,10 +444,11 @@ func (w *Worker) load(ctx context.Context, partition int32, cp processors.Checkp
 
 // restore rebuilds every domain's CASTLE from a checkpoint.
 func (w *Worker) restore(st *state, b []byte, tuples map[int64]castle.Tuple) error {
-	doms, retired, err := decodeState(b)
+	doms, retired, erased, err := decodeState(b)
 	if err != nil {
 		return err
 	}
+	st.erased = erased
 	lookup := func(ref int64) (castle.Tuple, bool) {
 		t, ok := tuples[ref]
 		return t, ok
@@ -477,6 +491,12 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 	}
 	var latest time.Time
 	for i, r := range in {
+		if w.isNotice(r) {
+			if err := w.notice(ctx, r); err != nil {
+				return err
+			}
+			continue
+		}
 		st, err := w.shards.Get(ctx, r)
 		if err != nil {
 			return err
@@ -493,6 +513,9 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 			}
 			continue
 		}
+		if w.erasedRecord(st, r.Offset) {
+			continue
+		}
 		st.held[r.Offset] = held{kept: w.keptValues(nil, true), arrived: r.Timestamp}
 		w.st, w.input, w.now = st, i, r.Timestamp
 		c, err := w.castleFor(st, subject.Domain(w.tuple.Subject))
@@ -505,6 +528,7 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 	}
 	w.shards.Touched(func(partition int32, next int64, st *state) {
 		w.expire(st, latest)
+		w.pruneErased(st, latest)
 		w.checkpoint(partition, next, st)
 	})
 	return nil
@@ -637,6 +661,10 @@ func (w *Worker) Done(committed bool) {
 			}
 		}
 	}
+	if committed {
+		w.erasure.Flush(w.p.cfg.Metrics, Name)
+	}
+	w.erasure = erasureCounts{}
 	clear(w.outside)
 	w.delays = w.delays[:0]
 	w.bad.undecodable, w.bad.incomplete = 0, 0

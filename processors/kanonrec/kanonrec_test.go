@@ -342,6 +342,13 @@ func FuzzRestore(f *testing.F) {
 	}
 	f.Add(slices.Clone(b.Checkpoints[0].State))
 	f.Add([]byte{})
+	// A checkpoint with an erased set (erasure.go).
+	w.p.cfg.NoticesTopic = "notices"
+	b.Reset()
+	if err := w.Process(context.Background(), []processors.Record{{Topic: "notices", Value: []byte(`{"purpose":"ai_training","pseudonym":"pseudo-0001"}`)}}, &b); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(slices.Clone(b.Checkpoints[0].State))
 	f.Fuzz(func(t *testing.T, state []byte) {
 		cp := processors.Checkpoint{Partition: 0, Next: int64(len(recs)), ReplayFrom: 0, State: state}
 		st, err := w.load(context.Background(), 0, cp, true, func(fn func(processors.Record) error) error {

@@ -368,19 +368,20 @@ func (a *App) kanon(ctx context.Context, cfg config.Config, reg *prometheus.Regi
 	if err != nil {
 		return err
 	}
-	newRunner := func(proc processors.Processor, input, group, suffix string) (*runner.Runner, error) {
+	newRunner := func(proc processors.Processor, input, notices, group, suffix string) (*runner.Runner, error) {
 		rc := RunnerConfig(cfg, group, input, a.log)
+		rc.Notices = notices
 		if rc.TransactionalID != "" {
 			rc.TransactionalID += suffix
 		}
 		rc.Metrics = runner.NewMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"processor": proc.Name()}, reg))
 		return runner.New(rc, proc)
 	}
-	rn1, err := newRunner(first.Processor, first.Input, first.Group, "")
+	rn1, err := newRunner(first.Processor, first.Input, first.Notices, first.Group, "")
 	if err != nil {
 		return err
 	}
-	rn2, err := newRunner(merge.Processor, merge.Input, merge.Group, "-merge")
+	rn2, err := newRunner(merge.Processor, merge.Input, merge.Notices, merge.Group, "-merge")
 	if err != nil {
 		return err
 	}
@@ -390,7 +391,7 @@ func (a *App) kanon(ctx context.Context, cfg config.Config, reg *prometheus.Regi
 		return rn1.Ready() && rn2.Running() && n < cfg.Runner.AbortAlertAfter
 	}
 	a.started = []any{"processor", first.Processor.Name(), "merge", merge.Processor.Name(),
-		"input", first.Input, "partials", merge.Input, "input_partitions", cfg.Kanon.InputPartitions,
+		"input", first.Input, "notices", first.Notices, "partials", merge.Input, "input_partitions", cfg.Kanon.InputPartitions,
 		"group", first.Group, "merge_group", merge.Group, "spec", spec.String()}
 	a.stopped = func() []any {
 		return []any{"processor", first.Processor.Name(), "committed_records", rn1.Committed(),
@@ -410,13 +411,14 @@ func (a *App) kanonRecords(ctx context.Context, cfg config.Config, reg *promethe
 		return err
 	}
 	rc := RunnerConfig(cfg, rec.Group, rec.Input, a.log)
+	rc.Notices = rec.Notices
 	rc.Metrics = runner.NewMetrics(reg)
 	rn, err := runner.New(rc, rec.Processor)
 	if err != nil {
 		return err
 	}
 	a.services = []serve.Service{serve.Func(rec.Processor.Name(), rn.Run, rn.Ready)}
-	a.started = []any{"processor", rec.Processor.Name(), "input", rec.Input, "group", rec.Group, "spec", spec.String()}
+	a.started = []any{"processor", rec.Processor.Name(), "input", rec.Input, "notices", rec.Notices, "group", rec.Group, "spec", spec.String()}
 	a.stopped = func() []any {
 		return []any{"processor", rec.Processor.Name(), "committed_records", rn.Committed(), "aborted_transactions", rn.Aborted()}
 	}

@@ -72,6 +72,9 @@ type Stateful[P any] struct {
 	Processor P
 	Input     string
 	Group     string
+	// Notices is the erasure notices topic the runner consumes with Input
+	// (runner.Config.Notices), empty for a processor that reads none.
+	Notices string
 }
 
 func cleanInput(cfg config.Config, purposeName string) (string, error) {
@@ -109,7 +112,7 @@ func aggregatesConfig(ctx context.Context, cfg config.Config, spec *kanonspec.Sp
 		Window: cfg.Kanon.Window, AllowedLateness: cfg.Kanon.AllowedLateness, Rollup: cfg.Kanon.Rollup, IdleClose: cfg.Kanon.IdleClose, WatermarkSkew: cfg.Kanon.WatermarkSkew, DP: dp,
 		TopicTemplate: cfg.Names.AggTopicTemplate, StateTopic: stateTopic(cfg, topology.KanonAggregates),
 		PartialsTopic: PartialsTopic(cfg), Partitions: int32(cfg.Kanon.InputPartitions), PartialMaxBytes: cfg.Kanon.PartialMaxBytes,
-		Metrics: m, Log: log, Schemas: sch}, nil
+		Metrics: m, Log: log, Schemas: sch, NoticesTopic: cfg.Names.ErasuresTopic}, nil
 }
 
 // PartialsTopic returns the internal topic between the aggregates' two
@@ -136,7 +139,7 @@ func BuildAggregates(ctx context.Context, cfg config.Config, spec *kanonspec.Spe
 	if err != nil {
 		return nil, err
 	}
-	return &Stateful[*kanonagg.Processor]{Processor: p, Input: in, Group: cfg.Names.KanonAggregatesGroup}, nil
+	return &Stateful[*kanonagg.Processor]{Processor: p, Input: in, Group: cfg.Names.KanonAggregatesGroup, Notices: cfg.Names.ErasuresTopic}, nil
 }
 
 // BuildKanonMerge assembles the aggregates' merge stage: it reads
@@ -237,9 +240,10 @@ func BuildAnonymize(ctx context.Context, cfg config.Config, spec *kanonspec.Spec
 	sch.InputSubject = wireformat.TopicSubject(in)
 	p, err := kanonrec.New(kanonrec.Config{Schemas: sch, Records: *spec.Records, Spec: spec, K: cfg.Castle.K, Delta: cfg.Castle.Delta,
 		Beta: cfg.Castle.Beta, Mu: cfg.Castle.Mu, L: cfg.Castle.L, MaxReuse: cfg.Castle.MaxReuse, MaxDelay: cfg.Castle.MaxDelay, Seed: cfg.Castle.Seed,
-		Topic: spec.Records.TopicFrom(cfg.Names.KanonTopicTemplate), StateTopic: stateTopic(cfg, topology.KanonRecords), Metrics: m, Log: log})
+		Topic: spec.Records.TopicFrom(cfg.Names.KanonTopicTemplate), StateTopic: stateTopic(cfg, topology.KanonRecords), Metrics: m, Log: log,
+		NoticesTopic: cfg.Names.ErasuresTopic})
 	if err != nil {
 		return nil, err
 	}
-	return &Stateful[*kanonrec.Processor]{Processor: p, Input: in, Group: cfg.Names.CastleGroup}, nil
+	return &Stateful[*kanonrec.Processor]{Processor: p, Input: in, Group: cfg.Names.CastleGroup, Notices: cfg.Names.ErasuresTopic}, nil
 }

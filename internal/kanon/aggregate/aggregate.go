@@ -404,6 +404,20 @@ func (a *Aggregator) newCell(w *window, e *Event) *cell {
 	return c
 }
 
+// Contributions returns the number of events of subject in the open
+// windows (after DP contribution bounding), 0 if it has none: what
+// dropping the subject would remove. Closed windows are not counted: they
+// were emitted.
+func (a *Aggregator) Contributions(subject uint64) int64 {
+	var n int64
+	for _, w := range a.open {
+		for _, c := range w.cells {
+			n += int64(c.subj[subject])
+		}
+	}
+	return n
+}
+
 // Advance moves the watermark to nowMs (if later) and emits the windows
 // that closes; use it to close windows on an idle shard.
 func (a *Aggregator) Advance(nowMs int64, emit EmitFunc) error {

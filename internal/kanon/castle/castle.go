@@ -90,6 +90,9 @@ type Stats struct {
 	InfoLossSum float64
 	// MaxDelay is the largest Output.Delay so far.
 	MaxDelay int64
+	// Dropped counts held tuples removed undecided by Drop (an erased
+	// subject): never released, never suppressed.
+	Dropped int64
 }
 
 // ErrTuple is wrapped by errors about a malformed tuple.
@@ -373,6 +376,34 @@ func (c *Castle) Expire(expired func(ref int64) bool, emit func(Output)) int {
 		}
 		c.delayConstraint(p, now, emit)
 		n++
+	}
+	return n
+}
+
+// Drop removes every held tuple of subject from its cluster without
+// deciding it: it is neither released nor suppressed, now or later (an
+// erased subject, SPEC 3.5). A cluster that reached k only with it no
+// longer does, so it waits for other subjects like any other; an emptied
+// cluster closes. dropped, when not nil, receives each removed tuple's
+// Ref. Tuples already released are not affected. It returns the number of
+// tuples removed.
+func (c *Castle) Drop(subject uint64, dropped func(ref int64)) int {
+	if c.gsubj[subject] == 0 {
+		return 0
+	}
+	n := 0
+	for p := c.lowHeld(); p < c.n; p++ {
+		s := c.held(p)
+		if s == nil || s.subj != subject {
+			continue
+		}
+		ref := s.ref
+		c.removeMember(p)
+		c.stats.Dropped++
+		n++
+		if dropped != nil {
+			dropped(ref)
+		}
 	}
 	return n
 }

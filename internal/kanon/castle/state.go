@@ -16,8 +16,11 @@ var ErrState = errors.New("castle: invalid state snapshot")
 const (
 	stateMagic = "CSTL"
 	// stateVersion 2 added the split method to the configuration
-	// fingerprint; version 1 snapshots are rejected.
-	stateVersion = 2
+	// fingerprint; version 1 snapshots are rejected. Version 3 adds
+	// Stats.Dropped after the information loss sum; version 2 snapshots
+	// restore with Dropped 0.
+	stateVersion   = 3
+	stateVersionV2 = 2
 )
 
 // MarshalState returns a snapshot of the instance: position counter,
@@ -45,6 +48,7 @@ func (c *Castle) MarshalState() []byte {
 		b = binary.AppendUvarint(b, uint64(v))
 	}
 	b = appendFloat(b, st.InfoLossSum)
+	b = binary.AppendUvarint(b, uint64(st.Dropped))
 	// tau history, oldest first.
 	mu := len(c.tauH)
 	b = binary.AppendUvarint(b, uint64(c.tauN))
@@ -105,8 +109,9 @@ func appendString(b []byte, s string) []byte {
 }
 
 type reader struct {
-	b   []byte
-	err error
+	b       []byte
+	err     error
+	version byte
 }
 
 func (r *reader) fail(format string, args ...any) {
@@ -221,8 +226,8 @@ func (c *Castle) restore(state []byte, lookup func(ref int64) (Tuple, bool)) err
 	if r.err != nil {
 		return r.err
 	}
-	if held != st.In-st.Released-st.Suppressed {
-		return fmt.Errorf("%w: %d held tuples, stats say %d", ErrState, held, st.In-st.Released-st.Suppressed)
+	if want := st.In - st.Released - st.Suppressed - st.Dropped; held != want {
+		return fmt.Errorf("%w: %d held tuples, stats say %d", ErrState, held, want)
 	}
 	if len(r.b) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes", ErrState, len(r.b))
@@ -242,13 +247,13 @@ func (c *Castle) openState(state []byte) (*reader, error) {
 	if string(body[:4]) != stateMagic {
 		return nil, fmt.Errorf("%w: bad magic", ErrState)
 	}
-	if body[4] != stateVersion {
-		return nil, fmt.Errorf("%w: unsupported version %d (this build reads version %d only; version 1 snapshots predate Config.Split and cannot be restored)", ErrState, body[4], stateVersion)
+	if body[4] != stateVersion && body[4] != stateVersionV2 {
+		return nil, fmt.Errorf("%w: unsupported version %d (this build reads versions %d and %d; version 1 snapshots predate Config.Split and cannot be restored)", ErrState, body[4], stateVersionV2, stateVersion)
 	}
 	if crc32.Checksum(body, crcTable) != sum {
 		return nil, fmt.Errorf("%w: checksum mismatch", ErrState)
 	}
-	r := &reader{b: body[5:]}
+	r := &reader{b: body[5:], version: body[4]}
 	fp := c.appendFingerprint(nil)
 	if got := r.bytes("config fingerprint", len(fp)); r.err == nil && string(got) != string(fp) {
 		return nil, fmt.Errorf("%w: taken under a different configuration (K, Delta, Beta, Mu, L, MaxReuse, Split, QIs)", ErrState)
@@ -296,7 +301,14 @@ func (c *Castle) readStats(r *reader) Stats {
 		*p = int64(v)
 	}
 	st.InfoLossSum = r.float("info loss sum")
-	if r.err == nil && (st.In != c.n || st.MaxDelay > int64(c.cfg.Delta) || st.Released+st.Suppressed > st.In) {
+	if r.version >= stateVersion {
+		v := r.uvarint("dropped")
+		if v > math.MaxInt64/2 {
+			r.fail("stats counter out of range")
+		}
+		st.Dropped = int64(v)
+	}
+	if r.err == nil && (st.In != c.n || st.MaxDelay > int64(c.cfg.Delta) || st.Released+st.Suppressed+st.Dropped > st.In) {
 		r.fail("inconsistent stats")
 	}
 	c.stats = st

@@ -5,7 +5,9 @@
 // (franz-go's GroupTransactSession). A replica killed at any moment, a
 // rebalance, or a broker restart aborts the open transaction; the records
 // are processed again from the last committed offsets and nothing is lost
-// or duplicated for read_committed consumers.
+// or duplicated for read_committed consumers. A processor may also read a
+// second, co-partitioned topic in the same group and transactions
+// (Config.Notices: the erasure notices of the k-anonymity processors).
 //
 // This package and topology are the only ones that import franz-go for
 // processing (internal/stream/kafkaio and the producer hold small client helpers).
@@ -43,6 +45,21 @@ type Config struct {
 	Group string
 	// Input is the topic to consume.
 	Input string
+	// Notices, when set, is a second topic consumed in the same group and
+	// co-partitioned with Input: the same partition count (checked at the
+	// start of every session) and records keyed like Input's
+	// (privacy.erasures and the clean topics are both keyed by the
+	// pseudonym, with the same default partitioner). The group then uses
+	// the range balancer, which assigns partition p of both topics to the
+	// same member, and a record of Notices partition p reaches the worker
+	// of Input partition p in the same batch and transaction as Input's
+	// records (processors.Record.Topic tells them apart); its offset is
+	// committed with the batch, so a notice is applied to the partition's
+	// state exactly once. The price: the range balancer is eager, so every
+	// rebalance revokes all partitions (stateful workers restore them
+	// from their checkpoints), and a group cannot mix replicas with and
+	// without Notices (restart all of them to switch).
+	Notices string
 	// Workers is the number of parallel workers (default GOMAXPROCS).
 	Workers int
 	// MaxPollRecords bounds one batch, that is one transaction (default 5000).
@@ -150,6 +167,9 @@ type Runner struct {
 func New(cfg Config, proc processors.Processor) (*Runner, error) {
 	if cfg.Group == "" || cfg.Input == "" {
 		return nil, errors.New("runner: Conn, Group and Input are required")
+	}
+	if cfg.Notices == cfg.Input {
+		return nil, errors.New("runner: Notices must be another topic than Input")
 	}
 	if err := cfg.Conn.Validate(); err != nil {
 		return nil, fmt.Errorf("runner: %w", err)
@@ -375,13 +395,27 @@ func (r *Runner) setAssigned(n int64) {
 	}
 }
 
-// countPartitions counts the partitions of an assignment callback.
-func countPartitions(m map[string][]int32) int64 {
-	n := 0
-	for _, ps := range m {
-		n += len(ps)
+// checkNotices verifies that the Notices topic (if any) has exactly as
+// many partitions as Input: otherwise a notice would reach a worker that
+// holds none of its subject's state.
+func (r *Runner) checkNotices(ctx context.Context, cl *kgo.Client) error {
+	if r.cfg.Notices == "" {
+		return nil
 	}
-	return int64(n)
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	td, err := kadm.NewClient(cl).ListTopics(lctx, r.cfg.Input, r.cfg.Notices)
+	if err != nil {
+		return fmt.Errorf("runner: list topics: %w", err)
+	}
+	in, nt := td[r.cfg.Input], td[r.cfg.Notices]
+	if err := errors.Join(in.Err, nt.Err); err != nil {
+		return fmt.Errorf("runner: topics %s, %s: %w (run 'pipeline topology apply')", r.cfg.Input, r.cfg.Notices, err)
+	}
+	if len(in.Partitions) != len(nt.Partitions) {
+		return fmt.Errorf("runner: notices topic %s has %d partitions, %s has %d: they must be co-partitioned", r.cfg.Notices, len(nt.Partitions), r.cfg.Input, len(in.Partitions))
+	}
+	return nil
 }
 
 // session runs one transactional session until it fails or ctx ends: it
@@ -400,6 +434,9 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 	}
 	// Close leaves the group promptly, so the partitions move at once.
 	defer sess.Close()
+	if err := r.checkNotices(ctx, sess.Client()); err != nil {
+		return err
+	}
 	r.running.Store(true)
 
 	wctx, stop := graceContext(ctx, r.cfg.StopGrace)
@@ -434,11 +471,16 @@ func (r *Runner) session(ctx context.Context, workers []processors.Worker) error
 // sticky group member that reads committed records and produces in
 // transactions, with the assignment callbacks that track owned partitions.
 func (r *Runner) sessionOpts() []kgo.Opt {
+	topics, balancer := []string{r.cfg.Input}, kgo.CooperativeStickyBalancer()
+	if r.cfg.Notices != "" {
+		// Co-partitioned: partition p of both topics on one member.
+		topics, balancer = append(topics, r.cfg.Notices), kgo.RangeBalancer()
+	}
 	opts := []kgo.Opt{
 		kgo.ClientID(r.cfg.ClientID),
 		kgo.ConsumerGroup(r.cfg.Group),
-		kgo.ConsumeTopics(r.cfg.Input),
-		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.ConsumeTopics(topics...),
+		kgo.Balancers(balancer),
 		kgo.DisableAutoCommit(),
 		kgo.RequireStableFetchOffsets(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -452,15 +494,15 @@ func (r *Runner) sessionOpts() []kgo.Opt {
 		kgo.RecordPartitioner(r.partitioner()),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			r.noteAssigned(m)
-			r.setAssigned(r.assigned.Load() + countPartitions(m))
+			r.setAssigned(r.assigned.Load() + int64(len(m[r.cfg.Input])))
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			r.noteRevoked(m)
-			r.setAssigned(max(0, r.assigned.Load()-countPartitions(m)))
+			r.setAssigned(max(0, r.assigned.Load()-int64(len(m[r.cfg.Input]))))
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			r.noteRevoked(m)
-			r.setAssigned(max(0, r.assigned.Load()-countPartitions(m)))
+			r.setAssigned(max(0, r.assigned.Load()-int64(len(m[r.cfg.Input]))))
 		}),
 	}
 	return append(append(opts, r.cfg.Conn.Opts()...), r.cfg.ExtraOpts...)
@@ -648,7 +690,7 @@ func (r *Runner) markSeen(fetches kgo.Fetches) {
 	r.forgetMu.Lock()
 	defer r.forgetMu.Unlock()
 	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
-		if len(ftp.Records) > 0 && r.lastSeen != nil {
+		if ftp.Topic == r.cfg.Input && len(ftp.Records) > 0 && r.lastSeen != nil {
 			r.lastSeen[ftp.Partition] = seen
 		}
 	})

@@ -83,6 +83,9 @@ func (r *run) kanonEnv() []string {
 		"PIPELINE_KANON_ALLOWED_LATENESS=" + chaosLateness.String(), "PIPELINE_KANON_IDLE_CLOSE=0s",
 		"PIPELINE_CASTLE_K=" + strconv.Itoa(chaosCastleK), "PIPELINE_CASTLE_DELTA=" + strconv.Itoa(chaosDelta),
 		"PIPELINE_CASTLE_SEED=" + strconv.Itoa(chaosCastleSeed),
+		// The kanon processors read the run's erasure notices topic,
+		// co-partitioned with its clean topics (setup creates both).
+		"PIPELINE_ERASURES_TOPIC=" + r.id + ".erasures",
 	}
 }
 

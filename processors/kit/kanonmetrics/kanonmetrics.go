@@ -67,6 +67,17 @@ type Metrics struct {
 	// MergePending is the number of windows the merge stage holds until
 	// every input partition has passed them.
 	MergePending *prometheus.GaugeVec
+	// ErasureNotices counts the erasure notices (privacy.erasures) a
+	// k-anonymity processor read, by processor and outcome (applied,
+	// unknown, not_applicable, malformed; see processors/kit/forget).
+	ErasureNotices *prometheus.CounterVec
+	// ErasureDropped counts what erasure notices removed or kept out, by
+	// processor and what: held_records (CASTLE tuples never released),
+	// window_events (events removed from open windows), late_records
+	// (records of an erased subject arriving after its notice, kept out),
+	// set_full (notices whose subject could not be remembered for later
+	// records: the per-partition set was full).
+	ErasureDropped *prometheus.CounterVec
 	// WriterSchemas counts the lookups of the clean records' writer schema
 	// ids (processor="kanon").
 	WriterSchemas *writers.Metrics
@@ -109,9 +120,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Aggregate windows the merge stage holds until every input partition has passed them."}, []string{"output"}),
 		KeptOutsideDomain: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_kept_outside_domain_total",
 			Help: "Kept values of a record-level output outside their field's declared domain (schemas/kanon.json), published as null."}, []string{"output", "field"}),
+		ErasureNotices: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_erasure_notices_total",
+			Help: "Erasure notices read by the k-anonymity processors, by outcome (applied: state of the subject dropped; unknown: nothing held; not_applicable: another purpose; malformed: skipped)."}, []string{"processor", "outcome"}),
+		ErasureDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "kanon_erasure_dropped_total",
+			Help: "State entries of erased subjects dropped by the k-anonymity processors (held_records, window_events, late_records; set_full: a subject not remembered for later records)."}, []string{"processor", "what"}),
 	}
 	reg.MustRegister(m.Events, m.Rows, m.SuppressedEvents, m.MinSubjects, m.Records, m.InfoLoss, m.Delay, m.EpsilonSpent, m.Restores, m.StateResets, m.StateUnreadable, m.WatermarkCapped, m.WindowsRefused,
-		m.MergePartials, m.MergePending, m.KeptOutsideDomain)
+		m.MergePartials, m.MergePending, m.KeptOutsideDomain, m.ErasureNotices, m.ErasureDropped)
 	return m
 }
 
@@ -121,4 +136,36 @@ func (m *Metrics) WriterSchemaMetrics() *writers.Metrics {
 		return nil
 	}
 	return m.WriterSchemas
+}
+
+// ErasureCounts are one batch's erasure-notice counts, added to the
+// metrics when the batch commits (Flush). The zero value is empty.
+type ErasureCounts struct {
+	// Applied, Unknown, NotApplicable and Malformed count notices by
+	// outcome (processors/kit/forget).
+	Applied, Unknown, NotApplicable, Malformed int64
+	// HeldRecords, WindowEvents, LateRecords and SetFull count what the
+	// notices dropped (see Metrics.ErasureDropped).
+	HeldRecords, WindowEvents, LateRecords, SetFull int64
+}
+
+// Flush adds c to m's erasure metrics for processor (m may be nil).
+func (c *ErasureCounts) Flush(m *Metrics, processor string) {
+	if m == nil || *c == (ErasureCounts{}) {
+		return
+	}
+	for _, o := range []struct {
+		v     *prometheus.CounterVec
+		label string
+		n     int64
+	}{
+		{m.ErasureNotices, "applied", c.Applied}, {m.ErasureNotices, "unknown", c.Unknown},
+		{m.ErasureNotices, "not_applicable", c.NotApplicable}, {m.ErasureNotices, "malformed", c.Malformed},
+		{m.ErasureDropped, "held_records", c.HeldRecords}, {m.ErasureDropped, "window_events", c.WindowEvents},
+		{m.ErasureDropped, "late_records", c.LateRecords}, {m.ErasureDropped, "set_full", c.SetFull},
+	} {
+		if o.n > 0 {
+			o.v.WithLabelValues(processor, o.label).Add(float64(o.n))
+		}
+	}
 }

@@ -186,6 +186,16 @@ func (s *Shards[S]) Lookup(partition int32) (*S, bool) {
 	return &e.state, true
 }
 
+// Next returns the offset after the last record of a loaded shard (the
+// next checkpoint's Next), ok false if it is not loaded.
+func (s *Shards[S]) Next(partition int32) (int64, bool) {
+	e, ok := s.shards[partition]
+	if !ok {
+		return 0, false
+	}
+	return e.next, true
+}
+
 // Each calls fn for every loaded shard. It does not mark them touched: call
 // Touch for those whose state fn changed.
 func (s *Shards[S]) Each(fn func(partition int32, state *S) error) error {

@@ -103,6 +103,15 @@ func (d *Domains) KeyOf(dom uint16) (keyID string, ok bool) {
 	return "", false
 }
 
+// Each calls fn with domain 0 (records without a key id) and every
+// numbered domain.
+func (d *Domains) Each(fn func(dom uint16)) {
+	fn(0)
+	for _, n := range d.doms {
+		fn(n)
+	}
+}
+
 // Len returns the number of numbered key ids.
 func (d *Domains) Len() int { return len(d.keys) }
 
