@@ -5,12 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -19,12 +17,9 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
-	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/erasure"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
-	"github.com/privacy-pipeline/pipeline/internal/keys/keysync"
-	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 )
 
@@ -40,38 +35,13 @@ import (
 // id, and no raw id reaches privacy.keys, privacy.erasures or privacy.audit.
 func TestErasureOnRealServices(t *testing.T) {
 	r := newRig(t)
-	pol, kek, kms := pipelinetest.EncryptingPolicy(t)
-	r.cfg.Privacy.PolicyFile, r.cfg.Keys.KEKFile = pol, kek
-	r.cfg.Keys.ErasureKeyFile = filepath.Join(t.TempDir(), "ledger.key")
-	if err := erasure.GenerateLedgerKeyFile(r.cfg.Keys.ErasureKeyFile); err != nil {
-		t.Fatal(err)
-	}
-	r.cfg.Privacy.PseudonymKeysFile = filepath.Join(t.TempDir(), "keys.json")
-	if err := writeKeyring(r); err != nil {
-		t.Fatal(err)
-	}
+	kms := r.erasing()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-
-	// The processor with the encrypting policy, consent-sync, the key sync.
-	ropts, _ := wiring.RedisOptions(r.cfg)
-	rdb := redis.NewClient(ropts)
-	defer rdb.Close()
-	pp, err := wiring.BuildPrivacy(ctx, r.cfg, wiring.Deps{Redis: rdb, Registry: newRegistry(), Keys: r.keys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.pp = pp
 	fctx, fcancel := context.WithCancel(ctx)
 	defer fcancel()
-	go consentredis.FollowInvalidations(fctx, pp.Store, pp.Cache, nil) // as 'pipeline run privacy' does
-	ks, _ := keysync.New(keysync.Config{Kafka: r.cfg.Kafka, Topic: r.cfg.Names.KeysTopic, Group: r.cfg.Names.KeySyncGroup, Store: pp.DataKeys})
-	sctx, scancel := context.WithCancel(ctx)
-	sdone := make(chan error, 1)
-	go func() { sdone <- ks.Run(sctx) }()
-	defer func() { scancel(); <-sdone }()
-	waitUntil(t, "the key sync loaded", time.Minute, ks.Ready)
-	r.startSync(false)
+	rdb := r.startErasing(fctx)
+	pp := r.pp
 
 	erased, kept := "canary-erase-subject-9001", "canary-keep-subject-9002"
 	now := time.Now().Truncate(time.Millisecond)

@@ -12,20 +12,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/examples/producer"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
-	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/erasure"
 	"github.com/privacy-pipeline/pipeline/internal/export"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
-	"github.com/privacy-pipeline/pipeline/internal/keys/keysync"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
-	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 	"github.com/privacy-pipeline/pipeline/processors"
 )
@@ -41,37 +37,13 @@ import (
 // measured (time, records read, with and without partition pruning).
 func TestExportBeforeAndAfterErasure(t *testing.T) {
 	r := newRig(t)
-	pol, kek, _ := pipelinetest.EncryptingPolicy(t)
-	r.cfg.Privacy.PolicyFile, r.cfg.Keys.KEKFile = pol, kek
-	r.cfg.Keys.ErasureKeyFile = filepath.Join(t.TempDir(), "ledger.key")
-	if err := erasure.GenerateLedgerKeyFile(r.cfg.Keys.ErasureKeyFile); err != nil {
-		t.Fatal(err)
-	}
-	r.cfg.Privacy.PseudonymKeysFile = filepath.Join(t.TempDir(), "keys.json")
-	if err := writeKeyring(r); err != nil {
-		t.Fatal(err)
-	}
+	r.erasing()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-
-	ropts, _ := wiring.RedisOptions(r.cfg)
-	rdb := redis.NewClient(ropts)
-	defer rdb.Close()
-	pp, err := wiring.BuildPrivacy(ctx, r.cfg, wiring.Deps{Redis: rdb, Registry: newRegistry(), Keys: r.keys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.pp = pp
 	fctx, fcancel := context.WithCancel(ctx)
 	defer fcancel()
-	go consentredis.FollowInvalidations(fctx, pp.Store, pp.Cache, nil)
-	ks, _ := keysync.New(keysync.Config{Kafka: r.cfg.Kafka, Topic: r.cfg.Names.KeysTopic, Group: r.cfg.Names.KeySyncGroup, Store: pp.DataKeys})
-	sctx, scancel := context.WithCancel(ctx)
-	sdone := make(chan error, 1)
-	go func() { sdone <- ks.Run(sctx) }()
-	defer func() { scancel(); <-sdone }()
-	waitUntil(t, "the key sync loaded", time.Minute, ks.Ready)
-	r.startSync(false)
+	r.startErasing(fctx)
+	pp := r.pp
 
 	subject, other := "canary-export-subject-9101", "canary-export-other-9102"
 	const fillers = 20
