@@ -40,6 +40,7 @@ func TestApplySetsRetentionPerPurpose(t *testing.T) {
 	cfg.Names.RawTopic, cfg.Names.CleanTopicTemplate, cfg.Names.QuarantineTopic = id+".raw", id+".clean.{purpose}", id+".quarantine"
 	cfg.Names.StateTopicTemplate, cfg.Names.AggTopicTemplate, cfg.Names.KanonTopicTemplate = id+".state.{processor}", id+".agg.{purpose}.{name}", id+".kanon.{purpose}"
 	cfg.Names.ConsentTopic, cfg.Names.KeysTopic, cfg.Names.ErasuresTopic = id+".consent", id+".keys", id+".erasures"
+	cfg.Names.RequestsTopic, cfg.Names.AuditTopic = id+".requests", id+".audit"
 	cl, err := cfg.Kafka.NewClient()
 	if err != nil {
 		t.Fatal(err)
@@ -49,22 +50,13 @@ func TestApplySetsRetentionPerPurpose(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	// declared is the topology the command applies, with the two topics
-	// the configuration does not name made unique to the test.
+	// declared is the topology the command applies.
 	declared := func(o topology.Options) topology.Topology {
 		t.Helper()
 		o.Partitions, o.Replication = 1, 1
 		top, err := wiring.Topology(cfg, o)
 		if err != nil {
 			t.Fatal(err)
-		}
-		for i, tp := range top.Topics {
-			switch tp.Name {
-			case "privacy.requests":
-				top.Topics[i].Name = id + ".requests"
-			case "privacy.audit":
-				top.Topics[i].Name = id + ".audit"
-			}
 		}
 		return top
 	}
