@@ -131,10 +131,18 @@ func New(cfg Config) (*Service, error) {
 func (s *Service) Ready() bool { return s.ready.Load() }
 
 // Run follows the topic until ctx ends; errors are logged and retried.
+// When the store has lost the requests (no loaded marker: a flushed or new
+// Redis), it first rebuilds them from the whole log (Rebuild).
 func (s *Service) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := s.follow(ctx)
+		loaded, err := s.cfg.Store.Loaded(ctx)
+		if err == nil && !loaded {
+			err = s.Rebuild(ctx)
+		}
+		if err == nil {
+			err = s.follow(ctx)
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -193,6 +201,54 @@ func (s *Service) follow(ctx context.Context) error {
 		s.ready.Store(true)
 	}
 	return nil
+}
+
+// Rebuild restores the store from the whole request log (the source of
+// truth: the latest record per request id), then carries out the
+// requests it finds verified but not finished (their records were
+// committed before the store lost them), then sets the loaded marker.
+// Invalid records are counted (malformed) and skipped.
+func (s *Service) Rebuild(ctx context.Context) error {
+	var restored int
+	var rerr error
+	err := kafkaio.Scan(ctx, s.cfg.Kafka, func(rec *kgo.Record) {
+		if rerr != nil || rec.Value == nil {
+			return
+		}
+		r, err := requests.Parse(rec.Value)
+		if err != nil || string(rec.Key) != r.ID {
+			s.cfg.Metrics.Outcome("malformed")
+			return
+		}
+		ok, err := s.cfg.Store.Restore(ctx, r)
+		if err != nil {
+			rerr = err
+		} else if ok {
+			restored++
+		}
+	}, s.cfg.Topic)
+	if err = errors.Join(err, rerr); err != nil {
+		return fmt.Errorf("fulfil: rebuild: %w", err)
+	}
+	open, err := s.cfg.Store.Due(ctx, s.cfg.Now(), -1, 0)
+	if err != nil {
+		return err
+	}
+	cl, err := s.cfg.Kafka.NewClient(kgo.ProducerLinger(0))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	for _, r := range open {
+		if r.Runnable() {
+			if err := s.run(ctx, cl, r); err != nil {
+				return err
+			}
+		}
+	}
+	s.cfg.Metrics.Rebuilds.Inc()
+	s.cfg.Log.Info("request store rebuilt from the request log", "topic", s.cfg.Topic, "requests", restored, "open", len(open))
+	return s.cfg.Store.MarkLoaded(ctx)
 }
 
 // handle applies one record of the log. It returns an error only for what

@@ -313,3 +313,81 @@ func TestHeartbeatsOnTheRequestTopic(t *testing.T) {
 		t.Fatalf("%v heartbeats counted as tombstones", got)
 	}
 }
+
+// TestStoreRebuiltFromTheLog: Redis lost the requests (a new or flushed
+// Redis, no loaded marker) while the log holds them: a done request, an
+// erased subject's anonymised one, an unverified one, and a verified one
+// whose record the service had consumed but not carried out. Rebuild
+// restores each from its latest record (the source of truth), carries out
+// the verified one, leaves the unverified one waiting, and sets the
+// marker; a stale record never replaces a later one.
+func TestStoreRebuiltFromTheLog(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, _ := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic(topic))
+	defer cl.Close()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	store := requestredis.New(rdb, "")
+	ctx := context.Background()
+	now := time.Now()
+	produce := func(q requests.Request) {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(q.ID), Value: q.Marshal()}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := newReq(t, "rq_c_done", requests.Access, "kim", true)
+	produce(done)
+	started, _ := done.Start("requests", now)
+	produce(started)
+	finished, _ := started.Finish("requests", nil, now)
+	produce(finished)
+	er := newReq(t, "rq_c_er2", requests.Erasure, "lee-CANARY", true)
+	produce(er)
+	erDone, _ := er.Start("requests", now)
+	erDone, _ = erDone.Finish("requests", nil, now)
+	produce(erDone.Anonymise(fakeMark("lee-CANARY")))
+	wait := newReq(t, "rq_c_wait2", requests.Access, "max", false)
+	produce(wait)
+	lost := newReq(t, "rq_c_lost", requests.Access, "ned", true)
+	produce(lost)
+	produce(started) // a stale copy after the done one: must not win
+
+	exp := &fakeExporter{}
+	svc, err := New(Config{Kafka: kafkaconn.Config{Brokers: c.ListenAddrs()}, Topic: topic, Group: "requests", Store: store,
+		Eraser: &fakeEraser{}, Exporter: exp, Mark: fakeMark, Metrics: NewMetrics(prometheus.NewRegistry())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := store.Loaded(ctx); ok {
+		t.Fatal("a new store says it is loaded")
+	}
+	if err := svc.Rebuild(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]requests.Status{done.ID: requests.Done, er.ID: requests.Done, wait.ID: requests.Received, lost.ID: requests.Done} {
+		got, err := store.Get(ctx, id)
+		if err != nil || got.Status != want {
+			t.Errorf("%s: %s %v, want %s", id, got.Status, err, want)
+		}
+	}
+	if got, _ := store.Get(ctx, er.ID); got.Subject != "" || got.SubjectMark != fakeMark("lee-CANARY") {
+		t.Fatalf("the erased subject's request came back with %+v", got)
+	}
+	if rs, _ := store.BySubject(ctx, "lee-CANARY"); len(rs) != 0 {
+		t.Fatal("the erased subject is indexed again")
+	}
+	if exp.calls != 1 {
+		t.Fatalf("%d exports run by the rebuild, want 1 (the verified request)", exp.calls)
+	}
+	if ok, _ := store.Loaded(ctx); !ok {
+		t.Fatal("no loaded marker after the rebuild")
+	}
+	if testutil.ToFloat64(svc.cfg.Metrics.Rebuilds) != 1 {
+		t.Fatal("the rebuild is not counted")
+	}
+}

@@ -34,6 +34,8 @@ type Metrics struct {
 	Seconds *prometheus.HistogramVec
 	// Open is the open requests by kind, regime and days left (due).
 	Open *prometheus.GaugeVec
+	// Rebuilds counts rebuilds of the store from the request log.
+	Rebuilds prometheus.Counter
 	// Heartbeats counts compaction heartbeats written to the request
 	// topic; HeartbeatFailures the rounds that failed.
 	Heartbeats, HeartbeatFailures prometheus.Counter
@@ -58,6 +60,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{1, 10, 60, 600, 3600, 86400, 7 * 86400, 30 * 86400, 90 * 86400}}, []string{"kind"}),
 		Open: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "pipeline", Subsystem: "requests", Name: "open",
 			Help: "Open data-subject requests by kind, regime and days left to the deadline (due: overdue, 1d, 3d, 7d, 30d, later)."}, []string{"kind", "regime", "due"}),
+		Rebuilds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "requests", Name: "rebuilds_total",
+			Help: "Rebuilds of the request store (Redis) from the whole request log, when its loaded marker was missing."}),
 		Heartbeats: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "requests", Name: "heartbeats_total",
 			Help: "Compaction heartbeat tombstones written to the request topic (one per partition per round): they roll quiet partitions' segments, so an erased subject's raw-id request records are compacted away."}),
 		HeartbeatFailures: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "requests", Name: "heartbeat_failures_total",
@@ -65,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		MinDaysLeft: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "pipeline", Subsystem: "requests", Name: "min_days_left",
 			Help: "Least days left to the deadline of any open request (negative: overdue; +Inf: none open)."}),
 	}
-	reg.MustRegister(m.Records, m.Done, m.Failures, m.Pauses, m.Seconds, m.Open, m.MinDaysLeft, m.Heartbeats, m.HeartbeatFailures)
+	reg.MustRegister(m.Records, m.Done, m.Failures, m.Pauses, m.Seconds, m.Open, m.MinDaysLeft, m.Rebuilds, m.Heartbeats, m.HeartbeatFailures)
 	for _, o := range outcomes {
 		m.Records.WithLabelValues(o)
 	}

@@ -38,8 +38,8 @@ var ErrNotFound = errors.New("requestredis: no such request")
 
 // Store is the requests' state. It is safe for concurrent use.
 type Store struct {
-	rdb                       redis.UniversalClient
-	prefix, open, subj, xport string
+	rdb                               redis.UniversalClient
+	prefix, open, subj, xport, loaded string
 }
 
 // New returns a store on rdb with the key prefix (DefaultPrefix when
@@ -49,7 +49,7 @@ func New(rdb redis.UniversalClient, prefix string) *Store {
 		prefix = DefaultPrefix
 	}
 	base := strings.TrimSuffix(prefix, ":")
-	return &Store{rdb: rdb, prefix: prefix, open: base + "-open", subj: base + "-subject:", xport: base + "-export:"}
+	return &Store{rdb: rdb, prefix: prefix, open: base + "-open", subj: base + "-subject:", xport: base + "-export:", loaded: base + "-loaded"}
 }
 
 // create: SET NX the request; on success index it (open set, subject set).
@@ -253,4 +253,64 @@ func (s *Store) ForgetSubject(ctx context.Context, subject, mark string) ([]requ
 		return nil, fmt.Errorf("requestredis: forget the subject's requests: %w", err)
 	}
 	return out, nil
+}
+
+// Loaded reports whether the store holds the request log (its loaded
+// marker, set by MarkLoaded after a rebuild; a flushed or new Redis has
+// none).
+func (s *Store) Loaded(ctx context.Context) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.loaded).Result()
+	if err != nil {
+		return false, fmt.Errorf("requestredis: loaded marker: %w", err)
+	}
+	return n == 1, nil
+}
+
+// MarkLoaded sets the loaded marker.
+func (s *Store) MarkLoaded(ctx context.Context) error {
+	if err := s.rdb.Set(ctx, s.loaded, "1", 0).Err(); err != nil {
+		return fmt.Errorf("requestredis: loaded marker: %w", err)
+	}
+	return nil
+}
+
+// restore: store ARGV[1] when nothing or an older version is stored, and
+// index it; returns 1 when stored.
+var restore = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, dec = pcall(cjson.decode, cur)
+  if ok and tonumber(dec['version']) ~= nil and tonumber(dec['version']) >= tonumber(ARGV[5]) then return 0 end
+  -- a later version without the raw id (the subject erased) leaves the
+  -- subject's set
+  if ok and KEYS[3] == '' and type(dec['subject_id']) == 'string' then
+    redis.call('SREM', ARGV[6] .. dec['subject_id'], ARGV[4])
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+if ARGV[3] == '1' then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4]) else redis.call('ZREM', KEYS[2], ARGV[4]) end
+if KEYS[3] ~= '' then redis.call('SADD', KEYS[3], ARGV[4]) end
+return 1
+`)
+
+// Restore stores a request read back from the log (a rebuild) unless the
+// store holds the same or a later version of it; it reports whether it
+// stored it.
+func (s *Store) Restore(ctx context.Context, r requests.Request) (bool, error) {
+	if err := r.Validate(); err != nil {
+		return false, err
+	}
+	subj := ""
+	if r.Subject != "" {
+		subj = s.subj + r.Subject
+	}
+	open := "0"
+	if r.Open() {
+		open = "1"
+	}
+	n, err := restore.Run(ctx, s.rdb, []string{s.prefix + r.ID, s.open, subj}, r.Marshal(), r.DeadlineMS, open, r.ID, r.Version, s.subj).Int()
+	if err != nil {
+		return false, fmt.Errorf("requestredis: restore: %w", err)
+	}
+	return n == 1, nil
 }
