@@ -5,14 +5,18 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/privacy-pipeline/pipeline/internal/testrig/throughput"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/withdrawal"
 )
 
-// cmdBench runs 'pipeline-dev bench withdrawal': the withdrawal latency on
-// real services.
+// cmdBench runs 'pipeline-dev bench withdrawal' (the withdrawal latency on
+// real services) or 'pipeline-dev bench throughput'.
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "throughput" {
+		return cmdBenchThroughput(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "withdrawal" {
-		return usageError{"bench needs withdrawal"}
+		return usageError{"bench needs withdrawal or throughput"}
 	}
 	fs := newFlags("bench withdrawal")
 	rate := fs.Int("rate", 20000, "raw events per second")
@@ -34,5 +38,36 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "input %.0f events/s (processed %.0f/s), %d withdrawals: p50 %.0f ms, p99 %.0f ms, max %.0f ms, %d over %.0f ms\n",
 		res.RateEPS, res.ProcessedEPS, res.Withdrawals, res.P50Ms, res.P99Ms, res.MaxMs, res.Violations, res.BoundMs)
+	return nil
+}
+
+// cmdBenchThroughput runs 'pipeline-dev bench throughput': the privacy job
+// against a fan-out passthrough on the same real broker, interleaved.
+func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench throughput")
+	events := fs.Int("events", 200000, "raw events pre-produced")
+	subjects := fs.Int("subjects", 50000, "distinct subjects")
+	partitions := fs.Int("partitions", 6, "partitions of every topic")
+	rounds := fs.Int("rounds", 3, "interleaved repetitions of the three runs")
+	asJSON := fs.Bool("json", false, "print the result as one JSON object on the last line of stdout")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if *events < 1 || *subjects < 1 || *partitions < 1 || *rounds < 1 {
+		return usageError{"--events, --subjects, --partitions and --rounds must be positive"}
+	}
+	res, err := throughput.Run(ctx, throughput.Options{Events: *events, Subjects: *subjects, Partitions: *partitions, Rounds: *rounds, Log: stderr})
+	if err != nil {
+		return err
+	}
+	for _, m := range throughput.Modes {
+		f := res.Modes[m]
+		fmt.Fprintf(stdout, "%-18s %9.0f events/s  %6.1f us CPU/event  peak RSS %5.0f MB\n", m, f.EventsPerS, f.CPUMicrosEvent, f.PeakRSSMB)
+	}
+	fmt.Fprintf(stdout, "job / passthrough-tx %.2f, job / passthrough-no-tx %.2f, CPU per event job / passthrough-tx %.2fx (medians of %d rounds)\n",
+		res.JobOverPassthroughTx, res.JobOverPassthroughNoTx, res.JobCPUOverPassthroughTx, res.Rounds)
+	if *asJSON {
+		return writeJSON(stdout, res)
+	}
 	return nil
 }

@@ -1,0 +1,534 @@
+// Package throughput is 'pipeline-dev bench throughput' (issue 16, part
+// 1): on the real broker and Redis it pre-produces N raw events once, then
+// runs, interleaved and repeated, (a) a fan-out passthrough in
+// transactions (each raw record copied to the five clean topics through
+// the same exactly-once runner), (b) the same fan-out without
+// transactions (a plain consumer group and producer), and (c) the privacy
+// job, each from the start of the raw topic in a fresh consumer group,
+// and reports events/s, CPU per event (this process's, from
+// /proc/self/stat) and peak RSS of each, and the ratios within the run.
+// Every figure is a ratio against a baseline measured in the same run:
+// the machines are shared and noisy.
+package throughput
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/privacy-pipeline/pipeline/examples/producer"
+	"github.com/privacy-pipeline/pipeline/internal/app/config"
+	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
+	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
+	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/privacy-pipeline/pipeline/topology"
+)
+
+// Options configure a measurement.
+type Options struct {
+	Events     int // raw events pre-produced (default 200000)
+	Subjects   int // distinct subjects, all granted every purpose (default 50000)
+	Partitions int // of every topic (default 6)
+	Rounds     int // interleaved repetitions of the three runs (default 3)
+	Log        io.Writer
+}
+
+// Mode names one of the compared runs.
+type Mode string
+
+// The runs.
+const (
+	PassthroughTx   Mode = "passthrough_tx"
+	PassthroughNoTx Mode = "passthrough_no_tx"
+	Job             Mode = "privacy_job"
+)
+
+// Modes are the runs, in the order each round runs them.
+var Modes = []Mode{PassthroughTx, PassthroughNoTx, Job}
+
+// Figures are one mode's figures: medians over the rounds (peak RSS: the
+// largest).
+type Figures struct {
+	EventsPerS     float64   `json:"events_per_s"`
+	CPUMicrosEvent float64   `json:"cpu_us_per_event"`
+	PeakRSSMB      float64   `json:"peak_rss_mb"`
+	RecordsOut     int64     `json:"records_out"`
+	RoundsEPS      []float64 `json:"rounds_events_per_s"`
+}
+
+// Result is the measurement; its JSON form is the last line of
+// 'pipeline-dev bench throughput --json'.
+type Result struct {
+	Events     int              `json:"events"`
+	Subjects   int              `json:"subjects"`
+	Partitions int              `json:"partitions"`
+	Rounds     int              `json:"rounds"`
+	EventBytes float64          `json:"event_bytes"`
+	Modes      map[Mode]Figures `json:"modes"`
+	// The ratios of the issue's goals, within this run.
+	JobOverPassthroughTx    float64 `json:"job_over_passthrough_tx"`
+	JobOverPassthroughNoTx  float64 `json:"job_over_passthrough_no_tx"`
+	JobCPUOverPassthroughTx float64 `json:"job_cpu_over_passthrough_tx"`
+}
+
+type bench struct {
+	opt   Options
+	id    string
+	cfg   config.Config
+	rdb   *redis.Client
+	adm   *kadm.Client
+	cl    *kgo.Client
+	keys  *pseudonym.Keyring
+	start time.Time
+	outs  []string // the fan-out's five topics
+	bytes int64
+}
+
+// Run measures.
+func Run(ctx context.Context, opt Options) (Result, error) {
+	if opt.Events <= 0 {
+		opt.Events = 200000
+	}
+	if opt.Subjects <= 0 {
+		opt.Subjects = 50000
+	}
+	if opt.Partitions <= 0 {
+		opt.Partitions = 6
+	}
+	if opt.Rounds <= 0 {
+		opt.Rounds = 3
+	}
+	if opt.Log == nil {
+		opt.Log = io.Discard
+	}
+	if os.Getenv("PIPELINE_KAFKA_BROKERS") == "" || os.Getenv("PIPELINE_REDIS_ADDR") == "" {
+		return Result{}, errors.New(`bench throughput: needs a real Kafka and Redis: eval "$(scripts/services up)" first`)
+	}
+	b := &bench{opt: opt, start: time.Now()}
+	cleanup, err := b.setup(ctx)
+	defer cleanup()
+	if err != nil {
+		return Result{}, err
+	}
+	runs := map[Mode][]run{}
+	for round := 1; round <= opt.Rounds; round++ {
+		for _, m := range Modes {
+			r, err := b.runMode(ctx, m, round)
+			if err != nil {
+				return Result{}, fmt.Errorf("bench throughput: %s, round %d: %w", m, round, err)
+			}
+			runs[m] = append(runs[m], r)
+			b.logf("round %d/%d %-18s %8.0f events/s, %6.1f us CPU/event, peak RSS %4.0f MB, %d records out",
+				round, opt.Rounds, m, r.eps, r.cpuUS, r.rssMB, r.out)
+		}
+	}
+	res := Result{Events: opt.Events, Subjects: opt.Subjects, Partitions: opt.Partitions, Rounds: opt.Rounds,
+		EventBytes: float64(b.bytes) / float64(opt.Events), Modes: map[Mode]Figures{}}
+	for m, rs := range runs {
+		var f Figures
+		var eps, cpu []float64
+		for _, r := range rs {
+			eps, cpu = append(eps, r.eps), append(cpu, r.cpuUS)
+			f.PeakRSSMB, f.RecordsOut = max(f.PeakRSSMB, r.rssMB), r.out
+		}
+		f.RoundsEPS = append([]float64(nil), eps...)
+		f.EventsPerS, f.CPUMicrosEvent = median(eps), median(cpu)
+		res.Modes[m] = f
+	}
+	res.JobOverPassthroughTx = res.Modes[Job].EventsPerS / res.Modes[PassthroughTx].EventsPerS
+	res.JobOverPassthroughNoTx = res.Modes[Job].EventsPerS / res.Modes[PassthroughNoTx].EventsPerS
+	res.JobCPUOverPassthroughTx = res.Modes[Job].CPUMicrosEvent / res.Modes[PassthroughTx].CPUMicrosEvent
+	return res, nil
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.opt.Log, "throughput %6.1fs: %s\n", time.Since(b.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+// setup: names of the run's own, the topics, consent for every subject in
+// Redis, the raw events produced once.
+func (b *bench) setup(ctx context.Context) (func(), error) {
+	var cleanup []func()
+	done := func() {
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i]()
+		}
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return done, err
+	}
+	b.id = fmt.Sprintf("tbench-%08x", rand.Uint32())
+	n := &cfg.Names
+	n.RawTopic, n.CleanTopicTemplate, n.QuarantineTopic, n.AuditTopic = b.id+".raw", b.id+".clean.{purpose}", b.id+".quarantine", b.id+".audit"
+	n.ConsentTopic, n.KeysTopic, n.ErasuresTopic, n.RequestsTopic = b.id+".consent", b.id+".keys", b.id+".erasures", b.id+".requests"
+	n.StateTopicTemplate, n.AggTopicTemplate, n.KanonTopicTemplate = b.id+".state.{processor}", b.id+".agg.{purpose}.{name}", b.id+".kanon.{purpose}"
+	cfg.Consent.KeyPrefix = b.id + ":consent:"
+	b.cfg = cfg
+	ropts, err := wiring.RedisOptions(cfg)
+	if err != nil {
+		return done, err
+	}
+	b.rdb = redis.NewClient(ropts)
+	cleanup = append(cleanup, func() { b.rdb.Close() })
+	if b.cl, err = cfg.Kafka.NewClient(kgo.ProducerBatchCompression(kgo.NoCompression())); err != nil {
+		return done, err
+	}
+	cleanup = append(cleanup, b.cl.Close)
+	b.adm = kadm.NewClient(b.cl)
+	names, err := wiring.Names(cfg)
+	if err != nil {
+		return done, err
+	}
+	topo := topology.Default(names, topology.Options{Partitions: int32(b.opt.Partitions), Replication: 1})
+	for _, p := range purpose.All {
+		b.outs = append(b.outs, b.id+".passthrough."+p.String())
+	}
+	if _, err := topology.Apply(ctx, b.adm, topo); err != nil {
+		return done, err
+	}
+	if _, err := b.adm.CreateTopics(ctx, int32(b.opt.Partitions), 1, nil, b.outs...); err != nil {
+		return done, err
+	}
+	cleanup = append(cleanup, func() {
+		ts := append([]string(nil), b.outs...)
+		for _, t := range topo.Topics {
+			ts = append(ts, t.Name)
+		}
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		b.adm.DeleteTopics(dctx, ts...)
+		b.rdb.Del(dctx, b.rdb.Keys(dctx, b.id+":*").Val()...)
+	})
+	if b.keys, err = pseudonym.GenerateKeyring(purpose.Names(), "bench"); err != nil {
+		return done, err
+	}
+	if err := b.seed(ctx); err != nil {
+		return done, err
+	}
+	return done, nil
+}
+
+// seed grants every subject every purpose in Redis and produces the raw
+// events (single-object encoded, keyed by subject).
+func (b *bench) seed(ctx context.Context) error {
+	pp, err := wiring.BuildPrivacy(ctx, b.cfg, wiring.Deps{Redis: b.rdb, Registry: prometheus.NewRegistry(), Keys: b.keys})
+	if err != nil {
+		return err
+	}
+	var subs []string
+	var recs []consent.Record
+	for i := 0; i < b.opt.Subjects; i++ {
+		var r consent.Record
+		for _, p := range purpose.All {
+			r.Apply(p, consent.Granted, consent.GDPR, b.start.Add(-time.Hour).UnixMilli())
+		}
+		subs, recs = append(subs, synth.SubjectID(i)), append(recs, r)
+		if len(subs) == 1000 || i == b.opt.Subjects-1 {
+			if err := pp.Store.PutMany(ctx, subs, recs); err != nil {
+				return err
+			}
+			subs, recs = subs[:0], recs[:0]
+		}
+	}
+	if err := pp.Store.MarkLoaded(ctx); err != nil {
+		return err
+	}
+	enc, err := producer.NewEncoder()
+	if err != nil {
+		return err
+	}
+	gen := synth.New(16, b.opt.Subjects, b.start)
+	raw := make([]*kgo.Record, 0, b.opt.Events)
+	for i := 0; i < b.opt.Events; i++ {
+		ev := gen.Event(i)
+		r, err := enc.Record(b.cfg.Names.RawTopic, &ev)
+		if err != nil {
+			return err
+		}
+		b.bytes += int64(len(r.Value))
+		raw = append(raw, r)
+	}
+	if err := kafkaio.ProduceAll(ctx, b.cl, raw); err != nil {
+		return err
+	}
+	b.logf("%d raw events (%.0f bytes each) of %d subjects on %d partitions", b.opt.Events, float64(b.bytes)/float64(b.opt.Events), b.opt.Subjects, b.opt.Partitions)
+	return nil
+}
+
+// run is one mode's one round.
+type run struct {
+	eps, cpuUS, rssMB float64
+	out               int64
+}
+
+// runMode runs one mode from the start of the raw topic in a fresh group
+// until every event is committed (or, without transactions, consumed and
+// its copies acknowledged). The clock and the CPU count start at the
+// first committed batch, so the group join and the producer's start are
+// not measured; the events before it are left out of the rate.
+func (b *bench) runMode(ctx context.Context, m Mode, round int) (run, error) {
+	group := fmt.Sprintf("%s.%s.%d", b.id, m, round)
+	rss := startRSS(ctx)
+	var st start
+	var out int64
+	var err error
+	switch m {
+	case PassthroughNoTx:
+		out, err = b.noTx(ctx, group, &st)
+	default:
+		out, err = b.viaRunner(ctx, m, group, round, &st)
+	}
+	wall := time.Since(st.at)
+	cpu := cpuTicks() - st.cpu
+	peak := rss()
+	if err != nil {
+		return run{}, err
+	}
+	n := float64(int64(b.opt.Events) - st.events)
+	return run{eps: n / wall.Seconds(), cpuUS: float64(cpu) * 1e4 / n, rssMB: peak, out: out}, nil
+}
+
+// start is when the first batch was committed: the time, the CPU ticks
+// and the events committed with it.
+type start struct {
+	at     time.Time
+	cpu    int64
+	events int64
+}
+
+func (s *start) mark(events int64) {
+	if s.at.IsZero() {
+		s.at, s.cpu, s.events = time.Now(), cpuTicks(), events
+	}
+}
+
+// viaRunner runs the exactly-once runner with the privacy processor or the
+// fan-out.
+func (b *bench) viaRunner(ctx context.Context, m Mode, group string, round int, st *start) (int64, error) {
+	var proc processors.Processor
+	var counter *atomic.Int64
+	if m == Job {
+		pp, err := wiring.BuildPrivacy(ctx, b.cfg, wiring.Deps{Redis: b.rdb, Registry: prometheus.NewRegistry(), Keys: b.keys})
+		if err != nil {
+			return 0, err
+		}
+		proc = pp.Processor
+	} else {
+		f := &fanout{outs: b.outs, n: &atomic.Int64{}}
+		proc, counter = f, f.n
+	}
+	rc := wiring.RunnerConfig(b.cfg, group, b.cfg.Names.RawTopic, slog.New(slog.DiscardHandler))
+	rc.TransactionalID = group
+	rn, err := runner.New(rc, proc)
+	if err != nil {
+		return 0, err
+	}
+	rctx, stop := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- rn.Run(rctx) }()
+	for int(rn.Committed()) < b.opt.Events {
+		if c := rn.Committed(); c > 0 {
+			st.mark(int64(c))
+		}
+		select {
+		case err := <-errc:
+			stop()
+			return 0, fmt.Errorf("runner stopped: %w", err)
+		case <-ctx.Done():
+			stop()
+			return 0, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	stop()
+	if err := <-errc; err != nil {
+		return 0, err
+	}
+	if counter != nil {
+		return counter.Load(), nil
+	}
+	return b.countOut(ctx, round)
+}
+
+// countOut counts the clean topics' records (the job's output of every
+// round so far, divided by the rounds: the job writes where the product
+// writes).
+func (b *bench) countOut(ctx context.Context, round int) (int64, error) {
+	var ts []string
+	for _, p := range purpose.All {
+		ts = append(ts, strings.ReplaceAll(b.cfg.Names.CleanTopicTemplate, "{purpose}", p.String()))
+	}
+	ends, err := b.adm.ListEndOffsets(ctx, ts...)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n / int64(round), nil
+}
+
+// noTx is the fan-out with a plain consumer group and producer: poll,
+// produce each record to the five topics, wait for the acknowledgements,
+// commit.
+func (b *bench) noTx(ctx context.Context, group string, st *start) (int64, error) {
+	cl, err := b.cfg.Kafka.NewClient(kgo.ConsumerGroup(group), kgo.ConsumeTopics(b.cfg.Names.RawTopic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	var consumed, out int64
+	for consumed < int64(b.opt.Events) {
+		fs := cl.PollRecords(ctx, 5000)
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		var recs []*kgo.Record
+		fs.EachRecord(func(r *kgo.Record) {
+			consumed++
+			for _, t := range b.outs {
+				recs = append(recs, &kgo.Record{Topic: t, Key: r.Key, Value: r.Value})
+			}
+		})
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			return 0, err
+		}
+		out += int64(len(recs))
+		if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+			return 0, err
+		}
+		if consumed > 0 {
+			st.mark(consumed)
+		}
+	}
+	return out, nil
+}
+
+// fanout is the passthrough processor: every input record to every one of
+// its topics.
+type fanout struct {
+	outs []string
+	n    *atomic.Int64
+}
+
+func (f *fanout) Name() string { return "passthrough" }
+
+func (f *fanout) NewWorker() processors.Worker { return &fanoutWorker{f: f} }
+
+type fanoutWorker struct {
+	f       *fanout
+	pending int64
+}
+
+func (w *fanoutWorker) Process(_ context.Context, in []processors.Record, out *processors.Batch) error {
+	for i := range in {
+		for _, t := range w.f.outs {
+			out.Add(i, t, in[i].Key, in[i].Value)
+		}
+	}
+	w.pending = int64(len(in) * len(w.f.outs))
+	return nil
+}
+
+func (w *fanoutWorker) Done(committed bool) {
+	if committed {
+		w.f.n.Add(w.pending)
+	}
+	w.pending = 0
+}
+
+func (w *fanoutWorker) Current() bool { return true }
+
+// cpuTicks is this process's user + system CPU time in clock ticks (100
+// per second on Linux).
+func cpuTicks() int64 {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) in parentheses.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + st
+}
+
+// startRSS samples this process's resident set every 50 ms until the
+// returned function is called, which returns the peak in MB.
+func startRSS(ctx context.Context) func() float64 {
+	var peak atomic.Int64
+	sample := func() {
+		if kb := rssKB(); kb > peak.Load() {
+			peak.Store(kb)
+		}
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			sample()
+			select {
+			case <-sctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return func() float64 {
+		stop()
+		<-done
+		sample()
+		return float64(peak.Load()) / 1024
+	}
+}
+
+func rssKB() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
