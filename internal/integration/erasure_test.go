@@ -15,12 +15,9 @@ import (
 	"github.com/privacy-pipeline/pipeline/examples/decrypt"
 	"github.com/privacy-pipeline/pipeline/examples/producer"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
-	"github.com/privacy-pipeline/pipeline/internal/consent"
-	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/erasure"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
-	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 )
 
 // TestErasureOnRealServices: the end-to-end erasure of SPEC 3.5 on the real
@@ -44,29 +41,8 @@ func TestErasureOnRealServices(t *testing.T) {
 	pp := r.pp
 
 	erased, kept := "canary-erase-subject-9001", "canary-keep-subject-9002"
-	now := time.Now().Truncate(time.Millisecond)
-	var grants []consentlog.Change
-	for _, sub := range []string{erased, kept} {
-		for _, p := range purpose.All {
-			grants = append(grants, ch(sub, p, consent.Granted, consent.GDPR, now.Add(-time.Minute)))
-		}
-	}
-	r.publishConsent(ctx, grants...)
-	waitUntil(t, "consent in Redis", time.Minute, func() bool {
-		out := make([]consent.Lookup, 2)
-		return r.pp.Store.Lookup(ctx, []string{erased, kept}, out) == nil && out[0].Found && out[1].Found
-	})
-	events := func(seed uint64) []producer.Event {
-		gen := synth.New(seed, 2, time.Now())
-		var evs []producer.Event
-		for i := range 40 {
-			ev := gen.Event(i)
-			ev.SubjectID = []string{erased, kept}[i%2]
-			ev.Email = "canary-mail-" + ev.SubjectID + "@example.com"
-			evs = append(evs, ev)
-		}
-		return evs
-	}
+	r.grantAllPurposes(ctx, erased, kept)
+	events := func(seed uint64) []producer.Event { return alternating(seed, erased, kept) }
 	r.start()
 	r.produce(ctx, events(81))
 	r.waitCaughtUp(2 * time.Minute)

@@ -7,12 +7,17 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/privacy-pipeline/pipeline/examples/producer"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
 	"github.com/privacy-pipeline/pipeline/internal/erasure"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/fields/subjectkey"
 	"github.com/privacy-pipeline/pipeline/internal/keys/keysync"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 )
 
 // erasing configures the rig as a deployment that erases: the encrypting
@@ -62,4 +67,45 @@ func (r *rig) startErasing(ctx context.Context) *redis.Client {
 	waitUntil(r.t, "the key sync loaded", time.Minute, ks.Ready)
 	r.startSync(false)
 	return rdb
+}
+
+// grantAllPurposes grants every purpose to the subjects through the
+// consent topic and waits until consent-sync has them in Redis.
+func (r *rig) grantAllPurposes(ctx context.Context, subjects ...string) {
+	r.t.Helper()
+	now := time.Now().Truncate(time.Millisecond)
+	var grants []consentlog.Change
+	for _, sub := range subjects {
+		for _, p := range purpose.All {
+			grants = append(grants, ch(sub, p, consent.Granted, consent.GDPR, now.Add(-time.Minute)))
+		}
+	}
+	r.publishConsent(ctx, grants...)
+	waitUntil(r.t, "consent in Redis", time.Minute, func() bool {
+		out := make([]consent.Lookup, len(subjects))
+		if r.pp.Store.Lookup(ctx, subjects, out) != nil {
+			return false
+		}
+		for _, l := range out {
+			if !l.Found {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// alternating returns 40 synthetic events about the subjects in turn,
+// each with a canary e-mail address naming its subject (the encrypted
+// field the erasure tests decrypt).
+func alternating(seed uint64, subjects ...string) []producer.Event {
+	gen := synth.New(seed, 2, time.Now())
+	var evs []producer.Event
+	for i := range 40 {
+		ev := gen.Event(i)
+		ev.SubjectID = subjects[i%len(subjects)]
+		ev.Email = "canary-mail-" + ev.SubjectID + "@example.com"
+		evs = append(evs, ev)
+	}
+	return evs
 }

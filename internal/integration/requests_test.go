@@ -22,15 +22,12 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/audit"
-	"github.com/privacy-pipeline/pipeline/internal/consent"
-	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/erasure"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/httpauth"
 	"github.com/privacy-pipeline/pipeline/internal/requests"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
-	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 )
 
 // TestRequestsOnRealServices: data-subject requests end to end on the real
@@ -61,7 +58,6 @@ func TestRequestsOnRealServices(t *testing.T) {
 	fctx, fcancel := context.WithCancel(ctx)
 	defer fcancel()
 	rdb := r.startErasing(fctx)
-	pp := r.pp
 
 	// The two commands, with token authentication.
 	writer, we, _ := httpauth.NewToken("privacy-team", []httpauth.Scope{httpauth.ScopeRequestsRead, httpauth.ScopeRequestsWrite}, time.Time{})
@@ -121,29 +117,8 @@ func TestRequestsOnRealServices(t *testing.T) {
 	}
 
 	erased, kept := "canary-rq-erase-7001", "canary-rq-keep-7002"
-	now := time.Now().Truncate(time.Millisecond)
-	var grants []consentlog.Change
-	for _, sub := range []string{erased, kept} {
-		for _, p := range purpose.All {
-			grants = append(grants, ch(sub, p, consent.Granted, consent.GDPR, now.Add(-time.Minute)))
-		}
-	}
-	r.publishConsent(ctx, grants...)
-	waitUntil(t, "consent in Redis", time.Minute, func() bool {
-		out := make([]consent.Lookup, 2)
-		return pp.Store.Lookup(ctx, []string{erased, kept}, out) == nil && out[0].Found && out[1].Found
-	})
-	events := func(seed uint64) []producer.Event {
-		gen := synth.New(seed, 2, time.Now())
-		var evs []producer.Event
-		for i := range 40 {
-			ev := gen.Event(i)
-			ev.SubjectID = []string{erased, kept}[i%2]
-			ev.Email = "canary-mail-" + ev.SubjectID + "@example.com"
-			evs = append(evs, ev)
-		}
-		return evs
-	}
+	r.grantAllPurposes(ctx, erased, kept)
+	events := func(seed uint64) []producer.Event { return alternating(seed, erased, kept) }
 	r.start()
 	r.produce(ctx, events(91))
 	r.waitCaughtUp(2 * time.Minute)
