@@ -49,6 +49,7 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 	subjects := fs.Int("subjects", 50000, "distinct subjects")
 	partitions := fs.Int("partitions", 6, "partitions of every topic")
 	rounds := fs.Int("rounds", 3, "interleaved repetitions of the three runs")
+	allGranted := fs.Bool("all-granted", false, "grant every subject every purpose (default: the synthetic consent mix)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object on the last line of stdout")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
@@ -56,7 +57,7 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 	if *events < 1 || *subjects < 1 || *partitions < 1 || *rounds < 1 {
 		return usageError{"--events, --subjects, --partitions and --rounds must be positive"}
 	}
-	res, err := throughput.Run(ctx, throughput.Options{Events: *events, Subjects: *subjects, Partitions: *partitions, Rounds: *rounds, Log: stderr})
+	res, err := throughput.Run(ctx, throughput.Options{Events: *events, Subjects: *subjects, Partitions: *partitions, Rounds: *rounds, AllGranted: *allGranted, Log: stderr})
 	if err != nil {
 		return err
 	}

@@ -45,8 +45,14 @@ import (
 
 // Options configure a measurement.
 type Options struct {
-	Events     int // raw events pre-produced (default 200000)
-	Subjects   int // distinct subjects, all granted every purpose (default 50000)
+	Events   int // raw events pre-produced (default 200000)
+	Subjects int // distinct subjects (default 50000)
+	// AllGranted grants every subject every purpose (the job then writes
+	// as many records as the passthrough); by default the subjects have
+	// the synthetic mix of synth.Consent (about 2.4 clean records per
+	// event: some purposes denied, withdrawn or never chosen, some
+	// subjects unknown), which is what a consent job sees.
+	AllGranted bool
 	Partitions int // of every topic (default 6)
 	Rounds     int // interleaved repetitions of the three runs (default 3)
 	Log        io.Writer
@@ -82,6 +88,7 @@ type Result struct {
 	Subjects   int              `json:"subjects"`
 	Partitions int              `json:"partitions"`
 	Rounds     int              `json:"rounds"`
+	AllGranted bool             `json:"all_granted"`
 	EventBytes float64          `json:"event_bytes"`
 	Modes      map[Mode]Figures `json:"modes"`
 	// The ratios of the issue's goals, within this run.
@@ -142,7 +149,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		}
 	}
 	res := Result{Events: opt.Events, Subjects: opt.Subjects, Partitions: opt.Partitions, Rounds: opt.Rounds,
-		EventBytes: float64(b.bytes) / float64(opt.Events), Modes: map[Mode]Figures{}}
+		AllGranted: opt.AllGranted, EventBytes: float64(b.bytes) / float64(opt.Events), Modes: map[Mode]Figures{}}
 	for m, rs := range runs {
 		var f Figures
 		var eps, cpu []float64
@@ -247,12 +254,17 @@ func (b *bench) seed(ctx context.Context) error {
 	var subs []string
 	var recs []consent.Record
 	for i := 0; i < b.opt.Subjects; i++ {
-		var r consent.Record
-		for _, p := range purpose.All {
-			r.Apply(p, consent.Granted, consent.GDPR, b.start.Add(-time.Hour).UnixMilli())
+		r, ok := synth.Consent(i, b.start)
+		if b.opt.AllGranted {
+			r, ok = consent.Record{}, true
+			for _, p := range purpose.All {
+				r.Apply(p, consent.Granted, consent.GDPR, b.start.Add(-time.Hour).UnixMilli())
+			}
 		}
-		subs, recs = append(subs, synth.SubjectID(i)), append(recs, r)
-		if len(subs) == 1000 || i == b.opt.Subjects-1 {
+		if ok {
+			subs, recs = append(subs, synth.SubjectID(i)), append(recs, r)
+		}
+		if len(subs) == 1000 || (i == b.opt.Subjects-1 && len(subs) > 0) {
 			if err := pp.Store.PutMany(ctx, subs, recs); err != nil {
 				return err
 			}
