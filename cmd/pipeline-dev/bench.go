@@ -51,13 +51,14 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 	rounds := fs.Int("rounds", 3, "interleaved repetitions of the three runs")
 	allGranted := fs.Bool("all-granted", false, "grant every subject every purpose (default: the synthetic consent mix)")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object on the last line of stdout")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the privacy job's last round to this file")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
 	if *events < 1 || *subjects < 1 || *partitions < 1 || *rounds < 1 {
 		return usageError{"--events, --subjects, --partitions and --rounds must be positive"}
 	}
-	res, err := throughput.Run(ctx, throughput.Options{Events: *events, Subjects: *subjects, Partitions: *partitions, Rounds: *rounds, AllGranted: *allGranted, Log: stderr})
+	res, err := throughput.Run(ctx, throughput.Options{Events: *events, Subjects: *subjects, Partitions: *partitions, Rounds: *rounds, AllGranted: *allGranted, CPUProfile: *cpuProfile, Log: stderr})
 	if err != nil {
 		return err
 	}

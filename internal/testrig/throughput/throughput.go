@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +57,9 @@ type Options struct {
 	Partitions int // of every topic (default 6)
 	Rounds     int // interleaved repetitions of the three runs (default 3)
 	Log        io.Writer
+	// CPUProfile, when set, is the file that receives a CPU profile of
+	// the privacy job's last round (go tool pprof).
+	CPUProfile string
 }
 
 // Mode names one of the compared runs.
@@ -309,6 +313,13 @@ type run struct {
 // not measured; the events before it are left out of the rate.
 func (b *bench) runMode(ctx context.Context, m Mode, round int) (run, error) {
 	group := fmt.Sprintf("%s.%s.%d", b.id, m, round)
+	if m == Job && round == b.opt.Rounds && b.opt.CPUProfile != "" {
+		stop, err := startProfile(b.opt.CPUProfile)
+		if err != nil {
+			return run{}, err
+		}
+		defer stop()
+	}
 	rss := startRSS(ctx)
 	var st start
 	var out int64
@@ -543,4 +554,18 @@ func rssKB() int64 {
 		}
 	}
 	return 0
+}
+
+// startProfile starts a CPU profile into path; the returned function
+// stops it and closes the file.
+func startProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench throughput: cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench throughput: cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
