@@ -196,6 +196,8 @@ type Processor struct {
 	subjectIdx, jurIdx, gpcIdx, timeIdx int
 	// dataKeys: some purpose encrypts or tokenizes a field.
 	dataKeys bool
+	// memoSlots is the number of per-event memo slots (plan.memo).
+	memoSlots int
 	// knownIdx are the string direct identifiers of the raw schema; their
 	// values are scrubbed from free text (contextual redaction).
 	knownIdx []int
@@ -215,7 +217,21 @@ type plan struct {
 	// dataKeys: the purpose encrypts or tokenizes a field (its records
 	// need the subject's data key and carry its id).
 	dataKeys bool
+	// memo[i] is fields[i]'s slot in the worker's per-event memo, or -1:
+	// a mask, redaction or generalisation that another purpose's plan
+	// makes too (the same raw field and rule: its clean bytes depend on
+	// the event alone) is computed once per event and copied after that
+	// (memoise).
+	memo []int
+	// cached[i]: fields[i] is a pseudonymised direct identifier (the
+	// subject id, a device id): its values repeat with the person, so the
+	// worker remembers their pseudonyms (pseudonym.Cache).
+	cached []bool
 }
+
+// pseudonymCacheSlots is the size of each worker's pseudonym cache of one
+// purpose and field (pseudonym.Cache: 88 bytes a slot, 1.4 MB).
+const pseudonymCacheSlots = 1 << 14
 
 // New compiles the policy into per-purpose plans. It fails when the policy,
 // the keys or the clean schemas are inconsistent.
@@ -276,12 +292,66 @@ func New(cfg Config) (*Processor, error) {
 		}
 		p.dataKeys = p.dataKeys || p.plans[pur].dataKeys
 	}
+	p.memoSlots = memoise(&p.plans)
+	for pi := range p.plans {
+		pl := &p.plans[pi]
+		pl.cached = make([]bool, len(pl.fields))
+		for fi, f := range pl.fields {
+			pl.cached[fi] = f.Rule.Action == policy.Pseudonymize && f.Source.Classification == schemas.DirectIdentifier && f.Source.Kind == schemas.String
+		}
+	}
 	if p.dataKeys && (cfg.DataKeys == nil || cfg.Topics.Keys == "") {
 		return nil, errors.New("privacy: the policy encrypts or tokenizes a field: Config needs DataKeys and Topics.Keys (PIPELINE_KEK_FILE and the key topic)")
 	}
 	p.writers = writers.New(writers.Config{Resolver: cfg.Schemas.Registry, Decoder: cfg.Decoder, Metrics: cfg.Schemas.Metrics,
 		Subject: cfg.Schemas.InputSubject, Log: cfg.Log, BackoffMin: cfg.BackoffMin, BackoffMax: cfg.BackoffMax})
 	return p, nil
+}
+
+// memoise assigns the plans' shared field computations their memo slots
+// (plan.memo) and returns how many there are. Only purpose-independent
+// actions share a slot: mask, redact and generalize. Pseudonyms differ by
+// purpose (each its own key), keep is a copy already, and encrypt and
+// tokenize seal with a per-purpose associated context.
+func memoise(plans *[purpose.Count]plan) int {
+	type use struct {
+		src  int
+		rule policy.Rule
+	}
+	count := map[use]int{}
+	keyOf := func(f *policy.OutField) (use, bool) {
+		switch f.Rule.Action {
+		case policy.Mask, policy.Redact, policy.Generalize:
+			r := f.Rule
+			r.Reason = "" // documentation only
+			return use{f.SourceIndex, r}, true
+		}
+		return use{}, false
+	}
+	for pi := range plans {
+		for fi := range plans[pi].fields {
+			if k, ok := keyOf(&plans[pi].fields[fi]); ok {
+				count[k]++
+			}
+		}
+	}
+	slot := map[use]int{}
+	for pi := range plans {
+		pl := &plans[pi]
+		pl.memo = make([]int, len(pl.fields))
+		for fi := range pl.fields {
+			pl.memo[fi] = -1
+			k, ok := keyOf(&pl.fields[fi])
+			if !ok || count[k] < 2 {
+				continue
+			}
+			if _, seen := slot[k]; !seen {
+				slot[k] = len(slot)
+			}
+			pl.memo[fi] = slot[k]
+		}
+	}
+	return len(slot)
 }
 
 // Name implements processors.Processor.
@@ -308,9 +378,16 @@ func (p *Processor) CleanFrame(pur purpose.Purpose) []byte {
 
 // NewWorker implements processors.Processor.
 func (p *Processor) NewWorker() processors.Worker {
-	w := &Worker{p: p, subjMap: map[string]int{}}
+	w := &Worker{p: p, subjMap: map[string]int{}, memo: make([]memoEntry, p.memoSlots)}
 	for _, pur := range purpose.All {
-		w.pseud[pur] = pseudonym.New(p.plans[pur].key)
+		pl := &p.plans[pur]
+		w.pseud[pur] = pseudonym.New(pl.key)
+		w.cache[pur] = make([]*pseudonym.Cache, len(pl.fields))
+		for fi := range pl.fields {
+			if pl.cached[fi] {
+				w.cache[pur][fi] = pseudonym.NewCache(w.pseud[pur], pseudonymCacheSlots)
+			}
+		}
 	}
 	return w
 }
@@ -325,8 +402,11 @@ type Worker struct {
 	subjMap  map[string]int
 	lookups  []consent.Lookup
 	// erased[k]: subject k of the batch is in the erasure ledger.
-	erased   []bool
-	pseud    [purpose.Count]*pseudonym.Pseudonymizer
+	erased []bool
+	pseud  [purpose.Count]*pseudonym.Pseudonymizer
+	// cache[purpose][field]: the pseudonym cache of a plan's field, nil
+	// where the plan does not cache it (plan.cached).
+	cache    [purpose.Count][]*pseudonym.Cache
 	val, key []byte
 	tmp      []byte
 	tmp2     []byte
@@ -341,6 +421,18 @@ type Worker struct {
 	keys     subjectkey.Lookup
 	idBuf    []byte
 	audit    auditBatch // the batch's audit record (audit.go)
+	// The per-event memo (plan.memo): memo[slot] holds the clean bytes of
+	// a shared computation in memoBuf when its stamp is memoStamp, the
+	// event being encoded.
+	memo      []memoEntry
+	memoBuf   []byte
+	memoStamp uint64
+}
+
+// memoEntry is one memo slot: memoBuf[start:end] when stamp is current.
+type memoEntry struct {
+	stamp      uint64
+	start, end int
 }
 
 var errNoDecision = errors.New("privacy: consent store unavailable")
@@ -610,6 +702,8 @@ func (w *Worker) emitClean(i int, ev *eventcodec.Event, subj int, in *processors
 	var decided [purpose.Count]consent.Decision
 	var sensitive [purpose.Count]int
 	erased := w.erased[subj]
+	w.memoStamp++ // a new event: no memo slot holds its bytes yet
+	w.memoBuf = w.memoBuf[:0]
 	for pi := range p.plans {
 		pl := &p.plans[pi]
 		if erased { // the ledger wins over any consent record
@@ -677,11 +771,12 @@ func (w *Worker) emitClean(i int, ev *eventcodec.Event, subj int, in *processors
 	}
 }
 
-var basisBytes = func() map[consent.Reason][]byte {
-	return map[consent.Reason][]byte{
-		consent.ReasonGranted:        []byte(consent.ReasonGranted.String()),
-		consent.ReasonDefaultAllowed: []byte(consent.ReasonDefaultAllowed.String()),
-	}
+// basisBytes is the consent basis header of each allowing reason, indexed
+// by reason (an array: no map lookup per record).
+var basisBytes = func() (b [consent.ReasonErased + 1][]byte) {
+	b[consent.ReasonGranted] = []byte(consent.ReasonGranted.String())
+	b[consent.ReasonDefaultAllowed] = []byte(consent.ReasonDefaultAllowed.String())
+	return b
 }()
 
 // encode writes the clean record of one purpose into w.val and its key
@@ -708,13 +803,25 @@ func (w *Worker) encode(pl *plan, ev *eventcodec.Event, explicit bool, dk *subje
 			sensitive++
 			continue
 		}
+		slot := pl.memo[fi]
+		if slot >= 0 {
+			if m := &w.memo[slot]; m.stamp == w.memoStamp {
+				w.val = append(w.val, w.memoBuf[m.start:m.end]...)
+				continue
+			}
+		}
+		mark := len(w.val)
 		r := &f.Rule
 		switch r.Action {
 		case policy.Keep:
 			w.val = avroenc.AppendNonNull(w.val)
 			w.val = appendValue(w.val, f.Source.Kind, v)
 		case policy.Pseudonymize:
-			w.tmp = ps.Append(w.tmp[:0], f.Source.Path, v.Str)
+			if c := w.cache[pl.purpose][fi]; c != nil {
+				w.tmp = c.Append(w.tmp[:0], f.Source.Path, v.Str)
+			} else {
+				w.tmp = ps.Append(w.tmp[:0], f.Source.Path, v.Str)
+			}
 			if f.SourceIndex == w.p.subjectIdx {
 				w.key = append(w.key, w.tmp...)
 			}
@@ -741,6 +848,11 @@ func (w *Worker) encode(pl *plan, ev *eventcodec.Event, explicit bool, dk *subje
 			w.val = appendSealed(w.val, dk, r.Action, f.Source.Path, v.Str)
 		default: // unreachable after validation; fail closed
 			w.val = avroenc.AppendNull(w.val)
+		}
+		if slot >= 0 {
+			start := len(w.memoBuf)
+			w.memoBuf = append(w.memoBuf, w.val[mark:]...)
+			w.memo[slot] = memoEntry{stamp: w.memoStamp, start: start, end: len(w.memoBuf)}
 		}
 	}
 	return sensitive
