@@ -1,13 +1,11 @@
 package pseudonym
 
-import (
-	"bytes"
-	"hash/maphash"
-)
+import "hash/maphash"
 
-// cacheInLen bounds domain, NUL and value of a cached pseudonym; longer
-// inputs are computed every time.
-const cacheInLen = 64
+// cacheInLen bounds the value of a cached pseudonym (a UUID fits); a
+// longer value is computed every time. With the length byte and the
+// pseudonym a slot is 64 bytes, one cache line: a lookup touches one.
+const cacheInLen = 64 - 1 - EncodedLen
 
 // Cache remembers recent pseudonyms of one [Pseudonymizer]: a value seen
 // again (a subject's next event) costs a hash lookup instead of an
@@ -23,16 +21,16 @@ const cacheInLen = 64
 // pseudonym is exactly what [Pseudonymizer.Append] returns: the key never
 // changes for a Pseudonymizer, so no entry can go stale.
 type Cache struct {
-	p     *Pseudonymizer
-	seed  maphash.Seed
-	slots []cacheSlot
-	in    [cacheInLen]byte
+	p      *Pseudonymizer
+	seed   maphash.Seed
+	slots  []cacheSlot
+	domain string // of every cached value: the first Append's
 	// Hits and Misses count lookups answered from and missing the cache.
 	Hits, Misses uint64
 }
 
 type cacheSlot struct {
-	n   uint8 // bytes of in used; 0: empty
+	n   uint8 // bytes of in used, plus one; 0: empty
 	in  [cacheInLen]byte
 	out [EncodedLen]byte
 }
@@ -52,26 +50,25 @@ func (c *Cache) Pseudonymizer() *Pseudonymizer { return c.p }
 
 // Append appends the pseudonym of value in domain to dst, as
 // [Pseudonymizer.Append] does (and panics as it does on a domain with a
-// NUL byte).
+// NUL byte). A cache remembers the values of one domain, the first it is
+// asked about (one cache per field); another domain's are computed.
 func (c *Cache) Append(dst []byte, domain, value string) []byte {
-	n := len(domain) + 1 + len(value)
-	if n > cacheInLen {
+	if c.domain == "" && domain != "" {
+		c.domain = domain
+	}
+	if len(value) > cacheInLen || domain != c.domain {
 		return c.p.Append(dst, domain, value)
 	}
-	copy(c.in[:], domain)
-	c.in[len(domain)] = 0
-	copy(c.in[len(domain)+1:], value)
-	in := c.in[:n]
-	s := &c.slots[maphash.Bytes(c.seed, in)&uint64(len(c.slots)-1)]
-	if int(s.n) == n && bytes.Equal(s.in[:n], in) {
+	s := &c.slots[maphash.String(c.seed, value)&uint64(len(c.slots)-1)]
+	if int(s.n) == len(value)+1 && string(s.in[:len(value)]) == value {
 		c.Hits++
 		return append(dst, s.out[:]...)
 	}
 	c.Misses++
 	start := len(dst)
 	dst = c.p.Append(dst, domain, value)
-	s.n = uint8(n)
-	copy(s.in[:], in)
+	s.n = uint8(len(value) + 1)
+	copy(s.in[:], value)
 	copy(s.out[:], dst[start:])
 	return dst
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // TestCacheEqualsPseudonymizer: whatever the cache holds, it answers
@@ -21,7 +22,7 @@ func TestCacheEqualsPseudonymizer(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		values = append(values, fmt.Sprintf("cust-%07d", i%37))
 	}
-	values = append(values, "", "a\x00b", "a", strings.Repeat("x", 63), strings.Repeat("y", 200))
+	values = append(values, "", "a\x00b", "a", strings.Repeat("x", cacheInLen), strings.Repeat("z", cacheInLen+1), strings.Repeat("y", 200))
 	for round := 0; round < 2; round++ {
 		for _, v := range values {
 			for _, d := range []string{"subject_id", "device_id", "a"} {
@@ -70,4 +71,11 @@ func BenchmarkCacheHit(b *testing.B) {
 			buf = c.Append(buf[:0], "subject_id", "cust-0000001")
 		}
 	})
+}
+
+// TestCacheSlotIsOneCacheLine: a slot is 64 bytes.
+func TestCacheSlotIsOneCacheLine(t *testing.T) {
+	if n := unsafe.Sizeof(cacheSlot{}); n != 64 {
+		t.Fatalf("a cache slot is %d bytes", n)
+	}
 }
