@@ -79,6 +79,11 @@ type Batch struct {
 	chunks      [][]byte
 	cur         int
 	headers     []Header
+	// Streaming (Stream, Ready): sink receives the final outputs, at
+	// least every outputs at a time; streamed of them were handed over.
+	sink     func([]Output)
+	every    int
+	streamed int
 }
 
 const chunkSize = 256 << 10
@@ -95,7 +100,36 @@ func (b *Batch) Reset() {
 	}
 	b.cur = 0
 	b.headers = b.headers[:0]
+	b.streamed = 0
 }
+
+// Stream makes Ready hand the batch's final outputs to sink, every at a
+// time or more, while the worker is still processing: the runner sets it
+// for the duration of a Process call so that the producer sends the first
+// outputs while the worker computes the next (nil: no streaming). The
+// outputs handed over stay valid until Reset, as every output does; sink
+// must not keep the slice itself.
+func (b *Batch) Stream(sink func([]Output), every int) {
+	b.sink, b.every = sink, max(every, 1)
+}
+
+// Ready marks every output added so far as final: the worker will not
+// withdraw or change them (a worker that may drop an event's outputs
+// again calls it between events). When the runner streams the batch they
+// may be produced now, before Process returns; a worker that never calls
+// it has its outputs produced after Process, as before. Outputs produced
+// early are still in the batch's transaction: a failing Process, a stale
+// decision or any abort discards them for read_committed consumers.
+func (b *Batch) Ready() {
+	if b.sink != nil && len(b.Outputs)-b.streamed >= b.every {
+		b.sink(b.Outputs[b.streamed:])
+		b.streamed = len(b.Outputs)
+	}
+}
+
+// Streamed returns how many of the outputs Ready handed over: the runner
+// produces the rest (and redoes a stale batch only when none was).
+func (b *Batch) Streamed() int { return b.streamed }
 
 // Copy copies p into the batch's arena and returns the copy.
 func (b *Batch) Copy(p []byte) []byte {

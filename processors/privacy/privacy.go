@@ -501,6 +501,7 @@ func (w *Worker) Process(ctx context.Context, in []processors.Record, out *proce
 			continue
 		}
 		w.emitClean(i, &w.events[i], w.subjOf[i], &in[i], out)
+		out.Ready() // the event's outputs are final: the runner may produce them now
 	}
 	// 4. The batch's decision summary, in its transaction.
 	w.addAudit(in, out)

@@ -552,9 +552,8 @@ type loop struct {
 	buckets  [][]processors.Record // each worker's records of the current batch
 	hdrArena [][]processors.Header // record headers, reused across polls
 	batches  []processors.Batch    // each worker's outputs of the current transaction
-	kr       []kgo.Record          // the records produced, reused across transactions
-	hdrs     []kgo.RecordHeader
-	ticks    bool // the workers implement processors.Ticker
+	out      *outputs              // produces them (streamed while processing, then the rest)
+	ticks    bool                  // the workers implement processors.Ticker
 	lastTick time.Time
 	// pollMax shrinks after a batch went stale (a consent change landed
 	// between its decisions and its commit) and grows back after commits,
@@ -572,6 +571,7 @@ func (r *Runner) newLoop(sess *kgo.GroupTransactSession, wctx context.Context, w
 		buckets:  make([][]processors.Record, n),
 		hdrArena: make([][]processors.Header, n),
 		batches:  make([]processors.Batch, n),
+		out:      newOutputs(wctx, sess, n, r.stateTopic),
 		ticks:    ticks,
 		lastTick: time.Now(),
 		pollMax:  r.cfg.MaxPollRecords,
@@ -632,11 +632,21 @@ func (l *loop) transact(ctx context.Context, fetches kgo.Fetches) error {
 	if l.ticks {
 		r.markSeen(fetches)
 	}
+	t0 := time.Now()
+	for i := range l.batches { // the workers' final outputs are produced while they go on
+		l.batches[i].Stream(l.out.sinks[i], StreamEvery)
+	}
 	procErr := l.process(ctx)
+	for i := range l.batches {
+		l.batches[i].Stream(nil, 0)
+	}
+	t1 := time.Now()
 	var produceErr error
 	if procErr == nil {
-		l.kr, l.hdrs, produceErr = r.produceAll(l.wctx, l.sess, l.batches, l.kr, l.hdrs)
+		l.out.rest(l.batches)
+		produceErr = l.out.wait()
 	}
+	t2 := time.Now()
 	stale := false
 	if procErr == nil && produceErr == nil && !allCurrent(l.workers, l.buckets) {
 		// A decision went stale (e.g. a withdrawal) after the outputs
@@ -646,6 +656,17 @@ func (l *loop) transact(ctx context.Context, fetches kgo.Fetches) error {
 		r.cfg.Log.Debug("batch outdated by a consent change; aborting to redo it", "processor", r.proc.Name())
 	}
 	committed, err := l.end(txnEnd{took: l.buckets, records: fetches.NumRecords(), procErr: procErr, produceErr: produceErr, stale: stale})
+	if procErr != nil {
+		// Records streamed before the failure: ending (aborting) the
+		// transaction fails those still buffered; wait for every outcome
+		// before their memory is reused.
+		_ = l.out.wait()
+	}
+	if m := r.cfg.Metrics; m != nil {
+		m.Phase.WithLabelValues(PhaseProcess).Observe(t1.Sub(t0).Seconds())
+		m.Phase.WithLabelValues(PhaseProduce).Observe(t2.Sub(t1).Seconds())
+		m.Phase.WithLabelValues(PhaseCommit).Observe(time.Since(t2).Seconds())
+	}
 	if err != nil {
 		return err
 	}
@@ -701,7 +722,7 @@ func (r *Runner) markSeen(fetches kgo.Fetches) {
 // before anything is produced, which costs no abort.
 func (l *loop) process(ctx context.Context) error {
 	err := l.r.processAll(ctx, l.workers, l.buckets, l.batches)
-	for redo := 0; err == nil && redo < 3 && !allCurrent(l.workers, l.buckets); redo++ {
+	for redo := 0; err == nil && redo < 3 && !streamedAny(l.batches) && !allCurrent(l.workers, l.buckets); redo++ {
 		for i, w := range l.workers {
 			if len(l.buckets[i]) > 0 {
 				w.Done(false)
@@ -711,6 +732,17 @@ func (l *loop) process(ctx context.Context) error {
 		err = l.r.processAll(ctx, l.workers, l.buckets, l.batches)
 	}
 	return err
+}
+
+// streamedAny reports whether a worker's outputs were produced while it
+// processed: a stale batch can then only be aborted, not redone.
+func streamedAny(batches []processors.Batch) bool {
+	for i := range batches {
+		if batches[i].Streamed() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // txnEnd is what ending a transaction needs to know about it.
@@ -741,7 +773,6 @@ func (l *loop) end(t txnEnd) (bool, error) {
 	r := l.r
 	commit := t.procErr == nil && t.produceErr == nil && !t.stale
 	committed, endErr := l.sess.End(l.wctx, kgo.TransactionEndTry(commit))
-	clear(l.kr) // drop references to batch memory
 	for i, w := range l.workers {
 		if t.tick || len(t.took[i]) > 0 {
 			w.Done(committed && endErr == nil)
@@ -823,8 +854,8 @@ func (l *loop) tick(ctx context.Context) error {
 		l.doneAll(false)
 		return fmt.Errorf("runner: begin transaction: %w", err)
 	}
-	var produceErr error
-	l.kr, l.hdrs, produceErr = r.produceAll(l.wctx, l.sess, l.batches, l.kr, l.hdrs)
+	l.out.rest(l.batches)
+	produceErr := l.out.wait()
 	if _, err := l.end(txnEnd{tick: true, produceErr: produceErr}); err != nil {
 		return err
 	}
@@ -926,58 +957,6 @@ func (r *Runner) countTxn(outcome string) {
 	}
 }
 
-// produceAll produces every output of the batches in the open transaction
-// and waits for all acknowledgements.
-func (r *Runner) produceAll(ctx context.Context, sess *kgo.GroupTransactSession, batches []processors.Batch, kr []kgo.Record, hdrs []kgo.RecordHeader) ([]kgo.Record, []kgo.RecordHeader, error) {
-	total, nh := 0, 0
-	for i := range batches {
-		total += batches[i].Len() + len(batches[i].Checkpoints)
-		for _, o := range batches[i].Outputs {
-			nh += len(o.Headers)
-		}
-	}
-	if cap(kr) < total {
-		kr = make([]kgo.Record, total)
-	}
-	if cap(hdrs) < nh {
-		hdrs = make([]kgo.RecordHeader, nh)
-	}
-	kr, hdrs = kr[:total], hdrs[:nh]
-	var wg sync.WaitGroup
-	var produceErr atomic.Pointer[error]
-	k, h := 0, 0
-	wg.Add(total)
-	done := func(_ *kgo.Record, err error) {
-		if err != nil {
-			produceErr.CompareAndSwap(nil, &err)
-		}
-		wg.Done()
-	}
-	for i := range batches {
-		for _, o := range batches[i].Outputs {
-			hs := hdrs[h : h+len(o.Headers) : h+len(o.Headers)]
-			for j, oh := range o.Headers {
-				hs[j] = kgo.RecordHeader{Key: oh.Key, Value: oh.Value}
-			}
-			h += len(o.Headers)
-			kr[k] = kgo.Record{Topic: o.Topic, Key: o.Key, Value: o.Value, Headers: hs}
-			sess.Produce(ctx, &kr[k], done)
-			k++
-		}
-		for _, cp := range batches[i].Checkpoints {
-			kr[k] = kgo.Record{Topic: r.store.Topic(), Partition: cp.Partition,
-				Key: statestore.Key(cp.Partition), Value: statestore.AppendEncode(nil, cp)}
-			sess.Produce(ctx, &kr[k], done)
-			k++
-		}
-	}
-	wg.Wait()
-	if p := produceErr.Load(); p != nil {
-		return kr, hdrs, fmt.Errorf("runner: produce: %w", *p)
-	}
-	return kr, hdrs, nil
-}
-
 // processAll runs the workers that have records in parallel, each on its
 // own records into its own batch, and joins their errors.
 func (r *Runner) processAll(ctx context.Context, workers []processors.Worker, buckets [][]processors.Record, batches []processors.Batch) error {
@@ -1035,4 +1014,13 @@ func (manualPartitioner) Partition(r *kgo.Record, n int) int {
 		return int(r.Partition)
 	}
 	return int(r.Partition) % n // CheckPartitions prevents this
+}
+
+// stateTopic names the state topic of a stateful processor's checkpoints
+// ("" when stateless: it then writes none).
+func (r *Runner) stateTopic() string {
+	if r.store == nil {
+		return ""
+	}
+	return r.store.Topic()
 }

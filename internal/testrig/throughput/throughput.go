@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -83,6 +85,8 @@ type Figures struct {
 	PeakRSSMB      float64   `json:"peak_rss_mb"`
 	RecordsOut     int64     `json:"records_out"`
 	RoundsEPS      []float64 `json:"rounds_events_per_s"`
+	// Phases are the last round's (via the runner only).
+	Phases *Phases `json:"phases,omitempty"`
 }
 
 // Result is the measurement; its JSON form is the last line of
@@ -148,8 +152,8 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 				return Result{}, fmt.Errorf("bench throughput: %s, round %d: %w", m, round, err)
 			}
 			runs[m] = append(runs[m], r)
-			b.logf("round %d/%d %-18s %8.0f events/s, %6.1f us CPU/event, peak RSS %4.0f MB, %d records out",
-				round, opt.Rounds, m, r.eps, r.cpuUS, r.rssMB, r.out)
+			b.logf("round %d/%d %-18s %8.0f events/s, %6.1f us CPU/event, peak RSS %4.0f MB, %d records out%s",
+				round, opt.Rounds, m, r.eps, r.cpuUS, r.rssMB, r.out, r.phases)
 		}
 	}
 	res := Result{Events: opt.Events, Subjects: opt.Subjects, Partitions: opt.Partitions, Rounds: opt.Rounds,
@@ -160,6 +164,10 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		for _, r := range rs {
 			eps, cpu = append(eps, r.eps), append(cpu, r.cpuUS)
 			f.PeakRSSMB, f.RecordsOut = max(f.PeakRSSMB, r.rssMB), r.out
+			if r.phases.Batches > 0 {
+				ph := r.phases
+				f.Phases = &ph
+			}
 		}
 		f.RoundsEPS = append([]float64(nil), eps...)
 		f.EventsPerS, f.CPUMicrosEvent = median(eps), median(cpu)
@@ -304,6 +312,7 @@ func (b *bench) seed(ctx context.Context) error {
 type run struct {
 	eps, cpuUS, rssMB float64
 	out               int64
+	phases            Phases
 }
 
 // runMode runs one mode from the start of the raw topic in a fresh group
@@ -320,6 +329,7 @@ func (b *bench) runMode(ctx context.Context, m Mode, round int) (run, error) {
 		}
 		defer stop()
 	}
+	debug.FreeOSMemory() // the previous run's and the seed's garbage is not this run's RSS
 	rss := startRSS(ctx)
 	var st start
 	var out int64
@@ -337,7 +347,39 @@ func (b *bench) runMode(ctx context.Context, m Mode, round int) (run, error) {
 		return run{}, err
 	}
 	n := float64(int64(b.opt.Events) - st.events)
-	return run{eps: n / wall.Seconds(), cpuUS: float64(cpu) * 1e4 / n, rssMB: peak, out: out}, nil
+	return run{eps: n / wall.Seconds(), cpuUS: float64(cpu) * 1e4 / n, rssMB: peak, out: out, phases: st.phases}, nil
+}
+
+// String formats the phases for the progress line ("" when none).
+func (p Phases) String() string {
+	if p.Batches == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d batches, per batch %.1f ms process, %.1f ms produce, %.1f ms commit", p.Batches, p.ProcessMs, p.ProduceMs, p.CommitMs)
+}
+
+// Phases are the mean milliseconds one batch's transaction spent in each
+// phase (runner.Metrics.Phase), and the batches.
+type Phases struct {
+	Batches   int     `json:"batches"`
+	ProcessMs float64 `json:"process_ms"`
+	ProduceMs float64 `json:"produce_ms"`
+	CommitMs  float64 `json:"commit_ms"`
+}
+
+func readPhases(m *runner.Metrics) Phases {
+	var p Phases
+	mean := func(ph string) float64 {
+		var d dto.Metric
+		h, ok := m.Phase.WithLabelValues(ph).(prometheus.Histogram)
+		if !ok || h.Write(&d) != nil || d.GetHistogram().GetSampleCount() == 0 {
+			return 0
+		}
+		p.Batches = int(d.GetHistogram().GetSampleCount())
+		return d.GetHistogram().GetSampleSum() * 1000 / float64(d.GetHistogram().GetSampleCount())
+	}
+	p.ProcessMs, p.ProduceMs, p.CommitMs = mean(runner.PhaseProcess), mean(runner.PhaseProduce), mean(runner.PhaseCommit)
+	return p
 }
 
 // start is when the first batch was committed: the time, the CPU ticks
@@ -346,6 +388,7 @@ type start struct {
 	at     time.Time
 	cpu    int64
 	events int64
+	phases Phases // of the transactions (via the runner)
 }
 
 func (s *start) mark(events int64) {
@@ -371,6 +414,8 @@ func (b *bench) viaRunner(ctx context.Context, m Mode, group string, round int, 
 	}
 	rc := wiring.RunnerConfig(b.cfg, group, b.cfg.Names.RawTopic, slog.New(slog.DiscardHandler))
 	rc.TransactionalID = group
+	rc.Metrics = runner.NewMetrics(prometheus.NewRegistry())
+	defer func() { st.phases = readPhases(rc.Metrics) }()
 	rn, err := runner.New(rc, proc)
 	if err != nil {
 		return 0, err
