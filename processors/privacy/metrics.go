@@ -38,6 +38,10 @@ type Metrics struct {
 	ConsentCacheHits       prometheus.Counter
 	ConsentCacheMisses     prometheus.Counter
 	ConsentStoreErrors     prometheus.Counter
+	// PseudonymCacheHits and PseudonymCacheMisses count the pseudonyms of
+	// direct identifiers answered by a worker's pseudonym cache and
+	// computed (pseudonym.Cache), aborted batches included: work done.
+	PseudonymCacheHits, PseudonymCacheMisses prometheus.Counter
 	// DataKeyStoreErrors counts failed data key lookups (the processor
 	// pauses); DataKeysCreated the subjects' data keys made here.
 	DataKeyStoreErrors prometheus.Counter
@@ -64,6 +68,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Consent lookups answered by the local cache."}),
 		ConsentCacheMisses: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "consent_cache_misses_total",
 			Help: "Consent lookups sent to the consent store."}),
+		PseudonymCacheHits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "pseudonym_cache_hits_total",
+			Help: "Pseudonyms of direct identifiers (subject id, device id) answered by a worker's pseudonym cache."}),
+		PseudonymCacheMisses: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "pseudonym_cache_misses_total",
+			Help: "Pseudonyms of direct identifiers computed (HMAC-SHA256) and remembered: not in the worker's pseudonym cache."}),
 		ConsentStoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "consent_store_errors_total",
 			Help: "Failed consent store round trips; the processor pauses and retries, it never decides without an answer."}),
 		DataKeyStoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "data_key_store_errors_total",
@@ -112,7 +120,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range reasons {
 		m.Quarantined[r] = quarantined.WithLabelValues(r.String())
 	}
-	reg.MustRegister(m.EventsIn, m.UnclassifiedDropped, m.LegacyFingerprint, m.ConsentCacheHits, m.ConsentCacheMisses,
+	reg.MustRegister(m.EventsIn, m.UnclassifiedDropped, m.LegacyFingerprint, m.ConsentCacheHits, m.ConsentCacheMisses, m.PseudonymCacheHits, m.PseudonymCacheMisses,
 		m.ConsentStoreErrors, m.DataKeyStoreErrors, m.DataKeysCreated, m.ErasureLedgerErrors, m.ConsentLookup, m.BatchSeconds, m.BatchSize, m.Paused, m.QuarantinedAsReference,
 		published, denied, quarantined, sensitive, gpc)
 	return m

@@ -406,13 +406,16 @@ type Worker struct {
 	pseud  [purpose.Count]*pseudonym.Pseudonymizer
 	// cache[purpose][field]: the pseudonym cache of a plan's field, nil
 	// where the plan does not cache it (plan.cached).
-	cache    [purpose.Count][]*pseudonym.Cache
-	val, key []byte
-	tmp      []byte
-	tmp2     []byte
-	counts   Counts
-	gen      uint64 // cache invalidation generation before this batch's lookup
-	limits   Limits // the output limits for this batch
+	cache [purpose.Count][]*pseudonym.Cache
+	// cacheSeen are the caches' hits and misses already counted in the
+	// metrics.
+	cacheSeen [2]uint64
+	val, key  []byte
+	tmp       []byte
+	tmp2      []byte
+	counts    Counts
+	gen       uint64 // cache invalidation generation before this batch's lookup
+	limits    Limits // the output limits for this batch
 	// Data keys of the batch: keyOf[purpose][subject] indexes keyIDs and
 	// keys (-1: none needed), keyFirst is the first event that needs it.
 	keyOf    [purpose.Count][]int
@@ -532,6 +535,18 @@ func (w *Worker) Done(committed bool) {
 		w.p.cfg.Metrics.Flush(&w.counts)
 	}
 	w.counts = Counts{}
+	var hits, misses uint64
+	for pur := range w.cache {
+		for _, c := range w.cache[pur] {
+			if c != nil {
+				hits, misses = hits+c.Hits, misses+c.Misses
+			}
+		}
+	}
+	m := w.p.cfg.Metrics
+	m.PseudonymCacheHits.Add(float64(hits - w.cacheSeen[0]))
+	m.PseudonymCacheMisses.Add(float64(misses - w.cacheSeen[1]))
+	w.cacheSeen = [2]uint64{hits, misses}
 }
 
 func (w *Worker) grow(n int) {
