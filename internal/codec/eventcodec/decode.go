@@ -28,8 +28,10 @@ package eventcodec
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/linkedin/goavro/v2"
@@ -121,9 +123,11 @@ type Decoder struct {
 	limits Limits
 	now    func() time.Time
 
-	mu      sync.RWMutex
-	writers map[uint64]entry   // by fingerprint (single-object)
-	ids     map[uint32]*writer // by registry id (Confluent)
+	// known are the writer schemas, read without a lock on every record
+	// (two workers' reads would contend on a lock's cache line) and
+	// replaced by a copy, under mu, when one is registered (rarely).
+	known atomic.Pointer[known]
+	mu    sync.Mutex
 
 	subjectIdx, eventIDIdx, timeIdx int
 }
@@ -131,6 +135,23 @@ type Decoder struct {
 type writer struct {
 	codec *goavro.Codec // the reference codec: schema checks and the legacy fingerprint
 	root  *node         // the compiled decoder
+}
+
+// known are the registered writer schemas; never modified once published
+// in Decoder.known.
+type known struct {
+	writers map[uint64]entry   // by fingerprint (single-object)
+	ids     map[uint32]*writer // by registry id (Confluent)
+}
+
+// update publishes a copy of the known writers changed by fn.
+func (d *Decoder) update(fn func(k *known)) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.known.Load()
+	k := &known{writers: maps.Clone(old.writers), ids: maps.Clone(old.ids)}
+	fn(k)
+	d.known.Store(k)
 }
 
 // entry is a writer schema under one of its fingerprints.
@@ -151,7 +172,8 @@ func WithClock(now func() time.Time) Option { return func(d *Decoder) { d.now = 
 // NewDecoder returns a decoder that knows the raw schema itself as a writer
 // schema.
 func NewDecoder(raw *schemas.EventSchema, rawSchemaJSON []byte, opts ...Option) (*Decoder, error) {
-	d := &Decoder{raw: raw, limits: DefaultLimits, now: time.Now, writers: map[uint64]entry{}, ids: map[uint32]*writer{}}
+	d := &Decoder{raw: raw, limits: DefaultLimits, now: time.Now}
+	d.known.Store(&known{writers: map[uint64]entry{}, ids: map[uint32]*writer{}})
 	for _, o := range opts {
 		o(d)
 	}
@@ -193,14 +215,14 @@ func (d *Decoder) Register(writerSchemaJSON []byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	d.mu.Lock()
-	d.writers[fp] = entry{w: w}
-	if old := w.codec.Rabin; old != fp {
-		if e, taken := d.writers[old]; !taken || e.legacy {
-			d.writers[old] = entry{w: w, legacy: true}
+	d.update(func(k *known) {
+		k.writers[fp] = entry{w: w}
+		if old := w.codec.Rabin; old != fp {
+			if e, taken := k.writers[old]; !taken || e.legacy {
+				k.writers[old] = entry{w: w, legacy: true}
+			}
 		}
-	}
-	d.mu.Unlock()
+	})
 	return fp, nil
 }
 
@@ -212,26 +234,20 @@ func (d *Decoder) RegisterID(id uint32, writerSchemaJSON []byte) (uint64, error)
 	if err != nil {
 		return 0, fmt.Errorf("eventcodec: writer schema: %w", err)
 	}
-	d.mu.RLock()
-	e := d.writers[fp]
-	d.mu.RUnlock()
+	e := d.known.Load().writers[fp]
 	w := e.w
 	if w == nil || e.legacy {
 		if w, _, err = d.compile(writerSchemaJSON); err != nil {
 			return 0, err
 		}
 	}
-	d.mu.Lock()
-	d.ids[id] = w
-	d.mu.Unlock()
+	d.update(func(k *known) { k.ids[id] = w })
 	return fp, nil
 }
 
 // KnownID reports whether a writer schema is registered under this id.
 func (d *Decoder) KnownID(id uint32) bool {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	return d.ids[id] != nil
+	return d.known.Load().ids[id] != nil
 }
 
 // compile checks a writer schema against the raw schema and compiles it.
@@ -314,12 +330,11 @@ func (d *Decoder) Decode(b []byte, ev *Event) (reason Reason) {
 // writerOf returns the writer schema a header names (nil when unknown) and
 // whether it was found by its legacy fingerprint.
 func (d *Decoder) writerOf(h wireformat.Header) (*writer, bool) {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
+	k := d.known.Load()
 	if h.Format == wireformat.Confluent {
-		return d.ids[h.ID], false
+		return k.ids[h.ID], false
 	}
-	e := d.writers[h.Fingerprint]
+	e := k.writers[h.Fingerprint]
 	return e.w, e.legacy
 }
 
