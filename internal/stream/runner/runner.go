@@ -719,7 +719,9 @@ func (r *Runner) markSeen(fetches kgo.Fetches) {
 
 // process runs each worker on its records. A decision that went stale
 // while processing (a withdrawal arrived) is redone, up to three times,
-// before anything is produced, which costs no abort.
+// when nothing was produced yet, which costs no abort; once a worker
+// streamed outputs (Batch.Ready) the batch can only be aborted and redone
+// (transact).
 func (l *loop) process(ctx context.Context) error {
 	err := l.r.processAll(ctx, l.workers, l.buckets, l.batches)
 	for redo := 0; err == nil && redo < 3 && !streamedAny(l.batches) && !allCurrent(l.workers, l.buckets); redo++ {
