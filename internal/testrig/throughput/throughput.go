@@ -55,7 +55,13 @@ type Options struct {
 	AllGranted bool
 	Partitions int // of every topic (default 6)
 	Rounds     int // interleaved repetitions of the three runs (default 3)
-	Log        io.Writer
+	// LatencySeconds is the measured duration of each latency phase
+	// (latency.go); 0 skips the latency part.
+	LatencySeconds int
+	// LatencyPollRecords is the runner's MaxPollRecords of the
+	// lower-latency setting measured at KnobFraction (default 500).
+	LatencyPollRecords int
+	Log                io.Writer
 }
 
 // Mode names one of the compared runs.
@@ -95,6 +101,9 @@ type Result struct {
 	JobOverPassthroughTx    float64 `json:"job_over_passthrough_tx"`
 	JobOverPassthroughNoTx  float64 `json:"job_over_passthrough_no_tx"`
 	JobCPUOverPassthroughTx float64 `json:"job_cpu_over_passthrough_tx"`
+	// Latency is the end-to-end latency at fractions of the job's rate
+	// (nil when skipped).
+	Latency *Latency `json:"latency,omitempty"`
 }
 
 type bench struct {
@@ -164,6 +173,11 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	res.JobOverPassthroughTx = res.Modes[Job].EventsPerS / res.Modes[PassthroughTx].EventsPerS
 	res.JobOverPassthroughNoTx = res.Modes[Job].EventsPerS / res.Modes[PassthroughNoTx].EventsPerS
 	res.JobCPUOverPassthroughTx = res.Modes[Job].CPUMicrosEvent / res.Modes[PassthroughTx].CPUMicrosEvent
+	if opt.LatencySeconds > 0 {
+		if res.Latency, err = b.runLatency(ctx, res.Modes[Job].EventsPerS); err != nil {
+			return Result{}, fmt.Errorf("bench throughput: %w", err)
+		}
+	}
 	return res, nil
 }
 
