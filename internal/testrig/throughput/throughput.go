@@ -58,9 +58,12 @@ type Options struct {
 	// LatencySeconds is the measured duration of each latency phase
 	// (latency.go); 0 skips the latency part.
 	LatencySeconds int
-	// LatencyPollRecords is the runner's MaxPollRecords of the
-	// lower-latency setting measured at KnobFraction (default 500).
+	// LatencyPollRecords and LatencyLinger are the runner's MaxPollRecords
+	// (0: PIPELINE_MAX_POLL_RECORDS, as the default setting) and producer
+	// linger (0: no wait) of the lower-latency setting measured at
+	// KnobFraction against the configured ones.
 	LatencyPollRecords int
+	LatencyLinger      time.Duration
 	Log                io.Writer
 }
 
