@@ -159,7 +159,7 @@ func (b *bench) latencyPool() (rawPool, error) {
 	return p, nil
 }
 
-// latencySetting runs one job with the setting's MaxPollRecords on a fresh
+// latencySetting runs one job with the setting's poll size and linger on a fresh
 // raw topic and measures its phases.
 func (b *bench) latencySetting(ctx context.Context, idx int, s latencySetting, maxEPS float64, dur time.Duration, pool rawPool) ([]LatencyRun, error) {
 	raw := fmt.Sprintf("%s.latency%d.raw", b.id, idx)
@@ -378,7 +378,12 @@ func (b *bench) startConsumer(ctx context.Context, topics []string) (*consumer, 
 		parts[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset)
 		c.next[o.Topic][o.Partition], c.starts[o.Topic][o.Partition] = o.Offset, o.Offset
 	})
-	if c.cl, err = b.cfg.Kafka.NewClient(kgo.ConsumePartitions(parts), kgo.FetchIsolationLevel(kgo.ReadCommitted())); err != nil {
+	// FetchMaxWait as the Java consumer's fetch.max.wait.ms default (kgo's
+	// is 5s): the broker does not always answer a read_committed fetch when
+	// a transaction's markers move the last stable offset, and such a
+	// fetch then waits out its maximum (seen here as 5 s stalls).
+	if c.cl, err = b.cfg.Kafka.NewClient(kgo.ConsumePartitions(parts), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(500*time.Millisecond)); err != nil {
 		return nil, err
 	}
 	cctx, stop := context.WithCancel(ctx)
