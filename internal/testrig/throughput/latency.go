@@ -246,6 +246,7 @@ func (b *bench) latencySetting(ctx context.Context, idx int, s latencySetting, m
 			return nil, err
 		}
 		ms := con.latencies(ph.measuredFrom, ph.end)
+		con.forget(ph.end)
 		run := LatencyRun{Setting: s.name, MaxPollRecords: s.poll, LingerMs: float64(s.linger) / 1e6, Fraction: f, TargetEPS: rate,
 			AchievedEPS: float64(ph.end-ph.measuredFrom) / max(ph.window.Seconds(), 1e-3), Sent: ph.end - ph.measuredFrom, Measured: int64(len(ms)),
 			MaxTickGapMs: float64(ph.maxGap) / 1e6, Aborted: rn.Aborted() - aborted}
@@ -457,6 +458,17 @@ func (c *consumer) catchUp(ctx context.Context, adm *kadm.Client, topics []strin
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// forget drops the events before to (a finished phase's).
+func (c *consumer) forget(to int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for s := range c.first {
+		if s < to {
+			delete(c.first, s)
 		}
 	}
 }
