@@ -127,6 +127,11 @@ func (b *Batch) Ready() {
 	}
 }
 
+// Sink returns the sink and the count Stream set (nil when the batch is
+// not streamed): a worker that wraps another's can put its own sink in
+// front of the runner's and restore it after.
+func (b *Batch) Sink() (func([]Output), int) { return b.sink, b.every }
+
 // Streamed returns how many of the outputs Ready handed over: the runner
 // produces the rest (and redoes a stale batch only when none was).
 func (b *Batch) Streamed() int { return b.streamed }

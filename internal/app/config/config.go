@@ -191,6 +191,10 @@ type Runner struct {
 	TransactionalID    string        `env:"TRANSACTIONAL_ID"`
 	TransactionTimeout time.Duration `env:"TRANSACTION_TIMEOUT" envDefault:"10s"`
 	SessionTimeout     time.Duration `env:"SESSION_TIMEOUT" envDefault:"10s"`
+	// ProducerLinger is how long the runner's producer waits to fill a
+	// batch before sending it (0: no wait): the latency-for-throughput
+	// knob, with MaxPollRecords (README, Performance).
+	ProducerLinger time.Duration `env:"PRODUCER_LINGER" envDefault:"5ms"`
 }
 
 // Privacy configures the privacy processor.
@@ -548,10 +552,13 @@ func (r Redis) Validate() error {
 	return nil
 }
 
-// Validate checks the abort streak.
+// Validate checks the abort streak and the linger.
 func (r Runner) Validate() error {
 	if r.AbortAlertAfter < 1 {
 		return fmt.Errorf("config: PIPELINE_ABORT_ALERT_AFTER must be at least 1")
+	}
+	if r.ProducerLinger < 0 || r.ProducerLinger > time.Second {
+		return fmt.Errorf("config: PIPELINE_PRODUCER_LINGER must be between 0 and 1s")
 	}
 	return nil
 }

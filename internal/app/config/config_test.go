@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 )
@@ -131,5 +132,24 @@ func TestSectionsReadTheSameVariables(t *testing.T) {
 	if got.Names.RawTopic != "r" || got.Runner.Workers != 3 || got.Consent.APIAddr != ":1" || got.Kanon.DPMaxCells != 2 ||
 		got.Castle.Delta != 99 || got.Names.CastleGroup != "g" || got.Redis.PasswordFile != pw || got.Ops.LogLevel != "debug" {
 		t.Fatalf("a variable was not read: %+v", got)
+	}
+}
+
+// TestProducerLinger: the runner's linger defaults to 5ms, 0 is accepted
+// (no wait) and a negative or huge value is refused.
+func TestProducerLinger(t *testing.T) {
+	c, err := Load(SectionRunner)
+	if err != nil || c.Runner.ProducerLinger != 5*time.Millisecond {
+		t.Fatalf("default linger %v, %v", c.Runner.ProducerLinger, err)
+	}
+	t.Setenv("PIPELINE_PRODUCER_LINGER", "0s")
+	if c, err := Load(SectionRunner); err != nil || c.Runner.ProducerLinger != 0 {
+		t.Fatalf("linger 0: %v, %v", c.Runner.ProducerLinger, err)
+	}
+	for _, bad := range []string{"-1ms", "2s"} {
+		t.Setenv("PIPELINE_PRODUCER_LINGER", bad)
+		if _, err := Load(SectionRunner); err == nil || !strings.Contains(err.Error(), "PRODUCER_LINGER") {
+			t.Fatalf("linger %s accepted: %v", bad, err)
+		}
 	}
 }

@@ -67,9 +67,19 @@ func Sections(command string) []config.Section {
 func RunnerConfig(cfg config.Config, group, input string, log *slog.Logger) runner.Config {
 	r := cfg.Runner
 	return runner.Config{Conn: cfg.Kafka, Group: group, Input: input, Log: log,
-		Workers: r.Workers, MaxPollRecords: r.MaxPollRecords, TransactionalID: r.TransactionalID,
-		TransactionTimeout: r.TransactionTimeout, SessionTimeout: r.SessionTimeout,
+		Workers: r.Workers, MaxPollRecords: r.MaxPollRecords, ProducerLinger: RunnerLinger(r.ProducerLinger),
+		TransactionalID: r.TransactionalID, TransactionTimeout: r.TransactionTimeout, SessionTimeout: r.SessionTimeout,
 		AbortAlertAfter: r.AbortAlertAfter, IdleAfter: r.TickIdleAfter}
+}
+
+// RunnerLinger maps PIPELINE_PRODUCER_LINGER to runner.Config's
+// ProducerLinger, where zero means the default: 0 (no wait) becomes
+// negative.
+func RunnerLinger(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 // NewRegistry returns a registry with the Go and process collectors, for

@@ -64,6 +64,11 @@ type Config struct {
 	Workers int
 	// MaxPollRecords bounds one batch, that is one transaction (default 5000).
 	MaxPollRecords int
+	// ProducerLinger is how long the producer waits to fill a batch of
+	// outputs before sending it (kgo.ProducerLinger): longer trades
+	// latency for fewer, larger produce requests. Zero: 5ms; negative: no
+	// wait.
+	ProducerLinger time.Duration
 	// ClientID names the client in broker logs.
 	ClientID string
 	// TransactionalID identifies this replica's transactions. Give each
@@ -179,6 +184,9 @@ func New(cfg Config, proc processors.Processor) (*Runner, error) {
 	}
 	if cfg.MaxPollRecords <= 0 {
 		cfg.MaxPollRecords = 5000
+	}
+	if cfg.ProducerLinger == 0 {
+		cfg.ProducerLinger = 5 * time.Millisecond
 	}
 	if cfg.ClientID == "" {
 		cfg.ClientID = "privacy-pipeline-" + proc.Name()
@@ -490,7 +498,7 @@ func (r *Runner) sessionOpts() []kgo.Opt {
 		kgo.HeartbeatInterval(max(r.cfg.SessionTimeout/5, 500*time.Millisecond)),
 		kgo.ProducerBatchCompression(kgo.SnappyCompression()),
 		kgo.ProducerBatchMaxBytes(MaxRecordBytes),
-		kgo.ProducerLinger(5 * time.Millisecond),
+		kgo.ProducerLinger(max(r.cfg.ProducerLinger, 0)),
 		kgo.RecordPartitioner(r.partitioner()),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			r.noteAssigned(m)

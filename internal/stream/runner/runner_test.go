@@ -89,3 +89,17 @@ func TestRunnerCommitsAfterOutputsAndResumes(t *testing.T) {
 		t.Fatalf("out holds %d records, %d distinct; want 1000 and 1000", len(got), len(seen))
 	}
 }
+
+// TestProducerLingerDefault: zero is 5ms, a negative linger is no wait, a
+// positive one is kept.
+func TestProducerLingerDefault(t *testing.T) {
+	for give, want := range map[time.Duration]time.Duration{0: 5 * time.Millisecond, -1: -1, 20 * time.Millisecond: 20 * time.Millisecond} {
+		r, err := New(Config{Conn: kafkaconn.Config{Brokers: []string{"localhost:9092"}}, Group: "g", Input: "in", ProducerLinger: give}, &echo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.cfg.ProducerLinger != want {
+			t.Fatalf("linger %v became %v, want %v", give, r.cfg.ProducerLinger, want)
+		}
+	}
+}

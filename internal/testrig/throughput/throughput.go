@@ -58,7 +58,16 @@ type Options struct {
 	AllGranted bool
 	Partitions int // of every topic (default 6)
 	Rounds     int // interleaved repetitions of the three runs (default 3)
-	Log        io.Writer
+	// LatencySeconds is the measured duration of each latency phase
+	// (latency.go); 0 skips the latency part.
+	LatencySeconds int
+	// LatencyPollRecords and LatencyLinger are the runner's MaxPollRecords
+	// (0: PIPELINE_MAX_POLL_RECORDS, as the default setting) and producer
+	// linger (0: no wait) of the lower-latency setting measured at
+	// KnobFraction against the configured ones.
+	LatencyPollRecords int
+	LatencyLinger      time.Duration
+	Log                io.Writer
 	// CPUProfile, when set, is the file that receives a CPU profile of
 	// the privacy job's last round (go tool pprof).
 	CPUProfile string
@@ -103,6 +112,9 @@ type Result struct {
 	JobOverPassthroughTx    float64 `json:"job_over_passthrough_tx"`
 	JobOverPassthroughNoTx  float64 `json:"job_over_passthrough_no_tx"`
 	JobCPUOverPassthroughTx float64 `json:"job_cpu_over_passthrough_tx"`
+	// Latency is the end-to-end latency at fractions of the job's rate
+	// (nil when skipped).
+	Latency *Latency `json:"latency,omitempty"`
 }
 
 type bench struct {
@@ -176,6 +188,11 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	res.JobOverPassthroughTx = res.Modes[Job].EventsPerS / res.Modes[PassthroughTx].EventsPerS
 	res.JobOverPassthroughNoTx = res.Modes[Job].EventsPerS / res.Modes[PassthroughNoTx].EventsPerS
 	res.JobCPUOverPassthroughTx = res.Modes[Job].CPUMicrosEvent / res.Modes[PassthroughTx].CPUMicrosEvent
+	if opt.LatencySeconds > 0 {
+		if res.Latency, err = b.runLatency(ctx, res.Modes[Job].EventsPerS); err != nil {
+			return Result{}, fmt.Errorf("bench throughput: %w", err)
+		}
+	}
 	return res, nil
 }
 
