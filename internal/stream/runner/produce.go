@@ -89,6 +89,9 @@ func (o *outputs) rest(batches []processors.Batch) {
 // transaction. It is called once per transaction, also when it aborts
 // (the aborted records' promises fire too).
 func (o *outputs) wait() error {
+	// Flush sends what the producer still lingers over at once: the
+	// batch is complete, nothing more will join those records.
+	_ = o.sess.Client().Flush(o.ctx) // on an error (the context ended) the promises still fire
 	o.wg.Wait()
 	for i := range o.arenas {
 		o.arenas[i].reset()

@@ -496,6 +496,12 @@ func (r *Runner) sessionOpts() []kgo.Opt {
 		kgo.TransactionTimeout(r.cfg.TransactionTimeout),
 		kgo.SessionTimeout(r.cfg.SessionTimeout),
 		kgo.HeartbeatInterval(max(r.cfg.SessionTimeout/5, 500*time.Millisecond)),
+		// Kafka 4 (KIP-890) may answer a transaction's first produce with
+		// CONCURRENT_TRANSACTIONS while the previous one's markers are
+		// still being written; franz-go retries it after a metadata
+		// refresh, which waits out the metadata min age (5 s by default):
+		// a 5 s stall after some commits. 100 ms bounds it.
+		kgo.MetadataMinAge(100 * time.Millisecond),
 		kgo.ProducerBatchCompression(kgo.SnappyCompression()),
 		kgo.ProducerBatchMaxBytes(MaxRecordBytes),
 		kgo.ProducerLinger(max(r.cfg.ProducerLinger, 0)),

@@ -96,6 +96,9 @@ type LatencyRun struct {
 	// Aborted counts the job's transactions aborted during the phase
 	// (each redoes its batch: a latency spike, not a loss).
 	Aborted uint64 `json:"aborted_transactions"`
+	// Phases are the job's transactions during the phase: how many, and
+	// the mean time of each in processing, producing and committing.
+	Phases Phases `json:"phases"`
 }
 
 // benchHeader carries an event's sequence number and send time (8 + 8
@@ -189,6 +192,7 @@ func (b *bench) latencySetting(ctx context.Context, idx int, s latencySetting, m
 	rc := wiring.RunnerConfig(b.cfg, group, raw, slog.New(slog.NewTextHandler(b.opt.Log, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	rc.TransactionalID, rc.MaxPollRecords = group, s.poll
 	rc.ProducerLinger = wiring.RunnerLinger(s.linger)
+	rc.Metrics = runner.NewMetrics(prometheus.NewRegistry())
 	rn, err := runner.New(rc, newStamped(pp.Processor, clean))
 	if err != nil {
 		return nil, err
@@ -231,7 +235,7 @@ func (b *bench) latencySetting(ctx context.Context, idx int, s latencySetting, m
 	}
 	for _, f := range s.fractions {
 		rate := f * maxEPS
-		aborted := rn.Aborted()
+		aborted, phases0 := rn.Aborted(), readPhases(rc.Metrics)
 		ph, err := pace(ctx, pr, pool, rate, latencyWarmup, dur, &seq)
 		if err != nil {
 			return nil, err
@@ -249,15 +253,15 @@ func (b *bench) latencySetting(ctx context.Context, idx int, s latencySetting, m
 		con.forget(ph.end)
 		run := LatencyRun{Setting: s.name, MaxPollRecords: s.poll, LingerMs: float64(s.linger) / 1e6, Fraction: f, TargetEPS: rate,
 			AchievedEPS: float64(ph.end-ph.measuredFrom) / max(ph.window.Seconds(), 1e-3), Sent: ph.end - ph.measuredFrom, Measured: int64(len(ms)),
-			MaxTickGapMs: float64(ph.maxGap) / 1e6, Aborted: rn.Aborted() - aborted}
+			MaxTickGapMs: float64(ph.maxGap) / 1e6, Aborted: rn.Aborted() - aborted, Phases: readPhases(rc.Metrics).since(phases0)}
 		if q := Percentiles(ms, 0.5, 0.99, 0.999, 1); q != nil {
 			run.P50Ms, run.P99Ms, run.P999Ms, run.MaxMs = q[0], q[1], q[2], q[3]
 		}
 		if ph.errs > 0 {
 			return nil, fmt.Errorf("%d raw events could not be produced", ph.errs)
 		}
-		b.logf("latency %-11s poll %5d linger %4.1f ms at %3.0f %% (%6.0f events/s, achieved %6.0f, longest tick gap %.0f ms): %d of %d events measured, p50 %.1f ms, p99 %.1f ms, p999 %.1f ms, max %.1f ms, %d aborted",
-			s.name, s.poll, run.LingerMs, f*100, rate, run.AchievedEPS, run.MaxTickGapMs, run.Measured, run.Sent, run.P50Ms, run.P99Ms, run.P999Ms, run.MaxMs, run.Aborted)
+		b.logf("latency %-11s poll %5d linger %4.1f ms at %3.0f %% (%6.0f events/s, achieved %6.0f, longest tick gap %.0f ms): %d of %d events measured, p50 %.1f ms, p99 %.1f ms, p999 %.1f ms, max %.1f ms, %d aborted%s",
+			s.name, s.poll, run.LingerMs, f*100, rate, run.AchievedEPS, run.MaxTickGapMs, run.Measured, run.Sent, run.P50Ms, run.P99Ms, run.P999Ms, run.MaxMs, run.Aborted, run.Phases)
 		runs = append(runs, run)
 	}
 	return runs, nil

@@ -384,6 +384,17 @@ type Phases struct {
 	CommitMs  float64 `json:"commit_ms"`
 }
 
+// since returns the phases of the batches after p0 (both read from one
+// runner's metrics).
+func (p Phases) since(p0 Phases) Phases {
+	n := p.Batches - p0.Batches
+	if n <= 0 {
+		return Phases{}
+	}
+	d := func(a, a0 float64) float64 { return (a*float64(p.Batches) - a0*float64(p0.Batches)) / float64(n) }
+	return Phases{Batches: n, ProcessMs: d(p.ProcessMs, p0.ProcessMs), ProduceMs: d(p.ProduceMs, p0.ProduceMs), CommitMs: d(p.CommitMs, p0.CommitMs)}
+}
+
 func readPhases(m *runner.Metrics) Phases {
 	var p Phases
 	mean := func(ph string) float64 {
