@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"slices"
+	"strings"
 
 	"github.com/privacy-pipeline/pipeline/internal/testrig/throughput"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/withdrawal"
@@ -15,8 +18,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "throughput" {
 		return cmdBenchThroughput(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "plot" {
+		return cmdBenchPlot(args[1:], stdout)
+	}
 	if len(args) == 0 || args[0] != "withdrawal" {
-		return usageError{"bench needs withdrawal or throughput"}
+		return usageError{"bench needs withdrawal, throughput or plot"}
 	}
 	fs := newFlags("bench withdrawal")
 	rate := fs.Int("rate", 20000, "raw events per second")
@@ -42,33 +48,111 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // cmdBenchThroughput runs 'pipeline-dev bench throughput': the privacy job
-// against a fan-out passthrough on the same real broker, interleaved.
+// against a fan-out passthrough on the same real broker, interleaved; the
+// k-anonymity processors on the job's output; with --sweep, how the cost
+// grows (each point a short run), and with --plot a PNG of the sweeps.
 func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench throughput")
 	events := fs.Int("events", 200000, "raw events pre-produced")
 	subjects := fs.Int("subjects", 50000, "distinct subjects")
 	partitions := fs.Int("partitions", 6, "partitions of every topic")
-	rounds := fs.Int("rounds", 3, "interleaved repetitions of the three runs")
+	rounds := fs.Int("rounds", 3, "interleaved repetitions of the runs (0 with --sweep: the sweeps only)")
 	allGranted := fs.Bool("all-granted", false, "grant every subject every purpose (default: the synthetic consent mix)")
+	purposes := fs.Int("purposes", 0, "grant every subject only the first N purposes, 1-5 (N clean records per event)")
+	recordBytes := fs.Int("record-bytes", 0, "raw event size to aim for, e.g. 200-4096 (the free-text message padded)")
+	replicas := fs.Int("replicas", 0, "runner instances of the runner modes in this process, one group (0: one)")
+	kanon := fs.Bool("kanon", true, "also run the k-anonymity processors on the job's output (mode d)")
+	sweep := fs.String("sweep", "", "also run the sweeps: all, or some of "+strings.Join(throughput.Sweeps, ","))
+	sweepEvents := fs.Int("sweep-events", 100000, "raw events per sweep point")
+	plot := fs.String("plot", "", "write a PNG of the sweeps to this file")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object on the last line of stdout")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
-	if *events < 1 || *subjects < 1 || *partitions < 1 || *rounds < 1 {
-		return usageError{"--events, --subjects, --partitions and --rounds must be positive"}
+	if *events < 1 || *subjects < 1 || *partitions < 1 || *rounds < 0 || (*rounds == 0 && *sweep == "") {
+		return usageError{"--events, --subjects, --partitions and --rounds must be positive (--rounds 0 only with --sweep)"}
 	}
-	res, err := throughput.Run(ctx, throughput.Options{Events: *events, Subjects: *subjects, Partitions: *partitions, Rounds: *rounds, AllGranted: *allGranted, Log: stderr})
-	if err != nil {
-		return err
+	if *purposes < 0 || *purposes > 5 || *recordBytes < 0 || *replicas < 0 || *sweepEvents < 1 {
+		return usageError{"--purposes must be 0-5, --record-bytes and --replicas not negative, --sweep-events positive"}
 	}
-	for _, m := range throughput.Modes {
-		f := res.Modes[m]
-		fmt.Fprintf(stdout, "%-18s %9.0f events/s  %6.1f us CPU/event  peak RSS %5.0f MB\n", m, f.EventsPerS, f.CPUMicrosEvent, f.PeakRSSMB)
+	var sweeps []string
+	if *sweep != "" {
+		var err error
+		if sweeps, err = throughput.ParseSweeps(*sweep); err != nil {
+			return usageError{err.Error()}
+		}
 	}
-	fmt.Fprintf(stdout, "job / passthrough-tx %.2f, job / passthrough-no-tx %.2f, CPU per event job / passthrough-tx %.2fx (medians of %d rounds)\n",
-		res.JobOverPassthroughTx, res.JobOverPassthroughNoTx, res.JobCPUOverPassthroughTx, res.Rounds)
+	var res throughput.Result
+	if *rounds > 0 {
+		var err error
+		res, err = throughput.Run(ctx, throughput.Options{Events: *events, Subjects: *subjects, Partitions: *partitions, Rounds: *rounds,
+			AllGranted: *allGranted, Purposes: *purposes, RecordBytes: *recordBytes, Replicas: *replicas, Kanon: *kanon, Log: stderr})
+		if err != nil {
+			return err
+		}
+		for _, m := range res.OrderedModes() {
+			f := res.Modes[m]
+			unit := "events"
+			if slices.Contains(throughput.KanonModes, m) {
+				unit = "records"
+			}
+			fmt.Fprintf(stdout, "%-18s %9.0f %s/s  %6.1f us CPU/%s  peak RSS %5.0f MB  Redis %6.1f round trips/1000 events",
+				m, f.EventsPerS, unit, f.CPUMicrosEvent, strings.TrimSuffix(unit, "s"), f.PeakRSSMB, f.RedisRoundTrips)
+			if m == throughput.Job {
+				fmt.Fprintf(stdout, "  consent cache hit rate %.3f", f.CacheHitRate)
+			}
+			fmt.Fprintln(stdout)
+		}
+		fmt.Fprintf(stdout, "job / passthrough-tx %.2f, job / passthrough-no-tx %.2f, CPU per event job / passthrough-tx %.2fx (medians of %d rounds)\n",
+			res.JobOverPassthroughTx, res.JobOverPassthroughNoTx, res.JobCPUOverPassthroughTx, res.Rounds)
+	}
+	if len(sweeps) > 0 {
+		sc, err := throughput.Sweep(ctx, throughput.SweepOptions{Sweeps: sweeps, Events: *sweepEvents, Subjects: *subjects, Partitions: *partitions, Log: stderr})
+		res.Scaling = sc
+		if err != nil {
+			if sc == nil || len(sc.Points) == 0 {
+				return err
+			}
+			fmt.Fprintf(stderr, "bench throughput: %v (the points before it are kept)\n", err)
+		}
+		sc.WriteTable(stdout)
+	}
+	if *plot != "" {
+		if err := throughput.PlotFile(res, *plot); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench throughput: plot written to %s\n", *plot)
+	}
 	if *asJSON {
 		return writeJSON(stdout, res)
 	}
+	return nil
+}
+
+// cmdBenchPlot runs 'pipeline-dev bench plot': the PNG of a throughput
+// result's sweeps, from its JSON (a file whose last JSON line is the
+// result, as --json prints it).
+func cmdBenchPlot(args []string, stdout io.Writer) error {
+	fs := newFlags("bench plot")
+	in := fs.String("in", "", "the JSON of 'bench throughput --json' (its output; the last line that is a JSON object is read)")
+	out := fs.String("out", "docs/bench-throughput.png", "the PNG to write")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if *in == "" {
+		return usageError{"bench plot needs --in FILE"}
+	}
+	b, err := os.ReadFile(*in)
+	if err != nil {
+		return fmt.Errorf("bench plot: %w", err)
+	}
+	res, err := throughput.ReadResult(b)
+	if err != nil {
+		return fmt.Errorf("bench plot: %s: %w", *in, err)
+	}
+	if err := throughput.PlotFile(res, *out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s\n", *out)
 	return nil
 }
