@@ -49,14 +49,13 @@ func (r Result) OrderedModes() []Mode {
 	return out
 }
 
-// kanonIdle ends a k-anonymity run: no input record committed for this
-// long after the last (the clean topics' record counts are not known
-// exactly: their end offsets hold the transaction markers too).
-const kanonIdle = 3 * time.Second
+// kanonStall ends a k-anonymity run that stopped short of its input:
+// no input record committed for this long.
+const kanonStall = 30 * time.Second
 
 // kanon runs one k-anonymity processor from the start of its clean input
-// (everything the job wrote so far) until its input stops advancing; the
-// measurement ends at its last commit.
+// until it has committed every record the job committed to it so far
+// (commits); the measurement ends at its last commit.
 func (b *bench) kanon(ctx context.Context, m Mode, group string, st *start) (int64, error) {
 	spec, err := wiring.LoadKanonSpec(b.cfg)
 	if err != nil {
@@ -82,6 +81,10 @@ func (b *bench) kanon(ctx context.Context, m Mode, group string, st *start) (int
 	}
 	rc := wiring.RunnerConfig(cfg, group, input, slog.New(slog.DiscardHandler))
 	rc.TransactionalID, rc.Notices = group, notices
+	target := b.commits.topic(input)
+	if target == 0 {
+		return 0, fmt.Errorf("%s: the job committed nothing to %s (run the job first)", proc.Name(), input)
+	}
 	rn, err := runner.New(rc, proc)
 	if err != nil {
 		return 0, err
@@ -100,7 +103,11 @@ func (b *bench) kanon(ctx context.Context, m Mode, group string, st *start) (int
 			last, lastAt = c, time.Now()
 			st.end, st.endCPU, st.total = lastAt, cpuTicks(), int64(c)
 		}
-		if c > 0 && time.Since(lastAt) > kanonIdle {
+		if int64(c) >= target {
+			break
+		}
+		if c > 0 && time.Since(lastAt) > kanonStall {
+			b.logf("%s: stopped at %d of %d records for %s; measured to its last commit", m, c, target, kanonStall)
 			break
 		}
 		if c == 0 && time.Since(started) > time.Minute {
@@ -121,6 +128,9 @@ func (b *bench) kanon(ctx context.Context, m Mode, group string, st *start) (int
 	stop()
 	if err := <-errc; err != nil {
 		return 0, err
+	}
+	if n := rn.Aborted(); n > 0 {
+		b.logf("%s: %d transactions aborted", m, n)
 	}
 	return int64(last), nil
 }

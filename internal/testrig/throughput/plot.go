@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -73,8 +75,10 @@ func Plot(res Result, w io.Writer) error {
 	if res.Scaling == nil || len(res.Scaling.Points) == 0 {
 		return errors.New("bench plot: the result has no sweeps (run bench throughput --sweep)")
 	}
+	pts := append([]Point(nil), res.Scaling.Points...)
+	fillBaselines(pts) // a result from before the baselines were filled
 	by := map[string][]Point{}
-	for _, p := range res.Scaling.Points {
+	for _, p := range pts {
 		by[p.Sweep] = append(by[p.Sweep], p)
 	}
 	sub := fmt.Sprintf("%d events per point", res.Scaling.Events)
@@ -137,17 +141,17 @@ type series struct {
 func panel(title, x, y string, pts []Point, logX bool, ss ...series) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text, p.X.Label.Text, p.Y.Label.Text = title, x, y
-	p.Legend.Top, p.Legend.Left = false, true
+	p.Legend.Top, p.Legend.Left = true, false
 	p.Y.Min = 0
+	p.Y.Tick.Marker = humanTicks{}
 	if len(pts) == 0 {
 		p.Title.Text += "\n(not measured)"
 		return p, nil
 	}
 	if logX {
-		p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
-	} else {
-		p.X.Tick.Marker = xTicks(pts)
+		p.X.Scale = plot.LogScale{}
 	}
+	p.X.Tick.Marker = xTicks(pts)
 	for _, s := range ss {
 		xy := plotter.XYs{}
 		for _, pt := range pts {
@@ -182,7 +186,7 @@ func panel(title, x, y string, pts []Point, logX bool, ss ...series) (*plot.Plot
 		sc.Color, sc.Shape = s.color, draw.CircleGlyph{}
 		p.Add(l, sc)
 		p.Legend.Add(s.name, l, sc)
-		if y := maxY(xy) * 1.15; y > p.Y.Max {
+		if y := maxY(xy) * 1.35; y > p.Y.Max { // room for the legend
 			p.Y.Max = y
 		}
 	}
@@ -201,7 +205,32 @@ func maxY(xy plotter.XYs) float64 {
 func xTicks(pts []Point) plot.ConstantTicks {
 	var t plot.ConstantTicks
 	for _, p := range pts {
-		t = append(t, plot.Tick{Value: p.X, Label: fmt.Sprintf("%g", p.X)})
+		t = append(t, plot.Tick{Value: p.X, Label: human(p.X)})
 	}
 	return t
+}
+
+// humanTicks are the default ticks labelled 25k, 1.5M.
+type humanTicks struct{}
+
+// Ticks returns plot.DefaultTicks' ticks with human labels.
+func (humanTicks) Ticks(lo, hi float64) []plot.Tick {
+	ts := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i := range ts {
+		if ts[i].Label != "" {
+			ts[i].Label = human(ts[i].Value)
+		}
+	}
+	return ts
+}
+
+// human formats 25000 as 25k and 1e7 as 10M.
+func human(v float64) string {
+	switch a := math.Abs(v); {
+	case a >= 1e6:
+		return strconv.FormatFloat(v/1e6, 'g', 4, 64) + "M"
+	case a >= 1e4:
+		return strconv.FormatFloat(v/1e3, 'g', 4, 64) + "k"
+	}
+	return strconv.FormatFloat(v, 'g', 4, 64)
 }

@@ -8,9 +8,31 @@ import (
 	"time"
 
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
 	"github.com/privacy-pipeline/pipeline/processors"
+	"github.com/twmb/franz-go/pkg/kadm"
 )
+
+// groupDone reports whether a group's committed offsets have reached the
+// end of every partition of the raw topic.
+func (b *bench) groupDone(ctx context.Context, group string) (bool, error) {
+	ends, err := b.adm.ListEndOffsets(ctx, b.cfg.Names.RawTopic)
+	if err != nil {
+		return false, fmt.Errorf("bench throughput: %w", err)
+	}
+	fetched, err := b.adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return false, fmt.Errorf("bench throughput: %w", err)
+	}
+	done := true
+	ends.Each(func(o kadm.ListedOffset) {
+		if c, ok := fetched.Lookup(o.Topic, o.Partition); !ok || c.At < o.Offset {
+			done = false
+		}
+	})
+	return done, nil
+}
 
 // replicas runs a runner mode as Options.Replicas runner instances in
 // this process, in one consumer group, each with its own transactional id
@@ -18,7 +40,7 @@ import (
 // separate processes would have. The clock starts at the first committed
 // batch once every replica has partitions (the joins' rebalances are left
 // out), or, when the run ended before that, at the first committed batch.
-func (b *bench) replicas(ctx context.Context, m Mode, group string, round int, st *start) (int64, error) {
+func (b *bench) replicas(ctx context.Context, m Mode, group string, st *start) (int64, error) {
 	n := max(1, b.opt.Replicas)
 	counter := &atomic.Int64{}
 	rctx, stop := context.WithCancel(ctx)
@@ -38,6 +60,7 @@ func (b *bench) replicas(ctx context.Context, m Mode, group string, round int, s
 		}
 		rc := wiring.RunnerConfig(b.cfg, group, b.cfg.Names.RawTopic, slog.New(slog.DiscardHandler))
 		rc.TransactionalID = fmt.Sprintf("%s-r%d", group, i)
+		rc.OnCommit = b.commits.hook(nil)
 		rn, err := runner.New(rc, proc)
 		if err != nil {
 			return 0, err
@@ -45,6 +68,8 @@ func (b *bench) replicas(ctx context.Context, m Mode, group string, round int, s
 		rns = append(rns, rn)
 		go func() { errc <- rn.Run(rctx) }()
 	}
+	cleanTopics := b.cleanTopics()
+	before := b.commits.total(cleanTopics...)
 	var first start
 	running := n
 	for {
@@ -60,8 +85,18 @@ func (b *bench) replicas(ctx context.Context, m Mode, group string, round int, s
 				st.mark(int64(c))
 			}
 		}
+		// The replicas' committed counts may overshoot across a
+		// rebalance; the group's offsets at the raw topic's end (it is
+		// not transactional: its end offsets are its record counts) say
+		// that every event is committed.
 		if int(c) >= b.opt.Events {
-			break
+			done, err := b.groupDone(ctx, group)
+			if err != nil {
+				return 0, err
+			}
+			if done {
+				break
+			}
 		}
 		select {
 		case err := <-errc:
@@ -81,8 +116,24 @@ func (b *bench) replicas(ctx context.Context, m Mode, group string, round int, s
 			return 0, err
 		}
 	}
+	var aborted uint64
+	for _, rn := range rns {
+		aborted += rn.Aborted()
+	}
+	if aborted > 0 {
+		b.logf("%s: %d replicas, %d transactions aborted (rebalances)", m, n, aborted)
+	}
 	if m == Job {
-		return b.countOut(ctx, round)
+		return b.commits.total(cleanTopics...) - before, nil
 	}
 	return counter.Load(), nil
+}
+
+// cleanTopics are the job's five output topics.
+func (b *bench) cleanTopics() []string {
+	var ts []string
+	for _, p := range purpose.All {
+		ts = append(ts, wiring.CleanTopic(b.cfg, p))
+	}
+	return ts
 }

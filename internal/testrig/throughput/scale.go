@@ -180,6 +180,7 @@ func Sweep(ctx context.Context, o SweepOptions) (*Scaling, error) {
 		return nil, err
 	}
 	sc := &Scaling{Events: o.Events, Subjects: o.Subjects, Partitions: o.Partitions}
+	defer func() { fillBaselines(sc.Points) }()
 	for i, p := range ps {
 		fmt.Fprintf(o.Log, "sweep %d/%d: %s = %g\n", i+1, len(ps), p.sweep, p.x)
 		res, err := Run(ctx, p.opt)
@@ -188,7 +189,6 @@ func Sweep(ctx context.Context, o SweepOptions) (*Scaling, error) {
 		}
 		sc.Points = append(sc.Points, point(p, res))
 	}
-	fillBaselines(sc.Points)
 	return sc, nil
 }
 

@@ -128,18 +128,19 @@ type Result struct {
 }
 
 type bench struct {
-	opt   Options
-	id    string
-	cfg   config.Config
-	rdb   *redis.Client
-	adm   *kadm.Client
-	cl    *kgo.Client
-	keys  *pseudonym.Keyring
-	start time.Time
-	outs  []string // the fan-out's five topics
-	bytes int64
-	rtt   *roundTrips            // counts b.rdb's round trips
-	regs  []*prometheus.Registry // the job's registries of the current run
+	opt     Options
+	id      string
+	cfg     config.Config
+	rdb     *redis.Client
+	adm     *kadm.Client
+	cl      *kgo.Client
+	keys    *pseudonym.Keyring
+	start   time.Time
+	outs    []string // the fan-out's five topics
+	bytes   int64
+	rtt     *roundTrips            // counts b.rdb's round trips
+	commits commits                // the runners' committed outputs per topic
+	regs    []*prometheus.Registry // the job's registries of the current run
 }
 
 // Run measures.
@@ -309,7 +310,7 @@ func (b *bench) runMode(ctx context.Context, m Mode, round int) (run, error) {
 		out, err = b.kanon(ctx, m, group, &st)
 	default:
 		if b.opt.Replicas > 0 {
-			out, err = b.replicas(ctx, m, group, round, &st)
+			out, err = b.replicas(ctx, m, group, &st)
 		} else {
 			out, err = b.viaRunner(ctx, m, group, round, &st)
 		}
@@ -382,6 +383,7 @@ func (b *bench) viaRunner(ctx context.Context, m Mode, group string, round int, 
 	}
 	rc := wiring.RunnerConfig(b.cfg, group, b.cfg.Names.RawTopic, slog.New(slog.DiscardHandler))
 	rc.TransactionalID = group
+	rc.OnCommit = b.commits.hook(rc.OnCommit)
 	rn, err := runner.New(rc, proc)
 	if err != nil {
 		return 0, err
