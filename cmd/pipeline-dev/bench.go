@@ -64,6 +64,7 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 	kanon := fs.Bool("kanon", true, "also run the k-anonymity processors on the job's output (mode d)")
 	sweep := fs.String("sweep", "", "also run the sweeps: all, or some of "+strings.Join(throughput.Sweeps, ","))
 	sweepEvents := fs.Int("sweep-events", 100000, "raw events per sweep point")
+	sweepRounds := fs.Int("sweep-rounds", 1, "rounds per sweep point (medians)")
 	plot := fs.String("plot", "", "write a PNG of the sweeps to this file")
 	asJSON := fs.Bool("json", false, "print the result as one JSON object on the last line of stdout")
 	if err := fs.Parse(args); err != nil {
@@ -72,8 +73,8 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 	if *events < 1 || *subjects < 1 || *partitions < 1 || *rounds < 0 || (*rounds == 0 && *sweep == "") {
 		return usageError{"--events, --subjects, --partitions and --rounds must be positive (--rounds 0 only with --sweep)"}
 	}
-	if *purposes < 0 || *purposes > 5 || *recordBytes < 0 || *replicas < 0 || *sweepEvents < 1 {
-		return usageError{"--purposes must be 0-5, --record-bytes and --replicas not negative, --sweep-events positive"}
+	if *purposes < 0 || *purposes > 5 || *recordBytes < 0 || *replicas < 0 || *sweepEvents < 1 || *sweepRounds < 1 {
+		return usageError{"--purposes must be 0-5, --record-bytes and --replicas not negative, --sweep-events and --sweep-rounds positive"}
 	}
 	var sweeps []string
 	if *sweep != "" {
@@ -107,7 +108,7 @@ func cmdBenchThroughput(ctx context.Context, args []string, stdout, stderr io.Wr
 			res.JobOverPassthroughTx, res.JobOverPassthroughNoTx, res.JobCPUOverPassthroughTx, res.Rounds)
 	}
 	if len(sweeps) > 0 {
-		sc, err := throughput.Sweep(ctx, throughput.SweepOptions{Sweeps: sweeps, Events: *sweepEvents, Subjects: *subjects, Partitions: *partitions, Log: stderr})
+		sc, err := throughput.Sweep(ctx, throughput.SweepOptions{Sweeps: sweeps, Events: *sweepEvents, Rounds: *sweepRounds, Subjects: *subjects, Partitions: *partitions, Log: stderr})
 		res.Scaling = sc
 		if err != nil {
 			if sc == nil || len(sc.Points) == 0 {

@@ -81,7 +81,7 @@ func Plot(res Result, w io.Writer) error {
 	for _, p := range pts {
 		by[p.Sweep] = append(by[p.Sweep], p)
 	}
-	sub := fmt.Sprintf("%d events per point", res.Scaling.Events)
+	sub := fmt.Sprintf("%d events per point, %d round(s)", res.Scaling.Events, max(1, res.Scaling.Rounds))
 	panels := [][]*plot.Plot{{nil, nil, nil}, {nil, nil, nil}}
 	var err error
 	job := func(p Point) float64 { return p.JobEPS }

@@ -9,9 +9,11 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // groupDone reports whether a group's committed offsets have reached the
@@ -124,7 +126,19 @@ func (b *bench) replicas(ctx context.Context, m Mode, group string, st *start) (
 		b.logf("%s: %d replicas, %d transactions aborted (rebalances)", m, n, aborted)
 	}
 	if m == Job {
-		return b.commits.total(cleanTopics...) - before, nil
+		// Read back (read_committed) what the clean topics hold, against
+		// what the runners reported committed.
+		hooked := b.commits.total(cleanTopics...) - before
+		var held int64
+		if err := kafkaio.Scan(ctx, b.cfg.Kafka, func(*kgo.Record) { held++ }, cleanTopics...); err != nil {
+			return 0, err
+		}
+		out := held - b.cleanHeld
+		b.cleanHeld = held
+		if out != hooked {
+			b.logf("%s: the clean topics hold %d new records, the runners reported %d committed", m, out, hooked)
+		}
+		return out, nil
 	}
 	return counter.Load(), nil
 }

@@ -35,12 +35,17 @@ type SweepOptions struct {
 	Events     int      // raw events per point (default 100000)
 	Subjects   int      // distinct subjects where they do not vary (default 50000)
 	Partitions int      // where they do not vary (default 6)
-	Log        io.Writer
+	// Rounds per point (default 1): medians over them. A fresh topic set
+	// sometimes stalls its first transactional writer for ~5 s after the
+	// first commit; more rounds keep that out of the medians.
+	Rounds int
+	Log    io.Writer
 }
 
 // Scaling is the sweeps' result (Result.Scaling).
 type Scaling struct {
 	Events     int     `json:"events_per_point"`
+	Rounds     int     `json:"rounds_per_point"`
 	Subjects   int     `json:"subjects"`
 	Partitions int     `json:"partitions"`
 	Points     []Point `json:"points"`
@@ -89,7 +94,7 @@ type plan struct {
 
 // plans lays out the points of the sweeps.
 func plans(o SweepOptions) ([]plan, error) {
-	base := Options{Events: o.Events, Subjects: o.Subjects, Partitions: o.Partitions, Rounds: 1, Log: o.Log}
+	base := Options{Events: o.Events, Subjects: o.Subjects, Partitions: o.Partitions, Rounds: max(1, o.Rounds), Log: o.Log}
 	var out []plan
 	for _, s := range o.Sweeps {
 		switch s {
@@ -175,11 +180,12 @@ func Sweep(ctx context.Context, o SweepOptions) (*Scaling, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
+	o.Rounds = max(1, o.Rounds)
 	ps, err := plans(o)
 	if err != nil {
 		return nil, err
 	}
-	sc := &Scaling{Events: o.Events, Subjects: o.Subjects, Partitions: o.Partitions}
+	sc := &Scaling{Events: o.Events, Rounds: o.Rounds, Subjects: o.Subjects, Partitions: o.Partitions}
 	defer func() { fillBaselines(sc.Points) }()
 	for i, p := range ps {
 		fmt.Fprintf(o.Log, "sweep %d/%d: %s = %g\n", i+1, len(ps), p.sweep, p.x)

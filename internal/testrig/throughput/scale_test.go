@@ -124,7 +124,7 @@ func TestPlansLayOutTheSweeps(t *testing.T) {
 	pass := map[string]int{}
 	for _, p := range ps {
 		count[p.sweep]++
-		if p.opt.Rounds != 1 || p.opt.Events != 1000 {
+		if p.opt.Rounds != 1 || p.opt.Events != 1000 { // rounds default to 1
 			t.Fatalf("%s %g: %+v", p.sweep, p.x, p.opt)
 		}
 		if p.passthrough {

@@ -128,19 +128,20 @@ type Result struct {
 }
 
 type bench struct {
-	opt     Options
-	id      string
-	cfg     config.Config
-	rdb     *redis.Client
-	adm     *kadm.Client
-	cl      *kgo.Client
-	keys    *pseudonym.Keyring
-	start   time.Time
-	outs    []string // the fan-out's five topics
-	bytes   int64
-	rtt     *roundTrips            // counts b.rdb's round trips
-	commits commits                // the runners' committed outputs per topic
-	regs    []*prometheus.Registry // the job's registries of the current run
+	opt       Options
+	id        string
+	cfg       config.Config
+	rdb       *redis.Client
+	adm       *kadm.Client
+	cl        *kgo.Client
+	keys      *pseudonym.Keyring
+	start     time.Time
+	outs      []string // the fan-out's five topics
+	bytes     int64
+	rtt       *roundTrips            // counts b.rdb's round trips
+	commits   commits                // the runners' committed outputs per topic
+	cleanHeld int64                  // records read back from the clean topics (replicas)
+	regs      []*prometheus.Registry // the job's registries of the current run
 }
 
 // Run measures.
