@@ -5,6 +5,7 @@
 //	pipeline-dev chaos [--events N] [--kills K] [--binary PATH] [--json]   exactly-once under failures (real Kafka + Redis)
 //	pipeline-dev bench withdrawal [--rate N] [--withdrawals N] [--json]     withdrawal latency (real Kafka + Redis)
 //	pipeline-dev bench throughput [--events N] [--rounds N] [--json]        the job against a fan-out passthrough (real Kafka + Redis)
+//	pipeline-dev bench plot --in FILE [--out PNG]                           the PNG of a throughput result's sweeps
 //	pipeline-dev eval kanon --data DIR [--k K] [--json]                     both mechanisms offline on the UCI Adult data set
 //
 // The chaos test runs its replicas from the production binary (--binary,
@@ -29,7 +30,9 @@ func main() {
 const usage = `usage:
   pipeline-dev chaos [--events N] [--kills K] [--subjects N] [--partitions N] [--seed S] [--no-kanon] [--binary PATH] [--json]
   pipeline-dev bench withdrawal [--rate N] [--withdrawals N] [--subjects N] [--json]
-  pipeline-dev bench throughput [--events N] [--subjects N] [--partitions N] [--rounds N] [--json]
+  pipeline-dev bench throughput [--events N] [--subjects N] [--partitions N] [--rounds N] [--all-granted | --purposes K]
+      [--record-bytes N] [--replicas N] [--kanon=false] [--sweep all|LIST] [--sweep-events N] [--plot FILE] [--json]
+  pipeline-dev bench plot --in FILE [--out PNG]
   pipeline-dev eval kanon --data DIR [--k K] [--delta D] [--beta B] [--json]
 `
 

@@ -44,7 +44,6 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
-	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 	"github.com/privacy-pipeline/pipeline/processors"
 )
 
@@ -154,11 +153,13 @@ func (b *bench) latencyPool() (rawPool, error) {
 	if err != nil {
 		return rawPool{}, err
 	}
-	gen := synth.New(17, b.opt.Subjects, b.start)
-	n := min(20000, max(b.opt.Subjects, 1000))
+	// The seed's first events: their subjects are ones whose consent is
+	// stored (seed.go).
+	next := b.events()
+	n := min(20000, max(b.opt.Subjects, 1000), b.opt.Events)
 	p := rawPool{keys: make([][]byte, n), values: make([][]byte, n)}
 	for i := range n {
-		ev := gen.Event(i)
+		ev, _ := next(i)
 		r, err := enc.Record("", &ev)
 		if err != nil {
 			return rawPool{}, err

@@ -33,15 +33,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/privacy-pipeline/pipeline/examples/producer"
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/app/wiring"
-	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/fields/pseudonym"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
-	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
-	"github.com/privacy-pipeline/pipeline/internal/testrig/synth"
 	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/privacy-pipeline/pipeline/topology"
 )
@@ -71,6 +67,26 @@ type Options struct {
 	// CPUProfile, when set, is the file that receives a CPU profile of
 	// the privacy job's last round (go tool pprof).
 	CPUProfile string
+
+	// The scaling knobs (scale.go); zero keeps the defaults above.
+	//
+	// Purposes, 1-5, grants every subject only the first k purposes of
+	// purpose.All (the others denied): the job writes k records per event.
+	Purposes int
+	// RecordBytes is the raw event size aimed at: the free-text message is
+	// padded above the natural size, optional fields are dropped below it
+	// (Result.EventBytes is what was reached).
+	RecordBytes int
+	// Replicas runs the runner modes as this many runner instances in this
+	// process, each with its own transactional id, in one group (0: the
+	// one runner of the default path).
+	Replicas int
+	// Kanon adds mode (d): the k-anonymity processors that read the clean
+	// topics (KanonModes), after the job in each round.
+	Kanon bool
+	// Modes, when set, replaces the runs of each round (the sweeps run the
+	// job and passthrough_tx only).
+	Modes []Mode
 }
 
 // Mode names one of the compared runs.
@@ -96,6 +112,15 @@ type Figures struct {
 	RoundsEPS      []float64 `json:"rounds_events_per_s"`
 	// Phases are the last round's (via the runner only).
 	Phases *Phases `json:"phases,omitempty"`
+	// RedisRoundTrips is the bench's Redis client's round trips (a
+	// command or a pipeline each) per 1,000 events, over the whole run;
+	// CacheHitRate the consent cache's hits / (hits + misses) (the job).
+	// Medians over the rounds.
+	RedisRoundTrips float64 `json:"redis_round_trips_per_1000_events"`
+	CacheHitRate    float64 `json:"consent_cache_hit_rate,omitempty"`
+	// InputRecords is what one run read (the kanon modes: clean records;
+	// their events_per_s and cpu_us_per_event are per input record).
+	InputRecords int64 `json:"input_records,omitempty"`
 }
 
 // Result is the measurement; its JSON form is the last line of
@@ -115,19 +140,28 @@ type Result struct {
 	// Latency is the end-to-end latency at fractions of the job's rate
 	// (nil when skipped).
 	Latency *Latency `json:"latency,omitempty"`
+	// The scaling knobs of this run (Options), and the sweeps when asked.
+	Purposes    int      `json:"purposes,omitempty"`
+	RecordBytes int      `json:"record_bytes,omitempty"`
+	Replicas    int      `json:"replicas,omitempty"`
+	Scaling     *Scaling `json:"scaling,omitempty"`
 }
 
 type bench struct {
-	opt   Options
-	id    string
-	cfg   config.Config
-	rdb   *redis.Client
-	adm   *kadm.Client
-	cl    *kgo.Client
-	keys  *pseudonym.Keyring
-	start time.Time
-	outs  []string // the fan-out's five topics
-	bytes int64
+	opt       Options
+	id        string
+	cfg       config.Config
+	rdb       *redis.Client
+	adm       *kadm.Client
+	cl        *kgo.Client
+	keys      *pseudonym.Keyring
+	start     time.Time
+	outs      []string // the fan-out's five topics
+	bytes     int64
+	rtt       *roundTrips            // counts b.rdb's round trips
+	commits   commits                // the runners' committed outputs per topic
+	cleanHeld int64                  // records read back from the clean topics (replicas)
+	regs      []*prometheus.Registry // the job's registries of the current run
 }
 
 // Run measures.
@@ -158,7 +192,7 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 	}
 	runs := map[Mode][]run{}
 	for round := 1; round <= opt.Rounds; round++ {
-		for _, m := range Modes {
+		for _, m := range b.modes() {
 			r, err := b.runMode(ctx, m, round)
 			if err != nil {
 				return Result{}, fmt.Errorf("bench throughput: %s, round %d: %w", m, round, err)
@@ -169,13 +203,15 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		}
 	}
 	res := Result{Events: opt.Events, Subjects: opt.Subjects, Partitions: opt.Partitions, Rounds: opt.Rounds,
-		AllGranted: opt.AllGranted, EventBytes: float64(b.bytes) / float64(opt.Events), Modes: map[Mode]Figures{}}
+		AllGranted: opt.AllGranted, EventBytes: float64(b.bytes) / float64(opt.Events), Modes: map[Mode]Figures{},
+		Purposes: opt.Purposes, RecordBytes: opt.RecordBytes, Replicas: opt.Replicas}
 	for m, rs := range runs {
 		var f Figures
-		var eps, cpu []float64
+		var eps, cpu, rtt, hit []float64
 		for _, r := range rs {
 			eps, cpu = append(eps, r.eps), append(cpu, r.cpuUS)
-			f.PeakRSSMB, f.RecordsOut = max(f.PeakRSSMB, r.rssMB), r.out
+			rtt, hit = append(rtt, r.rttPer1k), append(hit, r.hitRate)
+			f.PeakRSSMB, f.RecordsOut, f.InputRecords = max(f.PeakRSSMB, r.rssMB), r.out, r.in
 			if r.phases.Batches > 0 {
 				ph := r.phases
 				f.Phases = &ph
@@ -183,11 +219,12 @@ func Run(ctx context.Context, opt Options) (Result, error) {
 		}
 		f.RoundsEPS = append([]float64(nil), eps...)
 		f.EventsPerS, f.CPUMicrosEvent = median(eps), median(cpu)
+		f.RedisRoundTrips, f.CacheHitRate = median(rtt), median(hit)
 		res.Modes[m] = f
 	}
-	res.JobOverPassthroughTx = res.Modes[Job].EventsPerS / res.Modes[PassthroughTx].EventsPerS
-	res.JobOverPassthroughNoTx = res.Modes[Job].EventsPerS / res.Modes[PassthroughNoTx].EventsPerS
-	res.JobCPUOverPassthroughTx = res.Modes[Job].CPUMicrosEvent / res.Modes[PassthroughTx].CPUMicrosEvent
+	res.JobOverPassthroughTx = ratio(res.Modes[Job].EventsPerS, res.Modes[PassthroughTx].EventsPerS)
+	res.JobOverPassthroughNoTx = ratio(res.Modes[Job].EventsPerS, res.Modes[PassthroughNoTx].EventsPerS)
+	res.JobCPUOverPassthroughTx = ratio(res.Modes[Job].CPUMicrosEvent, res.Modes[PassthroughTx].CPUMicrosEvent)
 	if opt.LatencySeconds > 0 {
 		if res.Latency, err = b.runLatency(ctx, res.Modes[Job].EventsPerS); err != nil {
 			return Result{}, fmt.Errorf("bench throughput: %w", err)
@@ -234,6 +271,8 @@ func (b *bench) setup(ctx context.Context) (func(), error) {
 		return done, err
 	}
 	b.rdb = redis.NewClient(ropts)
+	b.rtt = &roundTrips{}
+	b.rdb.AddHook(b.rtt)
 	cleanup = append(cleanup, func() { b.rdb.Close() })
 	if b.cl, err = cfg.Kafka.NewClient(kgo.ProducerBatchCompression(kgo.NoCompression())); err != nil {
 		return done, err
@@ -273,63 +312,13 @@ func (b *bench) setup(ctx context.Context) (func(), error) {
 	return done, nil
 }
 
-// seed grants every subject every purpose in Redis and produces the raw
-// events (single-object encoded, keyed by subject).
-func (b *bench) seed(ctx context.Context) error {
-	pp, err := wiring.BuildPrivacy(ctx, b.cfg, wiring.Deps{Redis: b.rdb, Registry: prometheus.NewRegistry(), Keys: b.keys})
-	if err != nil {
-		return err
-	}
-	var subs []string
-	var recs []consent.Record
-	for i := 0; i < b.opt.Subjects; i++ {
-		r, ok := synth.Consent(i, b.start)
-		if b.opt.AllGranted {
-			r, ok = consent.Record{}, true
-			for _, p := range purpose.All {
-				r.Apply(p, consent.Granted, consent.GDPR, b.start.Add(-time.Hour).UnixMilli())
-			}
-		}
-		if ok {
-			subs, recs = append(subs, synth.SubjectID(i)), append(recs, r)
-		}
-		if len(subs) == 1000 || (i == b.opt.Subjects-1 && len(subs) > 0) {
-			if err := pp.Store.PutMany(ctx, subs, recs); err != nil {
-				return err
-			}
-			subs, recs = subs[:0], recs[:0]
-		}
-	}
-	if err := pp.Store.MarkLoaded(ctx); err != nil {
-		return err
-	}
-	enc, err := producer.NewEncoder()
-	if err != nil {
-		return err
-	}
-	gen := synth.New(16, b.opt.Subjects, b.start)
-	raw := make([]*kgo.Record, 0, b.opt.Events)
-	for i := 0; i < b.opt.Events; i++ {
-		ev := gen.Event(i)
-		r, err := enc.Record(b.cfg.Names.RawTopic, &ev)
-		if err != nil {
-			return err
-		}
-		b.bytes += int64(len(r.Value))
-		raw = append(raw, r)
-	}
-	if err := kafkaio.ProduceAll(ctx, b.cl, raw); err != nil {
-		return err
-	}
-	b.logf("%d raw events (%.0f bytes each) of %d subjects on %d partitions", b.opt.Events, float64(b.bytes)/float64(b.opt.Events), b.opt.Subjects, b.opt.Partitions)
-	return nil
-}
-
 // run is one mode's one round.
 type run struct {
 	eps, cpuUS, rssMB float64
 	out               int64
 	phases            Phases
+	in                int64   // records read (the kanon modes)
+	rttPer1k, hitRate float64 // Redis round trips per 1,000 events, consent cache hit rate
 }
 
 // runMode runs one mode from the start of the raw topic in a fresh group
@@ -348,23 +337,52 @@ func (b *bench) runMode(ctx context.Context, m Mode, round int) (run, error) {
 	}
 	debug.FreeOSMemory() // the previous run's and the seed's garbage is not this run's RSS
 	rss := startRSS(ctx)
+	b.rtt.reset()
+	b.regs = nil
 	var st start
 	var out int64
 	var err error
 	switch m {
 	case PassthroughNoTx:
 		out, err = b.noTx(ctx, group, &st)
+	case KanonAggregates, KanonRecords:
+		out, err = b.kanon(ctx, m, group, &st)
 	default:
-		out, err = b.viaRunner(ctx, m, group, round, &st)
+		if b.opt.Replicas > 0 {
+			out, err = b.replicas(ctx, m, group, &st)
+		} else {
+			out, err = b.viaRunner(ctx, m, group, round, &st)
+		}
 	}
-	wall := time.Since(st.at)
-	cpu := cpuTicks() - st.cpu
+	end, cpuEnd := time.Now(), cpuTicks()
+	if !st.end.IsZero() {
+		end, cpuEnd = st.end, st.endCPU
+	}
+	wall := end.Sub(st.at)
+	cpu := cpuEnd - st.cpu
 	peak := rss()
 	if err != nil {
 		return run{}, err
 	}
-	n := float64(int64(b.opt.Events) - st.events)
-	return run{eps: n / wall.Seconds(), cpuUS: float64(cpu) * 1e4 / n, rssMB: peak, out: out, phases: st.phases}, nil
+	total := int64(b.opt.Events)
+	if st.total > 0 {
+		total = st.total
+	}
+	n := float64(total - st.events)
+	if n <= 0 || wall <= 0 {
+		return run{}, fmt.Errorf("nothing measured after the first committed batch (%d of %d records in it): run more events", st.events, total)
+	}
+	r := run{eps: n / wall.Seconds(), cpuUS: float64(cpu) * 1e4 / n, rssMB: peak, out: out,
+		rttPer1k: float64(b.rtt.load()) * 1000 / float64(b.opt.Events), phases: st.phases}
+	if st.total > 0 {
+		r.in = st.total
+	}
+	if m == Job {
+		if r.hitRate, err = cacheHitRate(b.regs); err != nil {
+			return run{}, err
+		}
+	}
+	return r, nil
 }
 
 // String formats the phases for the progress line ("" when none).
@@ -417,6 +435,12 @@ type start struct {
 	cpu    int64
 	events int64
 	phases Phases // of the transactions (via the runner)
+	// end and endCPU, when set, end the measurement instead of the
+	// return (the kanon modes: their last commit); total, when set, is
+	// the records to count instead of the events.
+	end    time.Time
+	endCPU int64
+	total  int64
 }
 
 func (s *start) mark(events int64) {
@@ -431,7 +455,7 @@ func (b *bench) viaRunner(ctx context.Context, m Mode, group string, round int, 
 	var proc processors.Processor
 	var counter *atomic.Int64
 	if m == Job {
-		pp, err := wiring.BuildPrivacy(ctx, b.cfg, wiring.Deps{Redis: b.rdb, Registry: prometheus.NewRegistry(), Keys: b.keys})
+		pp, err := wiring.BuildPrivacy(ctx, b.cfg, wiring.Deps{Redis: b.rdb, Registry: b.jobRegistry(), Keys: b.keys})
 		if err != nil {
 			return 0, err
 		}
@@ -444,6 +468,7 @@ func (b *bench) viaRunner(ctx context.Context, m Mode, group string, round int, 
 	rc.TransactionalID = group
 	rc.Metrics = runner.NewMetrics(prometheus.NewRegistry())
 	defer func() { st.phases = readPhases(rc.Metrics) }()
+	rc.OnCommit = b.commits.hook(rc.OnCommit)
 	rn, err := runner.New(rc, proc)
 	if err != nil {
 		return 0, err
