@@ -11,7 +11,6 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/stream/runner"
-	"github.com/privacy-pipeline/pipeline/processors"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -50,15 +49,9 @@ func (b *bench) replicas(ctx context.Context, m Mode, group string, st *start) (
 	errc := make(chan error, n)
 	var rns []*runner.Runner
 	for i := range n {
-		var proc processors.Processor
-		if m == Job {
-			pp, err := wiring.BuildPrivacy(ctx, b.cfg, wiring.Deps{Redis: b.rdb, Registry: b.jobRegistry(), Keys: b.keys})
-			if err != nil {
-				return 0, err
-			}
-			proc = pp.Processor
-		} else {
-			proc = &fanout{outs: b.outs, n: counter}
+		proc, err := b.processor(ctx, m, counter)
+		if err != nil {
+			return 0, err
 		}
 		rc := wiring.RunnerConfig(b.cfg, group, b.cfg.Names.RawTopic, slog.New(slog.DiscardHandler))
 		rc.TransactionalID = fmt.Sprintf("%s-r%d", group, i)

@@ -449,20 +449,29 @@ func (s *start) mark(events int64) {
 	}
 }
 
-// viaRunner runs the exactly-once runner with the privacy processor or the
-// fan-out.
-func (b *bench) viaRunner(ctx context.Context, m Mode, group string, round int, st *start) (int64, error) {
-	var proc processors.Processor
-	var counter *atomic.Int64
+// processor builds the mode's processor: the privacy processor with its
+// own registry (the job), or the fan-out counting into counter.
+func (b *bench) processor(ctx context.Context, m Mode, counter *atomic.Int64) (processors.Processor, error) {
 	if m == Job {
 		pp, err := wiring.BuildPrivacy(ctx, b.cfg, wiring.Deps{Redis: b.rdb, Registry: b.jobRegistry(), Keys: b.keys})
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		proc = pp.Processor
-	} else {
-		f := &fanout{outs: b.outs, n: &atomic.Int64{}}
-		proc, counter = f, f.n
+		return pp.Processor, nil
+	}
+	return &fanout{outs: b.outs, n: counter}, nil
+}
+
+// viaRunner runs the exactly-once runner with the privacy processor or the
+// fan-out.
+func (b *bench) viaRunner(ctx context.Context, m Mode, group string, round int, st *start) (int64, error) {
+	var counter *atomic.Int64
+	if m != Job {
+		counter = &atomic.Int64{}
+	}
+	proc, err := b.processor(ctx, m, counter)
+	if err != nil {
+		return 0, err
 	}
 	rc := wiring.RunnerConfig(b.cfg, group, b.cfg.Names.RawTopic, slog.New(slog.DiscardHandler))
 	rc.TransactionalID = group
