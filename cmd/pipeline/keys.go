@@ -26,13 +26,16 @@ func cmdKeys(args []string, stdout io.Writer) error {
 		return cmdKeysCheck(args[1:], stdout)
 	}
 	if len(args) > 0 && args[0] == "kek" {
-		return cmdKeysKEK(args[1:], stdout)
+		return cmdKeysKEK("kek", "key-encryption key", args[1:], stdout)
+	}
+	if len(args) > 0 && args[0] == "link" {
+		return cmdKeysKEK("link", "privacy-center link key", args[1:], stdout)
 	}
 	if len(args) > 0 && args[0] == "ledger" {
 		return cmdKeysLedger(args[1:], stdout)
 	}
 	if len(args) == 0 || args[0] != "generate" {
-		return usageError{"keys needs generate, check, kek or ledger"}
+		return usageError{"keys needs generate, check, kek, link or ledger"}
 	}
 	fs_ := newFlags("keys")
 	out := fs_.String("out", "", "keyring file to write (required; never overwritten unless --force)")
@@ -73,33 +76,35 @@ func cmdKeys(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// cmdKeysKEK makes (new) or rotates (rotate) the key-encryption key of
-// the per-subject data keys (PIPELINE_KEK_FILE): a Tink keyset file, mode
-// 0600. The key material goes only to the file; the output names the
-// primary key's Tink id.
-func cmdKeysKEK(args []string, stdout io.Writer) error {
+// cmdKeysKEK makes (new) or rotates (rotate) a Tink AES-256-GCM keyset
+// file, mode 0600: the key-encryption key of the per-subject data keys
+// (keys kek, PIPELINE_KEK_FILE) or the key sealing the privacy center's
+// link tokens (keys link, PIPELINE_PRIVACY_CENTER_LINK_KEY_FILE; after a
+// rotation, links sealed by the older keys still open). The key material
+// goes only to the file; the output names the primary key's Tink id.
+func cmdKeysKEK(cmd, what string, args []string, stdout io.Writer) error {
 	if len(args) == 0 || (args[0] != "new" && args[0] != "rotate") {
-		return usageError{"keys kek needs new or rotate"}
+		return usageError{"keys " + cmd + " needs new or rotate"}
 	}
-	fs_ := newFlags("keys kek " + args[0])
-	out := fs_.String("out", "", "key-encryption key file (required; new never overwrites one)")
+	fs_ := newFlags("keys " + cmd + " " + args[0])
+	out := fs_.String("out", "", what+" file (required; new never overwrites one)")
 	keepIfExists := fs_.Bool("keep-if-exists", false, "new: exit 0 without writing when the file exists (for init containers)")
 	if err := fs_.Parse(args[1:]); err != nil {
 		return usageError{err.Error()}
 	}
 	if *out == "" {
-		return usageError{"keys kek " + args[0] + " needs --out FILE"}
+		return usageError{"keys " + cmd + " " + args[0] + " needs --out FILE"}
 	}
 	if args[0] == "rotate" {
 		id, err := subjectkey.RotateKEKFile(*out)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "added key %d to %s as the primary: new data keys are wrapped by it, the older keys still unwrap\n", id, *out)
+		fmt.Fprintf(stdout, "added key %d to %s as the primary: it seals from now on, the older keys still open\n", id, *out)
 		return nil
 	}
 	if _, err := os.Stat(*out); err == nil && *keepIfExists {
-		fmt.Fprintf(stdout, "key-encryption key %s exists; kept\n", *out)
+		fmt.Fprintf(stdout, "%s %s exists; kept\n", what, *out)
 		return nil
 	}
 	if err := subjectkey.GenerateKEKFile(*out); err != nil {
@@ -109,7 +114,7 @@ func cmdKeysKEK(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote a key-encryption key (AES-256-GCM, Tink key %d) to %s (mode 0600)\n", k.Primary(), *out)
+	fmt.Fprintf(stdout, "wrote a %s (AES-256-GCM, Tink key %d) to %s (mode 0600)\n", what, k.Primary(), *out)
 	return nil
 }
 

@@ -46,6 +46,7 @@ const usage = `usage:
   pipeline ropa [--format md|json] [--out FILE | --check FILE] [--controller NAME] [--contact TEXT] [--dpo TEXT] [--transfer TEXT]... [--acls FILE]
   pipeline keys generate --out FILE [--id SUFFIX] [--force | --keep-if-exists] | check --file FILE
   pipeline keys kek new|rotate --out FILE      the key-encryption key of the per-subject data keys
+  pipeline keys link new|rotate --out FILE     the key sealing the privacy center's customer links
   pipeline keys ledger new --out FILE          the erasure ledger's key
   pipeline erase --subject ID [--request ID]   erase a data subject (needs PIPELINE_ERASURE_KEY_FILE)
   pipeline api-token new --principals FILE --principal NAME --scopes LIST --out TOKENFILE [--expires D] [--keep-if-exists]

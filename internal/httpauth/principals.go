@@ -31,13 +31,17 @@ const (
 	ScopeRequestsRead Scope = "requests:read"
 	// ScopeRequestsWrite files data-subject requests (access, erasure).
 	ScopeRequestsWrite Scope = "requests:write"
-	// ScopeAdmin holds every scope.
+	// ScopeLinksWrite mints privacy-center links for customers the
+	// deploying company's login has authenticated.
+	ScopeLinksWrite Scope = "links:write"
+	// ScopeAdmin holds every scope (and opens the privacy center's
+	// operator view).
 	ScopeAdmin Scope = "admin"
 )
 
 // Scopes are every scope a file may name, wildcards included.
 var Scopes = []Scope{ScopeConsentRead, ScopeConsentWrite, ScopeConsentImport, "consent:*",
-	ScopeRequestsRead, ScopeRequestsWrite, "requests:*", ScopeAdmin}
+	ScopeRequestsRead, ScopeRequestsWrite, "requests:*", ScopeLinksWrite, ScopeAdmin}
 
 // Principal is an authenticated caller: a name from the principals file
 // (never a subject id), its scopes and how it authenticated.

@@ -16,7 +16,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,6 +58,9 @@ type Config struct {
 	// Consent configures the consent store, its cache, sync and API,
 	// PIPELINE_CONSENT_*.
 	Consent Consent `envPrefix:"CONSENT_"`
+	// PrivacyCenter configures the privacy center the consent API serves
+	// under /privacy/, PIPELINE_PRIVACY_CENTER_*.
+	PrivacyCenter PrivacyCenter `envPrefix:"PRIVACY_CENTER_"`
 	// Kanon configures the k-anonymous aggregates, PIPELINE_KANON_*.
 	Kanon Kanon `envPrefix:"KANON_"`
 	// Castle configures record-level k-anonymisation, PIPELINE_CASTLE_*.
@@ -316,6 +321,43 @@ type ConsentAPI struct {
 	LogKeyFile string `env:"LOG_KEY_FILE"`
 }
 
+// PrivacyCenter configures the customers' privacy center and the privacy
+// team's view (internal/privacycenter), served by the consent API.
+type PrivacyCenter struct {
+	// LinkKeyFile is the Tink keyset that seals the customers' link
+	// tokens ('pipeline keys link new'); empty: no privacy center (the
+	// /privacy/ pages and the links route are not served).
+	LinkKeyFile string `env:"LINK_KEY_FILE"`
+	// LinkMaxTTL is the longest lifetime of a link minted or honoured.
+	LinkMaxTTL time.Duration `env:"LINK_MAX_TTL" envDefault:"30m"`
+	// MetricsURLs are the /metrics endpoints the operator view sums (the
+	// privacy, kanon and requests replicas), comma-separated.
+	MetricsURLs []string `env:"METRICS_URLS" envSeparator:","`
+	// PublicURL is the center's external base URL (the links route's
+	// answer starts with it); empty: a relative URL.
+	PublicURL string `env:"PUBLIC_URL"`
+	// SecureCookies marks the session cookies Secure on a plain HTTP
+	// listener too (behind a proxy that terminates TLS).
+	SecureCookies bool `env:"SECURE_COOKIES" envDefault:"false"`
+}
+
+// Validate checks the link lifetime and the URLs.
+func (p PrivacyCenter) Validate() error {
+	if p.LinkMaxTTL < time.Minute || p.LinkMaxTTL > 24*time.Hour {
+		return errors.New("config: PIPELINE_PRIVACY_CENTER_LINK_MAX_TTL: from 1m to 24h")
+	}
+	for _, u := range append(slices.Clone(p.MetricsURLs), p.PublicURL) {
+		if u == "" {
+			continue
+		}
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.User != nil {
+			return errors.New("config: PIPELINE_PRIVACY_CENTER_METRICS_URLS and _PUBLIC_URL take http(s)://host[:port]/path URLs without credentials")
+		}
+	}
+	return nil
+}
+
 // Kanon configures the k-anonymous aggregates (pipeline run kanon).
 type Kanon struct {
 	K               int           `env:"K" envDefault:"11"`
@@ -504,7 +546,9 @@ func (c Config) Validate(sections ...Section) error {
 		case SectionRequests:
 			err = c.Requests.Validate()
 		case SectionConsent:
-			err = c.Consent.Validate()
+			if err = c.Consent.Validate(); err == nil {
+				err = c.PrivacyCenter.Validate()
+			}
 		case SectionKanon:
 			err = c.Kanon.Validate()
 		case SectionCastle:

@@ -320,21 +320,30 @@ func (a *App) consentAPI(ctx context.Context, cfg config.Config, reg prometheus.
 	}
 	// The requests API shares the server, the guard and the ledger: its
 	// routes are more specific than the consent API's "/v1/".
-	register, err := requestsAPI(cfg, requestredis.New(store.Client(), cfg.Requests.KeyPrefix), guard, check, a)
+	rapi, err := requestsAPI(cfg, requestredis.New(store.Client(), cfg.Requests.KeyPrefix), guard, check, a)
 	if err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", api.Handler())
-	register(mux)
+	rapi.Register(mux)
 	a.opts.Addr, a.opts.TLS = cfg.Consent.APIAddr, tc
 	a.opts.Mount = map[string]http.Handler{"/v1/": mux}
+	center, err := PrivacyCenter(cfg, api, rapi, guard, reg, a.log)
+	if err != nil {
+		return err
+	}
+	if center != nil {
+		center.RegisterLinks(mux)
+		a.opts.Mount["/privacy/"] = center.Handler()
+	}
 	a.opts.Ready = func() bool {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
 		return cl.Ping(pctx) == nil
 	}
-	a.started = []any{"addr", cfg.Consent.APIAddr, "topic", cfg.Names.ConsentTopic, "tls", tc != nil, "auth", cfg.Consent.API.Auth}
+	a.started = []any{"addr", cfg.Consent.APIAddr, "topic", cfg.Names.ConsentTopic, "tls", tc != nil, "auth", cfg.Consent.API.Auth,
+		"privacy_center", center != nil}
 	if tc == nil {
 		a.log.Warn("the consent API serves plain HTTP: set PIPELINE_CONSENT_API_TLS_CERT_FILE and _KEY_FILE unless a proxy in front terminates TLS")
 	}

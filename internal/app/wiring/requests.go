@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -126,10 +125,10 @@ func b2i(b bool) int64 {
 	return 0
 }
 
-// RequestsAPI returns the requests API's routes for the consent API's
-// server (the same guard, the ledger check when configured) and the
-// function that closes its producer.
-func RequestsAPI(cfg config.Config, store *requestredis.Store, guard *httpauth.Guard, check *erasure.Check, log *slog.Logger) (func(*http.ServeMux), func(), error) {
+// RequestsAPI returns the requests API for the consent API's server (the
+// same guard, the ledger check when configured; Register adds its
+// routes) and the function that closes its producer.
+func RequestsAPI(cfg config.Config, store *requestredis.Store, guard *httpauth.Guard, check *erasure.Check, log *slog.Logger) (*requestapi.Server, func(), error) {
 	cl, err := cfg.Kafka.NewClient(kgo.ProducerLinger(0))
 	if err != nil {
 		return nil, nil, err
@@ -144,14 +143,14 @@ func RequestsAPI(cfg config.Config, store *requestredis.Store, guard *httpauth.G
 		cl.Close()
 		return nil, nil, err
 	}
-	return s.Register, cl.Close, nil
+	return s, cl.Close, nil
 }
 
-func requestsAPI(cfg config.Config, store *requestredis.Store, guard *httpauth.Guard, check *erasure.Check, a *App) (func(*http.ServeMux), error) {
-	register, closeAPI, err := RequestsAPI(cfg, store, guard, check, a.log)
+func requestsAPI(cfg config.Config, store *requestredis.Store, guard *httpauth.Guard, check *erasure.Check, a *App) (*requestapi.Server, error) {
+	s, closeAPI, err := RequestsAPI(cfg, store, guard, check, a.log)
 	if err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, closeAPI)
-	return register, nil
+	return s, nil
 }

@@ -123,21 +123,47 @@ func New(cfg Config) (*Server, error) {
 // Handler returns the API routes (add /metrics, /healthz, /readyz around it).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	for _, rt := range []struct {
-		pattern string
-		scope   httpauth.Scope
-		h       http.HandlerFunc
-	}{
+	for _, rt := range s.routes() {
+		mux.Handle(rt.pattern, s.cfg.Guard.Route(rt.pattern, rt.scope, rt.h))
+	}
+	return mux
+}
+
+// HandlerAs returns the API routes served in-process as p, without the
+// guard: the privacy center (internal/privacycenter) calls them for the
+// customer its link authenticated, so every validation, ledger check,
+// GPC rule and audit record of the API applies to its changes too. It
+// must never be mounted on a listener.
+func (s *Server) HandlerAs(p httpauth.Principal) http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		mux.Handle(rt.pattern, as(p, rt.h))
+	}
+	return mux
+}
+
+// as runs h with p as the request's principal.
+func as(p httpauth.Principal, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h(w, r.WithContext(httpauth.WithPrincipal(r.Context(), p)))
+	})
+}
+
+type route struct {
+	pattern string
+	scope   httpauth.Scope
+	h       http.HandlerFunc
+}
+
+func (s *Server) routes() []route {
+	return []route{
 		{"PUT /v1/subjects/{subject}/consents/{purpose}", httpauth.ScopeConsentWrite, s.set},
 		{"POST /v1/subjects/{subject}/consents/{purpose}/withdraw", httpauth.ScopeConsentWrite, s.withdraw},
 		{"PUT /v1/subjects/{subject}/profile", httpauth.ScopeConsentWrite, s.profile},
 		{"GET /v1/subjects/{subject}/consents", httpauth.ScopeConsentRead, s.get},
 		{"GET /v1/subjects/{subject}/consents/history", httpauth.ScopeConsentRead, s.history},
 		{"POST /v1/consents/import", httpauth.ScopeConsentImport, s.importBulk},
-	} {
-		mux.Handle(rt.pattern, s.cfg.Guard.Route(rt.pattern, rt.scope, rt.h))
 	}
-	return mux
 }
 
 // principal names the request's authenticated caller.

@@ -97,11 +97,32 @@ func New(cfg Config) (*Server, error) {
 // Register adds the routes to mux (beside the consent API's: its
 // patterns are more specific than the consent API's "/v1/").
 func (s *Server) Register(mux *http.ServeMux) {
-	for _, rt := range []struct {
-		pattern string
-		scope   httpauth.Scope
-		h       http.HandlerFunc
-	}{
+	for _, rt := range s.routes() {
+		mux.Handle(rt.pattern, s.cfg.Guard.Route(rt.pattern, rt.scope, rt.h))
+	}
+}
+
+// RegisterAs adds the routes to mux served in-process as p, without the
+// guard (the privacy center's calls for the customer its link
+// authenticated; see consentapi.Server.HandlerAs). mux must never be
+// mounted on a listener.
+func (s *Server) RegisterAs(mux *http.ServeMux, p httpauth.Principal) {
+	for _, rt := range s.routes() {
+		h := rt.h
+		mux.Handle(rt.pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h(w, r.WithContext(httpauth.WithPrincipal(r.Context(), p)))
+		}))
+	}
+}
+
+type route struct {
+	pattern string
+	scope   httpauth.Scope
+	h       http.HandlerFunc
+}
+
+func (s *Server) routes() []route {
+	return []route{
 		{"POST /v1/subjects/{subject}/requests", httpauth.ScopeRequestsWrite, s.file("")},
 		{"POST /v1/subjects/{subject}/erasure", httpauth.ScopeRequestsWrite, s.file(requests.Erasure)},
 		{"POST /v1/subjects/{subject}/export", httpauth.ScopeRequestsWrite, s.file(requests.Access)},
@@ -112,8 +133,6 @@ func (s *Server) Register(mux *http.ServeMux) {
 		{"POST /v1/requests/{id}/verify", httpauth.ScopeRequestsWrite, s.change("verify")},
 		{"POST /v1/requests/{id}/extend", httpauth.ScopeRequestsWrite, s.change("extend")},
 		{"POST /v1/requests/{id}/refuse", httpauth.ScopeRequestsWrite, s.change("refuse")},
-	} {
-		mux.Handle(rt.pattern, s.cfg.Guard.Route(rt.pattern, rt.scope, rt.h))
 	}
 }
 

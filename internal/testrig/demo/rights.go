@@ -88,13 +88,13 @@ func runRights(ctx context.Context, cfg config.Config, rdb *redis.Client, pp *wi
 	if err != nil {
 		return res, err
 	}
-	register, closeAPI, err := wiring.RequestsAPI(cfg, requestredis.New(rdb, cfg.Requests.KeyPrefix), guard, check, log)
+	rapi, closeAPI, err := wiring.RequestsAPI(cfg, requestredis.New(rdb, cfg.Requests.KeyPrefix), guard, check, log)
 	if err != nil {
 		return res, err
 	}
 	defer closeAPI()
 	mux := http.NewServeMux()
-	register(mux)
+	rapi.Register(mux)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	call := func(method, path, body string) (int, []byte, error) {
