@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`.
 GO ?= go
 
-.PHONY: demo test unit integration stress services-up services-down bench bench-compare fuzz schemas ropa lint
+.PHONY: demo test unit integration screenshots stress services-up services-down bench bench-compare fuzz schemas ropa lint
 
 demo: ## the zero-setup embedded demo (in-process Kafka and Redis)
 	$(GO) run ./cmd/pipeline demo
@@ -14,6 +14,9 @@ unit: ## unit tests only (no services needed)
 
 integration: ## integration tests against running services (eval "$$(scripts/services up)" first)
 	CI=true $(GO) test -count=1 -v ./internal/integration/
+
+screenshots: ## the privacy center's screenshots in docs/ (the browser test on real services; eval "$$(scripts/services up)" first)
+	PIPELINE_CHROMIUM="$${PIPELINE_CHROMIUM:-$$(scripts/chromium)}" PIPELINE_SCREENSHOT_DIR=$(CURDIR)/docs CI=true $(GO) test -count=1 -run TestPrivacyCenterInABrowser -v ./internal/integration/
 
 stress: ## the k-anonymity and bad-input integration tests 10 times with the CPU saturated (COUNT, BUSY, RUN)
 	scripts/stress

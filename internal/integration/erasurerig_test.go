@@ -51,7 +51,8 @@ func (r *rig) startErasing(ctx context.Context) *redis.Client {
 	ropts, _ := wiring.RedisOptions(r.cfg)
 	rdb := redis.NewClient(ropts)
 	r.t.Cleanup(func() { rdb.Close() })
-	pp, err := wiring.BuildPrivacy(ctx, r.cfg, wiring.Deps{Redis: rdb, Registry: newRegistry(), Keys: r.keys})
+	r.reg = newRegistry() // the processor's metrics (snapshot, the privacy center's operator view)
+	pp, err := wiring.BuildPrivacy(ctx, r.cfg, wiring.Deps{Redis: rdb, Registry: r.reg, Keys: r.keys})
 	if err != nil {
 		r.t.Fatal(err)
 	}

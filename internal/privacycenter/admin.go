@@ -122,10 +122,13 @@ type dueRow struct {
 
 func num(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
+// named lists the counts above zero, by name.
 func named(m map[string]float64) []namedCount {
 	out := []namedCount{}
 	for _, k := range sortedKeys(m) {
-		out = append(out, namedCount{k, num(m[k])})
+		if m[k] > 0 {
+			out = append(out, namedCount{k, num(m[k])})
+		}
 	}
 	return out
 }

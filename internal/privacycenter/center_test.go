@@ -195,7 +195,9 @@ func newSealer(t *testing.T, a tink.AEAD, opts ...link.Option) *link.Sealer {
 }
 
 // sealerWith is a sealer of the env's key with other options.
-func (e *env) sealerWith(t *testing.T, opts ...link.Option) *link.Sealer { return newSealer(t, e.key, opts...) }
+func (e *env) sealerWith(t *testing.T, opts ...link.Option) *link.Sealer {
+	return newSealer(t, e.key, opts...)
+}
 
 func record(t *testing.T) ropa.Record {
 	t.Helper()

@@ -50,12 +50,15 @@ type source struct {
 	Error string
 }
 
-// denyReasons are the Denied reasons seen, sorted.
+// denyReasons are the Denied reasons with a count above zero, sorted
+// (the processor exports every reason from the start).
 func (c counts) denyReasons() []string {
 	set := map[string]bool{}
 	for _, m := range c.Denied {
-		for r := range m {
-			set[r] = true
+		for r, v := range m {
+			if v > 0 {
+				set[r] = true
+			}
 		}
 	}
 	return sortedKeys(set)

@@ -45,13 +45,14 @@ func PrivacyCenter(cfg config.Config, api *consentapi.Server, rapi *requestapi.S
 }
 
 // LinkSealer opens PIPELINE_PRIVACY_CENTER_LINK_KEY_FILE (a Tink
-// AES-256-GCM keyset, mode 0600, 'pipeline keys link new').
-func LinkSealer(cfg config.Config) (*link.Sealer, error) {
+// AES-256-GCM keyset, mode 0600, 'pipeline keys link new'); opts follow
+// the configured maximum lifetime.
+func LinkSealer(cfg config.Config, opts ...link.Option) (*link.Sealer, error) {
 	k, err := subjectkey.LoadKEKFile(cfg.PrivacyCenter.LinkKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("privacy center link key: %w", err)
 	}
-	return link.New(aeadOf{k}, link.WithMaxTTL(cfg.PrivacyCenter.LinkMaxTTL))
+	return link.New(aeadOf{k}, append([]link.Option{link.WithMaxTTL(cfg.PrivacyCenter.LinkMaxTTL)}, opts...)...)
 }
 
 // aeadOf is a key file as a tink.AEAD.
