@@ -48,6 +48,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -427,6 +428,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, ss session) {
 	}
 	s.count("view", nil)
 	purposes := describe(s.cfg.Record, ss.Lang)
+	rec := recordOf(st, found, gpc)
 	for i := range purposes {
 		p := &purposes[i]
 		p.State = "unset"
@@ -436,8 +438,8 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, ss session) {
 				p.Since = formatTime(ss.Lang, t)
 			}
 		}
-		p.Granted = p.State == "granted"
 		p.StateText = text(ss.Lang, "state."+p.State, p.State)
+		s.effect(p, rec, ss.Lang)
 	}
 	if m := r.URL.Query().Get("m"); m != "" && notice == "" {
 		notice = text(ss.Lang, "done_"+m, "")
@@ -454,9 +456,10 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, ss session) {
 }
 
 func (s *Server) historyRows(lang string, changes []consent.HistoryEntry) []historyRow {
+	changes = slices.Clone(changes)
+	slices.SortStableFunc(changes, func(a, b consent.HistoryEntry) int { return strings.Compare(b.Timestamp, a.Timestamp) }) // newest first
 	rows := make([]historyRow, 0, len(changes))
-	for i := len(changes) - 1; i >= 0; i-- { // newest first
-		c := changes[i]
+	for _, c := range changes {
 		row := historyRow{Purpose: msg(lang, "all_purposes"), How: text(lang, "source."+c.Source, c.Source)}
 		if t, err := time.Parse(time.RFC3339Nano, c.Timestamp); err == nil {
 			row.When = formatTime(lang, t)

@@ -377,11 +377,11 @@ func TestSubjectComesOnlyFromTheToken(t *testing.T) {
 // under the policy version in force, keeping the subject's jurisdiction.
 func TestChoicesCarryThePolicyAndTheSource(t *testing.T) {
 	e := newEnv(t)
-	e.api.state["canary-subject-a"] = &consentapi.State{Jurisdiction: "VN", Purposes: map[string]consentapi.PurposeState{}}
+	e.api.state["canary-subject-a"] = &consentapi.State{Jurisdiction: "vn_decree13", Purposes: map[string]consentapi.PurposeState{}}
 	c := e.signIn(t, "canary-subject-a")
 	e.post(t, c, "/privacy/consents/analytics", url.Values{"state": {"granted"}})
 	got := e.api.callsOf("grant")
-	if len(got) != 1 || got[0].Body["source"] != "web_form" || got[0].Body["jurisdiction"] != "VN" || got[0].Body["policy_version"] != record(t).PolicyVersion {
+	if len(got) != 1 || got[0].Body["source"] != "web_form" || got[0].Body["jurisdiction"] != "vn_decree13" || got[0].Body["policy_version"] != record(t).PolicyVersion {
 		t.Fatalf("%+v", got)
 	}
 }
@@ -683,5 +683,35 @@ func TestOperatorView(t *testing.T) {
 	cust := e.signIn(t, "canary-subject-a")
 	if code, _, _ := e.get(t, cust, "/privacy/admin/"); code != 303 {
 		t.Fatalf("a customer on the operator view: %d", code)
+	}
+}
+
+// TestPageSaysWhatIsInEffect: the page shows what the processor decides,
+// not only the stored choice: a grant of marketing held off by the GPC
+// signal says so, an opt-out jurisdiction's unset purpose is in use (its
+// switch on, to object), a withdrawal is off, an opt-in region's unset
+// purpose is off; the history is newest first.
+func TestPageSaysWhatIsInEffect(t *testing.T) {
+	e := newEnv(t)
+	e.api.state["canary-subject-a"] = &consentapi.State{Jurisdiction: "ccpa", GPC: true, Purposes: map[string]consentapi.PurposeState{
+		"marketing": {State: "granted"}, "analytics": {State: "withdrawn"}}}
+	e.api.state["canary-subject-b"] = &consentapi.State{Jurisdiction: "gdpr", Purposes: map[string]consentapi.PurposeState{}}
+	_, body, _ := e.get(t, e.signIn(t, "canary-subject-a"), "/privacy/")
+	for _, want := range []string{
+		`id="switch-marketing" aria-checked="true"`, `id="effect-marketing"`,
+		`id="switch-analytics" aria-checked="false"`,
+		`id="switch-personalization" aria-checked="true"`, `id="effect-personalization"`,
+		`id="switch-third_party_sharing" aria-checked="false"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("subject a's page lacks %s", want)
+		}
+	}
+	if strings.Contains(body, `id="effect-analytics"`) {
+		t.Error("a withdrawal needs no explanation")
+	}
+	_, body, _ = e.get(t, e.signIn(t, "canary-subject-b"), "/privacy/")
+	if !strings.Contains(body, `id="switch-personalization" aria-checked="false"`) || strings.Contains(body, `class="effect"`) {
+		t.Error("an opt-in region's unset purpose is not off")
 	}
 }

@@ -3,6 +3,10 @@ package privacycenter
 import (
 	"strings"
 
+	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentapi"
+	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+
 	"github.com/privacy-pipeline/pipeline/internal/ropa"
 )
 
@@ -15,9 +19,14 @@ type purposeView struct {
 	RetentionDays            int
 	Fields                   []fieldView
 	NotUsed                  string
-	// The subject's state, filled per request.
+	// The subject's state, filled per request: their choice (State:
+	// granted, withdrawn, denied or unset), whether the purpose uses their
+	// data now (InUse, consent.Decide on the stored state) and, when that
+	// is not what their choice alone says, why (Effect).
 	State, StateText, Since string
 	Granted                 bool
+	InUse                   bool
+	Effect                  string
 }
 
 // fieldView is one field a purpose uses, and how.
@@ -73,4 +82,40 @@ func how(lang string, f ropa.FieldUse) string {
 		}
 	}
 	return text(lang, "action."+f.Action, f.Detail)
+}
+
+// recordOf rebuilds the decision's input from the API's state (gpc: the
+// signal recorded, or just now).
+func recordOf(st consentapi.State, found, gpc bool) *consent.Record {
+	if !found {
+		return nil
+	}
+	rec := &consent.Record{GPC: gpc}
+	rec.Jurisdiction, _ = consent.ParseJurisdiction(st.Jurisdiction)
+	for _, p := range purpose.All {
+		if ps, ok := st.Purposes[p.String()]; ok {
+			rec.Purposes[p].State, _ = consent.ParseState(ps.State)
+		}
+	}
+	return rec
+}
+
+// effect fills whether the purpose uses the subject's data now, as the
+// privacy processor decides it (consent.Decide on the stored record, no
+// event claim), and the switch: on when it does, or when the customer's
+// own grant is held off by their GPC signal.
+func (s *Server) effect(p *purposeView, rec *consent.Record, lang string) {
+	pp, err := purpose.Parse(p.Name)
+	if err != nil {
+		return
+	}
+	d := consent.Decide(rec, consent.Unknown, false, pp)
+	p.InUse = d.Allowed
+	p.Granted = d.Allowed || (p.State == "granted" && d.Reason == consent.ReasonGPCOptOut)
+	switch {
+	case d.Reason == consent.ReasonGPCOptOut:
+		p.Effect = msg(lang, "effect_gpc")
+	case d.Allowed && p.State != "granted":
+		p.Effect = msg(lang, "effect_default")
+	}
 }
