@@ -27,7 +27,7 @@ import (
 	"strings"
 )
 
-//go:embed customer_event.avsc consent_record.avsc policy.json clean/*.avsc kanon.json hierarchies/*.csv agg/*.avsc
+//go:embed customer_event.avsc consent_record.avsc policy.json consent-strings.json clean/*.avsc kanon.json hierarchies/*.csv agg/*.avsc
 var files embed.FS
 
 // RawEventSchemaJSON returns the raw customer-event schema as checked in.
@@ -38,6 +38,10 @@ func ConsentRecordSchemaJSON() []byte { return mustRead("consent_record.avsc") }
 
 // PolicyJSON returns the checked-in field policy.
 func PolicyJSON() []byte { return mustRead("policy.json") }
+
+// ConsentStringsJSON returns the checked-in mapping of TCF and GPP consent
+// strings to the purposes (internal/consent/consentstring).
+func ConsentStringsJSON() []byte { return mustRead("consent-strings.json") }
 
 // KanonJSON returns the checked-in k-anonymity specification (kanon.json).
 func KanonJSON() []byte { return mustRead("kanon.json") }
