@@ -26,6 +26,10 @@ type HistoryEntry struct {
 	// authenticated caller), absent for changes made before it was
 	// recorded.
 	ChangedBy string `json:"changed_by,omitempty"`
+	// ConsentString is the TCF or GPP string the change was read from
+	// ("tcf:..." or "gpp:..."), absent otherwise: the evidence of the
+	// choice, erased with the subject.
+	ConsentString string `json:"consent_string,omitempty"`
 }
 
 // GPCText is a gpc field as given: "" (not given), "true", "false", "1" or

@@ -31,6 +31,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/privacycenter/link"
 	"github.com/privacy-pipeline/pipeline/internal/requests"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/tcfstring"
 )
 
 // chromium is the headless browser (PIPELINE_CHROMIUM, from
@@ -136,7 +137,8 @@ func TestPrivacyCenterInABrowser(t *testing.T) {
 	login, le, _ := httpauth.NewToken("company-login", []httpauth.Scope{httpauth.ScopeLinksWrite}, time.Time{})
 	officer, oe, _ := httpauth.NewToken("privacy-officer", []httpauth.Scope{httpauth.ScopeAdmin}, time.Time{})
 	reader, re, _ := httpauth.NewToken("auditor", []httpauth.Scope{httpauth.ScopeConsentRead, httpauth.ScopeRequestsRead}, time.Time{})
-	principals, _ := json.Marshal(httpauth.File{Tokens: []httpauth.TokenEntry{le, oe, re}})
+	cmp, ce, _ := httpauth.NewToken("consent-banner", []httpauth.Scope{httpauth.ScopeConsentWrite}, time.Time{})
+	principals, _ := json.Marshal(httpauth.File{Tokens: []httpauth.TokenEntry{le, oe, re, ce}})
 	pfile := filepath.Join(dir, "principals.json")
 	if err := os.WriteFile(pfile, principals, 0o600); err != nil {
 		t.Fatal(err)
@@ -156,7 +158,10 @@ func TestPrivacyCenterInABrowser(t *testing.T) {
 		}
 	})
 	addr := map[string]string{}
-	for _, c := range []string{wiring.CommandConsentAPI, wiring.CommandRequests} {
+	for _, c := range []string{wiring.CommandRequests, wiring.CommandConsentAPI} { // the requests service's metrics go to the operator view
+		if c == wiring.CommandConsentAPI {
+			cfg.PrivacyCenter.MetricsURLs = append(cfg.PrivacyCenter.MetricsURLs, "http://"+addr[wiring.CommandRequests]+"/metrics")
+		}
 		bound := make(chan string, 1)
 		app, err := wiring.NewApp(ctx, c, cfg, wiring.AppOptions{Bound: bound, Log: slog.New(slog.NewJSONHandler(logs, nil)).With("command", c)})
 		if err != nil {
@@ -411,6 +416,17 @@ func TestPrivacyCenterInABrowser(t *testing.T) {
 		t.Fatal("no policy version")
 	}
 
+	// A consent banner's TC string for the customer: its choices recorded
+	// with the string as evidence, in the history (and so in an export).
+	tc := tcfstring.Encode(4, []int{1, 8, 9}, nil)
+	if code, b := api("POST", "/v1/subjects/"+url.PathEscape(customer)+"/consent-strings", cmp, `{"tc_string":"`+tc+`"}`); code != 202 {
+		t.Fatalf("consent string: %d %s", code, b)
+	}
+	waitUntil(t, "the TC string in the history", 30*time.Second, func() bool {
+		_, hist := api("GET", "/v1/subjects/"+url.PathEscape(customer)+"/consents/history", reader, "")
+		return strings.Contains(string(hist), `"consent_string":"tcf:`+tc+`"`)
+	})
+
 	// Erasure: confirmed, filed, its deadline shown.
 	if _, err := chromedp.Call(b, network.SetExtraHTTPHeaders, network.SetExtraHTTPHeadersParams{Headers: network.Headers{}}); err != nil {
 		t.Fatal(err)
@@ -447,8 +463,26 @@ func TestPrivacyCenterInABrowser(t *testing.T) {
 	if err := chromedp.Do(op, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#counts"))); err != nil {
 		t.Fatal(err)
 	}
-	if got := text(t, op, "#open-requests"); got != "1" {
-		t.Fatalf("the operator view shows %s open requests, want the erasure", got)
+	if got := text(t, op, "#open-requests"); got != "1" && got != "0" { // the erasure, open or already done
+		t.Fatalf("the operator view shows %s open requests, want the erasure's 1 (or 0 once it is done)", got)
 	}
 	screenshot(t, op, "privacy-center-operator.png")
+	waitUntil(t, "the erasure done", 2*time.Minute, func() bool {
+		code, b := api("GET", "/v1/requests/"+erasure.ID, reader, "")
+		var q requests.Request
+		return code == 200 && json.Unmarshal(b, &q) == nil && q.Status == requests.Done
+	})
+	// The consent string went with the subject: no history, no state.
+	if code, hist := api("GET", "/v1/subjects/"+url.PathEscape(customer)+"/consents/history", reader, ""); code == 200 && strings.Contains(string(hist), tc) {
+		t.Fatalf("the TC string outlived the erasure: %s", hist)
+	}
+	if code, _ := api("GET", "/v1/subjects/"+url.PathEscape(customer)+"/consents", reader, ""); code != http.StatusNotFound {
+		t.Fatalf("the erased customer's consent state: %d", code)
+	}
+	if err := chromedp.Do(op, chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#counts"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, op, "#erasures-done"); got != "1" {
+		t.Fatalf("the operator view shows %s erasures done, want 1", got)
+	}
 }

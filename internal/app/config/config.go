@@ -293,6 +293,10 @@ type Consent struct {
 	// RequireLoaded makes lookups fail (pause) while the store's loaded
 	// marker is missing, e.g. after Redis restarted empty.
 	RequireLoaded bool `env:"REQUIRE_LOADED" envDefault:"true"`
+	// StringsFile maps TCF and GPP consent strings to the purposes
+	// (internal/consent/consentstring); empty: the checked-in
+	// schemas/consent-strings.json. PIPELINE_CONSENT_STRINGS_FILE.
+	StringsFile string `env:"STRINGS_FILE"`
 }
 
 // ConsentAPI secures the consent API (pipeline run consent-api): its TLS

@@ -312,8 +312,12 @@ func (a *App) consentAPI(ctx context.Context, cfg config.Config, reg prometheus.
 	} else if check != nil {
 		ledger, marks = check, check.Ledger
 	}
+	mapping, err := ConsentStrings(cfg)
+	if err != nil {
+		return err
+	}
 	acfg := consentapi.Config{Producer: cl, Topic: cfg.Names.ConsentTopic, Store: store, Guard: guard, Ledger: ledger, Log: a.log,
-		AuditTopic: names(cfg).Audit, Marks: marks}
+		AuditTopic: names(cfg).Audit, Marks: marks, ConsentStrings: mapping}
 	api, err := consentapi.New(acfg)
 	if err != nil {
 		return err

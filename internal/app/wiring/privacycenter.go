@@ -2,6 +2,7 @@ package wiring
 
 import (
 	"context"
+
 	"fmt"
 	"log/slog"
 	"net/http"

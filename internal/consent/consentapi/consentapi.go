@@ -51,6 +51,7 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentstring"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
 	"github.com/privacy-pipeline/pipeline/internal/httpauth"
@@ -84,6 +85,10 @@ type Config struct {
 	// the erasure ledger's mark (internal/erasure Ledger, with
 	// PIPELINE_ERASURE_KEY_FILE); without it they name no subject.
 	Marks Marks
+	// ConsentStrings, when set, maps TCF and GPP consent strings to the
+	// purposes (POST .../consent-strings, and tc_string / gpp_string in
+	// imports); without it they are refused.
+	ConsentStrings *consentstring.Mapping
 	Log   *slog.Logger
 	Now   func() time.Time
 }
@@ -162,6 +167,7 @@ func (s *Server) routes() []route {
 		{"PUT /v1/subjects/{subject}/profile", httpauth.ScopeConsentWrite, s.profile},
 		{"GET /v1/subjects/{subject}/consents", httpauth.ScopeConsentRead, s.get},
 		{"GET /v1/subjects/{subject}/consents/history", httpauth.ScopeConsentRead, s.history},
+		{"POST /v1/subjects/{subject}/consent-strings", httpauth.ScopeConsentWrite, s.consentString},
 		{"POST /v1/consents/import", httpauth.ScopeConsentImport, s.importBulk},
 	}
 }
@@ -497,11 +503,15 @@ func (s *Server) importBulk(w http.ResponseWriter, r *http.Request) {
 	var changes []consentlog.Change
 	var bad []consentlog.LineError
 	var err error
+	var opts []consentlog.ParseOption
+	if e := s.expander(); e != nil {
+		opts = append(opts, consentlog.WithConsentStrings(e))
+	}
 	switch mt {
 	case "text/csv":
-		changes, bad, err = consentlog.ParseCSV(body, s.cfg.Now())
+		changes, bad, err = consentlog.ParseCSV(body, s.cfg.Now(), opts...)
 	case "application/x-ndjson", "application/jsonl", "application/jsonlines":
-		changes, bad, err = consentlog.ParseJSONLines(body, s.cfg.Now())
+		changes, bad, err = consentlog.ParseJSONLines(body, s.cfg.Now(), opts...)
 	default:
 		fail(w, http.StatusUnsupportedMediaType, "import takes text/csv or application/x-ndjson")
 		return
@@ -569,4 +579,127 @@ func (s *Server) dropErased(ctx context.Context, changes *[]consentlog.Change) (
 	}
 	*changes = kept
 	return n, nil
+}
+
+// expander reads consent strings with the configured mapping; nil without
+// one. The changes' policy version defaults to the mapping's.
+func (s *Server) expander() consentlog.Expander {
+	m := s.cfg.ConsentStrings
+	if m == nil {
+		return nil
+	}
+	return func(kind, str string) ([purpose.Count]consent.State, bool, error) {
+		r, err := m.Expand(consentstring.Kind(kind), str)
+		return r.States, r.GPC, err
+	}
+}
+
+type consentStringBody struct {
+	TCString      string `json:"tc_string"`
+	GPPString     string `json:"gpp_string"`
+	Jurisdiction  string `json:"jurisdiction"`
+	Source        string `json:"source"`
+	PolicyVersion string `json:"policy_version"`
+	Timestamp     string `json:"timestamp"`
+}
+
+// StringReceipt is the answer to an accepted consent string: the choices
+// it made, each with its receipt, and what the string is (no personal
+// data: its CMP, policy version and sections).
+type StringReceipt struct {
+	SubjectID string            `json:"subject_id"`
+	Kind      string            `json:"kind"`
+	States    map[string]string `json:"states"`
+	GPC       bool              `json:"gpc"`
+	Receipts  []string          `json:"receipt_ids"`
+	Summary   map[string]any    `json:"summary"`
+	// MappingVersion is the version of the mapping that read it.
+	MappingVersion string `json:"mapping_version"`
+	AcceptedAt     string `json:"accepted_at"`
+}
+
+// MaxStringBody bounds a consent-string request (the string and a few
+// fields).
+const MaxStringBody = consentstring.MaxLen + 4<<10
+
+// consentString records the choices of a TCF or GPP consent string, each
+// change keeping the string as its evidence.
+func (s *Server) consentString(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.ConsentStrings == nil {
+		fail(w, http.StatusNotImplemented, "consent strings are not configured on this API")
+		return
+	}
+	var b consentStringBody
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxStringBody))
+	if err != nil {
+		fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxStringBody))
+		return
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil || dec.More() {
+		fail(w, http.StatusBadRequest, `malformed JSON body: want {"tc_string": "..."} or {"gpp_string": "..."}`)
+		return
+	}
+	if b.TCString == "" && b.GPPString == "" {
+		fail(w, http.StatusBadRequest, "give tc_string or gpp_string")
+		return
+	}
+	if b.Source == "" {
+		b.Source = string(consentlog.WebForm)
+	}
+	if b.PolicyVersion == "" {
+		b.PolicyVersion = "consent-strings:" + s.cfg.ConsentStrings.Version
+	}
+	now := s.cfg.Now()
+	in := consentlog.Input{SubjectID: r.PathValue("subject"), Jurisdiction: b.Jurisdiction, Source: b.Source, PolicyVersion: b.PolicyVersion,
+		Timestamp: b.Timestamp, TCString: b.TCString, GPPString: b.GPPString}
+	changes, err := in.Changes(now, s.expander())
+	if err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	kind := consentstring.TCF
+	if b.GPPString != "" {
+		kind = consentstring.GPP
+	}
+	res, _ := s.cfg.ConsentStrings.Expand(kind, b.TCString+b.GPPString) // decoded above: for the summary
+	who := principal(r)
+	for i := range changes {
+		changes[i].Principal = who
+	}
+	if s.cfg.Ledger != nil {
+		erased, err := s.cfg.Ledger.Erased(r.Context(), []string{in.SubjectID})
+		if err != nil {
+			s.cfg.Log.Error("erasure ledger unavailable", "err", err)
+			fail(w, http.StatusServiceUnavailable, "the erasure ledger is unavailable; nothing was recorded, retry")
+			return
+		}
+		if erased[0] {
+			fail(w, http.StatusConflict, "reason erased: the subject was erased; no consent is recorded for it again")
+			return
+		}
+	}
+	audits, err := s.auditChanges(now, who, changes)
+	if err != nil {
+		s.cfg.Log.Error("consent string not written: its audit records", "err", err)
+		fail(w, http.StatusInternalServerError, "the changes' audit records could not be made; nothing was recorded")
+		return
+	}
+	if err := s.produce(r.Context(), changes, audits...); err != nil {
+		s.cfg.Log.Error("consent string not written", "err", err)
+		fail(w, http.StatusServiceUnavailable, "the consent log is unavailable; nothing was recorded, retry")
+		return
+	}
+	out := StringReceipt{SubjectID: in.SubjectID, Kind: string(kind), States: map[string]string{}, Summary: res.Summary,
+		MappingVersion: s.cfg.ConsentStrings.Version, AcceptedAt: s.cfg.Now().UTC().Format(time.RFC3339Nano)}
+	for _, c := range changes {
+		out.Receipts = append(out.Receipts, c.ReceiptID)
+		if c.IsSubjectLevel() {
+			out.GPC = true
+		} else {
+			out.States[c.Purpose.String()] = c.State.String()
+		}
+	}
+	writeJSON(w, http.StatusAccepted, out)
 }

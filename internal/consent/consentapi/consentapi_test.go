@@ -19,11 +19,13 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentredis"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentstring"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentsync"
 	"github.com/privacy-pipeline/pipeline/internal/httpauth"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaio"
 	"github.com/privacy-pipeline/pipeline/internal/testrig/pipelinetest"
+	"github.com/privacy-pipeline/pipeline/schemas"
 )
 
 type env struct {
@@ -48,7 +50,11 @@ func newEnv(t *testing.T, ledger ...Ledger) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Producer: cl, Topic: "privacy.consent", Store: store, Guard: open}
+	strs, err := consentstring.Load(schemas.ConsentStringsJSON())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Producer: cl, Topic: "privacy.consent", Store: store, Guard: open, ConsentStrings: strs}
 	if len(ledger) > 0 {
 		cfg.Ledger = ledger[0]
 	}

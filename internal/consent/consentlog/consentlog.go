@@ -105,6 +105,32 @@ type Change struct {
 	// caller); it travels in the record's PrincipalHeader, not the Avro
 	// value, and is empty for changes written before it was recorded.
 	Principal string
+	// Evidence is the consent string the change was read from
+	// ("tcf:<TC string>" or "gpp:<GPP string>",
+	// internal/consent/consentstring), empty otherwise. It travels in the
+	// record's EvidenceHeader and the subject's history; it can be
+	// personal data and is erased with the subject (the consent topic's
+	// tombstones, the history's deletion).
+	Evidence string
+}
+
+// EvidenceHeader is the consent record header carrying a change's
+// Evidence.
+const EvidenceHeader = "pp-consent-string"
+
+// MaxEvidenceLen bounds Evidence (a consent string of 16 KiB and its
+// kind).
+const MaxEvidenceLen = 16<<10 + 8
+
+// EvidenceOf returns the evidence a consent record's header carries, or
+// "".
+func EvidenceOf(r *kgo.Record) string {
+	for _, h := range r.Headers {
+		if h.Key == EvidenceHeader {
+			return string(h.Value)
+		}
+	}
+	return ""
 }
 
 // PrincipalHeader is the consent record header naming the principal that
@@ -198,6 +224,10 @@ func (c *Change) Validate(now time.Time) error {
 	}
 	if c.ReceiptID == "" || len(c.ReceiptID) > 64 {
 		return invalid("receipt_id must be 1-64 bytes")
+	}
+	if e := c.Evidence; len(e) > MaxEvidenceLen || !utf8.ValidString(e) || strings.IndexFunc(e, unicode.IsControl) >= 0 ||
+		(e != "" && !strings.HasPrefix(e, "tcf:") && !strings.HasPrefix(e, "gpp:")) {
+		return invalid("evidence must be tcf:<TC string> or gpp:<GPP string> of at most %d bytes", MaxEvidenceLen)
 	}
 	return nil
 }
@@ -319,7 +349,10 @@ func Records(topic string, changes ...Change) ([]*kgo.Record, error) {
 		}
 		var hs []kgo.RecordHeader
 		if c.Principal != "" {
-			hs = []kgo.RecordHeader{{Key: PrincipalHeader, Value: []byte(c.Principal)}}
+			hs = append(hs, kgo.RecordHeader{Key: PrincipalHeader, Value: []byte(c.Principal)})
+		}
+		if c.Evidence != "" {
+			hs = append(hs, kgo.RecordHeader{Key: EvidenceHeader, Value: []byte(c.Evidence)})
 		}
 		recs = append(recs, &kgo.Record{Topic: topic, Key: c.Key(), Value: v, Headers: hs})
 		if cp, ok := c.Companion(); ok {

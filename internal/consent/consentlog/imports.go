@@ -27,6 +27,94 @@ type Input struct {
 	PolicyVersion string  `json:"policy_version"`
 	Timestamp     string  `json:"timestamp"`
 	GPC           GPCText `json:"gpc,omitempty"`
+	// TCString or GPPString, instead of a purpose and a state, is a
+	// consent string that says the choices (Changes expands it).
+	TCString  string `json:"tc_string,omitempty"`
+	GPPString string `json:"gpp_string,omitempty"`
+}
+
+// Expander reads a consent string of kind "tcf" or "gpp" into a state per
+// purpose (consent.Unset: none) and whether it carries a GPC signal
+// (internal/consent/consentstring's Mapping.Expand, through the API).
+type Expander func(kind, s string) (states [purpose.Count]consent.State, gpc bool, err error)
+
+// Changes is Change for an input that may carry a consent string: it
+// returns one change per purpose the string maps (and a subject-level
+// change with GPC on when it carries the signal), each with the string as
+// its Evidence and its own receipt. An input with a string names no
+// purpose or state; without an expander, a string is refused.
+func (in Input) Changes(now time.Time, expand Expander) ([]Change, error) {
+	kind, str := "", ""
+	switch {
+	case in.TCString != "" && in.GPPString != "":
+		return nil, invalid("give tc_string or gpp_string, not both")
+	case in.TCString != "":
+		kind, str = "tcf", in.TCString
+	case in.GPPString != "":
+		kind, str = "gpp", in.GPPString
+	default:
+		c, err := in.Change(now)
+		if err != nil {
+			return nil, err
+		}
+		return []Change{c}, nil
+	}
+	if in.Purpose != "" || in.State != "" {
+		return nil, invalid("a consent string says the purposes and states itself: give no purpose or state with it")
+	}
+	if expand == nil {
+		return nil, invalid("consent strings are not accepted here")
+	}
+	if err := ValidateSubject(in.SubjectID); err != nil { // before the string is read
+		return nil, err
+	}
+	states, gpc, err := expand(kind, str)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s_string: %w", ErrInvalid, kind, err)
+	}
+	evidence := kind + ":" + str
+	var out []Change
+	for _, p := range purpose.All {
+		if states[p] == consent.Unset {
+			continue
+		}
+		pi := in
+		pi.TCString, pi.GPPString, pi.Purpose, pi.State = "", "", p.String(), states[p].String()
+		c, err := pi.Change(now)
+		if err != nil {
+			return nil, err
+		}
+		c.Evidence = evidence
+		out = append(out, c)
+	}
+	if gpc {
+		pi := in
+		pi.TCString, pi.GPPString, pi.GPC = "", "", "true"
+		c, err := pi.Change(now)
+		if err != nil {
+			return nil, err
+		}
+		c.Evidence = evidence
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// ParseOption configures ParseCSV and ParseJSONLines.
+type ParseOption func(*parseOptions)
+
+type parseOptions struct{ expand Expander }
+
+// WithConsentStrings accepts lines with a tc_string or gpp_string,
+// expanded by e.
+func WithConsentStrings(e Expander) ParseOption { return func(o *parseOptions) { o.expand = e } }
+
+func parseOpts(opts []ParseOption) parseOptions {
+	var o parseOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
 }
 
 // GPCText is the gpc field of an input as given (consent.GPCText: the
@@ -110,15 +198,16 @@ const MaxImportLines = 1_000_000
 
 var csvHeader = []string{"subject_id", "purpose", "state", "jurisdiction", "source", "policy_version", "timestamp"}
 
-// csvHeaderGPC is the header with the optional gpc column.
-var csvHeaderGPC = append(append([]string(nil), csvHeader...), "gpc")
 
 // ParseCSV parses an import in CSV with the header
 // subject_id,purpose,state,jurisdiction,source,policy_version,timestamp
-// and optionally a last column gpc. A row with empty purpose and state is a
-// subject-level change (jurisdiction and/or gpc). Line numbers count the
-// header as line 1.
-func ParseCSV(r io.Reader, now time.Time) ([]Change, []LineError, error) {
+// and optionally, after it in any order, the columns gpc, tc_string and
+// gpp_string (the strings with WithConsentStrings). A row with empty
+// purpose and state is a subject-level change (jurisdiction and/or gpc),
+// or the changes of its consent string. Line numbers count the header as
+// line 1.
+func ParseCSV(r io.Reader, now time.Time, opts ...ParseOption) ([]Change, []LineError, error) {
+	o := parseOpts(opts)
 	cr := csv.NewReader(r)
 	cr.FieldsPerRecord = -1
 	head, err := cr.Read()
@@ -128,13 +217,21 @@ func ParseCSV(r io.Reader, now time.Time) ([]Change, []LineError, error) {
 	if len(head) > 0 {
 		head[0] = strings.TrimPrefix(head[0], "\ufeff")
 	}
-	cols := csvHeader
-	switch strings.Join(head, ",") {
-	case strings.Join(csvHeader, ","):
-	case strings.Join(csvHeaderGPC, ","):
-		cols = csvHeaderGPC
-	default:
-		return nil, nil, fmt.Errorf("%w: CSV header must be %s, optionally followed by ,gpc", ErrInvalid, strings.Join(csvHeader, ","))
+	if len(head) < len(csvHeader) || strings.Join(head[:len(csvHeader)], ",") != strings.Join(csvHeader, ",") {
+		return nil, nil, fmt.Errorf("%w: CSV header must be %s, optionally followed by gpc, tc_string, gpp_string", ErrInvalid, strings.Join(csvHeader, ","))
+	}
+	extra := map[string]int{}
+	for i, col := range head[len(csvHeader):] {
+		if _, dup := extra[col]; dup || (col != "gpc" && col != "tc_string" && col != "gpp_string") {
+			return nil, nil, fmt.Errorf("%w: CSV header: after %s come only gpc, tc_string and gpp_string, each once", ErrInvalid, strings.Join(csvHeader, ","))
+		}
+		extra[col] = len(csvHeader) + i
+	}
+	col := func(rec []string, name string) string {
+		if i, ok := extra[name]; ok {
+			return rec[i]
+		}
+		return ""
 	}
 	var out []Change
 	var bad []LineError
@@ -150,28 +247,28 @@ func ParseCSV(r io.Reader, now time.Time) ([]Change, []LineError, error) {
 			bad = append(bad, LineError{line, "not valid CSV"})
 			continue
 		}
-		if len(rec) != len(cols) {
-			bad = append(bad, LineError{line, fmt.Sprintf("want %d fields, got %d", len(cols), len(rec))})
+		if len(rec) != len(head) {
+			bad = append(bad, LineError{line, fmt.Sprintf("want %d fields, got %d", len(head), len(rec))})
 			continue
 		}
-		in := Input{SubjectID: rec[0], Purpose: rec[1], State: rec[2], Jurisdiction: rec[3], Source: rec[4], PolicyVersion: rec[5], Timestamp: rec[6]}
-		if len(rec) > 7 {
-			in.GPC = GPCText(rec[7])
-		}
-		c, err := in.Change(now)
+		in := Input{SubjectID: rec[0], Purpose: rec[1], State: rec[2], Jurisdiction: rec[3], Source: rec[4], PolicyVersion: rec[5], Timestamp: rec[6],
+			GPC: GPCText(col(rec, "gpc")), TCString: col(rec, "tc_string"), GPPString: col(rec, "gpp_string")}
+		cs, err := in.Changes(now, o.expand)
 		if err != nil {
 			bad = append(bad, LineError{line, err.Error()})
 			continue
 		}
-		out = append(out, c)
+		out = append(out, cs...)
 	}
 	return out, bad, nil
 }
 
 // ParseJSONLines parses an import of one JSON object per line, with the
 // fields of Input (gpc is optional; an object without purpose and state is
-// a subject-level change).
-func ParseJSONLines(r io.Reader, now time.Time) ([]Change, []LineError, error) {
+// a subject-level change, or, with WithConsentStrings, the changes of its
+// tc_string or gpp_string).
+func ParseJSONLines(r io.Reader, now time.Time, opts ...ParseOption) ([]Change, []LineError, error) {
+	o := parseOpts(opts)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	var out []Change
@@ -193,12 +290,12 @@ func ParseJSONLines(r io.Reader, now time.Time) ([]Change, []LineError, error) {
 			bad = append(bad, LineError{line, "not a JSON object with the consent fields"})
 			continue
 		}
-		c, err := in.Change(now)
+		cs, err := in.Changes(now, o.expand)
 		if err != nil {
 			bad = append(bad, LineError{line, err.Error()})
 			continue
 		}
-		out = append(out, c)
+		out = append(out, cs...)
 	}
 	if err := sc.Err(); err != nil {
 		return out, bad, fmt.Errorf("%w: %w", ErrInvalid, err)

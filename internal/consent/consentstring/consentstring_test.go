@@ -1,7 +1,6 @@
 package consentstring
 
 import (
-	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
@@ -14,75 +13,9 @@ import (
 
 	"github.com/privacy-pipeline/pipeline/internal/consent"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/tcfstring"
 	"github.com/privacy-pipeline/pipeline/schemas"
 )
-
-// bits writes a bit string, most significant bit first.
-type bits struct{ b []bool }
-
-func (w *bits) put(v uint64, n int) {
-	for i := n - 1; i >= 0; i-- {
-		w.b = append(w.b, v>>uint(i)&1 == 1)
-	}
-}
-
-func (w *bits) base64() string {
-	out := make([]byte, (len(w.b)+7)/8)
-	for i, on := range w.b {
-		if on {
-			out[i/8] |= 0x80 >> uint(i%8)
-		}
-	}
-	return base64.RawURLEncoding.EncodeToString(out)
-}
-
-// tcString encodes a TC string's core segment (the TCF v2 layout:
-// version 2, the given policy version, consent for purposes and, in a bit
-// field, for vendors); the decoder under test is prebid's, not this.
-func tcString(policy int, purposes []int, vendors []int) string {
-	var w bits
-	w.put(2, 6)               // version
-	w.put(17_000_000_000, 36) // created, deciseconds
-	w.put(17_000_000_000, 36) // last updated
-	w.put(300, 12)            // CMP id
-	w.put(2, 12)              // CMP version
-	w.put(1, 6)               // consent screen
-	w.put(4, 6)               // language "EN"
-	w.put(13, 6)
-	w.put(150, 12) // vendor list version
-	w.put(uint64(policy), 6)
-	w.put(1, 1) // service specific
-	w.put(0, 1)
-	w.put(0, 12) // special features
-	var pc uint64
-	for _, p := range purposes {
-		pc |= 1 << uint(24-p)
-	}
-	w.put(pc, 24)
-	w.put(0, 24) // legitimate interest transparency
-	w.put(0, 1)
-	w.put(21, 6) // publisher country "VN"
-	w.put(13, 6)
-	maxV := 1
-	for _, v := range vendors {
-		maxV = max(maxV, v)
-	}
-	w.put(uint64(maxV), 16)
-	w.put(0, 1) // bit field
-	for v := 1; v <= maxV; v++ {
-		on := uint64(0)
-		for _, c := range vendors {
-			if c == v {
-				on = 1
-			}
-		}
-		w.put(on, 1)
-	}
-	w.put(0, 16) // legitimate interest: no vendors
-	w.put(0, 1)
-	w.put(0, 12) // no publisher restrictions
-	return w.base64()
-}
 
 func mapping(t testing.TB) *Mapping {
 	t.Helper()
@@ -148,7 +81,7 @@ func TestMappingRefused(t *testing.T) {
 func TestTCF(t *testing.T) {
 	m := mapping(t)
 	for _, policy := range []int{4, 5} {
-		r, err := m.Expand(TCF, tcString(policy, []int{1, 8, 9, 10}, nil))
+		r, err := m.Expand(TCF, tcfstring.Encode(policy, []int{1, 8, 9, 10}, nil))
 		if err != nil {
 			t.Fatalf("policy %d: %v", policy, err)
 		}
@@ -161,21 +94,21 @@ func TestTCF(t *testing.T) {
 			t.Fatalf("summary %v", r.Summary)
 		}
 	}
-	if _, err := m.Expand(TCF, tcString(2, []int{1, 8, 9}, nil)); !errors.Is(err, ErrUnsupported) {
+	if _, err := m.Expand(TCF, tcfstring.Encode(2, []int{1, 8, 9}, nil)); !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("a TCF v2.0 string: %v", err)
 	}
 	v := *m
 	v.TCF.VendorID = 755
-	r, err := v.Expand(TCF, tcString(4, []int{1, 8, 9}, []int{12}))
+	r, err := v.Expand(TCF, tcfstring.Encode(4, []int{1, 8, 9}, []int{12}))
 	if err != nil || r.States[purpose.Analytics] != consent.Denied {
 		t.Fatalf("without the vendor's consent: %v %v", states(r), err)
 	}
-	r, err = v.Expand(TCF, tcString(4, []int{1, 8, 9}, []int{12, 755}))
+	r, err = v.Expand(TCF, tcfstring.Encode(4, []int{1, 8, 9}, []int{12, 755}))
 	if err != nil || r.States[purpose.Analytics] != consent.Granted {
 		t.Fatalf("with the vendor's consent: %v %v", states(r), err)
 	}
 	// Later segments (disclosed vendors, publisher TC) are allowed and ignored.
-	if _, err := m.Expand(TCF, tcString(4, []int{1}, nil)+".IAAA"); err != nil {
+	if _, err := m.Expand(TCF, tcfstring.Encode(4, []int{1}, nil)+".IAAA"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -208,7 +141,7 @@ func encodeGPP(t *testing.T, secs ...gpp.Section) string {
 // changes nothing; the GPC segment records GPC.
 func TestGPP(t *testing.T) {
 	m := mapping(t)
-	s := encodeGPP(t, tcfSection(tcString(4, []int{1, 3, 4, 8, 9}, nil)), usNational(2, 1, 2, true))
+	s := encodeGPP(t, tcfSection(tcfstring.Encode(4, []int{1, 3, 4, 8, 9}, nil)), usNational(2, 1, 2, true))
 	r, err := m.Expand(GPP, s)
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +171,7 @@ func TestGPP(t *testing.T) {
 // never a panic.
 func TestHostileStrings(t *testing.T) {
 	m := mapping(t)
-	good := tcString(4, []int{1, 8, 9}, nil)
+	good := tcfstring.Encode(4, []int{1, 8, 9}, nil)
 	for name, tc := range map[string]struct {
 		kind Kind
 		s    string
@@ -261,8 +194,8 @@ func TestHostileStrings(t *testing.T) {
 
 // FuzzExpand: no input panics or maps to nothing silently.
 func FuzzExpand(f *testing.F) {
-	f.Add("tcf", tcString(4, []int{1, 8, 9}, []int{3}))
-	f.Add("tcf", tcString(5, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, nil)+".IAAA")
+	f.Add("tcf", tcfstring.Encode(4, []int{1, 8, 9}, []int{3}))
+	f.Add("tcf", tcfstring.Encode(5, []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, nil)+".IAAA")
 	f.Add("gpp", "DBABMA~CPXxRfAPXxRfAAfKABENB-CgAAAAAAAAAAYgAAAAAAAA")
 	f.Add("gpp", "DBABLA~BVQqAAAAAgA.QA")
 	f.Add("gpp", "DBABrGA~DSJgmkoZJSA.YA~BlgWEYCY.QA~BSFgmiU~bSFgmJQ.YA~BWJYJllA~bSFgmSZQ.YA")

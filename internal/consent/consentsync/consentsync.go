@@ -151,7 +151,8 @@ func scriptArgs(c *consentlog.Change) (slot int, code string, ms int64, jur, gpc
 // the subject's history list.
 func Entry(c *consentlog.Change) consent.HistoryEntry {
 	e := consent.HistoryEntry{ReceiptID: c.ReceiptID, SubjectID: c.SubjectID, Jurisdiction: c.Jurisdiction.String(), Source: string(c.Source),
-		PolicyVersion: c.PolicyVersion, Timestamp: c.Timestamp.UTC().Format(time.RFC3339Nano), GPC: consent.GPCTextOf(c.GPC), ChangedBy: c.Principal}
+		PolicyVersion: c.PolicyVersion, Timestamp: c.Timestamp.UTC().Format(time.RFC3339Nano), GPC: consent.GPCTextOf(c.GPC), ChangedBy: c.Principal,
+		ConsentString: c.Evidence}
 	if !c.IsSubjectLevel() {
 		e.Purpose, e.State = c.Purpose.String(), c.State.String()
 	}
@@ -320,7 +321,7 @@ func (s *Syncer) decode(recs []*kgo.Record) ([]consentlog.Change, []time.Time, [
 			s.cfg.Log.Warn("consent record rejected", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 			continue
 		}
-		c.Principal = consentlog.PrincipalOf(r)
+		c.Principal, c.Evidence = consentlog.PrincipalOf(r), consentlog.EvidenceOf(r)
 		changes = append(changes, c)
 		times = append(times, r.Timestamp)
 	}
