@@ -715,3 +715,20 @@ func TestPageSaysWhatIsInEffect(t *testing.T) {
 		t.Error("an opt-in region's unset purpose is not off")
 	}
 }
+
+// FuzzPickLang: any query, cookie and Accept-Language header picks one of
+// the page languages.
+func FuzzPickLang(f *testing.F) {
+	f.Add("vi", "en", "fr-FR, vi;q=0.8")
+	f.Add("", "", "")
+	f.Add("xx", "vi\x00", ",,;;q=,")
+	f.Fuzz(func(t *testing.T, q, cookie, accept string) {
+		r := httptest.NewRequest("GET", "/privacy/", nil)
+		r.URL.RawQuery = url.Values{"lang": {q}}.Encode()
+		r.Header.Set("Accept-Language", accept)
+		r.AddCookie(&http.Cookie{Name: langCookie, Value: url.QueryEscape(cookie)})
+		if l, _ := pickLang(r); !known(l) {
+			t.Fatalf("picked %q", l)
+		}
+	})
+}

@@ -12,7 +12,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/privacy-pipeline/pipeline/internal/consent"
+	"github.com/privacy-pipeline/pipeline/internal/consent/consentstring"
 	"github.com/privacy-pipeline/pipeline/internal/fields/purpose"
+	"github.com/privacy-pipeline/pipeline/internal/testrig/tcfstring"
+	"github.com/privacy-pipeline/pipeline/schemas"
 )
 
 var now = time.Now().UTC().Truncate(time.Millisecond)
@@ -373,10 +376,23 @@ func FuzzParseImports(f *testing.F) {
 	f.Add(`{"subject_id":"c1","purpose":"analytics","state":"granted","source":"web_form","policy_version":"v"}`)
 	f.Add("subject_id,purpose,state,jurisdiction,source,policy_version,timestamp,gpc\nc1,,,ccpa,import,,,1\n")
 	f.Add(`{"subject_id":"c1","jurisdiction":"ccpa","source":"gpc_signal","gpc":true}`)
+	tc := tcfstring.Encode(4, []int{1, 8, 9}, nil)
+	f.Add(`{"subject_id":"c1","source":"import","policy_version":"v","tc_string":"` + tc + `"}`)
+	f.Add("subject_id,purpose,state,jurisdiction,source,policy_version,timestamp,gpp_string,gpc\nc1,,,ccpa,import,v,,DBABLA~BVQqAAAAAgA.QA,\n")
+	m, err := consentstring.Load(schemas.ConsentStringsJSON())
+	if err != nil {
+		f.Fatal(err)
+	}
+	expand := WithConsentStrings(func(kind, s string) ([purpose.Count]consent.State, bool, error) {
+		r, err := m.Expand(consentstring.Kind(kind), s)
+		return r.States, r.GPC, err
+	})
 	f.Fuzz(func(t *testing.T, s string) {
 		for _, parse := range []func() ([]Change, []LineError, error){
 			func() ([]Change, []LineError, error) { return ParseCSV(strings.NewReader(s), now) },
 			func() ([]Change, []LineError, error) { return ParseJSONLines(strings.NewReader(s), now) },
+			func() ([]Change, []LineError, error) { return ParseCSV(strings.NewReader(s), now, expand) },
+			func() ([]Change, []LineError, error) { return ParseJSONLines(strings.NewReader(s), now, expand) },
 		} {
 			got, _, _ := parse()
 			for _, c := range got {
