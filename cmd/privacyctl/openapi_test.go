@@ -92,6 +92,8 @@ func TestOpenAPIVersionAndOperations(t *testing.T) {
 		"GET /v1/subjects/{subject}/consents",
 		"GET /v1/subjects/{subject}/consents/history",
 		"POST /v1/consents/import",
+		"POST /v1/subjects/{subject}/consent-strings",
+		"POST /v1/privacy-center/links",
 		"POST /v1/subjects/{subject}/requests",
 		"GET /v1/subjects/{subject}/requests",
 		"POST /v1/subjects/{subject}/erasure",
@@ -139,6 +141,9 @@ func TestOpenAPIEnums(t *testing.T) {
 		"DRPStatusValue":     {"open", "in_progress", "fulfilled", "denied"},
 		"RequestErrorReason": {"erased", "not_ready", "refused", "expired"},
 		"ResponseShape":      {"drp"},
+		// consentstring.Kind and privacycenter.Languages
+		"ConsentStringKind": {"tcf", "gpp"},
+		"PageLanguage":      {"en", "vi"},
 	}
 	if !slices.Equal(regimes, names(requests.Regimes)) {
 		t.Errorf("privacyctl's regimes %v are not the model's %v", regimes, requests.Regimes)

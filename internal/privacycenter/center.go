@@ -461,6 +461,9 @@ func (s *Server) historyRows(lang string, changes []consent.HistoryEntry) []hist
 	rows := make([]historyRow, 0, len(changes))
 	for _, c := range changes {
 		row := historyRow{Purpose: msg(lang, "all_purposes"), How: text(lang, "source."+c.Source, c.Source)}
+		if kind, _, ok := strings.Cut(c.ConsentString, ":"); ok && (kind == "tcf" || kind == "gpp") {
+			row.How += " (" + msg(lang, "via_"+kind) + ")"
+		}
 		if t, err := time.Parse(time.RFC3339Nano, c.Timestamp); err == nil {
 			row.When = formatTime(lang, t)
 		}

@@ -25,8 +25,10 @@ type FileKMS struct {
 
 var _ KMS = (*FileKMS)(nil)
 
-// LoadKEKFile reads a key-encryption key file. A file readable by group
-// or others is refused.
+// LoadKEKFile reads a key-encryption key file (or another Tink AES-GCM
+// keyset file: the privacy center's link key). A file readable by others,
+// or writable by its group, is refused; group read is allowed (a
+// Kubernetes Secret mounted 0440 for the pod's fsGroup).
 func LoadKEKFile(path string) (*FileKMS, error) {
 	h, err := readKEK(path)
 	if err != nil {
@@ -53,8 +55,11 @@ func readKEK(path string) (*keyset.Handle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("subjectkey: key-encryption key: %w", err)
 	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("subjectkey: key-encryption key %s is readable by group or others (mode %04o): chmod 600 it", path, st.Mode().Perm())
+	// Group read is allowed: a Kubernetes Secret is mounted root:fsGroup
+	// 0440 for the pod's user (deploy/k8s); others, or any write but the
+	// owner's, is refused.
+	if st.Mode().Perm()&0o027 != 0 {
+		return nil, fmt.Errorf("subjectkey: key file %s is readable by others or writable by group (mode %04o): chmod 600 (or 0440 for a group such as a pod's fsGroup)", path, st.Mode().Perm())
 	}
 	h, err := insecurecleartextkeyset.Read(keyset.NewJSONReader(f))
 	if err != nil {

@@ -161,17 +161,28 @@ func TestRotateKEK(t *testing.T) {
 	}
 }
 
-// TestKEKFileRefusals: a group-readable file, a file that is not a keyset
-// and an existing file to generate over are refused.
+// TestKEKFileRefusals: a file readable by others or writable by its
+// group, a file that is not a keyset and an existing file to generate over
+// are refused; a Kubernetes Secret's 0440 (group read, for the pod's
+// fsGroup) loads.
 func TestKEKFileRefusals(t *testing.T) {
 	_, path := newKMS(t)
 	if err := GenerateKEKFile(path); err == nil {
 		t.Fatal("an existing key file was replaced")
 	}
-	os.Chmod(path, 0o640)
-	if _, err := LoadKEKFile(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
-		t.Fatalf("a group-readable key file: %v", err)
+	for _, mode := range []os.FileMode{0o644, 0o604, 0o660, 0o620} {
+		os.Chmod(path, mode)
+		if _, err := LoadKEKFile(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+			t.Fatalf("a key file of mode %04o: %v", mode, err)
+		}
 	}
+	for _, mode := range []os.FileMode{0o440, 0o400, 0o640} {
+		os.Chmod(path, mode)
+		if _, err := LoadKEKFile(path); err != nil {
+			t.Fatalf("a key file of mode %04o: %v", mode, err)
+		}
+	}
+	os.Chmod(path, 0o600)
 	junk := filepath.Join(t.TempDir(), "junk")
 	os.WriteFile(junk, []byte(`{"keys": 1}`), 0o600)
 	if _, err := LoadKEKFile(junk); err == nil {
