@@ -89,8 +89,8 @@ type Config struct {
 	// purposes (POST .../consent-strings, and tc_string / gpp_string in
 	// imports); without it they are refused.
 	ConsentStrings *consentstring.Mapping
-	Log   *slog.Logger
-	Now   func() time.Time
+	Log            *slog.Logger
+	Now            func() time.Time
 }
 
 // Marks computes subjects' erasure-ledger marks (internal/erasure's

@@ -198,7 +198,6 @@ const MaxImportLines = 1_000_000
 
 var csvHeader = []string{"subject_id", "purpose", "state", "jurisdiction", "source", "policy_version", "timestamp"}
 
-
 // ParseCSV parses an import in CSV with the header
 // subject_id,purpose,state,jurisdiction,source,policy_version,timestamp
 // and optionally, after it in any order, the columns gpc, tc_string and
