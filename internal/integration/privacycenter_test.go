@@ -485,4 +485,13 @@ func TestPrivacyCenterInABrowser(t *testing.T) {
 	if got := text(t, op, "#erasures-done"); got != "1" {
 		t.Fatalf("the operator view shows %s erasures done, want 1", got)
 	}
+	// Nothing secret or personal in the commands' logs: no subject id, no
+	// link token, no bearer token, no consent string.
+	all := logs.String()
+	for what, canary := range map[string]string{"the customer's id": customer, "the other customer's id": other, "a link token": "pl1.",
+		"the operator's token": officer, "the login's token": login, "the consent string": tc} {
+		if strings.Contains(all, canary) {
+			t.Errorf("the logs hold %s", what)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package privacycenter
 
 import (
 	"encoding/json"
+	"html/template"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -584,6 +586,11 @@ func TestCataloguesAreComplete(t *testing.T) {
 				t.Errorf("%s lacks status %s", l, s)
 			}
 		}
+		for _, k := range []string{"via_tcf", "via_gpp", "effect_gpc", "effect_default", "gpc_on", "gpc_recorded"} { // keys built at run time
+			if _, ok := catalogue[l][k]; !ok {
+				t.Errorf("%s lacks %s", l, k)
+			}
+		}
 		for _, s := range []string{"web_form", "mobile_app", "support_agent", "gpc_signal", "import"} {
 			if _, ok := catalogue[l]["source."+s]; !ok {
 				t.Errorf("%s lacks source %s", l, s)
@@ -698,7 +705,7 @@ func TestPageSaysWhatIsInEffect(t *testing.T) {
 	e.api.state["canary-subject-b"] = &consentapi.State{Jurisdiction: "gdpr", Purposes: map[string]consentapi.PurposeState{}}
 	_, body, _ := e.get(t, e.signIn(t, "canary-subject-a"), "/privacy/")
 	for _, want := range []string{
-		`id="switch-marketing" aria-checked="true"`, `id="effect-marketing"`,
+		`id="switch-marketing" aria-checked="true"`, `id="effect-marketing">` + template.HTMLEscapeString(msg("en", "effect_gpc")),
 		`id="switch-analytics" aria-checked="false"`,
 		`id="switch-personalization" aria-checked="true"`, `id="effect-personalization"`,
 		`id="switch-third_party_sharing" aria-checked="false"`,
@@ -731,4 +738,46 @@ func FuzzPickLang(f *testing.F) {
 			t.Fatalf("picked %q", l)
 		}
 	})
+}
+
+// TestEveryTextUsedExists: every key the templates ({{t ... "key"}}) and
+// the code (msg(lang, "key")) name, and every key built from a prefix
+// ("done_", "problem_", "via_"), is in every catalogue: a missing one would
+// show the key to the customer.
+func TestEveryTextUsedExists(t *testing.T) {
+	var keys []string
+	tmpl := regexp.MustCompile(`\{\{t \$?\.Lang "([^"]+)"\}\}`)
+	code := regexp.MustCompile(`msg\((?:lang|ss\.Lang|l), "([^"]+)"\)`)
+	files, _ := filepath.Glob("templates/*.html")
+	gofiles, _ := filepath.Glob("*.go")
+	for _, f := range append(files, gofiles...) {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, re := range []*regexp.Regexp{tmpl, code} {
+			for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+				keys = append(keys, m[1])
+			}
+		}
+	}
+	for _, k := range []string{"granted", "withdrawn", "export", "erasure"} {
+		keys = append(keys, "done_"+k)
+	}
+	for _, k := range []string{"retry", "erased", "confirm"} {
+		keys = append(keys, "problem_"+k)
+	}
+	if len(keys) < 40 {
+		t.Fatalf("found only %d keys: the patterns no longer match the code", len(keys))
+	}
+	for _, l := range Languages {
+		for _, k := range keys {
+			if _, ok := catalogue[l][k]; !ok {
+				t.Errorf("%s lacks %q", l, k)
+			}
+		}
+	}
 }

@@ -149,6 +149,10 @@ var catalogue = map[string]map[string]string{
 		"source.gpc_signal":    "your browser's privacy signal",
 		"source.import":        "imported from an earlier system",
 		"gpc.on":               "Privacy signal on",
+		"effect_gpc":           "Not used now: your browser's privacy signal keeps it off, whatever you choose here.",
+		"effect_default":       "Used now: where you live the law allows this unless you object. Switch it off to object.",
+		"via_tcf":              "your choices in a consent banner (IAB TCF)",
+		"via_gpp":              "your choices in a consent banner (IAB GPP)",
 
 		"purpose.analytics":           "Analytics",
 		"purpose.personalization":     "Personalisation",
@@ -278,6 +282,10 @@ var catalogue = map[string]map[string]string{
 		"source.gpc_signal":    "tín hiệu quyền riêng tư của trình duyệt",
 		"source.import":        "chuyển từ hệ thống trước",
 		"gpc.on":               "Tín hiệu quyền riêng tư bật",
+		"effect_gpc":           "Hiện không được dùng: tín hiệu quyền riêng tư của trình duyệt giữ mục này ở trạng thái tắt, dù bạn chọn gì ở đây.",
+		"effect_default":       "Hiện đang được dùng: nơi bạn sống, luật cho phép việc này trừ khi bạn phản đối. Tắt để phản đối.",
+		"via_tcf":              "lựa chọn của bạn trong bảng đồng ý cookie (IAB TCF)",
+		"via_gpp":              "lựa chọn của bạn trong bảng đồng ý cookie (IAB GPP)",
 
 		"purpose.analytics":                "Phân tích",
 		"purpose.personalization":          "Cá nhân hoá",
