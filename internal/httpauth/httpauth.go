@@ -356,6 +356,30 @@ func (g *Guard) authenticate(r *http.Request) (Principal, *refusal) {
 	return Principal{}, &refusal{code: http.StatusUnauthorized, reason: ReasonMissing, msg: "authentication required: send " + want}
 }
 
+// PrincipalOfHash returns the principal whose bearer token has the given
+// SHA-256 (hex), as the principals file says now: an unknown (revoked)
+// or expired token is an error. It lets a server keep a session that
+// names a token without keeping the token (the privacy center's operator
+// view).
+func (g *Guard) PrincipalOfHash(hash string) (Principal, error) {
+	if g.cfg.Mode.None() {
+		return Principal{Name: "anonymous", Scopes: []Scope{ScopeAdmin}, Via: "none"}, nil
+	}
+	g.maybeReload()
+	g.mu.Lock()
+	e, found := g.tokens[strings.ToLower(hash)]
+	g.mu.Unlock()
+	if !found {
+		return Principal{}, errors.New("httpauth: the token is unknown or revoked")
+	}
+	if e.Expires != "" {
+		if exp, _ := time.Parse(time.RFC3339, e.Expires); !g.cfg.Now().Before(exp) {
+			return Principal{}, errors.New("httpauth: the token expired")
+		}
+	}
+	return Principal{Name: e.Principal, Scopes: e.Scopes, Via: "token"}, nil
+}
+
 // clientAddr is the request's remote host (without port).
 func clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)

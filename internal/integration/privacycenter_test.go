@@ -208,7 +208,8 @@ func TestPrivacyCenterInABrowser(t *testing.T) {
 
 	// The customer's page.
 	b := newBrowser(t, ctx, chrome)
-	if err := chromedp.Do(b, chromedp.Navigate(mint(customer)), chromedp.WaitVisible(chromedp.CSS("#switch-marketing"))); err != nil {
+	customerLink := mint(customer)
+	if err := chromedp.Do(b, chromedp.Navigate(customerLink), chromedp.WaitVisible(chromedp.CSS("#continue")), chromedp.Click(chromedp.CSS("#continue")), chromedp.WaitVisible(chromedp.CSS("#switch-marketing"))); err != nil {
 		t.Fatal(err)
 	}
 	loc, _ := chromedp.Run(b, chromedp.Location())
@@ -342,6 +343,15 @@ func TestPrivacyCenterInABrowser(t *testing.T) {
 		}
 		return attr(t, stranger, "#refusal", "data-reason")
 	}
+	// The customer's link, replayed (from a proxy log, say): its landing
+	// still shows, but the link is spent.
+	if err := chromedp.Do(stranger, chromedp.Navigate(customerLink), chromedp.WaitVisible(chromedp.CSS("#continue")), chromedp.Click(chromedp.CSS("#continue")),
+		chromedp.WaitReady(chromedp.CSS("#refusal"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := attr(t, stranger, "#refusal", "data-reason"); got != privacycenter.RefusedUsed {
+		t.Fatalf("the customer's link replayed: %s", got)
+	}
 	if got := refusal(base + "/privacy/"); got != privacycenter.RefusedMissing {
 		t.Fatalf("no token: %s", got)
 	}
@@ -364,7 +374,7 @@ func TestPrivacyCenterInABrowser(t *testing.T) {
 		t.Fatalf("a link sealed with another key: %s", got)
 	}
 	// The other customer, signed in, asks for this customer's export.
-	if err := chromedp.Do(stranger, chromedp.Navigate(mint(other)), chromedp.WaitVisible(chromedp.CSS("#switch-marketing"))); err != nil {
+	if err := chromedp.Do(stranger, chromedp.Navigate(mint(other)), chromedp.WaitVisible(chromedp.CSS("#continue")), chromedp.Click(chromedp.CSS("#continue")), chromedp.WaitVisible(chromedp.CSS("#switch-marketing"))); err != nil {
 		t.Fatal(err)
 	}
 	res, err := chromedp.Run(stranger, chromedp.NavigateResponse(base+href))

@@ -1,6 +1,7 @@
 package privacycenter
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -10,14 +11,17 @@ import (
 	"github.com/privacy-pipeline/pipeline/internal/requests"
 )
 
-// adminLifetime bounds the operator view's cookie (the token itself may
-// expire or be revoked sooner: every request is authenticated again).
+// adminLifetime bounds an operator session (the token itself may expire
+// or be revoked sooner: every request looks it up again).
 const adminLifetime = 8 * time.Hour
 
-// adminRoutes adds the operator view. Every page but the login form is
-// behind the guard with the admin scope; the browser presents the token
-// through an HttpOnly, SameSite=Strict cookie scoped to /privacy/admin/,
-// set by the login form once the guard accepted it.
+// adminRoutes adds the operator view. Every page but the login form
+// needs the admin scope: an API client sends its bearer token (the
+// guard's route, with its limits and access log); a browser signs in once
+// and holds a session id in an HttpOnly, SameSite=Strict cookie scoped to
+// /privacy/admin/. The session keeps only the token's SHA-256, looked up
+// in the principals file on every request, so a revoked or expired token
+// ends it, and the cookie is no credential for the API.
 func (s *Server) adminRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /privacy/admin/login", s.adminLoginForm)
 	mux.HandleFunc("POST /privacy/admin/login", s.adminLogin)
@@ -27,24 +31,41 @@ func (s *Server) adminRoutes(mux *http.ServeMux) {
 		"GET /privacy/admin/ropa.json": s.adminRecord("json"),
 		"GET /privacy/admin/ropa.md":   s.adminRecord("md"),
 	} {
-		mux.Handle(pattern, s.fromCookie(s.cfg.Guard.Route(pattern, httpauth.ScopeAdmin, h)))
+		mux.Handle(pattern, s.operator(s.cfg.Guard.Route(pattern, httpauth.ScopeAdmin, h), h))
 	}
 }
 
-// fromCookie presents the operator cookie's token to the guard; without
-// a cookie or an Authorization header, a browser is sent to the login.
-func (s *Server) fromCookie(h http.Handler) http.Handler {
+// operator authenticates an operator request: a bearer token goes to the
+// guard (api); a browser's session cookie is checked here; without
+// either, a browser is sent to the login.
+func (s *Server) operator(api http.Handler, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") == "" {
-			c, err := r.Cookie(adminCookie)
-			if err != nil || c.Value == "" {
-				http.Redirect(w, r, "/privacy/admin/login", http.StatusSeeOther)
-				return
-			}
-			r = r.Clone(r.Context())
-			r.Header.Set("Authorization", "Bearer "+c.Value)
+		if r.Header.Get("Authorization") != "" {
+			api.ServeHTTP(w, r)
+			return
 		}
-		h.ServeHTTP(w, r)
+		c, err := r.Cookie(adminCookie)
+		if err != nil || c.Value == "" {
+			http.Redirect(w, r, "/privacy/admin/login", http.StatusSeeOther)
+			return
+		}
+		hash, err := s.cfg.Sessions.Get(r.Context(), kindOperator, c.Value)
+		if errors.Is(err, errNoSession) {
+			http.Redirect(w, r, "/privacy/admin/login", http.StatusSeeOther)
+			return
+		}
+		if err != nil {
+			s.cfg.Log.Error("privacy center: the session store is unavailable", "err", err)
+			http.Error(w, "the session store is unavailable; retry", http.StatusServiceUnavailable)
+			return
+		}
+		p, err := s.cfg.Guard.PrincipalOfHash(hash)
+		if err != nil || !p.Allows(httpauth.ScopeAdmin) {
+			_ = s.cfg.Sessions.Delete(r.Context(), kindOperator, c.Value)
+			s.render(w, http.StatusUnauthorized, "login.html", map[string]any{"Lang": "en", "Problem": "Your session ended: the token was revoked, expired or lost the admin scope. Sign in again."})
+			return
+		}
+		h(w, r.WithContext(httpauth.WithPrincipal(r.Context(), p)))
 	})
 }
 
@@ -53,7 +74,8 @@ func (s *Server) adminLoginForm(w http.ResponseWriter, r *http.Request) {
 }
 
 // adminLogin checks the token through the guard (its refusals, rate
-// limits and failed-attempt limits apply) and keeps it in the cookie.
+// limits and failed-attempt limits apply) and starts a session naming the
+// token's hash.
 func (s *Server) adminLogin(w http.ResponseWriter, r *http.Request) {
 	tok := strings.TrimSpace(r.PostFormValue("token"))
 	probe := r.Clone(r.Context())
@@ -68,7 +90,13 @@ func (s *Server) adminLogin(w http.ResponseWriter, r *http.Request) {
 		s.render(w, code, "login.html", map[string]any{"Lang": "en", "Problem": loginProblem(code)})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: adminCookie, Value: tok, Path: "/privacy/admin/", HttpOnly: true, Secure: s.secure(r),
+	id, err := s.cfg.Sessions.Create(r.Context(), kindOperator, httpauth.HashToken(tok), adminLifetime)
+	if err != nil {
+		s.cfg.Log.Error("privacy center: the session store is unavailable", "err", err)
+		http.Error(w, "the session store is unavailable; retry", http.StatusServiceUnavailable)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: adminCookie, Value: id, Path: "/privacy/admin/", HttpOnly: true, Secure: s.secure(r),
 		SameSite: http.SameSiteStrictMode, MaxAge: int(adminLifetime.Seconds())})
 	http.Redirect(w, r, "/privacy/admin/", http.StatusSeeOther)
 }
@@ -84,6 +112,9 @@ func loginProblem(code int) string {
 }
 
 func (s *Server) adminLogout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(adminCookie); err == nil {
+		_ = s.cfg.Sessions.Delete(r.Context(), kindOperator, c.Value)
+	}
 	http.SetCookie(w, &http.Cookie{Name: adminCookie, Value: "", Path: "/privacy/admin/", HttpOnly: true, Secure: s.secure(r), MaxAge: -1})
 	http.Redirect(w, r, "/privacy/admin/login", http.StatusSeeOther)
 }
@@ -118,6 +149,15 @@ type namedCount struct{ Name, Value string }
 
 type dueRow struct {
 	ID, Kind, Regime, Status, Deadline, DaysLeft string
+}
+
+// openCount writes the number of open requests read (at most the list
+// route's 10000: more is "10000+").
+func openCount(n int) string {
+	if n >= 10000 {
+		return "10000+"
+	}
+	return strconv.Itoa(n)
 }
 
 func num(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
@@ -184,7 +224,7 @@ func (s *Server) adminPage(w http.ResponseWriter, r *http.Request) {
 		"Lang": "en", "Operator": p.Name, "Record": s.cfg.Record, "PolicyVersion": s.cfg.Record.PolicyVersion,
 		"Reasons": reasons, "Rows": rows, "Quarantined": named(c.Quarantined), "KSuppressed": named(c.KSuppressed),
 		"ErasuresDone": num(erasures), "ErasuresByRegime": named(c.ErasuresDone), "Sources": c.Sources,
-		"Buckets": buckets, "Open": len(open), "Due": due, "RequestsProblem": reqProblem,
+		"Buckets": buckets, "Open": openCount(len(open)), "Due": due, "RequestsProblem": reqProblem,
 		"Generated": formatTime("en", now), "Kinds": []requests.Kind{requests.Access, requests.Portability, requests.Erasure},
 	})
 }

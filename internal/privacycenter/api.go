@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentapi"
 	"github.com/privacy-pipeline/pipeline/internal/requests"
@@ -111,8 +112,11 @@ func (w *recorder) Write(b []byte) (int, error) {
 	return w.body.Write(b)
 }
 
+// subjectPath is the API path of a subject's resource; dots are escaped
+// too, or a subject "." or ".." would be a path segment the mux cleans
+// away.
 func subjectPath(subject string, rest string) string {
-	return "/v1/subjects/" + url.PathEscape(subject) + rest
+	return "/v1/subjects/" + strings.ReplaceAll(url.PathEscape(subject), ".", "%2E") + rest
 }
 
 // consents reads the subject's state; found is false when nothing is

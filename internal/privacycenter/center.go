@@ -45,6 +45,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -97,6 +98,13 @@ type Config struct {
 	// Guard authenticates the operator view (scope admin) and the links
 	// route (scope links:write); required.
 	Guard *httpauth.Guard
+	// Sessions keeps the sessions and spent links (Redis); required.
+	Sessions *Sessions
+	// ClientIPHeader names the header the trusted proxy in front sets to
+	// the client's address (its last value counts), e.g.
+	// X-Forwarded-For; empty: the connection's address. Only bad-token
+	// floods are limited by address.
+	ClientIPHeader string
 	// MetricsURLs are the /metrics endpoints the operator view sums
 	// (the privacy processor's, kanon's and requests' replicas).
 	MetricsURLs []string
@@ -129,6 +137,8 @@ const (
 	RefusedTooLong   = "too_long"
 	RefusedFlood     = "flood"
 	RefusedForeign   = "not_theirs"
+	RefusedUsed      = "used"
+	RefusedEnded     = "session_ended"
 )
 
 // Server serves the privacy center.
@@ -140,14 +150,15 @@ type Server struct {
 	actions *prometheus.CounterVec
 	csrf    *http.CrossOriginProtection
 
-	mu    sync.Mutex
-	fails map[string]*rate.Limiter
+	mu      sync.Mutex
+	fails   map[string]*rate.Limiter // bad link tokens, by client address
+	changes map[string]*rate.Limiter // customers' changes, by subject hash
 }
 
 // New returns a server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Sealer == nil || cfg.API == nil || cfg.Guard == nil || len(cfg.Record.Purposes) == 0 {
-		return nil, errors.New("privacycenter: Sealer, API, Guard and a Record with purposes are required")
+	if cfg.Sealer == nil || cfg.API == nil || cfg.Guard == nil || cfg.Sessions == nil || len(cfg.Record.Purposes) == 0 {
+		return nil, errors.New("privacycenter: Sealer, API, Guard, Sessions and a Record with purposes are required")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -175,13 +186,13 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("privacycenter: templates: %w", err)
 	}
-	s := &Server{cfg: cfg, api: client{cfg.API}, pages: pages, csrf: http.NewCrossOriginProtection(), fails: map[string]*rate.Limiter{},
+	s := &Server{cfg: cfg, api: client{cfg.API}, pages: pages, csrf: http.NewCrossOriginProtection(), fails: map[string]*rate.Limiter{}, changes: map[string]*rate.Limiter{},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "privacy_center", Name: "refused_total",
 			Help: "Privacy center requests refused, by reason (missing, malformed, forged, expired, future, too_long or flood link tokens; not_theirs: a request id of another subject)."}, []string{"reason"}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pipeline", Subsystem: "privacy_center", Name: "actions_total",
 			Help: "Customer actions in the privacy center by action (view, grant, withdraw, gpc_signal, export, erasure, download, links_minted) and outcome (ok, error)."}, []string{"action", "outcome"}),
 	}
-	for _, r := range []string{RefusedMissing, RefusedMalformed, RefusedForged, RefusedExpired, RefusedFuture, RefusedTooLong, RefusedFlood, RefusedForeign} {
+	for _, r := range []string{RefusedMissing, RefusedMalformed, RefusedForged, RefusedExpired, RefusedFuture, RefusedTooLong, RefusedFlood, RefusedForeign, RefusedUsed, RefusedEnded} {
 		s.refused.WithLabelValues(r)
 	}
 	if cfg.Registerer != nil {
@@ -195,7 +206,8 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(staticFiles, "static")
 	mux.Handle("GET /privacy/static/", http.StripPrefix("/privacy/static/", http.FileServerFS(static)))
-	mux.HandleFunc("GET /privacy/open", s.open)
+	mux.HandleFunc("GET /privacy/open", s.landing)
+	mux.HandleFunc("POST /privacy/open", s.open)
 	mux.HandleFunc("GET /privacy/{$}", s.customer(s.page))
 	mux.HandleFunc("POST /privacy/consents/{purpose}", s.customer(s.choose))
 	mux.HandleFunc("POST /privacy/export", s.customer(s.fileRequest(requests.Access)))
@@ -203,7 +215,29 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /privacy/requests/{id}/export", s.customer(s.download))
 	mux.HandleFunc("POST /privacy/logout", s.logout)
 	s.adminRoutes(mux)
-	return headers(s.csrf.Handler(mux))
+	return headers(forms(s.csrf.Handler(mux)))
+}
+
+// MaxForm bounds a form post to the center.
+const MaxForm = 8 << 10
+
+// forms lets a post through only as a small URL-encoded form (no
+// multipart: its file parts would go to disk).
+func forms(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+				http.Error(w, "a form post (application/x-www-form-urlencoded) is expected", http.StatusUnsupportedMediaType)
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, MaxForm)
+			if err := r.ParseForm(); err != nil {
+				http.Error(w, "the form is larger than 8 KiB or malformed", http.StatusRequestEntityTooLarge)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // headers sets the pages' security headers: nothing but our own styles,
@@ -225,36 +259,60 @@ func (s *Server) secure(r *http.Request) bool {
 	return s.cfg.SecureCookies || r.TLS != nil
 }
 
-// clientAddr is the request's remote host.
-func clientAddr(r *http.Request) string {
+// clientAddr is the request's client: the last address of
+// Config.ClientIPHeader when set and present (what the trusted proxy in
+// front appended), else the connection's remote host.
+func (s *Server) clientAddr(r *http.Request) string {
+	if h := s.cfg.ClientIPHeader; h != "" {
+		if v := r.Header.Values(h); len(v) > 0 {
+			parts := strings.Split(v[len(v)-1], ",")
+			if ip := strings.TrimSpace(parts[len(parts)-1]); ip != "" {
+				return ip
+			}
+		}
+	}
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		return host
 	}
 	return r.RemoteAddr
 }
 
-// failLimiter is the bad-token limiter of an address (5 a second, bursts
-// of 20; bounded).
-func (s *Server) failLimiter(addr string) *rate.Limiter {
+// limiter returns the limiter of key in m (made with newL), bounded: at
+// the bound, the limiters that recovered their whole burst are dropped
+// (they hold no debt), and only if none did, the oldest half goes.
+func (s *Server) limiter(m map[string]*rate.Limiter, key string, newL func() *rate.Limiter, burst int) *rate.Limiter {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l, ok := s.fails[addr]
+	l, ok := m[key]
 	if !ok {
-		if len(s.fails) >= 4096 {
-			s.fails = map[string]*rate.Limiter{}
+		if len(m) >= maxLimiters {
+			for k, old := range m {
+				if old.Tokens() >= float64(burst) {
+					delete(m, k)
+				}
+			}
+			for k := range m { // random order: a flood of fresh addresses cannot pick who is dropped
+				if len(m) < maxLimiters/2 {
+					break
+				}
+				delete(m, k)
+			}
 		}
-		l = rate.NewLimiter(5, 20)
-		s.fails[addr] = l
+		l = newL()
+		m[key] = l
 	}
 	return l
 }
 
-// flooded reports whether addr has spent its bad-token allowance.
-func (s *Server) flooded(addr string) bool {
-	s.mu.Lock()
-	l, ok := s.fails[addr]
-	s.mu.Unlock()
-	return ok && l.Tokens() < 1
+// maxLimiters bounds each limiter map.
+const maxLimiters = 16384
+
+// failed counts a bad token from addr and reports whether addr is now
+// over its allowance (5 a second, bursts of 20). Good tokens are never
+// limited: an address shared by many customers (a proxy, a carrier's NAT)
+// cannot be locked out by one of them presenting forgeries.
+func (s *Server) failed(addr string) bool {
+	return !s.limiter(s.fails, addr, func() *rate.Limiter { return rate.NewLimiter(5, 20) }, 20).Allow()
 }
 
 // reasonOf names why Open refused a token.
@@ -272,26 +330,24 @@ func reasonOf(err error) string {
 	return RefusedMalformed
 }
 
-// claims opens a token, or refuses: it writes the refusal page and
+// claims opens a link token, or refuses: it writes the refusal page and
 // returns false.
 func (s *Server) claims(w http.ResponseWriter, r *http.Request, token string) (link.Claims, bool) {
 	lang, _ := pickLang(r)
-	addr := clientAddr(r)
-	if s.flooded(addr) {
-		s.refuse(w, lang, http.StatusTooManyRequests, RefusedFlood)
-		return link.Claims{}, false
-	}
 	if token == "" {
 		s.refuse(w, lang, http.StatusUnauthorized, RefusedMissing)
 		return link.Claims{}, false
 	}
 	c, err := s.cfg.Sealer.Open(token)
 	if err != nil {
-		s.failLimiter(addr).Allow()
+		addr := s.clientAddr(r)
 		reason := reasonOf(err)
 		code := http.StatusUnauthorized
 		if reason == RefusedForged || reason == RefusedMalformed {
 			code = http.StatusForbidden
+		}
+		if s.failed(addr) {
+			reason, code = RefusedFlood, http.StatusTooManyRequests
 		}
 		s.cfg.Log.Info("privacy center link refused", "reason", reason, "addr", addr)
 		s.refuse(w, lang, code, reason)
@@ -308,8 +364,10 @@ func (s *Server) refuse(w http.ResponseWriter, lang string, code int, reason str
 	switch reason {
 	case RefusedMissing:
 		key = "refused_missing"
-	case RefusedExpired:
+	case RefusedExpired, RefusedEnded:
 		key = "refused_expired"
+	case RefusedUsed:
+		key = "refused_used"
 	case RefusedFlood:
 		key = "refused_flood"
 		w.Header().Set("Retry-After", "60")
@@ -325,47 +383,103 @@ func (s *Server) render(w http.ResponseWriter, code int, name string, data any) 
 	}
 }
 
-// open: the link's landing. The token moves from the URL to the session
-// cookie, and the browser is sent to the page (so the token is not kept
-// in the address bar or the history).
-func (s *Server) open(w http.ResponseWriter, r *http.Request) {
+// landing: GET /privacy/open?t=, the link's target. It checks the token
+// and answers a page with one button that posts it back: the link is spent
+// only by that post, so a mail scanner's prefetch does not spend it, and
+// another site cannot sign a browser in to someone else's session (a
+// cross-origin post is refused).
+func (s *Server) landing(w http.ResponseWriter, r *http.Request) {
 	tok := r.URL.Query().Get("t")
+	if _, ok := s.claims(w, r, tok); !ok {
+		return
+	}
+	lang, _ := pickLang(r)
+	s.render(w, http.StatusOK, "open.html", map[string]any{"Lang": lang, "Token": tok})
+}
+
+// open: POST /privacy/open, the landing's button. The link is spent (once,
+// across every replica: Sessions.ClaimLink) and exchanged for a session:
+// a random id in an HttpOnly, SameSite=Lax cookie scoped to /privacy/,
+// naming the subject in Redis until the link would have expired. The
+// token itself is never a cookie.
+func (s *Server) open(w http.ResponseWriter, r *http.Request) {
+	tok := r.PostFormValue("t")
 	c, ok := s.claims(w, r, tok)
 	if !ok {
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: tok, Path: "/privacy/", HttpOnly: true, Secure: s.secure(r),
-		SameSite: http.SameSiteLaxMode, Expires: c.Expires, MaxAge: max(1, int(c.Expires.Sub(s.cfg.Now()).Seconds()))})
+	lang, _ := pickLang(r)
+	ctx := r.Context()
+	fresh, err := s.cfg.Sessions.ClaimLink(ctx, tok, c.Expires)
+	if err != nil {
+		s.unavailable(w, lang, err)
+		return
+	}
+	if !fresh {
+		s.refuse(w, lang, http.StatusUnauthorized, RefusedUsed)
+		return
+	}
+	ttl := c.Expires.Sub(s.cfg.Now())
+	id, err := s.cfg.Sessions.Create(ctx, kindCustomer, c.Subject, ttl)
+	if err != nil {
+		s.unavailable(w, lang, err)
+		return
+	}
+	if old, err := r.Cookie(sessionCookie); err == nil { // the session this browser had ends
+		_ = s.cfg.Sessions.Delete(ctx, kindCustomer, old.Value)
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/privacy/", HttpOnly: true, Secure: s.secure(r),
+		SameSite: http.SameSiteLaxMode, MaxAge: max(1, int(ttl.Seconds()))})
 	to := "/privacy/"
-	if l := r.URL.Query().Get("lang"); known(l) {
+	if l := r.PostFormValue("lang"); known(l) {
 		to += "?lang=" + l
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }
 
-// session is a customer request's opened token and language.
-type session struct {
-	link.Claims
-	Lang string
+// unavailable answers 503 when the session store does not.
+func (s *Server) unavailable(w http.ResponseWriter, lang string, err error) {
+	s.cfg.Log.Error("privacy center: the session store is unavailable", "err", err)
+	s.render(w, http.StatusServiceUnavailable, "refused.html", map[string]any{"Lang": lang, "Reason": "unavailable", "Message": msg(lang, "problem_retry")})
 }
 
-// customer guards a customer route: the session cookie's token must open.
+// session is a customer request's subject and language.
+type session struct {
+	Subject string
+	Lang    string
+}
+
+// customer guards a customer route: the cookie must name a live session.
+// Changes are limited per subject (2 a second, bursts of 20).
 func (s *Server) customer(h func(http.ResponseWriter, *http.Request, session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		tok := ""
-		if c, err := r.Cookie(sessionCookie); err == nil {
-			tok = c.Value
-		}
-		c, ok := s.claims(w, r, tok)
-		if !ok {
+		lang, chosen := pickLang(r)
+		c, err := r.Cookie(sessionCookie)
+		if err != nil || c.Value == "" {
+			s.refuse(w, lang, http.StatusUnauthorized, RefusedMissing)
 			return
 		}
-		lang, chosen := pickLang(r)
+		sub, err := s.cfg.Sessions.Get(r.Context(), kindCustomer, c.Value)
+		switch {
+		case errors.Is(err, errNoSession):
+			s.refuse(w, lang, http.StatusUnauthorized, RefusedEnded)
+			return
+		case err != nil:
+			s.unavailable(w, lang, err)
+			return
+		}
+		if r.Method != http.MethodGet {
+			l := s.limiter(s.changes, hashOf(sub), func() *rate.Limiter { return rate.NewLimiter(2, 20) }, 20)
+			if !l.Allow() {
+				s.refuse(w, lang, http.StatusTooManyRequests, RefusedFlood)
+				return
+			}
+		}
 		if chosen {
 			http.SetCookie(w, &http.Cookie{Name: langCookie, Value: lang, Path: "/privacy/", HttpOnly: true, Secure: s.secure(r),
 				SameSite: http.SameSiteLaxMode, MaxAge: 365 * 24 * 3600})
 		}
-		h(w, r, session{Claims: c, Lang: lang})
+		h(w, r, session{Subject: sub, Lang: lang})
 	}
 }
 
@@ -416,6 +530,8 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, ss session) {
 		s.count("gpc_signal", err)
 		if err == nil {
 			gpc, notice = true, msg(ss.Lang, "gpc_recorded")
+			// Wait for it to show, so a reload does not record it again.
+			s.settleWhen(ctx, ss.Subject, func(st consentapi.State) bool { return st.GPC })
 		}
 	}
 	hist, err := s.api.history(ctx, ss.Subject)
@@ -451,13 +567,14 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request, ss session) {
 	s.render(w, http.StatusOK, "customer.html", map[string]any{
 		"Lang": ss.Lang, "Purposes": purposes, "GPC": gpc, "Notice": notice, "Problem": problem,
 		"History": s.historyRows(ss.Lang, hist.Changes), "Requests": s.requestRows(ss.Lang, reqs),
-		"Expires": formatTime(ss.Lang, ss.Expires), "PolicyVersion": s.cfg.Record.PolicyVersion,
+		"PolicyVersion": s.cfg.Record.PolicyVersion,
 	})
 }
 
 func (s *Server) historyRows(lang string, changes []consent.HistoryEntry) []historyRow {
 	changes = slices.Clone(changes)
-	slices.SortStableFunc(changes, func(a, b consent.HistoryEntry) int { return strings.Compare(b.Timestamp, a.Timestamp) }) // newest first
+	at := func(e consent.HistoryEntry) time.Time { t, _ := time.Parse(time.RFC3339Nano, e.Timestamp); return t }
+	slices.SortStableFunc(changes, func(a, b consent.HistoryEntry) int { return at(b).Compare(at(a)) }) // newest first (RFC 3339 text does not sort: 10:00:00Z > 10:00:00.9Z)
 	rows := make([]historyRow, 0, len(changes))
 	for _, c := range changes {
 		row := historyRow{Purpose: msg(lang, "all_purposes"), How: text(lang, "source."+c.Source, c.Source)}
@@ -545,11 +662,19 @@ func (s *Server) again(w http.ResponseWriter, r *http.Request, problem, anchor s
 // change, so the page shown next says what the customer just chose; the
 // change is already durable in the consent topic either way.
 func (s *Server) settle(ctx context.Context, subject, purpose, want string, before int64) {
+	s.settleWhen(ctx, subject, func(st consentapi.State) bool {
+		return st.Version > before && st.Purposes[purpose].State == want
+	})
+}
+
+// settleWhen waits (SettleTimeout at most) until the subject's stored
+// state satisfies done.
+func (s *Server) settleWhen(ctx context.Context, subject string, done func(consentapi.State) bool) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.SettleTimeout)
 	defer cancel()
 	for {
 		st, found, err := s.api.consents(ctx, subject)
-		if err == nil && found && st.Version > before && st.Purposes[purpose].State == want {
+		if err == nil && found && done(st) {
 			return
 		}
 		select {
@@ -611,8 +736,16 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, ss session) {
 	_, _ = w.Write(doc)
 }
 
-// logout ends the session.
+// logout ends the session at once (in Redis: the cookie cannot be
+// replayed).
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		if err := s.cfg.Sessions.Delete(r.Context(), kindCustomer, c.Value); err != nil {
+			lang, _ := pickLang(r)
+			s.unavailable(w, lang, err)
+			return
+		}
+	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/privacy/", HttpOnly: true, Secure: s.secure(r), MaxAge: -1})
 	lang, _ := pickLang(r)
 	s.render(w, http.StatusOK, "refused.html", map[string]any{"Lang": lang, "Reason": "signed_out", "Message": msg(lang, "signed_out"), "SignedOut": true})

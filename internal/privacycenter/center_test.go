@@ -16,8 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/keyset"
 	"github.com/tink-crypto/tink-go/v2/tink"
@@ -172,6 +174,7 @@ type env struct {
 	sealer, foreign *link.Sealer
 	reg             *prometheus.Registry
 	admin, reader   string
+	file            string // the principals file
 }
 
 func newKey(t *testing.T) tink.AEAD {
@@ -229,7 +232,12 @@ func newEnv(t *testing.T, metricsURLs ...string) *env {
 	}
 	key := newKey(t)
 	e := &env{key: key, api: newFakeAPI(), sealer: newSealer(t, key), foreign: newSealer(t, newKey(t)), reg: prometheus.NewRegistry(), admin: admin, reader: reader}
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	e.file = file
 	e.center, err = New(Config{Sealer: e.sealer, API: e.api.handler(), Record: record(t), Guard: guard, MetricsURLs: metricsURLs,
+		Sessions:   NewSessions(rdb, "pp:pc:"),
 		Registerer: e.reg, SettleTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -288,11 +296,21 @@ func (e *env) signIn(t *testing.T, subject string) *http.Client {
 		t.Fatal(err)
 	}
 	c := e.browser(t)
-	code, _, h := e.get(t, c, "/privacy/open?t="+url.QueryEscape(tok))
-	if code != http.StatusSeeOther || h.Get("Location") != "/privacy/" {
+	if code, _, h := e.open(t, c, tok, ""); code != http.StatusSeeOther || h.Get("Location") != "/privacy/" {
 		t.Fatalf("open: %d to %q", code, h.Get("Location"))
 	}
 	return c
+}
+
+// open follows a link as a browser does: the landing page, then its
+// button.
+func (e *env) open(t *testing.T, c *http.Client, tok, lang string) (int, string, http.Header) {
+	t.Helper()
+	code, body, h := e.get(t, c, "/privacy/open?t="+url.QueryEscape(tok))
+	if code != http.StatusOK || !strings.Contains(body, `id="continue"`) {
+		return code, body, h
+	}
+	return e.post(t, c, "/privacy/open", url.Values{"t": {tok}, "lang": {lang}})
 }
 
 // TestLinkRefusals names the attacks on the way in: no token, garbage, a
@@ -501,9 +519,57 @@ func TestBadTokenFloodRefused(t *testing.T) {
 	if codes[http.StatusTooManyRequests] == 0 {
 		t.Fatalf("never refused as a flood: %v", codes)
 	}
+	// A customer behind the same address (a proxy, a NAT) is not locked out.
 	good, _ := e.sealer.Mint("canary-subject-a", time.Minute)
-	if code, _, h := e.get(t, c, "/privacy/open?t="+url.QueryEscape(good)); code != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
+	if code, _, _ := e.open(t, c, good, ""); code != http.StatusSeeOther {
 		t.Fatalf("a good token from the flooding address: %d", code)
+	}
+	if code, _, h := e.get(t, c, "/privacy/open?t="+url.QueryEscape(forged)); code != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
+		t.Fatalf("a forgery after the flood: %d", code)
+	}
+}
+
+// TestLinksAreSpentAndSessionsEnd names the replays: a link opened a
+// second time (read from a proxy log, a history, a shoulder), a session
+// cookie after signing out, and a landing page prefetched by a mail
+// scanner (a GET spends nothing). The cookie is a random id, never the
+// token.
+func TestLinksAreSpentAndSessionsEnd(t *testing.T) {
+	e := newEnv(t)
+	tok, _ := e.sealer.Mint("canary-subject-a", 10*time.Minute)
+	scanner := e.browser(t)
+	for range 3 {
+		if code, _, h := e.get(t, scanner, "/privacy/open?t="+url.QueryEscape(tok)); code != 200 || h.Get("Set-Cookie") != "" {
+			t.Fatalf("the landing: %d, cookie %q", code, h.Get("Set-Cookie"))
+		}
+	}
+	c := e.browser(t)
+	code, _, h := e.open(t, c, tok, "")
+	if code != http.StatusSeeOther || strings.Contains(h.Get("Set-Cookie"), tok) {
+		t.Fatalf("open: %d, cookie %q", code, h.Get("Set-Cookie"))
+	}
+	if code, body, _ := e.open(t, e.browser(t), tok, ""); code != 401 || !strings.Contains(body, `data-reason="used"`) {
+		t.Fatalf("the link again: %d %.200s", code, body)
+	}
+	u, _ := url.Parse(e.srv.URL + "/privacy/")
+	cookies := c.Jar.Cookies(u)
+	if code, _, _ := e.get(t, c, "/privacy/"); code != 200 {
+		t.Fatalf("the session: %d", code)
+	}
+	e.post(t, c, "/privacy/logout", nil)
+	replay := e.browser(t)
+	replay.Jar.SetCookies(u, cookies)
+	if code, body, _ := e.get(t, replay, "/privacy/"); code != 401 || !strings.Contains(body, `data-reason="session_ended"`) {
+		t.Fatalf("the cookie after signing out: %d %.200s", code, body)
+	}
+	// A post that is not a small URL-encoded form is refused.
+	req, _ := http.NewRequest("POST", e.srv.URL+"/privacy/admin/login", strings.NewReader("--x\r\n"))
+	req.Header.Set("Content-Type", "multipart/form-data; boundary=x")
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusUnsupportedMediaType {
+		t.Fatalf("a multipart post: %v %v", res, err)
+	}
+	if code, _, _ := e.post(t, e.browser(t), "/privacy/admin/login", url.Values{"token": {strings.Repeat("x", 10<<10)}}); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a large form: %d", code)
 	}
 }
 
@@ -621,7 +687,8 @@ func TestLinksRoute(t *testing.T) {
 		t.Fatalf("%d %+v", code, l)
 	}
 	c := e.browser(t)
-	if code, _, h := e.get(t, c, l.URL); code != 303 || h.Get("Location") != "/privacy/?lang=vi" {
+	lu, _ := url.Parse(l.URL)
+	if code, _, h := e.open(t, c, lu.Query().Get("t"), lu.Query().Get("lang")); code != 303 || h.Get("Location") != "/privacy/?lang=vi" {
 		t.Fatalf("open: %d %s", code, h.Get("Location"))
 	}
 	e.get(t, c, "/privacy/")
@@ -634,7 +701,7 @@ func TestLinksRoute(t *testing.T) {
 	if code, _ := mint(e.reader, `{"subject_id":"canary-subject-a","ttl":"2h"}`); code != 400 {
 		t.Fatalf("too long: %d", code)
 	}
-	if code, _ := mint(e.reader, `{"subject_id":" padded "}`); code != 400 {
+	if code, _ := mint(e.reader, `{"subject_id":"bell\u0007"}`); code != 400 {
 		t.Fatalf("bad subject: %d", code)
 	}
 	if code, _ := mint(e.reader, `{"subject_id":"a","extra":1}`); code != 400 {
@@ -686,6 +753,23 @@ func TestOperatorView(t *testing.T) {
 	if code, _, _ := e.get(t, c, "/privacy/admin/ropa.json"); code != 200 {
 		t.Fatalf("ropa.json: %d", code)
 	}
+	// The cookie is no credential: it is not the token, and revoking the
+	// token in the principals file ends the session.
+	u, _ := url.Parse(e.srv.URL + "/privacy/admin/")
+	for _, ck := range c.Jar.Cookies(u) {
+		if strings.Contains(ck.Value, e.admin) {
+			t.Fatal("the operator cookie holds the token")
+		}
+	}
+	_, re, _ := httpauth.NewToken("crm", []httpauth.Scope{httpauth.ScopeConsentRead}, time.Time{})
+	pf, _ := json.Marshal(httpauth.File{Tokens: []httpauth.TokenEntry{re}}) // the admin token revoked
+	if err := os.WriteFile(e.file, pf, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		code, body, _ := e.get(t, c, "/privacy/admin/")
+		return code == 401 && strings.Contains(body, "session ended")
+	})
 	// A customer session is not an operator.
 	cust := e.signIn(t, "canary-subject-a")
 	if code, _, _ := e.get(t, cust, "/privacy/admin/"); code != 303 {
@@ -780,4 +864,16 @@ func TestEveryTextUsedExists(t *testing.T) {
 			}
 		}
 	}
+}
+
+// waitFor polls cond for up to 5 s (the guard re-reads the principals file
+// at most once a second).
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not met in 5 s")
 }

@@ -1,6 +1,7 @@
 package privacycenter
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -129,8 +130,15 @@ func scrapeOne(ctx context.Context, hc *http.Client, u string) (map[string]*dto.
 	if res.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("answered %d", res.StatusCode)
 	}
+	body, err := io.ReadAll(io.LimitReader(res.Body, maxScrape+1))
+	if err != nil {
+		return nil, fmt.Errorf("unreadable: %w", err)
+	}
+	if len(body) > maxScrape {
+		return nil, fmt.Errorf("larger than %d bytes: not read, rather than undercounted", maxScrape)
+	}
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	f, err := p.TextToMetricFamilies(io.LimitReader(res.Body, maxScrape))
+	f, err := p.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("not Prometheus text: %w", err)
 	}

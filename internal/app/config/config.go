@@ -343,10 +343,19 @@ type PrivacyCenter struct {
 	// SecureCookies marks the session cookies Secure on a plain HTTP
 	// listener too (behind a proxy that terminates TLS).
 	SecureCookies bool `env:"SECURE_COOKIES" envDefault:"false"`
+	// KeyPrefix is the Redis key prefix of the sessions and spent links.
+	KeyPrefix string `env:"KEY_PREFIX" envDefault:"pp:pc:"`
+	// ClientIPHeader names the header the trusted proxy in front sets to
+	// the client's address (its last value counts), e.g. X-Forwarded-For;
+	// empty: the connection's address.
+	ClientIPHeader string `env:"CLIENT_IP_HEADER"`
 }
 
 // Validate checks the link lifetime and the URLs.
 func (p PrivacyCenter) Validate() error {
+	if p.KeyPrefix == "" {
+		return errors.New("config: PIPELINE_PRIVACY_CENTER_KEY_PREFIX: empty")
+	}
 	if p.LinkMaxTTL < time.Minute || p.LinkMaxTTL > 24*time.Hour {
 		return errors.New("config: PIPELINE_PRIVACY_CENTER_LINK_MAX_TTL: from 1m to 24h")
 	}

@@ -333,7 +333,7 @@ func (a *App) consentAPI(ctx context.Context, cfg config.Config, reg prometheus.
 	rapi.Register(mux)
 	a.opts.Addr, a.opts.TLS = cfg.Consent.APIAddr, tc
 	a.opts.Mount = map[string]http.Handler{"/v1/": mux}
-	center, err := PrivacyCenter(cfg, api, rapi, guard, reg, a.log)
+	center, err := PrivacyCenter(cfg, api, rapi, guard, store.Client(), reg, a.log)
 	if err != nil {
 		return err
 	}

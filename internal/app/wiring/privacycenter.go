@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/privacy-pipeline/pipeline/internal/app/config"
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentapi"
@@ -24,8 +25,10 @@ import (
 // (nil when PIPELINE_PRIVACY_CENTER_LINK_KEY_FILE is unset): the link
 // sealer from the key file, the record of processing of the configured
 // policy (what 'pipeline ropa' prints), and the consent and requests API
-// in process as privacycenter.Principal.
-func PrivacyCenter(cfg config.Config, api *consentapi.Server, rapi *requestapi.Server, guard *httpauth.Guard, reg prometheus.Registerer, log *slog.Logger) (*privacycenter.Server, error) {
+// in process as privacycenter.Principal, with its sessions in rdb (the
+// consent store's Redis).
+func PrivacyCenter(cfg config.Config, api *consentapi.Server, rapi *requestapi.Server, guard *httpauth.Guard, rdb redis.UniversalClient,
+	reg prometheus.Registerer, log *slog.Logger) (*privacycenter.Server, error) {
 	pc := cfg.PrivacyCenter
 	if pc.LinkKeyFile == "" {
 		return nil, nil
@@ -42,6 +45,7 @@ func PrivacyCenter(cfg config.Config, api *consentapi.Server, rapi *requestapi.S
 	inner.Handle("/v1/", api.HandlerAs(privacycenter.Principal))
 	rapi.RegisterAs(inner, privacycenter.Principal)
 	return privacycenter.New(privacycenter.Config{Sealer: sealer, API: inner, Record: rec, Guard: guard,
+		Sessions: privacycenter.NewSessions(rdb, pc.KeyPrefix), ClientIPHeader: pc.ClientIPHeader,
 		MetricsURLs: pc.MetricsURLs, PublicURL: pc.PublicURL, SecureCookies: pc.SecureCookies, Registerer: reg, Log: log})
 }
 

@@ -142,14 +142,19 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) HandlerAs(p httpauth.Principal) http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
-		mux.Handle(rt.pattern, as(p, rt.h))
+		mux.Handle(rt.pattern, as(p, rt.scope, rt.h))
 	}
 	return mux
 }
 
-// as runs h with p as the request's principal.
-func as(p httpauth.Principal, h http.HandlerFunc) http.Handler {
+// as runs h with p as the request's principal, if p holds the route's
+// scope (403 otherwise, as the guard would answer).
+func as(p httpauth.Principal, scope httpauth.Scope, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !p.Allows(scope) {
+			fail(w, http.StatusForbidden, fmt.Sprintf("the principal lacks the scope %s", scope))
+			return
+		}
 		h(w, r.WithContext(httpauth.WithPrincipal(r.Context(), p)))
 	})
 }
@@ -582,15 +587,15 @@ func (s *Server) dropErased(ctx context.Context, changes *[]consentlog.Change) (
 }
 
 // expander reads consent strings with the configured mapping; nil without
-// one. The changes' policy version defaults to the mapping's.
+// one.
 func (s *Server) expander() consentlog.Expander {
 	m := s.cfg.ConsentStrings
 	if m == nil {
 		return nil
 	}
-	return func(kind, str string) ([purpose.Count]consent.State, bool, error) {
+	return func(kind, str string) (consentlog.Expansion, error) {
 		r, err := m.Expand(consentstring.Kind(kind), str)
-		return r.States, r.GPC, err
+		return consentlog.Expansion{States: r.States, GPC: r.GPC, LastUpdated: r.LastUpdated}, err
 	}
 }
 

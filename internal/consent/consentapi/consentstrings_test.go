@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/privacy-pipeline/pipeline/internal/consent/consentlog"
 	"github.com/privacy-pipeline/pipeline/internal/stream/kafkaconn"
@@ -75,8 +76,10 @@ func TestConsentStringRecordsChoicesWithEvidence(t *testing.T) {
 func TestConsentStringRefusals(t *testing.T) {
 	e := newEnv(t)
 	old := tcfstring.Encode(2, []int{1}, nil)
+	tc := tcfstring.Encode(4, []int{1}, nil)
 	for _, c := range []struct{ body, want string }{
 		{`{"tc_string":"garbage!"}`, "malformed"},
+		{`{"tc_string":"` + tc[:12] + `\n` + tc[12:] + `"}`, "alphabet"},
 		{`{"tc_string":"` + old + `"}`, "predates"},
 		{`{"tc_string":"` + old + `","gpp_string":"DBABMA~x"}`, "not both"},
 		{`{}`, "give tc_string or gpp_string"},
@@ -130,5 +133,22 @@ func TestImportWithConsentStrings(t *testing.T) {
 	}
 	if marketing != 2 {
 		t.Fatalf("%d marketing grants", marketing)
+	}
+}
+
+// TestOldConsentStringDoesNotOutweighNewerChoices: a TC string last
+// updated three months ago records its choices at that day's end, not
+// now, so consent-sync's newer-wins keeps a withdrawal made since.
+func TestOldConsentStringDoesNotOutweighNewerChoices(t *testing.T) {
+	e := newEnv(t)
+	then := time.Now().AddDate(0, -3, 0)
+	tc := tcfstring.EncodeAt(then, 4, []int{1, 3, 4}, nil)
+	if code, body := e.do(t, "POST", "/v1/subjects/c1/consent-strings", "application/json", `{"tc_string":"`+tc+`"}`); code != 202 {
+		t.Fatalf("%d %s", code, body)
+	}
+	for _, c := range e.written(t) {
+		if d := c.Timestamp.Sub(then); d < 0 || d > 24*time.Hour+time.Second {
+			t.Fatalf("stamped %s for a string of %s", c.Timestamp, then)
+		}
 	}
 }

@@ -383,9 +383,9 @@ func FuzzParseImports(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	expand := WithConsentStrings(func(kind, s string) ([purpose.Count]consent.State, bool, error) {
+	expand := WithConsentStrings(func(kind, s string) (Expansion, error) {
 		r, err := m.Expand(consentstring.Kind(kind), s)
-		return r.States, r.GPC, err
+		return Expansion{States: r.States, GPC: r.GPC, LastUpdated: r.LastUpdated}, err
 	})
 	f.Fuzz(func(t *testing.T, s string) {
 		for _, parse := range []func() ([]Change, []LineError, error){

@@ -33,10 +33,18 @@ type Input struct {
 	GPPString string `json:"gpp_string,omitempty"`
 }
 
-// Expander reads a consent string of kind "tcf" or "gpp" into a state per
-// purpose (consent.Unset: none) and whether it carries a GPC signal
+// Expansion is what a consent string says: a state per purpose
+// (consent.Unset: none), whether it carries a GPC signal, and when it was
+// last updated (zero: it does not say).
+type Expansion struct {
+	States      [purpose.Count]consent.State
+	GPC         bool
+	LastUpdated time.Time
+}
+
+// Expander reads a consent string of kind "tcf" or "gpp"
 // (internal/consent/consentstring's Mapping.Expand, through the API).
-type Expander func(kind, s string) (states [purpose.Count]consent.State, gpc bool, err error)
+type Expander func(kind, s string) (Expansion, error)
 
 // Changes is Change for an input that may carry a consent string: it
 // returns one change per purpose the string maps (and a subject-level
@@ -68,9 +76,20 @@ func (in Input) Changes(now time.Time, expand Expander) ([]Change, error) {
 	if err := ValidateSubject(in.SubjectID); err != nil { // before the string is read
 		return nil, err
 	}
-	states, gpc, err := expand(kind, str)
+	x, err := expand(kind, str)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s_string: %w", ErrInvalid, kind, err)
+	}
+	states, gpc := x.States, x.GPC
+	if in.Timestamp == "" && !x.LastUpdated.IsZero() {
+		// The choices are no newer than the day the string was last
+		// updated (TCF keeps days): a banner's old string does not
+		// outweigh a newer choice made elsewhere.
+		at := x.LastUpdated.Add(24 * time.Hour)
+		if at.After(now) {
+			at = now
+		}
+		in.Timestamp = at.UTC().Format(time.RFC3339Nano)
 	}
 	evidence := kind + ":" + str
 	var out []Change
@@ -85,6 +104,9 @@ func (in Input) Changes(now time.Time, expand Expander) ([]Change, error) {
 			return nil, err
 		}
 		c.Evidence = evidence
+		if err := c.Validate(now); err != nil { // with its evidence
+			return nil, err
+		}
 		out = append(out, c)
 	}
 	if gpc {
@@ -95,6 +117,9 @@ func (in Input) Changes(now time.Time, expand Expander) ([]Change, error) {
 			return nil, err
 		}
 		c.Evidence = evidence
+		if err := c.Validate(now); err != nil {
+			return nil, err
+		}
 		out = append(out, c)
 	}
 	return out, nil

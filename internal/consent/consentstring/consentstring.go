@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/prebid/go-gdpr/consentconstants"
 	tcf2 "github.com/prebid/go-gdpr/vendorconsent/tcf2"
@@ -182,6 +183,30 @@ type Result struct {
 	// Summary describes the string without personal data (CMP id and
 	// version, TCF policy version, GPP sections), for the API's answer.
 	Summary map[string]any
+	// LastUpdated is when the TC string (or a GPP string's TCF section)
+	// was last updated, zero when it carries no time (GPP US sections).
+	LastUpdated time.Time
+}
+
+// MaxAge refuses a TC string last updated longer ago: 13 months, after
+// which TCF expects the choices to be asked for again; an old banner
+// cookie must not outweigh newer choices.
+const MaxAge = 395 * 24 * time.Hour
+
+// alphabet reports whether s holds only the characters of base64url
+// segments, separated by "." (and, in GPP, "~"): the decoders would skip
+// others (base64 ignores line breaks), and a consent string kept as
+// evidence must be the string that was read.
+func alphabet(s string, gpp bool) bool {
+	for _, c := range []byte(s) {
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
+		case c == '~' && gpp:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Any reports whether the result changes anything.
@@ -204,6 +229,9 @@ func (m *Mapping) Expand(kind Kind, s string) (res Result, err error) {
 	}
 	if strings.TrimSpace(s) == "" {
 		return Result{}, fmt.Errorf("%w: empty", ErrMalformed)
+	}
+	if !alphabet(s, kind == GPP) {
+		return Result{}, fmt.Errorf("%w: a character outside the string's alphabet (base64url, '.', and '~' in GPP)", ErrMalformed)
 	}
 	defer func() { // the decoders are not ours: hostile input must not stop the API
 		if p := recover(); p != nil {
@@ -244,6 +272,10 @@ func (m *Mapping) tcf(s string, res *Result, prefix string) error {
 	res.Summary[prefix+"tcf_policy_version"] = vc.TCFPolicyVersion()
 	res.Summary[prefix+"vendor_list_version"] = vc.VendorListVersion()
 	res.Summary[prefix+"last_updated"] = vc.LastUpdated().UTC().Format("2006-01-02")
+	if age := time.Since(vc.LastUpdated()); age > MaxAge {
+		return fmt.Errorf("%w: the TC string was last updated %d days ago, over 13 months: ask for the choices again", ErrUnsupported, int(age.Hours()/24))
+	}
+	res.LastUpdated = vc.LastUpdated()
 	vendorOK := m.TCF.VendorID == 0 || vc.VendorConsent(uint16(m.TCF.VendorID))
 	for _, p := range purpose.All {
 		ids, ok := m.TCF.Purposes[p.String()]

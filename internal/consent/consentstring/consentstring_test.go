@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	gpp "github.com/prebid/go-gpp"
 	gppconst "github.com/prebid/go-gpp/constants"
@@ -90,7 +91,7 @@ func TestTCF(t *testing.T) {
 			got["marketing"] != want["marketing"] || got["personalization"] != want["personalization"] || got["third_party_sharing"] != want["third_party_sharing"] {
 			t.Fatalf("policy %d: %v", policy, got)
 		}
-		if r.Summary["cmp_id"] != uint16(300) || r.Summary["tcf_policy_version"] != uint8(policy) {
+		if r.Summary["cmp_id"] != uint16(300) || r.Summary["tcf_policy_version"] != uint8(policy) || time.Since(r.LastUpdated) > time.Minute {
 			t.Fatalf("summary %v", r.Summary)
 		}
 	}
@@ -185,6 +186,9 @@ func TestHostileStrings(t *testing.T) {
 		"gpp header":   {GPP, "XYZ", ErrMalformed},
 		"TC as GPP":    {GPP, good, ErrMalformed},
 		"unknown kind": {Kind("usp"), "1YNN", ErrUnsupported},
+		"line break":   {TCF, good[:10] + "\n" + good[10:], ErrMalformed}, // base64 would skip it
+		"space":        {GPP, "DBABMA ~" + good, ErrMalformed},
+		"stale":        {TCF, tcfstring.EncodeAt(time.Now().AddDate(-2, 0, 0), 4, []int{1, 8, 9}, nil), ErrUnsupported},
 	} {
 		if _, err := m.Expand(tc.kind, tc.s); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", name, err, tc.want)

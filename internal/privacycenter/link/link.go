@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/tink-crypto/tink-go/v2/tink"
@@ -159,8 +160,10 @@ func (s *Sealer) Open(token string) (Claims, error) {
 }
 
 func checkSubject(subject string) error {
-	if subject == "" || len(subject) > MaxSubjectLen || !utf8.ValidString(subject) || strings.TrimSpace(subject) != subject {
-		return fmt.Errorf("link: a subject id must be 1-%d bytes of UTF-8 without surrounding space", MaxSubjectLen)
+	// The consent API's rule (consentlog.ValidateSubject): a link is only
+	// minted for a subject the API can act on.
+	if strings.TrimSpace(subject) == "" || len(subject) > MaxSubjectLen || !utf8.ValidString(subject) || strings.IndexFunc(subject, unicode.IsControl) >= 0 {
+		return fmt.Errorf("link: a subject id must be 1-%d bytes of UTF-8, not blank, without control characters", MaxSubjectLen)
 	}
 	return nil
 }

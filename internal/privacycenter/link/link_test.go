@@ -101,7 +101,7 @@ func TestRefused(t *testing.T) {
 
 func TestMintRefusesBadInput(t *testing.T) {
 	s, _ := New(newAEAD(t))
-	for _, sub := range []string{"", " alice", strings.Repeat("x", MaxSubjectLen+1), "\xff"} {
+	for _, sub := range []string{"", "   ", "ali\x07ce", strings.Repeat("x", MaxSubjectLen+1), "\xff"} { // the consent API's subject rule
 		if _, err := s.Mint(sub, time.Minute); err == nil {
 			t.Errorf("minted for subject %q", sub)
 		}

@@ -108,8 +108,12 @@ func (s *Server) Register(mux *http.ServeMux) {
 // mounted on a listener.
 func (s *Server) RegisterAs(mux *http.ServeMux, p httpauth.Principal) {
 	for _, rt := range s.routes() {
-		h := rt.h
+		h, scope := rt.h, rt.scope
 		mux.Handle(rt.pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !p.Allows(scope) { // as the guard would answer
+				fail(w, http.StatusForbidden, fmt.Sprintf("the principal lacks the scope %s", scope))
+				return
+			}
 			h(w, r.WithContext(httpauth.WithPrincipal(r.Context(), p)))
 		}))
 	}

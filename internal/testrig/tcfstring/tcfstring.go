@@ -3,7 +3,10 @@
 // go-gdpr, not this, so a test can write the strings a CMP would.
 package tcfstring
 
-import "encoding/base64"
+import (
+	"encoding/base64"
+	"time"
+)
 
 // bits writes a bit string, most significant bit first.
 type bits struct{ b []bool }
@@ -28,14 +31,20 @@ func (w *bits) base64() string {
 // version 2, the given policy version, consent for purposes and, in a bit
 // field, for vendors); the decoder under test is prebid's, not this.
 func Encode(policy int, purposes []int, vendors []int) string {
+	return EncodeAt(time.Now(), policy, purposes, vendors)
+}
+
+// EncodeAt is Encode with the string created and last updated at t.
+func EncodeAt(t time.Time, policy int, purposes []int, vendors []int) string {
+	ds := uint64(t.UnixMilli() / 100)
 	var w bits
-	w.put(2, 6)               // version
-	w.put(17_000_000_000, 36) // created, deciseconds
-	w.put(17_000_000_000, 36) // last updated
-	w.put(300, 12)            // CMP id
-	w.put(2, 12)              // CMP version
-	w.put(1, 6)               // consent screen
-	w.put(4, 6)               // language "EN"
+	w.put(2, 6)    // version
+	w.put(ds, 36)  // created, deciseconds
+	w.put(ds, 36)  // last updated
+	w.put(300, 12) // CMP id
+	w.put(2, 12)   // CMP version
+	w.put(1, 6)    // consent screen
+	w.put(4, 6)    // language "EN"
 	w.put(13, 6)
 	w.put(150, 12) // vendor list version
 	w.put(uint64(policy), 6)
