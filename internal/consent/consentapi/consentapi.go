@@ -336,6 +336,26 @@ func (s *Server) withdraw(w http.ResponseWriter, r *http.Request) {
 		Jurisdiction: b.Jurisdiction, Source: b.Source, PolicyVersion: b.PolicyVersion, Timestamp: b.Timestamp, GPC: gpcText(b.GPC)})
 }
 
+// notErased checks the erasure ledger (when configured): an erased
+// subject's change is answered 409, an unavailable ledger 503, and false
+// means nothing may be written.
+func (s *Server) notErased(w http.ResponseWriter, r *http.Request, subject string) bool {
+	if s.cfg.Ledger == nil {
+		return true
+	}
+	erased, err := s.cfg.Ledger.Erased(r.Context(), []string{subject})
+	if err != nil {
+		s.cfg.Log.Error("erasure ledger unavailable", "err", err)
+		fail(w, http.StatusServiceUnavailable, "the erasure ledger is unavailable; nothing was recorded, retry")
+		return false
+	}
+	if erased[0] {
+		fail(w, http.StatusConflict, "reason erased: the subject was erased; no consent is recorded for it again")
+		return false
+	}
+	return true
+}
+
 // secGPC reports whether the request carries "Sec-GPC: 1".
 func secGPC(r *http.Request) bool { return strings.TrimSpace(r.Header.Get(SecGPCHeader)) == "1" }
 
@@ -349,17 +369,8 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, in consentlog.In
 		return
 	}
 	c.Principal = principal(r)
-	if s.cfg.Ledger != nil {
-		erased, err := s.cfg.Ledger.Erased(r.Context(), []string{c.SubjectID})
-		if err != nil {
-			s.cfg.Log.Error("erasure ledger unavailable", "err", err)
-			fail(w, http.StatusServiceUnavailable, "the erasure ledger is unavailable; nothing was recorded, retry")
-			return
-		}
-		if erased[0] {
-			fail(w, http.StatusConflict, "reason erased: the subject was erased; no consent is recorded for it again")
-			return
-		}
+	if !s.notErased(w, r, c.SubjectID) {
+		return
 	}
 	changes := []consentlog.Change{c}
 	var signal consentlog.Change
@@ -673,17 +684,8 @@ func (s *Server) consentString(w http.ResponseWriter, r *http.Request) {
 	for i := range changes {
 		changes[i].Principal = who
 	}
-	if s.cfg.Ledger != nil {
-		erased, err := s.cfg.Ledger.Erased(r.Context(), []string{in.SubjectID})
-		if err != nil {
-			s.cfg.Log.Error("erasure ledger unavailable", "err", err)
-			fail(w, http.StatusServiceUnavailable, "the erasure ledger is unavailable; nothing was recorded, retry")
-			return
-		}
-		if erased[0] {
-			fail(w, http.StatusConflict, "reason erased: the subject was erased; no consent is recorded for it again")
-			return
-		}
+	if !s.notErased(w, r, in.SubjectID) {
+		return
 	}
 	audits, err := s.auditChanges(now, who, changes)
 	if err != nil {
